@@ -1,0 +1,77 @@
+/* config.h - the parsed configuration (internal to the engine).
+ * The file format is fixed by DESIGN.md and engine/ipmirror.rng. */
+#ifndef IPM_CONFIG_H
+#define IPM_CONFIG_H
+
+#include "ipmirror.h"
+
+#define IPM_MAX_NODES 2
+#define IPM_MAX_BACKINGS 4
+#define IPM_CONN_MAX 64
+
+struct ipm_endpoint {
+	char *address;   /* NULL when the element is absent */
+	uint16_t port;
+	int line;
+};
+
+struct ipm_node_cfg {
+	char *name;
+	struct ipm_endpoint data;       /* TCP mirror connections */
+	struct ipm_endpoint heartbeat;  /* UDP heartbeats */
+	struct ipm_endpoint nbd;        /* hosts */
+	char *nbd_unix;                 /* optional Unix socket path */
+	int line;
+};
+
+struct ipm_backing_cfg {
+	char *node;   /* NULL: applies to every node without its own entry */
+	char *path;
+	int line;
+};
+
+struct ipm_lun_cfg {
+	char *name;
+	uint64_t size;
+	enum ipm_mode mode;
+	bool mirrored;
+	char *primary;             /* node name */
+	struct ipm_backing_cfg backing[IPM_MAX_BACKINGS];
+	unsigned n_backing;
+	char *journal_path;        /* NULL: none configured */
+	uint64_t journal_max;      /* bytes; 0 = default */
+	int line;
+};
+
+struct ipm_config {
+	char *path;
+	char *secret_file;
+	double hb_interval;        /* seconds, default 1.5 */
+	double hb_timeout;         /* seconds, default 4.0 */
+	double hb_probation;       /* seconds, default 10 */
+	enum ipm_hb_method hb_method;
+	unsigned conn_count;       /* default 4, 1..64 */
+	unsigned async_window;     /* max async requests in flight, default 1024 */
+	uint64_t resync_rate;      /* bytes/s, 0 = unlimited */
+	int log_level;             /* syslog priority, -1 unset */
+	char *log_file;
+	struct ipm_node_cfg nodes[IPM_MAX_NODES];
+	unsigned n_nodes;
+	struct ipm_lun_cfg *luns;
+	unsigned n_luns;
+};
+
+/* The backing path of lun on node (a per-node entry wins over the shared
+ * one); NULL when none applies. */
+const char *ipm_lun_cfg_backing(const struct ipm_lun_cfg *lun, const char *node);
+const struct ipm_node_cfg *ipm_config_node(const ipm_config *cfg, const char *name);
+/* The other node of the pair; NULL with a single-node config. */
+const struct ipm_node_cfg *ipm_config_peer(const ipm_config *cfg, const char *name);
+/* Deep copy (the engine keeps its own). NULL on ENOMEM. */
+ipm_config *ipm_config_dup(const ipm_config *cfg);
+
+/* "1G" -> bytes (K/M/G/T are powers of two; no suffix = bytes).
+ * Returns 0 or -EINVAL. */
+int ipm_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,124 @@
+/* engine.c - create, start and stop the engine of one node. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <qb/qblog.h>
+
+#include "lun.h"
+
+int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static int open_luns(ipm_engine *e, ipm_error *err)
+{
+	unsigned i;
+	int rc;
+
+	e->luns = calloc(e->cfg->n_luns ? e->cfg->n_luns : 1, sizeof(*e->luns));
+	if (!e->luns)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	for (i = 0; i < e->cfg->n_luns; i++) {
+		rc = lun_open(e, &e->cfg->luns[i], &e->luns[i], err);
+		if (rc < 0)
+			return rc;
+		e->n_luns++;
+	}
+	return 0;
+}
+
+int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
+		      ipm_error *err)
+{
+	ipm_engine *e;
+	int rc;
+
+	if (!ipm_config_has_node(cfg, node))
+		return ipm_fail(err, -ENOENT, "node \"%s\" is not defined in %s", node,
+				cfg->path);
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	snprintf(e->node, sizeof(e->node), "%s", node);
+	e->cfg = ipm_config_dup(cfg);
+	if (!e->cfg) {
+		rc = ipm_fail(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	e->self = ipm_config_node(e->cfg, node);
+	e->peer = ipm_config_peer(e->cfg, node);
+	rc = open_luns(e, err);
+	if (rc < 0)
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	ipm_engine_destroy(e);
+	return rc;
+}
+
+int ipm_engine_start(ipm_engine *e, ipm_error *err)
+{
+	if (e->started)
+		return ipm_fail(err, -EALREADY, "engine already started");
+	e->started = true;
+	qb_log(LOG_NOTICE, "node %s: engine started with %zu lun(s)", e->node, e->n_luns);
+	return 0;
+}
+
+void ipm_engine_stop(ipm_engine *e)
+{
+	if (!e->started)
+		return;
+	e->started = false;
+	qb_log(LOG_NOTICE, "node %s: engine stopped", e->node);
+}
+
+void ipm_engine_destroy(ipm_engine *e)
+{
+	size_t i;
+
+	if (!e)
+		return;
+	ipm_engine_stop(e);
+	for (i = 0; i < e->n_luns; i++)
+		lun_close(e->luns[i]);
+	free(e->luns);
+	ipm_config_free(e->cfg);
+	free(e);
+}
+
+const char *ipm_engine_node(const ipm_engine *e)
+{
+	return e->node;
+}
+
+size_t ipm_engine_lun_count(const ipm_engine *e)
+{
+	return e->n_luns;
+}
+
+ipm_lun *ipm_engine_lun_at(ipm_engine *e, size_t i)
+{
+	return i < e->n_luns ? e->luns[i] : NULL;
+}
+
+ipm_lun *ipm_engine_lun_by_name(ipm_engine *e, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_luns; i++)
+		if (strcmp(e->luns[i]->cfg->name, name) == 0)
+			return e->luns[i];
+	return NULL;
+}

@@ -1,0 +1,23 @@
+/* engine.h - the engine object (internal). */
+#ifndef IPM_ENGINE_H
+#define IPM_ENGINE_H
+
+#include <pthread.h>
+#include "ipmirror.h"
+#include "config.h"
+
+struct ipm_engine {
+	ipm_config *cfg;                    /* private copy */
+	char node[IPM_NAME_MAX];
+	const struct ipm_node_cfg *self;
+	const struct ipm_node_cfg *peer;    /* NULL with a one-node config */
+	struct ipm_lun **luns;
+	size_t n_luns;
+	bool started;
+};
+
+/* Format a message into err (NULL allowed) and return rc. */
+int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,173 @@
+/* ipmirror.h - public API of libipmirror, the block mirroring engine.
+ *
+ * All handles are opaque. Functions return 0 (or a count/size) on success and
+ * a negative errno on failure; where a human-readable reason exists it is
+ * written into an ipm_error supplied by the caller. The engine never prints:
+ * it logs through libqb (see ipm_log_init).
+ *
+ * I/O calls (ipm_lun_read/write/...) are blocking and thread-safe: callers
+ * that want many requests in flight call them from many threads.
+ */
+#ifndef IPMIRROR_H
+#define IPMIRROR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IPM_NAME_MAX 64
+
+typedef struct ipm_config ipm_config;
+typedef struct ipm_engine ipm_engine;
+typedef struct ipm_lun ipm_lun;
+
+typedef struct ipm_error {
+	char msg[512];
+} ipm_error;
+
+/* ---- logging ---------------------------------------------------------- */
+
+enum ipm_log_target {
+	IPM_LOG_STDERR = 1 << 0,
+	IPM_LOG_SYSLOG = 1 << 1,
+};
+
+/* Set up libqb logging. level is a syslog priority (LOG_ERR..LOG_DEBUG);
+ * file may be NULL. Safe to call again to change level or file. */
+int ipm_log_init(const char *ident, int level, unsigned targets, const char *file);
+void ipm_log_fini(void);
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* Called once per problem found in a config file. line is 0 when the
+ * problem has no line (e.g. the file cannot be opened). */
+typedef void (*ipm_diag_fn)(void *opaque, const char *file, int line, const char *msg);
+
+/* Parse, validate against the RelaxNG schema (schema_path NULL = the
+ * installed one) and check semantics. Every problem is reported through
+ * diag. Returns 0 and *out on success, the number of problems (> 0) when the
+ * file is invalid, or a negative errno for an internal failure. */
+int ipm_config_load(const char *path, const char *schema_path, ipm_diag_fn diag,
+		    void *opaque, ipm_config **out);
+void ipm_config_free(ipm_config *cfg);
+
+bool ipm_config_has_node(const ipm_config *cfg, const char *node);
+
+typedef struct ipm_listen {
+	char address[64];   /* "" when no TCP listener */
+	uint16_t port;
+	char unix_path[108]; /* "" when no Unix listener */
+} ipm_listen;
+
+/* The NBD listeners of node. -ENOENT when the node is unknown. */
+int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *out);
+
+/* Log settings from <log level=".." file=".."/>; level is a syslog
+ * priority, -1 when unset. file is NULL when unset. */
+int ipm_config_log_level(const ipm_config *cfg);
+const char *ipm_config_log_file(const ipm_config *cfg);
+
+/* ---- engine ------------------------------------------------------------ */
+
+/* Create the engine for node `node` (must be named in cfg): opens and sizes
+ * every backing file of that node. The engine keeps its own copy of cfg. */
+int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
+		      ipm_error *err);
+/* Start background threads (mirror connections, heartbeats). */
+int ipm_engine_start(ipm_engine *e, ipm_error *err);
+/* Stop background threads; pending mirror requests complete or fail. */
+void ipm_engine_stop(ipm_engine *e);
+void ipm_engine_destroy(ipm_engine *e);
+
+const char *ipm_engine_node(const ipm_engine *e);
+size_t ipm_engine_lun_count(const ipm_engine *e);
+ipm_lun *ipm_engine_lun_at(ipm_engine *e, size_t i);
+ipm_lun *ipm_engine_lun_by_name(ipm_engine *e, const char *name);
+
+/* ---- LUN I/O ------------------------------------------------------------ */
+
+enum ipm_io_flags {
+	IPM_IO_FUA = 1 << 0, /* durable before return (both nodes in sync mode) */
+};
+
+const char *ipm_lun_name(const ipm_lun *l);
+uint64_t ipm_lun_size(const ipm_lun *l);
+
+/* 0 when this node may serve the LUN to hosts. Otherwise -EPERM and err
+ * names the node that is primary. */
+int ipm_lun_check_open(ipm_lun *l, ipm_error *err);
+
+/* Out-of-range requests return -EINVAL without touching data. */
+int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off);
+int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigned flags);
+int ipm_lun_flush(ipm_lun *l);
+int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
+int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
+
+/* ---- status snapshot ---------------------------------------------------- */
+
+enum ipm_role { IPM_ROLE_PRIMARY, IPM_ROLE_MIRROR };
+enum ipm_mode { IPM_MODE_SYNC, IPM_MODE_ASYNC };
+enum ipm_lun_state {
+	IPM_STATE_UPTODATE,
+	IPM_STATE_JOURNALING,
+	IPM_STATE_PROBATION,
+	IPM_STATE_RESYNCING,
+	IPM_STATE_OUTDATED,
+	IPM_STATE_INCONSISTENT,
+	IPM_STATE_SPLITBRAIN,
+};
+enum ipm_link_state { IPM_LINK_UP, IPM_LINK_DOWN, IPM_LINK_PROBATION, IPM_LINK_OFF };
+enum ipm_hb_method { IPM_HB_UDP, IPM_HB_STORAGE, IPM_HB_BOTH };
+
+const char *ipm_role_name(enum ipm_role r);
+const char *ipm_mode_name(enum ipm_mode m);
+const char *ipm_state_name(enum ipm_lun_state s);
+const char *ipm_link_name(enum ipm_link_state s);
+const char *ipm_method_name(enum ipm_hb_method m);
+
+typedef struct ipm_conn_status {
+	int index;
+	enum ipm_link_state status; /* UP or DOWN */
+	int64_t age_ms;             /* since the element's timestamp; -1 never */
+} ipm_conn_status;
+
+typedef struct ipm_lun_status {
+	char name[IPM_NAME_MAX];
+	enum ipm_role role;
+	enum ipm_mode mode;
+	bool mirrored;
+	enum ipm_lun_state state;
+	uint64_t size;
+	uint64_t journal_bytes;
+	uint64_t journal_records;
+	uint64_t resync_done_bytes;
+	uint64_t resync_total_bytes;
+	uint64_t mirrored_bytes;   /* bytes sent to the peer since start */
+	char generation[40];
+} ipm_lun_status;
+
+typedef struct ipm_status {
+	char node[IPM_NAME_MAX];
+	char peer[IPM_NAME_MAX];          /* "" when there is no peer */
+	enum ipm_link_state peer_heartbeat;
+	int64_t udp_age_ms;               /* -1: never heard */
+	int64_t storage_age_ms;           /* -1: never heard / off */
+	enum ipm_hb_method method;
+	size_t n_conns;
+	ipm_conn_status *conns;
+	size_t n_luns;
+	ipm_lun_status *luns;
+} ipm_status;
+
+int ipm_engine_status(ipm_engine *e, ipm_status **out);
+void ipm_status_free(ipm_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IPMIRROR_H */

@@ -1,0 +1,22 @@
+/* names.c - the strings of the status enums, as DESIGN.md spells them. */
+#include "ipmirror.h"
+
+#define NAME_OF(table, v) \
+	((unsigned)(v) < sizeof(table) / sizeof(table[0]) && table[v] ? table[v] : "unknown")
+
+static const char *const roles[] = { "primary", "mirror" };
+static const char *const modes[] = { "sync", "async" };
+static const char *const states[] = {
+	[IPM_STATE_UPTODATE] = "uptodate",       [IPM_STATE_JOURNALING] = "journaling",
+	[IPM_STATE_PROBATION] = "probation",     [IPM_STATE_RESYNCING] = "resyncing",
+	[IPM_STATE_OUTDATED] = "outdated",       [IPM_STATE_INCONSISTENT] = "inconsistent",
+	[IPM_STATE_SPLITBRAIN] = "splitbrain",
+};
+static const char *const links[] = { "up", "down", "probation", "off" };
+static const char *const methods[] = { "udp", "storage", "both" };
+
+const char *ipm_role_name(enum ipm_role r) { return NAME_OF(roles, r); }
+const char *ipm_mode_name(enum ipm_mode m) { return NAME_OF(modes, m); }
+const char *ipm_state_name(enum ipm_lun_state s) { return NAME_OF(states, s); }
+const char *ipm_link_name(enum ipm_link_state s) { return NAME_OF(links, s); }
+const char *ipm_method_name(enum ipm_hb_method m) { return NAME_OF(methods, m); }

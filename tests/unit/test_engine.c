@@ -1,0 +1,223 @@
+/* test_engine.c - the engine API on real backing files. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ipmirror.h"
+
+struct fixture {
+	char dir[64];
+	char cfg_path[128];
+	ipm_config *cfg;
+	ipm_engine *e;
+};
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void make_backing(const char *path, off_t size)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), size), 0);
+	fclose(f);
+}
+
+/* Two nodes, vol0 primary here (n1), vol1 primary on n2, vol2 unmirrored. */
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char xml[4096], path[256];
+
+	strcpy(f->dir, "/tmp/ipm-test-engine.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(path, sizeof(path), "%s/secret", f->dir);
+	write_file(path, "0123456789abcdef0123456789abcdef\n");
+	snprintf(xml, sizeof(xml),
+		 "<ipmirror version=\"1\">\n"
+		 " <secret file=\"%s/secret\"/>\n"
+		 " <node name=\"n1\"><data address=\"127.0.0.1\" port=\"17001\"/>"
+		 "<heartbeat address=\"127.0.0.1\" port=\"17002\"/>"
+		 "<nbd address=\"127.0.0.1\" port=\"17003\"/></node>\n"
+		 " <node name=\"n2\"><data address=\"127.0.0.1\" port=\"17011\"/>"
+		 "<heartbeat address=\"127.0.0.1\" port=\"17012\"/>"
+		 "<nbd address=\"127.0.0.1\" port=\"17013\"/></node>\n"
+		 " <lun name=\"vol0\" size=\"1M\" mode=\"sync\" mirrored=\"yes\" primary=\"n1\">"
+		 "<backing path=\"%s/vol0.img\"/></lun>\n"
+		 " <lun name=\"vol1\" size=\"1M\" mode=\"async\" mirrored=\"yes\" primary=\"n2\">"
+		 "<backing path=\"%s/vol1.img\"/></lun>\n"
+		 " <lun name=\"vol2\" size=\"2M\" mode=\"sync\" mirrored=\"no\" primary=\"n1\">"
+		 "<backing path=\"%s/vol2.img\"/></lun>\n"
+		 "</ipmirror>\n",
+		 f->dir, f->dir, f->dir, f->dir);
+	snprintf(f->cfg_path, sizeof(f->cfg_path), "%s/ipmirror.xml", f->dir);
+	write_file(f->cfg_path, xml);
+	snprintf(path, sizeof(path), "%s/vol0.img", f->dir);
+	make_backing(path, 1 << 20);
+	snprintf(path, sizeof(path), "%s/vol1.img", f->dir);
+	make_backing(path, 1 << 20);
+	snprintf(path, sizeof(path), "%s/vol2.img", f->dir);
+	make_backing(path, 2 << 20);
+	assert_int_equal(ipm_config_load(f->cfg_path, getenv("IPMIRROR_SCHEMA"), NULL, NULL,
+					 &f->cfg), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+
+	ipm_engine_destroy(f->e);
+	ipm_config_free(f->cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static ipm_engine *engine(struct fixture *f)
+{
+	ipm_error err = { "" };
+
+	assert_int_equal(ipm_engine_create(f->cfg, "n1", &f->e, &err), 0);
+	return f->e;
+}
+
+static void test_luns_listed(void **state)
+{
+	ipm_engine *e = engine(*state);
+
+	assert_int_equal(ipm_engine_lun_count(e), 3);
+	assert_string_equal(ipm_lun_name(ipm_engine_lun_at(e, 0)), "vol0");
+	assert_null(ipm_engine_lun_at(e, 3));
+	assert_int_equal(ipm_lun_size(ipm_engine_lun_by_name(e, "vol2")), 2 << 20);
+	assert_null(ipm_engine_lun_by_name(e, "nope"));
+	assert_string_equal(ipm_engine_node(e), "n1");
+}
+
+static void test_write_read_roundtrip(void **state)
+{
+	ipm_lun *l = ipm_engine_lun_by_name(engine(*state), "vol2");
+	char out[8192], in[8192];
+
+	memset(out, 0x5a, sizeof(out));
+	assert_int_equal(ipm_lun_write(l, out, sizeof(out), 4096, IPM_IO_FUA), 0);
+	assert_int_equal(ipm_lun_read(l, in, sizeof(in), 4096), 0);
+	assert_memory_equal(in, out, sizeof(in));
+	assert_int_equal(ipm_lun_flush(l), 0);
+}
+
+static void test_zero_and_trim_read_zeros(void **state)
+{
+	ipm_lun *l = ipm_engine_lun_by_name(engine(*state), "vol2");
+	char buf[65536], zero[65536] = { 0 };
+
+	memset(buf, 0xff, sizeof(buf));
+	assert_int_equal(ipm_lun_write(l, buf, sizeof(buf), 0, 0), 0);
+	assert_int_equal(ipm_lun_zero(l, 4096, 4096, 0), 0);
+	assert_int_equal(ipm_lun_read(l, buf, sizeof(buf), 0), 0);
+	assert_memory_equal(buf + 4096, zero, 4096);
+	assert_int_equal((unsigned char)buf[0], 0xff);
+	assert_int_equal((unsigned char)buf[8192], 0xff);
+	assert_int_equal(ipm_lun_trim(l, 65536, 0, IPM_IO_FUA), 0);
+}
+
+static void test_out_of_range_refused(void **state)
+{
+	ipm_lun *l = ipm_engine_lun_by_name(engine(*state), "vol2");
+	char buf[4096];
+
+	assert_int_equal(ipm_lun_read(l, buf, sizeof(buf), (2 << 20) - 512), -EINVAL);
+	assert_int_equal(ipm_lun_write(l, buf, sizeof(buf), UINT64_MAX - 10, 0), -EINVAL);
+	assert_int_equal(ipm_lun_zero(l, UINT64_MAX, 4096, 0), -EINVAL);
+	assert_int_equal(ipm_lun_read(l, buf, 0, 2 << 20), 0);
+}
+
+static void test_role_guard_names_primary(void **state)
+{
+	ipm_engine *e = engine(*state);
+	ipm_error err = { "" };
+	ipm_lun *l = ipm_engine_lun_by_name(e, "vol1");
+	char buf[512];
+
+	assert_int_equal(ipm_lun_check_open(ipm_engine_lun_by_name(e, "vol0"), &err), 0);
+	assert_int_equal(ipm_lun_check_open(l, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "\"n2\""));
+	assert_int_equal(ipm_lun_read(l, buf, sizeof(buf), 0), -EPERM);
+	assert_int_equal(ipm_lun_write(l, buf, sizeof(buf), 0, 0), -EPERM);
+}
+
+static void test_status_snapshot(void **state)
+{
+	ipm_engine *e = engine(*state);
+	ipm_status *st;
+
+	assert_int_equal(ipm_engine_status(e, &st), 0);
+	assert_string_equal(st->node, "n1");
+	assert_string_equal(st->peer, "n2");
+	assert_int_equal(st->n_luns, 3);
+	assert_string_equal(st->luns[1].name, "vol1");
+	assert_int_equal(st->luns[1].role, IPM_ROLE_MIRROR);
+	assert_int_equal(st->luns[1].mode, IPM_MODE_ASYNC);
+	assert_true(st->luns[0].mirrored);
+	assert_false(st->luns[2].mirrored);
+	assert_int_equal(st->luns[2].size, 2 << 20);
+	assert_string_equal(ipm_state_name(st->luns[0].state), "uptodate");
+	ipm_status_free(st);
+}
+
+static void test_size_mismatch_is_clear_error(void **state)
+{
+	struct fixture *f = *state;
+	ipm_error err = { "" };
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/vol2.img", f->dir);
+	make_backing(path, 1 << 20);
+	assert_int_equal(ipm_engine_create(f->cfg, "n1", &f->e, &err), -EINVAL);
+	assert_null(f->e);
+	assert_non_null(strstr(err.msg, "vol2"));
+	assert_non_null(strstr(err.msg, "1048576"));
+	assert_non_null(strstr(err.msg, "2097152"));
+}
+
+static void test_unknown_node_refused(void **state)
+{
+	struct fixture *f = *state;
+	ipm_error err = { "" };
+
+	assert_int_equal(ipm_engine_create(f->cfg, "n9", &f->e, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "n9"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_luns_listed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_read_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_and_trim_read_zeros, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_range_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_role_guard_names_primary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_size_mismatch_is_clear_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_node_refused, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

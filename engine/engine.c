@@ -7,6 +7,8 @@
 #include <qb/qblog.h>
 
 #include "lun.h"
+#include "receiver.h"
+#include "replicator.h"
 
 int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
 {
@@ -37,6 +39,53 @@ static int open_luns(ipm_engine *e, ipm_error *err)
 	return 0;
 }
 
+/* Replication needs a peer, the secret, and at least one mirrored LUN in
+ * each direction that gets threads. */
+static int setup_mirroring(ipm_engine *e, ipm_error *err)
+{
+	struct ipm_lun **primary;
+	unsigned n_primary = 0, n_mirror = 0;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < e->n_luns; i++) {
+		if (!e->luns[i]->cfg->mirrored)
+			continue;
+		if (e->luns[i]->role == IPM_ROLE_PRIMARY)
+			n_primary++;
+		else
+			n_mirror++;
+	}
+	if (!n_primary && !n_mirror)
+		return 0;
+	if (!e->peer || !e->cfg->secret_file)
+		return ipm_fail(err, -EINVAL, "mirrored luns need a peer node and a <secret>");
+	e->secret = calloc(1, sizeof(*e->secret));
+	if (!e->secret)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	rc = auth_secret_load(e->cfg->secret_file, e->secret, err);
+	if (rc < 0)
+		return rc;
+	if (n_mirror) {
+		rc = receiver_create(e, e->secret, &e->rcv, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (!n_primary)
+		return 0;
+	primary = calloc(n_primary, sizeof(*primary));
+	if (!primary)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	for (i = 0, n_primary = 0; i < e->n_luns; i++)
+		if (e->luns[i]->cfg->mirrored && e->luns[i]->role == IPM_ROLE_PRIMARY)
+			primary[n_primary++] = e->luns[i];
+	rc = replicator_create(e, e->secret, primary, n_primary, &e->rep, err);
+	for (i = 0; rc == 0 && i < n_primary; i++)
+		primary[i]->rep = e->rep;
+	free(primary);
+	return rc;
+}
+
 int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
 		      ipm_error *err)
 {
@@ -60,6 +109,9 @@ int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
 	rc = open_luns(e, err);
 	if (rc < 0)
 		goto fail;
+	rc = setup_mirroring(e, err);
+	if (rc < 0)
+		goto fail;
 	*out = e;
 	return 0;
 fail:
@@ -71,6 +123,21 @@ int ipm_engine_start(ipm_engine *e, ipm_error *err)
 {
 	if (e->started)
 		return ipm_fail(err, -EALREADY, "engine already started");
+	int rc;
+
+	if (e->rcv) {
+		rc = receiver_start(e->rcv, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (e->rep) {
+		rc = replicator_start(e->rep, err);
+		if (rc < 0) {
+			if (e->rcv)
+				receiver_stop(e->rcv);
+			return rc;
+		}
+	}
 	e->started = true;
 	qb_log(LOG_NOTICE, "node %s: engine started with %zu lun(s)", e->node, e->n_luns);
 	return 0;
@@ -81,6 +148,10 @@ void ipm_engine_stop(ipm_engine *e)
 	if (!e->started)
 		return;
 	e->started = false;
+	if (e->rep)
+		replicator_stop(e->rep);
+	if (e->rcv)
+		receiver_stop(e->rcv);
 	qb_log(LOG_NOTICE, "node %s: engine stopped", e->node);
 }
 
@@ -91,6 +162,9 @@ void ipm_engine_destroy(ipm_engine *e)
 	if (!e)
 		return;
 	ipm_engine_stop(e);
+	replicator_destroy(e->rep);
+	receiver_destroy(e->rcv);
+	free(e->secret);
 	for (i = 0; i < e->n_luns; i++)
 		lun_close(e->luns[i]);
 	free(e->luns);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include "ipmirror.h"
 #include "config.h"
+#include "wire.h"
 
 struct ipm_engine {
 	ipm_config *cfg;                    /* private copy */
@@ -14,6 +15,10 @@ struct ipm_engine {
 	struct ipm_lun **luns;
 	size_t n_luns;
 	bool started;
+	/* mirroring, present when the config mirrors LUNs between two nodes */
+	struct auth_secret *secret;
+	struct replicator *rep;             /* we are primary for some LUNs */
+	struct receiver *rcv;               /* the peer is primary for some */
 };
 
 /* Format a message into err (NULL allowed) and return rc. */

@@ -134,6 +134,7 @@ typedef struct ipm_conn_status {
 	int index;
 	enum ipm_link_state status; /* UP or DOWN */
 	int64_t age_ms;             /* since the element's timestamp; -1 never */
+	bool outgoing;              /* true: we are primary (sending) on it */
 } ipm_conn_status;
 
 typedef struct ipm_lun_status {

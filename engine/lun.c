@@ -12,6 +12,7 @@
 #include <qb/qblog.h>
 
 #include "lun.h"
+#include "replicator.h"
 
 static int backing_size(int fd, bool *is_blockdev, uint64_t *size)
 {
@@ -238,6 +239,8 @@ int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigne
 
 	if (rc < 0)
 		return rc;
+	if (l->rep)
+		return host_end(l, replicator_write(l->rep, l, buf, len, off, flags));
 	return host_end(l, lun_local_write(l, buf, len, off, flags));
 }
 
@@ -247,6 +250,8 @@ int ipm_lun_flush(ipm_lun *l)
 
 	if (rc < 0)
 		return rc;
+	if (l->rep)
+		return host_end(l, replicator_op(l->rep, l, WIRE_FLUSH, 0, 0, 0));
 	return host_end(l, lun_local_flush(l));
 }
 
@@ -261,6 +266,8 @@ int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 
 	if (rc < 0)
 		return rc;
+	if (l->rep)
+		return host_end(l, replicator_op(l->rep, l, WIRE_TRIM, len, off, flags));
 	return host_end(l, fua(l, lun_local_trim(l, len, off), flags));
 }
 
@@ -270,5 +277,7 @@ int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 
 	if (rc < 0)
 		return rc;
+	if (l->rep)
+		return host_end(l, replicator_op(l->rep, l, WIRE_ZERO, len, off, flags));
 	return host_end(l, fua(l, lun_local_zero(l, len, off), flags));
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "lun.h"
+#include "receiver.h"
+#include "replicator.h"
 
 static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 {
@@ -16,13 +18,41 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->mode = l->cfg->mode;
 	s->mirrored = l->cfg->mirrored;
 	s->size = l->size;
+	if (l->rep)
+		s->mirrored_bytes = replicator_mirrored_bytes(l->rep, l);
 	snprintf(s->generation, sizeof(s->generation), "%s", "0");
+}
+
+/* Outgoing connections (we are primary) first, then incoming ones. Until the
+ * UDP heartbeat runs, the peer counts as up while any connection is up. */
+static int conns_snapshot(ipm_engine *e, ipm_status *st)
+{
+	struct connection_array *out = e->rep ? replicator_connections(e->rep) : NULL;
+	struct connection_array *in = e->rcv ? receiver_connections(e->rcv) : NULL;
+	size_t n = (out ? out->n : 0) + (in ? in->n : 0), i;
+
+	if (!n)
+		return 0;
+	st->conns = calloc(n, sizeof(*st->conns));
+	if (!st->conns)
+		return -ENOMEM;
+	if (out)
+		ca_snapshot(out, st->conns, true);
+	if (in)
+		ca_snapshot(in, st->conns + (out ? out->n : 0), false);
+	st->n_conns = n;
+	for (i = 0; i < n; i++) {
+		if (st->conns[i].status == IPM_LINK_UP)
+			st->peer_heartbeat = IPM_LINK_UP;
+	}
+	return 0;
 }
 
 int ipm_engine_status(ipm_engine *e, ipm_status **out)
 {
 	ipm_status *st = calloc(1, sizeof(*st));
 	size_t i;
+	int rc;
 
 	if (!st)
 		return -ENOMEM;
@@ -33,6 +63,11 @@ int ipm_engine_status(ipm_engine *e, ipm_status **out)
 	st->udp_age_ms = -1;
 	st->storage_age_ms = -1;
 	st->method = e->cfg->hb_method;
+	rc = conns_snapshot(e, st);
+	if (rc < 0) {
+		ipm_status_free(st);
+		return rc;
+	}
 	st->luns = calloc(e->n_luns ? e->n_luns : 1, sizeof(*st->luns));
 	if (!st->luns) {
 		ipm_status_free(st);

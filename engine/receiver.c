@@ -1,0 +1,698 @@
+/* receiver.c - the mirror's listener and connection threads. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "apply_order.h"
+#include "handshake.h"
+#include "lun.h"
+#include "receiver.h"
+
+#define POLL_MS 1000
+#define RBUF_SIZE (256u << 10)
+
+/* One incoming connection; referenced by its thread and by every request
+ * that still has to be answered on it. */
+struct rconn {
+	struct receiver *rc;
+	int fd;
+	char who[80];                 /* peer address, for log lines */
+	unsigned index;               /* the primary's connection index */
+	uint64_t session;
+	pthread_mutex_t send_lock;
+	int refs;
+	struct ipm_lun *luns[WIRE_MAX_LUNS]; /* wire index -> our LUN */
+	uint32_t n_luns;
+	struct rconn *next;
+};
+
+/* A received request not yet applied. */
+struct rreq {
+	struct wire_frame f;
+	void *data;
+	struct ipm_lun *lun;
+	struct rconn *reply;          /* where the answer goes (the latest copy's) */
+	bool applying;
+	struct rreq *next;
+};
+
+struct receiver {
+	ipm_engine *e;
+	const struct auth_secret *secret;
+	struct connection_array ca;
+	int listen_fd;
+	pthread_t listener;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t idle;          /* conns became empty */
+	bool running;
+	struct apply_order order;
+	struct rreq *pending;         /* waiting for dependencies, or being applied */
+	struct rconn *conns;
+	unsigned n_conns;
+};
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void rconn_put_locked(struct receiver *rc, struct rconn *c)
+{
+	struct rconn **p;
+
+	if (--c->refs > 0)
+		return;
+	for (p = &rc->conns; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	close(c->fd);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+	if (--rc->n_conns == 0)
+		pthread_cond_broadcast(&rc->idle);
+}
+
+static void send_ack(struct rconn *c, uint64_t seq, int status)
+{
+	struct wire_frame f = {
+		.magic = WIRE_FRAME_MAGIC, .type = WIRE_ACK, .seq = seq,
+		.status = status < 0 ? -status : status,
+	};
+	uint8_t buf[WIRE_FRAME_LEN];
+
+	wire_frame_encode(buf, &f);
+	pthread_mutex_lock(&c->send_lock);
+	/* a lost answer is harmless: the primary re-sends and we answer again */
+	if (send(c->fd, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf))
+		shutdown(c->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* ---- applying ------------------------------------------------------------- */
+
+static int apply(struct rreq *q)
+{
+	const struct wire_frame *f = &q->f;
+	unsigned fua = (f->flags & WIRE_F_FUA) ? IPM_IO_FUA : 0;
+	int rc;
+
+	switch (f->type) {
+	case WIRE_WRITE:
+		return lun_local_write(q->lun, q->data, f->len, f->offset, fua);
+	case WIRE_TRIM:
+		rc = lun_local_trim(q->lun, f->length, f->offset);
+		break;
+	case WIRE_ZERO:
+		rc = lun_local_zero(q->lun, f->length, f->offset);
+		break;
+	case WIRE_FLUSH:
+		return lun_local_flush(q->lun);
+	default:
+		return -EINVAL;
+	}
+	return rc == 0 && fua ? lun_local_flush(q->lun) : rc;
+}
+
+static void pending_remove_locked(struct receiver *rc, struct rreq *q)
+{
+	struct rreq **p;
+
+	for (p = &rc->pending; *p; p = &(*p)->next) {
+		if (*p == q) {
+			*p = q->next;
+			return;
+		}
+	}
+}
+
+static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
+{
+	struct rreq *q;
+
+	for (q = rc->pending; q; q = q->next)
+		if (q->f.seq == seq)
+			return q;
+	return NULL;
+}
+
+/* A waiting request whose dependencies are now applied, marked applying. */
+static struct rreq *take_ready_locked(struct receiver *rc)
+{
+	struct rreq *q;
+
+	for (q = rc->pending; q; q = q->next) {
+		if (!q->applying && order_ready(&rc->order, q->f.dep)) {
+			q->applying = true;
+			return q;
+		}
+	}
+	return NULL;
+}
+
+/* Apply q, answer it, then apply whatever it unblocked, in this thread. */
+static void apply_chain(struct receiver *rc, struct rreq *q)
+{
+	struct rconn *reply;
+	int status;
+
+	while (q) {
+		status = apply(q);
+		if (status)
+			qb_log(LOG_ERR, "lun %s: applying mirror request %llu failed: %s",
+			       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
+			       strerror(-status));
+		pthread_mutex_lock(&rc->lock);
+		if (q->reply->session == rc->order.session)
+			order_mark_applied(&rc->order, q->f.seq);
+		pending_remove_locked(rc, q);
+		reply = q->reply;
+		pthread_mutex_unlock(&rc->lock);
+
+		send_ack(reply, q->f.seq, status);
+		pthread_mutex_lock(&rc->lock);
+		rconn_put_locked(rc, reply);
+		free(q->data);
+		free(q);
+		q = take_ready_locked(rc);
+		pthread_mutex_unlock(&rc->lock);
+	}
+}
+
+/* Route one received request. Returns -EPROTO on an ordering violation. */
+static int dispatch(struct rconn *c, struct rreq *q)
+{
+	struct receiver *rc = c->rc;
+	struct rreq *old;
+	enum order_verdict v;
+
+	pthread_mutex_lock(&rc->lock);
+	if (c->session != rc->order.session) {
+		pthread_mutex_unlock(&rc->lock);
+		return -ESTALE;
+	}
+	v = order_admit(&rc->order, q->f.seq, q->f.dep);
+	if (v == ORDER_INVALID) {
+		pthread_mutex_unlock(&rc->lock);
+		return -EPROTO;
+	}
+	if (v == ORDER_DUPLICATE) {
+		pthread_mutex_unlock(&rc->lock);
+		send_ack(c, q->f.seq, 0);
+		free(q->data);
+		free(q);
+		return 0;
+	}
+	old = pending_find_locked(rc, q->f.seq);
+	if (old) {
+		/* a re-sent copy: answer on the newer connection, keep one copy */
+		c->refs++;
+		rconn_put_locked(rc, old->reply);
+		old->reply = c;
+		pthread_mutex_unlock(&rc->lock);
+		free(q->data);
+		free(q);
+		return 0;
+	}
+	c->refs++;
+	q->reply = c;
+	q->applying = v == ORDER_APPLY;
+	q->next = rc->pending;
+	rc->pending = q;
+	pthread_mutex_unlock(&rc->lock);
+	if (v == ORDER_APPLY)
+		apply_chain(rc, q);
+	return 0;
+}
+
+/* ---- reading frames --------------------------------------------------------- */
+
+struct rbuf {
+	struct rconn *c;
+	uint8_t *buf;
+	size_t pos, end;
+};
+
+/* Wait for data; on each quiet interval check whether the heartbeat has
+ * declared this connection down. */
+static int rbuf_wait(struct rbuf *b)
+{
+	struct receiver *rc = b->c->rc;
+	struct pollfd pfd = { .fd = b->c->fd, .events = POLLIN };
+
+	for (;;) {
+		int n = poll(&pfd, 1, POLL_MS);
+
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (ca_status(&rc->ca, b->c->index) != IPM_LINK_UP)
+			return -ETIMEDOUT;
+	}
+}
+
+static int rbuf_fill(struct rbuf *b)
+{
+	ssize_t n;
+	int rc;
+
+	if (b->pos == b->end)
+		b->pos = b->end = 0;
+	rc = rbuf_wait(b);
+	if (rc < 0)
+		return rc;
+	n = recv(b->c->fd, b->buf + b->end, RBUF_SIZE - b->end, 0);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	b->end += (size_t)n;
+	return 0;
+}
+
+static int rbuf_read(struct rbuf *b, void *dst, size_t len)
+{
+	size_t have, take;
+	ssize_t n;
+	int rc;
+
+	while (len > 0) {
+		have = b->end - b->pos;
+		if (have) {
+			take = have < len ? have : len;
+			memcpy(dst, b->buf + b->pos, take);
+			b->pos += take;
+			dst = (char *)dst + take;
+			len -= take;
+			continue;
+		}
+		if (len < RBUF_SIZE / 2) {
+			rc = rbuf_fill(b);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		/* big payloads go straight to their buffer */
+		rc = rbuf_wait(b);
+		if (rc < 0)
+			return rc;
+		n = recv(b->c->fd, dst, len, 0);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		dst = (char *)dst + n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
+{
+	struct rconn *c = b->c;
+	uint8_t hdr[WIRE_FRAME_LEN];
+	struct rreq *q;
+	int rc;
+
+	rc = rbuf_read(b, hdr, sizeof(hdr));
+	if (rc < 0)
+		return ipm_fail(err, rc, "%s", rc == -ECONNRESET ? "closed by peer" :
+				rc == -ETIMEDOUT ? "marked down (heartbeat timeout)" : strerror(-rc));
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	rc = wire_frame_decode(hdr, c->n_luns, &q->f, err);
+	if (rc < 0)
+		goto fail;
+	if (q->f.type == WIRE_ACK || q->f.type == WIRE_PING) {
+		free(q);
+		*out = NULL;
+		return 0;
+	}
+	q->lun = c->luns[q->f.lun];
+	if (!lun_range_ok(q->lun, q->f.length, q->f.offset)) {
+		rc = ipm_fail(err, -EPROTO, "request %llu for lun %s is out of range",
+			      (unsigned long long)q->f.seq, ipm_lun_name(q->lun));
+		goto fail;
+	}
+	if (q->f.len) {
+		q->data = malloc(q->f.len);
+		if (!q->data) {
+			rc = ipm_fail(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		rc = rbuf_read(b, q->data, q->f.len);
+		if (rc < 0) {
+			ipm_fail(err, rc, "payload: %s", strerror(-rc));
+			goto fail;
+		}
+		if (crc32c(0, q->data, q->f.len) != q->f.csum) {
+			rc = ipm_fail(err, -EBADMSG, "request %llu: payload checksum mismatch",
+				      (unsigned long long)q->f.seq);
+			goto fail;
+		}
+	}
+	*out = q;
+	return 0;
+fail:
+	free(q->data);
+	free(q);
+	return rc;
+}
+
+static void serve(struct rconn *c)
+{
+	struct rbuf b = { .c = c };
+	ipm_error err = { "" };
+	struct rreq *q;
+	int rc;
+
+	b.buf = malloc(RBUF_SIZE);
+	if (!b.buf)
+		return;
+	for (;;) {
+		rc = read_request(&b, &q, &err);
+		if (rc < 0)
+			break;
+		if (!q) {
+			ca_refresh(&c->rc->ca, c->index);
+			continue;
+		}
+		ca_refresh(&c->rc->ca, c->index);
+		rc = dispatch(c, q);
+		if (rc == -EPROTO) {
+			ipm_fail(&err, rc, "request %llu violates the ordering window (dep %llu)",
+				 (unsigned long long)q->f.seq, (unsigned long long)q->f.dep);
+			free(q->data);
+			free(q);
+			break;
+		}
+		if (rc == -ESTALE) {
+			ipm_fail(&err, rc, "superseded by a newer session of the primary");
+			free(q->data);
+			free(q);
+			break;
+		}
+	}
+	free(b.buf);
+	qb_log(rc == -ECONNRESET || rc == -ESTALE ? LOG_NOTICE : LOG_WARNING,
+	       "connection %u from %s (%s): %s; closing", c->index, c->rc->e->peer->name,
+	       c->who, err.msg);
+}
+
+/* ---- handshake -------------------------------------------------------------- */
+
+static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
+		      char *reason, size_t reason_len)
+{
+	struct rconn *c = opaque;
+	ipm_engine *e = c->rc->e;
+	uint32_t i;
+
+	if (hello->conn_count != e->cfg->conn_count || hello->conn_index >= hello->conn_count) {
+		snprintf(reason, reason_len, "connection %u of %u, but we expect %u connections",
+			 hello->conn_index, hello->conn_count, e->cfg->conn_count);
+		return EINVAL;
+	}
+	for (i = 0; i < auth->n_luns; i++) {
+		const struct wire_lun *wl = &auth->luns[i];
+		struct ipm_lun *l = ipm_engine_lun_by_name(e, wl->name);
+
+		if (!l || !l->cfg->mirrored) {
+			snprintf(reason, reason_len, "unknown lun \"%s\"", wl->name);
+			return ENOENT;
+		}
+		if (l->role != IPM_ROLE_MIRROR) {
+			snprintf(reason, reason_len, "lun \"%s\" is primary here too", wl->name);
+			return EBUSY;
+		}
+		if (wl->size != l->size || wl->mode != l->cfg->mode) {
+			snprintf(reason, reason_len,
+				 "lun \"%s\": size %llu mode %s here, peer has size %llu mode %s",
+				 wl->name, (unsigned long long)l->size, ipm_mode_name(l->cfg->mode),
+				 (unsigned long long)wl->size, ipm_mode_name(wl->mode));
+			return EINVAL;
+		}
+		c->luns[i] = l;
+	}
+	c->n_luns = auth->n_luns;
+	return 0;
+}
+
+/* Forget requests not being applied: their session or connections ended
+ * (the primary re-sends what it still needs). */
+static void drop_waiting_locked(struct receiver *rc)
+{
+	struct rreq **p = &rc->pending, *q;
+
+	while ((q = *p)) {
+		if (q->applying) {
+			p = &q->next;
+			continue;
+		}
+		*p = q->next;
+		rconn_put_locked(rc, q->reply);
+		free(q->data);
+		free(q);
+	}
+}
+
+/* A new session of the primary (it restarted): forget the old ordering
+ * record and close the old session's connections. */
+static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a)
+{
+	struct rconn *o;
+
+	c->session = a->session;
+	if (rc->order.session == a->session)
+		return;
+	qb_log(LOG_NOTICE, "peer %s: new session %016llx from sequence %llu",
+	       rc->e->peer->name, (unsigned long long)a->session,
+	       (unsigned long long)a->base_seq);
+	order_reset(&rc->order, a->session, a->base_seq);
+	drop_waiting_locked(rc);
+	for (o = rc->conns; o; o = o->next)
+		if (o != c && o->session != a->session)
+			shutdown(o->fd, SHUT_RDWR);
+}
+
+static void *conn_main(void *arg)
+{
+	struct rconn *c = arg;
+	struct receiver *rc = c->rc;
+	struct wire_hello hello;
+	struct wire_auth *auth = malloc(sizeof(*auth));
+	ipm_error err = { "" };
+	int rc_hs;
+
+	if (!auth)
+		goto out;
+	rc_hs = handshake_server(c->fd, rc->e->node, rc->e->peer->name, rc->secret, check_luns,
+				 c, &hello, auth, &err);
+	if (rc_hs < 0) {
+		qb_log(LOG_WARNING, "connection from %s refused: %s", c->who, err.msg);
+		goto out;
+	}
+	c->index = hello.conn_index;
+	pthread_mutex_lock(&rc->lock);
+	join_session_locked(rc, c, auth);
+	pthread_mutex_unlock(&rc->lock);
+	ca_set_up(&rc->ca, c->index, c->fd);
+	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s)", c->index,
+	       rc->e->peer->name, c->who, c->n_luns);
+	serve(c);
+	ca_release(&rc->ca, c->index, c->fd);
+out:
+	free(auth);
+	shutdown(c->fd, SHUT_RDWR);
+	pthread_mutex_lock(&rc->lock);
+	rconn_put_locked(rc, c);
+	pthread_mutex_unlock(&rc->lock);
+	return NULL;
+}
+
+static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[64] = "?", port[8] = "?";
+
+	getnameinfo((const struct sockaddr *)ss, sizeof(*ss), host, sizeof(host), port,
+		    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(out, len, "%s:%s", host, port);
+}
+
+static void accept_one(struct receiver *rc)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct rconn *c;
+	pthread_t t;
+	int fd, one = 1;
+
+	fd = accept4(rc->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->rc = rc;
+	c->fd = fd;
+	c->refs = 1;
+	pthread_mutex_init(&c->send_lock, NULL);
+	describe_peer(&ss, c->who, sizeof(c->who));
+	pthread_mutex_lock(&rc->lock);
+	c->next = rc->conns;
+	rc->conns = c;
+	rc->n_conns++;
+	pthread_mutex_unlock(&rc->lock);
+	if (pthread_create(&t, NULL, conn_main, c) != 0) {
+		pthread_mutex_lock(&rc->lock);
+		rconn_put_locked(rc, c);
+		pthread_mutex_unlock(&rc->lock);
+		return;
+	}
+	pthread_detach(t);
+}
+
+static void *listener_main(void *arg)
+{
+	struct receiver *rc = arg;
+	struct pollfd pfd = { .fd = rc->listen_fd, .events = POLLIN };
+
+	for (;;) {
+		pthread_mutex_lock(&rc->lock);
+		bool running = rc->running;
+
+		pthread_mutex_unlock(&rc->lock);
+		if (!running)
+			break;
+		if (poll(&pfd, 1, 200) == 1)
+			accept_one(rc);
+	}
+	return NULL;
+}
+
+static int listen_on(const struct ipm_endpoint *ep, ipm_error *err)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai;
+	char port[8];
+	int fd, one = 1, rc;
+
+	snprintf(port, sizeof(port), "%u", ep->port);
+	rc = getaddrinfo(ep->address, port, &hints, &ai);
+	if (rc)
+		return ipm_fail(err, -EINVAL, "data address %s: %s", ep->address, gai_strerror(rc));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = ipm_fail(err, -errno, "socket: %s", strerror(errno));
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+		rc = ipm_fail(err, -errno, "cannot listen on data address %s:%u: %s", ep->address,
+			      ep->port, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	rc = fd;
+out:
+	freeaddrinfo(ai);
+	return rc;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
+		    ipm_error *err)
+{
+	struct receiver *rc = calloc(1, sizeof(*rc));
+
+	if (!rc)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	rc->e = e;
+	rc->secret = secret;
+	rc->listen_fd = -1;
+	ca_init(&rc->ca, e->cfg->conn_count);
+	pthread_mutex_init(&rc->lock, NULL);
+	pthread_cond_init(&rc->idle, NULL);
+	*out = rc;
+	return 0;
+}
+
+int receiver_start(struct receiver *rc, ipm_error *err)
+{
+	int fd = listen_on(&rc->e->self->data, err), r;
+
+	if (fd < 0)
+		return fd;
+	rc->listen_fd = fd;
+	rc->running = true;
+	r = pthread_create(&rc->listener, NULL, listener_main, rc);
+	if (r) {
+		rc->running = false;
+		return ipm_fail(err, -r, "cannot start the listener thread");
+	}
+	rc->started = true;
+	return 0;
+}
+
+void receiver_stop(struct receiver *rc)
+{
+	struct rconn *c;
+
+	if (!rc->started)
+		return;
+	pthread_mutex_lock(&rc->lock);
+	rc->running = false;
+	pthread_mutex_unlock(&rc->lock);
+	pthread_join(rc->listener, NULL);
+	close(rc->listen_fd);
+	rc->listen_fd = -1;
+	pthread_mutex_lock(&rc->lock);
+	for (c = rc->conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
+	drop_waiting_locked(rc);
+	while (rc->n_conns)
+		pthread_cond_wait(&rc->idle, &rc->lock);
+	pthread_mutex_unlock(&rc->lock);
+	rc->started = false;
+}
+
+void receiver_destroy(struct receiver *rc)
+{
+	struct rreq *q;
+
+	if (!rc)
+		return;
+	receiver_stop(rc);
+	while ((q = rc->pending)) {
+		rc->pending = q->next;
+		free(q->data);
+		free(q);
+	}
+	ca_destroy(&rc->ca);
+	pthread_cond_destroy(&rc->idle);
+	pthread_mutex_destroy(&rc->lock);
+	free(rc);
+}
+
+struct connection_array *receiver_connections(struct receiver *rc)
+{
+	return &rc->ca;
+}

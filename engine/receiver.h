@@ -1,0 +1,20 @@
+/* receiver.h - the mirror's side: a listener and n connection threads that
+ * receive mirror requests for the LUNs the peer is primary of, apply them in
+ * an order that keeps the mirror crash-consistent, and answer each. */
+#ifndef IPM_RECEIVER_H
+#define IPM_RECEIVER_H
+
+#include "connection_array.h"
+#include "wire.h"
+
+struct receiver;
+
+int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
+		    ipm_error *err);
+int receiver_start(struct receiver *rc, ipm_error *err);
+void receiver_stop(struct receiver *rc);
+void receiver_destroy(struct receiver *rc);
+
+struct connection_array *receiver_connections(struct receiver *rc);
+
+#endif

@@ -1,0 +1,861 @@
+/* replicator.c - the primary's worker threads and the mirror requests they send. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "handshake.h"
+#include "lun.h"
+#include "replicator.h"
+
+#define BATCH_FRAMES 64
+#define BATCH_BYTES (1u << 20)
+#define CONNECT_TIMEOUT_MS 3000
+#define RETRY_MS 1000
+#define STOP_DRAIN_MS 5000
+
+struct mreq {
+	struct wire_frame f;
+	uint8_t hdr[WIRE_FRAME_LEN];
+	const void *data;
+	void *owned;             /* async: our copy of the payload */
+	struct rep_lun *rl;
+	int conn;                /* worker it was sent on; -1 while queued */
+	bool done;
+	int status;              /* the mirror's answer (positive errno) */
+	bool sync;               /* a host thread waits on cond */
+	int refs;                /* async: host thread + in flight */
+	pthread_cond_t cond;
+	struct mreq *qnext;      /* outbound queue, sorted by seq */
+	struct mreq *hnext;      /* in-flight hash chain */
+	struct mreq *anext, *aprev; /* the LUN's active (not host-completed) list */
+	bool active;
+};
+
+struct rep_lun {
+	struct ipm_lun *lun;
+	uint32_t index;
+	struct mreq *active;
+	uint64_t mirrored_bytes;
+};
+
+struct worker {
+	struct replicator *r;
+	unsigned index;
+	pthread_t thread;
+	pthread_t reader;
+	int fd;
+	bool failed;             /* the reader saw the connection break */
+	bool quiet;              /* connect failures already logged */
+};
+
+struct replicator {
+	ipm_engine *e;
+	const struct auth_secret *secret;
+	struct rep_lun *luns;
+	struct wire_lun *wire_luns;
+	unsigned n_luns;
+	struct connection_array ca;
+	unsigned n_conns;
+	uint32_t window;
+	uint64_t session;
+
+	pthread_mutex_t lock;
+	pthread_cond_t queue_cond;   /* workers: work arrived, or stop */
+	pthread_cond_t space_cond;   /* hosts: window space / conflict cleared */
+	unsigned space_waiters;
+	struct mreq *qhead, *qtail;
+	struct mreq **hash;
+	unsigned hash_mask;
+	unsigned inflight;
+	uint64_t next_seq;           /* last sequence number assigned */
+	uint64_t host_done_max;      /* highest seq the host saw completed */
+	bool running;
+	bool started;
+	struct worker workers[IPM_CONN_MAX];
+};
+
+/* ---- in-flight table ---------------------------------------------------- */
+
+static void hash_insert(struct replicator *r, struct mreq *m)
+{
+	struct mreq **b = &r->hash[m->f.seq & r->hash_mask];
+
+	m->hnext = *b;
+	*b = m;
+}
+
+static struct mreq *hash_remove(struct replicator *r, uint64_t seq)
+{
+	struct mreq **p;
+
+	for (p = &r->hash[seq & r->hash_mask]; *p; p = &(*p)->hnext) {
+		if ((*p)->f.seq == seq) {
+			struct mreq *m = *p;
+
+			*p = m->hnext;
+			return m;
+		}
+	}
+	return NULL;
+}
+
+static uint64_t lowest_unacked(struct replicator *r)
+{
+	uint64_t low = r->next_seq + 1;
+	unsigned i;
+	struct mreq *m;
+
+	for (i = 0; i <= r->hash_mask; i++)
+		for (m = r->hash[i]; m; m = m->hnext)
+			if (m->f.seq < low)
+				low = m->f.seq;
+	return low;
+}
+
+static void queue_append(struct replicator *r, struct mreq *m)
+{
+	m->qnext = NULL;
+	if (r->qtail)
+		r->qtail->qnext = m;
+	else
+		r->qhead = m;
+	r->qtail = m;
+}
+
+/* Re-sent requests go back in sequence order, ahead of newer ones. */
+static void queue_insert_sorted(struct replicator *r, struct mreq *m)
+{
+	struct mreq **p = &r->qhead;
+
+	while (*p && (*p)->f.seq < m->f.seq)
+		p = &(*p)->qnext;
+	m->qnext = *p;
+	*p = m;
+	if (!m->qnext)
+		r->qtail = m;
+}
+
+static bool overlaps(const struct rep_lun *rl, const struct wire_frame *f)
+{
+	const struct mreq *a;
+
+	if (f->type == WIRE_FLUSH)
+		return false;
+	for (a = rl->active; a; a = a->anext)
+		if (a->f.type != WIRE_FLUSH && f->offset < a->f.offset + a->f.length &&
+		    a->f.offset < f->offset + f->length)
+			return true;
+	return false;
+}
+
+static void active_add(struct rep_lun *rl, struct mreq *m)
+{
+	m->aprev = NULL;
+	m->anext = rl->active;
+	if (rl->active)
+		rl->active->aprev = m;
+	rl->active = m;
+	m->active = true;
+}
+
+static void active_remove(struct rep_lun *rl, struct mreq *m)
+{
+	if (!m->active)
+		return;
+	if (m->aprev)
+		m->aprev->anext = m->anext;
+	else
+		rl->active = m->anext;
+	if (m->anext)
+		m->anext->aprev = m->aprev;
+	m->active = false;
+}
+
+static void mreq_put_locked(struct mreq *m)
+{
+	if (--m->refs == 0) {
+		free(m->owned);
+		free(m);
+	}
+}
+
+/* The mirror answered (or we gave up): wake the host or drop our reference. */
+static void complete_locked(struct replicator *r, struct mreq *m, int status)
+{
+	m->done = true;
+	m->status = status;
+	r->inflight--;
+	if (status == 0 && m->f.type == WIRE_WRITE)
+		m->rl->mirrored_bytes += m->f.len;
+	if (status)
+		qb_log(LOG_ERR, "lun %s: mirror request %llu failed on the peer: %s",
+		       ipm_lun_name(m->rl->lun), (unsigned long long)m->f.seq, strerror(status));
+	if (m->sync)
+		pthread_cond_signal(&m->cond);
+	else
+		mreq_put_locked(m);
+	if (r->space_waiters || !r->running)
+		pthread_cond_broadcast(&r->space_cond);
+}
+
+/* ---- host side ------------------------------------------------------------ */
+
+static struct rep_lun *rep_lun_of(struct replicator *r, struct ipm_lun *l)
+{
+	return &r->luns[l->wire_index];
+}
+
+static int submit(struct replicator *r, struct mreq *m)
+{
+	pthread_mutex_lock(&r->lock);
+	r->space_waiters++;
+	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f)))
+		pthread_cond_wait(&r->space_cond, &r->lock);
+	r->space_waiters--;
+	if (!r->running) {
+		pthread_mutex_unlock(&r->lock);
+		return -ESHUTDOWN;
+	}
+	m->f.seq = ++r->next_seq;
+	m->f.dep = r->host_done_max;
+	m->conn = -1;
+	wire_frame_encode(m->hdr, &m->f);
+	if (m->f.type != WIRE_FLUSH)
+		active_add(m->rl, m);
+	hash_insert(r, m);
+	queue_append(r, m);
+	r->inflight++;
+	pthread_cond_signal(&r->queue_cond);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* The host sees this request completed: later requests depend on it. */
+static void host_release_locked(struct replicator *r, struct mreq *m)
+{
+	active_remove(m->rl, m);
+	if (m->f.seq > r->host_done_max)
+		r->host_done_max = m->f.seq;
+	if (r->space_waiters)
+		pthread_cond_broadcast(&r->space_cond);
+}
+
+static int wait_sync(struct replicator *r, struct mreq *m, int local_rc)
+{
+	pthread_mutex_lock(&r->lock);
+	while (!m->done)
+		pthread_cond_wait(&m->cond, &r->lock);
+	host_release_locked(r, m);
+	pthread_mutex_unlock(&r->lock);
+	pthread_cond_destroy(&m->cond);
+	if (local_rc)
+		return local_rc;
+	return m->status ? -m->status : 0;
+}
+
+static void release_async(struct replicator *r, struct mreq *m)
+{
+	pthread_mutex_lock(&r->lock);
+	host_release_locked(r, m);
+	mreq_put_locked(m);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void frame_init(struct wire_frame *f, struct rep_lun *rl, uint16_t type,
+		       uint64_t len, uint64_t off, unsigned flags)
+{
+	*f = (struct wire_frame){
+		.magic = WIRE_FRAME_MAGIC,
+		.type = type,
+		.flags = (flags & IPM_IO_FUA) ? WIRE_F_FUA : 0,
+		.lun = rl->index,
+		.offset = type == WIRE_FLUSH ? 0 : off,
+		.length = type == WIRE_FLUSH ? 0 : len,
+	};
+}
+
+static int local_op(struct ipm_lun *l, uint16_t type, uint64_t len, uint64_t off,
+		    unsigned flags)
+{
+	int rc;
+
+	switch (type) {
+	case WIRE_TRIM: rc = lun_local_trim(l, len, off); break;
+	case WIRE_ZERO: rc = lun_local_zero(l, len, off); break;
+	case WIRE_FLUSH: return lun_local_flush(l);
+	default: return -EINVAL;
+	}
+	if (rc == 0 && (flags & IPM_IO_FUA))
+		rc = lun_local_flush(l);
+	return rc;
+}
+
+int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, size_t len,
+		     uint64_t off, unsigned flags)
+{
+	struct rep_lun *rl = rep_lun_of(r, l);
+	struct mreq sm, *m = &sm;
+	bool sync = l->cfg->mode == IPM_MODE_SYNC;
+	int rc;
+
+	if (!sync) {
+		m = calloc(1, sizeof(*m));
+		if (!m || !(m->owned = malloc(len ? len : 1))) {
+			free(m);
+			return -ENOMEM;
+		}
+		memcpy(m->owned, buf, len);
+		m->refs = 2;
+	} else {
+		memset(m, 0, sizeof(*m));
+		pthread_cond_init(&m->cond, NULL);
+	}
+	m->sync = sync;
+	m->rl = rl;
+	m->data = sync ? buf : m->owned;
+	frame_init(&m->f, rl, WIRE_WRITE, len, off, flags);
+	m->f.len = (uint32_t)len;
+	m->f.csum = crc32c(0, m->data, len);
+	rc = submit(r, m);
+	if (rc < 0) {
+		if (sync)
+			pthread_cond_destroy(&m->cond);
+		else {
+			free(m->owned);
+			free(m);
+		}
+		return rc;
+	}
+	/* the mirror works on it while we write locally */
+	rc = lun_local_write(l, buf, len, off, flags);
+	if (rc)
+		qb_log(LOG_ERR, "lun %s: local write at %llu failed: %s; the mirror has it",
+		       ipm_lun_name(l), (unsigned long long)off, strerror(-rc));
+	if (sync)
+		return wait_sync(r, m, rc);
+	release_async(r, m);
+	return rc;
+}
+
+int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,
+		  uint64_t off, unsigned flags)
+{
+	struct rep_lun *rl = rep_lun_of(r, l);
+	bool sync = l->cfg->mode == IPM_MODE_SYNC;
+	struct mreq *m = calloc(1, sizeof(*m));
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	m->sync = sync;
+	m->refs = 2;
+	m->rl = rl;
+	if (sync)
+		pthread_cond_init(&m->cond, NULL);
+	frame_init(&m->f, rl, type, len, off, flags);
+	rc = submit(r, m);
+	if (rc < 0) {
+		if (sync)
+			pthread_cond_destroy(&m->cond);
+		free(m);
+		return rc;
+	}
+	rc = local_op(l, type, len, off, flags);
+	if (sync) {
+		rc = wait_sync(r, m, rc);
+		free(m);
+		return rc;
+	}
+	/* async: a FLUSH is durable locally and a barrier on the mirror */
+	release_async(r, m);
+	return rc;
+}
+
+/* ---- worker threads --------------------------------------------------------- */
+
+static int send_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct worker *w = arg;
+	struct replicator *r = w->r;
+	uint8_t buf[WIRE_FRAME_LEN * 128];
+	size_t have = 0, pos;
+	struct wire_frame f;
+	ipm_error err;
+
+	for (;;) {
+		ssize_t n = recv(w->fd, buf + have, sizeof(buf) - have, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				snprintf(err.msg, sizeof(err.msg), "%s", strerror(errno));
+			else
+				snprintf(err.msg, sizeof(err.msg), "closed by peer");
+			break;
+		}
+		have += (size_t)n;
+		pthread_mutex_lock(&r->lock);
+		for (pos = 0; have - pos >= WIRE_FRAME_LEN; pos += WIRE_FRAME_LEN) {
+			struct mreq *m;
+
+			if (wire_frame_decode(buf + pos, r->n_luns, &f, &err) < 0) {
+				pthread_mutex_unlock(&r->lock);
+				goto protocol_error;
+			}
+			if (f.type != WIRE_ACK) {
+				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
+				pthread_mutex_unlock(&r->lock);
+				goto protocol_error;
+			}
+			m = hash_remove(r, f.seq);
+
+			/* unknown: answered already on a connection that broke */
+			if (m)
+				complete_locked(r, m, f.status);
+		}
+		pthread_mutex_unlock(&r->lock);
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+		ca_refresh(&r->ca, w->index);
+	}
+	goto out;
+protocol_error:
+	qb_log(LOG_ERR, "connection %u to %s: %s; closing", w->index, r->e->peer->name,
+	       err.msg);
+out:
+	pthread_mutex_lock(&r->lock);
+	if (!w->failed && r->running)
+		qb_log(LOG_WARNING, "connection %u to %s broke: %s", w->index, r->e->peer->name,
+		       err.msg);
+	w->failed = true;
+	pthread_cond_broadcast(&r->queue_cond);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+static int resolve(const char *address, uint16_t port, struct sockaddr_storage *ss,
+		   socklen_t *len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai;
+	char ps[8];
+	int rc;
+
+	snprintf(ps, sizeof(ps), "%u", port);
+	rc = getaddrinfo(address, ps, &hints, &ai);
+	if (rc)
+		return -EHOSTUNREACH;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* Non-blocking connect bounded by CONNECT_TIMEOUT_MS, from our data address
+ * so replication uses the network the config names. */
+static int dial(struct replicator *r, ipm_error *err)
+{
+	const struct ipm_endpoint *to = &r->e->peer->data, *from = &r->e->self->data;
+	struct sockaddr_storage ss, src;
+	socklen_t len, slen;
+	struct pollfd pfd;
+	int fd, rc, one = 1, so_err = 0;
+	socklen_t el = sizeof(so_err);
+
+	rc = resolve(to->address, to->port, &ss, &len);
+	if (rc < 0)
+		return ipm_fail(err, rc, "cannot resolve %s", to->address);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return ipm_fail(err, -errno, "socket: %s", strerror(errno));
+	if (from->address && resolve(from->address, 0, &src, &slen) == 0 &&
+	    src.ss_family == ss.ss_family &&
+	    bind(fd, (struct sockaddr *)&src, slen) < 0) {
+		rc = ipm_fail(err, -errno, "bind to %s: %s", from->address, strerror(errno));
+		goto fail;
+	}
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+		rc = ipm_fail(err, -errno, "connect to %s:%u: %s", to->address, to->port,
+			      strerror(errno));
+		goto fail;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) != 1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_err, &el) < 0 || so_err) {
+		rc = ipm_fail(err, -ETIMEDOUT, "connect to %s:%u: %s", to->address, to->port,
+			      so_err ? strerror(so_err) : "timed out");
+		goto fail;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+static int worker_connect(struct worker *w)
+{
+	struct replicator *r = w->r;
+	struct hs_client_params p = {
+		.self = r->e->node, .peer = r->e->peer->name,
+		.conn_index = (uint16_t)w->index, .conn_count = (uint16_t)r->n_conns,
+		.secret = r->secret, .session = r->session, .window = r->window,
+		.n_luns = r->n_luns, .luns = r->wire_luns,
+	};
+	ipm_error err = { "" };
+	int fd = dial(r, &err), rc;
+
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	pthread_mutex_lock(&r->lock);
+	p.base_seq = lowest_unacked(r) - 1;
+	w->fd = fd;
+	w->failed = false;
+	pthread_mutex_unlock(&r->lock);
+	rc = handshake_client(fd, &p, &err);
+	if (rc < 0)
+		goto fail;
+	rc = pthread_create(&w->reader, NULL, reader_main, w);
+	if (rc) {
+		rc = ipm_fail(&err, -rc, "cannot start reader thread");
+		goto fail;
+	}
+	ca_set_up(&r->ca, w->index, fd);
+	qb_log(LOG_NOTICE, "connection %u to %s is up", w->index, r->e->peer->name);
+	w->quiet = false;
+	return 0;
+fail:
+	pthread_mutex_lock(&r->lock);
+	w->fd = -1;
+	pthread_mutex_unlock(&r->lock);
+	if (fd >= 0)
+		close(fd);
+	qb_log(w->quiet ? LOG_DEBUG : LOG_WARNING, "connection %u to %s: %s", w->index,
+	       r->e->peer->name, err.msg);
+	w->quiet = true;
+	return rc;
+}
+
+/* Take up to a batch of queued requests for this connection. */
+static int take_batch(struct replicator *r, struct worker *w, struct mreq **batch)
+{
+	size_t bytes = 0;
+	int n = 0;
+
+	while (r->qhead && n < BATCH_FRAMES && (n == 0 || bytes < BATCH_BYTES)) {
+		struct mreq *m = r->qhead;
+
+		r->qhead = m->qnext;
+		if (!r->qhead)
+			r->qtail = NULL;
+		m->conn = (int)w->index;
+		bytes += m->f.len;
+		batch[n++] = m;
+	}
+	return n;
+}
+
+static bool worker_should_wait(struct replicator *r, struct worker *w)
+{
+	return !r->qhead && r->running && !w->failed;
+}
+
+static void worker_serve(struct worker *w)
+{
+	struct replicator *r = w->r;
+	struct mreq *batch[BATCH_FRAMES];
+	struct iovec iov[BATCH_FRAMES * 2];
+	struct timespec dl;
+	int n, i, cnt;
+
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		while (worker_should_wait(r, w)) {
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_nsec += 500000000;
+			if (dl.tv_nsec >= 1000000000) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&r->queue_cond, &r->lock, &dl);
+			/* the heartbeat may have declared this connection dead */
+			if (ca_status(&r->ca, w->index) != IPM_LINK_UP)
+				w->failed = true;
+		}
+		if (!r->running || w->failed) {
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+		n = take_batch(r, w, batch);
+		pthread_mutex_unlock(&r->lock);
+		for (i = 0, cnt = 0; i < n; i++) {
+			iov[cnt++] = (struct iovec){ batch[i]->hdr, WIRE_FRAME_LEN };
+			if (batch[i]->f.len)
+				iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
+		}
+		if (send_all(w->fd, iov, cnt) < 0) {
+			pthread_mutex_lock(&r->lock);
+			w->failed = true;
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+	}
+}
+
+/* Whatever this connection sent and was not answered goes to the others. */
+static void worker_disconnect(struct worker *w)
+{
+	struct replicator *r = w->r;
+	unsigned i, requeued = 0;
+	struct mreq *m;
+
+	shutdown(w->fd, SHUT_RDWR);
+	pthread_join(w->reader, NULL);
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i <= r->hash_mask; i++) {
+		for (m = r->hash[i]; m; m = m->hnext) {
+			if (m->conn == (int)w->index) {
+				m->conn = -1;
+				queue_insert_sorted(r, m);
+				requeued++;
+			}
+		}
+	}
+	close(w->fd);
+	w->fd = -1;
+	pthread_cond_broadcast(&r->queue_cond);
+	pthread_mutex_unlock(&r->lock);
+	ca_set_down(&r->ca, w->index);
+	if (r->running)
+		qb_log(LOG_WARNING, "connection %u to %s down; %u unanswered request(s) re-sent on the others",
+		       w->index, r->e->peer->name, requeued);
+}
+
+static void pause_ms(struct replicator *r, int ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (r->running)
+		pthread_cond_timedwait(&r->queue_cond, &r->lock, &dl);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static bool is_running(struct replicator *r)
+{
+	bool running;
+
+	pthread_mutex_lock(&r->lock);
+	running = r->running;
+	pthread_mutex_unlock(&r->lock);
+	return running;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct replicator *r = w->r;
+
+	while (is_running(r)) {
+		if (worker_connect(w) < 0) {
+			pause_ms(r, RETRY_MS);
+			continue;
+		}
+		worker_serve(w);
+		worker_disconnect(w);
+		pause_ms(r, 100);
+	}
+	return NULL;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int replicator_create(ipm_engine *e, const struct auth_secret *secret,
+		      struct ipm_lun **luns, unsigned n_luns, struct replicator **out,
+		      ipm_error *err)
+{
+	struct replicator *r = calloc(1, sizeof(*r));
+	unsigned i, buckets = 1;
+
+	if (!r)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	r->e = e;
+	r->secret = secret;
+	r->n_luns = n_luns;
+	r->n_conns = e->cfg->conn_count;
+	r->window = e->cfg->async_window ? e->cfg->async_window : 1024;
+	if (r->window > WIRE_MAX_WINDOW)
+		r->window = WIRE_MAX_WINDOW;
+	while (buckets < r->window * 2)
+		buckets <<= 1;
+	r->hash_mask = buckets - 1;
+	r->hash = calloc(buckets, sizeof(*r->hash));
+	r->luns = calloc(n_luns, sizeof(*r->luns));
+	r->wire_luns = calloc(n_luns, sizeof(*r->wire_luns));
+	if (!r->hash || !r->luns || !r->wire_luns)
+		goto nomem;
+	auth_random((uint8_t *)&r->session, sizeof(r->session));
+	for (i = 0; i < n_luns; i++) {
+		r->luns[i] = (struct rep_lun){ .lun = luns[i], .index = i };
+		snprintf(r->wire_luns[i].name, WIRE_NAME_LEN, "%s", luns[i]->cfg->name);
+		r->wire_luns[i].size = luns[i]->size;
+		r->wire_luns[i].mode = (uint8_t)luns[i]->cfg->mode;
+		luns[i]->wire_index = i;
+	}
+	ca_init(&r->ca, r->n_conns);
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->queue_cond, NULL);
+	pthread_cond_init(&r->space_cond, NULL);
+	for (i = 0; i < r->n_conns; i++)
+		r->workers[i] = (struct worker){ .r = r, .index = i, .fd = -1 };
+	r->running = true;
+	*out = r;
+	return 0;
+nomem:
+	free(r->hash);
+	free(r->luns);
+	free(r->wire_luns);
+	free(r);
+	return ipm_fail(err, -ENOMEM, "out of memory");
+}
+
+int replicator_start(struct replicator *r, ipm_error *err)
+{
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < r->n_conns; i++) {
+		rc = pthread_create(&r->workers[i].thread, NULL, worker_main, &r->workers[i]);
+		if (rc) {
+			replicator_stop(r);
+			return ipm_fail(err, -rc, "cannot start worker thread %u", i);
+		}
+		r->started = true;
+	}
+	return 0;
+}
+
+/* Fail what the mirror never answered; the hosts get an error. */
+static void fail_remaining_locked(struct replicator *r)
+{
+	unsigned i;
+	struct mreq *m;
+
+	for (i = 0; i <= r->hash_mask; i++) {
+		while ((m = r->hash[i])) {
+			r->hash[i] = m->hnext;
+			complete_locked(r, m, ESHUTDOWN);
+		}
+	}
+	r->qhead = r->qtail = NULL;
+}
+
+void replicator_stop(struct replicator *r)
+{
+	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
+	struct timespec dl;
+	unsigned i;
+
+	pthread_mutex_lock(&r->lock);
+	r->space_waiters++;
+	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline) {
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 100000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&r->space_cond, &r->lock, &dl);
+	}
+	r->space_waiters--;
+	r->running = false;
+	pthread_cond_broadcast(&r->queue_cond);
+	pthread_cond_broadcast(&r->space_cond);
+	for (i = 0; i < r->n_conns; i++)
+		if (r->workers[i].fd >= 0)
+			shutdown(r->workers[i].fd, SHUT_RDWR);
+	pthread_mutex_unlock(&r->lock);
+	if (r->started)
+		for (i = 0; i < r->n_conns; i++)
+			pthread_join(r->workers[i].thread, NULL);
+	r->started = false;
+	pthread_mutex_lock(&r->lock);
+	fail_remaining_locked(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void replicator_destroy(struct replicator *r)
+{
+	if (!r)
+		return;
+	if (r->started)
+		replicator_stop(r);
+	ca_destroy(&r->ca);
+	pthread_cond_destroy(&r->queue_cond);
+	pthread_cond_destroy(&r->space_cond);
+	pthread_mutex_destroy(&r->lock);
+	free(r->hash);
+	free(r->luns);
+	free(r->wire_luns);
+	free(r);
+}
+
+struct connection_array *replicator_connections(struct replicator *r)
+{
+	return &r->ca;
+}
+
+uint64_t replicator_mirrored_bytes(struct replicator *r, struct ipm_lun *l)
+{
+	uint64_t b;
+
+	pthread_mutex_lock(&r->lock);
+	b = rep_lun_of(r, l)->mirrored_bytes;
+	pthread_mutex_unlock(&r->lock);
+	return b;
+}

@@ -1,0 +1,38 @@
+/* replicator.h - the primary's side of mirroring: every write to a mirrored
+ * LUN this node is primary for becomes a mirror request with a sequence
+ * number, sent by one of n worker threads over its own TCP connection.
+ *
+ * Ordering: each request carries `dep`, the highest sequence number the host
+ * had seen completed when the request was issued; the mirror applies a
+ * request only after every request <= dep, so it never shows a write before
+ * one the host saw completed earlier (crash consistency). Overlapping writes
+ * are serialised here so both nodes apply them in the same order. */
+#ifndef IPM_REPLICATOR_H
+#define IPM_REPLICATOR_H
+
+#include "connection_array.h"
+#include "wire.h"
+
+struct replicator;
+struct ipm_lun;
+
+/* luns: the mirrored LUNs this node is primary for; their index in this
+ * array is their wire index. */
+int replicator_create(ipm_engine *e, const struct auth_secret *secret,
+		      struct ipm_lun **luns, unsigned n_luns, struct replicator **out,
+		      ipm_error *err);
+int replicator_start(struct replicator *r, ipm_error *err);
+/* Waits a bounded time for requests in flight, then fails the rest. */
+void replicator_stop(struct replicator *r);
+void replicator_destroy(struct replicator *r);
+
+int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, size_t len,
+		     uint64_t off, unsigned flags);
+/* WIRE_TRIM, WIRE_ZERO or WIRE_FLUSH (len/off ignored for FLUSH). */
+int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,
+		  uint64_t off, unsigned flags);
+
+struct connection_array *replicator_connections(struct replicator *r);
+uint64_t replicator_mirrored_bytes(struct replicator *r, struct ipm_lun *l);
+
+#endif

@@ -1,0 +1,156 @@
+/* wire.h - the mirror protocol between two ipmirrord nodes (see doc/wire.md).
+ *
+ * All integers are big-endian on the wire. A connection starts with a
+ * handshake (HELLO, CHALLENGE, AUTH, WELCOME) that names both nodes, proves
+ * both know the shared secret (HMAC-SHA256 challenge-response) and lists the
+ * mirrored LUNs; then it carries frames: a fixed header, then `len` payload
+ * bytes (WRITE only) protected by a CRC32C.
+ */
+#ifndef IPM_WIRE_H
+#define IPM_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ipmirror.h"
+
+#define WIRE_VERSION 1
+#define WIRE_HELLO_MAGIC 0x49504d48u   /* "IPMH" handshake messages */
+#define WIRE_FRAME_MAGIC 0x49504d46u   /* "IPMF" request/ack frames */
+#define WIRE_NONCE_LEN 32
+#define WIRE_MAC_LEN 32                /* HMAC-SHA256 */
+#define WIRE_NAME_LEN 64               /* NUL-padded names */
+#define WIRE_MAX_LUNS 256
+#define WIRE_MAX_PAYLOAD (32u << 20)   /* = the NBD server's max request */
+#define WIRE_MAX_WINDOW 65536          /* max requests in flight per direction */
+#define WIRE_MSG_LEN 128               /* reason text in WELCOME */
+
+enum wire_hs_type {
+	WIRE_HELLO = 1,      /* client -> server */
+	WIRE_CHALLENGE = 2,  /* server -> client */
+	WIRE_AUTH = 3,       /* client -> server */
+	WIRE_WELCOME = 4,    /* server -> client: status 0 = accepted, else errno + reason */
+};
+
+/* Every handshake message: this header, then `len` bytes of body. */
+struct wire_hs_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len;        /* body length, <= WIRE_HS_MAX_BODY */
+};
+#define WIRE_HS_HDR_LEN 12
+#define WIRE_HS_MAX_BODY (WIRE_MAX_LUNS * 96 + 512)
+
+struct wire_hello {
+	char from[WIRE_NAME_LEN];      /* the connecting (primary) node */
+	char to[WIRE_NAME_LEN];        /* the node it expects to reach */
+	uint16_t conn_index;           /* 0..conn_count-1 */
+	uint16_t conn_count;
+	uint8_t nonce[WIRE_NONCE_LEN];
+};
+
+struct wire_challenge {
+	char from[WIRE_NAME_LEN];      /* the accepting (mirror) node */
+	uint8_t nonce[WIRE_NONCE_LEN];
+	uint8_t mac[WIRE_MAC_LEN];     /* proves the server knows the secret */
+};
+
+struct wire_lun {
+	char name[WIRE_NAME_LEN];
+	uint64_t size;
+	uint8_t mode;                  /* enum ipm_mode */
+	uint64_t generation;
+};
+
+struct wire_auth {
+	uint8_t mac[WIRE_MAC_LEN];     /* proves the client knows the secret */
+	uint64_t session;              /* random per primary process lifetime */
+	uint64_t base_seq;             /* every seq <= base_seq is already applied */
+	uint32_t window;               /* max requests in flight, <= WIRE_MAX_WINDOW */
+	uint32_t n_luns;
+	struct wire_lun luns[WIRE_MAX_LUNS];
+};
+
+struct wire_welcome {
+	int32_t status;                /* 0 or a positive errno */
+	char message[WIRE_MSG_LEN];
+};
+
+/* Frames after the handshake. */
+enum wire_type {
+	WIRE_WRITE = 1,
+	WIRE_TRIM = 2,
+	WIRE_ZERO = 3,
+	WIRE_FLUSH = 4,
+	WIRE_ACK = 5,        /* mirror -> primary: status of request `seq` */
+	WIRE_PING = 6,       /* keeps an idle connection's timestamp fresh */
+};
+
+enum wire_flags {
+	WIRE_F_FUA = 1 << 0,
+};
+
+struct wire_frame {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t flags;
+	uint32_t lun;        /* index into the handshake's LUN list */
+	uint32_t len;        /* payload bytes that follow (WRITE only) */
+	uint64_t seq;        /* request id, increasing per direction */
+	uint64_t dep;        /* apply only after every seq <= dep is applied */
+	uint64_t offset;
+	uint64_t length;     /* byte range; == len for WRITE */
+	int32_t status;      /* ACK: 0 or a positive errno */
+	uint32_t csum;       /* CRC32C of the payload (0 when none) */
+};
+#define WIRE_FRAME_LEN 56
+
+/* Encoders write exactly the encoded length and return it. Decoders return 0,
+ * or a negative errno with a reason in err (-EPROTO malformed, -EMSGSIZE too
+ * large, -EBADMSG bad checksum / MAC, -EINVAL bad value). */
+size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len);
+int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_hdr *h,
+		       ipm_error *err);
+
+size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m);
+int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_error *err);
+size_t wire_challenge_encode(uint8_t *buf, const struct wire_challenge *m);
+int wire_challenge_decode(const uint8_t *buf, size_t len, struct wire_challenge *m,
+			  ipm_error *err);
+size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m);
+int wire_auth_decode(const uint8_t *buf, size_t len, struct wire_auth *m, ipm_error *err);
+size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m);
+int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
+			ipm_error *err);
+
+void wire_frame_encode(uint8_t buf[WIRE_FRAME_LEN], const struct wire_frame *f);
+/* Checks magic, type, flags, len/length consistency and the payload limit;
+ * n_luns bounds f->lun for request types. */
+int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
+		      struct wire_frame *f, ipm_error *err);
+
+/* ---- authentication (auth.c, HMAC-SHA256 from nettle) ------------------- */
+
+#define AUTH_SECRET_MAX 4096
+struct auth_secret {
+	uint8_t key[AUTH_SECRET_MAX];
+	size_t len;
+};
+
+/* Read the secret file (trailing newline stripped). Refuses an empty file,
+ * one larger than AUTH_SECRET_MAX, and one readable by group/others. */
+int auth_secret_load(const char *path, struct auth_secret *s, ipm_error *err);
+void auth_random(uint8_t *buf, size_t len);
+/* mac = HMAC(secret, role || nonce_a || nonce_b || name_a || name_b); role is
+ * "server" or "client" so one side's answer cannot be replayed as the other's. */
+void auth_mac(const struct auth_secret *s, const char *role, const uint8_t *nonce_a,
+	      const uint8_t *nonce_b, const char *name_a, const char *name_b,
+	      uint8_t mac[WIRE_MAC_LEN]);
+/* Constant-time comparison. */
+bool auth_mac_equal(const uint8_t *a, const uint8_t *b);
+
+/* ---- payload checksum (crc32c.c) ----------------------------------------- */
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif

@@ -73,3 +73,59 @@ stop_pid() {
 }
 
 finish() { [ "$T_FAILED" -eq 0 ]; exit $?; }
+
+# ---- two nodes on loopback -------------------------------------------------
+# pair_setup: writes $T_DIR/pair.xml for node1/node2 on 127.0.0.1 with
+# distinct ports, a secret, and the LUNs given as "name:size:mode:mirrored:primary"
+# arguments; each node gets its own backing file $T_DIR/NODE-NAME.img.
+# Sets N1_NBD / N2_NBD (NBD ports) and N1_DATA / N2_DATA (data ports).
+pair_setup() {
+	local base
+	base=$(free_port pair)
+	N1_DATA=$base; N1_HB=$((base + 1)); N1_NBD=$((base + 2))
+	N2_DATA=$((base + 3)); N2_HB=$((base + 4)); N2_NBD=$((base + 5))
+	( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T_DIR/secret" )
+	{
+		echo '<ipmirror version="1">'
+		echo "  <secret file=\"$T_DIR/secret\"/>"
+		echo "  <connections count=\"${PAIR_CONNS:-4}\"/>"
+		echo "  <log level=\"info\"/>"
+		echo "  <node name=\"node1\"><data address=\"127.0.0.1\" port=\"$N1_DATA\"/><heartbeat address=\"127.0.0.1\" port=\"$N1_HB\"/><nbd address=\"127.0.0.1\" port=\"$N1_NBD\"/></node>"
+		echo "  <node name=\"node2\"><data address=\"127.0.0.1\" port=\"$N2_DATA\"/><heartbeat address=\"127.0.0.1\" port=\"$N2_HB\"/><nbd address=\"127.0.0.1\" port=\"$N2_NBD\"/></node>"
+		local spec name size mode mirrored primary
+		for spec in "$@"; do
+			IFS=: read -r name size mode mirrored primary <<<"$spec"
+			echo "  <lun name=\"$name\" size=\"$size\" mode=\"$mode\" mirrored=\"$mirrored\" primary=\"$primary\">"
+			echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"/>"
+			echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"/>"
+			echo "  </lun>"
+			truncate -s "$size" "$T_DIR/node1-$name.img" "$T_DIR/node2-$name.img"
+		done
+		echo '</ipmirror>'
+	} >"$T_DIR/pair.xml"
+}
+
+# pair_start: both daemons, admin sockets ipm-$$-node1 / -node2
+pair_start() {
+	start_daemon n1 --config "$T_DIR/pair.xml" --node node1 --socket "ipm-$$-node1" "$@"
+	start_daemon n2 --config "$T_DIR/pair.xml" --node node2 --socket "ipm-$$-node2" "$@"
+	wait_for 10 tcp_open 127.0.0.1 "$N1_NBD" && wait_for 10 tcp_open 127.0.0.1 "$N2_NBD"
+}
+
+ctl() { local node="$1"; shift; "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"; }
+
+# connections_up NODE N: NODE reports at least N connections up
+connections_up() {
+	[ "$(ctl "$1" status --json | jq '[.connections[] | select(.status == "up")] | length')" -ge "$2" ]
+}
+
+# fio_verify URI JOBNAME [extra fio args...]: random writes with crc32c
+# verification; prints "ok" when fio exited 0 with no errors
+fio_verify() {
+	local uri="$1" name="$2"; shift 2
+	fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k \
+		--iodepth=32 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--runtime=60 --output-format=json --output="$T_DIR/$name.json" "$@" \
+		>"$T_DIR/$name.out" 2>&1 || return 1
+	[ "$(jq '[.jobs[].error] | add' "$T_DIR/$name.json")" = 0 ]
+}

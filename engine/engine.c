@@ -6,6 +6,7 @@
 #include <string.h>
 #include <qb/qblog.h>
 
+#include "heartbeat.h"
 #include "lun.h"
 #include "receiver.h"
 #include "replicator.h"
@@ -37,6 +38,34 @@ static int open_luns(ipm_engine *e, ipm_error *err)
 		e->n_luns++;
 	}
 	return 0;
+}
+
+static uint64_t data_generation(void *opaque)
+{
+	(void)opaque;
+	return 0;
+}
+
+static int setup_heartbeat(ipm_engine *e, ipm_error *err)
+{
+	struct hb_params p = {
+		.self = e->node, .peer = e->peer->name,
+		.local = &e->self->heartbeat, .remote = &e->peer->heartbeat,
+		.secret = e->secret,
+		.interval = e->cfg->hb_interval, .timeout = e->cfg->hb_timeout,
+		.probation = e->cfg->hb_probation,
+		.generation = data_generation, .opaque = e,
+	};
+	int rc;
+
+	if (!e->self->heartbeat.address || !e->peer->heartbeat.address)
+		return ipm_fail(err, -EINVAL, "mirrored luns need <heartbeat> addresses on both nodes");
+	rc = heartbeat_create(&p, &e->hb, err);
+	if (rc < 0)
+		return rc;
+	if (e->rcv)
+		rc = heartbeat_attach(e->hb, receiver_connections(e->rcv));
+	return rc;
 }
 
 /* Replication needs a peer, the secret, and at least one mirrored LUN in
@@ -71,6 +100,9 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 		if (rc < 0)
 			return rc;
 	}
+	rc = setup_heartbeat(e, err);
+	if (rc < 0)
+		return rc;
 	if (!n_primary)
 		return 0;
 	primary = calloc(n_primary, sizeof(*primary));
@@ -83,7 +115,10 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 	for (i = 0; rc == 0 && i < n_primary; i++)
 		primary[i]->rep = e->rep;
 	free(primary);
-	return rc;
+	if (rc < 0)
+		return rc;
+	replicator_set_heartbeat(e->rep, e->hb);
+	return heartbeat_attach(e->hb, replicator_connections(e->rep));
 }
 
 int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
@@ -125,22 +160,31 @@ int ipm_engine_start(ipm_engine *e, ipm_error *err)
 		return ipm_fail(err, -EALREADY, "engine already started");
 	int rc;
 
+	if (e->hb) {
+		rc = heartbeat_start(e->hb, err);
+		if (rc < 0)
+			return rc;
+	}
 	if (e->rcv) {
 		rc = receiver_start(e->rcv, err);
 		if (rc < 0)
-			return rc;
+			goto fail_hb;
 	}
 	if (e->rep) {
 		rc = replicator_start(e->rep, err);
 		if (rc < 0) {
 			if (e->rcv)
 				receiver_stop(e->rcv);
-			return rc;
+			goto fail_hb;
 		}
 	}
 	e->started = true;
 	qb_log(LOG_NOTICE, "node %s: engine started with %zu lun(s)", e->node, e->n_luns);
 	return 0;
+fail_hb:
+	if (e->hb)
+		heartbeat_stop(e->hb);
+	return rc;
 }
 
 void ipm_engine_stop(ipm_engine *e)
@@ -152,6 +196,8 @@ void ipm_engine_stop(ipm_engine *e)
 		replicator_stop(e->rep);
 	if (e->rcv)
 		receiver_stop(e->rcv);
+	if (e->hb)
+		heartbeat_stop(e->hb);
 	qb_log(LOG_NOTICE, "node %s: engine stopped", e->node);
 }
 
@@ -164,6 +210,7 @@ void ipm_engine_destroy(ipm_engine *e)
 	ipm_engine_stop(e);
 	replicator_destroy(e->rep);
 	receiver_destroy(e->rcv);
+	heartbeat_destroy(e->hb);
 	free(e->secret);
 	for (i = 0; i < e->n_luns; i++)
 		lun_close(e->luns[i]);

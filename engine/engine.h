@@ -19,6 +19,7 @@ struct ipm_engine {
 	struct auth_secret *secret;
 	struct replicator *rep;             /* we are primary for some LUNs */
 	struct receiver *rcv;               /* the peer is primary for some */
+	struct heartbeat *hb;               /* UDP heartbeat with the peer */
 };
 
 /* Format a message into err (NULL allowed) and return rc. */

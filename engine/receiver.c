@@ -59,6 +59,7 @@ struct receiver {
 	struct rreq *pending;         /* waiting for dependencies, or being applied */
 	struct rconn *conns;
 	unsigned n_conns;
+	int64_t last_replay_ms;       /* when a replayed request last arrived */
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -392,6 +393,8 @@ static void serve(struct rconn *c)
 			continue;
 		}
 		ca_refresh(&c->rc->ca, c->index);
+		if (q->f.flags & WIRE_F_REPLAY)
+			__atomic_store_n(&c->rc->last_replay_ms, ipm_now_ms(), __ATOMIC_RELAXED);
 		rc = dispatch(c, q);
 		if (rc == -EPROTO) {
 			ipm_fail(&err, rc, "request %llu violates the ordering window (dep %llu)",
@@ -477,8 +480,17 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	struct rconn *o;
 
 	c->session = a->session;
-	if (rc->order.session == a->session)
+	if (rc->order.session == a->session) {
+		/* after an outage the primary journaled what we did not answer
+		 * and will replay it: stop waiting for those sequence numbers */
+		if (a->base_seq > rc->order.prefix) {
+			qb_log(LOG_NOTICE, "peer %s: requests up to %llu settled by the primary's journal",
+			       rc->e->peer->name, (unsigned long long)a->base_seq);
+			order_reset(&rc->order, a->session, a->base_seq);
+			drop_waiting_locked(rc);
+		}
 		return;
+	}
 	qb_log(LOG_NOTICE, "peer %s: new session %016llx from sequence %llu",
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);
@@ -695,4 +707,16 @@ void receiver_destroy(struct receiver *rc)
 struct connection_array *receiver_connections(struct receiver *rc)
 {
 	return &rc->ca;
+}
+
+enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l)
+{
+	int64_t replay = __atomic_load_n(&rc->last_replay_ms, __ATOMIC_RELAXED);
+
+	(void)l;
+	if (ca_count_up(&rc->ca) == 0)
+		return IPM_STATE_OUTDATED;
+	if (replay && ipm_now_ms() - replay < 2000)
+		return IPM_STATE_RESYNCING;
+	return IPM_STATE_UPTODATE;
 }

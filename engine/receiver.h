@@ -16,5 +16,8 @@ void receiver_stop(struct receiver *rc);
 void receiver_destroy(struct receiver *rc);
 
 struct connection_array *receiver_connections(struct receiver *rc);
+/* A mirror LUN is up to date only while its primary is connected and not
+ * replaying a journal to it; otherwise outdated or resyncing. */
+enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l);
 
 #endif

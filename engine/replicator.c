@@ -15,74 +15,11 @@
 
 #include "handshake.h"
 #include "lun.h"
-#include "replicator.h"
+#include "replicator_int.h"
 
-#define BATCH_FRAMES 64
-#define BATCH_BYTES (1u << 20)
 #define CONNECT_TIMEOUT_MS 3000
 #define RETRY_MS 1000
 #define STOP_DRAIN_MS 5000
-
-struct mreq {
-	struct wire_frame f;
-	uint8_t hdr[WIRE_FRAME_LEN];
-	const void *data;
-	void *owned;             /* async: our copy of the payload */
-	struct rep_lun *rl;
-	int conn;                /* worker it was sent on; -1 while queued */
-	bool done;
-	int status;              /* the mirror's answer (positive errno) */
-	bool sync;               /* a host thread waits on cond */
-	int refs;                /* async: host thread + in flight */
-	pthread_cond_t cond;
-	struct mreq *qnext;      /* outbound queue, sorted by seq */
-	struct mreq *hnext;      /* in-flight hash chain */
-	struct mreq *anext, *aprev; /* the LUN's active (not host-completed) list */
-	bool active;
-};
-
-struct rep_lun {
-	struct ipm_lun *lun;
-	uint32_t index;
-	struct mreq *active;
-	uint64_t mirrored_bytes;
-};
-
-struct worker {
-	struct replicator *r;
-	unsigned index;
-	pthread_t thread;
-	pthread_t reader;
-	int fd;
-	bool failed;             /* the reader saw the connection break */
-	bool quiet;              /* connect failures already logged */
-};
-
-struct replicator {
-	ipm_engine *e;
-	const struct auth_secret *secret;
-	struct rep_lun *luns;
-	struct wire_lun *wire_luns;
-	unsigned n_luns;
-	struct connection_array ca;
-	unsigned n_conns;
-	uint32_t window;
-	uint64_t session;
-
-	pthread_mutex_t lock;
-	pthread_cond_t queue_cond;   /* workers: work arrived, or stop */
-	pthread_cond_t space_cond;   /* hosts: window space / conflict cleared */
-	unsigned space_waiters;
-	struct mreq *qhead, *qtail;
-	struct mreq **hash;
-	unsigned hash_mask;
-	unsigned inflight;
-	uint64_t next_seq;           /* last sequence number assigned */
-	uint64_t host_done_max;      /* highest seq the host saw completed */
-	bool running;
-	bool started;
-	struct worker workers[IPM_CONN_MAX];
-};
 
 /* ---- in-flight table ---------------------------------------------------- */
 
@@ -181,7 +118,7 @@ static void active_remove(struct rep_lun *rl, struct mreq *m)
 	m->active = false;
 }
 
-static void mreq_put_locked(struct mreq *m)
+void mreq_put_locked(struct mreq *m)
 {
 	if (--m->refs == 0) {
 		free(m->owned);
@@ -189,14 +126,16 @@ static void mreq_put_locked(struct mreq *m)
 	}
 }
 
-/* The mirror answered (or we gave up): wake the host or drop our reference. */
-static void complete_locked(struct replicator *r, struct mreq *m, int status)
+/* The mirror answered, the request went to the journal, or we gave up: wake
+ * the host or drop our reference. */
+void finish_locked(struct replicator *r, struct mreq *m, int status)
 {
 	m->done = true;
 	m->status = status;
-	r->inflight--;
-	if (status == 0 && m->f.type == WIRE_WRITE)
-		m->rl->mirrored_bytes += m->f.len;
+	if (m->replay) {
+		m->rl->replay_outstanding--;
+		pthread_cond_broadcast(&r->link_cond);
+	}
 	if (status)
 		qb_log(LOG_ERR, "lun %s: mirror request %llu failed on the peer: %s",
 		       ipm_lun_name(m->rl->lun), (unsigned long long)m->f.seq, strerror(status));
@@ -204,8 +143,37 @@ static void complete_locked(struct replicator *r, struct mreq *m, int status)
 		pthread_cond_signal(&m->cond);
 	else
 		mreq_put_locked(m);
+}
+
+void complete_locked(struct replicator *r, struct mreq *m, int status)
+{
+	r->inflight--;
+	if (status == 0 && m->f.type == WIRE_WRITE)
+		m->rl->mirrored_bytes += m->f.len;
+	finish_locked(r, m, status);
 	if (r->space_waiters || !r->running)
 		pthread_cond_broadcast(&r->space_cond);
+}
+
+void enqueue_locked(struct replicator *r, struct mreq *m)
+{
+	m->conn = -1;
+	wire_frame_encode(m->hdr, &m->f);
+	hash_insert(r, m);
+	queue_append(r, m);
+	r->inflight++;
+	pthread_cond_signal(&r->queue_cond);
+}
+
+/* The state every LUN of this direction shows (primary side). */
+void set_states_locked(struct replicator *r, enum ipm_lun_state st)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		r->luns[i].state = st;
+		__atomic_store_n(&r->luns[i].lun->state, st, __ATOMIC_RELAXED);
+	}
 }
 
 /* ---- host side ------------------------------------------------------------ */
@@ -217,6 +185,8 @@ static struct rep_lun *rep_lun_of(struct replicator *r, struct ipm_lun *l)
 
 static int submit(struct replicator *r, struct mreq *m)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
 	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f)))
@@ -228,16 +198,17 @@ static int submit(struct replicator *r, struct mreq *m)
 	}
 	m->f.seq = ++r->next_seq;
 	m->f.dep = r->host_done_max;
-	m->conn = -1;
-	wire_frame_encode(m->hdr, &m->f);
 	if (m->f.type != WIRE_FLUSH)
 		active_add(m->rl, m);
-	hash_insert(r, m);
-	queue_append(r, m);
-	r->inflight++;
-	pthread_cond_signal(&r->queue_cond);
+	if (r->link == LINK_LIVE) {
+		enqueue_locked(r, m);
+	} else {
+		/* peer unreachable or resync running: the journal keeps it */
+		rc = journal_request_locked(r, m);
+		finish_locked(r, m, 0);
+	}
 	pthread_mutex_unlock(&r->lock);
-	return 0;
+	return rc;
 }
 
 /* The host sees this request completed: later requests depend on it. */
@@ -327,7 +298,7 @@ int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, s
 	m->f.len = (uint32_t)len;
 	m->f.csum = crc32c(0, m->data, len);
 	rc = submit(r, m);
-	if (rc < 0) {
+	if (rc == -ESHUTDOWN) {
 		if (sync)
 			pthread_cond_destroy(&m->cond);
 		else {
@@ -336,6 +307,9 @@ int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, s
 		}
 		return rc;
 	}
+	if (rc < 0) /* journaling failed: the write itself still happens */
+		qb_log(LOG_ERR, "lun %s: cannot journal a write: %s", ipm_lun_name(l),
+		       strerror(-rc));
 	/* the mirror works on it while we write locally */
 	rc = lun_local_write(l, buf, len, off, flags);
 	if (rc)
@@ -364,12 +338,15 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 		pthread_cond_init(&m->cond, NULL);
 	frame_init(&m->f, rl, type, len, off, flags);
 	rc = submit(r, m);
-	if (rc < 0) {
+	if (rc == -ESHUTDOWN) {
 		if (sync)
 			pthread_cond_destroy(&m->cond);
 		free(m);
 		return rc;
 	}
+	if (rc < 0)
+		qb_log(LOG_ERR, "lun %s: cannot journal a request: %s", ipm_lun_name(l),
+		       strerror(-rc));
 	rc = local_op(l, type, len, off, flags);
 	if (sync) {
 		rc = wait_sync(r, m, rc);
@@ -445,8 +422,12 @@ static void *reader_main(void *arg)
 			m = hash_remove(r, f.seq);
 
 			/* unknown: answered already on a connection that broke */
-			if (m)
-				complete_locked(r, m, f.status);
+			if (!m)
+				continue;
+			/* the mirror applied everything m depended on before m */
+			if (m->f.dep > r->landed_floor)
+				r->landed_floor = m->f.dep;
+			complete_locked(r, m, f.status);
 		}
 		pthread_mutex_unlock(&r->lock);
 		memmove(buf, buf + pos, have - pos);
@@ -595,7 +576,7 @@ static int take_batch(struct replicator *r, struct worker *w, struct mreq **batc
 
 static bool worker_should_wait(struct replicator *r, struct worker *w)
 {
-	return !r->qhead && r->running && !w->failed;
+	return !r->qhead && r->running && !w->failed && r->connect_allowed;
 }
 
 static void worker_serve(struct worker *w)
@@ -604,7 +585,7 @@ static void worker_serve(struct worker *w)
 	struct mreq *batch[BATCH_FRAMES];
 	struct iovec iov[BATCH_FRAMES * 2];
 	struct timespec dl;
-	int n, i, cnt;
+	int n, i, cnt, rc;
 
 	for (;;) {
 		pthread_mutex_lock(&r->lock);
@@ -620,23 +601,29 @@ static void worker_serve(struct worker *w)
 			if (ca_status(&r->ca, w->index) != IPM_LINK_UP)
 				w->failed = true;
 		}
-		if (!r->running || w->failed) {
+		if (!r->running || w->failed || !r->connect_allowed) {
 			pthread_mutex_unlock(&r->lock);
 			return;
 		}
 		n = take_batch(r, w, batch);
+		w->sending = true;
+		r->sending++;
 		pthread_mutex_unlock(&r->lock);
 		for (i = 0, cnt = 0; i < n; i++) {
 			iov[cnt++] = (struct iovec){ batch[i]->hdr, WIRE_FRAME_LEN };
 			if (batch[i]->f.len)
 				iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
 		}
-		if (send_all(w->fd, iov, cnt) < 0) {
-			pthread_mutex_lock(&r->lock);
+		rc = send_all(w->fd, iov, cnt);
+		pthread_mutex_lock(&r->lock);
+		w->sending = false;
+		if (--r->sending == 0)
+			pthread_cond_broadcast(&r->link_cond);
+		if (rc < 0)
 			w->failed = true;
-			pthread_mutex_unlock(&r->lock);
+		pthread_mutex_unlock(&r->lock);
+		if (rc < 0)
 			return;
-		}
 	}
 }
 
@@ -664,9 +651,14 @@ static void worker_disconnect(struct worker *w)
 	pthread_cond_broadcast(&r->queue_cond);
 	pthread_mutex_unlock(&r->lock);
 	ca_set_down(&r->ca, w->index);
-	if (r->running)
+	pthread_mutex_lock(&r->lock);
+	pthread_cond_broadcast(&r->link_cond);
+	pthread_mutex_unlock(&r->lock);
+	if (r->running && requeued)
 		qb_log(LOG_WARNING, "connection %u to %s down; %u unanswered request(s) re-sent on the others",
 		       w->index, r->e->peer->name, requeued);
+	else if (r->running)
+		qb_log(LOG_WARNING, "connection %u to %s down", w->index, r->e->peer->name);
 }
 
 static void pause_ms(struct replicator *r, int ms)
@@ -686,11 +678,15 @@ static void pause_ms(struct replicator *r, int ms)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static bool is_running(struct replicator *r)
+/* Workers dial only while the link monitor allows it (not during an outage
+ * or probation). Returns false when stopping. */
+static bool wait_connect_allowed(struct replicator *r)
 {
 	bool running;
 
 	pthread_mutex_lock(&r->lock);
+	while (r->running && !r->connect_allowed)
+		pthread_cond_wait(&r->queue_cond, &r->lock);
 	running = r->running;
 	pthread_mutex_unlock(&r->lock);
 	return running;
@@ -701,7 +697,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct replicator *r = w->r;
 
-	while (is_running(r)) {
+	while (wait_connect_allowed(r)) {
 		if (worker_connect(w) < 0) {
 			pause_ms(r, RETRY_MS);
 			continue;
@@ -721,6 +717,7 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 {
 	struct replicator *r = calloc(1, sizeof(*r));
 	unsigned i, buckets = 1;
+	int rc;
 
 	if (!r)
 		return ipm_fail(err, -ENOMEM, "out of memory");
@@ -751,9 +748,19 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->queue_cond, NULL);
 	pthread_cond_init(&r->space_cond, NULL);
+	pthread_cond_init(&r->link_cond, NULL);
+	r->resync_rate = e->cfg->resync_rate;
+	/* until the first connection: journal, like after an outage */
+	r->link = LINK_DOWN;
+	set_states_locked(r, IPM_STATE_JOURNALING);
 	for (i = 0; i < r->n_conns; i++)
 		r->workers[i] = (struct worker){ .r = r, .index = i, .fd = -1 };
 	r->running = true;
+	rc = resync_open_journals(r, err);
+	if (rc < 0) {
+		replicator_destroy(r);
+		return rc;
+	}
 	*out = r;
 	return 0;
 nomem:
@@ -769,30 +776,167 @@ int replicator_start(struct replicator *r, ipm_error *err)
 	unsigned i;
 	int rc;
 
+	rc = pthread_create(&r->monitor, NULL, monitor_main, r);
+	if (rc)
+		return ipm_fail(err, -rc, "cannot start the link monitor thread");
+	r->started = true;
 	for (i = 0; i < r->n_conns; i++) {
 		rc = pthread_create(&r->workers[i].thread, NULL, worker_main, &r->workers[i]);
 		if (rc) {
+			r->n_conns = i;
 			replicator_stop(r);
 			return ipm_fail(err, -rc, "cannot start worker thread %u", i);
 		}
-		r->started = true;
 	}
 	return 0;
 }
 
-/* Fail what the mirror never answered; the hosts get an error. */
-static void fail_remaining_locked(struct replicator *r)
+/* ---- link monitor --------------------------------------------------------- */
+
+static int by_seq(const void *a, const void *b)
 {
-	unsigned i;
-	struct mreq *m;
+	uint64_t x = (*(struct mreq *const *)a)->f.seq, y = (*(struct mreq *const *)b)->f.seq;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Take every unanswered request out of the in-flight table, in seq order. */
+static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
+{
+	struct mreq **v = calloc(r->inflight ? r->inflight : 1, sizeof(*v)), *m;
+	unsigned i, n = 0;
 
 	for (i = 0; i <= r->hash_mask; i++) {
 		while ((m = r->hash[i])) {
 			r->hash[i] = m->hnext;
-			complete_locked(r, m, ESHUTDOWN);
+			if (v)
+				v[n++] = m;
 		}
 	}
 	r->qhead = r->qtail = NULL;
+	r->inflight = 0;
+	if (v)
+		qsort(v, n, sizeof(*v), by_seq);
+	*out = v;
+	return n;
+}
+
+/* The peer is unreachable: from now on writes go to the journals. Requests
+ * the mirror did not answer go there first, in order (those the mirror is
+ * known to have applied - up to landed_floor - are done), so that nothing
+ * the host saw completed is lost and the journal order is the host's. */
+static void go_down_locked(struct replicator *r, const char *why)
+{
+	struct mreq **v;
+	unsigned i, n, journaled = 0;
+
+	if (r->link == LINK_DOWN)
+		return;
+	r->link = LINK_DOWN;
+	r->connect_allowed = false;
+	for (i = 0; i < r->n_conns; i++)
+		if (r->workers[i].fd >= 0)
+			shutdown(r->workers[i].fd, SHUT_RDWR);
+	pthread_cond_broadcast(&r->queue_cond);
+	/* request data must stay alive while a worker is still sending it */
+	while (r->sending)
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	n = drain_inflight_locked(r, &v);
+	for (i = 0; i < n; i++) {
+		if (!v[i]->replay && v[i]->f.seq > r->landed_floor) {
+			journal_request_locked(r, v[i]);
+			journaled++;
+		}
+	}
+	journal_sync_all_locked(r);
+	for (i = 0; i < n; i++)
+		finish_locked(r, v[i], 0);
+	free(v);
+	pthread_cond_broadcast(&r->space_cond);
+	set_states_locked(r, IPM_STATE_JOURNALING);
+	qb_log(LOG_WARNING, "peer %s unreachable (%s): journaling writes; %u unanswered request(s) journaled",
+	       r->e->peer->name, why, journaled);
+}
+
+static enum ipm_link_state peer_state(struct replicator *r)
+{
+	return r->hb ? heartbeat_state(r->hb) : IPM_LINK_UP;
+}
+
+static void monitor_live_locked(struct replicator *r)
+{
+	if (peer_state(r) == IPM_LINK_DOWN)
+		go_down_locked(r, "heartbeat timeout");
+	else if (ca_count_up(&r->ca) == 0)
+		go_down_locked(r, "all connections lost");
+}
+
+/* While down: probation is the heartbeat's; once it says the peer is back
+ * (or there is no heartbeat), let the workers dial and start the resync
+ * when a connection is up. */
+static void monitor_down_locked(struct replicator *r)
+{
+	enum ipm_link_state ps = peer_state(r);
+
+	if (ps == IPM_LINK_PROBATION)
+		set_states_locked(r, IPM_STATE_PROBATION);
+	else if (ps == IPM_LINK_DOWN)
+		set_states_locked(r, IPM_STATE_JOURNALING);
+	if (ps != IPM_LINK_UP) {
+		r->connect_allowed = false;
+		return;
+	}
+	if (!r->connect_allowed) {
+		r->connect_allowed = true;
+		pthread_cond_broadcast(&r->queue_cond);
+	}
+	if (ca_count_up(&r->ca) > 0) {
+		r->link = LINK_RESYNC;
+		set_states_locked(r, IPM_STATE_RESYNCING);
+	}
+}
+
+static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, int ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(c, m, &dl);
+}
+
+static void *monitor_main(void *arg)
+{
+	struct replicator *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	while (r->running) {
+		switch (r->link) {
+		case LINK_LIVE:
+			monitor_live_locked(r);
+			break;
+		case LINK_DOWN:
+			monitor_down_locked(r);
+			break;
+		case LINK_RESYNC:
+			pthread_mutex_unlock(&r->lock);
+			int rc = resync_run(r);
+
+			pthread_mutex_lock(&r->lock);
+			if (rc < 0 && r->running)
+				go_down_locked(r, "link lost during resync");
+			continue;
+		}
+		if (r->running)
+			timed_wait(&r->link_cond, &r->lock, 100);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
 }
 
 void replicator_stop(struct replicator *r)
@@ -813,19 +957,26 @@ void replicator_stop(struct replicator *r)
 		pthread_cond_timedwait(&r->space_cond, &r->lock, &dl);
 	}
 	r->space_waiters--;
+	/* what the mirror has not answered by now is kept in the journal */
+	if (r->inflight)
+		go_down_locked(r, "stopping");
 	r->running = false;
 	pthread_cond_broadcast(&r->queue_cond);
 	pthread_cond_broadcast(&r->space_cond);
+	pthread_cond_broadcast(&r->link_cond);
 	for (i = 0; i < r->n_conns; i++)
 		if (r->workers[i].fd >= 0)
 			shutdown(r->workers[i].fd, SHUT_RDWR);
 	pthread_mutex_unlock(&r->lock);
-	if (r->started)
+	if (r->started) {
+		pthread_join(r->monitor, NULL);
 		for (i = 0; i < r->n_conns; i++)
 			pthread_join(r->workers[i].thread, NULL);
+	}
 	r->started = false;
 	pthread_mutex_lock(&r->lock);
-	fail_remaining_locked(r);
+	if (r->inflight)
+		go_down_locked(r, "stopping");
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -835,7 +986,9 @@ void replicator_destroy(struct replicator *r)
 		return;
 	if (r->started)
 		replicator_stop(r);
+	resync_close_journals(r);
 	ca_destroy(&r->ca);
+	pthread_cond_destroy(&r->link_cond);
 	pthread_cond_destroy(&r->queue_cond);
 	pthread_cond_destroy(&r->space_cond);
 	pthread_mutex_destroy(&r->lock);
@@ -850,12 +1003,24 @@ struct connection_array *replicator_connections(struct replicator *r)
 	return &r->ca;
 }
 
-uint64_t replicator_mirrored_bytes(struct replicator *r, struct ipm_lun *l)
+void replicator_set_heartbeat(struct replicator *r, struct heartbeat *hb)
 {
-	uint64_t b;
+	r->hb = hb;
+}
+
+void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_status *s)
+{
+	struct rep_lun *rl;
 
 	pthread_mutex_lock(&r->lock);
-	b = rep_lun_of(r, l)->mirrored_bytes;
+	rl = rep_lun_of(r, l);
+	s->state = rl->state;
+	s->mirrored_bytes = rl->mirrored_bytes;
+	s->journal_bytes = rl->journal ? journal_bytes(rl->journal) : 0;
+	s->journal_records = rl->journal ? journal_records(rl->journal) : 0;
+	if (rl->bitmap)
+		s->journal_bytes += dirty_bitmap_dirty_bytes(rl->bitmap);
+	s->resync_done_bytes = rl->resync_done;
+	s->resync_total_bytes = rl->resync_total;
 	pthread_mutex_unlock(&r->lock);
-	return b;
 }

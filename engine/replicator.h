@@ -32,7 +32,11 @@ int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, s
 int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,
 		  uint64_t off, unsigned flags);
 
+struct heartbeat;
+/* Judge the peer by this heartbeat (call before start). */
+void replicator_set_heartbeat(struct replicator *r, struct heartbeat *hb);
 struct connection_array *replicator_connections(struct replicator *r);
-uint64_t replicator_mirrored_bytes(struct replicator *r, struct ipm_lun *l);
+/* Fill the mirroring fields of a LUN's status (state, journal, resync). */
+void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_status *s);
 
 #endif

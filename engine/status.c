@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heartbeat.h"
 #include "lun.h"
 #include "receiver.h"
 #include "replicator.h"
@@ -13,18 +14,19 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	snprintf(s->name, sizeof(s->name), "%s", l->cfg->name);
 	pthread_rwlock_rdlock(&l->role_lock);
 	s->role = l->role;
-	s->state = l->state;
 	pthread_rwlock_unlock(&l->role_lock);
+	s->state = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
 	s->mode = l->cfg->mode;
 	s->mirrored = l->cfg->mirrored;
 	s->size = l->size;
 	if (l->rep)
-		s->mirrored_bytes = replicator_mirrored_bytes(l->rep, l);
+		replicator_lun_status(l->rep, l, s);
+	else if (l->cfg->mirrored && l->engine->rcv)
+		s->state = receiver_lun_state(l->engine->rcv, l);
 	snprintf(s->generation, sizeof(s->generation), "%s", "0");
 }
 
-/* Outgoing connections (we are primary) first, then incoming ones. Until the
- * UDP heartbeat runs, the peer counts as up while any connection is up. */
+/* Outgoing connections (we are primary) first, then incoming ones. */
 static int conns_snapshot(ipm_engine *e, ipm_status *st)
 {
 	struct connection_array *out = e->rep ? replicator_connections(e->rep) : NULL;
@@ -41,10 +43,14 @@ static int conns_snapshot(ipm_engine *e, ipm_status *st)
 	if (in)
 		ca_snapshot(in, st->conns + (out ? out->n : 0), false);
 	st->n_conns = n;
-	for (i = 0; i < n; i++) {
+	if (e->hb) {
+		st->peer_heartbeat = heartbeat_state(e->hb);
+		st->udp_age_ms = heartbeat_age_ms(e->hb);
+		return 0;
+	}
+	for (i = 0; i < n; i++)
 		if (st->conns[i].status == IPM_LINK_UP)
 			st->peer_heartbeat = IPM_LINK_UP;
-	}
 	return 0;
 }
 

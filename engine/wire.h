@@ -88,6 +88,7 @@ enum wire_type {
 
 enum wire_flags {
 	WIRE_F_FUA = 1 << 0,
+	WIRE_F_REPLAY = 1 << 1,   /* replayed from the journal by a resync */
 };
 
 struct wire_frame {

@@ -31,6 +31,7 @@ t_cleanup() {
 		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
 		kill -9 "$p" 2>/dev/null
 	done
+	for p in ${T_NETNS:-}; do ip netns del "$p" 2>/dev/null; done
 	[ -n "${T_KEEP:-}" ] || rm -rf "$T_DIR"
 }
 trap t_cleanup EXIT
@@ -50,6 +51,13 @@ free_port() {
 wait_for() {
 	local n=$(( $1 * 10 )); shift
 	while [ $n -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; n=$((n - 1)); done
+	return 1
+}
+
+# wait_while N command...: retry until the command fails, up to N seconds
+wait_while() {
+	local n=$(( $1 * 10 )); shift
+	while [ $n -gt 0 ]; do "$@" >/dev/null 2>&1 || return 0; sleep 0.1; n=$((n - 1)); done
 	return 1
 }
 
@@ -80,7 +88,7 @@ finish() { [ "$T_FAILED" -eq 0 ]; exit $?; }
 # arguments; each node gets its own backing file $T_DIR/NODE-NAME.img.
 # Sets N1_NBD / N2_NBD (NBD ports) and N1_DATA / N2_DATA (data ports).
 pair_setup() {
-	local base
+	local base a1=${N1_ADDR:-127.0.0.1} a2=${N2_ADDR:-127.0.0.1}
 	base=$(free_port pair)
 	N1_DATA=$base; N1_HB=$((base + 1)); N1_NBD=$((base + 2))
 	N2_DATA=$((base + 3)); N2_HB=$((base + 4)); N2_NBD=$((base + 5))
@@ -89,15 +97,17 @@ pair_setup() {
 		echo '<ipmirror version="1">'
 		echo "  <secret file=\"$T_DIR/secret\"/>"
 		echo "  <connections count=\"${PAIR_CONNS:-4}\"/>"
+		echo "  <heartbeat ${PAIR_HB:-interval=\"0.5\" timeout=\"2.0\" probation=\"3\"}/>"
 		echo "  <log level=\"info\"/>"
-		echo "  <node name=\"node1\"><data address=\"127.0.0.1\" port=\"$N1_DATA\"/><heartbeat address=\"127.0.0.1\" port=\"$N1_HB\"/><nbd address=\"127.0.0.1\" port=\"$N1_NBD\"/></node>"
-		echo "  <node name=\"node2\"><data address=\"127.0.0.1\" port=\"$N2_DATA\"/><heartbeat address=\"127.0.0.1\" port=\"$N2_HB\"/><nbd address=\"127.0.0.1\" port=\"$N2_NBD\"/></node>"
+		echo "  <node name=\"node1\"><data address=\"$a1\" port=\"$N1_DATA\"/><heartbeat address=\"$a1\" port=\"$N1_HB\"/><nbd address=\"$a1\" port=\"$N1_NBD\"/></node>"
+		echo "  <node name=\"node2\"><data address=\"$a2\" port=\"$N2_DATA\"/><heartbeat address=\"$a2\" port=\"$N2_HB\"/><nbd address=\"$a2\" port=\"$N2_NBD\"/></node>"
 		local spec name size mode mirrored primary
 		for spec in "$@"; do
 			IFS=: read -r name size mode mirrored primary <<<"$spec"
 			echo "  <lun name=\"$name\" size=\"$size\" mode=\"$mode\" mirrored=\"$mirrored\" primary=\"$primary\">"
 			echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"/>"
 			echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"/>"
+			[ -z "${PAIR_JOURNAL_MAX:-}" ] || echo "    <journal path=\"$T_DIR/$primary-$name.journal\" max-size=\"$PAIR_JOURNAL_MAX\"/>"
 			echo "  </lun>"
 			truncate -s "$size" "$T_DIR/node1-$name.img" "$T_DIR/node2-$name.img"
 		done
@@ -105,14 +115,61 @@ pair_setup() {
 	} >"$T_DIR/pair.xml"
 }
 
-# pair_start: both daemons, admin sockets ipm-$$-node1 / -node2
-pair_start() {
-	start_daemon n1 --config "$T_DIR/pair.xml" --node node1 --socket "ipm-$$-node1" "$@"
-	start_daemon n2 --config "$T_DIR/pair.xml" --node node2 --socket "ipm-$$-node2" "$@"
-	wait_for 10 tcp_open 127.0.0.1 "$N1_NBD" && wait_for 10 tcp_open 127.0.0.1 "$N2_NBD"
+# in_node NODE CMD...: run CMD where NODE lives (its network namespace when
+# NS_node1 / NS_node2 are set, else here)
+in_node() {
+	local node="$1" ns; shift
+	ns=$(eval echo "\${NS_$node:-}")
+	if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
 }
 
-ctl() { local node="$1"; shift; "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"; }
+# node_start NODE [ARGS]: one daemon of the pair, PID in NODE_pid (n1/n2)
+node_start() {
+	local node="$1" short; shift
+	short=n${node#node}
+	in_node "$node" "$IPMIRRORD" --foreground --config "$T_DIR/pair.xml" --node "$node" \
+		--socket "ipm-$$-$node" "$@" >>"$T_DIR/$short.log" 2>&1 &
+	local pid=$!
+	T_PIDS="$T_PIDS $pid"
+	eval "${short}_pid=$pid"
+	local addr port
+	addr=$(eval echo "\${N${node#node}_ADDR:-127.0.0.1}")
+	port=$(eval echo "\$N${node#node}_NBD")
+	wait_for 10 in_node "$node" bash -c "exec 3<>/dev/tcp/$addr/$port"
+}
+
+# pair_start: both daemons, admin sockets ipm-$$-node1 / -node2
+pair_start() {
+	node_start node1 "$@" && node_start node2 "$@"
+}
+
+ctl() { local node="$1"; shift; in_node "$node" "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"; }
+
+# lun_field NODE LUN FIELD: one field of the LUN in NODE's status JSON
+lun_field() { ctl "$1" status "$2" --json | jq -r ".luns[0].$3"; }
+lun_state_is() { [ "$(lun_field "$1" "$2" state)" = "$3" ]; }
+
+# ---- network namespaces for fault tests -----------------------------------
+# netns_pair: two namespaces joined by a veth pair, 10.201.0.1 (node1) and
+# 10.201.0.2 (node2); removed on exit. Sets NS_node1/NS_node2, N1_ADDR/N2_ADDR,
+# VETH1/VETH2 (the interface inside each namespace).
+netns_pair() {
+	local tag=$$
+	NS_node1="ipm${tag}a"; NS_node2="ipm${tag}b"
+	VETH1="v${tag}a"; VETH2="v${tag}b"
+	ip netns add "$NS_node1" && ip netns add "$NS_node2" || return 1
+	T_NETNS="$NS_node1 $NS_node2"
+	ip link add "$VETH1" type veth peer name "$VETH2" || return 1
+	ip link set "$VETH1" netns "$NS_node1"
+	ip link set "$VETH2" netns "$NS_node2"
+	ip -n "$NS_node1" addr add 10.201.0.1/24 dev "$VETH1"
+	ip -n "$NS_node2" addr add 10.201.0.2/24 dev "$VETH2"
+	ip -n "$NS_node1" link set lo up; ip -n "$NS_node2" link set lo up
+	ip -n "$NS_node1" link set "$VETH1" up; ip -n "$NS_node2" link set "$VETH2" up
+	N1_ADDR=10.201.0.1; N2_ADDR=10.201.0.2
+}
+link_down() { ip -n "$NS_node1" link set "$VETH1" down; }
+link_up() { ip -n "$NS_node1" link set "$VETH1" up; }
 
 # connections_up NODE N: NODE reports at least N connections up
 connections_up() {
@@ -120,10 +177,11 @@ connections_up() {
 }
 
 # fio_verify URI JOBNAME [extra fio args...]: random writes with crc32c
-# verification; prints "ok" when fio exited 0 with no errors
+# verification; succeeds when fio exited 0 with no errors. FIO_NODE runs it
+# inside that node's namespace.
 fio_verify() {
 	local uri="$1" name="$2"; shift 2
-	fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k \
+	in_node "${FIO_NODE:-here}" fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k \
 		--iodepth=32 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
 		--runtime=60 --output-format=json --output="$T_DIR/$name.json" "$@" \
 		>"$T_DIR/$name.out" 2>&1 || return 1

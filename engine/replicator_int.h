@@ -1,0 +1,123 @@
+/* replicator_int.h - the replicator's state, shared by replicator.c (live
+ * mirroring, link state) and resync.c (journaling and replay). */
+#ifndef IPM_REPLICATOR_INT_H
+#define IPM_REPLICATOR_INT_H
+
+#include <pthread.h>
+#include "dirty_bitmap.h"
+#include "heartbeat.h"
+#include "journal.h"
+#include "replicator.h"
+
+#define BATCH_FRAMES 64
+#define BATCH_BYTES (1u << 20)
+
+/* Where host writes go. */
+enum rep_link {
+	LINK_LIVE,     /* to the peer through the workers */
+	LINK_DOWN,     /* peer unreachable: into each LUN's journal */
+	LINK_RESYNC,   /* connected again: journal replayed, new writes still journaled */
+};
+
+struct mreq {
+	struct wire_frame f;
+	uint8_t hdr[WIRE_FRAME_LEN];
+	const void *data;
+	void *owned;             /* async: our copy of the payload */
+	struct rep_lun *rl;
+	int conn;                /* worker it was sent on; -1 while queued */
+	bool done;
+	int status;              /* the mirror's answer (positive errno) */
+	bool sync;               /* a host thread waits on cond */
+	int refs;                /* async: host thread + in flight */
+	pthread_cond_t cond;
+	struct mreq *qnext;      /* outbound queue, sorted by seq */
+	struct mreq *hnext;      /* in-flight hash chain */
+	struct mreq *anext, *aprev; /* the LUN's active (not host-completed) list */
+	bool active;
+	bool replay;             /* sent by the resync, no host waits */
+};
+
+struct rep_lun {
+	struct ipm_lun *lun;
+	uint32_t index;
+	struct mreq *active;
+	uint64_t mirrored_bytes;
+	enum ipm_lun_state state;
+	struct journal *journal;
+	struct dirty_bitmap *bitmap;  /* used once the journal is full */
+	bool overflowed;
+	uint64_t replayed_records;    /* of the journal, in this resync */
+	unsigned replay_outstanding;  /* replayed requests not yet answered */
+	uint64_t resync_done, resync_total;
+};
+
+struct worker {
+	struct replicator *r;
+	unsigned index;
+	pthread_t thread;
+	pthread_t reader;
+	int fd;
+	bool failed;             /* the reader saw the connection break */
+	bool sending;            /* in send_all with request data: keep it alive */
+	bool quiet;              /* connect failures already logged */
+};
+
+struct replicator {
+	ipm_engine *e;
+	const struct auth_secret *secret;
+	struct rep_lun *luns;
+	struct wire_lun *wire_luns;
+	unsigned n_luns;
+	struct connection_array ca;
+	unsigned n_conns;
+	uint32_t window;
+	uint64_t session;
+
+	pthread_mutex_t lock;
+	pthread_cond_t queue_cond;   /* workers: work arrived, or stop */
+	pthread_cond_t space_cond;   /* hosts: window space / conflict cleared */
+	unsigned space_waiters;
+	struct mreq *qhead, *qtail;
+	struct mreq **hash;
+	unsigned hash_mask;
+	unsigned inflight;
+	uint64_t next_seq;           /* last sequence number assigned */
+	uint64_t host_done_max;      /* highest seq the host saw completed */
+	bool running;
+	bool started;
+	struct worker workers[IPM_CONN_MAX];
+
+	enum rep_link link;
+	bool connect_allowed;        /* workers may dial the peer */
+	uint64_t landed_floor;       /* every seq <= it is applied on the mirror */
+	unsigned sending;            /* workers inside send_all */
+	pthread_cond_t link_cond;    /* monitor: link changes; sends finished */
+	struct heartbeat *hb;        /* NULL: judge by the connections alone */
+	pthread_t monitor;
+	uint64_t resync_rate;        /* bytes/s, 0 = unlimited */
+};
+
+
+/* replicator.c */
+void mreq_put_locked(struct mreq *m);
+/* The request is over for the host (answered, journaled or failed). */
+void finish_locked(struct replicator *r, struct mreq *m, int status);
+/* The mirror answered an in-flight request. */
+void complete_locked(struct replicator *r, struct mreq *m, int status);
+void enqueue_locked(struct replicator *r, struct mreq *m);
+void set_states_locked(struct replicator *r, enum ipm_lun_state s);
+
+/* resync.c */
+int resync_open_journals(struct replicator *r, ipm_error *err);
+void resync_close_journals(struct replicator *r);
+/* Journal one request (LINK_DOWN / LINK_RESYNC); r->lock held. */
+int journal_request_locked(struct replicator *r, struct mreq *m);
+/* Make the journals durable; r->lock held. */
+int journal_sync_all_locked(struct replicator *r);
+/* Replay every LUN's journal; returns 0 when caught up and switched to live,
+ * negative when the link broke (caller goes back down). */
+int resync_run(struct replicator *r);
+bool journals_empty(struct replicator *r);
+
+#endif

@@ -1,0 +1,379 @@
+/* resync.c - while the peer is unreachable, mirror requests go into each LUN's
+ * journal (past its size limit, into a dirty-extent bitmap); once the peer is
+ * back, the journal is replayed in order over the n connections, then the
+ * dirty extents are copied, then the LUN goes back to live mirroring. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "lun.h"
+#include "replicator_int.h"
+
+#define DEFAULT_JOURNAL_MAX (4ull << 30)
+#define BITMAP_EXTENT (1u << 20)
+
+static void journal_path(const struct ipm_lun *l, char *out, size_t len)
+{
+	if (l->cfg->journal_path)
+		snprintf(out, len, "%s", l->cfg->journal_path);
+	else
+		snprintf(out, len, "%s.journal", l->path);
+}
+
+static int open_one(struct rep_lun *rl, ipm_error *err)
+{
+	struct ipm_lun *l = rl->lun;
+	uint64_t max = l->cfg->journal_max ? l->cfg->journal_max : DEFAULT_JOURNAL_MAX;
+	uint64_t dropped = 0;
+	char path[4200];
+	int rc;
+
+	journal_path(l, path, sizeof(path) - 8);
+	rc = journal_open(path, l->cfg->name, l->size, max, &rl->journal, &dropped, err);
+	if (rc < 0)
+		return rc;
+	if (dropped)
+		qb_log(LOG_WARNING, "lun %s: journal %s: dropped a torn record at the tail (%llu bytes), left by a crash",
+		       l->cfg->name, path, (unsigned long long)dropped);
+	strcat(path, ".bitmap");
+	rc = dirty_bitmap_open(path, l->size, BITMAP_EXTENT, &rl->bitmap, err);
+	if (rc < 0)
+		return rc;
+	rl->overflowed = dirty_bitmap_dirty_bytes(rl->bitmap) > 0;
+	if (journal_records(rl->journal) || rl->overflowed)
+		qb_log(LOG_NOTICE, "lun %s: %llu journaled request(s) and %llu dirty bytes from before; they will be resynced",
+		       l->cfg->name, (unsigned long long)journal_records(rl->journal),
+		       (unsigned long long)dirty_bitmap_dirty_bytes(rl->bitmap));
+	return 0;
+}
+
+int resync_open_journals(struct replicator *r, ipm_error *err)
+{
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < r->n_luns; i++) {
+		rc = open_one(&r->luns[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void resync_close_journals(struct replicator *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		if (r->luns[i].journal)
+			journal_close(r->luns[i].journal);
+		if (r->luns[i].bitmap)
+			dirty_bitmap_close(r->luns[i].bitmap);
+	}
+}
+
+/* A write marks its extents; the first time an extent turns dirty the
+ * bitmap is made durable, so a crash never forgets a dirty extent. */
+static int mark_dirty(struct rep_lun *rl, const struct wire_frame *f, ipm_error *err)
+{
+	uint64_t before = dirty_bitmap_dirty_bytes(rl->bitmap);
+	int rc;
+
+	if (f->type == WIRE_FLUSH)
+		return dirty_bitmap_sync(rl->bitmap, err);
+	rc = dirty_bitmap_mark(rl->bitmap, f->offset, f->length);
+	if (rc < 0)
+		return rc;
+	if (dirty_bitmap_dirty_bytes(rl->bitmap) != before || (f->flags & WIRE_F_FUA))
+		return dirty_bitmap_sync(rl->bitmap, err);
+	return 0;
+}
+
+int journal_request_locked(struct replicator *r, struct mreq *m)
+{
+	struct rep_lun *rl = m->rl;
+	struct journal_rec rec = {
+		.type = m->f.type,
+		.flags = m->f.flags & WIRE_F_FUA,
+		.offset = m->f.offset,
+		.length = m->f.length,
+		.data = m->f.type == WIRE_WRITE ? m->data : NULL,
+	};
+	ipm_error err = { "" };
+	int rc;
+
+	(void)r;
+	if (!rl->overflowed) {
+		rc = journal_append(rl->journal, &rec, &err);
+		if (rc == 0) {
+			if (m->f.type == WIRE_FLUSH || (m->f.flags & WIRE_F_FUA))
+				rc = journal_sync(rl->journal, &err);
+			goto out;
+		}
+		if (rc != -ENOSPC)
+			goto out;
+		rl->overflowed = true;
+		qb_log(LOG_WARNING, "lun %s: journal full (%llu bytes); tracking dirty extents from now on",
+		       ipm_lun_name(rl->lun), (unsigned long long)journal_bytes(rl->journal));
+	}
+	rc = mark_dirty(rl, &m->f, &err);
+out:
+	if (rc < 0)
+		qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+	return rc;
+}
+
+int journal_sync_all_locked(struct replicator *r)
+{
+	ipm_error err = { "" };
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < r->n_luns; i++) {
+		if (journal_sync(r->luns[i].journal, &err) < 0 ||
+		    (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)) {
+			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+			rc = -EIO;
+		}
+	}
+	return rc;
+}
+
+/* ---- replay -------------------------------------------------------------- */
+
+/* Keep the resync under the configured rate (bytes/s). */
+static void pace(struct replicator *r, uint64_t sent, int64_t t0)
+{
+	int64_t due_ms;
+
+	if (!r->resync_rate)
+		return;
+	due_ms = (int64_t)(sent * 1000 / r->resync_rate);
+	if (due_ms > ipm_now_ms() - t0)
+		usleep((useconds_t)(due_ms - (ipm_now_ms() - t0)) * 1000);
+}
+
+/* Send one replayed request, strictly after the previous one: the journal's
+ * order is the host's completion order, so the mirror stays consistent. */
+static int send_replay(struct replicator *r, struct rep_lun *rl, const struct journal_rec *rec,
+		       uint16_t extra_flags)
+{
+	struct mreq *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->f = (struct wire_frame){
+		.magic = WIRE_FRAME_MAGIC, .type = rec->type,
+		.flags = (uint16_t)((rec->flags & WIRE_F_FUA) | WIRE_F_REPLAY | extra_flags),
+		.lun = rl->index, .offset = rec->offset, .length = rec->length,
+	};
+	if (rec->type == WIRE_WRITE) {
+		m->owned = malloc(rec->length ? rec->length : 1);
+		if (!m->owned) {
+			free(m);
+			return -ENOMEM;
+		}
+		memcpy(m->owned, rec->data, rec->length);
+		m->data = m->owned;
+		m->f.len = (uint32_t)rec->length;
+		m->f.csum = crc32c(0, m->data, m->f.len);
+	}
+	m->rl = rl;
+	m->replay = true;
+	m->refs = 1;
+	pthread_mutex_lock(&r->lock);
+	r->space_waiters++;
+	while (r->running && r->link == LINK_RESYNC && r->inflight >= r->window)
+		pthread_cond_wait(&r->space_cond, &r->lock);
+	r->space_waiters--;
+	if (!r->running || r->link != LINK_RESYNC) {
+		pthread_mutex_unlock(&r->lock);
+		free(m->owned);
+		free(m);
+		return -ECONNRESET;
+	}
+	m->f.dep = r->next_seq;
+	m->f.seq = ++r->next_seq;
+	rl->replay_outstanding++;
+	enqueue_locked(r, m);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* Replay the journal records not replayed yet in this resync. */
+static int replay_journal(struct replicator *r, struct rep_lun *rl, uint64_t *sent, int64_t t0)
+{
+	struct journal_iter *it;
+	struct journal_rec rec;
+	ipm_error err = { "" };
+	uint64_t n = 0;
+	int rc;
+
+	if (journal_records(rl->journal) <= rl->replayed_records)
+		return 0;
+	rc = journal_iter_open(rl->journal, &it, &err);
+	if (rc < 0)
+		goto out;
+	while ((rc = journal_iter_next(it, &rec, &err)) == 1) {
+		if (n++ < rl->replayed_records)
+			continue;
+		rc = send_replay(r, rl, &rec, 0);
+		if (rc < 0)
+			break;
+		rl->replayed_records++;
+		pthread_mutex_lock(&r->lock);
+		rl->resync_done = journal_iter_offset(it);
+		pthread_mutex_unlock(&r->lock);
+		*sent += rec.length;
+		pace(r, *sent, t0);
+	}
+	journal_iter_close(it);
+out:
+	if (rc < 0 && rc != -ECONNRESET)
+		qb_log(LOG_ERR, "lun %s: journal replay stopped: %s", ipm_lun_name(rl->lun), err.msg);
+	return rc;
+}
+
+/* Copy the dirty extents from the local copy. An extent is cleared before it
+ * is read, so a write that lands meanwhile marks it again for the next pass. */
+static int copy_dirty(struct replicator *r, struct rep_lun *rl, uint64_t *sent, int64_t t0)
+{
+	struct journal_rec rec = { .type = WIRE_WRITE };
+	uint64_t off, len, from = 0;
+	void *buf = NULL;
+	int rc = 0;
+
+	while (dirty_bitmap_next(rl->bitmap, from, &off, &len)) {
+		free(buf);
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+		dirty_bitmap_clear_range(rl->bitmap, off, len);
+		if (pread(rl->lun->fd, buf, len, (off_t)off) != (ssize_t)len) {
+			rc = -EIO;
+			dirty_bitmap_mark(rl->bitmap, off, len);
+			break;
+		}
+		rec.offset = off;
+		rec.length = len;
+		rec.data = buf;
+		rc = send_replay(r, rl, &rec, 0);
+		if (rc < 0) {
+			dirty_bitmap_mark(rl->bitmap, off, len);
+			break;
+		}
+		pthread_mutex_lock(&r->lock);
+		rl->resync_done += len;
+		pthread_mutex_unlock(&r->lock);
+		*sent += len;
+		pace(r, *sent, t0);
+		from = off + len;
+	}
+	free(buf);
+	return rc;
+}
+
+static bool caught_up_locked(struct replicator *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		if (r->luns[i].replayed_records < journal_records(r->luns[i].journal))
+			return false;
+		if (r->luns[i].overflowed && dirty_bitmap_dirty_bytes(r->luns[i].bitmap))
+			return false;
+	}
+	return true;
+}
+
+static bool replays_outstanding_locked(struct replicator *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++)
+		if (r->luns[i].replay_outstanding)
+			return true;
+	return false;
+}
+
+static void begin_locked(struct replicator *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		rl->replayed_records = 0;
+		rl->resync_done = 0;
+		rl->resync_total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
+				   (rl->overflowed ? dirty_bitmap_dirty_bytes(rl->bitmap) : 0);
+	}
+}
+
+/* Everything replayed was answered: empty the journals. */
+static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0)
+{
+	ipm_error err = { "" };
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		if (journal_records(rl->journal) && journal_reset(rl->journal, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+		if (rl->overflowed && dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+		rl->overflowed = false;
+		rl->resync_done = rl->resync_total;
+	}
+	set_states_locked(r, IPM_STATE_UPTODATE);
+	qb_log(LOG_NOTICE, "peer %s: resync complete, %llu bytes in %lld ms; mirroring live",
+	       r->e->peer->name, (unsigned long long)sent, (long long)(ipm_now_ms() - t0));
+}
+
+int resync_run(struct replicator *r)
+{
+	int64_t t0 = ipm_now_ms();
+	uint64_t sent = 0;
+	unsigned i;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	begin_locked(r);
+	pthread_mutex_unlock(&r->lock);
+	qb_log(LOG_NOTICE, "peer %s: connected again, resync starts", r->e->peer->name);
+	for (;;) {
+		for (i = 0; i < r->n_luns; i++) {
+			rc = replay_journal(r, &r->luns[i], &sent, t0);
+			if (rc < 0)
+				return rc;
+			if (r->luns[i].overflowed) {
+				rc = copy_dirty(r, &r->luns[i], &sent, t0);
+				if (rc < 0)
+					return rc;
+			}
+		}
+		pthread_mutex_lock(&r->lock);
+		if (r->link != LINK_RESYNC || !r->running) {
+			pthread_mutex_unlock(&r->lock);
+			return -ECONNRESET;
+		}
+		/* new writes go live from here, after everything replayed */
+		if (caught_up_locked(r)) {
+			r->link = LINK_LIVE;
+			if (r->next_seq > r->host_done_max)
+				r->host_done_max = r->next_seq;
+			break;
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	while (r->running && r->link == LINK_LIVE && replays_outstanding_locked(r))
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	if (r->link == LINK_LIVE)
+		finish_resync_locked(r, sent, t0);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}

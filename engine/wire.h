@@ -110,6 +110,7 @@ struct wire_frame {
  * or a negative errno with a reason in err (-EPROTO malformed, -EMSGSIZE too
  * large, -EBADMSG bad checksum / MAC, -EINVAL bad value). */
 size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len);
+/* expect_type 0 accepts any handshake type (a refusal comes as WELCOME). */
 int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_hdr *h,
 		       ipm_error *err);
 
@@ -153,5 +154,11 @@ bool auth_mac_equal(const uint8_t *a, const uint8_t *b);
 /* ---- payload checksum (crc32c.c) ----------------------------------------- */
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+/* The two implementations behind crc32c(), for tests: the slicing-by-8
+ * table, and the SSE4.2 instruction (call only when crc32c_hw_available();
+ * on other architectures it is the table). */
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len);
+bool crc32c_hw_available(void);
 
 #endif

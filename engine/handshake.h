@@ -1,0 +1,52 @@
+/* handshake.h - the mirror connection handshake over a connected socket
+ * (HELLO, CHALLENGE, AUTH, WELCOME; see doc/wire.md).
+ *
+ * Blocking I/O; every message must arrive or leave within the timeout
+ * (SO_RCVTIMEO/SO_SNDTIMEO are set for the handshake and restored after).
+ */
+#ifndef IPM_HANDSHAKE_H
+#define IPM_HANDSHAKE_H
+
+#include "wire.h"
+
+#define HS_DEFAULT_TIMEOUT_MS 5000
+
+struct hs_client_params {
+	const char *self, *peer;            /* node names */
+	uint16_t conn_index, conn_count;
+	const struct auth_secret *secret;
+	uint64_t session, base_seq;
+	uint32_t window;
+	uint32_t n_luns;
+	const struct wire_lun *luns;
+	unsigned timeout_ms;                /* per message; 0 = HS_DEFAULT_TIMEOUT_MS */
+};
+
+/* Run the client side. 0 when the server sent WELCOME status 0; otherwise a
+ * negative errno and err says why (including the server's reason text, e.g.
+ * "refused by node2: unknown lun \"vol9\""). The client verifies the
+ * server's proof before it proves itself; a server without the secret is
+ * refused with -EACCES. */
+int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err);
+
+/* Called by the server once the client is authenticated: return 0 to accept,
+ * or a positive errno and fill reason (sent in WELCOME and logged). */
+typedef int (*hs_check_fn)(void *opaque, const struct wire_hello *hello,
+			   const struct wire_auth *auth, char *reason, size_t reason_len);
+
+/* Run the server side: read HELLO (check `to` == self and `from` ==
+ * expect_peer), send CHALLENGE (with server MAC over the client's nonce),
+ * read AUTH (verify the client's MAC over the server's nonce), call check,
+ * send WELCOME. 0 when accepted (hello/auth filled for the caller);
+ * otherwise a negative errno, err says why, and a WELCOME with the reason
+ * was sent when the peer got that far. check may be NULL (accept all). */
+int handshake_server(int fd, const char *self, const char *expect_peer,
+		     const struct auth_secret *secret, hs_check_fn check, void *opaque,
+		     struct wire_hello *hello, struct wire_auth *auth, ipm_error *err);
+/* The same with a per-message timeout (0 = HS_DEFAULT_TIMEOUT_MS). */
+int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
+			const char *expect_peer, const struct auth_secret *secret,
+			hs_check_fn check, void *opaque, struct wire_hello *hello,
+			struct wire_auth *auth, ipm_error *err);
+
+#endif

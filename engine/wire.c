@@ -1,0 +1,383 @@
+/* wire.c - encoders and decoders of the mirror protocol (layouts: doc/wire.md).
+ *
+ * Decoders trust nothing: every length, count, name and enum is checked
+ * before the caller sees it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "engine.h"
+#include "wire.h"
+
+#define HELLO_LEN (2 * WIRE_NAME_LEN + 4 + WIRE_NONCE_LEN)
+#define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
+#define AUTH_FIXED_LEN (WIRE_MAC_LEN + 8 + 8 + 4 + 4)
+#define AUTH_LUN_LEN (WIRE_NAME_LEN + 8 + 8 + 1 + 7)
+#define WELCOME_LEN (4 + WIRE_MSG_LEN)
+
+_Static_assert(AUTH_FIXED_LEN + WIRE_MAX_LUNS * AUTH_LUN_LEN <= WIRE_HS_MAX_BODY,
+	       "the largest AUTH must fit a handshake body");
+
+/* ---- byte order ------------------------------------------------------------ */
+
+static uint8_t *put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+	p = put16(p, (uint16_t)(v >> 16));
+	return put16(p, (uint16_t)v);
+}
+
+static uint8_t *put64(uint8_t *p, uint64_t v)
+{
+	p = put32(p, (uint32_t)(v >> 32));
+	return put32(p, (uint32_t)v);
+}
+
+static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)
+{
+	memcpy(p, src, len);
+	return p + len;
+}
+
+/* A name as a NUL-padded field; always NUL-terminated on the wire. */
+static uint8_t *put_name(uint8_t *p, const char *name, size_t field)
+{
+	size_t n = strnlen(name, field - 1);
+
+	memcpy(p, name, n);
+	memset(p + n, 0, field - n);
+	return p + field;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)get16(p) << 16 | get16(p + 2);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+/* Copy a text field, refusing one without a NUL inside it. */
+static int get_text(const uint8_t *p, size_t field, char *out, bool allow_empty,
+		    const char *what, ipm_error *err)
+{
+	size_t n = strnlen((const char *)p, field);
+
+	if (n == field)
+		return ipm_fail(err, -EPROTO, "%s is not NUL-terminated within %zu bytes",
+				what, field);
+	if (n == 0 && !allow_empty)
+		return ipm_fail(err, -EPROTO, "%s is empty", what);
+	memcpy(out, p, n);
+	memset(out + n, 0, field - n);
+	return 0;
+}
+
+static int check_len(size_t len, size_t want, const char *what, ipm_error *err)
+{
+	if (len != want)
+		return ipm_fail(err, -EPROTO, "%s body is %zu bytes, expected %zu", what, len,
+				want);
+	return 0;
+}
+
+/* ---- handshake ------------------------------------------------------------- */
+
+static const char *hs_type_name(unsigned type)
+{
+	static const char *const names[] = {
+		[WIRE_HELLO] = "HELLO", [WIRE_CHALLENGE] = "CHALLENGE",
+		[WIRE_AUTH] = "AUTH", [WIRE_WELCOME] = "WELCOME",
+	};
+
+	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
+}
+
+size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len)
+{
+	uint8_t *p = buf;
+
+	p = put32(p, WIRE_HELLO_MAGIC);
+	p = put16(p, WIRE_VERSION);
+	p = put16(p, type);
+	p = put32(p, body_len);
+	return (size_t)(p - buf);
+}
+
+/* expect_type 0 accepts any handshake type (a peer may answer with WELCOME
+ * to refuse early). */
+int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_hdr *h,
+		       ipm_error *err)
+{
+	h->magic = get32(buf);
+	h->version = get16(buf + 4);
+	h->type = get16(buf + 6);
+	h->len = get32(buf + 8);
+	if (h->magic != WIRE_HELLO_MAGIC)
+		return ipm_fail(err, -EPROTO, "bad handshake magic 0x%08x", h->magic);
+	if (h->version != WIRE_VERSION)
+		return ipm_fail(err, -EPROTO, "peer speaks protocol version %u, we speak %d",
+				h->version, WIRE_VERSION);
+	if (h->type < WIRE_HELLO || h->type > WIRE_WELCOME)
+		return ipm_fail(err, -EPROTO, "unknown handshake message type %u", h->type);
+	if (expect_type && h->type != expect_type)
+		return ipm_fail(err, -EPROTO, "expected handshake message %s, got %s",
+				hs_type_name(expect_type), hs_type_name(h->type));
+	if (h->len > WIRE_HS_MAX_BODY)
+		return ipm_fail(err, -EMSGSIZE, "handshake body %u bytes exceeds limit %d",
+				h->len, WIRE_HS_MAX_BODY);
+	return 0;
+}
+
+size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m)
+{
+	uint8_t *p = buf;
+
+	p = put_name(p, m->from, WIRE_NAME_LEN);
+	p = put_name(p, m->to, WIRE_NAME_LEN);
+	p = put16(p, m->conn_index);
+	p = put16(p, m->conn_count);
+	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
+	return (size_t)(p - buf);
+}
+
+int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_error *err)
+{
+	const uint8_t *p = buf;
+	int rc;
+
+	rc = check_len(len, HELLO_LEN, "HELLO", err);
+	if (rc < 0)
+		return rc;
+	rc = get_text(p, WIRE_NAME_LEN, m->from, false, "HELLO sender name", err);
+	if (rc < 0)
+		return rc;
+	p += WIRE_NAME_LEN;
+	rc = get_text(p, WIRE_NAME_LEN, m->to, false, "HELLO receiver name", err);
+	if (rc < 0)
+		return rc;
+	p += WIRE_NAME_LEN;
+	m->conn_index = get16(p);
+	m->conn_count = get16(p + 2);
+	p += 4;
+	memcpy(m->nonce, p, WIRE_NONCE_LEN);
+	if (m->conn_count == 0 || m->conn_index >= m->conn_count)
+		return ipm_fail(err, -EINVAL, "HELLO connection index %u of %u", m->conn_index,
+				m->conn_count);
+	return 0;
+}
+
+size_t wire_challenge_encode(uint8_t *buf, const struct wire_challenge *m)
+{
+	uint8_t *p = buf;
+
+	p = put_name(p, m->from, WIRE_NAME_LEN);
+	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
+	p = put_bytes(p, m->mac, WIRE_MAC_LEN);
+	return (size_t)(p - buf);
+}
+
+int wire_challenge_decode(const uint8_t *buf, size_t len, struct wire_challenge *m,
+			  ipm_error *err)
+{
+	int rc;
+
+	rc = check_len(len, CHALLENGE_LEN, "CHALLENGE", err);
+	if (rc < 0)
+		return rc;
+	rc = get_text(buf, WIRE_NAME_LEN, m->from, false, "CHALLENGE sender name", err);
+	if (rc < 0)
+		return rc;
+	memcpy(m->nonce, buf + WIRE_NAME_LEN, WIRE_NONCE_LEN);
+	memcpy(m->mac, buf + WIRE_NAME_LEN + WIRE_NONCE_LEN, WIRE_MAC_LEN);
+	return 0;
+}
+
+/* n_luns beyond WIRE_MAX_LUNS are not encoded (callers check first). */
+size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m)
+{
+	uint32_t i, n = m->n_luns < WIRE_MAX_LUNS ? m->n_luns : WIRE_MAX_LUNS;
+	uint8_t *p = buf;
+
+	p = put_bytes(p, m->mac, WIRE_MAC_LEN);
+	p = put64(p, m->session);
+	p = put64(p, m->base_seq);
+	p = put32(p, m->window);
+	p = put32(p, n);
+	for (i = 0; i < n; i++) {
+		const struct wire_lun *l = &m->luns[i];
+
+		p = put_name(p, l->name, WIRE_NAME_LEN);
+		p = put64(p, l->size);
+		p = put64(p, l->generation);
+		*p++ = l->mode;
+		memset(p, 0, 7);	/* reserved */
+		p += 7;
+	}
+	return (size_t)(p - buf);
+}
+
+static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_error *err)
+{
+	char what[48];
+	int rc, k;
+
+	snprintf(what, sizeof(what), "AUTH lun %u name", i);
+	rc = get_text(p, WIRE_NAME_LEN, l->name, false, what, err);
+	if (rc < 0)
+		return rc;
+	p += WIRE_NAME_LEN;
+	l->size = get64(p);
+	l->generation = get64(p + 8);
+	l->mode = p[16];
+	for (k = 17; k < 24; k++)
+		if (p[k])
+			return ipm_fail(err, -EPROTO, "AUTH lun %u: reserved bytes are not zero", i);
+	return 0;
+}
+
+int wire_auth_decode(const uint8_t *buf, size_t len, struct wire_auth *m, ipm_error *err)
+{
+	const uint8_t *p = buf;
+	uint32_t i;
+	int rc;
+
+	if (len < AUTH_FIXED_LEN)
+		return ipm_fail(err, -EPROTO, "AUTH body is %zu bytes, expected at least %d", len,
+				AUTH_FIXED_LEN);
+	memcpy(m->mac, p, WIRE_MAC_LEN);
+	p += WIRE_MAC_LEN;
+	m->session = get64(p);
+	m->base_seq = get64(p + 8);
+	m->window = get32(p + 16);
+	m->n_luns = get32(p + 20);
+	p += 24;
+	if (m->n_luns > WIRE_MAX_LUNS)
+		return ipm_fail(err, -EMSGSIZE, "AUTH lists %u luns, limit %d", m->n_luns,
+				WIRE_MAX_LUNS);
+	rc = check_len(len, AUTH_FIXED_LEN + (size_t)m->n_luns * AUTH_LUN_LEN, "AUTH", err);
+	if (rc < 0)
+		return rc;
+	if (m->window < 1 || m->window > WIRE_MAX_WINDOW)
+		return ipm_fail(err, -EINVAL, "AUTH window %u outside 1..%d", m->window,
+				WIRE_MAX_WINDOW);
+	for (i = 0; i < m->n_luns; i++, p += AUTH_LUN_LEN) {
+		rc = lun_decode(p, i, &m->luns[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m)
+{
+	uint8_t *p = buf;
+
+	p = put32(p, (uint32_t)m->status);
+	p = put_name(p, m->message, WIRE_MSG_LEN);
+	return (size_t)(p - buf);
+}
+
+int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
+			ipm_error *err)
+{
+	int rc;
+
+	rc = check_len(len, WELCOME_LEN, "WELCOME", err);
+	if (rc < 0)
+		return rc;
+	m->status = (int32_t)get32(buf);
+	if (m->status < 0)
+		return ipm_fail(err, -EINVAL, "WELCOME status %d is negative", m->status);
+	return get_text(buf + 4, WIRE_MSG_LEN, m->message, true, "WELCOME message", err);
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+static const char *frame_type_name(unsigned type)
+{
+	static const char *const names[] = {
+		[WIRE_WRITE] = "WRITE", [WIRE_TRIM] = "TRIM", [WIRE_ZERO] = "ZERO",
+		[WIRE_FLUSH] = "FLUSH", [WIRE_ACK] = "ACK", [WIRE_PING] = "PING",
+	};
+
+	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
+}
+
+void wire_frame_encode(uint8_t buf[WIRE_FRAME_LEN], const struct wire_frame *f)
+{
+	uint8_t *p = buf;
+
+	p = put32(p, WIRE_FRAME_MAGIC);
+	p = put16(p, f->type);
+	p = put16(p, f->flags);
+	p = put32(p, f->lun);
+	p = put32(p, f->len);
+	p = put64(p, f->seq);
+	p = put64(p, f->dep);
+	p = put64(p, f->offset);
+	p = put64(p, f->length);
+	p = put32(p, (uint32_t)f->status);
+	put32(p, f->csum);
+}
+
+static void frame_fields(const uint8_t *p, struct wire_frame *f)
+{
+	f->magic = get32(p);
+	f->type = get16(p + 4);
+	f->flags = get16(p + 6);
+	f->lun = get32(p + 8);
+	f->len = get32(p + 12);
+	f->seq = get64(p + 16);
+	f->dep = get64(p + 24);
+	f->offset = get64(p + 32);
+	f->length = get64(p + 40);
+	f->status = (int32_t)get32(p + 48);
+	f->csum = get32(p + 52);
+}
+
+int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
+		      struct wire_frame *f, ipm_error *err)
+{
+	const char *t;
+
+	frame_fields(buf, f);
+	if (f->magic != WIRE_FRAME_MAGIC)
+		return ipm_fail(err, -EPROTO, "bad frame magic 0x%08x", f->magic);
+	if (f->type < WIRE_WRITE || f->type > WIRE_PING)
+		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
+	t = frame_type_name(f->type);
+	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY))
+		return ipm_fail(err, -EPROTO, "%s frame has unknown flags 0x%04x", t, f->flags);
+	if (f->type == WIRE_WRITE) {
+		if (f->len > WIRE_MAX_PAYLOAD)
+			return ipm_fail(err, -EMSGSIZE, "frame payload %u bytes exceeds limit %u",
+					f->len, WIRE_MAX_PAYLOAD);
+		if (f->len == 0)
+			return ipm_fail(err, -EPROTO, "WRITE frame without payload");
+		if (f->length != f->len)
+			return ipm_fail(err, -EPROTO, "WRITE frame length %llu != payload %u bytes",
+					(unsigned long long)f->length, f->len);
+	} else if (f->len) {
+		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes", t, f->len);
+	}
+	if (f->type <= WIRE_FLUSH && f->lun >= n_luns)
+		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
+				n_luns);
+	if (f->type == WIRE_ACK && f->status < 0)
+		return ipm_fail(err, -EINVAL, "ACK status %d is negative", f->status);
+	return 0;
+}

@@ -378,7 +378,7 @@ static void serve(struct rconn *c)
 {
 	struct rbuf b = { .c = c };
 	ipm_error err = { "" };
-	struct rreq *q;
+	struct rreq *q = NULL;
 	int rc;
 
 	b.buf = malloc(RBUF_SIZE);

@@ -1,0 +1,20 @@
+/* nbd_server.h - the NBD server of ipmirrord: hosts reach LUNs over NBD
+ * (fixed newstyle, export name = LUN name) on TCP and/or a Unix socket.
+ * See doc/nbd.md for what is supported. */
+#ifndef IPM_NBD_SERVER_H
+#define IPM_NBD_SERVER_H
+
+#include "ipmirror.h"
+
+struct nbd_server;
+
+/* threads: size of the request worker pool (0 = default 64) */
+int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
+		      struct nbd_server **out, ipm_error *err);
+/* bind+listen TCP and/or Unix, spawn threads */
+int nbd_server_start(struct nbd_server *s, ipm_error *err);
+/* close listeners, shut down clients, join all threads */
+void nbd_server_stop(struct nbd_server *s);
+void nbd_server_destroy(struct nbd_server *s);
+
+#endif /* IPM_NBD_SERVER_H */

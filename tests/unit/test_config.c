@@ -1,0 +1,510 @@
+/* test_config.c - the configuration loader: fixtures in tests/unit/configs,
+ * every problem reported with its line, defaults, sizes, copies, lookups. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+#define MAX_DIAGS 64
+
+struct diags {
+	unsigned n;
+	int line[MAX_DIAGS];
+	char msg[MAX_DIAGS][512];
+	char file[256];
+};
+
+static void collect(void *opaque, const char *file, int line, const char *msg)
+{
+	struct diags *d = opaque;
+
+	assert_true(d->n < MAX_DIAGS);
+	snprintf(d->file, sizeof(d->file), "%s", file);
+	d->line[d->n] = line;
+	snprintf(d->msg[d->n], sizeof(d->msg[0]), "%s", msg);
+	d->n++;
+}
+
+static const char *fixture(const char *name)
+{
+	static char path[1024];
+	const char *top = getenv("top_srcdir");
+
+	snprintf(path, sizeof(path), "%s/tests/unit/configs/%s", top ? top : ".", name);
+	return path;
+}
+
+static const char *schema(void)
+{
+	return getenv("IPMIRROR_SCHEMA");
+}
+
+static int load(const char *name, struct diags *d, ipm_config **cfg)
+{
+	memset(d, 0, sizeof(*d));
+	return ipm_config_load(fixture(name), schema(), collect, d, cfg);
+}
+
+static void dump(const struct diags *d)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		print_message("# %d: %s\n", d->line[i], d->msg[i]);
+}
+
+/* Some diag on `line` contains substr. */
+static void expect_diag(const struct diags *d, int line, const char *substr)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		if (d->line[i] == line && strstr(d->msg[i], substr))
+			return;
+	dump(d);
+	fail_msg("no diagnostic on line %d containing \"%s\"", line, substr);
+}
+
+static ipm_config *load_good(const char *name)
+{
+	struct diags d;
+	ipm_config *cfg = NULL;
+	int rc = load(name, &d, &cfg);
+
+	if (rc != 0)
+		dump(&d);
+	assert_int_equal(rc, 0);
+	assert_int_equal(d.n, 0);
+	assert_non_null(cfg);
+	return cfg;
+}
+
+/* ---- good files ------------------------------------------------------------- */
+
+static void test_good_pair(void **state)
+{
+	ipm_config *cfg = load_good("good-pair.xml");
+	const struct ipm_lun_cfg *l;
+
+	assert_string_equal(cfg->path, fixture("good-pair.xml"));
+	assert_string_equal(cfg->secret_file, "/etc/ipmirror/secret");
+	assert_true(cfg->hb_interval == 0.5);
+	assert_true(cfg->hb_timeout == 2.5);
+	assert_true(cfg->hb_probation == 3);
+	assert_int_equal(cfg->hb_method, IPM_HB_BOTH);
+	assert_int_equal(cfg->conn_count, 8);
+	assert_int_equal(cfg->async_window, 256);
+	assert_int_equal(cfg->resync_rate, 100ull << 20);
+	assert_int_equal(ipm_config_log_level(cfg), LOG_DEBUG);
+	assert_string_equal(ipm_config_log_file(cfg), "/var/log/ipmirror.log");
+
+	assert_int_equal(cfg->n_nodes, 2);
+	assert_string_equal(cfg->nodes[0].name, "node1");
+	assert_int_equal(cfg->nodes[0].line, 10);
+	assert_string_equal(cfg->nodes[0].data.address, "192.168.77.1");
+	assert_int_equal(cfg->nodes[0].data.port, 7788);
+	assert_int_equal(cfg->nodes[0].data.line, 11);
+	assert_string_equal(cfg->nodes[0].heartbeat.address, "10.0.0.1");
+	assert_int_equal(cfg->nodes[0].heartbeat.port, 7789);
+	assert_string_equal(cfg->nodes[0].nbd.address, "0.0.0.0");
+	assert_int_equal(cfg->nodes[0].nbd.port, 10809);
+	assert_string_equal(cfg->nodes[0].nbd_unix, "/run/ipmirror/nbd.sock");
+	/* children of <node> in another order */
+	assert_string_equal(cfg->nodes[1].name, "node2");
+	assert_string_equal(cfg->nodes[1].data.address, "192.168.77.2");
+	assert_int_equal(cfg->nodes[1].heartbeat.port, 7789);
+	assert_int_equal(cfg->nodes[1].nbd.line, 16);
+	assert_null(cfg->nodes[1].nbd_unix);
+
+	assert_int_equal(cfg->n_luns, 3);
+	l = &cfg->luns[0];
+	assert_string_equal(l->name, "vol0");
+	assert_int_equal(l->line, 20);
+	assert_int_equal(l->size, 1ull << 30);
+	assert_int_equal(l->mode, IPM_MODE_SYNC);
+	assert_true(l->mirrored);
+	assert_string_equal(l->primary, "node1");
+	assert_int_equal(l->n_backing, 2);
+	assert_string_equal(ipm_lun_cfg_backing(l, "node1"), "/var/lib/ipmirror/vol0.img");
+	assert_string_equal(ipm_lun_cfg_backing(l, "node2"), "/srv/vol0.img");
+	assert_string_equal(l->journal_path, "/var/lib/ipmirror/vol0.journal");
+	assert_int_equal(l->journal_max, 4ull << 30);
+	l = &cfg->luns[1];
+	assert_string_equal(l->name, "vol1");
+	assert_int_equal(l->size, 512 << 10);
+	assert_int_equal(l->mode, IPM_MODE_ASYNC);
+	assert_true(l->mirrored);   /* default with two nodes */
+	assert_string_equal(l->primary, "node2");
+	assert_null(l->journal_path);
+	assert_int_equal(l->journal_max, 64 << 20);
+	assert_string_equal(ipm_lun_cfg_backing(l, "node1"), "/srv/n1-vol1.img");
+	assert_string_equal(ipm_lun_cfg_backing(l, "node2"), "/srv/n2-vol1.img");
+	assert_null(ipm_lun_cfg_backing(l, "node3"));
+	l = &cfg->luns[2];
+	assert_false(l->mirrored);
+	assert_int_equal(l->size, 4096);
+	assert_int_equal(l->journal_max, 0);
+	ipm_config_free(cfg);
+}
+
+static void test_defaults(void **state)
+{
+	ipm_config *cfg = load_good("good-minimal.xml");
+	ipm_listen li;
+
+	assert_null(cfg->secret_file);
+	assert_true(cfg->hb_interval == 1.5);
+	assert_true(cfg->hb_timeout == 4.0);
+	assert_true(cfg->hb_probation == 10);
+	assert_int_equal(cfg->hb_method, IPM_HB_UDP);
+	assert_int_equal(cfg->conn_count, 4);
+	assert_int_equal(cfg->async_window, 1024);
+	assert_int_equal(cfg->resync_rate, 0);
+	assert_int_equal(ipm_config_log_level(cfg), -1);
+	assert_null(ipm_config_log_file(cfg));
+	assert_int_equal(cfg->n_nodes, 1);
+	assert_int_equal(cfg->n_luns, 1);
+	/* one node: primary defaults to it, not mirrored, sync */
+	assert_string_equal(cfg->luns[0].primary, "solo");
+	assert_false(cfg->luns[0].mirrored);
+	assert_int_equal(cfg->luns[0].mode, IPM_MODE_SYNC);
+	assert_int_equal(cfg->luns[0].size, 64 << 20);
+	assert_null(cfg->nodes[0].data.address);
+	assert_null(cfg->nodes[0].heartbeat.address);
+	/* Unix-only NBD listener */
+	assert_int_equal(ipm_config_nbd_listen(cfg, "solo", &li), 0);
+	assert_string_equal(li.address, "");
+	assert_int_equal(li.port, 0);
+	assert_string_equal(li.unix_path, "/run/ipmirror/solo.sock");
+	assert_null(ipm_config_peer(cfg, "solo"));
+	ipm_config_free(cfg);
+}
+
+static void test_queries(void **state)
+{
+	ipm_config *cfg = load_good("good-pair.xml");
+	ipm_listen li;
+
+	assert_true(ipm_config_has_node(cfg, "node1"));
+	assert_true(ipm_config_has_node(cfg, "node2"));
+	assert_false(ipm_config_has_node(cfg, "node3"));
+	assert_false(ipm_config_has_node(cfg, NULL));
+	assert_ptr_equal(ipm_config_node(cfg, "node2"), &cfg->nodes[1]);
+	assert_null(ipm_config_node(cfg, "Node2"));
+	assert_ptr_equal(ipm_config_peer(cfg, "node1"), &cfg->nodes[1]);
+	assert_ptr_equal(ipm_config_peer(cfg, "node2"), &cfg->nodes[0]);
+	assert_null(ipm_config_peer(cfg, "node3"));
+
+	assert_int_equal(ipm_config_nbd_listen(cfg, "node1", &li), 0);
+	assert_string_equal(li.address, "0.0.0.0");
+	assert_int_equal(li.port, 10809);
+	assert_string_equal(li.unix_path, "/run/ipmirror/nbd.sock");
+	assert_int_equal(ipm_config_nbd_listen(cfg, "node2", &li), 0);
+	assert_string_equal(li.unix_path, "");
+	assert_int_equal(ipm_config_nbd_listen(cfg, "nobody", &li), -ENOENT);
+	ipm_config_free(cfg);
+}
+
+/* A per-node backing wins over the shared one wherever it appears. */
+static void test_backing_lookup(void **state)
+{
+	struct ipm_lun_cfg l = { .n_backing = 3 };
+
+	l.backing[0] = (struct ipm_backing_cfg){ .node = "b", .path = "/b" };
+	l.backing[1] = (struct ipm_backing_cfg){ .node = NULL, .path = "/shared" };
+	l.backing[2] = (struct ipm_backing_cfg){ .node = "a", .path = "/a" };
+	assert_string_equal(ipm_lun_cfg_backing(&l, "a"), "/a");
+	assert_string_equal(ipm_lun_cfg_backing(&l, "b"), "/b");
+	assert_string_equal(ipm_lun_cfg_backing(&l, "c"), "/shared");
+	l.n_backing = 1;
+	assert_null(ipm_lun_cfg_backing(&l, "a"));
+}
+
+/* ---- bad files ---------------------------------------------------------------- */
+
+static void test_bad_syntax(void **state)
+{
+	struct diags d;
+	ipm_config *cfg = (ipm_config *)&d;   /* must be reset to NULL */
+	int rc = load("bad-syntax.xml", &d, &cfg);
+
+	assert_null(cfg);
+	assert_true(rc > 0);
+	assert_int_equal(rc, (int)d.n);
+	assert_string_equal(d.file, fixture("bad-syntax.xml"));
+	expect_diag(&d, 7, "mismatch: backing line 6 and lun");
+}
+
+static void test_bad_structure(void **state)
+{
+	struct diags d;
+	ipm_config *cfg = NULL;
+	int rc = load("bad-schema.xml", &d, &cfg);
+
+	assert_int_equal(rc, 3);
+	assert_int_equal(d.n, 3);
+	assert_null(cfg);
+	expect_diag(&d, 4, "unknown element <color>");
+	expect_diag(&d, 6, "<lun name=\"vol0\">: unknown attribute \"colour\"");
+	expect_diag(&d, 9, "<lun name=\"vol1\">: the attribute \"size\" is required");
+}
+
+static void test_bad_values(void **state)
+{
+	static const struct { int line; const char *msg; } want[] = {
+		{ 2, "secret file \"secret.key\" must be an absolute path" },
+		{ 3, "heartbeat method \"carrier-pigeon\" is unknown" },
+		{ 3, "heartbeat timeout (1.5 s) must be greater than the interval (2 s)" },
+		{ 3, "heartbeat probation (-1 s) must not be negative" },
+		{ 4, "connections count \"65\" is out of range (1..64)" },
+		{ 5, "log level \"loud\" is unknown" },
+		{ 6, "mirror async-window \"0\" is out of range" },
+		{ 7, "resync rate \"fast\" is not a rate" },
+		{ 10, "node \"node1\": heartbeat port \"70000\" is not a port number" },
+		{ 11, "node \"node1\": nbd port 7788 clashes with the data port (line 9)" },
+		{ 14, "node \"node2\": data address 192.168.77.1 port 7788 is also node \"node1\"'s" },
+		{ 18, "node \"node1\" is defined twice (first on line 8)" },
+		{ 21, "node \"node3\": at most 2 nodes" },
+		{ 24, "lun \"vol0\": size \"1Q\" is not a size (use a number with optional K/M/G/T suffix)" },
+		{ 24, "lun \"vol0\": mode \"fast\" is unknown (use sync or async)" },
+		{ 24, "lun \"vol0\": mirrored \"maybe\" is not yes or no" },
+		{ 24, "lun \"vol0\": primary \"node9\" is not a defined node" },
+		{ 24, "lun \"vol0\": node \"node2\" has no backing" },
+		{ 26, "lun \"vol0\": backing node \"node7\" is not a defined node" },
+		{ 28, "lun \"vol0\" is defined twice (first on line 24)" },
+		{ 31, "lun \"vol1\": size must not be 0" },
+		{ 33, "lun \"vol1\": journal max-size \"lots\" is not a size" },
+		{ 35, "lun \"vol2\": size \"1000\" (1000 bytes) is not a multiple of 512" },
+	};
+	const size_t n = sizeof(want) / sizeof(want[0]);
+	struct diags d;
+	ipm_config *cfg = NULL;
+	int rc = load("bad-values.xml", &d, &cfg);
+
+	for (size_t i = 0; i < n; i++)
+		expect_diag(&d, want[i].line, want[i].msg);
+	if (d.n != n)
+		dump(&d);
+	assert_int_equal(d.n, n);
+	assert_int_equal(rc, (int)n);
+	assert_null(cfg);
+	/* reported in file order */
+	for (unsigned i = 1; i < d.n; i++)
+		assert_true(d.line[i - 1] <= d.line[i]);
+}
+
+static void test_bad_single(void **state)
+{
+	struct diags d;
+	ipm_config *cfg = NULL;
+	int rc = load("bad-single.xml", &d, &cfg);
+
+	assert_int_equal(rc, 4);
+	expect_diag(&d, 2, "heartbeat interval (0 s) must be greater than 0");
+	expect_diag(&d, 5, "node \"solo\": nbd port 7788 clashes with the data port (line 4)");
+	expect_diag(&d, 7, "lun \"vol0\" is mirrored but the config defines only one node");
+	expect_diag(&d, 12, "lun \"vol1\": a second backing for node \"solo\" (first on line 11)");
+}
+
+static void test_bad_mirror_needs(void **state)
+{
+	struct diags d;
+	ipm_config *cfg = NULL;
+	int rc = load("bad-mirror-needs.xml", &d, &cfg);
+
+	assert_int_equal(rc, 5);
+	expect_diag(&d, 2, "node \"node1\" has no <data> element");
+	expect_diag(&d, 2, "node \"node1\" has no <heartbeat> element");
+	expect_diag(&d, 10, "lun \"vol0\" has no primary (required with two nodes)");
+	expect_diag(&d, 10, "lun \"vol0\": node \"node2\" has no backing");
+	expect_diag(&d, 10, "lun \"vol0\" is mirrored but there is no <secret");
+}
+
+/* Without a callback the count is still returned. */
+static void test_no_diag_callback(void **state)
+{
+	ipm_config *cfg = NULL;
+
+	assert_int_equal(ipm_config_load(fixture("bad-single.xml"), schema(), NULL, NULL, &cfg), 4);
+	assert_null(cfg);
+}
+
+static void test_unreadable(void **state)
+{
+	struct diags d = { 0 };
+	ipm_config *cfg = NULL;
+
+	assert_int_equal(ipm_config_load(fixture("no-such-file.xml"), schema(), collect, &d, &cfg),
+			 -ENOENT);
+	assert_int_equal(ipm_config_load(fixture(""), schema(), collect, &d, &cfg), -EISDIR);
+	assert_int_equal(d.n, 0);
+	assert_null(cfg);
+}
+
+/* The RelaxNG validation runs: a stricter schema rejects a file the
+ * built-in checks accept, with the line of the offending element. */
+static void test_schema_enforced(void **state)
+{
+	char rng[1024];
+	struct diags d = { 0 };
+	ipm_config *cfg = NULL;
+	int rc;
+
+	snprintf(rng, sizeof(rng), "%s", fixture("require-secret.rng"));
+	rc = ipm_config_load(fixture("good-minimal.xml"), rng, collect, &d, &cfg);
+	if (rc <= 0)
+		dump(&d);
+	/* one problem: libxml2's per-element summaries are not repeated */
+	assert_int_equal(rc, 1);
+	assert_int_equal(d.n, 1);
+	assert_null(cfg);
+	expect_diag(&d, 1, "Expecting element secret, got node");
+
+	memset(&d, 0, sizeof(d));
+	rc = ipm_config_load(fixture("good-pair.xml"), rng, collect, &d, &cfg);
+	assert_int_equal(rc, 0);
+	ipm_config_free(cfg);
+}
+
+static void test_schema_missing(void **state)
+{
+	char rng[1024];
+	struct diags d = { 0 };
+	ipm_config *cfg = NULL;
+
+	snprintf(rng, sizeof(rng), "%s", fixture("no-such-schema.rng"));
+	assert_int_equal(ipm_config_load(fixture("good-minimal.xml"), rng, collect, &d, &cfg),
+			 -ENOENT);
+	assert_int_equal(d.n, 1);
+	expect_diag(&d, 0, "cannot read the schema");
+	expect_diag(&d, 0, "no-such-schema.rng");
+
+	memset(&d, 0, sizeof(d));
+	snprintf(rng, sizeof(rng), "%s", fixture("broken.rng"));
+	assert_int_equal(ipm_config_load(fixture("good-minimal.xml"), rng, collect, &d, &cfg),
+			 -EINVAL);
+	expect_diag(&d, 0, "broken.rng is not valid RelaxNG: ");
+	assert_null(cfg);
+}
+
+/* With no schema argument, IPMIRROR_SCHEMA (tests, uninstalled builds) wins
+ * over the installed path. */
+static void test_schema_env(void **state)
+{
+	char rng[1024], *saved = getenv("IPMIRROR_SCHEMA");
+	ipm_config *cfg = NULL;
+
+	saved = saved ? strdup(saved) : NULL;
+	snprintf(rng, sizeof(rng), "%s", fixture("require-secret.rng"));
+	assert_int_equal(setenv("IPMIRROR_SCHEMA", rng, 1), 0);
+	assert_int_equal(ipm_config_load(fixture("good-minimal.xml"), NULL, NULL, NULL, &cfg), 1);
+	assert_null(cfg);
+	if (saved)
+		setenv("IPMIRROR_SCHEMA", saved, 1);
+	else
+		unsetenv("IPMIRROR_SCHEMA");
+	free(saved);
+}
+
+/* ---- sizes -------------------------------------------------------------------- */
+
+static void test_parse_size(void **state)
+{
+	static const struct { const char *s; uint64_t v; } good[] = {
+		{ "0", 0 }, { "512", 512 }, { "1K", 1024 }, { "1k", 1024 },
+		{ "3M", 3ull << 20 }, { "1G", 1ull << 30 }, { "2T", 2ull << 40 },
+		{ "16777215T", 16777215ull << 40 },
+		{ "18446744073709551615", UINT64_MAX },
+	};
+	static const char *const bad[] = {
+		"", "K", "1Q", "1KB", "1 G", " 1G", "-1", "+1", "1.5G", "0x10", "1G ",
+		"18446744073709551616", "16777216T", "99999999999999999999999",
+	};
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		v = 12345;
+		assert_int_equal(ipm_parse_size(good[i].s, &v), 0);
+		assert_int_equal(v, good[i].v);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 12345;
+		if (ipm_parse_size(bad[i], &v) != -EINVAL)
+			fail_msg("\"%s\" was accepted", bad[i]);
+		assert_int_equal(v, 12345);
+	}
+	assert_int_equal(ipm_parse_size(NULL, &v), -EINVAL);
+}
+
+/* ---- deep copy ------------------------------------------------------------------ */
+
+static void test_dup(void **state)
+{
+	ipm_config *cfg = load_good("good-pair.xml");
+	ipm_config *c = ipm_config_dup(cfg);
+	unsigned i, j;
+
+	assert_non_null(c);
+	assert_int_equal(c->n_nodes, cfg->n_nodes);
+	assert_int_equal(c->n_luns, cfg->n_luns);
+	assert_ptr_not_equal(c->luns, cfg->luns);
+	assert_ptr_not_equal(c->path, cfg->path);
+	assert_string_equal(c->secret_file, cfg->secret_file);
+	assert_ptr_not_equal(c->secret_file, cfg->secret_file);
+	assert_string_equal(c->log_file, cfg->log_file);
+	assert_int_equal(c->conn_count, cfg->conn_count);
+	assert_true(c->hb_timeout == cfg->hb_timeout);
+	for (i = 0; i < c->n_nodes; i++) {
+		assert_string_equal(c->nodes[i].name, cfg->nodes[i].name);
+		assert_ptr_not_equal(c->nodes[i].name, cfg->nodes[i].name);
+		assert_string_equal(c->nodes[i].data.address, cfg->nodes[i].data.address);
+		assert_int_equal(c->nodes[i].nbd.port, cfg->nodes[i].nbd.port);
+	}
+	for (i = 0; i < c->n_luns; i++) {
+		assert_string_equal(c->luns[i].name, cfg->luns[i].name);
+		assert_ptr_not_equal(c->luns[i].name, cfg->luns[i].name);
+		assert_string_equal(c->luns[i].primary, cfg->luns[i].primary);
+		assert_int_equal(c->luns[i].size, cfg->luns[i].size);
+		assert_int_equal(c->luns[i].n_backing, cfg->luns[i].n_backing);
+		for (j = 0; j < c->luns[i].n_backing; j++) {
+			assert_ptr_not_equal(c->luns[i].backing[j].path, cfg->luns[i].backing[j].path);
+			assert_string_equal(c->luns[i].backing[j].path, cfg->luns[i].backing[j].path);
+		}
+	}
+	/* the copy outlives the original */
+	ipm_config_free(cfg);
+	assert_string_equal(c->luns[0].journal_path, "/var/lib/ipmirror/vol0.journal");
+	assert_string_equal(ipm_lun_cfg_backing(&c->luns[0], "node2"), "/srv/vol0.img");
+	assert_string_equal(ipm_config_peer(c, "node1")->name, "node2");
+	assert_null(ipm_config_dup(NULL));
+	ipm_config_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good_pair),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_queries),
+		cmocka_unit_test(test_backing_lookup),
+		cmocka_unit_test(test_bad_syntax),
+		cmocka_unit_test(test_bad_structure),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_bad_single),
+		cmocka_unit_test(test_bad_mirror_needs),
+		cmocka_unit_test(test_no_diag_callback),
+		cmocka_unit_test(test_unreadable),
+		cmocka_unit_test(test_schema_enforced),
+		cmocka_unit_test(test_schema_missing),
+		cmocka_unit_test(test_schema_env),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_dup),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

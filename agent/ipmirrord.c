@@ -91,7 +91,8 @@ static int load_config(const struct options *o, ipm_config **cfg)
 		fprintf(stderr, "%s: cannot load configuration: %s\n", o->config, strerror(-rc));
 	if (rc != 0)
 		return -1;
-	if (!ipm_config_has_node(*cfg, o->node)) {
+	/* --check-config without --node checks the file only */
+	if (o->node && !ipm_config_has_node(*cfg, o->node)) {
 		fprintf(stderr, "%s: node \"%s\" is not defined (use --node)\n", o->config,
 			o->node);
 		ipm_config_free(*cfg);
@@ -233,7 +234,7 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
-	if (!o.node) {
+	if (!o.node && !o.check_config) {
 		uname(&un);
 		o.node = strdup(un.nodename);
 	}

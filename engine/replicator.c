@@ -771,6 +771,8 @@ nomem:
 	return ipm_fail(err, -ENOMEM, "out of memory");
 }
 
+static void *monitor_main(void *arg);
+
 int replicator_start(struct replicator *r, ipm_error *err)
 {
 	unsigned i;

@@ -1,0 +1,161 @@
+/* hb_packet.c - encode and check UDP heartbeat datagrams.
+ *
+ * The MAC is checked before any field is believed; names and serials are
+ * only compared once the datagram is known to come from a secret holder.
+ */
+#include <errno.h>
+#include <string.h>
+#include <nettle/hmac.h>
+
+#include "engine.h"
+#include "hb_packet.h"
+
+static uint8_t *put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+	p = put16(p, (uint16_t)(v >> 16));
+	return put16(p, (uint16_t)v);
+}
+
+static uint8_t *put64(uint8_t *p, uint64_t v)
+{
+	p = put32(p, (uint32_t)(v >> 32));
+	return put32(p, (uint32_t)v);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)get16(p) << 16 | get16(p + 2);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+static void hb_mac(const struct auth_secret *s, const uint8_t *body, uint8_t mac[HB_MAC_LEN])
+{
+	struct hmac_sha256_ctx ctx;
+
+	hmac_sha256_set_key(&ctx, s->len, s->key);
+	hmac_sha256_update(&ctx, HB_BODY_LEN, body);
+	hmac_sha256_digest(&ctx, HB_MAC_LEN, mac);
+	explicit_bzero(&ctx, sizeof(ctx));
+}
+
+size_t hb_packet_encode(uint8_t *buf, const struct hb_packet *p, const struct auth_secret *s)
+{
+	uint8_t *q = buf;
+
+	if (strnlen(p->from, HB_NAME_LEN) >= HB_NAME_LEN ||
+	    strnlen(p->to, HB_NAME_LEN) >= HB_NAME_LEN)
+		return 0;
+	q = put32(q, HB_MAGIC);
+	q = put16(q, HB_VERSION);
+	q = put16(q, 0);
+	memset(q, 0, 2 * HB_NAME_LEN);
+	memcpy(q, p->from, strlen(p->from));
+	q += HB_NAME_LEN;
+	memcpy(q, p->to, strlen(p->to));
+	q += HB_NAME_LEN;
+	q = put64(q, p->serial);
+	q = put64(q, p->boot_id);
+	q = put64(q, p->timestamp_ms);
+	q = put64(q, p->generation);
+	hb_mac(s, buf, q);
+	return HB_PACKET_LEN;
+}
+
+/* A name field must hold a NUL (no over-long names). */
+static bool get_name(char *dst, const uint8_t *field)
+{
+	if (!memchr(field, 0, HB_NAME_LEN))
+		return false;
+	memcpy(dst, field, HB_NAME_LEN);
+	return true;
+}
+
+static bool boot_retired(const struct hb_replay *rp, uint64_t boot_id)
+{
+	unsigned i;
+
+	for (i = 0; i < rp->n_retired; i++)
+		if (rp->retired[i] == boot_id)
+			return true;
+	return false;
+}
+
+static int check_replay(const struct hb_replay *rp, const struct hb_packet *p, ipm_error *err)
+{
+	if (!rp || !rp->have)
+		return 0;
+	if (p->boot_id == rp->boot_id && p->serial <= rp->serial)
+		return ipm_fail(err, -EALREADY, "replayed serial %llu (last accepted %llu)",
+				(unsigned long long)p->serial, (unsigned long long)rp->serial);
+	if (p->boot_id != rp->boot_id && boot_retired(rp, p->boot_id))
+		return ipm_fail(err, -EALREADY, "replayed datagram of a previous peer boot");
+	return 0;
+}
+
+int hb_packet_decode(const uint8_t *buf, size_t len, const struct auth_secret *s,
+		     const char *expect_from, const char *expect_to,
+		     const struct hb_replay *rp, struct hb_packet *out, ipm_error *err)
+{
+	uint8_t mac[HB_MAC_LEN];
+	const uint8_t *q = buf + 8;
+	struct hb_packet p;
+
+	if (len != HB_PACKET_LEN)
+		return ipm_fail(err, -EMSGSIZE, "datagram of %zu bytes, expected %d", len,
+				HB_PACKET_LEN);
+	if (get32(buf) != HB_MAGIC)
+		return ipm_fail(err, -EPROTO, "bad magic 0x%08x", get32(buf));
+	if (get16(buf + 4) != HB_VERSION || get16(buf + 6) != 0)
+		return ipm_fail(err, -EPROTO, "unsupported version %u", get16(buf + 4));
+	hb_mac(s, buf, mac);
+	if (!auth_mac_equal(mac, buf + HB_BODY_LEN))
+		return ipm_fail(err, -EBADMSG, "bad HMAC (wrong secret or corrupted)");
+	if (!get_name(p.from, q) || !get_name(p.to, q + HB_NAME_LEN))
+		return ipm_fail(err, -EPROTO, "unterminated node name");
+	q += 2 * HB_NAME_LEN;
+	if (strcmp(p.from, expect_from) != 0)
+		return ipm_fail(err, -EACCES, "sent by node \"%s\", not by peer \"%s\"", p.from,
+				expect_from);
+	if (strcmp(p.to, expect_to) != 0)
+		return ipm_fail(err, -EACCES, "addressed to node \"%s\", not to \"%s\"", p.to,
+				expect_to);
+	p.serial = get64(q);
+	p.boot_id = get64(q + 8);
+	p.timestamp_ms = get64(q + 16);
+	p.generation = get64(q + 24);
+	if (check_replay(rp, &p, err) < 0)
+		return -EALREADY;
+	*out = p;
+	return 0;
+}
+
+void hb_replay_accept(struct hb_replay *rp, const struct hb_packet *p)
+{
+	if (rp->have && rp->boot_id != p->boot_id) {
+		/* newest first; the oldest falls off */
+		memmove(rp->retired + 1, rp->retired,
+			(HB_RETIRED_BOOTS - 1) * sizeof(rp->retired[0]));
+		rp->retired[0] = rp->boot_id;
+		if (rp->n_retired < HB_RETIRED_BOOTS)
+			rp->n_retired++;
+	}
+	rp->have = true;
+	rp->boot_id = p->boot_id;
+	rp->serial = p->serial;
+}

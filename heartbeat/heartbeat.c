@@ -1,0 +1,503 @@
+/* heartbeat.c - UDP heartbeat sender and receiver threads (see heartbeat.h).
+ *
+ * Lock order: hb->lock is taken under the replicator's lock (heartbeat_state)
+ * and never held while calling into a connection array.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "engine.h"
+#include "config.h"
+#include "connection_array.h"
+#include "hb_packet.h"
+#include "probation.h"
+#include "heartbeat.h"
+
+#define RECV_POLL_MS 100        /* bounds how late timeouts are noticed */
+#define DROP_LOG_EVERY_MS 5000  /* a flood of bad datagrams must not flood the log */
+
+struct heartbeat {
+	char self[IPM_NAME_MAX];
+	char peer[IPM_NAME_MAX];
+	char remote_name[96];             /* "address:port" for log lines */
+	int fd;                           /* UDP socket, bound locally */
+	int wake_fd;                      /* eventfd: stop wakes the receiver */
+	struct sockaddr_storage remote;
+	socklen_t remote_len;
+	struct auth_secret secret;
+	int64_t interval_ms;
+	int64_t timeout_ms;
+	uint64_t (*generation)(void *opaque);
+	void *opaque;
+	uint64_t boot_id;
+	uint64_t serial;                  /* sender thread only */
+	int send_errno;                   /* sender thread only: last reported */
+
+	pthread_mutex_t lock;             /* everything below */
+	pthread_cond_t wake;              /* monotonic clock */
+	bool running;
+	bool started;
+	pthread_t sender, receiver;
+	struct probation prob;
+	struct hb_replay replay;
+	uint64_t peer_generation;
+	uint64_t dropped;
+	int64_t drop_log_ms;              /* when the last drop was logged */
+	uint64_t drop_unlogged;
+	struct connection_array *ca[HB_MAX_ARRAYS];
+	unsigned n_ca;
+};
+
+/* ---- setup --------------------------------------------------------------- */
+
+static int resolve(const struct ipm_endpoint *ep, int family, bool passive,
+		   struct sockaddr_storage *sa, socklen_t *len, ipm_error *err)
+{
+	struct addrinfo hints = {
+		.ai_family = family,
+		.ai_socktype = SOCK_DGRAM,
+		.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
+	};
+	struct addrinfo *ai;
+	char port[8];
+	int rc;
+
+	snprintf(port, sizeof(port), "%u", ep->port);
+	rc = getaddrinfo(ep->address, port, &hints, &ai);
+	if (rc != 0)
+		return ipm_fail(err, -EINVAL, "heartbeat address %s:%u: %s", ep->address,
+				ep->port, gai_strerror(rc));
+	memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static int check_params(const struct hb_params *p, ipm_error *err)
+{
+	if (!p->self || !p->peer || strlen(p->self) >= IPM_NAME_MAX ||
+	    strlen(p->peer) >= IPM_NAME_MAX)
+		return ipm_fail(err, -EINVAL, "heartbeat: node names missing or too long");
+	if (!p->local || !p->local->address || !p->remote || !p->remote->address)
+		return ipm_fail(err, -EINVAL, "heartbeat: addresses of both nodes are needed");
+	if (!p->secret || p->secret->len == 0)
+		return ipm_fail(err, -EINVAL, "heartbeat: no shared secret");
+	if (!(p->interval > 0) || !(p->timeout > p->interval) || !(p->probation >= 0))
+		return ipm_fail(err, -EINVAL,
+				"heartbeat: need interval > 0, timeout > interval, probation >= 0 (got %g, %g, %g)",
+				p->interval, p->timeout, p->probation);
+	return 0;
+}
+
+static int open_socket(struct heartbeat *hb, const struct hb_params *p, ipm_error *err)
+{
+	struct sockaddr_storage local;
+	socklen_t local_len;
+	int rc;
+
+	rc = resolve(p->local, AF_UNSPEC, true, &local, &local_len, err);
+	if (rc < 0)
+		return rc;
+	rc = resolve(p->remote, local.ss_family, false, &hb->remote, &hb->remote_len, err);
+	if (rc < 0)
+		return rc;
+	hb->fd = socket(local.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (hb->fd < 0)
+		return ipm_fail(err, -errno, "heartbeat socket: %s", strerror(errno));
+	if (bind(hb->fd, (struct sockaddr *)&local, local_len) < 0)
+		return ipm_fail(err, -errno, "cannot bind UDP heartbeat socket to %s:%u: %s",
+				p->local->address, p->local->port, strerror(errno));
+	hb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (hb->wake_fd < 0)
+		return ipm_fail(err, -errno, "heartbeat eventfd: %s", strerror(errno));
+	return 0;
+}
+
+int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err)
+{
+	pthread_condattr_t attr;
+	struct heartbeat *hb;
+	int rc;
+
+	rc = check_params(p, err);
+	if (rc < 0)
+		return rc;
+	hb = calloc(1, sizeof(*hb));
+	if (!hb)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	hb->fd = hb->wake_fd = -1;
+	pthread_mutex_init(&hb->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&hb->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	snprintf(hb->self, sizeof(hb->self), "%s", p->self);
+	snprintf(hb->peer, sizeof(hb->peer), "%s", p->peer);
+	snprintf(hb->remote_name, sizeof(hb->remote_name), "%s:%u", p->remote->address,
+		 p->remote->port);
+	memcpy(&hb->secret, p->secret, sizeof(hb->secret));
+	hb->interval_ms = (int64_t)(p->interval * 1000.0 + 0.5);
+	hb->timeout_ms = (int64_t)(p->timeout * 1000.0 + 0.5);
+	hb->generation = p->generation;
+	hb->opaque = p->opaque;
+	auth_random((uint8_t *)&hb->boot_id, sizeof(hb->boot_id));
+	prob_init(&hb->prob, p->peer, p->interval, p->timeout, p->probation);
+	rc = open_socket(hb, p, err);
+	if (rc < 0) {
+		heartbeat_destroy(hb);
+		return rc;
+	}
+	*out = hb;
+	return 0;
+}
+
+int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&hb->lock);
+	if (hb->n_ca == HB_MAX_ARRAYS)
+		rc = -ENOSPC;
+	else
+		hb->ca[hb->n_ca++] = ca;
+	pthread_mutex_unlock(&hb->lock);
+	return rc;
+}
+
+/* ---- sender ---------------------------------------------------------------- */
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned copy_arrays(struct heartbeat *hb, struct connection_array **v)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&hb->lock);
+	n = hb->n_ca;
+	memcpy(v, hb->ca, n * sizeof(*v));
+	pthread_mutex_unlock(&hb->lock);
+	return n;
+}
+
+/* Elements not refreshed within the timeout go down: their owners see it,
+ * close and exit. */
+static void age_arrays(struct heartbeat *hb)
+{
+	struct connection_array *ca[HB_MAX_ARRAYS];
+	unsigned i, n = copy_arrays(hb, ca), marked = 0;
+
+	for (i = 0; i < n; i++)
+		marked += ca_mark_stale_down(ca[i], hb->timeout_ms);
+	if (marked)
+		qb_log(LOG_WARNING, "peer %s: %u connection(s) marked down, no heartbeat for > %.1f s",
+		       hb->peer, marked, hb->timeout_ms / 1000.0);
+}
+
+static void send_one(struct heartbeat *hb)
+{
+	struct hb_packet p = { .boot_id = hb->boot_id };
+	uint8_t buf[HB_PACKET_LEN];
+	ssize_t n;
+
+	snprintf(p.from, sizeof(p.from), "%s", hb->self);
+	snprintf(p.to, sizeof(p.to), "%s", hb->peer);
+	p.serial = ++hb->serial;
+	p.timestamp_ms = (uint64_t)realtime_ms();
+	p.generation = hb->generation ? hb->generation(hb->opaque) : 0;
+	hb_packet_encode(buf, &p, &hb->secret);
+	n = sendto(hb->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&hb->remote,
+		   hb->remote_len);
+	/* report a failure once, not every interval */
+	if (n < 0 && errno != hb->send_errno) {
+		hb->send_errno = errno;
+		qb_log(LOG_WARNING, "peer %s: sending heartbeat to %s: %s", hb->peer,
+		       hb->remote_name, strerror(errno));
+	} else if (n >= 0 && hb->send_errno) {
+		hb->send_errno = 0;
+		qb_log(LOG_NOTICE, "peer %s: sending heartbeats to %s again", hb->peer,
+		       hb->remote_name);
+	}
+	explicit_bzero(buf, sizeof(buf));
+}
+
+static void ms_to_timespec(int64_t ms, struct timespec *ts)
+{
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (long)(ms % 1000) * 1000000;
+}
+
+static void *sender_main(void *arg)
+{
+	struct heartbeat *hb = arg;
+	int64_t next = ipm_now_ms(), now;
+	struct timespec dl;
+
+	pthread_mutex_lock(&hb->lock);
+	while (hb->running) {
+		pthread_mutex_unlock(&hb->lock);
+		age_arrays(hb);
+		send_one(hb);
+		pthread_mutex_lock(&hb->lock);
+		prob_tick(&hb->prob, ipm_now_ms());
+		/* a fixed schedule, so sends do not drift into "missed" gaps */
+		next += hb->interval_ms;
+		now = ipm_now_ms();
+		if (next < now)
+			next = now;
+		ms_to_timespec(next, &dl);
+		while (hb->running && ipm_now_ms() < next)
+			pthread_cond_timedwait(&hb->wake, &hb->lock, &dl);
+	}
+	pthread_mutex_unlock(&hb->lock);
+	return NULL;
+}
+
+/* ---- receiver ---------------------------------------------------------------- */
+
+static void addr_name(const struct sockaddr_storage *sa, socklen_t len, char *buf, size_t size)
+{
+	char host[NI_MAXHOST], serv[NI_MAXSERV];
+
+	if (getnameinfo((const struct sockaddr *)sa, len, host, sizeof(host), serv,
+			sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(buf, size, "?");
+	else
+		snprintf(buf, size, "%s:%s", host, serv);
+}
+
+/* Called with hb->lock held. */
+static void count_drop_locked(struct heartbeat *hb, const struct sockaddr_storage *src,
+			      socklen_t src_len, const char *why, int64_t now)
+{
+	char from[NI_MAXHOST + NI_MAXSERV + 2];
+
+	hb->dropped++;
+	if (hb->drop_log_ms && now - hb->drop_log_ms < DROP_LOG_EVERY_MS) {
+		hb->drop_unlogged++;
+		return;
+	}
+	addr_name(src, src_len, from, sizeof(from));
+	qb_log(LOG_WARNING, "peer %s: heartbeat datagram from %s dropped: %s (%llu dropped so far, %llu since the last report)",
+	       hb->peer, from, why, (unsigned long long)hb->dropped,
+	       (unsigned long long)hb->drop_unlogged + 1);
+	hb->drop_log_ms = now;
+	hb->drop_unlogged = 0;
+}
+
+static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len,
+			    const struct sockaddr_storage *src, socklen_t src_len)
+{
+	struct connection_array *ca[HB_MAX_ARRAYS];
+	int64_t now = ipm_now_ms();
+	struct hb_packet p;
+	ipm_error err = { "" };
+	enum ipm_link_state st;
+	unsigned i, n;
+	int rc;
+
+	pthread_mutex_lock(&hb->lock);
+	rc = hb_packet_decode(buf, len, &hb->secret, hb->peer, hb->self, &hb->replay, &p, &err);
+	if (rc < 0) {
+		count_drop_locked(hb, src, src_len, err.msg, now);
+		pthread_mutex_unlock(&hb->lock);
+		return;
+	}
+	hb_replay_accept(&hb->replay, &p);
+	hb->peer_generation = p.generation;
+	st = prob_datagram(&hb->prob, now, p.boot_id);
+	n = hb->n_ca;
+	memcpy(ca, hb->ca, n * sizeof(*ca));
+	pthread_mutex_unlock(&hb->lock);
+	/* Only a peer in good standing keeps connections alive: during an
+	 * outage and the probation after it the elements age out, so the
+	 * connection threads see them down, close and exit. */
+	if (st != IPM_LINK_UP)
+		return;
+	for (i = 0; i < n; i++)
+		ca_refresh_all(ca[i]);
+}
+
+static void drain_socket(struct heartbeat *hb)
+{
+	/* one byte more than a datagram: MSG_TRUNC reports the real length */
+	uint8_t buf[HB_PACKET_LEN + 1];
+	struct sockaddr_storage src;
+	socklen_t src_len;
+	ssize_t n;
+
+	for (;;) {
+		src_len = sizeof(src);
+		n = recvfrom(hb->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC,
+			     (struct sockaddr *)&src, &src_len);
+		if (n < 0)
+			return;  /* EAGAIN, or a socket error (now cleared) */
+		handle_datagram(hb, buf, (size_t)n, &src, src_len);
+	}
+}
+
+static void *receiver_main(void *arg)
+{
+	struct heartbeat *hb = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = hb->fd, .events = POLLIN },
+		{ .fd = hb->wake_fd, .events = POLLIN },
+	};
+	bool running = true;
+
+	while (running) {
+		if (poll(pfd, 2, RECV_POLL_MS) > 0 && pfd[0].revents)
+			drain_socket(hb);
+		pthread_mutex_lock(&hb->lock);
+		prob_tick(&hb->prob, ipm_now_ms());  /* log timeouts when they happen */
+		running = hb->running;
+		pthread_mutex_unlock(&hb->lock);
+	}
+	return NULL;
+}
+
+/* ---- start / stop ------------------------------------------------------------ */
+
+int heartbeat_start(struct heartbeat *hb, ipm_error *err)
+{
+	uint64_t v;
+	int rc;
+
+	pthread_mutex_lock(&hb->lock);
+	if (hb->started) {
+		pthread_mutex_unlock(&hb->lock);
+		return ipm_fail(err, -EALREADY, "heartbeat already started");
+	}
+	/* consume the wake-up of an earlier stop (EAGAIN when there was none) */
+	if (read(hb->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		qb_log(LOG_DEBUG, "heartbeat eventfd: %s", strerror(errno));
+	hb->running = true;
+	rc = pthread_create(&hb->receiver, NULL, receiver_main, hb);
+	if (rc != 0)
+		goto fail;
+	rc = pthread_create(&hb->sender, NULL, sender_main, hb);
+	if (rc != 0) {
+		hb->running = false;
+		pthread_mutex_unlock(&hb->lock);
+		pthread_join(hb->receiver, NULL);
+		return ipm_fail(err, -rc, "heartbeat thread: %s", strerror(rc));
+	}
+	hb->started = true;
+	pthread_mutex_unlock(&hb->lock);
+	qb_log(LOG_INFO, "peer %s: heartbeats to %s every %.1f s", hb->peer, hb->remote_name,
+	       hb->interval_ms / 1000.0);
+	return 0;
+fail:
+	hb->running = false;
+	pthread_mutex_unlock(&hb->lock);
+	return ipm_fail(err, -rc, "heartbeat thread: %s", strerror(rc));
+}
+
+void heartbeat_stop(struct heartbeat *hb)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&hb->lock);
+	if (!hb->started) {
+		pthread_mutex_unlock(&hb->lock);
+		return;
+	}
+	hb->running = false;
+	hb->started = false;
+	pthread_cond_broadcast(&hb->wake);
+	pthread_mutex_unlock(&hb->lock);
+	/* should the write fail, the receiver still sees running == false
+	 * within RECV_POLL_MS */
+	if (write(hb->wake_fd, &one, sizeof(one)) < 0)
+		qb_log(LOG_DEBUG, "heartbeat eventfd: %s", strerror(errno));
+	pthread_join(hb->sender, NULL);
+	pthread_join(hb->receiver, NULL);
+}
+
+void heartbeat_destroy(struct heartbeat *hb)
+{
+	if (!hb)
+		return;
+	heartbeat_stop(hb);
+	if (hb->fd >= 0)
+		close(hb->fd);
+	if (hb->wake_fd >= 0)
+		close(hb->wake_fd);
+	pthread_cond_destroy(&hb->wake);
+	pthread_mutex_destroy(&hb->lock);
+	explicit_bzero(&hb->secret, sizeof(hb->secret));
+	free(hb);
+}
+
+/* ---- queries ----------------------------------------------------------------- */
+
+enum ipm_link_state heartbeat_state(struct heartbeat *hb)
+{
+	enum ipm_link_state st;
+
+	pthread_mutex_lock(&hb->lock);
+	st = prob_tick(&hb->prob, ipm_now_ms());
+	pthread_mutex_unlock(&hb->lock);
+	return st;
+}
+
+bool heartbeat_may_connect(struct heartbeat *hb)
+{
+	return heartbeat_state(hb) == IPM_LINK_UP;
+}
+
+int64_t heartbeat_age_ms(struct heartbeat *hb)
+{
+	int64_t age;
+
+	pthread_mutex_lock(&hb->lock);
+	age = prob_age_ms(&hb->prob, ipm_now_ms());
+	pthread_mutex_unlock(&hb->lock);
+	return age;
+}
+
+int64_t heartbeat_probation_left_ms(struct heartbeat *hb)
+{
+	int64_t left, now = ipm_now_ms();
+
+	pthread_mutex_lock(&hb->lock);
+	prob_tick(&hb->prob, now);
+	left = prob_left_ms(&hb->prob, now);
+	pthread_mutex_unlock(&hb->lock);
+	return left;
+}
+
+uint64_t heartbeat_peer_generation(struct heartbeat *hb)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&hb->lock);
+	g = hb->peer_generation;
+	pthread_mutex_unlock(&hb->lock);
+	return g;
+}
+
+uint64_t heartbeat_dropped(struct heartbeat *hb)
+{
+	uint64_t d;
+
+	pthread_mutex_lock(&hb->lock);
+	d = hb->dropped;
+	pthread_mutex_unlock(&hb->lock);
+	return d;
+}

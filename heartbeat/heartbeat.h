@@ -1,0 +1,56 @@
+/* heartbeat.h - the UDP heartbeat with the peer (see doc/heartbeat.md).
+ *
+ * One UDP socket per peer, bound at our <heartbeat> address, with a sender
+ * thread (every interval: age the attached connection arrays, then send a
+ * datagram) and a receiver thread (check each datagram, feed the probation
+ * state machine, refresh the arrays while the peer is UP).
+ */
+#ifndef IPM_HEARTBEAT_H
+#define IPM_HEARTBEAT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "ipmirror.h"
+
+struct heartbeat;
+struct ipm_endpoint;
+struct auth_secret;
+struct connection_array;
+
+#define HB_MAX_ARRAYS 4
+
+struct hb_params {
+	const char *self, *peer;                   /* node names, < IPM_NAME_MAX */
+	const struct ipm_endpoint *local, *remote; /* UDP address:port of each */
+	const struct auth_secret *secret;          /* copied */
+	double interval, timeout, probation;       /* seconds; timeout > interval */
+	uint64_t (*generation)(void *opaque);      /* our data generation; may be NULL */
+	void *opaque;
+};
+
+/* Validate p and bind the UDP socket at local address:port. */
+int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err);
+/* Let the heartbeat age and refresh ca (at most HB_MAX_ARRAYS; -ENOSPC
+ * beyond). Call before heartbeat_start. Returns 0. */
+int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca);
+/* Start the sender and receiver threads. */
+int heartbeat_start(struct heartbeat *hb, ipm_error *err);
+/* Stop and join both threads (promptly; safe when not started). */
+void heartbeat_stop(struct heartbeat *hb);
+/* Stop, close the socket, free. NULL allowed. */
+void heartbeat_destroy(struct heartbeat *hb);
+
+/* IPM_LINK_UP, IPM_LINK_DOWN or IPM_LINK_PROBATION, evaluated now. */
+enum ipm_link_state heartbeat_state(struct heartbeat *hb);
+/* True when connections to the peer may be (re-)established: state UP. */
+bool heartbeat_may_connect(struct heartbeat *hb);
+/* ms since the last valid datagram; -1 when never heard. */
+int64_t heartbeat_age_ms(struct heartbeat *hb);
+/* ms of probation still to go; 0 unless in PROBATION. */
+int64_t heartbeat_probation_left_ms(struct heartbeat *hb);
+/* The data generation the peer last announced; 0 before it is heard. */
+uint64_t heartbeat_peer_generation(struct heartbeat *hb);
+/* Datagrams dropped: bad size/format/HMAC, wrong node, replay. */
+uint64_t heartbeat_dropped(struct heartbeat *hb);
+
+#endif

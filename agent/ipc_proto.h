@@ -1,0 +1,46 @@
+/* ipc_proto.h - the admin protocol between ipmirrorctl and ipmirrord over
+ * libqb IPC. Both programs are built from the same tree, so the layout is
+ * shared by this header rather than versioned; an unknown command id is
+ * answered with -EOPNOTSUPP.
+ *
+ * Request:  struct ipc_request (fixed size), hdr.id = enum ipc_cmd.
+ * Response: struct ipc_response followed by `len` bytes of text (no NUL):
+ *           the rendered status, a state name, or an error message when
+ *           status < 0 (a negative errno).
+ */
+#ifndef IPM_IPC_PROTO_H
+#define IPM_IPC_PROTO_H
+
+#include <stdint.h>
+#include <qb/qbipc_common.h>
+
+#define IPC_DEFAULT_SERVICE "ipmirror"
+/* Largest message either way; the client connects with this buffer size. */
+#define IPC_MAX_MSG (1024 * 1024)
+#define IPC_LUN_MAX 64 /* = IPM_NAME_MAX, NUL included */
+
+enum ipc_cmd {
+	IPC_CMD_STATUS = 1,    /* text: the status table or JSON */
+	IPC_CMD_LUN_STATE = 2, /* text: the state name of one LUN */
+};
+
+enum ipc_flags {
+	IPC_F_JSON = 1 << 0, /* IPC_CMD_STATUS: JSON instead of the table */
+};
+
+struct ipc_request {
+	struct qb_ipc_request_header hdr;
+	uint32_t flags;
+	char lun[IPC_LUN_MAX]; /* "" = all LUNs (STATUS only) */
+} __attribute__((aligned(8)));
+
+struct ipc_response {
+	struct qb_ipc_response_header hdr;
+	int32_t status;
+	uint32_t len;
+	/* followed by len bytes of text */
+} __attribute__((aligned(8)));
+
+#define IPC_MAX_TEXT (IPC_MAX_MSG - sizeof(struct ipc_response))
+
+#endif /* IPM_IPC_PROTO_H */

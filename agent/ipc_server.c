@@ -1,0 +1,306 @@
+/* ipc_server.c - the admin IPC service of ipmirrord (see ipc_proto.h).
+ *
+ * libqb's poll handlers carry no context pointer, so the loop they add
+ * their descriptors to is a file-scope variable: one server per process. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <qb/qbipcs.h>
+#include <qb/qbloop.h>
+#include <qb/qblog.h>
+
+#include "ipc_proto.h"
+#include "ipc_server.h"
+#include "status_render.h"
+
+_Static_assert(IPC_LUN_MAX == IPM_NAME_MAX, "LUN name size differs from the engine's");
+
+struct ipc_server {
+	ipm_engine *engine;
+	qb_ipcs_service_t *svc;
+	qb_loop_t *loop;
+	pthread_t thread;
+	int stop_pipe[2];
+};
+
+static qb_loop_t *ipc_loop;
+
+static int fail(ipm_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(ipm_error *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+/* ---- poll handlers: libqb's descriptors go into our loop --------------- */
+
+static int32_t ipc_job_add(enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
+{
+	return qb_loop_job_add(ipc_loop, p, data, fn);
+}
+
+static int32_t ipc_dispatch_add(enum qb_loop_priority p, int32_t fd, int32_t events,
+				void *data, qb_ipcs_dispatch_fn_t fn)
+{
+	return qb_loop_poll_add(ipc_loop, p, fd, events, data, fn);
+}
+
+static int32_t ipc_dispatch_mod(enum qb_loop_priority p, int32_t fd, int32_t events,
+				void *data, qb_ipcs_dispatch_fn_t fn)
+{
+	return qb_loop_poll_mod(ipc_loop, p, fd, events, data, fn);
+}
+
+static int32_t ipc_dispatch_del(int32_t fd)
+{
+	return qb_loop_poll_del(ipc_loop, fd);
+}
+
+static struct qb_ipcs_poll_handlers poll_handlers = {
+	.job_add = ipc_job_add,
+	.dispatch_add = ipc_dispatch_add,
+	.dispatch_mod = ipc_dispatch_mod,
+	.dispatch_del = ipc_dispatch_del,
+};
+
+/* ---- requests ----------------------------------------------------------- */
+
+static int32_t conn_accept(qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
+{
+	if (uid != 0) {
+		qb_log(LOG_NOTICE, "admin IPC: refused a client with uid %u (root only)",
+		       (unsigned)uid);
+		return -EPERM;
+	}
+	/* the shared memory files of the connection: root only as well */
+	qb_ipcs_connection_auth_set(c, 0, 0, 0600);
+	return 0;
+}
+
+static void reply(qb_ipcs_connection_t *c, int32_t id, int32_t status, const char *text,
+		  size_t len)
+{
+	struct ipc_response r = { 0 };
+	struct iovec iov[2];
+	ssize_t n;
+
+	if (len > IPC_MAX_TEXT) {
+		status = -EMSGSIZE;
+		text = "reply too large for the admin channel";
+		len = strlen(text);
+	}
+	r.hdr.id = id;
+	r.hdr.size = (int32_t)(sizeof(r) + len);
+	r.hdr.error = 0;
+	r.status = status;
+	r.len = (uint32_t)len;
+	iov[0].iov_base = &r;
+	iov[0].iov_len = sizeof(r);
+	iov[1].iov_base = (void *)text;
+	iov[1].iov_len = len;
+	n = qb_ipcs_response_sendv(c, iov, len ? 2 : 1);
+	if (n < 0)
+		qb_log(LOG_DEBUG, "admin IPC: cannot send reply: %s", strerror((int)-n));
+}
+
+static void reply_error(qb_ipcs_connection_t *c, int32_t id, int status, const char *fmt,
+			...) __attribute__((format(printf, 4, 5)));
+
+static void reply_error(qb_ipcs_connection_t *c, int32_t id, int status, const char *fmt,
+			...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	reply(c, id, status, msg, strnlen(msg, sizeof(msg)));
+}
+
+static void do_status(struct ipc_server *s, qb_ipcs_connection_t *c,
+		      const struct ipc_request *req)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ipm_status *st = NULL;
+	int rc;
+
+	rc = ipm_engine_status(s->engine, &st);
+	if (rc < 0) {
+		reply_error(c, req->hdr.id, rc, "cannot read status: %s", strerror(-rc));
+		return;
+	}
+	if (req->hdr.id == IPC_CMD_LUN_STATE) {
+		const ipm_lun_status *l = req->lun[0] ? status_find_lun(st, req->lun) : NULL;
+
+		if (l)
+			sb_printf(&sb, "%s", ipm_state_name(l->state));
+		rc = l ? sb.err : -ENOENT;
+	} else if (req->flags & IPC_F_JSON) {
+		rc = status_render_json(st, req->lun, &sb);
+	} else {
+		rc = status_render_text(st, req->lun, &sb);
+	}
+	if (rc == -ENOENT)
+		reply_error(c, req->hdr.id, rc, "no lun \"%s\" on %s", req->lun, st->node);
+	else if (rc < 0)
+		reply_error(c, req->hdr.id, rc, "cannot render status: %s", strerror(-rc));
+	else
+		reply(c, req->hdr.id, 0, sb.buf, sb.len);
+	sb_free(&sb);
+	ipm_status_free(st);
+}
+
+static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
+{
+	struct ipc_server *s = qb_ipcs_connection_service_context_get(c);
+	struct ipc_request req;
+
+	if (size < sizeof(req.hdr))
+		return 0; /* no id to answer to; the client times out */
+	memset(&req, 0, sizeof(req));
+	memcpy(&req, data, size < sizeof(req) ? size : sizeof(req));
+	if (size != sizeof(req)) {
+		reply_error(c, req.hdr.id, -EPROTO, "malformed request (%zu bytes)", size);
+		return 0;
+	}
+	req.lun[sizeof(req.lun) - 1] = '\0';
+	switch (req.hdr.id) {
+	case IPC_CMD_STATUS:
+	case IPC_CMD_LUN_STATE:
+		do_status(s, c, &req);
+		break;
+	default:
+		reply_error(c, req.hdr.id, -EOPNOTSUPP,
+			    "unknown command %d (is ipmirrorctl newer than ipmirrord?)",
+			    req.hdr.id);
+	}
+	return 0;
+}
+
+static struct qb_ipcs_service_handlers service_handlers = {
+	.connection_accept = conn_accept,
+	.msg_process = msg_process,
+};
+
+/* ---- thread ------------------------------------------------------------- */
+
+static int32_t stop_requested(int32_t fd, int32_t revents, void *data)
+{
+	struct ipc_server *s = data;
+
+	qb_loop_stop(s->loop);
+	return 0;
+}
+
+static void *ipc_thread(void *arg)
+{
+	struct ipc_server *s = arg;
+
+	qb_loop_run(s->loop);
+	return NULL;
+}
+
+static void server_free(struct ipc_server *s)
+{
+	if (s->svc)
+		qb_ipcs_destroy(s->svc);
+	if (s->loop)
+		qb_loop_destroy(s->loop);
+	if (s->stop_pipe[0] >= 0)
+		close(s->stop_pipe[0]);
+	if (s->stop_pipe[1] >= 0)
+		close(s->stop_pipe[1]);
+	ipc_loop = NULL;
+	free(s);
+}
+
+int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
+		     ipm_error *err)
+{
+	struct ipc_server *s;
+	int rc;
+
+	if (!name)
+		name = IPC_DEFAULT_SERVICE;
+	if (ipc_loop)
+		return fail(err, -EBUSY, "admin IPC: a server is already running");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(err, -ENOMEM, "admin IPC: out of memory");
+	s->engine = e;
+	s->stop_pipe[0] = s->stop_pipe[1] = -1;
+	s->loop = qb_loop_create();
+	if (!s->loop) {
+		rc = fail(err, -ENOMEM, "admin IPC: cannot create the event loop");
+		goto fail;
+	}
+	ipc_loop = s->loop;
+	if (pipe2(s->stop_pipe, O_CLOEXEC) < 0) {
+		rc = fail(err, -errno, "admin IPC: pipe: %s", strerror(errno));
+		goto fail;
+	}
+	rc = qb_loop_poll_add(s->loop, QB_LOOP_HIGH, s->stop_pipe[0], POLLIN, s,
+			      stop_requested);
+	if (rc < 0) {
+		rc = fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));
+		goto fail;
+	}
+	s->svc = qb_ipcs_create(name, 0, QB_IPC_SHM, &service_handlers);
+	if (!s->svc) {
+		rc = fail(err, -errno ? -errno : -ENOMEM,
+			      "admin IPC: cannot create service \"%s\"", name);
+		goto fail;
+	}
+	qb_ipcs_service_context_set(s->svc, s);
+	qb_ipcs_poll_handlers_set(s->svc, &poll_handlers);
+	qb_ipcs_enforce_buffer_size(s->svc, IPC_MAX_MSG);
+	rc = qb_ipcs_run(s->svc);
+	if (rc < 0) {
+		s->svc = NULL; /* a failed qb_ipcs_run drops the service itself */
+		rc = fail(err, rc, "admin IPC: cannot publish service \"%s\": %s%s", name,
+			      strerror(-rc),
+			      rc == -EADDRINUSE ? " (another ipmirrord? use --socket)" : "");
+		goto fail;
+	}
+	rc = -pthread_create(&s->thread, NULL, ipc_thread, s);
+	if (rc < 0) {
+		rc = fail(err, rc, "admin IPC: cannot start thread: %s", strerror(-rc));
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	server_free(s);
+	return rc;
+}
+
+void ipc_server_stop(struct ipc_server *s)
+{
+	char c = 0;
+
+	if (!s)
+		return;
+	if (write(s->stop_pipe[1], &c, 1) < 0)
+		qb_log(LOG_WARNING, "admin IPC: cannot stop the thread: %s", strerror(errno));
+	pthread_join(s->thread, NULL);
+	server_free(s);
+}

@@ -1,0 +1,18 @@
+/* ipc_server.h - the admin channel of ipmirrord: a libqb IPC service
+ * (default name "ipmirror") answering ipmirrorctl, root only. It runs its
+ * own thread and qb_loop; requests are served one at a time. */
+#ifndef IPM_IPC_SERVER_H
+#define IPM_IPC_SERVER_H
+
+#include "ipmirror.h"
+
+struct ipc_server;
+
+/* Publish service `name` (NULL = "ipmirror") and start serving. At most
+ * one server per process. -EADDRINUSE when another process holds name. */
+int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
+		     ipm_error *err);
+/* Disconnect clients, stop the thread, free s. */
+void ipc_server_stop(struct ipc_server *s);
+
+#endif /* IPM_IPC_SERVER_H */

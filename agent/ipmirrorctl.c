@@ -1,0 +1,316 @@
+/* ipmirrorctl - admin CLI of ipmirrord, over libqb IPC (see ipc_proto.h).
+ * Exit codes: 0 ok, 1 refused/failed, 2 usage error. */
+#ifdef HAVE_CONFIG_H
+#include "ac_config.h"
+#endif
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/uio.h>
+#include <qb/qbipcc.h>
+
+#include "ipc_proto.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define EXIT_USAGE 2
+#define POLL_MS 200
+#define REQUEST_TIMEOUT_MS 10000
+
+/* the LUN states of DESIGN.md, to reject a misspelt --state up front */
+static const char *const lun_states[] = {
+	"uptodate", "journaling", "probation", "resyncing", "outdated", "inconsistent",
+	"splitbrain",
+};
+
+struct ctl_args {
+	const char *service;
+	const char *command;
+	const char *lun;
+	const char *state;
+	double timeout; /* seconds; < 0 = none */
+	bool json;
+	bool has_timeout;
+};
+
+struct reply {
+	int32_t status;
+	char *text; /* NUL-terminated */
+	size_t len;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ipmirrorctl [--socket NAME] COMMAND [ARGS]\n"
+		"commands:\n"
+		"  status [LUN] [--json]                      node, peer, LUNs and connections\n"
+		"  wait LUN --state STATE [--timeout SECONDS] until LUN is in STATE\n"
+		"options:\n"
+		"  -s, --socket NAME   IPC service name of ipmirrord (default %s)\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       program version\n"
+		"states: uptodate journaling probation resyncing outdated inconsistent splitbrain\n"
+		"exit: 0 ok, 1 refused or failed, 2 usage error\n",
+		IPC_DEFAULT_SERVICE);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ipmirrorctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	usage(stderr);
+	return -1;
+}
+
+static bool known_state(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(lun_states) / sizeof(lun_states[0]); i++)
+		if (strcmp(s, lun_states[i]) == 0)
+			return true;
+	return false;
+}
+
+static int parse_timeout(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 1e9)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Positional arguments after the options: COMMAND [LUN]. */
+static int check_command(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs < 1)
+		return usage_error("missing command");
+	a->command = args[0];
+	if (strcmp(a->command, "status") == 0) {
+		if (nargs > 2)
+			return usage_error("status: unexpected argument \"%s\"", args[2]);
+		if (a->state || a->has_timeout)
+			return usage_error("status: --state and --timeout belong to wait");
+		a->lun = nargs == 2 ? args[1] : NULL;
+		return 0;
+	}
+	if (strcmp(a->command, "wait") == 0) {
+		if (nargs < 2)
+			return usage_error("wait: missing LUN");
+		if (nargs > 2)
+			return usage_error("wait: unexpected argument \"%s\"", args[2]);
+		if (!a->state)
+			return usage_error("wait: missing --state STATE");
+		if (!known_state(a->state))
+			return usage_error("wait: unknown state \"%s\"", a->state);
+		if (a->json)
+			return usage_error("wait: --json belongs to status");
+		a->lun = args[1];
+		return 0;
+	}
+	return usage_error("unknown command \"%s\"", a->command);
+}
+
+/* Return 0 to go on, 1 when done (help/version), -1 on a usage error. */
+static int parse_args(int argc, char **argv, struct ctl_args *a)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "state", required_argument, NULL, 'S' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":s:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': a->service = optarg; break;
+		case 'j': a->json = true; break;
+		case 'S': a->state = optarg; break;
+		case 't':
+			if (parse_timeout(optarg, &a->timeout) < 0)
+				return usage_error("bad --timeout \"%s\" (seconds, >= 0)", optarg);
+			a->has_timeout = true;
+			break;
+		case 'h': usage(stdout); return 1;
+		case 'V': printf("ipmirrorctl %s\n", PACKAGE_VERSION); return 1;
+		case ':':
+			return usage_error("option \"%s\" needs an argument", argv[optind - 1]);
+		default:
+			if (optopt)
+				return usage_error("unknown option \"-%c\"", optopt);
+			return usage_error("unknown option \"%s\"", argv[optind - 1]);
+		}
+	}
+	if (!*a->service || strlen(a->service) > 100)
+		return usage_error("bad --socket name \"%s\"", a->service);
+	return check_command(a, argc - optind, argv + optind);
+}
+
+/* ---- IPC ---------------------------------------------------------------- */
+
+static qb_ipcc_connection_t *connect_daemon(const char *service)
+{
+	qb_ipcc_connection_t *c = qb_ipcc_connect(service, IPC_MAX_MSG);
+	int e = errno;
+
+	if (c)
+		return c;
+	if (e == EPERM || e == EACCES)
+		fprintf(stderr, "ipmirrorctl: ipmirrord (service \"%s\") refused the connection: "
+			"root only (%s)\n", service, strerror(e));
+	else
+		fprintf(stderr, "ipmirrorctl: cannot reach ipmirrord (service \"%s\"): "
+			"is the daemon running? (%s)\n", service, strerror(e));
+	return NULL;
+}
+
+/* One request, one reply. A negative errno when the channel failed. */
+static int request(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags,
+		   const char *lun, char *buf, struct reply *r)
+{
+	struct ipc_request req;
+	struct ipc_response *res = (struct ipc_response *)buf;
+	struct iovec iov = { .iov_base = &req, .iov_len = sizeof(req) };
+	ssize_t n;
+
+	memset(&req, 0, sizeof(req));
+	req.hdr.id = cmd;
+	req.hdr.size = sizeof(req);
+	req.flags = flags;
+	if (lun)
+		snprintf(req.lun, sizeof(req.lun), "%s", lun);
+	n = qb_ipcc_sendv_recv(c, &iov, 1, buf, IPC_MAX_MSG - 1, REQUEST_TIMEOUT_MS);
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n < sizeof(*res) || res->len > (size_t)n - sizeof(*res))
+		return -EPROTO;
+	r->status = res->status;
+	r->text = buf + sizeof(*res);
+	r->len = res->len;
+	r->text[r->len] = '\0';
+	return 0;
+}
+
+static int channel_failed(const char *service, int rc)
+{
+	fprintf(stderr, "ipmirrorctl: lost the connection to ipmirrord (service \"%s\"): %s\n",
+		service, strerror(-rc));
+	return 1;
+}
+
+/* The daemon's error text, or errno's when it sent none. */
+static int refused(const struct reply *r)
+{
+	fprintf(stderr, "ipmirrorctl: %s\n", r->len ? r->text : strerror(-r->status));
+	return 1;
+}
+
+static int cmd_status(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request(c, IPC_CMD_STATUS, a->json ? IPC_F_JSON : 0, a->lun, buf, &r);
+	if (rc < 0)
+		return channel_failed(a->service, rc);
+	if (r.status < 0)
+		return refused(&r);
+	fwrite(r.text, 1, r.len, stdout);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { .tv_sec = (time_t)s };
+
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	double deadline = now_s() + a->timeout, left;
+	struct reply r;
+	int rc;
+
+	for (;;) {
+		rc = request(c, IPC_CMD_LUN_STATE, 0, a->lun, buf, &r);
+		if (rc < 0)
+			return channel_failed(a->service, rc);
+		if (r.status < 0)
+			return refused(&r);
+		if (strcmp(r.text, a->state) == 0)
+			return 0;
+		left = deadline - now_s();
+		if (a->has_timeout && left <= 0) {
+			fprintf(stderr, "ipmirrorctl: timeout after %g s: lun \"%s\" is %s, not %s\n",
+				a->timeout, a->lun, r.text, a->state);
+			return 1;
+		}
+		sleep_s(a->has_timeout && left < POLL_MS / 1000.0 ? left : POLL_MS / 1000.0);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl_args a = { .service = IPC_DEFAULT_SERVICE, .timeout = -1 };
+	qb_ipcc_connection_t *c;
+	char *buf;
+	int rc;
+
+	rc = parse_args(argc, argv, &a);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
+	buf = malloc(IPC_MAX_MSG);
+	if (!buf) {
+		fprintf(stderr, "ipmirrorctl: out of memory\n");
+		return 1;
+	}
+	c = connect_daemon(a.service);
+	if (!c) {
+		free(buf);
+		return 1;
+	}
+	if (strcmp(a.command, "status") == 0)
+		rc = cmd_status(c, &a, buf);
+	else
+		rc = cmd_wait(c, &a, buf);
+	qb_ipcc_disconnect(c);
+	free(buf);
+	return rc;
+}

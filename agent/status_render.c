@@ -1,0 +1,292 @@
+/* status_render.c - ipm_status as JSON or as a human table. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <inttypes.h>
+
+#include "status_render.h"
+
+/* ---- strbuf ------------------------------------------------------------ */
+
+void sb_free(struct strbuf *sb)
+{
+	free(sb->buf);
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+	sb->err = 0;
+}
+
+static int sb_reserve(struct strbuf *sb, size_t extra)
+{
+	size_t cap = sb->cap ? sb->cap : 256;
+	char *p;
+
+	if (sb->err)
+		return sb->err;
+	if (sb->len + extra + 1 <= sb->cap)
+		return 0;
+	while (cap < sb->len + extra + 1)
+		cap *= 2;
+	p = realloc(sb->buf, cap);
+	if (!p) {
+		sb->err = -ENOMEM;
+		return sb->err;
+	}
+	sb->buf = p;
+	sb->cap = cap;
+	return 0;
+}
+
+static void sb_vprintf(struct strbuf *sb, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0 || sb_reserve(sb, (size_t)n) < 0)
+		return;
+	vsnprintf(sb->buf + sb->len, sb->cap - sb->len, fmt, ap);
+	sb->len += (size_t)n;
+}
+
+void sb_printf(struct strbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sb_vprintf(sb, fmt, ap);
+	va_end(ap);
+}
+
+static void sb_putc(struct strbuf *sb, char c)
+{
+	if (sb_reserve(sb, 1) < 0)
+		return;
+	sb->buf[sb->len++] = c;
+	sb->buf[sb->len] = '\0';
+}
+
+void sb_json_string(struct strbuf *sb, const char *s)
+{
+	const unsigned char *p;
+
+	sb_putc(sb, '"');
+	for (p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': sb_printf(sb, "\\\""); break;
+		case '\\': sb_printf(sb, "\\\\"); break;
+		case '\n': sb_printf(sb, "\\n"); break;
+		case '\r': sb_printf(sb, "\\r"); break;
+		case '\t': sb_printf(sb, "\\t"); break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				sb_printf(sb, "\\u%04x", *p);
+			else
+				sb_putc(sb, (char)*p);
+		}
+	}
+	sb_putc(sb, '"');
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+const ipm_lun_status *status_find_lun(const ipm_status *st, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_luns; i++)
+		if (strcmp(st->luns[i].name, name) == 0)
+			return &st->luns[i];
+	return NULL;
+}
+
+static bool lun_selected(const ipm_lun_status *l, const char *lun)
+{
+	return !lun || !*lun || strcmp(l->name, lun) == 0;
+}
+
+static int check_filter(const ipm_status *st, const char *lun)
+{
+	if (lun && *lun && !status_find_lun(st, lun))
+		return -ENOENT;
+	return 0;
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+static void json_peer(const ipm_status *st, struct strbuf *sb)
+{
+	if (!st->peer[0]) {
+		sb_printf(sb, "null");
+		return;
+	}
+	sb_printf(sb, "{\"name\":");
+	sb_json_string(sb, st->peer);
+	sb_printf(sb, ",\"heartbeat\":\"%s\",\"udp_age_ms\":%" PRId64
+		  ",\"storage_age_ms\":%" PRId64 ",\"method\":\"%s\"}",
+		  ipm_link_name(st->peer_heartbeat), st->udp_age_ms, st->storage_age_ms,
+		  ipm_method_name(st->method));
+}
+
+static void json_conns(const ipm_status *st, struct strbuf *sb)
+{
+	size_t i;
+
+	sb_putc(sb, '[');
+	for (i = 0; i < st->n_conns; i++) {
+		const ipm_conn_status *c = &st->conns[i];
+
+		sb_printf(sb, "%s{\"index\":%d,\"direction\":\"%s\",\"status\":\"%s\","
+			  "\"age_ms\":%" PRId64 "}",
+			  i ? "," : "", c->index, c->outgoing ? "outgoing" : "incoming",
+			  ipm_link_name(c->status), c->age_ms);
+	}
+	sb_putc(sb, ']');
+}
+
+static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
+{
+	char gen[sizeof(l->generation) + 1];
+
+	sb_printf(sb, "{\"name\":");
+	sb_json_string(sb, l->name);
+	sb_printf(sb, ",\"role\":\"%s\",\"mode\":\"%s\",\"mirrored\":%s,\"state\":\"%s\","
+		  "\"size\":%" PRIu64 ",\"journal_bytes\":%" PRIu64
+		  ",\"journal_records\":%" PRIu64 ",\"resync_done_bytes\":%" PRIu64
+		  ",\"resync_total_bytes\":%" PRIu64 ",\"mirrored_bytes\":%" PRIu64
+		  ",\"generation\":",
+		  ipm_role_name(l->role), ipm_mode_name(l->mode),
+		  l->mirrored ? "true" : "false", ipm_state_name(l->state), l->size,
+		  l->journal_bytes, l->journal_records, l->resync_done_bytes,
+		  l->resync_total_bytes, l->mirrored_bytes);
+	/* generation is a fixed array: never read past it */
+	memcpy(gen, l->generation, sizeof(l->generation));
+	gen[sizeof(l->generation)] = '\0';
+	sb_json_string(sb, gen);
+	sb_putc(sb, '}');
+}
+
+int status_render_json(const ipm_status *st, const char *lun, struct strbuf *out)
+{
+	bool first = true;
+	size_t i;
+	int rc = check_filter(st, lun);
+
+	if (rc < 0)
+		return rc;
+	sb_printf(out, "{\"node\":");
+	sb_json_string(out, st->node);
+	sb_printf(out, ",\"peer\":");
+	json_peer(st, out);
+	sb_printf(out, ",\"connections\":");
+	json_conns(st, out);
+	sb_printf(out, ",\"luns\":[");
+	for (i = 0; i < st->n_luns; i++) {
+		if (!lun_selected(&st->luns[i], lun))
+			continue;
+		if (!first)
+			sb_putc(out, ',');
+		first = false;
+		json_lun(&st->luns[i], out);
+	}
+	sb_printf(out, "]}\n");
+	return out->err;
+}
+
+/* ---- human table -------------------------------------------------------- */
+
+static void human_bytes(char *buf, size_t size, uint64_t n)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)n;
+	int u = -1;
+
+	if (n < 1024) {
+		snprintf(buf, size, "%" PRIu64 " B", n);
+		return;
+	}
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+static void human_age(char *buf, size_t size, int64_t ms)
+{
+	if (ms < 0)
+		snprintf(buf, size, "never");
+	else
+		snprintf(buf, size, "%" PRId64 " ms ago", ms);
+}
+
+static void text_peer(const ipm_status *st, struct strbuf *sb)
+{
+	char udp[32], sto[32];
+
+	if (!st->peer[0]) {
+		sb_printf(sb, "node %s (no peer)\n", st->node);
+		return;
+	}
+	human_age(udp, sizeof(udp), st->udp_age_ms);
+	human_age(sto, sizeof(sto), st->storage_age_ms);
+	sb_printf(sb, "node %s  peer %s  heartbeat %s (method %s; udp %s, storage %s)\n",
+		  st->node, st->peer, ipm_link_name(st->peer_heartbeat),
+		  ipm_method_name(st->method), udp, sto);
+}
+
+static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)
+{
+	char size[24], jb[24], journal[64], resync[24];
+
+	human_bytes(size, sizeof(size), l->size);
+	human_bytes(jb, sizeof(jb), l->journal_bytes);
+	snprintf(journal, sizeof(journal), "%s/%" PRIu64, jb, l->journal_records);
+	if (l->resync_total_bytes)
+		snprintf(resync, sizeof(resync), "%.1f%%",
+			 100.0 * (double)l->resync_done_bytes / (double)l->resync_total_bytes);
+	else
+		snprintf(resync, sizeof(resync), "-");
+	sb_printf(sb, "%-*s  %-7s  %-5s  %-8s  %-12s  %10s  %-18s  %s\n", w, l->name,
+		  ipm_role_name(l->role), ipm_mode_name(l->mode), l->mirrored ? "yes" : "no",
+		  ipm_state_name(l->state), size, journal, resync);
+}
+
+static void text_conns(const ipm_status *st, struct strbuf *sb)
+{
+	char age[32];
+	size_t i;
+
+	for (i = 0; i < st->n_conns; i++) {
+		const ipm_conn_status *c = &st->conns[i];
+
+		human_age(age, sizeof(age), c->age_ms);
+		sb_printf(sb, "connection %-3d %-8s  %-4s  %s\n", c->index,
+			  c->outgoing ? "outgoing" : "incoming", ipm_link_name(c->status), age);
+	}
+}
+
+int status_render_text(const ipm_status *st, const char *lun, struct strbuf *out)
+{
+	int w = 4; /* strlen("LUN") + 1 */
+	size_t i;
+	int rc = check_filter(st, lun);
+
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < st->n_luns; i++)
+		if (lun_selected(&st->luns[i], lun) && (int)strlen(st->luns[i].name) > w)
+			w = (int)strlen(st->luns[i].name);
+	text_peer(st, out);
+	sb_printf(out, "%-*s  %-7s  %-5s  %-8s  %-12s  %10s  %-18s  %s\n", w, "LUN", "ROLE",
+		  "MODE", "MIRRORED", "STATE", "SIZE", "JOURNAL/RECORDS", "RESYNC");
+	for (i = 0; i < st->n_luns; i++)
+		if (lun_selected(&st->luns[i], lun))
+			text_lun(&st->luns[i], w, out);
+	text_conns(st, out);
+	return out->err;
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "ipmirror.h"
@@ -47,6 +48,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(path, sizeof(path), "%s/secret", f->dir);
 	write_file(path, "0123456789abcdef0123456789abcdef\n");
+	assert_int_equal(chmod(path, 0600), 0); /* a readable secret is refused */
 	snprintf(xml, sizeof(xml),
 		 "<ipmirror version=\"1\">\n"
 		 " <secret file=\"%s/secret\"/>\n"
@@ -95,7 +97,11 @@ static ipm_engine *engine(struct fixture *f)
 {
 	ipm_error err = { "" };
 
-	assert_int_equal(ipm_engine_create(f->cfg, "n1", &f->e, &err), 0);
+	int rc = ipm_engine_create(f->cfg, "n1", &f->e, &err);
+
+	if (rc)
+		print_error("ipm_engine_create: %s\n", err.msg);
+	assert_int_equal(rc, 0);
 	return f->e;
 }
 
@@ -178,7 +184,9 @@ static void test_status_snapshot(void **state)
 	assert_true(st->luns[0].mirrored);
 	assert_false(st->luns[2].mirrored);
 	assert_int_equal(st->luns[2].size, 2 << 20);
-	assert_string_equal(ipm_state_name(st->luns[0].state), "uptodate");
+	/* no peer reached yet: writes to the mirrored lun go to its journal */
+	assert_string_equal(ipm_state_name(st->luns[0].state), "journaling");
+	assert_string_equal(ipm_state_name(st->luns[2].state), "uptodate");
 	ipm_status_free(st);
 }
 

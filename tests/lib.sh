@@ -36,13 +36,18 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
-# A free TCP port on loopback, chosen from a range by a hash of the test name
-# and then probed, so parallel tests do not collide.
+# free_port NAME [N]: the first of N consecutive free TCP ports on loopback,
+# from a range chosen by a hash of the test and NAME, so parallel tests do
+# not collide.
 free_port() {
-	local base=$(( 20000 + ( $(echo "$0 $*" | cksum | cut -d' ' -f1) % 20000 ) ))
-	local p
-	for p in $(seq "$base" $((base + 200))); do
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+	local n=${2:-1} base p i busy
+	base=$(( 20000 + ( $(echo "$0 $1" | cksum | cut -d' ' -f1) % 20000 ) ))
+	for p in $(seq "$base" 7 $((base + 700))); do
+		busy=
+		for i in $(seq 0 $((n - 1))); do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$((p + i))") 2>/dev/null; then busy=1; break; fi
+		done
+		[ -n "$busy" ] || { echo "$p"; return 0; }
 	done
 	return 1
 }
@@ -89,7 +94,7 @@ finish() { [ "$T_FAILED" -eq 0 ]; exit $?; }
 # Sets N1_NBD / N2_NBD (NBD ports) and N1_DATA / N2_DATA (data ports).
 pair_setup() {
 	local base a1=${N1_ADDR:-127.0.0.1} a2=${N2_ADDR:-127.0.0.1}
-	base=$(free_port pair)
+	base=$(free_port pair 6)
 	N1_DATA=$base; N1_HB=$((base + 1)); N1_NBD=$((base + 2))
 	N2_DATA=$((base + 3)); N2_HB=$((base + 4)); N2_NBD=$((base + 5))
 	( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T_DIR/secret" )
@@ -125,10 +130,17 @@ in_node() {
 
 # node_start NODE [ARGS]: one daemon of the pair, PID in NODE_pid (n1/n2)
 node_start() {
-	local node="$1" short; shift
+	local node="$1" short ns; shift
 	short=n${node#node}
-	in_node "$node" "$IPMIRRORD" --foreground --config "$T_DIR/pair.xml" --node "$node" \
-		--socket "ipm-$$-$node" "$@" >>"$T_DIR/$short.log" 2>&1 &
+	ns=$(eval echo "\${NS_$node:-}")
+	# started directly (ip netns exec execs it), so $! is the daemon itself
+	if [ -n "$ns" ]; then
+		ip netns exec "$ns" "$IPMIRRORD" --foreground --config "$T_DIR/pair.xml" \
+			--node "$node" --socket "ipm-$$-$node" "$@" >>"$T_DIR/$short.log" 2>&1 &
+	else
+		"$IPMIRRORD" --foreground --config "$T_DIR/pair.xml" \
+			--node "$node" --socket "ipm-$$-$node" "$@" >>"$T_DIR/$short.log" 2>&1 &
+	fi
 	local pid=$!
 	T_PIDS="$T_PIDS $pid"
 	eval "${short}_pid=$pid"

@@ -25,9 +25,10 @@ f2=$!
 wait $f1; r1=$?; wait $f2; r2=$?
 check "bidirectional: fio verify on node1/vol0 and node2/vol2 at once" test $r1 = 0 -a $r2 = 0
 
-out=$(nbdinfo "nbd://127.0.0.1:$N2_NBD/vol0" 2>&1)
-check "role guard: node2 refuses vol0 naming its primary node1" \
-	grep -q 'node1' <<<"$out"
+# libnbd shows the server's message text in its debug output
+out=$(LIBNBD_DEBUG=1 nbdinfo "nbd://127.0.0.1:$N2_NBD/vol0" 2>&1)
+check "role guard: node2 refuses vol0 with a message naming its primary node1" \
+	grep -q 'server error message: lun "vol0" is mirrored here; node "node1" is its primary' <<<"$out"
 
 # sync FLUSH completes only once the mirror has the data
 head -c 1M /dev/urandom >"$T_DIR/pattern"

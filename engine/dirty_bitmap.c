@@ -1,0 +1,519 @@
+/* dirty_bitmap.c - the persistent dirty-extent bitmap; format in doc/journal.md.
+ *
+ * The file is a 4 KiB header and then 4 KiB blocks, each with its own CRC32C,
+ * so a block torn by a crash is recognised and taken as all dirty rather
+ * than trusted. In memory there are two copies: `bits` (what the resync still
+ * has to copy) and `disk` (what the file holds); a sync writes disk |= bits,
+ * so a clear becomes durable only through dirty_bitmap_clear_all().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <qb/qblog.h>
+
+#include "dirty_bitmap.h"
+#include "wire.h"
+
+#define BH_MAGIC "IPMDBMP1"
+#define BH_VERSION 1
+#define BH_LEN 4096            /* header block */
+#define BH_CRC_OFF 60
+#define BLK_LEN 4096
+#define BLK_WORDS 511          /* 64-bit words of bits per block, after crc + index */
+
+struct dirty_bitmap {
+	int fd;
+	char *path;
+	uint64_t lun_size;
+	uint32_t extent;
+	uint64_t nbits;              /* extents */
+	uint64_t nblocks;
+	uint64_t *bits;              /* nblocks * BLK_WORDS words, wanted state */
+	uint64_t *disk;              /* what the file holds */
+	uint8_t *changed;            /* per block: bits has something disk lacks */
+	uint64_t dirty;              /* set bits in `bits` */
+};
+
+static int fail(ipm_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(ipm_error *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *dup = strdup(path), *slash;
+	int fd, rc = 0;
+
+	if (!dup)
+		return -ENOMEM;
+	slash = strrchr(dup, '/');
+	if (!slash)
+		strcpy(dup, ".");
+	else if (slash == dup)
+		dup[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(dup);
+	return rc;
+}
+
+/* ---- bit ranges ---------------------------------------------------------- */
+
+/* Set or clear extents first..last (inclusive, < nbits). */
+static void set_range(struct dirty_bitmap *b, uint64_t first, uint64_t last, bool on)
+{
+	uint64_t i = first, w, n, mask, old, new;
+
+	while (i <= last) {
+		w = i / 64;
+		n = 64 - i % 64;
+		if (n > last - i + 1)
+			n = last - i + 1;
+		mask = (n == 64 ? ~0ull : (1ull << n) - 1) << (i % 64);
+		old = b->bits[w];
+		new = on ? old | mask : old & ~mask;
+		if (new != old) {
+			b->dirty = b->dirty + (uint64_t)__builtin_popcountll(new) -
+				   (uint64_t)__builtin_popcountll(old);
+			b->bits[w] = new;
+			if (new & ~b->disk[w])
+				b->changed[w / BLK_WORDS] = 1;
+		}
+		i += n;
+	}
+}
+
+/* Extents touched by [off, off+len), clipped to the LUN. false: none. */
+static bool extents_of(const struct dirty_bitmap *b, uint64_t off, uint64_t len,
+		       uint64_t *first, uint64_t *last)
+{
+	uint64_t end;
+
+	if (!len || off >= b->lun_size)
+		return false;
+	end = len > b->lun_size - off ? b->lun_size : off + len;
+	*first = off / b->extent;
+	*last = (end - 1) / b->extent;
+	return true;
+}
+
+static bool bit_at(const struct dirty_bitmap *b, uint64_t i)
+{
+	return b->bits[i / 64] >> (i % 64) & 1;
+}
+
+/* First set bit >= i, or nbits. */
+static uint64_t next_set(const struct dirty_bitmap *b, uint64_t i)
+{
+	uint64_t w, v;
+
+	while (i < b->nbits) {
+		w = i / 64;
+		v = b->bits[w] & (~0ull << (i % 64));
+		if (v)
+			return w * 64 + (uint64_t)__builtin_ctzll(v);
+		i = (w + 1) * 64;
+	}
+	return b->nbits;
+}
+
+/* ---- file layout ----------------------------------------------------------- */
+
+static void header_encode(const struct dirty_bitmap *b, uint8_t h[BH_LEN])
+{
+	memset(h, 0, BH_LEN);
+	memcpy(h, BH_MAGIC, 8);
+	put32(h + 8, BH_VERSION);
+	put32(h + 12, BH_LEN);
+	put32(h + 16, BLK_LEN);
+	put32(h + 20, b->extent);
+	put64(h + 24, b->lun_size);
+	put64(h + 32, b->nbits);
+	put32(h + BH_CRC_OFF, crc32c(0, h, BH_CRC_OFF));
+}
+
+/* Block k: crc32c of the rest, block index, then BLK_WORDS words of bits
+ * (bit i of the LUN is bit i%8 of byte i/8 of the bit area). */
+static void block_encode(const uint64_t *words, uint64_t k, uint8_t blk[BLK_LEN])
+{
+	unsigned i;
+
+	put32(blk + 4, (uint32_t)k);
+	for (i = 0; i < BLK_WORDS; i++)
+		put64(blk + 8 + i * 8, words[k * BLK_WORDS + i]);
+	put32(blk, crc32c(0, blk + 4, BLK_LEN - 4));
+}
+
+static bool block_decode(const uint8_t blk[BLK_LEN], uint64_t k, uint64_t *words)
+{
+	unsigned i;
+
+	if (get32(blk) != crc32c(0, blk + 4, BLK_LEN - 4) || get32(blk + 4) != (uint32_t)k)
+		return false;
+	for (i = 0; i < BLK_WORDS; i++)
+		words[k * BLK_WORDS + i] = get64(blk + 8 + i * 8);
+	return true;
+}
+
+static uint64_t block_off(uint64_t k)
+{
+	return BH_LEN + k * BLK_LEN;
+}
+
+/* Write the header and every block from `disk`, then fdatasync. */
+static int write_all(struct dirty_bitmap *b, const uint64_t *words, ipm_error *err)
+{
+	uint8_t *buf = malloc(BH_LEN);
+	uint64_t k;
+	int rc;
+
+	if (!buf)
+		return fail(err, -ENOMEM, "out of memory");
+	header_encode(b, buf);
+	rc = pwrite_full(b->fd, buf, BH_LEN, 0);
+	for (k = 0; rc == 0 && k < b->nblocks; k++) {
+		block_encode(words, k, buf);
+		rc = pwrite_full(b->fd, buf, BLK_LEN, block_off(k));
+	}
+	if (rc == 0 && fdatasync(b->fd) < 0)
+		rc = -errno;
+	free(buf);
+	if (rc < 0)
+		return fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
+	return 0;
+}
+
+static int header_check(struct dirty_bitmap *b, ipm_error *err)
+{
+	uint8_t h[BH_LEN];
+	ssize_t n = pread_full(b->fd, h, BH_LEN, 0);
+	uint64_t size, nbits;
+	uint32_t extent;
+
+	if (n < 0)
+		return fail(err, (int)n, "dirty bitmap %s: cannot read: %s", b->path,
+			    strerror((int)-n));
+	if (n < 8 || memcmp(h, BH_MAGIC, 8) != 0)
+		return fail(err, -EINVAL, "%s is not an ipmirror dirty bitmap (bad magic); refusing to use or overwrite it",
+			    b->path);
+	if (get32(h + 8) != BH_VERSION)
+		return fail(err, -EINVAL, "dirty bitmap %s has format version %u; this ipmirror reads version %u",
+			    b->path, get32(h + 8), BH_VERSION);
+	if (n < BH_LEN || get32(h + BH_CRC_OFF) != crc32c(0, h, BH_CRC_OFF))
+		return fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (%s); the extents it tracks are unknown - resync the LUN in full, then remove the file",
+			    b->path, n < BH_LEN ? "truncated" : "checksum mismatch");
+	size = get64(h + 24);
+	extent = get32(h + 20);
+	nbits = get64(h + 32);
+	if (get32(h + 12) != BH_LEN || get32(h + 16) != BLK_LEN || !extent ||
+	    nbits != (size + extent - 1) / extent)
+		return fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (inconsistent layout)",
+			    b->path);
+	if (size != b->lun_size || extent != b->extent)
+		return fail(err, -EINVAL, "dirty bitmap %s was written for a LUN of %llu bytes in %u-byte extents, not %llu bytes in %u-byte extents",
+			    b->path, (unsigned long long)size, extent,
+			    (unsigned long long)b->lun_size, b->extent);
+	return 0;
+}
+
+/* Load the blocks; one that cannot be read back intact is all dirty. */
+static int load(struct dirty_bitmap *b, ipm_error *err)
+{
+	uint8_t *blk = malloc(BLK_LEN);
+	uint64_t k, w, bad = 0;
+	ssize_t n;
+
+	if (!blk)
+		return fail(err, -ENOMEM, "out of memory");
+	for (k = 0; k < b->nblocks; k++) {
+		n = pread_full(b->fd, blk, BLK_LEN, block_off(k));
+		if (n < 0) {
+			free(blk);
+			return fail(err, (int)n, "dirty bitmap %s: cannot read: %s", b->path,
+				    strerror((int)-n));
+		}
+		if (n == BLK_LEN && block_decode(blk, k, b->disk))
+			continue;
+		bad++;
+		for (w = k * BLK_WORDS; w < (k + 1) * BLK_WORDS; w++)
+			b->disk[w] = ~0ull;
+		b->changed[k] = 1;	/* rewrite it intact at the next sync */
+	}
+	free(blk);
+	/* bits past the LUN mean nothing */
+	for (w = 0; w < b->nblocks * BLK_WORDS; w++) {
+		if (w * 64 >= b->nbits)
+			b->disk[w] = 0;
+		else if (b->nbits - w * 64 < 64)
+			b->disk[w] &= (1ull << (b->nbits - w * 64)) - 1;
+		b->bits[w] = b->disk[w];
+		b->dirty += (uint64_t)__builtin_popcountll(b->bits[w]);
+	}
+	if (bad)
+		qb_log(LOG_WARNING, "dirty bitmap %s: %llu of %llu block(s) unreadable or corrupt; every extent they cover is taken as dirty and will be copied by the resync",
+		       b->path, (unsigned long long)bad, (unsigned long long)b->nblocks);
+	return 0;
+}
+
+/* ---- public ------------------------------------------------------------------ */
+
+static int alloc(struct dirty_bitmap *b, const char *path, uint64_t lun_size, uint32_t extent)
+{
+	size_t words;
+
+	b->fd = -1;
+	b->path = strdup(path);
+	b->lun_size = lun_size;
+	b->extent = extent;
+	b->nbits = lun_size / extent + (lun_size % extent != 0);
+	b->nblocks = (b->nbits + BLK_WORDS * 64 - 1) / (BLK_WORDS * 64);
+	words = (size_t)b->nblocks * BLK_WORDS;
+	b->bits = calloc(words ? words : 1, sizeof(uint64_t));
+	b->disk = calloc(words ? words : 1, sizeof(uint64_t));
+	b->changed = calloc(b->nblocks ? b->nblocks : 1, 1);
+	return b->path && b->bits && b->disk && b->changed ? 0 : -ENOMEM;
+}
+
+int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
+		      struct dirty_bitmap **out, ipm_error *err)
+{
+	struct dirty_bitmap *b;
+	bool created = false;
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+	if (!extent)
+		return fail(err, -EINVAL, "dirty bitmap %s: extent size 0", path);
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return fail(err, -ENOMEM, "out of memory");
+	rc = alloc(b, path, lun_size, extent);
+	if (rc < 0) {
+		rc = fail(err, rc, "out of memory");
+		goto out;
+	}
+	b->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (b->fd < 0 && errno == ENOENT) {
+		b->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		created = true;
+	}
+	if (b->fd < 0) {
+		rc = fail(err, -errno, "cannot open dirty bitmap %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (flock(b->fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
+			  "dirty bitmap %s is in use by another process (%s)", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(b->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = fail(err, -EINVAL, "dirty bitmap %s is not a regular file", path);
+		goto out;
+	}
+	/* empty: ours, or a crash came before the first write */
+	if (created || st.st_size == 0) {
+		rc = write_all(b, b->disk, err);
+		if (rc == 0 && (rc = fsync_dir_of(path)) < 0)
+			fail(err, rc, "dirty bitmap %s: cannot sync its directory: %s", path,
+			     strerror(-rc));
+		goto out;
+	}
+	rc = header_check(b, err);
+	if (rc == 0)
+		rc = load(b, err);
+out:
+	if (rc < 0) {
+		dirty_bitmap_close(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+}
+
+void dirty_bitmap_close(struct dirty_bitmap *b)
+{
+	if (!b)
+		return;
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b->path);
+	free(b->bits);
+	free(b->disk);
+	free(b->changed);
+	free(b);
+}
+
+int dirty_bitmap_mark(struct dirty_bitmap *b, uint64_t off, uint64_t len)
+{
+	uint64_t first, last;
+
+	if (extents_of(b, off, len, &first, &last))
+		set_range(b, first, last, true);
+	return 0;
+}
+
+void dirty_bitmap_clear_range(struct dirty_bitmap *b, uint64_t off, uint64_t len)
+{
+	uint64_t first, last;
+
+	if (extents_of(b, off, len, &first, &last))
+		set_range(b, first, last, false);
+}
+
+int dirty_bitmap_sync(struct dirty_bitmap *b, ipm_error *err)
+{
+	uint8_t *blk = NULL;
+	uint64_t k, w;
+	bool any = false;
+	int rc = 0;
+
+	for (k = 0; k < b->nblocks && rc == 0; k++) {
+		if (!b->changed[k])
+			continue;
+		if (!blk && !(blk = malloc(BLK_LEN)))
+			return fail(err, -ENOMEM, "out of memory");
+		for (w = k * BLK_WORDS; w < (k + 1) * BLK_WORDS; w++)
+			b->disk[w] |= b->bits[w];
+		block_encode(b->disk, k, blk);
+		rc = pwrite_full(b->fd, blk, BLK_LEN, block_off(k));
+		any = true;
+	}
+	free(blk);
+	if (rc == 0 && any && fdatasync(b->fd) < 0)
+		rc = -errno;
+	if (rc < 0)
+		return fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
+	/* only now: a failed sync is retried in full by the next one */
+	memset(b->changed, 0, b->nblocks);
+	return 0;
+}
+
+bool dirty_bitmap_next(struct dirty_bitmap *b, uint64_t from, uint64_t *off, uint64_t *len)
+{
+	uint64_t i, n, cap = DIRTY_RUN_MAX / b->extent;
+
+	if (from >= b->lun_size)
+		return false;
+	i = next_set(b, from / b->extent + (from % b->extent != 0));
+	if (i >= b->nbits)
+		return false;
+	if (!cap)
+		cap = 1;
+	for (n = 1; n < cap && i + n < b->nbits && bit_at(b, i + n); n++)
+		;
+	*off = i * b->extent;
+	*len = n * b->extent;
+	if (*len > b->lun_size - *off)
+		*len = b->lun_size - *off;
+	return true;
+}
+
+uint64_t dirty_bitmap_dirty_bytes(const struct dirty_bitmap *b)
+{
+	uint64_t bytes = b->dirty * b->extent;
+
+	/* the last extent may stick out past the LUN */
+	if (b->nbits && bit_at(b, b->nbits - 1))
+		bytes -= b->nbits * b->extent - b->lun_size;
+	return bytes;
+}
+
+int dirty_bitmap_clear_all(struct dirty_bitmap *b, ipm_error *err)
+{
+	uint64_t *zero;
+	size_t words = (size_t)b->nblocks * BLK_WORDS;
+	int rc;
+
+	memset(b->bits, 0, words * sizeof(uint64_t));
+	b->dirty = 0;
+	zero = calloc(words ? words : 1, sizeof(uint64_t));
+	if (!zero)
+		return fail(err, -ENOMEM, "out of memory");
+	rc = write_all(b, zero, err);
+	free(zero);
+	if (rc < 0)
+		return rc;
+	memset(b->disk, 0, words * sizeof(uint64_t));
+	memset(b->changed, 0, b->nblocks);
+	return 0;
+}

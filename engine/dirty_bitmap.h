@@ -1,0 +1,44 @@
+/* dirty_bitmap.h - the persistent dirty-extent bitmap of a LUN (see
+ * doc/journal.md): once the journal is full, writes only mark the extents
+ * they touch, and the resync copies those extents from the local copy.
+ *
+ * Safety rule: bits reach the file as an OR of everything marked since the
+ * last dirty_bitmap_clear_all(); clear_range() only clears in memory. A
+ * crash in the middle of a resync therefore copies some extents twice and
+ * never forgets one. Bits the file cannot vouch for (a block with a bad
+ * checksum, a short file) are taken as dirty, with a warning in the log.
+ *
+ * Thread-compatible: the caller serialises all calls on one bitmap. */
+#ifndef IPM_DIRTY_BITMAP_H
+#define IPM_DIRTY_BITMAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "ipmirror.h"   /* ipm_error */
+
+struct dirty_bitmap;
+
+/* Longest run dirty_bitmap_next() returns (at least one extent). */
+#define DIRTY_RUN_MAX (4u << 20)
+
+/* Open the bitmap at path, creating it (all clean) when missing. An
+ * existing file must be a bitmap for the same LUN size and extent size. */
+int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
+		      struct dirty_bitmap **out, ipm_error *err);
+void dirty_bitmap_close(struct dirty_bitmap *b);
+/* Mark the extents covering [off, off+len), clipped to the LUN; in memory. */
+int dirty_bitmap_mark(struct dirty_bitmap *b, uint64_t off, uint64_t len);
+/* Write the blocks with newly marked bits, then fdatasync. */
+int dirty_bitmap_sync(struct dirty_bitmap *b, ipm_error *err);
+/* The first run of dirty extents starting at an extent boundary >= from:
+ * adjacent extents merged up to DIRTY_RUN_MAX, the end clipped to the LUN
+ * size. false when there is none. */
+bool dirty_bitmap_next(struct dirty_bitmap *b, uint64_t from, uint64_t *off, uint64_t *len);
+/* Bytes in dirty extents, clipped to the LUN size. */
+uint64_t dirty_bitmap_dirty_bytes(const struct dirty_bitmap *b);
+/* Clear (in memory) every extent that [off, off+len) touches. */
+void dirty_bitmap_clear_range(struct dirty_bitmap *b, uint64_t off, uint64_t len);
+/* Everything resynced and acknowledged: clear all, durably. */
+int dirty_bitmap_clear_all(struct dirty_bitmap *b, ipm_error *err);
+
+#endif

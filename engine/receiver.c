@@ -496,8 +496,9 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	       (unsigned long long)a->base_seq);
 	order_reset(&rc->order, a->session, a->base_seq);
 	drop_waiting_locked(rc);
+	/* connections still in their handshake (session 0) join on their own */
 	for (o = rc->conns; o; o = o->next)
-		if (o != c && o->session != a->session)
+		if (o != c && o->session && o->session != a->session)
 			shutdown(o->fd, SHUT_RDWR);
 }
 

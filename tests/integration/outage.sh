@@ -14,7 +14,7 @@ pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=200M \
-	--time_based --runtime=55 --verify_backlog=512 &
+	--time_based --runtime=55 &
 fio_pid=$!
 sleep 4
 link_down

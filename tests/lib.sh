@@ -52,18 +52,25 @@ free_port() {
 	return 1
 }
 
-# wait_for N command...: retry the command every 0.1 s for up to N seconds
+# wait_for N command...: retry the command every 0.1 s until it succeeds,
+# for at most N seconds of wall-clock time (however long each try takes)
 wait_for() {
-	local n=$(( $1 * 10 )); shift
-	while [ $n -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; n=$((n - 1)); done
-	return 1
+	local end=$(( $(date +%s) + $1 )); shift
+	while :; do
+		"$@" >/dev/null 2>&1 && return 0
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.1
+	done
 }
 
-# wait_while N command...: retry until the command fails, up to N seconds
+# wait_while N command...: retry until the command fails, at most N seconds
 wait_while() {
-	local n=$(( $1 * 10 )); shift
-	while [ $n -gt 0 ]; do "$@" >/dev/null 2>&1 || return 0; sleep 0.1; n=$((n - 1)); done
-	return 1
+	local end=$(( $(date +%s) + $1 )); shift
+	while :; do
+		"$@" >/dev/null 2>&1 || return 0
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.1
+	done
 }
 
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

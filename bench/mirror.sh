@@ -1,0 +1,296 @@
+#!/bin/bash
+# shellcheck disable=SC2154  # n1_pid, n2_pid, NS_node1/2 are set by tests/lib.sh
+# bench/mirror.sh - mirrored write performance, side by side in one run:
+#   ipm-sync     ipmirror sync mirrored LUN, two daemons on loopback
+#   ipm-async    ipmirror async mirrored LUN (same pair)
+#   ipm-unmir    ipmirror unmirrored LUN (same primary daemon)
+#   qemu-mirror  the userspace peer to beat: qemu-storage-daemon NBD export of
+#                a file, blockdev-mirror sync=full copy-mode=write-blocking to
+#                an nbdkit file export, measured once BLOCK_JOB_READY
+#   nbdkit       nbdkit file plugin, no mirror
+# Every target sits on its own 1 GiB file in one directory, prefilled with
+# zeros (steady-state overwrites, no first-touch block allocation), and is
+# driven by fio --ioengine=nbd over loopback TCP: 4k randwrite QD1 and QD32,
+# 1M seq write QD1 and QD8. Runs are interleaved (repetition, workload,
+# target) so drift hits every target alike; each cell is the median.
+#
+#   top_builddir=BUILD bench/mirror.sh      as root; ~7 min
+#   QUICK=1 ...                             one 2 s run per cell; ~2 min
+#   BENCH_RUNTIME=S BENCH_REPS=N            seconds per run, runs per cell
+#   BENCH_DIR=/var/tmp                      where the files go
+#   BENCH_TARGETS="qemu-mirror nbdkit"      a subset (e.g. without ipmirrord)
+#   PREFILL=0                               leave the files sparse
+#
+# Prints "figure: value" lines, a summary table, the ratios ipm-sync /
+# qemu-mirror and ipm-unmir / nbdkit, and whether the mirrored copies are
+# byte-identical (cmp). Exits 1 on a setup failure or a copy mismatch.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+: "${top_srcdir:=$here}"
+: "${top_builddir:=$top_srcdir}"
+export top_srcdir top_builddir
+PY=/usr/bin/python3     # Debian's, whatever pyenv puts first in PATH
+
+if [ "${QUICK:-0}" = 1 ]; then
+	RUNTIME=${BENCH_RUNTIME:-2}; REPS=${BENCH_REPS:-1}
+else
+	RUNTIME=${BENCH_RUNTIME:-5}; REPS=${BENCH_REPS:-3}
+fi
+TARGETS=${BENCH_TARGETS:-ipm-sync ipm-async ipm-unmir qemu-mirror nbdkit}
+WORKLOADS=("4k-randwrite-QD1 randwrite 4k 1" "4k-randwrite-QD32 randwrite 4k 32"
+	"1M-write-QD1 write 1M 1" "1M-write-QD8 write 1M 8")
+
+die() { echo "bench/mirror.sh: $*" >&2; exit 1; }
+has() { [[ " $TARGETS " == *" $1 "* ]]; }
+has_ipm() { has ipm-sync || has ipm-async || has ipm-unmir; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (ipmirrorctl talks to the daemon as root)"
+for t in fio jq cmp dd timeout; do command -v "$t" >/dev/null || die "$t not installed"; done
+[ -x "$PY" ] || die "$PY not installed"
+has nbdkit || has qemu-mirror && { command -v nbdkit >/dev/null || die "nbdkit not installed"; }
+has qemu-mirror && { command -v qemu-storage-daemon >/dev/null ||
+	die "qemu-storage-daemon not installed (Debian: qemu-system-common)"; }
+has_ipm && { [ -x "$top_builddir/agent/ipmirrord" ] && [ -x "$top_builddir/agent/ipmirrorctl" ] ||
+	die "no ipmirrord/ipmirrorctl in $top_builddir/agent (set top_builddir, or BENCH_TARGETS)"; }
+
+# tests/lib.sh: pair_setup/pair_start/ctl, PID list and T_DIR removed on exit
+TMPDIR=${BENCH_DIR:-/var/tmp}
+export TMPDIR
+# shellcheck source=../tests/lib.sh
+. "$top_srcdir/tests/lib.sh"
+set -euo pipefail
+# lib.sh's cleanup is written for errexit off: a failing kill must not cut it short
+bench_cleanup() { set +e; t_cleanup; }
+trap bench_cleanup EXIT
+trap 'exit 1' INT TERM
+D=$T_DIR
+SIZE=1G
+
+prefill() {
+	local f
+	for f in "$@"; do
+		if [ "${PREFILL:-1}" = 1 ]; then
+			dd if=/dev/zero of="$f" bs=4M count=256 status=none
+		else
+			truncate -s "$SIZE" "$f"
+		fi
+	done
+}
+
+spawn() { # spawn LOGNAME CMD...: background process, PID remembered for cleanup
+	local log="$1"; shift
+	"$@" >"$D/$log.log" 2>&1 &
+	LAST_PID=$!
+	T_PIDS="$T_PIDS $LAST_PID"
+}
+
+declare -A URI
+
+# ---- (a)(b)(c) ipmirror pair -----------------------------------------------
+if has_ipm; then
+	PAIR_JOURNAL_MAX=4G pair_setup vol0:$SIZE:sync:yes:node1 vol1:$SIZE:async:yes:node1 \
+		vol2:$SIZE:sync:no:node1
+	prefill "$D/node1-vol0.img" "$D/node2-vol0.img" "$D/node1-vol1.img" "$D/node2-vol1.img" \
+		"$D/node1-vol2.img"
+	"$IPMIRRORD" --check-config --config "$D/pair.xml" >/dev/null ||
+		die "config rejected: $("$IPMIRRORD" --check-config --config "$D/pair.xml" 2>&1)"
+	pair_start || die "daemons did not start: $(tail -5 "$D"/n*.log)"
+	wait_for 30 lun_state_is node1 vol0 uptodate ||
+		die "vol0 not uptodate: $(ctl node1 status 2>&1; tail -5 "$D"/n*.log)"
+	wait_for 30 lun_state_is node1 vol1 uptodate || die "vol1 not uptodate: $(ctl node1 status 2>&1)"
+	URI[ipm-sync]="nbd://127.0.0.1:$N1_NBD/vol0"
+	URI[ipm-async]="nbd://127.0.0.1:$N1_NBD/vol1"
+	URI[ipm-unmir]="nbd://127.0.0.1:$N1_NBD/vol2"
+	echo "figure: ipmirror pair: node1/node2 on 127.0.0.1, data ports $N1_DATA/$N2_DATA, $(grep -o 'connections count="[0-9]*"' "$D/pair.xml")"
+fi
+
+# ---- (e) nbdkit file plugin -------------------------------------------------
+if has nbdkit; then
+	prefill "$D/nbdkit.img"
+	P=$(free_port nbdkit) || die "no free port"
+	spawn nbdkit nbdkit -f -i 127.0.0.1 -p "$P" file file="$D/nbdkit.img"
+	wait_for 10 tcp_open 127.0.0.1 "$P" || die "nbdkit did not start: $(cat "$D/nbdkit.log")"
+	URI[nbdkit]="nbd://127.0.0.1:$P/"
+fi
+
+# ---- (d) QEMU mirror: qsd export -> blockdev-mirror -> nbdkit target -------
+cat >"$D/qmp.py" <<'EOF'
+# qmp.py SOCKET mirror PORT TIMEOUT | SOCKET check: a minimal QMP client
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+events = []
+def rd():
+    line = f.readline()
+    if not line:
+        sys.exit("qmp: connection closed")
+    return json.loads(line)
+def ex(name, args=None):
+    msg = {"execute": name}
+    if args:
+        msg["arguments"] = args
+    f.write(json.dumps(msg) + "\n"); f.flush()
+    while True:
+        r = rd()
+        if "return" in r:
+            return r["return"]
+        if "error" in r:
+            sys.exit("qmp %s: %s" % (name, r["error"]["desc"]))
+        events.append(r)
+rd()
+ex("qmp_capabilities")
+if sys.argv[2] == "mirror":
+    ex("blockdev-add", {"driver": "nbd", "node-name": "tgt", "export": "",
+        "server": {"type": "inet", "host": "127.0.0.1", "port": sys.argv[3]}})
+    ex("blockdev-mirror", {"job-id": "m", "device": "src", "target": "tgt",
+        "sync": "full", "copy-mode": "write-blocking"})
+    deadline = time.monotonic() + float(sys.argv[4])
+    while True:
+        for e in events:
+            ev = e.get("event")
+            if ev == "BLOCK_JOB_READY":
+                sys.exit(0)
+            if ev in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR", "BLOCK_JOB_CANCELLED"):
+                sys.exit("qmp: mirror ended: %s" % json.dumps(e))
+        events.clear()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            sys.exit("qmp: no BLOCK_JOB_READY within %s s" % sys.argv[4])
+        s.settimeout(left)
+        events.append(rd())
+else:
+    jobs = [j for j in ex("query-block-jobs") if j["device"] == "m"]
+    if not jobs:
+        sys.exit("qmp: mirror job gone")
+    j = jobs[0]
+    print("status=%s ready=%s offset=%d len=%d" % (j["status"], j["ready"], j["offset"], j["len"]))
+    sys.exit(0 if j["ready"] and j["status"] == "ready" else 1)
+EOF
+if has qemu-mirror; then
+	prefill "$D/qemu-src.img" "$D/qemu-tgt.img"
+	PT=$(free_port qemu-target) || die "no free port"
+	spawn qemu-tgt nbdkit -f -i 127.0.0.1 -p "$PT" file file="$D/qemu-tgt.img"
+	wait_for 10 tcp_open 127.0.0.1 "$PT" || die "nbdkit target did not start: $(cat "$D/qemu-tgt.log")"
+	PQ=$(free_port qsd) || die "no free port"
+	spawn qsd qemu-storage-daemon \
+		--blockdev driver=file,filename="$D/qemu-src.img",node-name=src \
+		--nbd-server addr.type=inet,addr.host=127.0.0.1,addr.port="$PQ" \
+		--export type=nbd,id=e,node-name=src,name=vol0,writable=on \
+		--chardev socket,id=qmp,path="$D/qmp.sock",server=on,wait=off \
+		--monitor chardev=qmp
+	wait_for 10 tcp_open 127.0.0.1 "$PQ" || die "qemu-storage-daemon did not start: $(cat "$D/qsd.log")"
+	t0=$(date +%s.%N)
+	"$PY" "$D/qmp.py" "$D/qmp.sock" mirror "$PT" 120 || die "QEMU mirror did not get ready"
+	echo "figure: qemu-mirror initial sync=full of $SIZE: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')"
+	URI[qemu-mirror]="nbd://127.0.0.1:$PQ/vol0"
+fi
+sync
+
+# ---- fio -------------------------------------------------------------------
+# run TARGET WORKLOAD RW BS QD REP: appends "IOPS MiB/s clat_us" to RES[TARGET|WORKLOAD]
+declare -A RES
+run() {
+	local out="$D/$1-$2-$6.json"
+	timeout $((RUNTIME + 60)) fio --name="$2" --ioengine=nbd --uri="${URI[$1]}" --rw="$3" \
+		--bs="$4" --iodepth="$5" --size=$SIZE --time_based --runtime="$RUNTIME" \
+		--output-format=json --output="$out" >"$D/$1-$2-$6.out" 2>&1 ||
+		die "fio failed on $1 $2: $(tail -3 "$D/$1-$2-$6.out")"
+	RES[$1|$2]+=$(jq -r '.jobs[0].write | "\(.iops) \(.bw_bytes / 1048576) \(.clat_ns.mean / 1000);"' "$out")
+}
+
+# the async LUN may still be shipping the previous run's writes: wait until
+# the bytes sent to the peer stop growing, so that backlog is nobody's cost
+settle_async() {
+	local prev=-1 cur _
+	for _ in $(seq 50); do
+		cur=$(lun_field node1 vol1 mirrored_bytes 2>/dev/null) || cur=-2
+		[ "$cur" = "$prev" ] && return 0
+		prev=$cur
+		sleep 0.3
+	done
+}
+
+alive() {
+	local p
+	for p in $T_PIDS; do kill -0 "$p" 2>/dev/null || return 1; done
+}
+
+echo "figure: load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs; other load skews every target, the event-loop servers most)"
+n_runs=$((REPS * ${#WORKLOADS[@]} * $(wc -w <<<"$TARGETS")))
+echo "figure: plan: $n_runs fio runs of $RUNTIME s (median of $REPS per cell), files in $D"
+for rep in $(seq "$REPS"); do
+	for w in "${WORKLOADS[@]}"; do
+		read -r name rw bs qd <<<"$w"
+		for t in $TARGETS; do
+			run "$t" "$name" "$rw" "$bs" "$qd" "$rep"
+			[ "$t" != ipm-async ] || settle_async
+			alive || die "a server died during $t $name: $(tail -5 "$D"/*.log)"
+		done
+	done
+	echo "# repetition $rep/$REPS done"
+done
+echo "figure: load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# median FIELD "a b c;a b c;...": median of column FIELD (1 IOPS, 2 MiB/s, 3 clat us)
+median() {
+	tr ';' '\n' <<<"$2" | awk -v f="$1" 'NF { print $f }' | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2];
+			else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+declare -A IOPS MIBS
+for w in "${WORKLOADS[@]}"; do
+	read -r name _ <<<"$w"
+	for t in $TARGETS; do
+		IOPS[$t|$name]=$(median 1 "${RES[$t|$name]}")
+		MIBS[$t|$name]=$(median 2 "${RES[$t|$name]}")
+		printf 'figure: %s %s: %.0f IOPS, %.1f MiB/s, %.0f us mean clat (runs IOPS: %s)\n' \
+			"$name" "$t" "${IOPS[$t|$name]}" "${MIBS[$t|$name]}" "$(median 3 "${RES[$t|$name]}")" \
+			"$(tr ';' '\n' <<<"${RES[$t|$name]}" | awk 'NF { printf "%s%.0f", s, $1; s = " " }')"
+	done
+	printf 'figure: %s ratio ipm-sync/qemu-mirror: %s\n' "$name" \
+		"$(ratio "${IOPS[ipm-sync|$name]:-0}" "${IOPS[qemu-mirror|$name]:-0}")"
+	printf 'figure: %s ratio ipm-unmir/nbdkit: %s\n' "$name" \
+		"$(ratio "${IOPS[ipm-unmir|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")"
+done
+
+# ---- are the copies identical? ----------------------------------------------
+mismatch=0
+verdict() { # verdict LABEL FILE1 FILE2
+	if cmp -s "$2" "$3"; then echo "figure: $1: identical"
+	else echo "figure: $1: DIFFERENT ($(cmp "$2" "$3" 2>&1 | head -1))"; mismatch=1; fi
+}
+if has qemu-mirror; then
+	state=$("$PY" "$D/qmp.py" "$D/qmp.sock" check 2>&1) || mismatch=1
+	echo "figure: qemu mirror job at the end: $state"
+	verdict "qemu-mirror source and target files (job running)" "$D/qemu-src.img" "$D/qemu-tgt.img"
+fi
+if has ipm-sync; then
+	# sync: every acknowledged write is on the mirror, so no drain is needed
+	verdict "ipm-sync backing files node1/node2 (daemons running)" "$D/node1-vol0.img" "$D/node2-vol0.img"
+fi
+if has_ipm; then
+	stop_pid "$n1_pid" || true
+	stop_pid "$n2_pid" || true
+	has ipm-async && verdict "ipm-async backing files node1/node2 (after a clean stop)" \
+		"$D/node1-vol1.img" "$D/node2-vol1.img"
+fi
+
+# ---- summary ---------------------------------------------------------------
+echo
+echo "Summary: median of $REPS x ${RUNTIME} s fio runs per cell, $SIZE files, cell = IOPS / MiB/s"
+printf '%-18s' workload
+for t in $TARGETS; do printf ' %16s' "$t"; done
+printf ' %10s %12s\n' sync/qemu unmir/nbdkit
+for w in "${WORKLOADS[@]}"; do
+	read -r name _ <<<"$w"
+	printf '%-18s' "$name"
+	for t in $TARGETS; do
+		printf ' %16s' "$(printf '%.0f / %.0f' "${IOPS[$t|$name]}" "${MIBS[$t|$name]}")"
+	done
+	printf ' %10s %12s\n' "$(ratio "${IOPS[ipm-sync|$name]:-0}" "${IOPS[qemu-mirror|$name]:-0}")" \
+		"$(ratio "${IOPS[ipm-unmir|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")"
+done
+[ "$mismatch" = 0 ] || die "a mirrored copy differs (see above)"

@@ -196,14 +196,18 @@ static int submit(struct replicator *r, struct mreq *m)
 		pthread_mutex_unlock(&r->lock);
 		return -ESHUTDOWN;
 	}
-	m->f.seq = ++r->next_seq;
-	m->f.dep = r->host_done_max;
 	if (m->f.type != WIRE_FLUSH)
 		active_add(m->rl, m);
 	if (r->link == LINK_LIVE) {
+		m->f.seq = ++r->next_seq;
+		m->f.dep = r->host_done_max;
 		enqueue_locked(r, m);
 	} else {
-		/* peer unreachable or resync running: the journal keeps it */
+		/* peer unreachable or resync running: the journal keeps it. It
+		 * takes no wire sequence number (seq 0): the mirror must see
+		 * every number it is told to wait for, and this request reaches
+		 * it later as a replay with a number of its own. */
+		m->f.seq = 0;
 		rc = journal_request_locked(r, m);
 		finish_locked(r, m, 0);
 	}

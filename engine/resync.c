@@ -357,23 +357,26 @@ int resync_run(struct replicator *r)
 			}
 		}
 		pthread_mutex_lock(&r->lock);
+		/* wait for the mirror's answers while new writes still go to
+		 * the journal: only when everything replayed was applied and
+		 * nothing new arrived may the journal be emptied and writes go
+		 * live, in one step under the lock. Going live earlier would
+		 * let a later outage replay old records over newer live data. */
+		while (r->running && r->link == LINK_RESYNC && replays_outstanding_locked(r))
+			pthread_cond_wait(&r->link_cond, &r->lock);
 		if (r->link != LINK_RESYNC || !r->running) {
 			pthread_mutex_unlock(&r->lock);
 			return -ECONNRESET;
 		}
-		/* new writes go live from here, after everything replayed */
 		if (caught_up_locked(r)) {
 			r->link = LINK_LIVE;
 			if (r->next_seq > r->host_done_max)
 				r->host_done_max = r->next_seq;
+			finish_resync_locked(r, sent, t0);
 			break;
 		}
 		pthread_mutex_unlock(&r->lock);
 	}
-	while (r->running && r->link == LINK_LIVE && replays_outstanding_locked(r))
-		pthread_cond_wait(&r->link_cond, &r->lock);
-	if (r->link == LINK_LIVE)
-		finish_resync_locked(r, sent, t0);
 	pthread_mutex_unlock(&r->lock);
 	return 0;
 }

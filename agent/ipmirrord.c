@@ -1,9 +1,11 @@
 /* ipmirrord - the ipmirror daemon: the engine, its NBD server and admin IPC. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include <qb/qblog.h>
 
 #include "ipmirror.h"
+#include "attributes.h"
+#include "ipc_proto.h"
 #include "ipc_server.h"
 #include "nbd_server.h"
 
@@ -24,18 +28,22 @@ struct options {
 	const char *socket;
 	bool foreground;
 	bool check_config;
+	bool attributes; /* publish node attributes (also IPMIRROR_ATTRIBUTES=1) */
 	int verbose;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ipmirrord [--config FILE] [--node NAME] [--socket NAME] [--foreground] [-v]...\n"
+		"usage: ipmirrord [--config FILE] [--node NAME] [--socket NAME] [--foreground]\n"
+		"                 [--attributes] [-v]...\n"
 		"       ipmirrord --check-config [--config FILE] [--node NAME]\n"
 		"  -c, --config FILE   configuration (default %s)\n"
 		"  -n, --node NAME     this node's name in the config (default: uname -n)\n"
 		"  -s, --socket NAME   admin IPC service name (default ipmirror)\n"
 		"  -f, --foreground    do not detach; log to stderr\n"
+		"      --attributes    publish Pacemaker node attributes with attrd_updater\n"
+		"                      (also when IPMIRROR_ATTRIBUTES=1)\n"
 		"      --check-config  validate the configuration and exit\n"
 		"  -v, --verbose       more logging (repeat for debug)\n",
 		DEFAULT_CONFIG);
@@ -49,6 +57,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "socket", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "attributes", no_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -62,6 +71,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 's': o->socket = optarg; break;
 		case 'f': o->foreground = true; break;
 		case 'C': o->check_config = true; break;
+		case 'A': o->attributes = true; break;
 		case 'v': o->verbose++; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -112,6 +122,19 @@ static int log_level(const struct options *o, const ipm_config *cfg)
 	return level > LOG_DEBUG ? LOG_DEBUG : level;
 }
 
+static int ipm_fail_msg(ipm_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int ipm_fail_msg(ipm_error *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
 /* Detach, keeping a pipe to the child: the parent exits only once the child
  * says it is serving, so "ipmirrord && nbdinfo ..." works. */
 static int daemonize(int *ready_fd)
@@ -158,35 +181,228 @@ static void report_ready(int fd, bool ok)
 }
 
 struct daemon {
+	ipm_config *cfg;            /* role changes edit it, then re-create the engine */
+	const struct options *o;
 	ipm_engine *engine;
 	struct nbd_server *nbd;
 	struct ipc_server *ipc;
+	struct ipm_attributes *attrs;
 };
+
+/* Engine and NBD server for d->cfg, running. */
+static int engine_up(struct daemon *d, ipm_error *err)
+{
+	ipm_listen listen;
+	int rc;
+
+	rc = ipm_engine_create(d->cfg, d->o->node, &d->engine, err);
+	if (rc < 0)
+		return rc;
+	rc = ipm_config_nbd_listen(d->cfg, d->o->node, &listen);
+	if (rc < 0) {
+		snprintf(err->msg, sizeof(err->msg), "node \"%s\" has no NBD listener", d->o->node);
+		return rc;
+	}
+	rc = nbd_server_create(d->engine, &listen, 0, &d->nbd, err);
+	if (rc < 0)
+		return rc;
+	rc = ipm_engine_start(d->engine, err);
+	if (rc < 0)
+		return rc;
+	return nbd_server_start(d->nbd, err);
+}
+
+static void engine_down(struct daemon *d)
+{
+	if (d->nbd)
+		nbd_server_stop(d->nbd);
+	if (d->engine)
+		ipm_engine_stop(d->engine);
+	nbd_server_destroy(d->nbd);
+	ipm_engine_destroy(d->engine);
+	d->nbd = NULL;
+	d->engine = NULL;
+}
+
+/* ---- promote / demote: re-create the engine with the LUN's role switched --- */
+
+#define DEMOTE_WAIT_MS 5000
+
+static const ipm_lun_status *find_lun(const ipm_status *st, const char *lun)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_luns; i++)
+		if (strcmp(st->luns[i].name, lun) == 0)
+			return &st->luns[i];
+	return NULL;
+}
+
+/* The peer has everything: no journaled request it has not confirmed. */
+static bool demote_safe(const ipm_lun_status *l)
+{
+	if (!l->mirrored)
+		return true;
+	if (l->journal_bytes || l->journal_records)
+		return false;
+	return l->state == IPM_STATE_UPTODATE || l->state == IPM_STATE_JOURNALING ||
+	       l->state == IPM_STATE_PROBATION;
+}
+
+/* 0 with a fresh snapshot of lun in *st, *l. */
+static int lun_snapshot(struct daemon *d, const char *lun, ipm_status **st,
+			const ipm_lun_status **l, ipm_error *err)
+{
+	int rc = ipm_engine_status(d->engine, st);
+
+	if (rc < 0)
+		return ipm_fail_msg(err, rc, "cannot read status: %s", strerror(-rc));
+	*l = find_lun(*st, lun);
+	if (!*l) {
+		ipm_status_free(*st);
+		*st = NULL;
+		return ipm_fail_msg(err, -ENOENT, "no lun \"%s\" on %s", lun, d->o->node);
+	}
+	return 0;
+}
+
+static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_status *st,
+			 ipm_error *err)
+{
+	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
+		return ipm_fail_msg(err, -EBUSY,
+				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
+				    l->name, st->peer);
+	if (!ipm_attributes_consistent(d->attrs, l->name))
+		return ipm_fail_msg(err, -EPERM,
+				    "lun \"%s\" is %s here and was not up to date when its primary went away: promoting would lose writes (--force overrides)",
+				    l->name, ipm_state_name(l->state));
+	return 0;
+}
+
+static int check_demote(struct daemon *d, const char *lun, ipm_status **st,
+			const ipm_lun_status **l, ipm_error *err)
+{
+	int waited = 0, rc;
+
+	/* async mode: give the journal a moment to drain */
+	while (!demote_safe(*l) && waited < DEMOTE_WAIT_MS) {
+		ipm_status_free(*st);
+		usleep(200 * 1000);
+		waited += 200;
+		rc = lun_snapshot(d, lun, st, l, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (demote_safe(*l))
+		return 0;
+	return ipm_fail_msg(err, -EBUSY,
+			    "lun \"%s\" is %s with %llu journal bytes its peer has not confirmed: demoting now would leave them only here (--force overrides)",
+			    (*l)->name, ipm_state_name((*l)->state),
+			    (unsigned long long)(*l)->journal_bytes);
+}
+
+/* Switch lun's primary to node; on failure put the old engine back. */
+static int switch_primary(struct daemon *d, const char *lun, const char *node,
+			  const char *old, ipm_error *err)
+{
+	ipm_error err2 = { "" };
+	int rc;
+
+	ipm_attributes_set_engine(d->attrs, NULL);
+	engine_down(d);
+	rc = ipm_config_set_primary(d->cfg, lun, node);
+	if (rc == 0)
+		rc = engine_up(d, err);
+	if (rc == 0)
+		goto out;
+	qb_log(LOG_ERR, "lun %s: cannot restart with %s as primary: %s", lun, node, err->msg);
+	engine_down(d);
+	ipm_config_set_primary(d->cfg, lun, old);
+	if (engine_up(d, &err2) < 0) {
+		qb_log(LOG_CRIT, "cannot restart the engine: %s; shutting down", err2.msg);
+		engine_down(d);
+		kill(getpid(), SIGTERM);
+		return rc;
+	}
+out:
+	ipm_attributes_set_engine(d->attrs, d->engine);
+	return rc;
+}
+
+static int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
+		       ipm_engine **engine, ipm_error *err)
+{
+	struct daemon *d = opaque;
+	const bool force = flags & IPC_F_FORCE;
+	const ipm_lun_status *l;
+	ipm_status *st = NULL;
+	char peer[IPM_NAME_MAX];
+	bool safe;
+	int rc;
+
+	if (!d->engine)
+		return ipm_fail_msg(err, -EIO, "the engine is down");
+	rc = lun_snapshot(d, lun, &st, &l, err);
+	if (rc < 0)
+		return rc;
+	snprintf(peer, sizeof(peer), "%s", st->peer);
+	if (l->role == (promote ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR)) {
+		rc = ipm_fail_msg(err, 0, "lun \"%s\" is already %s here", lun,
+				  ipm_role_name(l->role));
+		goto out;
+	}
+	if (!peer[0] && !promote) {
+		rc = ipm_fail_msg(err, -EINVAL, "lun \"%s\": no peer to hand it to", lun);
+		goto out;
+	}
+	rc = promote ? check_promote(d, l, st, err) : check_demote(d, lun, &st, &l, err);
+	if (rc < 0 && (!force || rc == -ENOENT || !st))
+		goto out;
+	safe = rc == 0;
+	if (flags & IPC_F_DRY_RUN) {
+		if (safe)
+			ipm_fail_msg(err, 0, "lun \"%s\" can be %s", lun,
+				     promote ? "promoted" : "demoted");
+		goto out;
+	}
+	if (!safe)
+		qb_log(LOG_CRIT, "lun %s: FORCED %s against the safety check: %s", lun,
+		       promote ? "promotion" : "demotion", err->msg);
+	rc = switch_primary(d, lun, promote ? d->o->node : peer, promote ? peer : d->o->node,
+			    err);
+	if (rc == 0) {
+		if (!promote && safe)
+			ipm_attributes_mark_consistent(d->attrs, lun);
+		qb_log(LOG_NOTICE, "lun %s: %s%s", lun, promote ? "promoted (primary)" : "demoted (mirror)",
+		       safe ? "" : " by force");
+		ipm_fail_msg(err, 0, "lun \"%s\" %s on %s%s", lun,
+			     promote ? "promoted" : "demoted", d->o->node, safe ? "" : " (forced)");
+	}
+out:
+	ipm_status_free(st);
+	*engine = d->engine;
+	return rc;
+}
 
 static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct options *o)
 {
-	ipm_listen listen;
 	ipm_error err = { "" };
 	int rc;
 
-	rc = ipm_engine_create(cfg, o->node, &d->engine, &err);
+	(void)cfg;
+	rc = engine_up(d, &err);
 	if (rc < 0)
 		goto out;
-	rc = ipm_config_nbd_listen(cfg, o->node, &listen);
-	if (rc < 0) {
-		snprintf(err.msg, sizeof(err.msg), "node \"%s\" has no NBD listener", o->node);
-		goto out;
-	}
-	rc = nbd_server_create(d->engine, &listen, 0, &d->nbd, &err);
+	/* always tracked (promotion checks); published only when asked */
+	rc = ipm_attributes_start(d->engine, o->attributes ? ipm_attr_publish_attrd : NULL,
+				  NULL, &d->attrs, &err);
 	if (rc < 0)
 		goto out;
 	rc = ipc_server_start(d->engine, o->socket, &d->ipc, &err);
 	if (rc < 0)
 		goto out;
-	rc = ipm_engine_start(d->engine, &err);
-	if (rc < 0)
-		goto out;
-	rc = nbd_server_start(d->nbd, &err);
+	ipc_server_set_role_handler(d->ipc, role_change, d);
 out:
 	if (rc < 0)
 		qb_log(LOG_ERR, "cannot start: %s", err.msg[0] ? err.msg : strerror(-rc));
@@ -195,14 +411,11 @@ out:
 
 static void daemon_stop(struct daemon *d)
 {
-	if (d->nbd)
-		nbd_server_stop(d->nbd);
-	if (d->engine)
-		ipm_engine_stop(d->engine);
+	/* the IPC thread first: it may be re-creating the engine */
 	if (d->ipc)
 		ipc_server_stop(d->ipc);
-	nbd_server_destroy(d->nbd);
-	ipm_engine_destroy(d->engine);
+	ipm_attributes_stop(d->attrs);
+	engine_down(d);
 }
 
 /* All threads inherit a blocked signal mask; the main thread waits here. */
@@ -232,8 +445,15 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int rc = 1;
 
+	/* request buffers (up to 32 MiB) come and go at a high rate: keep them
+	 * on the heap instead of fresh mmap()s that fault in every page */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
+	if (getenv("IPMIRROR_ATTRIBUTES") && strcmp(getenv("IPMIRROR_ATTRIBUTES"), "1") == 0)
+		o.attributes = true;
 	if (!o.node && !o.check_config) {
 		uname(&un);
 		o.node = strdup(un.nodename);
@@ -261,6 +481,8 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	d.cfg = cfg;
+	d.o = &o;
 	if (daemon_start(&d, cfg, &o) < 0) {
 		report_ready(ready_fd, false);
 		goto stop;

@@ -203,7 +203,7 @@ fio_verify() {
 	local uri="$1" name="$2"; shift 2
 	in_node "${FIO_NODE:-here}" fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k \
 		--iodepth=32 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
-		--verify_backlog=1024 --runtime=60 --output-format=json \
+		--verify_backlog=1024 --verify_state_save=0 --runtime=60 --output-format=json \
 		--output="$T_DIR/$name.json" "$@" >"$T_DIR/$name.out" 2>&1 || return 1
 	# fio may put warnings before the JSON document
 	[ "$(sed -n '/^{/,$p' "$T_DIR/$name.json" | jq '[.jobs[].error] | add')" = 0 ]

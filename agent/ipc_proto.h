@@ -22,10 +22,14 @@
 enum ipc_cmd {
 	IPC_CMD_STATUS = 1,    /* text: the status table or JSON */
 	IPC_CMD_LUN_STATE = 2, /* text: the state name of one LUN */
+	IPC_CMD_PROMOTE = 3,   /* text: what was done, or why it was refused */
+	IPC_CMD_DEMOTE = 4,
 };
 
 enum ipc_flags {
-	IPC_F_JSON = 1 << 0, /* IPC_CMD_STATUS: JSON instead of the table */
+	IPC_F_JSON = 1 << 0,    /* IPC_CMD_STATUS: JSON instead of the table */
+	IPC_F_FORCE = 1 << 1,   /* PROMOTE/DEMOTE: even when unsafe (logged) */
+	IPC_F_DRY_RUN = 1 << 2, /* PROMOTE/DEMOTE: only check whether allowed */
 };
 
 struct ipc_request {

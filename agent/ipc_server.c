@@ -28,6 +28,8 @@ struct ipc_server {
 	qb_loop_t *loop;
 	pthread_t thread;
 	int stop_pipe[2];
+	ipc_role_fn role_fn;
+	void *role_opaque;
 };
 
 static qb_loop_t *ipc_loop;
@@ -169,6 +171,27 @@ static void do_status(struct ipc_server *s, qb_ipcs_connection_t *c,
 	ipm_status_free(st);
 }
 
+static void do_role(struct ipc_server *s, qb_ipcs_connection_t *c,
+		    const struct ipc_request *req)
+{
+	ipm_error err = { "" };
+	int rc;
+
+	if (!s->role_fn) {
+		reply_error(c, req->hdr.id, -EOPNOTSUPP, "role changes are not supported here");
+		return;
+	}
+	rc = s->role_fn(s->role_opaque, req->lun, req->hdr.id == IPC_CMD_PROMOTE, req->flags,
+			&s->engine, &err);
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
+void ipc_server_set_role_handler(struct ipc_server *s, ipc_role_fn fn, void *opaque)
+{
+	s->role_fn = fn;
+	s->role_opaque = opaque;
+}
+
 static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 {
 	struct ipc_server *s = qb_ipcs_connection_service_context_get(c);
@@ -187,6 +210,10 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 	case IPC_CMD_STATUS:
 	case IPC_CMD_LUN_STATE:
 		do_status(s, c, &req);
+		break;
+	case IPC_CMD_PROMOTE:
+	case IPC_CMD_DEMOTE:
+		do_role(s, c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

@@ -12,6 +12,13 @@ struct ipc_server;
  * one server per process. -EADDRINUSE when another process holds name. */
 int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 		     ipm_error *err);
+/* Role changes (promote/demote), run in the IPC thread between requests.
+ * The handler may replace the engine; it stores the one to use in *engine
+ * and writes what it did (or why not) into err. */
+typedef int (*ipc_role_fn)(void *opaque, const char *lun, bool promote, unsigned flags,
+			   ipm_engine **engine, ipm_error *err);
+void ipc_server_set_role_handler(struct ipc_server *s, ipc_role_fn fn, void *opaque);
+
 /* Disconnect clients, stop the thread, free s. */
 void ipc_server_stop(struct ipc_server *s);
 

@@ -39,6 +39,8 @@ struct ctl_args {
 	double timeout; /* seconds; < 0 = none */
 	bool json;
 	bool has_timeout;
+	bool force;
+	bool dry_run;
 };
 
 struct reply {
@@ -54,6 +56,9 @@ static void usage(FILE *f)
 		"commands:\n"
 		"  status [LUN] [--json]                      node, peer, LUNs and connections\n"
 		"  wait LUN --state STATE [--timeout SECONDS] until LUN is in STATE\n"
+		"  promote LUN [--force] [--dry-run]          make this node LUN's primary\n"
+		"  demote LUN [--force] [--dry-run]           make this node LUN's mirror\n"
+		"    (refused when unsafe; --force overrides and is logged)\n"
 		"options:\n"
 		"  -s, --socket NAME   IPC service name of ipmirrord (default %s)\n"
 		"  -h, --help          this text\n"
@@ -129,6 +134,16 @@ static int check_command(struct ctl_args *a, int nargs, char **args)
 		a->lun = args[1];
 		return 0;
 	}
+	if (strcmp(a->command, "promote") == 0 || strcmp(a->command, "demote") == 0) {
+		if (nargs != 2)
+			return usage_error("%s: expected one LUN", a->command);
+		if (a->state || a->has_timeout || a->json)
+			return usage_error("%s: only --force and --dry-run apply", a->command);
+		a->lun = args[1];
+		return 0;
+	}
+	if (a->force || a->dry_run)
+		return usage_error("--force and --dry-run belong to promote and demote");
 	return usage_error("unknown command \"%s\"", a->command);
 }
 
@@ -140,6 +155,8 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		{ "json", no_argument, NULL, 'j' },
 		{ "state", required_argument, NULL, 'S' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "dry-run", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -157,6 +174,8 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 				return usage_error("bad --timeout \"%s\" (seconds, >= 0)", optarg);
 			a->has_timeout = true;
 			break;
+		case 'F': a->force = true; break;
+		case 'D': a->dry_run = true; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("ipmirrorctl %s\n", PACKAGE_VERSION); return 1;
 		case ':':
@@ -286,6 +305,24 @@ static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 	}
 }
 
+/* The daemon decides; it answers with what it did or why it refused. */
+static int cmd_role(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	uint32_t flags = (a->force ? IPC_F_FORCE : 0) | (a->dry_run ? IPC_F_DRY_RUN : 0);
+	struct reply r;
+	int rc;
+
+	rc = request(c, strcmp(a->command, "promote") == 0 ? IPC_CMD_PROMOTE : IPC_CMD_DEMOTE,
+		     flags, a->lun, buf, &r);
+	if (rc < 0)
+		return channel_failed(a->service, rc);
+	if (r.status < 0)
+		return refused(&r);
+	if (r.len)
+		printf("%s\n", r.text);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_args a = { .service = IPC_DEFAULT_SERVICE, .timeout = -1 };
@@ -308,8 +345,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(a.command, "status") == 0)
 		rc = cmd_status(c, &a, buf);
-	else
+	else if (strcmp(a.command, "wait") == 0)
 		rc = cmd_wait(c, &a, buf);
+	else
+		rc = cmd_role(c, &a, buf);
 	qb_ipcc_disconnect(c);
 	free(buf);
 	return rc;

@@ -66,6 +66,10 @@ typedef struct ipm_listen {
 /* The NBD listeners of node. -ENOENT when the node is unknown. */
 int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *out);
 
+/* Make node the primary of lun in cfg (the daemon's promote/demote: the
+ * engine is then re-created from cfg). -ENOENT for an unknown lun or node. */
+int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node);
+
 /* Log settings from <log level=".." file=".."/>; level is a syslog
  * priority, -1 when unset. file is NULL when unset. */
 int ipm_config_log_level(const ipm_config *cfg);

@@ -199,6 +199,8 @@ static int submit(struct replicator *r, struct mreq *m)
 	if (m->f.type != WIRE_FLUSH)
 		active_add(m->rl, m);
 	if (r->link == LINK_LIVE) {
+		/* a crash from here on must not forget this extent */
+		al_note_locked(m->rl, &m->f);
 		m->f.seq = ++r->next_seq;
 		m->f.dep = r->host_done_max;
 		enqueue_locked(r, m);
@@ -919,12 +921,18 @@ static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, int ms)
 static void *monitor_main(void *arg)
 {
 	struct replicator *r = arg;
+	int64_t settled = 0;
 
 	pthread_mutex_lock(&r->lock);
 	while (r->running) {
 		switch (r->link) {
 		case LINK_LIVE:
 			monitor_live_locked(r);
+			/* at most once a second: each settle is an fdatasync */
+			if (r->link == LINK_LIVE && ipm_now_ms() - settled >= 1000) {
+				al_settle_locked(r);
+				settled = ipm_now_ms();
+			}
 			break;
 		case LINK_DOWN:
 			monitor_down_locked(r);
@@ -966,6 +974,8 @@ void replicator_stop(struct replicator *r)
 	/* what the mirror has not answered by now is kept in the journal */
 	if (r->inflight)
 		go_down_locked(r, "stopping");
+	else if (r->link == LINK_LIVE)
+		al_settle_locked(r);
 	r->running = false;
 	pthread_cond_broadcast(&r->queue_cond);
 	pthread_cond_broadcast(&r->space_cond);

@@ -46,6 +46,7 @@ struct rep_lun {
 	enum ipm_lun_state state;
 	struct journal *journal;
 	struct dirty_bitmap *bitmap;  /* used once the journal is full */
+	struct dirty_bitmap *al;      /* activity log: extents with live writes */
 	bool overflowed;
 	uint64_t replayed_records;    /* of the journal, in this resync */
 	unsigned replay_outstanding;  /* replayed requests not yet answered */
@@ -119,5 +120,11 @@ int journal_sync_all_locked(struct replicator *r);
  * negative when the link broke (caller goes back down). */
 int resync_run(struct replicator *r);
 bool journals_empty(struct replicator *r);
+
+/* activity_log.c */
+int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err);
+void al_close(struct rep_lun *rl);
+int al_note_locked(struct rep_lun *rl, const struct wire_frame *f);
+void al_settle_locked(struct replicator *r);
 
 #endif

@@ -43,6 +43,10 @@ static int open_one(struct rep_lun *rl, ipm_error *err)
 	if (rc < 0)
 		return rc;
 	rl->overflowed = dirty_bitmap_dirty_bytes(rl->bitmap) > 0;
+	path[strlen(path) - strlen(".bitmap")] = '\0';
+	rc = al_open(rl, path, err);
+	if (rc < 0)
+		return rc;
 	if (journal_records(rl->journal) || rl->overflowed)
 		qb_log(LOG_NOTICE, "lun %s: %llu journaled request(s) and %llu dirty bytes from before; they will be resynced",
 		       l->cfg->name, (unsigned long long)journal_records(rl->journal),
@@ -72,6 +76,7 @@ void resync_close_journals(struct replicator *r)
 			journal_close(r->luns[i].journal);
 		if (r->luns[i].bitmap)
 			dirty_bitmap_close(r->luns[i].bitmap);
+		al_close(&r->luns[i]);
 	}
 }
 

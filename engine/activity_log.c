@@ -1,0 +1,98 @@
+/* activity_log.c - which extents may hold writes the mirror has not applied
+ * while mirroring live (DRBD's activity log, unbounded for now).
+ *
+ * A live write reaches the local disk and the wire at the same time. If the
+ * primary dies in between, neither the journal (only used while the peer is
+ * unreachable) nor the mirror knows about it, and the copies differ. So the
+ * extent of every live write is marked in a persistent bitmap, durably,
+ * before the write goes anywhere; the marks are dropped (durably) when
+ * nothing is in flight. At start, marks left by a crash are moved into the
+ * LUN's dirty-extent bitmap, and the resync copies those extents. */
+#include <errno.h>
+#include <stdio.h>
+#include <qb/qblog.h>
+
+#include "lun.h"
+#include "replicator_int.h"
+
+#define AL_EXTENT (1u << 20)
+
+/* Marks left over from a crash become dirty extents for the resync. */
+static int al_recover(struct rep_lun *rl, const char *path, ipm_error *err)
+{
+	uint64_t off, len, from = 0, bytes = dirty_bitmap_dirty_bytes(rl->al);
+	int rc;
+
+	if (!bytes)
+		return 0;
+	while (dirty_bitmap_next(rl->al, from, &off, &len)) {
+		dirty_bitmap_mark(rl->bitmap, off, len);
+		from = off + len;
+	}
+	rc = dirty_bitmap_sync(rl->bitmap, err);
+	if (rc < 0)
+		return rc;
+	rl->overflowed = true;
+	qb_log(LOG_WARNING, "lun %s: %s: the last run did not stop cleanly; %llu bytes written while mirroring live will be resynced",
+	       ipm_lun_name(rl->lun), path, (unsigned long long)bytes);
+	return dirty_bitmap_clear_all(rl->al, err);
+}
+
+int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err)
+{
+	char path[4200];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s.al", journal_path);
+	rc = dirty_bitmap_open(path, rl->lun->size, AL_EXTENT, &rl->al, err);
+	if (rc < 0)
+		return rc;
+	return al_recover(rl, path, err);
+}
+
+void al_close(struct rep_lun *rl)
+{
+	if (rl->al)
+		dirty_bitmap_close(rl->al);
+	rl->al = NULL;
+}
+
+/* Before a live request leaves: its extents are durably marked. The first
+ * write to an extent costs one fdatasync of the small bitmap file. */
+int al_note_locked(struct rep_lun *rl, const struct wire_frame *f)
+{
+	uint64_t before = dirty_bitmap_dirty_bytes(rl->al);
+	ipm_error err = { "" };
+	int rc;
+
+	if (f->type == WIRE_FLUSH || !f->length)
+		return 0;
+	dirty_bitmap_mark(rl->al, f->offset, f->length);
+	if (dirty_bitmap_dirty_bytes(rl->al) == before)
+		return 0;
+	rc = dirty_bitmap_sync(rl->al, &err);
+	if (rc < 0)
+		qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
+	return rc;
+}
+
+/* Nothing in flight and no host request pending: the mirror has applied
+ * everything the host wrote, so no extent can differ. */
+void al_settle_locked(struct replicator *r)
+{
+	ipm_error err = { "" };
+	unsigned i;
+
+	if (r->inflight)
+		return;
+	for (i = 0; i < r->n_luns; i++)
+		if (r->luns[i].active)
+			return;
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		if (rl->al && dirty_bitmap_dirty_bytes(rl->al) &&
+		    dirty_bitmap_clear_all(rl->al, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
+	}
+}

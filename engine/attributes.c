@@ -1,0 +1,429 @@
+/* attributes.c - the node-attribute publisher (see attributes.h), and the
+ * role override used by promote/demote (ipm_config_set_primary). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "attributes.h"
+#include "engine.h"
+
+#define POLL_MS 500
+#define NOCLUSTER_RETRY_MS 10000
+#define ATTRD_NOT_CONNECTED 102 /* attrd_updater: no cluster running */
+
+extern char **environ;
+
+struct cached {
+	struct ipm_attr attr;
+	bool valid; /* published with this value */
+};
+
+struct lun_memory {
+	char name[IPM_NAME_MAX];
+	bool consistent;
+};
+
+struct ipm_attributes {
+	ipm_attr_publish_fn fn;
+	void *opaque;
+	/* engine_lock: held while a poll reads the engine */
+	pthread_mutex_t engine_lock;
+	ipm_engine *engine;
+	/* lock: the thread's control and the LUN memory */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool running, stop, wake;
+	struct lun_memory *mem;
+	size_t n_mem;
+	/* poller only */
+	struct cached *cache;
+	size_t n_cache;
+	int64_t retry_at_ms; /* no cluster: quiet until then */
+	bool failing;
+	bool nocluster_logged;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- computing the attributes ------------------------------------------ */
+
+static void set_attr(struct ipm_attr *a, const char *lun, const char *suffix,
+		     const char *value)
+{
+	if (lun)
+		snprintf(a->name, sizeof(a->name), "ipmirror-%s-%s", lun, suffix);
+	else
+		snprintf(a->name, sizeof(a->name), "ipmirror-%s", suffix);
+	snprintf(a->value, sizeof(a->value), "%s", value);
+}
+
+int ipm_attributes_compute(const ipm_status *st, struct ipm_attr **out, size_t *n)
+{
+	size_t count = 2 + 2 * st->n_luns, i;
+	struct ipm_attr *v = calloc(count, sizeof(*v));
+	char num[32];
+
+	if (!v)
+		return -ENOMEM;
+	set_attr(&v[0], NULL, "peer", ipm_link_name(st->peer[0] ? st->peer_heartbeat
+							       : IPM_LINK_OFF));
+	/* the storage-path heartbeat does not exist yet */
+	set_attr(&v[1], NULL, "peer-storage", ipm_link_name(IPM_LINK_OFF));
+	for (i = 0; i < st->n_luns; i++) {
+		const ipm_lun_status *l = &st->luns[i];
+
+		set_attr(&v[2 + 2 * i], l->name, "state", ipm_state_name(l->state));
+		snprintf(num, sizeof(num), "%" PRIu64, l->journal_bytes);
+		set_attr(&v[3 + 2 * i], l->name, "journal", num);
+	}
+	*out = v;
+	*n = count;
+	return 0;
+}
+
+/* ---- LUN memory: was this node's copy consistent? ---------------------- */
+
+static struct lun_memory *memory_find(struct ipm_attributes *a, const char *lun, bool add)
+{
+	struct lun_memory *m;
+	size_t i;
+
+	for (i = 0; i < a->n_mem; i++)
+		if (strcmp(a->mem[i].name, lun) == 0)
+			return &a->mem[i];
+	if (!add)
+		return NULL;
+	m = realloc(a->mem, (a->n_mem + 1) * sizeof(*m));
+	if (!m)
+		return NULL;
+	a->mem = m;
+	m = &a->mem[a->n_mem++];
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", lun);
+	return m;
+}
+
+/* The primary holds the newest data unless it is damaged itself. A mirror
+ * is consistent while up to date, not while being resynced; "outdated"
+ * only says the primary is gone, so the last verdict stands. */
+static void track(struct ipm_attributes *a, const ipm_lun_status *l)
+{
+	struct lun_memory *m;
+
+	pthread_mutex_lock(&a->lock);
+	m = memory_find(a, l->name, true);
+	if (!m)
+		goto out;
+	if (l->role == IPM_ROLE_PRIMARY) {
+		m->consistent = l->state != IPM_STATE_INCONSISTENT &&
+				l->state != IPM_STATE_SPLITBRAIN;
+	} else if (!l->mirrored) {
+		m->consistent = false;
+	} else if (l->state == IPM_STATE_UPTODATE) {
+		m->consistent = true;
+	} else if (l->state != IPM_STATE_OUTDATED) {
+		m->consistent = false;
+	}
+out:
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool ipm_attributes_consistent(struct ipm_attributes *a, const char *lun)
+{
+	struct lun_memory *m;
+	bool ok;
+
+	pthread_mutex_lock(&a->lock);
+	m = memory_find(a, lun, false);
+	ok = m && m->consistent;
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
+void ipm_attributes_mark_consistent(struct ipm_attributes *a, const char *lun)
+{
+	struct lun_memory *m;
+
+	pthread_mutex_lock(&a->lock);
+	m = memory_find(a, lun, true);
+	if (m)
+		m->consistent = true;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* ---- publishing only what changed --------------------------------------- */
+
+static struct cached *cache_find(struct ipm_attributes *a, const char *name)
+{
+	struct cached *c;
+	size_t i;
+
+	for (i = 0; i < a->n_cache; i++)
+		if (strcmp(a->cache[i].attr.name, name) == 0)
+			return &a->cache[i];
+	c = realloc(a->cache, (a->n_cache + 1) * sizeof(*c));
+	if (!c)
+		return NULL;
+	a->cache = c;
+	c = &a->cache[a->n_cache++];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->attr.name, sizeof(c->attr.name), "%s", name);
+	return c;
+}
+
+static void publish_failed(struct ipm_attributes *a, const struct ipm_attr *v, int rc)
+{
+	if (rc == -ENOTCONN) {
+		/* no cluster: normal outside Pacemaker; say it once */
+		a->retry_at_ms = mono_ms() + NOCLUSTER_RETRY_MS;
+		if (!a->nocluster_logged)
+			qb_log(LOG_INFO, "node attributes: no cluster running; retrying every %d s",
+			       NOCLUSTER_RETRY_MS / 1000);
+		a->nocluster_logged = true;
+		return;
+	}
+	if (!a->failing)
+		qb_log(LOG_WARNING, "node attributes: cannot publish %s=%s: %s", v->name,
+		       v->value, strerror(-rc));
+	a->failing = true;
+}
+
+static void publish_ok(struct ipm_attributes *a)
+{
+	if (a->failing || a->nocluster_logged)
+		qb_log(LOG_NOTICE, "node attributes: publishing");
+	a->failing = false;
+	a->nocluster_logged = false;
+}
+
+static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, size_t n)
+{
+	struct cached *c;
+	int published = 0, rc;
+	size_t i;
+
+	if (!a->fn || (a->retry_at_ms && mono_ms() < a->retry_at_ms))
+		return 0;
+	a->retry_at_ms = 0;
+	for (i = 0; i < n; i++) {
+		c = cache_find(a, v[i].name);
+		if (!c)
+			return -ENOMEM;
+		if (c->valid && strcmp(c->attr.value, v[i].value) == 0)
+			continue;
+		rc = a->fn(a->opaque, v[i].name, v[i].value);
+		if (rc < 0) {
+			/* stays invalid, so the next round tries again */
+			c->valid = false;
+			publish_failed(a, &v[i], rc);
+			return rc;
+		}
+		snprintf(c->attr.value, sizeof(c->attr.value), "%s", v[i].value);
+		c->valid = true;
+		published++;
+	}
+	if (published)
+		publish_ok(a);
+	return published;
+}
+
+int ipm_attributes_update(struct ipm_attributes *a, const ipm_status *st)
+{
+	struct ipm_attr *v;
+	size_t n, i;
+	int rc;
+
+	for (i = 0; i < st->n_luns; i++)
+		track(a, &st->luns[i]);
+	rc = ipm_attributes_compute(st, &v, &n);
+	if (rc < 0)
+		return rc;
+	rc = publish_changes(a, v, n);
+	free(v);
+	return rc;
+}
+
+int ipm_attributes_poll(struct ipm_attributes *a)
+{
+	ipm_status *st = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->engine_lock);
+	if (a->engine)
+		rc = ipm_engine_status(a->engine, &st);
+	pthread_mutex_unlock(&a->engine_lock);
+	if (rc < 0 || !st)
+		return rc;
+	rc = ipm_attributes_update(a, st);
+	ipm_status_free(st);
+	return rc;
+}
+
+/* ---- the thread ----------------------------------------------------------- */
+
+static void *attributes_thread(void *arg)
+{
+	struct ipm_attributes *a = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&a->lock);
+	while (!a->stop) {
+		a->wake = false;
+		pthread_mutex_unlock(&a->lock);
+		ipm_attributes_poll(a);
+		pthread_mutex_lock(&a->lock);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += POLL_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		while (!a->stop && !a->wake)
+			if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) == ETIMEDOUT)
+				break;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+int ipm_attributes_create(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
+			  struct ipm_attributes **out, ipm_error *err)
+{
+	struct ipm_attributes *a = calloc(1, sizeof(*a));
+	pthread_condattr_t ca;
+
+	if (!a)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	a->engine = e;
+	a->fn = fn;
+	a->opaque = opaque;
+	pthread_mutex_init(&a->engine_lock, NULL);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	*out = a;
+	return 0;
+}
+
+int ipm_attributes_start(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
+			 struct ipm_attributes **out, ipm_error *err)
+{
+	struct ipm_attributes *a;
+	int rc;
+
+	rc = ipm_attributes_create(e, fn, opaque, &a, err);
+	if (rc < 0)
+		return rc;
+	rc = -pthread_create(&a->thread, NULL, attributes_thread, a);
+	if (rc < 0) {
+		ipm_attributes_stop(a);
+		return ipm_fail(err, rc, "node attributes: cannot start thread: %s",
+				strerror(-rc));
+	}
+	a->running = true;
+	*out = a;
+	return 0;
+}
+
+void ipm_attributes_wake(struct ipm_attributes *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->wake = true;
+	pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void ipm_attributes_set_engine(struct ipm_attributes *a, ipm_engine *e)
+{
+	pthread_mutex_lock(&a->engine_lock);
+	a->engine = e;
+	pthread_mutex_unlock(&a->engine_lock);
+	if (e)
+		ipm_attributes_wake(a);
+}
+
+void ipm_attributes_stop(struct ipm_attributes *a)
+{
+	if (!a)
+		return;
+	if (a->running) {
+		pthread_mutex_lock(&a->lock);
+		a->stop = true;
+		pthread_cond_signal(&a->cond);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->thread, NULL);
+	}
+	pthread_cond_destroy(&a->cond);
+	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->engine_lock);
+	free(a->cache);
+	free(a->mem);
+	free(a);
+}
+
+/* ---- the default publisher: attrd_updater --------------------------------- */
+
+int ipm_attr_publish_attrd(void *opaque, const char *name, const char *value)
+{
+	char *argv[] = { "attrd_updater", "-n", (char *)name, "-U", (char *)value,
+			 "-d", "5s", NULL };
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int rc, status;
+
+	(void)opaque;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	rc = posix_spawnp(&pid, "attrd_updater", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc)
+		return -rc;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == ATTRD_NOT_CONNECTED)
+		return -ENOTCONN;
+	return -EIO;
+}
+
+/* ---- role override ---------------------------------------------------------- */
+
+int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node)
+{
+	unsigned i;
+	char *p;
+
+	if (!ipm_config_node(cfg, node))
+		return -ENOENT;
+	for (i = 0; i < cfg->n_luns; i++) {
+		if (strcmp(cfg->luns[i].name, lun) != 0)
+			continue;
+		p = strdup(node);
+		if (!p)
+			return -ENOMEM;
+		free(cfg->luns[i].primary);
+		cfg->luns[i].primary = p;
+		return 0;
+	}
+	return -ENOENT;
+}

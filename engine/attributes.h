@@ -1,0 +1,72 @@
+/* attributes.h - publish the mirror status as Pacemaker node attributes.
+ *
+ * One thread per engine polls ipm_engine_status() about every 500 ms and
+ * hands each attribute whose value changed since it was last published to a
+ * publish function (by default ipm_attr_publish_attrd, which spawns
+ * attrd_updater). Attributes, as fixed by DESIGN.md:
+ *   ipmirror-<LUN>-state    the LUN's state name
+ *   ipmirror-<LUN>-journal  journal bytes
+ *   ipmirror-peer           up|down|probation (off without a peer)
+ *   ipmirror-peer-storage   up|down|off (always "off": no storage heartbeat yet)
+ *
+ * The same thread remembers, per LUN, whether this node's copy was
+ * consistent the last time the state could tell: a mirror that was up to
+ * date when its primary went away still holds every acknowledged write,
+ * although the engine then reports it "outdated". Promotion checks use it.
+ *
+ * All symbols start with ipm_ so the daemon can reach them in the shared
+ * library; this header is not installed. */
+#ifndef IPM_ATTRIBUTES_H
+#define IPM_ATTRIBUTES_H
+
+#include "ipmirror.h"
+
+#define IPM_ATTR_NAME_MAX (IPM_NAME_MAX + 32)
+#define IPM_ATTR_VALUE_MAX 32
+
+/* 0 on success; -ENOTCONN when no cluster is running (retried later,
+ * quietly); any other negative errno is a failure (logged, retried). */
+typedef int (*ipm_attr_publish_fn)(void *opaque, const char *name, const char *value);
+
+struct ipm_attr {
+	char name[IPM_ATTR_NAME_MAX];
+	char value[IPM_ATTR_VALUE_MAX];
+};
+
+/* The attributes of a status snapshot: 2 + 2 per LUN. *out is malloc'ed. */
+int ipm_attributes_compute(const ipm_status *st, struct ipm_attr **out, size_t *n);
+
+struct ipm_attributes;
+
+/* Create the publisher without a thread. fn NULL = track consistency only
+ * (nothing is published). e may be NULL (see ipm_attributes_set_engine). */
+int ipm_attributes_create(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
+			  struct ipm_attributes **out, ipm_error *err);
+/* Create and start the polling thread. */
+int ipm_attributes_start(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
+			 struct ipm_attributes **out, ipm_error *err);
+/* Stop the thread (if any) and free a. NULL is fine. */
+void ipm_attributes_stop(struct ipm_attributes *a);
+/* Poll now instead of at the next tick. */
+void ipm_attributes_wake(struct ipm_attributes *a);
+/* Swap the engine (NULL: pause polling), e.g. while the daemon re-creates
+ * it for a role change. Returns once no poll uses the old engine. */
+void ipm_attributes_set_engine(struct ipm_attributes *a, ipm_engine *e);
+
+/* One round on a given snapshot: track consistency, publish what changed.
+ * Returns the number of attributes published, or the first publish error. */
+int ipm_attributes_update(struct ipm_attributes *a, const ipm_status *st);
+/* One round on the engine's current status. */
+int ipm_attributes_poll(struct ipm_attributes *a);
+
+/* Whether lun's data on this node was consistent when last known (see
+ * above); false for an unknown LUN. */
+bool ipm_attributes_consistent(struct ipm_attributes *a, const char *lun);
+/* Record that lun is consistent here (a clean demotion: journal empty). */
+void ipm_attributes_mark_consistent(struct ipm_attributes *a, const char *lun);
+
+/* The default publisher: attrd_updater -n NAME -U VALUE -d 5s. opaque unused.
+ * attrd_updater's exit status 102 (no cluster) becomes -ENOTCONN. */
+int ipm_attr_publish_attrd(void *opaque, const char *name, const char *value);
+
+#endif

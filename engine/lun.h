@@ -15,6 +15,7 @@ struct ipm_lun {
 	pthread_rwlock_t role_lock;   /* held for reading by every host request */
 	enum ipm_role role;
 	enum ipm_lun_state state;
+	bool insync;                  /* mirror here: the last resync completed (atomic) */
 	/* mirroring: set when the LUN is mirrored, by the side that uses it */
 	uint32_t wire_index;          /* index in its direction's LUN list */
 	struct replicator *rep;       /* primary here: sends our writes */

@@ -59,7 +59,6 @@ struct receiver {
 	struct rreq *pending;         /* waiting for dependencies, or being applied */
 	struct rconn *conns;
 	unsigned n_conns;
-	int64_t last_replay_ms;       /* when a replayed request last arrived */
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -107,6 +106,8 @@ static int apply(struct rreq *q)
 	unsigned fua = (f->flags & WIRE_F_FUA) ? IPM_IO_FUA : 0;
 	int rc;
 
+	if ((f->flags & WIRE_F_REPLAY) && !(f->flags & WIRE_F_INSYNC))
+		__atomic_store_n(&q->lun->insync, false, __ATOMIC_RELAXED);
 	switch (f->type) {
 	case WIRE_WRITE:
 		return lun_local_write(q->lun, q->data, f->len, f->offset, fua);
@@ -117,7 +118,13 @@ static int apply(struct rreq *q)
 		rc = lun_local_zero(q->lun, f->length, f->offset);
 		break;
 	case WIRE_FLUSH:
-		return lun_local_flush(q->lun);
+		rc = lun_local_flush(q->lun);
+		/* replays are applied strictly in journal order, so the flag
+		 * follows the copy exactly: a replay makes it behind, the
+		 * marker ending a resync pass makes it equal again */
+		if (rc == 0 && (f->flags & WIRE_F_INSYNC))
+			__atomic_store_n(&q->lun->insync, true, __ATOMIC_RELAXED);
+		return rc;
 	default:
 		return -EINVAL;
 	}
@@ -393,8 +400,6 @@ static void serve(struct rconn *c)
 			continue;
 		}
 		ca_refresh(&c->rc->ca, c->index);
-		if (q->f.flags & WIRE_F_REPLAY)
-			__atomic_store_n(&c->rc->last_replay_ms, ipm_now_ms(), __ATOMIC_RELAXED);
 		rc = dispatch(c, q);
 		if (rc == -EPROTO) {
 			ipm_fail(&err, rc, "request %llu violates the ordering window (dep %llu)",
@@ -528,6 +533,10 @@ static void *conn_main(void *arg)
 	       rc->e->peer->name, c->who, c->n_luns);
 	serve(c);
 	ca_release(&rc->ca, c->index, c->fd);
+	/* the primary goes on without us: we are behind until its next resync */
+	if (ca_count_up(&rc->ca) == 0)
+		for (unsigned i = 0; i < c->n_luns; i++)
+			__atomic_store_n(&c->luns[i]->insync, false, __ATOMIC_RELAXED);
 out:
 	free(auth);
 	shutdown(c->fd, SHUT_RDWR);
@@ -712,12 +721,10 @@ struct connection_array *receiver_connections(struct receiver *rc)
 
 enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l)
 {
-	int64_t replay = __atomic_load_n(&rc->last_replay_ms, __ATOMIC_RELAXED);
-
-	(void)l;
 	if (ca_count_up(&rc->ca) == 0)
 		return IPM_STATE_OUTDATED;
-	if (replay && ipm_now_ms() - replay < 2000)
+	/* connected: up to date only once a resync pass has ended here */
+	if (!__atomic_load_n(&l->insync, __ATOMIC_RELAXED))
 		return IPM_STATE_RESYNCING;
 	return IPM_STATE_UPTODATE;
 }

@@ -339,6 +339,8 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 	       r->e->peer->name, (unsigned long long)sent, (long long)(ipm_now_ms() - t0));
 }
 
+static const struct journal_rec insync_marker = { .type = WIRE_FLUSH };
+
 int resync_run(struct replicator *r)
 {
 	int64_t t0 = ipm_now_ms();
@@ -360,6 +362,11 @@ int resync_run(struct replicator *r)
 				if (rc < 0)
 					return rc;
 			}
+			/* tell the mirror where this pass ends (a durable
+			 * barrier after everything replayed so far) */
+			rc = send_replay(r, &r->luns[i], &insync_marker, WIRE_F_INSYNC);
+			if (rc < 0)
+				return rc;
 		}
 		pthread_mutex_lock(&r->lock);
 		/* wait for the mirror's answers while new writes still go to

@@ -360,7 +360,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	if (f->type < WIRE_WRITE || f->type > WIRE_PING)
 		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
 	t = frame_type_name(f->type);
-	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY))
+	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY | WIRE_F_INSYNC))
 		return ipm_fail(err, -EPROTO, "%s frame has unknown flags 0x%04x", t, f->flags);
 	if (f->type == WIRE_WRITE) {
 		if (f->len > WIRE_MAX_PAYLOAD)

@@ -89,6 +89,8 @@ enum wire_type {
 enum wire_flags {
 	WIRE_F_FUA = 1 << 0,
 	WIRE_F_REPLAY = 1 << 1,   /* replayed from the journal by a resync */
+	WIRE_F_INSYNC = 1 << 2,   /* on a replayed FLUSH that ends a resync pass: once
+				   * applied, the mirror's copy equals the primary's */
 };
 
 struct wire_frame {

@@ -19,11 +19,22 @@ sleep 2
 seen="$T_DIR/states"
 : >"$seen"
 end=$(( $(date +%s) + 30 ))
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# sample the state for 3 s of wall-clock time (a slow status call must not
+# stretch the phase: an "up" phase longer than probation would reconnect)
+sample_3s() {
+	local stop=$(( $(now_ms) + 3000 ))
+	while [ "$(now_ms)" -lt "$stop" ]; do
+		in_node node1 timeout 1 "$IPMIRRORCTL" --socket "ipm-$$-node1" status vol0 --json 2>/dev/null |
+			jq -r '.luns[0].state' >>"$seen"
+		sleep 0.2
+	done
+}
 while [ "$(date +%s)" -lt "$end" ]; do
 	link_down
-	for _ in 1 2 3 4 5 6; do lun_field node1 vol0 state >>"$seen"; sleep 0.5; done
+	sample_3s
 	link_up
-	for _ in 1 2 3 4 5 6; do lun_field node1 vol0 state >>"$seen"; sleep 0.5; done
+	sample_3s
 done
 diag "states seen while flapping: $(sort "$seen" | uniq -c | tr '\n' ' ')"
 check "the outage was noticed (journaling seen)" grep -qx journaling "$seen"

@@ -34,21 +34,6 @@ struct ipc_server {
 
 static qb_loop_t *ipc_loop;
 
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* ---- poll handlers: libqb's descriptors go into our loop --------------- */
 
 static int32_t ipc_job_add(enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
@@ -269,31 +254,31 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 	if (!name)
 		name = IPC_DEFAULT_SERVICE;
 	if (ipc_loop)
-		return fail(err, -EBUSY, "admin IPC: a server is already running");
+		return ipm_fail(err, -EBUSY, "admin IPC: a server is already running");
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return fail(err, -ENOMEM, "admin IPC: out of memory");
+		return ipm_fail(err, -ENOMEM, "admin IPC: out of memory");
 	s->engine = e;
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	s->loop = qb_loop_create();
 	if (!s->loop) {
-		rc = fail(err, -ENOMEM, "admin IPC: cannot create the event loop");
+		rc = ipm_fail(err, -ENOMEM, "admin IPC: cannot create the event loop");
 		goto fail;
 	}
 	ipc_loop = s->loop;
 	if (pipe2(s->stop_pipe, O_CLOEXEC) < 0) {
-		rc = fail(err, -errno, "admin IPC: pipe: %s", strerror(errno));
+		rc = ipm_fail(err, -errno, "admin IPC: pipe: %s", strerror(errno));
 		goto fail;
 	}
 	rc = qb_loop_poll_add(s->loop, QB_LOOP_HIGH, s->stop_pipe[0], POLLIN, s,
 			      stop_requested);
 	if (rc < 0) {
-		rc = fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));
+		rc = ipm_fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));
 		goto fail;
 	}
 	s->svc = qb_ipcs_create(name, 0, QB_IPC_SHM, &service_handlers);
 	if (!s->svc) {
-		rc = fail(err, -errno ? -errno : -ENOMEM,
+		rc = ipm_fail(err, -errno ? -errno : -ENOMEM,
 			      "admin IPC: cannot create service \"%s\"", name);
 		goto fail;
 	}
@@ -303,14 +288,14 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 	rc = qb_ipcs_run(s->svc);
 	if (rc < 0) {
 		s->svc = NULL; /* a failed qb_ipcs_run drops the service itself */
-		rc = fail(err, rc, "admin IPC: cannot publish service \"%s\": %s%s", name,
+		rc = ipm_fail(err, rc, "admin IPC: cannot publish service \"%s\": %s%s", name,
 			      strerror(-rc),
 			      rc == -EADDRINUSE ? " (another ipmirrord? use --socket)" : "");
 		goto fail;
 	}
 	rc = -pthread_create(&s->thread, NULL, ipc_thread, s);
 	if (rc < 0) {
-		rc = fail(err, rc, "admin IPC: cannot start thread: %s", strerror(-rc));
+		rc = ipm_fail(err, rc, "admin IPC: cannot start thread: %s", strerror(-rc));
 		goto fail;
 	}
 	*out = s;

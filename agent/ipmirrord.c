@@ -122,19 +122,6 @@ static int log_level(const struct options *o, const ipm_config *cfg)
 	return level > LOG_DEBUG ? LOG_DEBUG : level;
 }
 
-static int ipm_fail_msg(ipm_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int ipm_fail_msg(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* Detach, keeping a pipe to the child: the parent exits only once the child
  * says it is serving, so "ipmirrord && nbdinfo ..." works. */
 static int daemonize(int *ready_fd)
@@ -256,12 +243,12 @@ static int lun_snapshot(struct daemon *d, const char *lun, ipm_status **st,
 	int rc = ipm_engine_status(d->engine, st);
 
 	if (rc < 0)
-		return ipm_fail_msg(err, rc, "cannot read status: %s", strerror(-rc));
+		return ipm_fail(err, rc, "cannot read status: %s", strerror(-rc));
 	*l = find_lun(*st, lun);
 	if (!*l) {
 		ipm_status_free(*st);
 		*st = NULL;
-		return ipm_fail_msg(err, -ENOENT, "no lun \"%s\" on %s", lun, d->o->node);
+		return ipm_fail(err, -ENOENT, "no lun \"%s\" on %s", lun, d->o->node);
 	}
 	return 0;
 }
@@ -270,11 +257,11 @@ static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_st
 			 ipm_error *err)
 {
 	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
-		return ipm_fail_msg(err, -EBUSY,
+		return ipm_fail(err, -EBUSY,
 				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
 				    l->name, st->peer);
 	if (!ipm_attributes_consistent(d->attrs, l->name))
-		return ipm_fail_msg(err, -EPERM,
+		return ipm_fail(err, -EPERM,
 				    "lun \"%s\" is %s here and was not up to date when its primary went away: promoting would lose writes (--force overrides)",
 				    l->name, ipm_state_name(l->state));
 	return 0;
@@ -296,7 +283,7 @@ static int check_demote(struct daemon *d, const char *lun, ipm_status **st,
 	}
 	if (demote_safe(*l))
 		return 0;
-	return ipm_fail_msg(err, -EBUSY,
+	return ipm_fail(err, -EBUSY,
 			    "lun \"%s\" is %s with %llu journal bytes its peer has not confirmed: demoting now would leave them only here (--force overrides)",
 			    (*l)->name, ipm_state_name((*l)->state),
 			    (unsigned long long)(*l)->journal_bytes);
@@ -342,18 +329,18 @@ static int role_change(void *opaque, const char *lun, bool promote, unsigned fla
 	int rc;
 
 	if (!d->engine)
-		return ipm_fail_msg(err, -EIO, "the engine is down");
+		return ipm_fail(err, -EIO, "the engine is down");
 	rc = lun_snapshot(d, lun, &st, &l, err);
 	if (rc < 0)
 		return rc;
 	snprintf(peer, sizeof(peer), "%s", st->peer);
 	if (l->role == (promote ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR)) {
-		rc = ipm_fail_msg(err, 0, "lun \"%s\" is already %s here", lun,
+		rc = ipm_fail(err, 0, "lun \"%s\" is already %s here", lun,
 				  ipm_role_name(l->role));
 		goto out;
 	}
 	if (!peer[0] && !promote) {
-		rc = ipm_fail_msg(err, -EINVAL, "lun \"%s\": no peer to hand it to", lun);
+		rc = ipm_fail(err, -EINVAL, "lun \"%s\": no peer to hand it to", lun);
 		goto out;
 	}
 	rc = promote ? check_promote(d, l, st, err) : check_demote(d, lun, &st, &l, err);
@@ -362,7 +349,7 @@ static int role_change(void *opaque, const char *lun, bool promote, unsigned fla
 	safe = rc == 0;
 	if (flags & IPC_F_DRY_RUN) {
 		if (safe)
-			ipm_fail_msg(err, 0, "lun \"%s\" can be %s", lun,
+			ipm_fail(err, 0, "lun \"%s\" can be %s", lun,
 				     promote ? "promoted" : "demoted");
 		goto out;
 	}
@@ -376,7 +363,7 @@ static int role_change(void *opaque, const char *lun, bool promote, unsigned fla
 			ipm_attributes_mark_consistent(d->attrs, lun);
 		qb_log(LOG_NOTICE, "lun %s: %s%s", lun, promote ? "promoted (primary)" : "demoted (mirror)",
 		       safe ? "" : " by force");
-		ipm_fail_msg(err, 0, "lun \"%s\" %s on %s%s", lun,
+		ipm_fail(err, 0, "lun \"%s\" %s on %s%s", lun,
 			     promote ? "promoted" : "demoted", d->o->node, safe ? "" : " (forced)");
 	}
 out:

@@ -109,21 +109,6 @@ struct nbd_server {
 	bool stopping;
 };
 
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 static void client_log(struct nbd_client *c, int prio, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -380,7 +365,7 @@ static int lookup_export(struct nbd_client *c, const char *name, uint32_t len, i
 		l = ipm_engine_lun_by_name(c->s->e, buf);
 	}
 	if (!l)
-		return fail(err, -ENOENT, "unknown export \"%s\"", shown);
+		return ipm_fail(err, -ENOENT, "unknown export \"%s\"", shown);
 	if (ipm_lun_check_open(l, err) < 0)
 		return -EPERM;
 	*out = l;
@@ -1094,7 +1079,7 @@ static int listen_tcp(struct nbd_server *s, ipm_error *err)
 	snprintf(port, sizeof(port), "%u", s->listen.port);
 	rc = getaddrinfo(s->listen.address, port, &hints, &res);
 	if (rc != 0)
-		return fail(err, -EINVAL, "NBD address %s: %s", s->listen.address,
+		return ipm_fail(err, -EINVAL, "NBD address %s: %s", s->listen.address,
 			    gai_strerror(rc));
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
@@ -1111,7 +1096,7 @@ static int listen_tcp(struct nbd_server *s, ipm_error *err)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return fail(err, -saved, "cannot listen for NBD on %s:%u: %s", s->listen.address,
+		return ipm_fail(err, -saved, "cannot listen for NBD on %s:%u: %s", s->listen.address,
 			    s->listen.port, strerror(saved));
 	s->tcp_fd = fd;
 	qb_log(LOG_NOTICE, "NBD listening on %s:%u", s->listen.address, s->listen.port);
@@ -1128,15 +1113,15 @@ static int unix_path_free(const char *path, ipm_error *err)
 	if (lstat(path, &st) < 0)
 		return 0;
 	if (!S_ISSOCK(st.st_mode))
-		return fail(err, -EEXIST, "%s exists and is not a socket", path);
+		return ipm_fail(err, -EEXIST, "%s exists and is not a socket", path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return fail(err, -errno, "socket: %s", strerror(errno));
+		return ipm_fail(err, -errno, "socket: %s", strerror(errno));
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	close(fd);
 	if (rc == 0)
-		return fail(err, -EADDRINUSE, "%s is in use by another server", path);
+		return ipm_fail(err, -EADDRINUSE, "%s is in use by another server", path);
 	unlink(path);
 	return 0;
 }
@@ -1148,18 +1133,18 @@ static int listen_unix(struct nbd_server *s, ipm_error *err)
 	int fd, rc;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(err, -ENAMETOOLONG, "NBD socket path too long: %s", path);
+		return ipm_fail(err, -ENAMETOOLONG, "NBD socket path too long: %s", path);
 	rc = unix_path_free(path, err);
 	if (rc < 0)
 		return rc;
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return fail(err, -errno, "socket: %s", strerror(errno));
+		return ipm_fail(err, -errno, "socket: %s", strerror(errno));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
 		rc = -errno;
 		close(fd);
-		return fail(err, rc, "cannot listen for NBD on %s: %s", path, strerror(-rc));
+		return ipm_fail(err, rc, "cannot listen for NBD on %s: %s", path, strerror(-rc));
 	}
 	s->unix_fd = fd;
 	s->unix_bound = true;
@@ -1175,10 +1160,10 @@ int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
 	struct nbd_server *s;
 
 	if (!listen->address[0] && !listen->unix_path[0])
-		return fail(err, -EINVAL, "no NBD listener configured");
+		return ipm_fail(err, -EINVAL, "no NBD listener configured");
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	s->e = e;
 	s->listen = *listen;
 	s->n_threads = threads ? threads : DEFAULT_THREADS;
@@ -1199,7 +1184,7 @@ int nbd_server_start(struct nbd_server *s, ipm_error *err)
 	s->started = true;  /* from here on nbd_server_stop undoes a partial start */
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
-		rc = fail(err, -errno, "eventfd: %s", strerror(errno));
+		rc = ipm_fail(err, -errno, "eventfd: %s", strerror(errno));
 		goto out;
 	}
 	if (s->listen.address[0] && (rc = listen_tcp(s, err)) < 0)
@@ -1208,19 +1193,19 @@ int nbd_server_start(struct nbd_server *s, ipm_error *err)
 		goto out;
 	s->workers = calloc(s->n_threads, sizeof(*s->workers));
 	if (!s->workers) {
-		rc = fail(err, -ENOMEM, "out of memory");
+		rc = ipm_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (; s->n_workers < s->n_threads; s->n_workers++) {
 		rc = -pthread_create(&s->workers[s->n_workers], NULL, worker_main, s);
 		if (rc < 0) {
-			fail(err, rc, "cannot start NBD workers: %s", strerror(-rc));
+			ipm_fail(err, rc, "cannot start NBD workers: %s", strerror(-rc));
 			goto out;
 		}
 	}
 	rc = -pthread_create(&s->acceptor, NULL, acceptor_main, s);
 	if (rc < 0) {
-		fail(err, rc, "cannot start the NBD acceptor: %s", strerror(-rc));
+		ipm_fail(err, rc, "cannot start the NBD acceptor: %s", strerror(-rc));
 		goto out;
 	}
 	s->acceptor_started = true;

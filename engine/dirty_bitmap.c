@@ -18,6 +18,7 @@
 #include <qb/qblog.h>
 
 #include "dirty_bitmap.h"
+#include "durable.h"
 #include "wire.h"
 
 #define BH_MAGIC "IPMDBMP1"
@@ -39,21 +40,6 @@ struct dirty_bitmap {
 	uint8_t *changed;            /* per block: bits has something disk lacks */
 	uint64_t dirty;              /* set bits in `bits` */
 };
-
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -111,29 +97,6 @@ static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
-}
-
-static int fsync_dir_of(const char *path)
-{
-	char *dup = strdup(path), *slash;
-	int fd, rc = 0;
-
-	if (!dup)
-		return -ENOMEM;
-	slash = strrchr(dup, '/');
-	if (!slash)
-		strcpy(dup, ".");
-	else if (slash == dup)
-		dup[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(dup);
-	return rc;
 }
 
 /* ---- bit ranges ---------------------------------------------------------- */
@@ -247,7 +210,7 @@ static int write_all(struct dirty_bitmap *b, const uint64_t *words, ipm_error *e
 	int rc;
 
 	if (!buf)
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	header_encode(b, buf);
 	rc = pwrite_full(b->fd, buf, BH_LEN, 0);
 	for (k = 0; rc == 0 && k < b->nblocks; k++) {
@@ -258,7 +221,7 @@ static int write_all(struct dirty_bitmap *b, const uint64_t *words, ipm_error *e
 		rc = -errno;
 	free(buf);
 	if (rc < 0)
-		return fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
+		return ipm_fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
 	return 0;
 }
 
@@ -270,26 +233,26 @@ static int header_check(struct dirty_bitmap *b, ipm_error *err)
 	uint32_t extent;
 
 	if (n < 0)
-		return fail(err, (int)n, "dirty bitmap %s: cannot read: %s", b->path,
+		return ipm_fail(err, (int)n, "dirty bitmap %s: cannot read: %s", b->path,
 			    strerror((int)-n));
 	if (n < 8 || memcmp(h, BH_MAGIC, 8) != 0)
-		return fail(err, -EINVAL, "%s is not an ipmirror dirty bitmap (bad magic); refusing to use or overwrite it",
+		return ipm_fail(err, -EINVAL, "%s is not an ipmirror dirty bitmap (bad magic); refusing to use or overwrite it",
 			    b->path);
 	if (get32(h + 8) != BH_VERSION)
-		return fail(err, -EINVAL, "dirty bitmap %s has format version %u; this ipmirror reads version %u",
+		return ipm_fail(err, -EINVAL, "dirty bitmap %s has format version %u; this ipmirror reads version %u",
 			    b->path, get32(h + 8), BH_VERSION);
 	if (n < BH_LEN || get32(h + BH_CRC_OFF) != crc32c(0, h, BH_CRC_OFF))
-		return fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (%s); the extents it tracks are unknown - resync the LUN in full, then remove the file",
+		return ipm_fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (%s); the extents it tracks are unknown - resync the LUN in full, then remove the file",
 			    b->path, n < BH_LEN ? "truncated" : "checksum mismatch");
 	size = get64(h + 24);
 	extent = get32(h + 20);
 	nbits = get64(h + 32);
 	if (get32(h + 12) != BH_LEN || get32(h + 16) != BLK_LEN || !extent ||
 	    nbits != (size + extent - 1) / extent)
-		return fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (inconsistent layout)",
+		return ipm_fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (inconsistent layout)",
 			    b->path);
 	if (size != b->lun_size || extent != b->extent)
-		return fail(err, -EINVAL, "dirty bitmap %s was written for a LUN of %llu bytes in %u-byte extents, not %llu bytes in %u-byte extents",
+		return ipm_fail(err, -EINVAL, "dirty bitmap %s was written for a LUN of %llu bytes in %u-byte extents, not %llu bytes in %u-byte extents",
 			    b->path, (unsigned long long)size, extent,
 			    (unsigned long long)b->lun_size, b->extent);
 	return 0;
@@ -303,12 +266,12 @@ static int load(struct dirty_bitmap *b, ipm_error *err)
 	ssize_t n;
 
 	if (!blk)
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	for (k = 0; k < b->nblocks; k++) {
 		n = pread_full(b->fd, blk, BLK_LEN, block_off(k));
 		if (n < 0) {
 			free(blk);
-			return fail(err, (int)n, "dirty bitmap %s: cannot read: %s", b->path,
+			return ipm_fail(err, (int)n, "dirty bitmap %s: cannot read: %s", b->path,
 				    strerror((int)-n));
 		}
 		if (n == BLK_LEN && block_decode(blk, k, b->disk))
@@ -363,13 +326,13 @@ int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
 
 	*out = NULL;
 	if (!extent)
-		return fail(err, -EINVAL, "dirty bitmap %s: extent size 0", path);
+		return ipm_fail(err, -EINVAL, "dirty bitmap %s: extent size 0", path);
 	b = calloc(1, sizeof(*b));
 	if (!b)
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	rc = alloc(b, path, lun_size, extent);
 	if (rc < 0) {
-		rc = fail(err, rc, "out of memory");
+		rc = ipm_fail(err, rc, "out of memory");
 		goto out;
 	}
 	b->fd = open(path, O_RDWR | O_CLOEXEC);
@@ -378,23 +341,23 @@ int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
 		created = true;
 	}
 	if (b->fd < 0) {
-		rc = fail(err, -errno, "cannot open dirty bitmap %s: %s", path, strerror(errno));
+		rc = ipm_fail(err, -errno, "cannot open dirty bitmap %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (flock(b->fd, LOCK_EX | LOCK_NB) < 0) {
-		rc = fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
+		rc = ipm_fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
 			  "dirty bitmap %s is in use by another process (%s)", path, strerror(errno));
 		goto out;
 	}
 	if (fstat(b->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = fail(err, -EINVAL, "dirty bitmap %s is not a regular file", path);
+		rc = ipm_fail(err, -EINVAL, "dirty bitmap %s is not a regular file", path);
 		goto out;
 	}
 	/* empty: ours, or a crash came before the first write */
 	if (created || st.st_size == 0) {
 		rc = write_all(b, b->disk, err);
 		if (rc == 0 && (rc = fsync_dir_of(path)) < 0)
-			fail(err, rc, "dirty bitmap %s: cannot sync its directory: %s", path,
+			ipm_fail(err, rc, "dirty bitmap %s: cannot sync its directory: %s", path,
 			     strerror(-rc));
 		goto out;
 	}
@@ -451,7 +414,7 @@ int dirty_bitmap_sync(struct dirty_bitmap *b, ipm_error *err)
 		if (!b->changed[k])
 			continue;
 		if (!blk && !(blk = malloc(BLK_LEN)))
-			return fail(err, -ENOMEM, "out of memory");
+			return ipm_fail(err, -ENOMEM, "out of memory");
 		for (w = k * BLK_WORDS; w < (k + 1) * BLK_WORDS; w++)
 			b->disk[w] |= b->bits[w];
 		block_encode(b->disk, k, blk);
@@ -462,7 +425,7 @@ int dirty_bitmap_sync(struct dirty_bitmap *b, ipm_error *err)
 	if (rc == 0 && any && fdatasync(b->fd) < 0)
 		rc = -errno;
 	if (rc < 0)
-		return fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
+		return ipm_fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
 	/* only now: a failed sync is retried in full by the next one */
 	memset(b->changed, 0, b->nblocks);
 	return 0;
@@ -508,7 +471,7 @@ int dirty_bitmap_clear_all(struct dirty_bitmap *b, ipm_error *err)
 	b->dirty = 0;
 	zero = calloc(words ? words : 1, sizeof(uint64_t));
 	if (!zero)
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	rc = write_all(b, zero, err);
 	free(zero);
 	if (rc < 0)

@@ -22,8 +22,4 @@ struct ipm_engine {
 	struct heartbeat *hb;               /* UDP heartbeat with the peer */
 };
 
-/* Format a message into err (NULL allowed) and return rc. */
-int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 #endif

@@ -29,6 +29,11 @@ typedef struct ipm_error {
 	char msg[512];
 } ipm_error;
 
+/* Format a message into err (NULL allowed) and return rc: the one way
+ * errors are reported in the engine and the agent. */
+int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ---- logging ---------------------------------------------------------- */
 
 enum ipm_log_target {

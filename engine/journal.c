@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include "durable.h"
 #include "journal.h"
 #include "wire.h"
 
@@ -63,21 +64,6 @@ struct rec_hdr {
 	uint64_t seq, offset, length;
 	uint32_t data_crc;
 };
-
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* ---- little-endian fields ---------------------------------------------- */
 
@@ -161,30 +147,6 @@ static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
 	return 0;
 }
 
-/* Make a new directory entry durable. */
-static int fsync_dir_of(const char *path)
-{
-	char *dup = strdup(path), *slash;
-	int fd, rc = 0;
-
-	if (!dup)
-		return -ENOMEM;
-	slash = strrchr(dup, '/');
-	if (!slash)
-		strcpy(dup, ".");
-	else if (slash == dup)
-		dup[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(dup);
-	return rc;
-}
-
 /* ---- header ---------------------------------------------------------------- */
 
 static void header_encode(const struct journal *j, uint8_t b[JH_LEN])
@@ -226,11 +188,11 @@ static int write_header(struct journal *j, ipm_error *err)
 	if (rc == 0 && (ftruncate(j->fd, JH_LEN) < 0 || fdatasync(j->fd) < 0))
 		rc = -errno;
 	if (rc < 0)
-		return fail(err, rc, "journal %s: cannot write its header: %s", j->path,
+		return ipm_fail(err, rc, "journal %s: cannot write its header: %s", j->path,
 			    strerror(-rc));
 	rc = fsync_dir_of(j->path);
 	if (rc < 0)
-		return fail(err, rc, "journal %s: cannot sync its directory: %s", j->path,
+		return ipm_fail(err, rc, "journal %s: cannot sync its directory: %s", j->path,
 			    strerror(-rc));
 	return 0;
 }
@@ -245,32 +207,32 @@ static int header_check(struct journal *j, uint64_t file_size, ipm_error *err)
 
 	n = pread_full(j->fd, b, JH_LEN, 0);
 	if (n < 0)
-		return fail(err, (int)n, "journal %s: cannot read its header: %s", j->path,
+		return ipm_fail(err, (int)n, "journal %s: cannot read its header: %s", j->path,
 			    strerror((int)-n));
 	if (n < 8 || memcmp(b, JH_MAGIC, 8) != 0)
-		return fail(err, -EINVAL, "%s is not an ipmirror journal (bad magic); refusing to use or overwrite it",
+		return ipm_fail(err, -EINVAL, "%s is not an ipmirror journal (bad magic); refusing to use or overwrite it",
 			    j->path);
 	version = get32(b + 8);
 	if (version != JH_VERSION)
-		return fail(err, -EINVAL, "journal %s has format version %u; this ipmirror reads version %u",
+		return ipm_fail(err, -EINVAL, "journal %s has format version %u; this ipmirror reads version %u",
 			    j->path, version, JH_VERSION);
 	if (n < JH_LEN)
-		return fail(err, -EUCLEAN, "journal %s: header truncated (%zd of %d bytes)", j->path, n,
+		return ipm_fail(err, -EUCLEAN, "journal %s: header truncated (%zd of %d bytes)", j->path, n,
 			    JH_LEN);
 	if (get32(b + JH_CRC_OFF) != crc32c(0, b, JH_CRC_OFF))
-		return fail(err, -EUCLEAN, "journal %s: header is corrupt (checksum mismatch)", j->path);
+		return ipm_fail(err, -EUCLEAN, "journal %s: header is corrupt (checksum mismatch)", j->path);
 	hdr_len = get32(b + 12);
 	if (hdr_len < JH_LEN || hdr_len > JH_MAX_LEN || hdr_len % 8 || hdr_len > file_size)
-		return fail(err, -EUCLEAN, "journal %s: header is corrupt (header size %u)", j->path,
+		return ipm_fail(err, -EUCLEAN, "journal %s: header is corrupt (header size %u)", j->path,
 			    hdr_len);
 	memcpy(name, b + 16, IPM_NAME_MAX);
 	name[IPM_NAME_MAX] = '\0';
 	if (strcmp(name, j->lun) != 0)
-		return fail(err, -EINVAL, "journal %s belongs to LUN \"%s\", not \"%s\"; check the <journal path> of the LUNs",
+		return ipm_fail(err, -EINVAL, "journal %s belongs to LUN \"%s\", not \"%s\"; check the <journal path> of the LUNs",
 			    j->path, name, j->lun);
 	size = get64(b + 80);
 	if (size != j->lun_size)
-		return fail(err, -EINVAL, "journal %s was written for LUN %s of %llu bytes, but the LUN now has %llu bytes; if it was resized on purpose, resync first and then remove the journal",
+		return ipm_fail(err, -EINVAL, "journal %s was written for LUN %s of %llu bytes, but the LUN now has %llu bytes; if it was resized on purpose, resync first and then remove the journal",
 			    j->path, j->lun, (unsigned long long)size,
 			    (unsigned long long)j->lun_size);
 	j->id = get64(b + 88);
@@ -411,7 +373,7 @@ out:
 static int corrupt_msg(struct journal *j, ipm_error *err, uint64_t index, uint64_t pos,
 		       const char *why)
 {
-	return fail(err, -EUCLEAN, "journal %s: record %llu at byte offset %llu is corrupt (%s)",
+	return ipm_fail(err, -EUCLEAN, "journal %s: record %llu at byte offset %llu is corrupt (%s)",
 		    j->path, (unsigned long long)index, (unsigned long long)pos, why);
 }
 
@@ -433,14 +395,14 @@ static int bad_record(struct journal *j, uint64_t pos, uint64_t size, uint64_t s
 		from = pos + JR_LEN + data_len(h.type, h.length);
 	rc = find_valid_after(j, from, size, seq, &at);
 	if (rc < 0)
-		return fail(err, rc, "journal %s: cannot read: %s", j->path, strerror(-rc));
+		return ipm_fail(err, rc, "journal %s: cannot read: %s", j->path, strerror(-rc));
 	if (rc > 0)
-		return fail(err, -EUCLEAN,
+		return ipm_fail(err, -EUCLEAN,
 			    "journal %s: record %llu at byte offset %llu is corrupt (%s) but valid records follow (at byte offset %llu); refusing to use the journal, the file is left untouched (moving it aside loses the journaled writes: the mirror then needs a full resync)",
 			    j->path, (unsigned long long)seq, (unsigned long long)pos, why,
 			    (unsigned long long)at);
 	if (ftruncate(j->fd, (off_t)pos) < 0 || fdatasync(j->fd) < 0)
-		return fail(err, -errno, "journal %s: cannot truncate the torn record at byte offset %llu: %s",
+		return ipm_fail(err, -errno, "journal %s: cannot truncate the torn record at byte offset %llu: %s",
 			    j->path, (unsigned long long)pos, strerror(errno));
 	*dropped = size - pos;
 	return 0;
@@ -459,7 +421,7 @@ static int scan(struct journal *j, uint64_t size, uint64_t *dropped, ipm_error *
 	while (pos < size) {
 		rc = read_record(j, pos, size, seq, &h, &buf, &cap, &why);
 		if (rc < 0) {
-			rc = fail(err, rc, "journal %s: cannot read record %llu at byte offset %llu: %s",
+			rc = ipm_fail(err, rc, "journal %s: cannot read record %llu at byte offset %llu: %s",
 				  j->path, (unsigned long long)seq, (unsigned long long)pos,
 				  strerror(-rc));
 			break;
@@ -487,10 +449,10 @@ static int open_file(struct journal *j, bool *created, ipm_error *err)
 		*created = true;
 	}
 	if (j->fd < 0)
-		return fail(err, -errno, "cannot open journal %s: %s", j->path, strerror(errno));
+		return ipm_fail(err, -errno, "cannot open journal %s: %s", j->path, strerror(errno));
 	/* two daemons appending to one journal would interleave garbage */
 	if (flock(j->fd, LOCK_EX | LOCK_NB) < 0)
-		return fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
+		return ipm_fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
 			    "journal %s is in use by another process (%s)", j->path, strerror(errno));
 	return 0;
 }
@@ -508,11 +470,11 @@ int journal_open(const char *path, const char *lun, uint64_t lun_size, uint64_t 
 	if (dropped_tail_bytes)
 		*dropped_tail_bytes = 0;
 	if (!lun || !*lun || strlen(lun) >= IPM_NAME_MAX)
-		return fail(err, -EINVAL, "journal %s: invalid LUN name", path);
+		return ipm_fail(err, -EINVAL, "journal %s: invalid LUN name", path);
 	j = calloc(1, sizeof(*j));
 	if (!j || !(j->path = strdup(path))) {
 		free(j);
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	}
 	j->fd = -1;
 	strcpy(j->lun, lun);
@@ -522,7 +484,7 @@ int journal_open(const char *path, const char *lun, uint64_t lun_size, uint64_t 
 	if (rc < 0)
 		goto out;
 	if (fstat(j->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = fail(err, -EINVAL, "journal %s is not a regular file", path);
+		rc = ipm_fail(err, -EINVAL, "journal %s is not a regular file", path);
 		goto out;
 	}
 	/* empty: we created it, or a crash came before its header was written */
@@ -568,12 +530,12 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 
 	if (!range_ok(j, rec->type, rec->offset, rec->length) ||
 	    (rec->type == WIRE_WRITE && rec->length && !rec->data))
-		return fail(err, -EINVAL, "journal %s: invalid request (type %u, offset %llu, length %llu)",
+		return ipm_fail(err, -EINVAL, "journal %s: invalid request (type %u, offset %llu, length %llu)",
 			    j->path, rec->type, (unsigned long long)rec->offset,
 			    (unsigned long long)rec->length);
 	size = JR_LEN + data_len(rec->type, rec->length);
 	if (j->end + size > j->max_bytes)
-		return fail(err, -ENOSPC, "journal %s is full (%llu bytes, limit %llu)", j->path,
+		return ipm_fail(err, -ENOSPC, "journal %s is full (%llu bytes, limit %llu)", j->path,
 			    (unsigned long long)j->end, (unsigned long long)j->max_bytes);
 	memset(b, 0, sizeof(b));
 	put32(b, JR_MAGIC);
@@ -598,7 +560,7 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 		}
 		if (rc == -EDQUOT)
 			rc = -ENOSPC;
-		return fail(err, rc, "journal %s: cannot append: %s", j->path, strerror(-rc));
+		return ipm_fail(err, rc, "journal %s: cannot append: %s", j->path, strerror(-rc));
 	}
 	__atomic_store_n(&j->end, j->end + size, __ATOMIC_RELEASE);
 	__atomic_store_n(&j->records, seq, __ATOMIC_RELEASE);
@@ -609,7 +571,7 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 int journal_sync(struct journal *j, ipm_error *err)
 {
 	if (fdatasync(j->fd) < 0)
-		return fail(err, -errno, "journal %s: fdatasync: %s", j->path, strerror(errno));
+		return ipm_fail(err, -errno, "journal %s: fdatasync: %s", j->path, strerror(errno));
 	return 0;
 }
 
@@ -631,7 +593,7 @@ uint64_t journal_id(const struct journal *j)
 int journal_reset(struct journal *j, ipm_error *err)
 {
 	if (ftruncate(j->fd, (off_t)j->hdr_len) < 0)
-		return fail(err, -errno, "journal %s: cannot truncate: %s", j->path, strerror(errno));
+		return ipm_fail(err, -errno, "journal %s: cannot truncate: %s", j->path, strerror(errno));
 	__atomic_store_n(&j->end, (uint64_t)j->hdr_len, __ATOMIC_RELEASE);
 	__atomic_store_n(&j->records, 0, __ATOMIC_RELEASE);
 	return journal_sync(j, err);
@@ -645,7 +607,7 @@ int journal_iter_open(struct journal *j, struct journal_iter **out, ipm_error *e
 
 	*out = NULL;
 	if (!it)
-		return fail(err, -ENOMEM, "out of memory");
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	it->j = j;
 	it->pos = j->hdr_len;
 	*out = it;
@@ -664,7 +626,7 @@ int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_erro
 		return 0;
 	rc = read_record(j, it->pos, end, it->index + 1, &h, &it->buf, &it->cap, &why);
 	if (rc < 0)
-		return fail(err, rc, "journal %s: cannot read record %llu at byte offset %llu: %s",
+		return ipm_fail(err, rc, "journal %s: cannot read record %llu at byte offset %llu: %s",
 			    j->path, (unsigned long long)(it->index + 1),
 			    (unsigned long long)it->pos, strerror(-rc));
 	if (rc > 0)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "engine.h"
 #include "wire.h"
+#include "byteorder.h"
 
 #define HELLO_LEN (2 * WIRE_NAME_LEN + 4 + WIRE_NONCE_LEN)
 #define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
@@ -19,25 +20,6 @@ _Static_assert(AUTH_FIXED_LEN + WIRE_MAX_LUNS * AUTH_LUN_LEN <= WIRE_HS_MAX_BODY
 	       "the largest AUTH must fit a handshake body");
 
 /* ---- byte order ------------------------------------------------------------ */
-
-static uint8_t *put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-	return p + 2;
-}
-
-static uint8_t *put32(uint8_t *p, uint32_t v)
-{
-	p = put16(p, (uint16_t)(v >> 16));
-	return put16(p, (uint16_t)v);
-}
-
-static uint8_t *put64(uint8_t *p, uint64_t v)
-{
-	p = put32(p, (uint32_t)(v >> 32));
-	return put32(p, (uint32_t)v);
-}
 
 static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)
 {
@@ -53,21 +35,6 @@ static uint8_t *put_name(uint8_t *p, const char *name, size_t field)
 	memcpy(p, name, n);
 	memset(p + n, 0, field - n);
 	return p + field;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
 }
 
 /* Copy a text field, refusing one without a NUL inside it. */

@@ -132,8 +132,8 @@ static void test_frame_malformed(void **state)
 	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 7");
 
 	f = sample_frame(WIRE_WRITE);
-	f.flags |= 1 << 2;
-	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown flags 0x0007");
+	f.flags |= 1 << 3;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown flags 0x000b");
 
 	f = sample_frame(WIRE_WRITE);
 	f.length = 8192;

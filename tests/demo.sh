@@ -63,12 +63,14 @@ done
 
 say "writing 64 MiB of random data to vol0 through NBD on node1 (nbdcopy)"
 head -c 64M /dev/urandom >"$dir/data"
-nbdcopy --progress=false "$dir/data" "nbd://127.0.0.1:20809/vol0"
+nbdcopy "$dir/data" "nbd://127.0.0.1:20809/vol0"
 nbdcopy "nbd://127.0.0.1:20809/vol0" "$dir/readback"
 cmp -n $((64 << 20)) "$dir/data" "$dir/readback" && echo "read back through NBD: identical"
 
 say "node2 refuses to serve vol0 (it is the mirror)"
-nbdinfo "nbd://127.0.0.2:20809/vol0" 2>&1 | head -3 || true
+nbdinfo "nbd://127.0.0.2:20809/vol0" 2>&1 | head -1 || true
+sleep 0.2
+grep -o 'export "vol0" refused.*' "$dir/node2.log" | tail -1
 
 say "ipmirrorctl status on node1"
 ctl node1 status

@@ -233,7 +233,11 @@ static void text_peer(const ipm_status *st, struct strbuf *sb)
 		return;
 	}
 	human_age(udp, sizeof(udp), st->udp_age_ms);
-	human_age(sto, sizeof(sto), st->storage_age_ms);
+	/* the storage heartbeat is not part of the udp method */
+	if (st->method == IPM_HB_UDP)
+		snprintf(sto, sizeof(sto), "off");
+	else
+		human_age(sto, sizeof(sto), st->storage_age_ms);
 	sb_printf(sb, "node %s  peer %s  heartbeat %s (method %s; udp %s, storage %s)\n",
 		  st->node, st->peer, ipm_link_name(st->peer_heartbeat),
 		  ipm_method_name(st->method), udp, sto);

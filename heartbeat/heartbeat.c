@@ -40,7 +40,6 @@ struct heartbeat {
 	uint64_t (*generation)(void *opaque);
 	void *opaque;
 	uint64_t boot_id;
-	uint64_t serial;                  /* sender thread only */
 	int send_errno;                   /* sender thread only: last reported */
 
 	pthread_mutex_t lock;             /* everything below */
@@ -123,6 +122,25 @@ static int open_socket(struct heartbeat *hb, const struct hb_params *p, ipm_erro
 	return 0;
 }
 
+/* One boot id and one serial sequence per process, not per engine: the
+ * daemon re-creates its engine for a role change, and the peer must not take
+ * that for a restart (it would put us on probation) nor see the serial go
+ * back (it would drop our datagrams as replays). */
+static uint64_t boot_id_value;
+static pthread_once_t boot_id_once = PTHREAD_ONCE_INIT;
+static uint64_t process_serial;
+
+static void boot_id_init(void)
+{
+	auth_random((uint8_t *)&boot_id_value, sizeof(boot_id_value));
+}
+
+static uint64_t process_boot_id(void)
+{
+	pthread_once(&boot_id_once, boot_id_init);
+	return boot_id_value;
+}
+
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err)
 {
 	pthread_condattr_t attr;
@@ -150,7 +168,7 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 	hb->timeout_ms = (int64_t)(p->timeout * 1000.0 + 0.5);
 	hb->generation = p->generation;
 	hb->opaque = p->opaque;
-	auth_random((uint8_t *)&hb->boot_id, sizeof(hb->boot_id));
+	hb->boot_id = process_boot_id();
 	prob_init(&hb->prob, p->peer, p->interval, p->timeout, p->probation);
 	rc = open_socket(hb, p, err);
 	if (rc < 0) {
@@ -217,7 +235,7 @@ static void send_one(struct heartbeat *hb)
 
 	snprintf(p.from, sizeof(p.from), "%s", hb->self);
 	snprintf(p.to, sizeof(p.to), "%s", hb->peer);
-	p.serial = ++hb->serial;
+	p.serial = __atomic_add_fetch(&process_serial, 1, __ATOMIC_RELAXED);
 	p.timestamp_ms = (uint64_t)realtime_ms();
 	p.generation = hb->generation ? hb->generation(hb->opaque) : 0;
 	hb_packet_encode(buf, &p, &hb->secret);

@@ -44,8 +44,13 @@ addr_of() { echo "10.203.0.${1#node}"; }
 # roles: "PROMOTED/UNPROMOTED" for vol0-clone as crm_mon on node1 lists
 # them, e.g. "node1/node2" (one crm_mon, so both halves are from one moment)
 roles() {
-	local out p u
-	out=$(mon node1 | sed -n '/Clone Set: vol0-clone/,/^  \* [^ ]/p')
+	local out p u try
+	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
+	for try in 1 2 3 4 5; do
+		out=$(mon node1 | sed -n '/Clone Set: vol0-clone/,/^  \* [^ ]/p')
+		[ -n "$out" ] && break
+		sleep 0.5
+	done
 	p=$(echo "$out" | sed -n 's/^ *\* Promoted: \[ \(.*\) \]$/\1/p')
 	u=$(echo "$out" | sed -n 's/^ *\* Unpromoted: \[ \(.*\) \]$/\1/p')
 	echo "$p/$u"

@@ -157,14 +157,15 @@ check "pcs resource create vol0 ... promotable (live cluster, $((SECONDS - t0)) 
 sed 's/^/# /' "$T_DIR/pcs.out"
 t0=$SECONDS
 
-if within 90 one_each; then
+settled() { one_each && sleep 2 && one_each; }
+if within 90 settled; then
 	ok "one Promoted and one Unpromoted instance ($((SECONDS - t0)) s after create)"
 else
 	not_ok "one Promoted and one Unpromoted instance"; dump_logs
 	bail "the resource did not settle"
 fi
 # crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
-for _ in 1 2 3 4 5 6 7 8 9 10; do
+for _ in $(seq 20); do
 	R=$(roles)
 	case "$R" in node1/node2 | node2/node1) break ;; esac
 	sleep 1

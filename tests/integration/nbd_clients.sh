@@ -61,7 +61,7 @@ rm -f "$T_DIR/out"
 
 # ---- fio QD32 randwrite with crc32c verify ------------------------------
 fio --name=qd32 --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=32 \
-	--size=64M --verify=crc32c --verify_fatal=1 --do_verify=1 --runtime=60 \
+	--size=64M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --runtime=60 \
 	--output-format=json --output="$T_DIR/qd32.json" >"$T_DIR/qd32.out" 2>&1
 check "fio QD32 randwrite + verify: exit 0, zero errors" \
 	test $? = 0 -a "$(jq '[.jobs[].error] | add' "$T_DIR/qd32.json")" = 0
@@ -77,7 +77,7 @@ check "unix socket: write, then read back over TCP" \
 # ---- two clients at once ------------------------------------------------
 fio_job() { # name offset
 	fio --name="$1" --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=16 \
-		--offset="$2" --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--offset="$2" --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 \
 		--runtime=60 --output-format=json --output="$T_DIR/$1.json" >"$T_DIR/$1.out" 2>&1 &&
 		[ "$(jq '[.jobs[].error] | add' "$T_DIR/$1.json")" = 0 ]
 }

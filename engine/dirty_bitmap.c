@@ -18,7 +18,7 @@
 #include <qb/qblog.h>
 
 #include "dirty_bitmap.h"
-#include "durable.h"
+#include "fileio.h"
 #include "wire.h"
 
 #define BH_MAGIC "IPMDBMP1"
@@ -79,24 +79,6 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return 0;
-}
-
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
 }
 
 /* ---- bit ranges ---------------------------------------------------------- */

@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-#include "durable.h"
+#include "fileio.h"
 #include "journal.h"
 #include "wire.h"
 
@@ -101,25 +101,6 @@ static uint64_t get64(const uint8_t *p)
 }
 
 /* ---- plain I/O ----------------------------------------------------------- */
-
-/* Bytes read; fewer than len only at end of file. -errno on failure. */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
 
 static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
 {

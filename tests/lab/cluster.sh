@@ -1,0 +1,178 @@
+# tests/lab/cluster.sh - the ipmirror cluster of the Pacemaker lab tests
+# (pacemaker_lab.sh, drill.sh). Source it after tests/lib.sh with LAB_TAG set
+# (namespace prefix and admin socket name, unique per test); sourcing skips
+# the test when root or the cluster tools are missing. After `plan`,
+# cluster_start brings the two-node lab up, makes ocf:ipmirror:ipmirror
+# visible inside the nodes only, creates the promotable resource vol0 and
+# waits until it has settled: P is then the Promoted node, Q the Unpromoted
+# one. It reports 4 checks of its own and defines the helpers the tests use
+# (lab, mon, roles, within, attr, dump_logs, ...).
+LAB="$top_srcdir/tests/lab/lab"
+for c in corosync pacemakerd crm_mon crm_resource pcs nbdcopy nbdinfo unshare nsenter ip; do
+	command -v "$c" >/dev/null 2>&1 || { echo "1..0 # SKIP $c not installed"; exit 0; }
+done
+[ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }
+[ -d /usr/lib/ocf/resource.d ] || { echo "1..0 # SKIP no /usr/lib/ocf/resource.d"; exit 0; }
+
+
+# the body is not indented: it holds here-documents
+cluster_start() {
+
+export IPM_LAB_DIR="$T_DIR/lab" IPM_LAB_NS="$LAB_TAG$(($$ % 10000))" IPM_LAB_TIMEOUT=90
+trap '"$LAB" down >/dev/null 2>&1; t_cleanup' EXIT
+T_START=$SECONDS
+
+lab() { "$LAB" "$@"; }
+# within N command...: retry every 0.5 s until it succeeds, at most N s of wall clock
+within() {
+	local end=$((SECONDS + $1)); shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.5
+	done
+}
+mon() { local n="$1"; shift; lab exec "$n" timeout 10 crm_mon -1 "$@" 2>/dev/null; }
+addr_of() { echo "10.203.0.${1#node}"; }
+
+# roles: "PROMOTED/UNPROMOTED" for vol0-clone as crm_mon on node1 lists
+# them, e.g. "node1/node2" (one crm_mon, so both halves are from one moment)
+roles() {
+	local out p u try
+	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
+	for try in 1 2 3 4 5; do
+		out=$(mon node1 | sed -n '/Clone Set: vol0-clone/,/^  \* [^ ]/p')
+		[ -n "$out" ] && break
+		sleep 0.5
+	done
+	p=$(echo "$out" | sed -n 's/^ *\* Promoted: \[ \(.*\) \]$/\1/p')
+	u=$(echo "$out" | sed -n 's/^ *\* Unpromoted: \[ \(.*\) \]$/\1/p')
+	echo "$p/$u"
+}
+role_nodes() { local r; r=$(roles); [ "$1" = Promoted ] && echo "${r%/*}" || echo "${r#*/}"; }
+# roles_are P U: exactly P is Promoted and exactly U is Unpromoted
+roles_are() { [ "$(roles)" = "$1/$2" ]; }
+one_each() { case "$(roles)" in node1/node2 | node2/node1) return 0 ;; esac; return 1; }
+# promoted_at NODE: time (epoch s) of NODE's last successful promote, from its pacemaker.log
+promoted_at() {
+	local ts
+	ts=$(grep "Result of promote operation for vol0 on $1: ok" "$IPM_LAB_DIR/$1/log/pacemaker.log" |
+		tail -n1 | cut -c1-19)
+	[ -n "$ts" ] && date -d "$ts" +%s.%N
+}
+# attr NODE NAME: the value of node attribute NAME of NODE in crm_mon -1 -A
+attr() {
+	mon node1 -A | sed -n "/^  \* Node: $1:/,/^  \* Node:/p" |
+		sed -n "s/^ *\* $2[[:space:]]*: \([^[:space:]]*\).*/\1/p" | head -n1
+}
+attrs_ok() {
+	[ -n "$(attr node1 ipmirror-vol0-state)" ] && [ -n "$(attr node2 ipmirror-vol0-state)" ] &&
+		[ "$(attr node1 ipmirror-peer)" = up ] && [ "$(attr node2 ipmirror-peer)" = up ]
+}
+both_uptodate() {
+	[ "$(attr node1 ipmirror-vol0-state)" = uptodate ] &&
+		[ "$(attr node2 ipmirror-vol0-state)" = uptodate ]
+}
+dump_logs() {
+	diag "---- crm_mon -1 -A (node1)"; mon node1 -A | sed 's/^/# /'
+	diag "---- ipmirrord log"; tail -n 40 "$T_DIR/ipmirrord.log" 2>/dev/null | sed 's/^/# /'
+	for n in node1 node2; do
+		diag "---- $n pacemaker.log (ipmirror)"
+		grep -E 'ipmirror|vol0' "$IPM_LAB_DIR/$n/log/pacemaker.log" 2>/dev/null |
+			grep -vi 'debug' | tail -n 25 | sed 's/^/# /'
+	done
+}
+
+# ---- the agent, the daemon and the configuration ----------------------------
+RA="$T_DIR/resource.d"
+mkdir -p "$RA/ipmirror"
+cp "$top_srcdir/ocf/ipmirror" "$RA/ipmirror/ipmirror"
+chmod 755 "$RA/ipmirror/ipmirror"
+PROVIDERS=""
+for d in /usr/lib/ocf/resource.d/*/; do
+	p=$(basename "$d")
+	[ "$p" = ipmirror ] && continue
+	mkdir -p "$RA/$p"
+	PROVIDERS="$PROVIDERS $p"
+done
+
+# Pacemaker runs agents with an environment of its own: the uninstalled
+# daemon gets the source tree's schema through this wrapper.
+WRAP="$T_DIR/ipmirrord"
+cat >"$WRAP" <<EOF
+#!/bin/sh
+IPMIRROR_SCHEMA='$IPMIRROR_SCHEMA' exec '$IPMIRRORD' "\$@"
+EOF
+chmod 755 "$WRAP"
+
+CFG="$T_DIR/ipmirror.xml"
+LUN_SIZE=32M
+( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T_DIR/secret" )
+cat >"$CFG" <<EOF
+<ipmirror version="1">
+  <secret file="$T_DIR/secret"/>
+  <connections count="2"/>
+  <heartbeat interval="0.5" timeout="2" probation="2"/>
+  <log level="info" file="$T_DIR/ipmirrord.log"/>
+  <node name="node1"><data address="10.203.0.1" port="7788"/><heartbeat address="10.203.0.1" port="7789"/><nbd address="10.203.0.1" port="10809"/></node>
+  <node name="node2"><data address="10.203.0.2" port="7788"/><heartbeat address="10.203.0.2" port="7789"/><nbd address="10.203.0.2" port="10809"/></node>
+  <lun name="vol0" size="$LUN_SIZE" mode="sync" mirrored="yes" primary="node1">
+    <backing node="node1" path="$T_DIR/node1-vol0.img"/>
+    <backing node="node2" path="$T_DIR/node2-vol0.img"/>
+  </lun>
+</ipmirror>
+EOF
+truncate -s "$LUN_SIZE" "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
+"$IPMIRRORD" --check-config --config "$CFG" >"$T_DIR/check.out" 2>&1 ||
+	bail "config rejected: $(cat "$T_DIR/check.out")"
+
+# ---- 1. the lab, with the agent installed inside each node ------------------
+t0=$SECONDS
+if lab up >"$T_DIR/up.log" 2>&1; then
+	ok "lab up ($((SECONDS - t0)) s)"
+else
+	not_ok "lab up"; sed 's/^/# /' "$T_DIR/up.log"
+	bail "the lab did not come up; logs in $IPM_LAB_DIR/node*/log (T_KEEP=1 keeps them)"
+fi
+
+# shellcheck disable=SC2016 # expanded by the inner shell
+install_agent='set -e
+	for p in $PROVIDERS; do mount --bind "/usr/lib/ocf/resource.d/$p" "$RA/$p"; done
+	mount --rbind "$RA" /usr/lib/ocf/resource.d'
+for n in node1 node2; do
+	lab exec "$n" env RA="$RA" PROVIDERS="$PROVIDERS" sh -c "$install_agent" ||
+		bail "cannot mount the agent inside $n"
+done
+check "agent visible as ocf:ipmirror:ipmirror inside both nodes (not on the host), heartbeat agents still there" \
+	eval 'for n in node1 node2; do
+		lab exec $n test -x /usr/lib/ocf/resource.d/ipmirror/ipmirror || exit 1
+		lab exec $n test -x /usr/lib/ocf/resource.d/heartbeat/IPaddr2 || exit 1
+	done; test ! -e /usr/lib/ocf/resource.d/ipmirror'
+
+# ---- 2./3. the promotable resource -------------------------------------------
+t0=$SECONDS
+lab exec node1 timeout 120 pcs resource create vol0 ocf:ipmirror:ipmirror lun=vol0 config="$CFG" \
+	socket="$LAB_TAG" ipmirrord="$WRAP" ipmirrorctl="$IPMIRRORCTL" promotable notify=true \
+	>"$T_DIR/pcs.out" 2>&1
+check "pcs resource create vol0 ... promotable (live cluster, $((SECONDS - t0)) s)" test $? = 0
+sed 's/^/# /' "$T_DIR/pcs.out"
+t0=$SECONDS
+
+# settled: one of each, still so 2 s later (right after create the cluster
+# may still be moving the roles, shown per instance rather than collapsed)
+settled() { one_each && sleep 2 && one_each; }
+if within 90 settled; then
+	ok "one Promoted and one Unpromoted instance ($((SECONDS - t0)) s after create)"
+else
+	not_ok "one Promoted and one Unpromoted instance"; dump_logs
+	bail "the resource did not settle"
+fi
+# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
+for _ in $(seq 20); do
+	R=$(roles)
+	case "$R" in node1/node2 | node2/node1) break ;; esac
+	sleep 1
+done
+P=${R%/*} Q=${R#*/}
+case "$P/$Q" in node1/node2 | node2/node1) ;; *) bail "roles changed at once: '$R'" ;; esac
+diag "Promoted: $P, Unpromoted: $Q"
+}

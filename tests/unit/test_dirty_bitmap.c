@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "dirty_bitmap.h"
+#include "unit_util.h"
 
 #define MIB (1ull << 20)
 #define EXT ((uint32_t)MIB)
@@ -23,22 +24,10 @@
 static char dir[256];
 static char path[300];
 
-static void check_fail(int rc, int want, const ipm_error *err, const char *substr)
-{
-	if (rc != want || !strstr(err->msg, substr))
-		print_error("rc %d (want %d), message \"%s\" (want \"%s\")\n", rc, want,
-			    err->msg, substr);
-	assert_int_equal(rc, want);
-	assert_non_null(strstr(err->msg, substr));
-}
-
 static int setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
-
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/ipm-bitmap-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(dir))
+	if (scratch_dir_make(dir, sizeof(dir), "bitmap") < 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/vol0.journal.bitmap", dir);
 	return 0;
@@ -46,11 +35,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[400];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return scratch_dir_remove(dir);
 }
 
 static struct dirty_bitmap *bopen(uint64_t size, uint32_t extent)

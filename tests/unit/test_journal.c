@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "journal.h"
+#include "unit_util.h"
 #include "wire.h"
 
 #define LUN "vol0"
@@ -27,22 +28,10 @@
 static char dir[256];
 static char path[300];
 
-static void check_fail(int rc, int want, const ipm_error *err, const char *substr)
-{
-	if (rc != want || !strstr(err->msg, substr))
-		print_error("rc %d (want %d), message \"%s\" (want \"%s\")\n", rc, want,
-			    err->msg, substr);
-	assert_int_equal(rc, want);
-	assert_non_null(strstr(err->msg, substr));
-}
-
 static int setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
-
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/ipm-journal-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(dir))
+	if (scratch_dir_make(dir, sizeof(dir), "journal") < 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/vol0.journal", dir);
 	return 0;
@@ -50,11 +39,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[400];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return scratch_dir_remove(dir);
 }
 
 static uint64_t file_size(void)

@@ -18,16 +18,7 @@
 
 #include "wire.h"
 #include "handshake.h"
-
-/* rc must be want and err must mention substr. */
-static void check_fail(int rc, int want, const ipm_error *err, const char *substr)
-{
-	if (rc != want || !strstr(err->msg, substr))
-		print_error("rc %d (want %d), message \"%s\" (want \"%s\")\n", rc, want,
-			    err->msg, substr);
-	assert_int_equal(rc, want);
-	assert_non_null(strstr(err->msg, substr));
-}
+#include "unit_util.h"
 
 /* ---- frames ---------------------------------------------------------------- */
 

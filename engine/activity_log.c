@@ -1,12 +1,13 @@
 /* activity_log.c - which extents may hold writes the mirror has not applied
- * while mirroring live (DRBD's activity log, unbounded for now).
+ * while mirroring live (DRBD's activity log, unbounded for now: a bit per
+ * 4 MiB extent of the LUN, as DRBD's default extent).
  *
  * A live write reaches the local disk and the wire at the same time. If the
  * primary dies in between, neither the journal (only used while the peer is
  * unreachable) nor the mirror knows about it, and the copies differ. So the
  * extent of every live write is marked in a persistent bitmap, durably,
  * before the write goes anywhere; the marks are dropped (durably) when
- * nothing is in flight. At start, marks left by a crash are moved into the
+ * nothing has been written live for AL_IDLE_MS. At start, marks left by a crash are moved into the
  * LUN's dirty-extent bitmap, and the resync copies those extents. */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include "lun.h"
 #include "replicator_int.h"
 
-#define AL_EXTENT (1u << 20)
+#define AL_EXTENT (4u << 20)
 
 /* Marks left over from a crash become dirty extents for the resync. */
 static int al_recover(struct rep_lun *rl, const char *path, ipm_error *err)
@@ -44,33 +45,42 @@ int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err)
 	int rc;
 
 	snprintf(path, sizeof(path), "%s.al", journal_path);
+	pthread_mutex_init(&rl->al_lock, NULL);
 	rc = dirty_bitmap_open(path, rl->lun->size, AL_EXTENT, &rl->al, err);
-	if (rc < 0)
+	if (rc < 0) {
+		pthread_mutex_destroy(&rl->al_lock);
 		return rc;
+	}
 	return al_recover(rl, path, err);
 }
 
 void al_close(struct rep_lun *rl)
 {
-	if (rl->al)
+	if (rl->al) {
 		dirty_bitmap_close(rl->al);
+		pthread_mutex_destroy(&rl->al_lock);
+	}
 	rl->al = NULL;
 }
 
 /* Before a live request leaves: its extents are durably marked. The first
- * write to an extent costs one fdatasync of the small bitmap file. */
-int al_note_locked(struct rep_lun *rl, const struct wire_frame *f)
+ * write to an extent costs one fdatasync of the small bitmap file; a request
+ * to an extent another thread is marking waits on al_lock until that mark
+ * is durable. Called without r->lock. */
+int al_note(struct rep_lun *rl, const struct wire_frame *f)
 {
-	uint64_t before = dirty_bitmap_dirty_bytes(rl->al);
 	ipm_error err = { "" };
-	int rc;
+	uint64_t before;
+	int rc = 0;
 
 	if (f->type == WIRE_FLUSH || !f->length)
 		return 0;
+	pthread_mutex_lock(&rl->al_lock);
+	before = dirty_bitmap_dirty_bytes(rl->al);
 	dirty_bitmap_mark(rl->al, f->offset, f->length);
-	if (dirty_bitmap_dirty_bytes(rl->al) == before)
-		return 0;
-	rc = dirty_bitmap_sync(rl->al, &err);
+	if (dirty_bitmap_dirty_bytes(rl->al) != before)
+		rc = dirty_bitmap_sync(rl->al, &err);
+	pthread_mutex_unlock(&rl->al_lock);
 	if (rc < 0)
 		qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
 	return rc;
@@ -83,7 +93,7 @@ void al_settle_locked(struct replicator *r)
 	ipm_error err = { "" };
 	unsigned i;
 
-	if (r->inflight)
+	if (r->inflight || r->al_users)
 		return;
 	for (i = 0; i < r->n_luns; i++)
 		if (r->luns[i].active)
@@ -91,8 +101,11 @@ void al_settle_locked(struct replicator *r)
 	for (i = 0; i < r->n_luns; i++) {
 		struct rep_lun *rl = &r->luns[i];
 
-		if (rl->al && dirty_bitmap_dirty_bytes(rl->al) &&
-		    dirty_bitmap_clear_all(rl->al, &err) < 0)
+		if (!rl->al)
+			continue;
+		pthread_mutex_lock(&rl->al_lock);
+		if (dirty_bitmap_dirty_bytes(rl->al) && dirty_bitmap_clear_all(rl->al, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
+		pthread_mutex_unlock(&rl->al_lock);
 	}
 }

@@ -155,14 +155,20 @@ void complete_locked(struct replicator *r, struct mreq *m, int status)
 		pthread_cond_broadcast(&r->space_cond);
 }
 
-void enqueue_locked(struct replicator *r, struct mreq *m)
+static void queue_locked(struct replicator *r, struct mreq *m)
 {
 	m->conn = -1;
 	wire_frame_encode(m->hdr, &m->f);
 	hash_insert(r, m);
 	queue_append(r, m);
 	r->inflight++;
-	pthread_cond_signal(&r->queue_cond);
+}
+
+void enqueue_locked(struct replicator *r, struct mreq *m)
+{
+	queue_locked(r, m);
+	/* broadcast: a worker whose socket a host thread holds ignores it */
+	pthread_cond_broadcast(&r->queue_cond);
 }
 
 /* The state every LUN of this direction shows (primary side). */
@@ -183,6 +189,8 @@ static struct rep_lun *rep_lun_of(struct replicator *r, struct ipm_lun *l)
 	return &r->luns[l->wire_index];
 }
 
+static void send_now_locked(struct replicator *r, struct mreq *m);
+
 static int submit(struct replicator *r, struct mreq *m)
 {
 	int rc = 0;
@@ -198,12 +206,28 @@ static int submit(struct replicator *r, struct mreq *m)
 	}
 	if (m->f.type != WIRE_FLUSH)
 		active_add(m->rl, m);
+	if (r->link == LINK_LIVE && m->f.type != WIRE_FLUSH) {
+		/* a crash from here on must not forget this extent. The mark may
+		 * cost an fdatasync: not under r->lock, so requests to extents
+		 * already marked and the answers of the mirror go on meanwhile;
+		 * al_users keeps the monitor from clearing the log under us. */
+		r->al_users++;
+		pthread_mutex_unlock(&r->lock);
+		al_note(m->rl, &m->f);
+		pthread_mutex_lock(&r->lock);
+		r->al_users--;
+		if (!r->running) {
+			active_remove(m->rl, m);
+			pthread_mutex_unlock(&r->lock);
+			return -ESHUTDOWN;
+		}
+	}
 	if (r->link == LINK_LIVE) {
-		/* a crash from here on must not forget this extent */
-		al_note_locked(m->rl, &m->f);
+		r->last_live_ms = ipm_now_ms();
 		m->f.seq = ++r->next_seq;
 		m->f.dep = r->host_done_max;
-		enqueue_locked(r, m);
+		queue_locked(r, m);
+		send_now_locked(r, m);
 	} else {
 		/* peer unreachable or resync running: the journal keeps it. It
 		 * takes no wire sequence number (seq 0): the mirror must see
@@ -582,19 +606,85 @@ static int take_batch(struct replicator *r, struct worker *w, struct mreq **batc
 
 static bool worker_should_wait(struct replicator *r, struct worker *w)
 {
-	return !r->qhead && r->running && !w->failed && r->connect_allowed;
+	return (!r->qhead || w->sending) && r->running && !w->failed && r->connect_allowed;
+}
+
+/* Send one batch from the queue on w: r->lock held, dropped while sending.
+ * Whoever sends (w's worker thread or a host thread) owns w->fd until
+ * w->sending is false again. */
+static int send_batch_locked(struct replicator *r, struct worker *w)
+{
+	struct mreq *batch[BATCH_FRAMES];
+	struct iovec iov[BATCH_FRAMES * 2];
+	int n, i, cnt, rc;
+
+	n = take_batch(r, w, batch);
+	w->sending = true;
+	r->sending++;
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0, cnt = 0; i < n; i++) {
+		iov[cnt++] = (struct iovec){ batch[i]->hdr, WIRE_FRAME_LEN };
+		if (batch[i]->f.len)
+			iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
+	}
+	rc = send_all(w->fd, iov, cnt);
+	pthread_mutex_lock(&r->lock);
+	w->sending = false;
+	if (--r->sending == 0 || !w->serving)
+		pthread_cond_broadcast(&r->link_cond);
+	if (rc < 0) {
+		w->failed = true;
+		pthread_cond_broadcast(&r->queue_cond);
+	}
+	return rc;
+}
+
+static struct worker *idle_worker_locked(struct replicator *r)
+{
+	unsigned i, k;
+
+	for (k = 0; k < r->n_conns; k++) {
+		i = (r->next_direct + k) % r->n_conns;
+		struct worker *w = &r->workers[i];
+
+		if (w->serving && !w->sending && !w->failed &&
+		    ca_status(&r->ca, i) == IPM_LINK_UP) {
+			r->next_direct = i + 1;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+/* A small live request goes out from the host's own thread when a
+ * connection is idle: waking a worker thread costs a context switch per
+ * request, which is most of the latency of a small synchronous write. */
+static void send_now_locked(struct replicator *r, struct mreq *m)
+{
+	struct worker *w = m->f.len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
+	int batches = 0;
+
+	if (!w) {
+		pthread_cond_signal(&r->queue_cond);
+		return;
+	}
+	/* what others queued meanwhile goes along, a few batches at most */
+	while (batches++ < 4 && r->qhead && w->serving && !w->failed && !w->sending)
+		if (send_batch_locked(r, w) < 0)
+			break;
+	/* a worker may have slept through its turn while we held its socket */
+	if (r->qhead)
+		pthread_cond_broadcast(&r->queue_cond);
 }
 
 static void worker_serve(struct worker *w)
 {
 	struct replicator *r = w->r;
-	struct mreq *batch[BATCH_FRAMES];
-	struct iovec iov[BATCH_FRAMES * 2];
 	struct timespec dl;
-	int n, i, cnt, rc;
 
+	pthread_mutex_lock(&r->lock);
+	w->serving = true;
 	for (;;) {
-		pthread_mutex_lock(&r->lock);
 		while (worker_should_wait(r, w)) {
 			clock_gettime(CLOCK_REALTIME, &dl);
 			dl.tv_nsec += 500000000;
@@ -607,30 +697,16 @@ static void worker_serve(struct worker *w)
 			if (ca_status(&r->ca, w->index) != IPM_LINK_UP)
 				w->failed = true;
 		}
-		if (!r->running || w->failed || !r->connect_allowed) {
-			pthread_mutex_unlock(&r->lock);
-			return;
-		}
-		n = take_batch(r, w, batch);
-		w->sending = true;
-		r->sending++;
-		pthread_mutex_unlock(&r->lock);
-		for (i = 0, cnt = 0; i < n; i++) {
-			iov[cnt++] = (struct iovec){ batch[i]->hdr, WIRE_FRAME_LEN };
-			if (batch[i]->f.len)
-				iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
-		}
-		rc = send_all(w->fd, iov, cnt);
-		pthread_mutex_lock(&r->lock);
-		w->sending = false;
-		if (--r->sending == 0)
-			pthread_cond_broadcast(&r->link_cond);
-		if (rc < 0)
-			w->failed = true;
-		pthread_mutex_unlock(&r->lock);
-		if (rc < 0)
-			return;
+		if (!r->running || w->failed || !r->connect_allowed)
+			break;
+		if (send_batch_locked(r, w) < 0)
+			break;
 	}
+	/* a host thread may still be sending on the socket */
+	w->serving = false;
+	while (w->sending)
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
 }
 
 /* Whatever this connection sent and was not answered goes to the others. */
@@ -928,8 +1004,11 @@ static void *monitor_main(void *arg)
 		switch (r->link) {
 		case LINK_LIVE:
 			monitor_live_locked(r);
-			/* at most once a second: each settle is an fdatasync */
-			if (r->link == LINK_LIVE && ipm_now_ms() - settled >= 1000) {
+			/* at most once a second, and only after AL_IDLE_MS without a
+			 * live write: each settle is an fdatasync, and clearing a
+			 * busy log only makes the next writes mark it again */
+			if (r->link == LINK_LIVE && ipm_now_ms() - settled >= 1000 &&
+			    ipm_now_ms() - r->last_live_ms >= AL_IDLE_MS) {
 				al_settle_locked(r);
 				settled = ipm_now_ms();
 			}

@@ -11,6 +11,10 @@
 
 #define BATCH_FRAMES 64
 #define BATCH_BYTES (1u << 20)
+/* Requests up to this size are sent by the host's own thread when a
+ * connection is idle; larger ones go to a worker so that sending them
+ * overlaps with the local write. */
+#define DIRECT_SEND_MAX (64u << 10)
 
 /* Where host writes go. */
 enum rep_link {
@@ -47,6 +51,7 @@ struct rep_lun {
 	struct journal *journal;
 	struct dirty_bitmap *bitmap;  /* used once the journal is full */
 	struct dirty_bitmap *al;      /* activity log: extents with live writes */
+	pthread_mutex_t al_lock;      /* the activity log only; taken without r->lock */
 	bool overflowed;
 	uint64_t replayed_records;    /* of the journal, in this resync */
 	unsigned replay_outstanding;  /* replayed requests not yet answered */
@@ -61,6 +66,7 @@ struct worker {
 	int fd;
 	bool failed;             /* the reader saw the connection break */
 	bool sending;            /* in send_all with request data: keep it alive */
+	bool serving;            /* connected: host threads may send on it too */
 	bool quiet;              /* connect failures already logged */
 };
 
@@ -97,6 +103,9 @@ struct replicator {
 	struct heartbeat *hb;        /* NULL: judge by the connections alone */
 	pthread_t monitor;
 	uint64_t resync_rate;        /* bytes/s, 0 = unlimited */
+	unsigned al_users;           /* submitters marking the activity log */
+	int64_t last_live_ms;        /* when the last live request was submitted */
+	unsigned next_direct;        /* where the search for an idle connection starts */
 };
 
 
@@ -122,9 +131,11 @@ int resync_run(struct replicator *r);
 bool journals_empty(struct replicator *r);
 
 /* activity_log.c */
+/* The activity log is cleared only after this long without a live write. */
+#define AL_IDLE_MS 3000
 int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err);
 void al_close(struct rep_lun *rl);
-int al_note_locked(struct rep_lun *rl, const struct wire_frame *f);
+int al_note(struct rep_lun *rl, const struct wire_frame *f);
 void al_settle_locked(struct replicator *r);
 
 #endif

@@ -201,6 +201,13 @@ typedef struct ipm_status {
 } ipm_status;
 
 int ipm_engine_status(ipm_engine *e, ipm_status **out);
+/* The storage path's state in st: OFF unless a heartbeat volume is installed. */
+enum ipm_link_state ipm_status_storage(const ipm_status *st);
+/* Which heartbeat path failed: "none", "heartbeat-network" (UDP lost, the
+ * storage heartbeat advances: the peer is alive), "replication-network"
+ * (the storage heartbeat stopped, UDP arrives), "both" (peer dead or
+ * isolated), or "unknown" (UDP lost and no storage heartbeat to tell). */
+const char *ipm_status_failure(const ipm_status *st);
 void ipm_status_free(ipm_status *st);
 
 #ifdef __cplusplus

@@ -33,3 +33,22 @@ int ipm_method_parse(const char *s, enum ipm_hb_method *out)
 	}
 	return -EINVAL;
 }
+
+enum ipm_link_state ipm_status_storage(const ipm_status *st)
+{
+	return st->peer[0] && st->hb_volume[0] ? st->storage_state : IPM_LINK_OFF;
+}
+
+const char *ipm_status_failure(const ipm_status *st)
+{
+	enum ipm_link_state sto = ipm_status_storage(st);
+	bool udp_up = st->udp_state == IPM_LINK_UP;
+
+	if (!st->peer[0])
+		return "none";
+	if (sto == IPM_LINK_OFF)
+		return udp_up ? "none" : "unknown";
+	if (sto == IPM_LINK_UP)
+		return udp_up ? "none" : "heartbeat-network";
+	return udp_up ? "replication-network" : "both";
+}

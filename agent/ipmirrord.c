@@ -256,16 +256,16 @@ static int lun_snapshot(struct daemon *d, const char *lun, ipm_status **st,
 static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_status *st,
 			 ipm_error *err)
 {
-	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
-		return ipm_fail(err, -EBUSY,
-				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
-				    l->name, st->peer);
 	/* item 4 of the storage heartbeat: a lost heartbeat network alone is
 	 * never a reason to take over from a live peer */
 	if (l->mirrored && strcmp(ipm_status_failure(st), "heartbeat-network") == 0)
 		return ipm_fail(err, -EBUSY,
 				    "lun \"%s\": node \"%s\" is alive (its storage heartbeat advanced %lld ms ago) although its UDP heartbeat is lost: a heartbeat-network failure is no reason to promote (--force overrides)",
 				    l->name, st->peer, (long long)st->storage_age_ms);
+	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
+		return ipm_fail(err, -EBUSY,
+				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
+				    l->name, st->peer);
 	if (!ipm_attributes_consistent(d->attrs, l->name))
 		return ipm_fail(err, -EPERM,
 				    "lun \"%s\" is %s here and was not up to date when its primary went away: promoting would lose writes (--force overrides)",

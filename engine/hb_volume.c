@@ -212,6 +212,7 @@ int ipm_engine_hb_uninstall(ipm_engine *e, ipm_error *err)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s", storage_hb_path(e->shb));
+	storage_hb_retire(e->shb);
 	heartbeat_storage_enable(e->hb, false);
 	hbvol_destroy(e);
 	ipm_config_set_hb_volume(e->cfg, e->node, NULL);

@@ -20,7 +20,8 @@ int hb_record_encode(uint8_t *slot, const struct hb_record *r)
 	p += HBS_NAME_LEN;
 	p = put64(p, r->boot_id);
 	p = put64(p, r->serial);
-	put64(p, r->time_ms);
+	p = put64(p, r->time_ms);
+	put32(p, r->flags);
 	put32(slot + HBS_CSUM_OFF, crc32c(0, slot, HBS_CSUM_OFF));
 	return 0;
 }
@@ -56,6 +57,9 @@ int hb_record_decode(const uint8_t *slot, const char *expect_node, unsigned expe
 	out->boot_id = get64(slot + 72);
 	out->serial = get64(slot + 80);
 	out->time_ms = get64(slot + 88);
+	out->flags = get32(slot + 96);
+	if (out->flags & ~HBS_F_RETIRED)
+		return ipm_fail(err, -EPROTO, "slot record has unknown flags 0x%x", out->flags);
 	if (expect_node && (strcmp(out->node, expect_node) != 0 || out->slot != expect_slot))
 		return ipm_fail(err, -EACCES,
 				"slot written by \"%s\" as slot %u, expected \"%s\" in slot %u",

@@ -26,7 +26,9 @@ struct hb_record {
 	uint64_t boot_id;         /* random per writer process */
 	uint64_t serial;          /* strictly increasing per boot id, from 1 */
 	uint64_t time_ms;         /* writer's realtime clock, informational */
+	uint32_t flags;           /* HBS_F_* */
 };
+#define HBS_F_RETIRED 1u          /* the writer's last record: it uninstalled the volume */
 
 /* Fill a whole slot (HBS_SLOT_LEN bytes). 0, or -EINVAL when the name does
  * not fit or the slot index is out of range. */

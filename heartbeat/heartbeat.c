@@ -244,6 +244,14 @@ static bool gate_locked(struct heartbeat *hb, int64_t now)
 	return hb->method == IPM_HB_STORAGE && prob_tick(&hb->prob, now) == IPM_LINK_UP;
 }
 
+/* The storage records, once heard, stopped: they travel the mirror
+ * connections, so those are broken whatever UDP says. A datagram must then
+ * not keep them alive: they age out and the primary journals. */
+static bool replication_broken_locked(struct heartbeat *hb, int64_t now)
+{
+	return hb->storage_on && hb->sprob.heard && storage_locked(hb, now) == IPM_LINK_DOWN;
+}
+
 static const char *const failure_text[] = {
 	[FAIL_NONE] = "both heartbeat paths are up again",
 	[FAIL_HB_NETWORK] = "heartbeat network failure: UDP heartbeats lost, the storage heartbeat still advances (peer alive)",
@@ -415,7 +423,8 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	hb_replay_accept(&hb->replay, &p);
 	hb->peer_generation = p.generation;
 	prob_datagram(&hb->prob, now, p.boot_id);
-	st = gate_locked(hb, now) ? IPM_LINK_UP : IPM_LINK_DOWN;
+	st = gate_locked(hb, now) && !replication_broken_locked(hb, now) ? IPM_LINK_UP
+									  : IPM_LINK_DOWN;
 	n = hb->n_ca;
 	memcpy(ca, hb->ca, n * sizeof(*ca));
 	pthread_mutex_unlock(&hb->lock);
@@ -623,6 +632,17 @@ void heartbeat_storage_enable(struct heartbeat *hb, bool on)
 		hb->failure = FAIL_NONE;
 	}
 	hb->storage_on = on;
+	pthread_mutex_unlock(&hb->lock);
+}
+
+void heartbeat_storage_peer_retired(struct heartbeat *hb)
+{
+	pthread_mutex_lock(&hb->lock);
+	qb_log(LOG_NOTICE, "peer %s: uninstalled its heartbeat volume", hb->peer);
+	prob_init(&hb->sprob, hb->peer, hb->interval_ms / 1000.0, hb->timeout_ms / 1000.0,
+		  hb->prob.probation_ms / 1000.0);
+	snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
+	hb->failure = FAIL_NONE;
 	pthread_mutex_unlock(&hb->lock);
 }
 

@@ -64,6 +64,9 @@ void heartbeat_storage_enable(struct heartbeat *hb, bool on);
 /* The peer's storage record advanced (its boot id): feeds the storage
  * path's probation, and refreshes the connections as a datagram would. */
 void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id);
+/* The peer uninstalled its volume: its silence says nothing about the
+ * replication path any more (as before it was first heard). */
+void heartbeat_storage_peer_retired(struct heartbeat *hb);
 /* ms since the last valid datagram; -1 when never heard. */
 int64_t heartbeat_age_ms(struct heartbeat *hb);
 /* ms of probation still to go; 0 unless in PROBATION. */

@@ -164,9 +164,9 @@ static void report_change(struct storage_hb *s, int *last, int rc, const char *w
 }
 
 /* Our record into our slot, then to the peer. */
-static void write_own(struct storage_hb *s)
+static void write_own(struct storage_hb *s, uint32_t flags)
 {
-	struct hb_record r = { .slot = (uint16_t)s->self_slot };
+	struct hb_record r = { .slot = (uint16_t)s->self_slot, .flags = flags };
 	uint8_t slot[HBS_SLOT_LEN];
 	int rc;
 
@@ -204,7 +204,9 @@ static void read_peer(struct storage_hb *s)
 	pthread_mutex_lock(&s->lock);
 	u = hb_status_update(&s->table, &r, ipm_now_ms());
 	pthread_mutex_unlock(&s->lock);
-	if (u == HBS_ADVANCED)
+	if (u == HBS_ADVANCED && (r.flags & HBS_F_RETIRED))
+		heartbeat_storage_peer_retired(s->hb);
+	else if (u == HBS_ADVANCED)
 		heartbeat_storage_record(s->hb, r.boot_id);
 }
 
@@ -219,7 +221,7 @@ static void *thread_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		now = ipm_now_ms();
 		if (now >= next_write) {
-			write_own(s);
+			write_own(s, 0);
 			/* a fixed schedule, like the UDP sender's */
 			next_write += s->interval_ms;
 			if (next_write < now)
@@ -270,6 +272,12 @@ void storage_hb_stop(struct storage_hb *s)
 	pthread_mutex_unlock(&s->lock);
 	if (started)
 		pthread_join(s->thread, NULL);
+}
+
+void storage_hb_retire(struct storage_hb *s)
+{
+	storage_hb_stop(s);
+	write_own(s, HBS_F_RETIRED);
 }
 
 void storage_hb_destroy(struct storage_hb *s)

@@ -33,6 +33,9 @@ struct shb_params {
  * file or block device of at least IPM_HBVOL_MIN bytes. */
 int storage_hb_open(const struct shb_params *p, struct storage_hb **out, ipm_error *err);
 int storage_hb_start(struct storage_hb *s, ipm_error *err);
+/* Stop, then send a last record flagged retired: the peer then knows the
+ * silence that follows is an uninstall, not a broken replication path. */
+void storage_hb_retire(struct storage_hb *s);
 /* Stop and join the thread (safe when not started). */
 void storage_hb_stop(struct storage_hb *s);
 /* Stop the thread and close the volume. NULL allowed. */

@@ -18,12 +18,16 @@
 /* Largest message either way; the client connects with this buffer size. */
 #define IPC_MAX_MSG (1024 * 1024)
 #define IPC_LUN_MAX 64 /* = IPM_NAME_MAX, NUL included */
+#define IPC_ARG_MAX 4096 /* a path, NUL included */
 
 enum ipc_cmd {
 	IPC_CMD_STATUS = 1,    /* text: the status table or JSON */
 	IPC_CMD_LUN_STATE = 2, /* text: the state name of one LUN */
 	IPC_CMD_PROMOTE = 3,   /* text: what was done, or why it was refused */
 	IPC_CMD_DEMOTE = 4,
+	IPC_CMD_HB_INSTALL = 5,   /* arg: heartbeat volume path; text: done / why not */
+	IPC_CMD_HB_UNINSTALL = 6,
+	IPC_CMD_HB_METHOD = 7,    /* arg: udp|storage|both */
 };
 
 enum ipc_flags {
@@ -36,6 +40,7 @@ struct ipc_request {
 	struct qb_ipc_request_header hdr;
 	uint32_t flags;
 	char lun[IPC_LUN_MAX]; /* "" = all LUNs (STATUS only) */
+	char arg[IPC_ARG_MAX]; /* HB_INSTALL: path; HB_METHOD: method name */
 } __attribute__((aligned(8)));
 
 struct ipc_response {

@@ -30,6 +30,8 @@ struct ipc_server {
 	int stop_pipe[2];
 	ipc_role_fn role_fn;
 	void *role_opaque;
+	ipc_hb_fn hb_fn;
+	void *hb_opaque;
 };
 
 static qb_loop_t *ipc_loop;
@@ -171,6 +173,25 @@ static void do_role(struct ipc_server *s, qb_ipcs_connection_t *c,
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
+static void do_hb(struct ipc_server *s, qb_ipcs_connection_t *c, const struct ipc_request *req)
+{
+	ipm_error err = { "" };
+	int rc;
+
+	if (!s->hb_fn) {
+		reply_error(c, req->hdr.id, -EOPNOTSUPP, "heartbeat administration is not supported here");
+		return;
+	}
+	rc = s->hb_fn(s->hb_opaque, (int)req->hdr.id, req->arg, s->engine, &err);
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
+void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
+{
+	s->hb_fn = fn;
+	s->hb_opaque = opaque;
+}
+
 void ipc_server_set_role_handler(struct ipc_server *s, ipc_role_fn fn, void *opaque)
 {
 	s->role_fn = fn;
@@ -191,6 +212,7 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		return 0;
 	}
 	req.lun[sizeof(req.lun) - 1] = '\0';
+	req.arg[sizeof(req.arg) - 1] = '\0';
 	switch (req.hdr.id) {
 	case IPC_CMD_STATUS:
 	case IPC_CMD_LUN_STATE:
@@ -199,6 +221,11 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 	case IPC_CMD_PROMOTE:
 	case IPC_CMD_DEMOTE:
 		do_role(s, c, &req);
+		break;
+	case IPC_CMD_HB_INSTALL:
+	case IPC_CMD_HB_UNINSTALL:
+	case IPC_CMD_HB_METHOD:
+		do_hb(s, c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

@@ -19,6 +19,13 @@ typedef int (*ipc_role_fn)(void *opaque, const char *lun, bool promote, unsigned
 			   ipm_engine **engine, ipm_error *err);
 void ipc_server_set_role_handler(struct ipc_server *s, ipc_role_fn fn, void *opaque);
 
+/* Storage heartbeat administration (IPC_CMD_HB_*), run in the IPC thread
+ * between requests: cmd, its argument, the current engine; writes what it
+ * did (or why not) into err. */
+typedef int (*ipc_hb_fn)(void *opaque, int cmd, const char *arg, ipm_engine *engine,
+			 ipm_error *err);
+void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque);
+
 /* Disconnect clients, stop the thread, free s. */
 void ipc_server_stop(struct ipc_server *s);
 

@@ -41,6 +41,8 @@ struct ctl_args {
 	bool has_timeout;
 	bool force;
 	bool dry_run;
+	const char *hb;     /* heartbeat subcommand */
+	const char *hb_arg; /* its PATH or METHOD */
 };
 
 struct reply {
@@ -58,6 +60,9 @@ static void usage(FILE *f)
 		"  wait LUN --state STATE [--timeout SECONDS] until LUN is in STATE\n"
 		"  promote LUN [--force] [--dry-run]          make this node LUN's primary\n"
 		"  demote LUN [--force] [--dry-run]           make this node LUN's mirror\n"
+		"  heartbeat install PATH                     add the storage-path heartbeat volume\n"
+		"  heartbeat uninstall                        remove it\n"
+		"  heartbeat method udp|storage|both          which heartbeats decide the peer is down\n"
 		"    (refused when unsafe; --force overrides and is logged)\n"
 		"options:\n"
 		"  -s, --socket NAME   IPC service name of ipmirrord (default %s)\n"
@@ -106,6 +111,40 @@ static int parse_timeout(const char *s, double *out)
 	return 0;
 }
 
+/* heartbeat install PATH | uninstall | method METHOD */
+static int check_heartbeat(struct ctl_args *a, int nargs, char **args)
+{
+	static const char *const methods[] = { "udp", "storage", "both" };
+	size_t i;
+
+	if (a->state || a->has_timeout || a->json)
+		return usage_error("heartbeat: no options apply");
+	if (nargs < 2)
+		return usage_error("heartbeat: missing install, uninstall or method");
+	a->hb = args[1];
+	if (strcmp(a->hb, "uninstall") == 0) {
+		if (nargs != 2)
+			return usage_error("heartbeat uninstall: unexpected argument \"%s\"", args[2]);
+		return 0;
+	}
+	if (strcmp(a->hb, "install") != 0 && strcmp(a->hb, "method") != 0)
+		return usage_error("heartbeat: unknown subcommand \"%s\"", a->hb);
+	if (nargs != 3)
+		return usage_error("heartbeat %s: expected one %s", a->hb,
+				   a->hb[0] == 'i' ? "PATH" : "METHOD");
+	a->hb_arg = args[2];
+	if (a->hb[0] == 'i' && (a->hb_arg[0] != '/' || strlen(a->hb_arg) >= IPC_ARG_MAX))
+		return usage_error("heartbeat install: \"%s\" is not an absolute path", a->hb_arg);
+	if (a->hb[0] == 'm') {
+		for (i = 0; i < 3 && strcmp(a->hb_arg, methods[i]) != 0; i++)
+			;
+		if (i == 3)
+			return usage_error("heartbeat method: unknown method \"%s\" (udp, storage or both)",
+					   a->hb_arg);
+	}
+	return 0;
+}
+
 /* Positional arguments after the options: COMMAND [LUN]. */
 static int check_command(struct ctl_args *a, int nargs, char **args)
 {
@@ -144,6 +183,8 @@ static int check_command(struct ctl_args *a, int nargs, char **args)
 	}
 	if (a->force || a->dry_run)
 		return usage_error("--force and --dry-run belong to promote and demote");
+	if (strcmp(a->command, "heartbeat") == 0)
+		return check_heartbeat(a, nargs, args);
 	return usage_error("unknown command \"%s\"", a->command);
 }
 
@@ -210,8 +251,17 @@ static qb_ipcc_connection_t *connect_daemon(const char *service)
 }
 
 /* One request, one reply. A negative errno when the channel failed. */
+static int request_arg(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags,
+		       const char *lun, const char *arg, char *buf, struct reply *r);
+
 static int request(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags,
 		   const char *lun, char *buf, struct reply *r)
+{
+	return request_arg(c, cmd, flags, lun, NULL, buf, r);
+}
+
+static int request_arg(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags,
+		       const char *lun, const char *arg, char *buf, struct reply *r)
 {
 	struct ipc_request req;
 	struct ipc_response *res = (struct ipc_response *)buf;
@@ -224,6 +274,8 @@ static int request(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags,
 	req.flags = flags;
 	if (lun)
 		snprintf(req.lun, sizeof(req.lun), "%s", lun);
+	if (arg)
+		snprintf(req.arg, sizeof(req.arg), "%s", arg);
 	n = qb_ipcc_sendv_recv(c, &iov, 1, buf, IPC_MAX_MSG - 1, REQUEST_TIMEOUT_MS);
 	if (n < 0)
 		return (int)n;
@@ -323,6 +375,23 @@ static int cmd_role(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	enum ipc_cmd cmd = a->hb[0] == 'i' ? IPC_CMD_HB_INSTALL :
+			   a->hb[0] == 'u' ? IPC_CMD_HB_UNINSTALL : IPC_CMD_HB_METHOD;
+	struct reply r;
+	int rc;
+
+	rc = request_arg(c, cmd, 0, NULL, a->hb_arg, buf, &r);
+	if (rc < 0)
+		return channel_failed(a->service, rc);
+	if (r.status < 0)
+		return refused(&r);
+	if (r.len)
+		printf("%s\n", r.text);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_args a = { .service = IPC_DEFAULT_SERVICE, .timeout = -1 };
@@ -347,6 +416,8 @@ int main(int argc, char **argv)
 		rc = cmd_status(c, &a, buf);
 	else if (strcmp(a.command, "wait") == 0)
 		rc = cmd_wait(c, &a, buf);
+	else if (strcmp(a.command, "heartbeat") == 0)
+		rc = cmd_heartbeat(c, &a, buf);
 	else
 		rc = cmd_role(c, &a, buf);
 	qb_ipcc_disconnect(c);

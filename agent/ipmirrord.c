@@ -256,6 +256,12 @@ static int lun_snapshot(struct daemon *d, const char *lun, ipm_status **st,
 static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_status *st,
 			 ipm_error *err)
 {
+	/* item 4 of the storage heartbeat: a lost heartbeat network alone is
+	 * never a reason to take over from a live peer */
+	if (l->mirrored && strcmp(ipm_status_failure(st), "heartbeat-network") == 0)
+		return ipm_fail(err, -EBUSY,
+				    "lun \"%s\": node \"%s\" is alive (its storage heartbeat advanced %lld ms ago) although its UDP heartbeat is lost: a heartbeat-network failure is no reason to promote (--force overrides)",
+				    l->name, st->peer, (long long)st->storage_age_ms);
 	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
 		return ipm_fail(err, -EBUSY,
 				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
@@ -372,6 +378,51 @@ out:
 	return rc;
 }
 
+/* ---- storage heartbeat: the engine acts, d->cfg remembers (a role change
+ * re-creates the engine from it; a restart reads the config file) ---------- */
+
+static int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_error *err)
+{
+	struct daemon *d = opaque;
+	enum ipm_hb_method m;
+	int rc;
+
+	if (!engine)
+		return ipm_fail(err, -EIO, "the engine is down");
+	switch (cmd) {
+	case IPC_CMD_HB_INSTALL:
+		if (arg[0] != '/')
+			return ipm_fail(err, -EINVAL, "heartbeat volume \"%s\" must be an absolute path",
+					arg);
+		rc = ipm_engine_hb_install(engine, arg, err);
+		if (rc == 0)
+			rc = ipm_config_set_hb_volume(d->cfg, d->o->node, arg);
+		if (rc == 0)
+			ipm_fail(err, 0, "heartbeat volume %s installed on %s (add <heartbeat-volume path=\"%s\"/> to node %s in %s to keep it across restarts)",
+				 arg, d->o->node, arg, d->o->node, d->o->config);
+		return rc;
+	case IPC_CMD_HB_UNINSTALL:
+		rc = ipm_engine_hb_uninstall(engine, err);
+		if (rc == 0)
+			rc = ipm_config_set_hb_volume(d->cfg, d->o->node, NULL);
+		if (rc == 0)
+			ipm_fail(err, 0, "heartbeat volume uninstalled on %s", d->o->node);
+		return rc;
+	case IPC_CMD_HB_METHOD:
+		if (ipm_method_parse(arg, &m) < 0)
+			return ipm_fail(err, -EINVAL, "unknown heartbeat method \"%s\" (use udp, storage or both)",
+					arg);
+		rc = ipm_engine_hb_set_method(engine, m, err);
+		if (rc == 0) {
+			ipm_config_set_hb_method(d->cfg, m);
+			ipm_fail(err, 0, "heartbeat method %s on %s", arg, d->o->node);
+		}
+		return rc;
+	default:
+		return ipm_fail(err, -EOPNOTSUPP, "unknown heartbeat command %d", cmd);
+	}
+}
+
 static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct options *o)
 {
 	ipm_error err = { "" };
@@ -390,6 +441,7 @@ static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct op
 	if (rc < 0)
 		goto out;
 	ipc_server_set_role_handler(d->ipc, role_change, d);
+	ipc_server_set_hb_handler(d->ipc, hb_admin, d);
 out:
 	if (rc < 0)
 		qb_log(LOG_ERR, "cannot start: %s", err.msg[0] ? err.msg : strerror(-rc));

@@ -127,9 +127,16 @@ static void json_peer(const ipm_status *st, struct strbuf *sb)
 	sb_printf(sb, "{\"name\":");
 	sb_json_string(sb, st->peer);
 	sb_printf(sb, ",\"heartbeat\":\"%s\",\"udp_age_ms\":%" PRId64
-		  ",\"storage_age_ms\":%" PRId64 ",\"method\":\"%s\"}",
+		  ",\"storage_age_ms\":%" PRId64 ",\"method\":\"%s\"",
 		  ipm_link_name(st->peer_heartbeat), st->udp_age_ms, st->storage_age_ms,
 		  ipm_method_name(st->method));
+	/* each path on its own, and which one failed (doc/heartbeat.md) */
+	sb_printf(sb, ",\"udp\":\"%s\",\"storage\":\"%s\",\"failure\":\"%s\""
+		  ",\"storage_serial\":%" PRIu64 ",\"volume\":",
+		  ipm_link_name(st->udp_state), ipm_link_name(ipm_status_storage(st)),
+		  ipm_status_failure(st), st->storage_serial);
+	sb_json_string(sb, st->hb_volume);
+	sb_printf(sb, "}");
 }
 
 static void json_conns(const ipm_status *st, struct strbuf *sb)
@@ -233,14 +240,18 @@ static void text_peer(const ipm_status *st, struct strbuf *sb)
 		return;
 	}
 	human_age(udp, sizeof(udp), st->udp_age_ms);
-	/* the storage heartbeat is not part of the udp method */
-	if (st->method == IPM_HB_UDP)
+	/* off: no heartbeat volume installed here */
+	if (ipm_status_storage(st) == IPM_LINK_OFF)
 		snprintf(sto, sizeof(sto), "off");
 	else
 		human_age(sto, sizeof(sto), st->storage_age_ms);
 	sb_printf(sb, "node %s  peer %s  heartbeat %s (method %s; udp %s, storage %s)\n",
 		  st->node, st->peer, ipm_link_name(st->peer_heartbeat),
 		  ipm_method_name(st->method), udp, sto);
+	if (strcmp(ipm_status_failure(st), "none") != 0)
+		sb_printf(sb, "heartbeat path failure: %s (udp %s, storage %s)\n",
+			  ipm_status_failure(st), ipm_link_name(st->udp_state),
+			  ipm_link_name(ipm_status_storage(st)));
 }
 
 static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)

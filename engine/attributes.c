@@ -83,8 +83,10 @@ int ipm_attributes_compute(const ipm_status *st, struct ipm_attr **out, size_t *
 		return -ENOMEM;
 	set_attr(&v[0], NULL, "peer", ipm_link_name(st->peer[0] ? st->peer_heartbeat
 							       : IPM_LINK_OFF));
-	/* the storage-path heartbeat does not exist yet */
-	set_attr(&v[1], NULL, "peer-storage", ipm_link_name(IPM_LINK_OFF));
+	/* up|down|off; probation counts as down: not yet proof of life */
+	set_attr(&v[1], NULL, "peer-storage",
+		 ipm_link_name(ipm_status_storage(st) == IPM_LINK_PROBATION ? IPM_LINK_DOWN
+									 : ipm_status_storage(st)));
 	for (i = 0; i < st->n_luns; i++) {
 		const ipm_lun_status *l = &st->luns[i];
 

@@ -7,7 +7,7 @@
  *   ipmirror-<LUN>-state    the LUN's state name
  *   ipmirror-<LUN>-journal  journal bytes
  *   ipmirror-peer           up|down|probation (off without a peer)
- *   ipmirror-peer-storage   up|down|off (always "off": no storage heartbeat yet)
+ *   ipmirror-peer-storage   up|down|off (off: no heartbeat volume installed)
  *
  * The same thread remembers, per LUN, whether this node's copy was
  * consistent the last time the state could tell: a mirror that was up to

@@ -440,6 +440,8 @@ static void parse_node(struct loader *ld, const xmlNode *n)
 			parse_endpoint(ld, c, nc->name, &nc->heartbeat);
 		else if (is(c, "nbd"))
 			parse_nbd(ld, c, nc);
+		else if (is(c, "heartbeat-volume"))
+			nc->hb_volume = path_attr(ld, c, "path", "heartbeat volume path");
 	}
 	if (!nc->nbd.line)
 		report(ld, line, "node \"%s\" has no <nbd> element: hosts could not reach its luns",
@@ -780,6 +782,7 @@ static const struct rule rules[] = {
 	{ "node", "data", 0, 1, { "address", "port" }, { NULL } },
 	{ "node", "heartbeat", 0, 1, { "address", "port" }, { NULL } },
 	{ "node", "nbd", 0, 1, { NULL }, { "address", "port", "unix" } },
+	{ "node", "heartbeat-volume", 0, 1, { "path" }, { NULL } },
 	{ "lun", "backing", 1, 0, { "path" }, { "node" } },
 	{ "lun", "journal", 0, 1, { NULL }, { "path", "max-size" } },
 };
@@ -1123,6 +1126,7 @@ void ipm_config_free(ipm_config *cfg)
 		free(cfg->nodes[i].heartbeat.address);
 		free(cfg->nodes[i].nbd.address);
 		free(cfg->nodes[i].nbd_unix);
+		free(cfg->nodes[i].hb_volume);
 	}
 	for (i = 0; i < cfg->n_luns; i++)
 		free_lun(&cfg->luns[i]);
@@ -1169,6 +1173,32 @@ const struct ipm_node_cfg *ipm_config_peer(const ipm_config *cfg, const char *na
 bool ipm_config_has_node(const ipm_config *cfg, const char *node)
 {
 	return ipm_config_node(cfg, node) != NULL;
+}
+
+int ipm_config_node_index(const ipm_config *cfg, const char *node)
+{
+	const struct ipm_node_cfg *nc = ipm_config_node(cfg, node);
+
+	return nc ? (int)(nc - cfg->nodes) : -ENOENT;
+}
+
+int ipm_config_set_hb_volume(ipm_config *cfg, const char *node, const char *path)
+{
+	struct ipm_node_cfg *nc = (struct ipm_node_cfg *)ipm_config_node(cfg, node);
+	char *p = NULL;
+
+	if (!nc)
+		return -ENOENT;
+	if (path && !(p = strdup(path)))
+		return -ENOMEM;
+	free(nc->hb_volume);
+	nc->hb_volume = p;
+	return 0;
+}
+
+void ipm_config_set_hb_method(ipm_config *cfg, enum ipm_hb_method m)
+{
+	cfg->hb_method = m;
 }
 
 int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *out)
@@ -1231,6 +1261,7 @@ ipm_config *ipm_config_dup(const ipm_config *cfg)
 		dup_str(&c->nodes[i].heartbeat.address, &ok);
 		dup_str(&c->nodes[i].nbd.address, &ok);
 		dup_str(&c->nodes[i].nbd_unix, &ok);
+		dup_str(&c->nodes[i].hb_volume, &ok);
 	}
 	c->luns = NULL;
 	c->n_luns = 0;

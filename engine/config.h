@@ -21,6 +21,7 @@ struct ipm_node_cfg {
 	struct ipm_endpoint heartbeat;  /* UDP heartbeats */
 	struct ipm_endpoint nbd;        /* hosts */
 	char *nbd_unix;                 /* optional Unix socket path */
+	char *hb_volume;                /* <heartbeat-volume path>; NULL: none */
 	int line;
 };
 
@@ -69,6 +70,9 @@ const struct ipm_node_cfg *ipm_config_node(const ipm_config *cfg, const char *na
 const struct ipm_node_cfg *ipm_config_peer(const ipm_config *cfg, const char *name);
 /* Deep copy (the engine keeps its own). NULL on ENOMEM. */
 ipm_config *ipm_config_dup(const ipm_config *cfg);
+
+/* The node's slot in the heartbeat volume: its position in the config. */
+int ipm_config_node_index(const ipm_config *cfg, const char *node);
 
 /* "1G" -> bytes (K/M/G/T are powers of two; no suffix = bytes).
  * Returns 0 or -EINVAL. */

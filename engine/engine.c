@@ -53,7 +53,7 @@ static int setup_heartbeat(ipm_engine *e, ipm_error *err)
 		.local = &e->self->heartbeat, .remote = &e->peer->heartbeat,
 		.secret = e->secret,
 		.interval = e->cfg->hb_interval, .timeout = e->cfg->hb_timeout,
-		.probation = e->cfg->hb_probation,
+		.probation = e->cfg->hb_probation, .method = e->cfg->hb_method,
 		.generation = data_generation, .opaque = e,
 	};
 	int rc;
@@ -134,6 +134,7 @@ int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
 	if (!e)
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	snprintf(e->node, sizeof(e->node), "%s", node);
+	pthread_rwlock_init(&e->hb_lock, NULL);
 	e->cfg = ipm_config_dup(cfg);
 	if (!e->cfg) {
 		rc = ipm_fail(err, -ENOMEM, "out of memory");
@@ -145,6 +146,9 @@ int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
 	if (rc < 0)
 		goto fail;
 	rc = setup_mirroring(e, err);
+	if (rc < 0)
+		goto fail;
+	rc = hbvol_setup(e, err);
 	if (rc < 0)
 		goto fail;
 	*out = e;
@@ -178,7 +182,17 @@ int ipm_engine_start(ipm_engine *e, ipm_error *err)
 			goto fail_hb;
 		}
 	}
-	e->started = true;
+	pthread_rwlock_wrlock(&e->hb_lock);
+	rc = hbvol_start(e, err);
+	e->started = rc == 0;
+	pthread_rwlock_unlock(&e->hb_lock);
+	if (rc < 0) {
+		if (e->rep)
+			replicator_stop(e->rep);
+		if (e->rcv)
+			receiver_stop(e->rcv);
+		goto fail_hb;
+	}
 	qb_log(LOG_NOTICE, "node %s: engine started with %zu lun(s)", e->node, e->n_luns);
 	return 0;
 fail_hb:
@@ -191,7 +205,11 @@ void ipm_engine_stop(ipm_engine *e)
 {
 	if (!e->started)
 		return;
+	pthread_rwlock_wrlock(&e->hb_lock);
 	e->started = false;
+	/* it sends on the connections stopped below */
+	hbvol_stop(e);
+	pthread_rwlock_unlock(&e->hb_lock);
 	if (e->rep)
 		replicator_stop(e->rep);
 	if (e->rcv)
@@ -208,6 +226,7 @@ void ipm_engine_destroy(ipm_engine *e)
 	if (!e)
 		return;
 	ipm_engine_stop(e);
+	hbvol_destroy(e);
 	replicator_destroy(e->rep);
 	receiver_destroy(e->rcv);
 	heartbeat_destroy(e->hb);
@@ -216,6 +235,7 @@ void ipm_engine_destroy(ipm_engine *e)
 		lun_close(e->luns[i]);
 	free(e->luns);
 	ipm_config_free(e->cfg);
+	pthread_rwlock_destroy(&e->hb_lock);
 	free(e);
 }
 

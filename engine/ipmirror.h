@@ -48,6 +48,11 @@ void ipm_log_fini(void);
 
 /* ---- configuration ------------------------------------------------------ */
 
+/* Which heartbeats decide that the peer is down (doc/heartbeat.md). */
+enum ipm_hb_method { IPM_HB_UDP, IPM_HB_STORAGE, IPM_HB_BOTH };
+/* "udp" etc. -> method; -EINVAL for anything else. */
+int ipm_method_parse(const char *s, enum ipm_hb_method *out);
+
 /* Called once per problem found in a config file. line is 0 when the
  * problem has no line (e.g. the file cannot be opened). */
 typedef void (*ipm_diag_fn)(void *opaque, const char *file, int line, const char *msg);
@@ -75,6 +80,13 @@ int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *o
  * engine is then re-created from cfg). -ENOENT for an unknown lun or node. */
 int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node);
 
+/* Set (path) or clear (NULL) node's heartbeat volume in cfg, so that a
+ * run-time install outlives the engine's re-creation on a role change.
+ * -ENOENT for an unknown node, -ENOMEM. */
+int ipm_config_set_hb_volume(ipm_config *cfg, const char *node, const char *path);
+/* Set the heartbeat method in cfg (the run-time `heartbeat method`). */
+void ipm_config_set_hb_method(ipm_config *cfg, enum ipm_hb_method m);
+
 /* Log settings from <log level=".." file=".."/>; level is a syslog
  * priority, -1 when unset. file is NULL when unset. */
 int ipm_config_log_level(const ipm_config *cfg);
@@ -96,6 +108,17 @@ const char *ipm_engine_node(const ipm_engine *e);
 size_t ipm_engine_lun_count(const ipm_engine *e);
 ipm_lun *ipm_engine_lun_at(ipm_engine *e, size_t i);
 ipm_lun *ipm_engine_lun_by_name(ipm_engine *e, const char *name);
+
+/* ---- storage-path heartbeat (doc/heartbeat.md) --------------------------- */
+
+/* Install the heartbeat volume at path on a running engine (file or block
+ * device, at least IPM_HBVOL_MIN bytes; a missing file is created with
+ * IPM_HBVOL_SIZE). Refused (-EEXIST, -EINVAL, -EBUSY...) with a reason. */
+#define IPM_HBVOL_MIN (8u << 10)
+#define IPM_HBVOL_SIZE (1u << 20)
+int ipm_engine_hb_install(ipm_engine *e, const char *path, ipm_error *err);
+int ipm_engine_hb_uninstall(ipm_engine *e, ipm_error *err);
+int ipm_engine_hb_set_method(ipm_engine *e, enum ipm_hb_method m, ipm_error *err);
 
 /* ---- LUN I/O ------------------------------------------------------------ */
 
@@ -131,7 +154,6 @@ enum ipm_lun_state {
 	IPM_STATE_SPLITBRAIN,
 };
 enum ipm_link_state { IPM_LINK_UP, IPM_LINK_DOWN, IPM_LINK_PROBATION, IPM_LINK_OFF };
-enum ipm_hb_method { IPM_HB_UDP, IPM_HB_STORAGE, IPM_HB_BOTH };
 
 const char *ipm_role_name(enum ipm_role r);
 const char *ipm_mode_name(enum ipm_mode m);
@@ -164,10 +186,14 @@ typedef struct ipm_lun_status {
 typedef struct ipm_status {
 	char node[IPM_NAME_MAX];
 	char peer[IPM_NAME_MAX];          /* "" when there is no peer */
-	enum ipm_link_state peer_heartbeat;
+	enum ipm_link_state peer_heartbeat; /* the verdict of `method` */
 	int64_t udp_age_ms;               /* -1: never heard */
 	int64_t storage_age_ms;           /* -1: never heard / off */
 	enum ipm_hb_method method;
+	enum ipm_link_state udp_state;    /* each path on its own */
+	enum ipm_link_state storage_state; /* OFF: no heartbeat volume here */
+	char hb_volume[256];              /* "" when none is installed */
+	uint64_t storage_serial;          /* the peer's last storage record */
 	size_t n_conns;
 	ipm_conn_status *conns;
 	size_t n_luns;
@@ -175,6 +201,13 @@ typedef struct ipm_status {
 } ipm_status;
 
 int ipm_engine_status(ipm_engine *e, ipm_status **out);
+/* The storage path's state in st: OFF unless a heartbeat volume is installed. */
+enum ipm_link_state ipm_status_storage(const ipm_status *st);
+/* Which heartbeat path failed: "none", "heartbeat-network" (UDP lost, the
+ * storage heartbeat advances: the peer is alive), "replication-network"
+ * (the storage heartbeat stopped, UDP arrives), "both" (peer dead or
+ * isolated), or "unknown" (UDP lost and no storage heartbeat to tell). */
+const char *ipm_status_failure(const ipm_status *st);
 void ipm_status_free(ipm_status *st);
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@
 #include "handshake.h"
 #include "lun.h"
 #include "receiver.h"
+#include "storage_hb.h"
 
 #define POLL_MS 1000
 #define RBUF_SIZE (256u << 10)
@@ -328,6 +329,23 @@ static int rbuf_read(struct rbuf *b, void *dst, size_t len)
 	return 0;
 }
 
+/* The peer's heartbeat-volume slot: into our copy (hb_volume.c). */
+static int read_hbslot(struct rbuf *b, const uint8_t *hdr, ipm_error *err)
+{
+	uint8_t slot[WIRE_HBSLOT_LEN];
+	struct wire_frame f;
+	int rc;
+
+	wire_frame_decode(hdr, 0, &f, NULL);  /* checked by the caller */
+	rc = rbuf_read(b, slot, sizeof(slot));
+	if (rc < 0)
+		return ipm_fail(err, rc, "HBSLOT payload: %s", strerror(-rc));
+	if (crc32c(0, slot, sizeof(slot)) != f.csum)
+		return ipm_fail(err, -EBADMSG, "HBSLOT frame: payload checksum mismatch");
+	hbvol_received(b->c->rc->e, f.lun, slot);
+	return 0;
+}
+
 static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 {
 	struct rconn *c = b->c;
@@ -349,6 +367,11 @@ static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 		free(q);
 		*out = NULL;
 		return 0;
+	}
+	if (q->f.type == WIRE_HBSLOT) {
+		free(q);
+		*out = NULL;
+		return read_hbslot(b, hdr, err);
 	}
 	q->lun = c->luns[q->f.lun];
 	if (!lun_range_ok(q->lun, q->f.length, q->f.offset)) {
@@ -712,6 +735,29 @@ void receiver_destroy(struct receiver *rc)
 	pthread_cond_destroy(&rc->idle);
 	pthread_mutex_destroy(&rc->lock);
 	free(rc);
+}
+
+int receiver_send_hbslot(struct receiver *rc, unsigned slot, const uint8_t *data)
+{
+	struct rconn *c;
+	int rc_send = -ENOTCONN;
+
+	pthread_mutex_lock(&rc->lock);
+	for (c = rc->conns; c; c = c->next)
+		if (c->session && ca_status(&rc->ca, c->index) == IPM_LINK_UP)
+			break;
+	if (c)
+		c->refs++;
+	pthread_mutex_unlock(&rc->lock);
+	if (!c)
+		return -ENOTCONN;
+	pthread_mutex_lock(&c->send_lock);
+	rc_send = storage_hb_send_frame(c->fd, slot, data);
+	pthread_mutex_unlock(&c->send_lock);
+	pthread_mutex_lock(&rc->lock);
+	rconn_put_locked(rc, c);
+	pthread_mutex_unlock(&rc->lock);
+	return rc_send;
 }
 
 struct connection_array *receiver_connections(struct receiver *rc)

@@ -16,6 +16,9 @@ void receiver_stop(struct receiver *rc);
 void receiver_destroy(struct receiver *rc);
 
 struct connection_array *receiver_connections(struct receiver *rc);
+/* Send our heartbeat-volume slot back on an up incoming connection: 0,
+ * -ENOTCONN when none is up, or the send's error. */
+int receiver_send_hbslot(struct receiver *rc, unsigned slot, const uint8_t *data);
 /* A mirror LUN is up to date only while its primary is connected and not
  * replaying a journal to it; otherwise outdated or resyncing. */
 enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l);

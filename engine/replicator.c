@@ -16,6 +16,7 @@
 #include "handshake.h"
 #include "lun.h"
 #include "replicator_int.h"
+#include "storage_hb.h"
 
 #define CONNECT_TIMEOUT_MS 3000
 #define RETRY_MS 1000
@@ -414,11 +415,27 @@ static int send_all(int fd, struct iovec *iov, int cnt)
 	return 0;
 }
 
+/* An HBSLOT frame whose payload is complete in buf: keep the payload for
+ * hbvol_received (called without r->lock). 0, or -EBADMSG. */
+static int take_hbslot(const struct wire_frame *f, const uint8_t *payload, uint8_t *slot,
+		       unsigned *slot_index, ipm_error *err)
+{
+	if (crc32c(0, payload, f->len) != f->csum)
+		return ipm_fail(err, -EBADMSG, "HBSLOT frame: payload checksum mismatch");
+	memcpy(slot, payload, WIRE_HBSLOT_LEN);
+	*slot_index = f->lun;
+	return 0;
+}
+
 static void *reader_main(void *arg)
 {
 	struct worker *w = arg;
 	struct replicator *r = w->r;
+	/* a batch of ACKs, or an HBSLOT frame with its payload */
 	uint8_t buf[WIRE_FRAME_LEN * 128];
+	uint8_t slot[WIRE_HBSLOT_LEN];
+	unsigned slot_index = 0;
+	bool have_slot;
 	size_t have = 0, pos;
 	struct wire_frame f;
 	ipm_error err;
@@ -436,6 +453,7 @@ static void *reader_main(void *arg)
 			break;
 		}
 		have += (size_t)n;
+		have_slot = false;
 		pthread_mutex_lock(&r->lock);
 		for (pos = 0; have - pos >= WIRE_FRAME_LEN; pos += WIRE_FRAME_LEN) {
 			struct mreq *m;
@@ -443,6 +461,18 @@ static void *reader_main(void *arg)
 			if (wire_frame_decode(buf + pos, r->n_luns, &f, &err) < 0) {
 				pthread_mutex_unlock(&r->lock);
 				goto protocol_error;
+			}
+			if (f.type == WIRE_HBSLOT) {
+				if (have - pos < WIRE_FRAME_LEN + f.len)
+					break;  /* the rest of its payload is still to come */
+				if (take_hbslot(&f, buf + pos + WIRE_FRAME_LEN, slot, &slot_index,
+						&err) < 0) {
+					pthread_mutex_unlock(&r->lock);
+					goto protocol_error;
+				}
+				have_slot = true;
+				pos += f.len;
+				continue;
 			}
 			if (f.type != WIRE_ACK) {
 				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
@@ -463,6 +493,8 @@ static void *reader_main(void *arg)
 		memmove(buf, buf + pos, have - pos);
 		have -= pos;
 		ca_refresh(&r->ca, w->index);
+		if (have_slot)
+			hbvol_received(r->e, slot_index, slot);
 	}
 	goto out;
 protocol_error:
@@ -627,7 +659,9 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 		if (batch[i]->f.len)
 			iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
 	}
+	pthread_mutex_lock(&w->send_lock);
 	rc = send_all(w->fd, iov, cnt);
+	pthread_mutex_unlock(&w->send_lock);
 	pthread_mutex_lock(&r->lock);
 	w->sending = false;
 	if (--r->sending == 0 || !w->serving)
@@ -728,8 +762,10 @@ static void worker_disconnect(struct worker *w)
 			}
 		}
 	}
+	pthread_mutex_lock(&w->send_lock);
 	close(w->fd);
 	w->fd = -1;
+	pthread_mutex_unlock(&w->send_lock);
 	pthread_cond_broadcast(&r->queue_cond);
 	pthread_mutex_unlock(&r->lock);
 	ca_set_down(&r->ca, w->index);
@@ -835,8 +871,10 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 	/* until the first connection: journal, like after an outage */
 	r->link = LINK_DOWN;
 	set_states_locked(r, IPM_STATE_JOURNALING);
-	for (i = 0; i < r->n_conns; i++)
+	for (i = 0; i < r->n_conns; i++) {
 		r->workers[i] = (struct worker){ .r = r, .index = i, .fd = -1 };
+		pthread_mutex_init(&r->workers[i].send_lock, NULL);
+	}
 	r->running = true;
 	rc = resync_open_journals(r, err);
 	if (rc < 0) {
@@ -1083,6 +1121,8 @@ void replicator_destroy(struct replicator *r)
 		replicator_stop(r);
 	resync_close_journals(r);
 	ca_destroy(&r->ca);
+	for (unsigned i = 0; i < r->n_conns; i++)
+		pthread_mutex_destroy(&r->workers[i].send_lock);
 	pthread_cond_destroy(&r->link_cond);
 	pthread_cond_destroy(&r->queue_cond);
 	pthread_cond_destroy(&r->space_cond);
@@ -1096,6 +1136,24 @@ void replicator_destroy(struct replicator *r)
 struct connection_array *replicator_connections(struct replicator *r)
 {
 	return &r->ca;
+}
+
+int replicator_send_hbslot(struct replicator *r, unsigned slot, const uint8_t *data)
+{
+	struct worker *w;
+	unsigned i;
+	int rc = -ENOTCONN;
+
+	for (i = 0; i < r->n_conns && rc == -ENOTCONN; i++) {
+		w = &r->workers[i];
+		if (ca_status(&r->ca, i) != IPM_LINK_UP)
+			continue;
+		pthread_mutex_lock(&w->send_lock);
+		if (w->fd >= 0)
+			rc = storage_hb_send_frame(w->fd, slot, data);
+		pthread_mutex_unlock(&w->send_lock);
+	}
+	return rc;
 }
 
 void replicator_set_heartbeat(struct replicator *r, struct heartbeat *hb)

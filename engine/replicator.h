@@ -36,6 +36,9 @@ struct heartbeat;
 /* Judge the peer by this heartbeat (call before start). */
 void replicator_set_heartbeat(struct replicator *r, struct heartbeat *hb);
 struct connection_array *replicator_connections(struct replicator *r);
+/* Send our heartbeat-volume slot on the first up connection: 0, -ENOTCONN
+ * when none is up, or the send's error. */
+int replicator_send_hbslot(struct replicator *r, unsigned slot, const uint8_t *data);
 /* Fill the mirroring fields of a LUN's status (state, journal, resync). */
 void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_status *s);
 

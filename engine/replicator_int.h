@@ -64,6 +64,7 @@ struct worker {
 	pthread_t thread;
 	pthread_t reader;
 	int fd;
+	pthread_mutex_t send_lock; /* one sender at a time: requests, HBSLOT frames */
 	bool failed;             /* the reader saw the connection break */
 	bool sending;            /* in send_all with request data: keep it alive */
 	bool serving;            /* connected: host threads may send on it too */

@@ -69,7 +69,10 @@ int ipm_engine_status(ipm_engine *e, ipm_status **out)
 	st->udp_age_ms = -1;
 	st->storage_age_ms = -1;
 	st->method = e->cfg->hb_method;
+	st->udp_state = st->peer_heartbeat;
+	st->storage_state = IPM_LINK_OFF;
 	rc = conns_snapshot(e, st);
+	hbvol_status(e, st);
 	if (rc < 0) {
 		ipm_status_free(st);
 		return rc;

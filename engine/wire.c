@@ -279,6 +279,7 @@ static const char *frame_type_name(unsigned type)
 	static const char *const names[] = {
 		[WIRE_WRITE] = "WRITE", [WIRE_TRIM] = "TRIM", [WIRE_ZERO] = "ZERO",
 		[WIRE_FLUSH] = "FLUSH", [WIRE_ACK] = "ACK", [WIRE_PING] = "PING",
+		[WIRE_HBSLOT] = "HBSLOT",
 	};
 
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
@@ -324,7 +325,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	frame_fields(buf, f);
 	if (f->magic != WIRE_FRAME_MAGIC)
 		return ipm_fail(err, -EPROTO, "bad frame magic 0x%08x", f->magic);
-	if (f->type < WIRE_WRITE || f->type > WIRE_PING)
+	if (f->type < WIRE_WRITE || f->type > WIRE_HBSLOT)
 		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
 	t = frame_type_name(f->type);
 	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY | WIRE_F_INSYNC))
@@ -338,6 +339,13 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 		if (f->length != f->len)
 			return ipm_fail(err, -EPROTO, "WRITE frame length %llu != payload %u bytes",
 					(unsigned long long)f->length, f->len);
+	} else if (f->type == WIRE_HBSLOT) {
+		if (f->len != WIRE_HBSLOT_LEN || f->length != WIRE_HBSLOT_LEN)
+			return ipm_fail(err, -EPROTO, "HBSLOT frame of %u bytes, expected %u",
+					f->len, WIRE_HBSLOT_LEN);
+		if (f->lun >= WIRE_HBSLOT_MAX || f->offset != (uint64_t)f->lun * WIRE_HBSLOT_LEN)
+			return ipm_fail(err, -EINVAL, "HBSLOT frame for slot %u at offset %llu",
+					f->lun, (unsigned long long)f->offset);
 	} else if (f->len) {
 		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes", t, f->len);
 	}

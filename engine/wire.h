@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include "ipmirror.h"
 
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2                 /* 2: HBSLOT frames (storage heartbeat) */
 #define WIRE_HELLO_MAGIC 0x49504d48u   /* "IPMH" handshake messages */
 #define WIRE_FRAME_MAGIC 0x49504d46u   /* "IPMF" request/ack frames */
 #define WIRE_NONCE_LEN 32
@@ -84,7 +84,10 @@ enum wire_type {
 	WIRE_FLUSH = 4,
 	WIRE_ACK = 5,        /* mirror -> primary: status of request `seq` */
 	WIRE_PING = 6,       /* keeps an idle connection's timestamp fresh */
+	WIRE_HBSLOT = 7,     /* either way: the sender's heartbeat-volume slot */
 };
+#define WIRE_HBSLOT_LEN 4096 /* payload of an HBSLOT frame: one slot */
+#define WIRE_HBSLOT_MAX 2    /* slot index (`lun` field) < this: one per node */
 
 enum wire_flags {
 	WIRE_F_FUA = 1 << 0,

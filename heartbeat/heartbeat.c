@@ -47,7 +47,11 @@ struct heartbeat {
 	bool running;
 	bool started;
 	pthread_t sender, receiver;
-	struct probation prob;
+	struct probation prob;            /* the UDP path */
+	struct probation sprob;           /* the storage path (fed by storage_hb) */
+	bool storage_on;                  /* a heartbeat volume is installed */
+	enum ipm_hb_method method;
+	int failure;                      /* enum path_failure last logged */
 	struct hb_replay replay;
 	uint64_t peer_generation;
 	uint64_t dropped;
@@ -135,7 +139,7 @@ static void boot_id_init(void)
 	auth_random((uint8_t *)&boot_id_value, sizeof(boot_id_value));
 }
 
-static uint64_t process_boot_id(void)
+uint64_t heartbeat_boot_id(void)
 {
 	pthread_once(&boot_id_once, boot_id_init);
 	return boot_id_value;
@@ -168,8 +172,11 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 	hb->timeout_ms = (int64_t)(p->timeout * 1000.0 + 0.5);
 	hb->generation = p->generation;
 	hb->opaque = p->opaque;
-	hb->boot_id = process_boot_id();
+	hb->boot_id = heartbeat_boot_id();
 	prob_init(&hb->prob, p->peer, p->interval, p->timeout, p->probation);
+	prob_init(&hb->sprob, p->peer, p->interval, p->timeout, p->probation);
+	snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
+	hb->method = p->method;
 	rc = open_socket(hb, p, err);
 	if (rc < 0) {
 		heartbeat_destroy(hb);
@@ -190,6 +197,83 @@ int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca)
 		hb->ca[hb->n_ca++] = ca;
 	pthread_mutex_unlock(&hb->lock);
 	return rc;
+}
+
+/* ---- verdicts by method ----------------------------------------------------- */
+
+enum path_failure { FAIL_NONE, FAIL_HB_NETWORK, FAIL_REPLICATION, FAIL_BOTH };
+
+static enum ipm_link_state storage_locked(struct heartbeat *hb, int64_t now)
+{
+	return hb->storage_on ? prob_tick(&hb->sprob, now) : IPM_LINK_OFF;
+}
+
+/* Either path up: up; else either in probation: probation; else down. */
+static enum ipm_link_state either(enum ipm_link_state a, enum ipm_link_state b)
+{
+	if (a == IPM_LINK_UP || b == IPM_LINK_UP)
+		return IPM_LINK_UP;
+	if (a == IPM_LINK_PROBATION || b == IPM_LINK_PROBATION)
+		return IPM_LINK_PROBATION;
+	return IPM_LINK_DOWN;
+}
+
+/* The peer's state as the method judges it. */
+static enum ipm_link_state verdict_locked(struct heartbeat *hb, int64_t now)
+{
+	enum ipm_link_state u = prob_tick(&hb->prob, now), st = storage_locked(hb, now);
+
+	switch (hb->method) {
+	case IPM_HB_STORAGE:
+		return st == IPM_LINK_OFF ? IPM_LINK_DOWN : st;
+	case IPM_HB_BOTH:
+		return either(u, st);
+	default:
+		return u;
+	}
+}
+
+/* May connections be (re-)established and kept alive? The verdict must be
+ * up, except that under `storage` the storage heartbeat can only travel on
+ * a connection: after an outage an up UDP heartbeat lets the workers dial,
+ * and the storage heartbeat then decides (doc/heartbeat.md). */
+static bool gate_locked(struct heartbeat *hb, int64_t now)
+{
+	if (verdict_locked(hb, now) == IPM_LINK_UP)
+		return true;
+	return hb->method == IPM_HB_STORAGE && prob_tick(&hb->prob, now) == IPM_LINK_UP;
+}
+
+/* The storage records, once heard, stopped: they travel the mirror
+ * connections, so those are broken whatever UDP says. A datagram must then
+ * not keep them alive: they age out and the primary journals. */
+static bool replication_broken_locked(struct heartbeat *hb, int64_t now)
+{
+	return hb->storage_on && hb->sprob.heard && storage_locked(hb, now) == IPM_LINK_DOWN;
+}
+
+static const char *const failure_text[] = {
+	[FAIL_NONE] = "both heartbeat paths are up again",
+	[FAIL_HB_NETWORK] = "heartbeat network failure: UDP heartbeats lost, the storage heartbeat still advances (peer alive)",
+	[FAIL_REPLICATION] = "replication path failure: the storage heartbeat stopped, UDP heartbeats still arrive (peer alive)",
+	[FAIL_BOTH] = "both heartbeat paths are down: the peer is dead or isolated",
+};
+
+/* Say which path failed, once per change (only with a heartbeat volume). */
+static void log_failure_locked(struct heartbeat *hb, int64_t now)
+{
+	enum ipm_link_state u = prob_tick(&hb->prob, now), st = storage_locked(hb, now);
+	int f;
+
+	if (st == IPM_LINK_OFF || !hb->prob.heard || !hb->sprob.heard)
+		return;
+	f = (u != IPM_LINK_UP) * FAIL_HB_NETWORK + (st != IPM_LINK_UP) * FAIL_REPLICATION;
+	if (f == hb->failure)
+		return;
+	hb->failure = f;
+	qb_log(f == FAIL_NONE ? LOG_NOTICE : LOG_WARNING, "peer %s: %s (method %s: peer %s)",
+	       hb->peer, failure_text[f], ipm_method_name(hb->method),
+	       ipm_link_name(verdict_locked(hb, now)));
 }
 
 /* ---- sender ---------------------------------------------------------------- */
@@ -338,7 +422,9 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	}
 	hb_replay_accept(&hb->replay, &p);
 	hb->peer_generation = p.generation;
-	st = prob_datagram(&hb->prob, now, p.boot_id);
+	prob_datagram(&hb->prob, now, p.boot_id);
+	st = gate_locked(hb, now) && !replication_broken_locked(hb, now) ? IPM_LINK_UP
+									  : IPM_LINK_DOWN;
 	n = hb->n_ca;
 	memcpy(ca, hb->ca, n * sizeof(*ca));
 	pthread_mutex_unlock(&hb->lock);
@@ -383,6 +469,7 @@ static void *receiver_main(void *arg)
 			drain_socket(hb);
 		pthread_mutex_lock(&hb->lock);
 		prob_tick(&hb->prob, ipm_now_ms());  /* log timeouts when they happen */
+		log_failure_locked(hb, ipm_now_ms());
 		running = hb->running;
 		pthread_mutex_unlock(&hb->lock);
 	}
@@ -469,14 +556,115 @@ enum ipm_link_state heartbeat_state(struct heartbeat *hb)
 	enum ipm_link_state st;
 
 	pthread_mutex_lock(&hb->lock);
-	st = prob_tick(&hb->prob, ipm_now_ms());
+	st = verdict_locked(hb, ipm_now_ms());
 	pthread_mutex_unlock(&hb->lock);
 	return st;
 }
 
 bool heartbeat_may_connect(struct heartbeat *hb)
 {
-	return heartbeat_state(hb) == IPM_LINK_UP;
+	bool ok;
+
+	pthread_mutex_lock(&hb->lock);
+	ok = gate_locked(hb, ipm_now_ms());
+	pthread_mutex_unlock(&hb->lock);
+	return ok;
+}
+
+enum ipm_link_state heartbeat_udp_state(struct heartbeat *hb)
+{
+	enum ipm_link_state st;
+
+	pthread_mutex_lock(&hb->lock);
+	st = prob_tick(&hb->prob, ipm_now_ms());
+	pthread_mutex_unlock(&hb->lock);
+	return st;
+}
+
+enum ipm_link_state heartbeat_storage_state(struct heartbeat *hb)
+{
+	enum ipm_link_state st;
+
+	pthread_mutex_lock(&hb->lock);
+	st = storage_locked(hb, ipm_now_ms());
+	pthread_mutex_unlock(&hb->lock);
+	return st;
+}
+
+int64_t heartbeat_storage_age_ms(struct heartbeat *hb)
+{
+	int64_t age;
+
+	pthread_mutex_lock(&hb->lock);
+	age = hb->storage_on ? prob_age_ms(&hb->sprob, ipm_now_ms()) : -1;
+	pthread_mutex_unlock(&hb->lock);
+	return age;
+}
+
+enum ipm_hb_method heartbeat_method(struct heartbeat *hb)
+{
+	enum ipm_hb_method m;
+
+	pthread_mutex_lock(&hb->lock);
+	m = hb->method;
+	pthread_mutex_unlock(&hb->lock);
+	return m;
+}
+
+void heartbeat_set_method(struct heartbeat *hb, enum ipm_hb_method m)
+{
+	pthread_mutex_lock(&hb->lock);
+	if (m != hb->method)
+		qb_log(LOG_NOTICE, "peer %s: heartbeat method %s -> %s", hb->peer,
+		       ipm_method_name(hb->method), ipm_method_name(m));
+	hb->method = m;
+	pthread_mutex_unlock(&hb->lock);
+}
+
+void heartbeat_storage_enable(struct heartbeat *hb, bool on)
+{
+	pthread_mutex_lock(&hb->lock);
+	if (on != hb->storage_on) {
+		/* a fresh table: an old install's records prove nothing now */
+		prob_init(&hb->sprob, hb->peer, hb->interval_ms / 1000.0, hb->timeout_ms / 1000.0,
+			  hb->prob.probation_ms / 1000.0);
+		snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
+		hb->failure = FAIL_NONE;
+	}
+	hb->storage_on = on;
+	pthread_mutex_unlock(&hb->lock);
+}
+
+void heartbeat_storage_peer_retired(struct heartbeat *hb)
+{
+	pthread_mutex_lock(&hb->lock);
+	qb_log(LOG_NOTICE, "peer %s: uninstalled its heartbeat volume", hb->peer);
+	prob_init(&hb->sprob, hb->peer, hb->interval_ms / 1000.0, hb->timeout_ms / 1000.0,
+		  hb->prob.probation_ms / 1000.0);
+	snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
+	hb->failure = FAIL_NONE;
+	pthread_mutex_unlock(&hb->lock);
+}
+
+void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id)
+{
+	struct connection_array *ca[HB_MAX_ARRAYS];
+	int64_t now = ipm_now_ms();
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&hb->lock);
+	if (hb->storage_on) {
+		prob_datagram(&hb->sprob, now, boot_id);
+		/* under storage/both a peer proven alive this way keeps the
+		 * connections alive, as a UDP datagram would */
+		if (hb->method != IPM_HB_UDP && gate_locked(hb, now)) {
+			n = hb->n_ca;
+			memcpy(ca, hb->ca, n * sizeof(*ca));
+		}
+	}
+	pthread_mutex_unlock(&hb->lock);
+	for (i = 0; i < n; i++)
+		ca_refresh_all(ca[i]);
 }
 
 int64_t heartbeat_age_ms(struct heartbeat *hb)

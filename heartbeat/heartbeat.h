@@ -24,9 +24,13 @@ struct hb_params {
 	const struct ipm_endpoint *local, *remote; /* UDP address:port of each */
 	const struct auth_secret *secret;          /* copied */
 	double interval, timeout, probation;       /* seconds; timeout > interval */
+	enum ipm_hb_method method;                 /* which heartbeats decide */
 	uint64_t (*generation)(void *opaque);      /* our data generation; may be NULL */
 	void *opaque;
 };
+
+/* Random, chosen once per process: both heartbeat paths carry it. */
+uint64_t heartbeat_boot_id(void);
 
 /* Validate p and bind the UDP socket at local address:port. */
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err);
@@ -40,10 +44,29 @@ void heartbeat_stop(struct heartbeat *hb);
 /* Stop, close the socket, free. NULL allowed. */
 void heartbeat_destroy(struct heartbeat *hb);
 
-/* IPM_LINK_UP, IPM_LINK_DOWN or IPM_LINK_PROBATION, evaluated now. */
+/* The peer as the method judges it (udp: the UDP path; storage: the
+ * storage path; both: down only when both are): IPM_LINK_UP, _DOWN or
+ * _PROBATION, evaluated now. */
 enum ipm_link_state heartbeat_state(struct heartbeat *hb);
-/* True when connections to the peer may be (re-)established: state UP. */
+/* True when connections to the peer may be (re-)established and are kept
+ * alive: the verdict is UP (under `storage`, also the UDP path alone, so
+ * that the storage heartbeat can resume after an outage). */
 bool heartbeat_may_connect(struct heartbeat *hb);
+/* Each path on its own; the storage path is IPM_LINK_OFF when disabled. */
+enum ipm_link_state heartbeat_udp_state(struct heartbeat *hb);
+enum ipm_link_state heartbeat_storage_state(struct heartbeat *hb);
+/* ms since the peer's storage serial last advanced; -1 never / off. */
+int64_t heartbeat_storage_age_ms(struct heartbeat *hb);
+enum ipm_hb_method heartbeat_method(struct heartbeat *hb);
+void heartbeat_set_method(struct heartbeat *hb, enum ipm_hb_method m);
+/* A heartbeat volume was installed (true) or removed (false). */
+void heartbeat_storage_enable(struct heartbeat *hb, bool on);
+/* The peer's storage record advanced (its boot id): feeds the storage
+ * path's probation, and refreshes the connections as a datagram would. */
+void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id);
+/* The peer uninstalled its volume: its silence says nothing about the
+ * replication path any more (as before it was first heard). */
+void heartbeat_storage_peer_retired(struct heartbeat *hb);
 /* ms since the last valid datagram; -1 when never heard. */
 int64_t heartbeat_age_ms(struct heartbeat *hb);
 /* ms of probation still to go; 0 unless in PROBATION. */

@@ -22,11 +22,12 @@ void prob_init(struct probation *p, const char *peer, double interval, double ti
 	/* one lost datagram plus scheduling jitter, not mere jitter */
 	p->gap_ms = p->interval_ms + p->interval_ms / 2;
 	snprintf(p->peer, sizeof(p->peer), "%s", peer ? peer : "?");
+	snprintf(p->path, sizeof(p->path), "heartbeat");
 }
 
 static void set_state(struct probation *p, enum ipm_link_state to, int prio, const char *why)
 {
-	qb_log(prio, "peer %s heartbeat: %s -> %s (%s)", p->peer, ipm_link_name(p->state),
+	qb_log(prio, "peer %s %s: %s -> %s (%s)", p->peer, p->path, ipm_link_name(p->state),
 	       ipm_link_name(to), why);
 	p->state = to;
 }
@@ -36,7 +37,7 @@ static void enter_probation(struct probation *p, int64_t now, const char *why)
 	char msg[96];
 
 	if (p->probation_ms == 0 && p->state == IPM_LINK_UP) {
-		qb_log(LOG_NOTICE, "peer %s heartbeat: %s, no probation configured", p->peer, why);
+		qb_log(LOG_NOTICE, "peer %s %s: %s, no probation configured", p->peer, p->path, why);
 		return;
 	}
 	if (p->probation_ms == 0) {
@@ -51,8 +52,8 @@ static void enter_probation(struct probation *p, int64_t now, const char *why)
 
 static void restart_probation(struct probation *p, int64_t now, const char *why)
 {
-	qb_log(LOG_NOTICE, "peer %s heartbeat: probation restarted (%s), %.1f s to go",
-	       p->peer, why, p->probation_ms / 1000.0);
+	qb_log(LOG_NOTICE, "peer %s %s: probation restarted (%s), %.1f s to go",
+	       p->peer, p->path, why, p->probation_ms / 1000.0);
 	p->since_ms = now;
 }
 

@@ -21,6 +21,7 @@
 
 struct probation {
 	char peer[IPM_NAME_MAX];       /* for log lines */
+	char path[24];                 /* for log lines: "heartbeat" by default */
 	int64_t interval_ms;
 	int64_t timeout_ms;
 	int64_t probation_ms;

@@ -152,6 +152,7 @@ static ipm_status paired(void)
 	ipm_status st = {
 		.node = "node1", .peer = "node2", .peer_heartbeat = IPM_LINK_PROBATION,
 		.udp_age_ms = 1500, .storage_age_ms = -1, .method = IPM_HB_BOTH,
+		.udp_state = IPM_LINK_PROBATION, .storage_state = IPM_LINK_OFF,
 		.n_conns = 3, .conns = conns, .n_luns = 2, .luns = luns,
 	};
 	return st;
@@ -187,7 +188,9 @@ static void test_json_keys(void **state)
 	assert_int_equal(sb.len, strlen(sb.buf));
 	assert_has(sb.buf, "{\"node\":\"node1\",");
 	assert_has(sb.buf, "\"peer\":{\"name\":\"node2\",\"heartbeat\":\"probation\","
-		   "\"udp_age_ms\":1500,\"storage_age_ms\":-1,\"method\":\"both\"}");
+		   "\"udp_age_ms\":1500,\"storage_age_ms\":-1,\"method\":\"both\",");
+	assert_has(sb.buf, "\"storage\":\"off\",\"failure\":\"unknown\","
+		   "\"storage_serial\":0,\"volume\":\"\"}");
 	assert_has(sb.buf, "\"connections\":[{\"index\":0,\"direction\":\"outgoing\","
 		   "\"status\":\"up\",\"age_ms\":420},");
 	assert_has(sb.buf, "{\"index\":1,\"direction\":\"outgoing\",\"status\":\"down\","
@@ -267,7 +270,8 @@ static void test_text_table(void **state)
 
 	assert_int_equal(status_render_text(&st, NULL, &sb), 0);
 	assert_has(sb.buf, "node node1  peer node2  heartbeat probation (method both; "
-		   "udp 1500 ms ago, storage never)\n");
+		   "udp 1500 ms ago, storage off)\n");
+	assert_has(sb.buf, "heartbeat path failure: unknown (udp probation, storage off)\n");
 	assert_has(sb.buf, "LUN   ROLE     MODE   MIRRORED  STATE");
 	assert_has(sb.buf, "vol0  primary  sync   yes       resyncing        1.0 GiB  "
 		   "12.0 KiB/3          50.0%\n");

@@ -119,8 +119,22 @@ static void test_frame_malformed(void **state)
 
 	f.type = 0;
 	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 0");
-	f.type = 7;
-	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 7");
+	f.type = 8;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 8");
+
+	/* HBSLOT: exactly one slot, its offset follows from its index */
+	f = sample_frame(WIRE_WRITE);
+	f.type = WIRE_HBSLOT;
+	f.lun = 1;
+	f.offset = WIRE_HBSLOT_LEN;
+	f.len = f.length = WIRE_HBSLOT_LEN;
+	assert_int_equal(decode_modified(f, 0, &err), 0);
+	f.len = f.length = 512;
+	check_fail(decode_modified(f, 0, &err), -EPROTO, &err,
+		   "HBSLOT frame of 512 bytes, expected 4096");
+	f.len = f.length = WIRE_HBSLOT_LEN;
+	f.lun = 2;
+	check_fail(decode_modified(f, 0, &err), -EINVAL, &err, "HBSLOT frame for slot 2");
 
 	f = sample_frame(WIRE_WRITE);
 	f.flags |= 1 << 3;
@@ -166,7 +180,7 @@ static void test_hs_hdr(void **state)
 	ipm_error err = { "" };
 
 	assert_int_equal(wire_hs_hdr_encode(buf, WIRE_AUTH, 1234), WIRE_HS_HDR_LEN);
-	assert_memory_equal(buf, "IPMH\0\1\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
+	assert_memory_equal(buf, "IPMH\0\2\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
 	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), 0);
 	assert_int_equal(h.magic, WIRE_HELLO_MAGIC);
 	assert_int_equal(h.version, WIRE_VERSION);
@@ -181,9 +195,9 @@ static void test_hs_hdr(void **state)
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
 		   "bad handshake magic 0x49504d58");
 	buf[3] = 'H';
-	buf[5] = 2;
+	buf[5] = 1;
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
-		   "peer speaks protocol version 2, we speak 1");
+		   "peer speaks protocol version 1, we speak 2");
 
 	wire_hs_hdr_encode(buf, 9, 0);
 	check_fail(wire_hs_hdr_decode(buf, 0, &h, &err), -EPROTO, &err,
@@ -876,10 +890,10 @@ static void test_hs_version_mismatch(void **state)
 	uint8_t hdr[WIRE_HS_HDR_LEN];
 
 	wire_hs_hdr_encode(hdr, WIRE_CHALLENGE, 0);
-	hdr[5] = 2;
+	hdr[5] = 3;
 	assert_int_equal(write(t->srv.fd, hdr, sizeof(hdr)), sizeof(hdr));
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTO, &t->err,
-		   "peer speaks protocol version 2, we speak 1");
+		   "peer speaks protocol version 3, we speak 2");
 }
 
 /* A server that sends half a CHALLENGE and stalls: the client times out. */

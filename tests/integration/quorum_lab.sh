@@ -10,21 +10,13 @@
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB_TAG=ipmqu
-. "$top_srcdir/tests/lab/cluster.sh"   # the config $CFG and the skips; not cluster_start
+. "$top_srcdir/tests/lab/cluster.sh"
 command -v corosync-quorumtool >/dev/null 2>&1 || { echo "1..0 # SKIP corosync-quorumtool not installed"; exit 0; }
 
 plan 11
-export IPM_LAB_DIR="$T_DIR/lab" IPM_LAB_NS="$LAB_TAG$(($$ % 10000))" IPM_LAB_TIMEOUT=90 IPM_LAB_TWO_NODE=0
-trap '"$LAB" down >/dev/null 2>&1; t_cleanup' EXIT
-T_START=$SECONDS
-lab() { "$LAB" "$@"; }
-within() {
-	local end=$((SECONDS + $1)); shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$end" ] || return 1
-		sleep 0.5
-	done
-}
+export IPM_LAB_TWO_NODE=0
+cluster_env      # names, cleanup trap, helpers (lab, within)
+cluster_config   # $CFG: data and heartbeat on 10.203.1.x; no Pacemaker resource here
 quorate() { lab exec "$1" timeout 10 corosync-quorumtool -s 2>/dev/null | grep -Eq "^Quorate: +$2"; }
 qctl() { local n="$1"; shift; lab exec "$n" timeout 30 "$IPMIRRORCTL" --socket "$LAB_TAG" "$@"; }
 role_state() { qctl "$1" status vol0 --json | jq -r '.luns[0] | "\(.role)/\(.state)"'; }
@@ -57,8 +49,8 @@ check "quorate: node2 may be promoted (dry run exit 0)" eval 'test $RC = 0 && ec
 
 t0=$SECONDS
 lab cut cluster
-check "cluster link cut: node2 has lost quorum ($((SECONDS - t0)) s), the replication link is still up" \
-	eval 'within 60 quorate node2 No && lab exec node2 ping -c1 -W2 10.203.1.1 >/dev/null'
+check "cluster link cut: both nodes have lost quorum ($((SECONDS - t0)) s), the replication link is still up" \
+	eval 'within 60 quorate node2 No && within 30 quorate node1 No && lab exec node2 ping -c1 -W2 10.203.1.1 >/dev/null'
 OUT=$(qctl node2 promote vol0 2>&1)
 RC=$?
 diag "without quorum, node2 promote: exit $RC: $OUT"

@@ -18,8 +18,13 @@ done
 [ -d /usr/lib/ocf/resource.d ] || { echo "1..0 # SKIP no /usr/lib/ocf/resource.d"; exit 0; }
 
 
-# the body is not indented: it holds here-documents
-cluster_start() {
+# cluster_start = cluster_env (names, trap, helpers) + cluster_config (the
+# agent, the daemon wrapper, $CFG) + cluster_up (lab up, resource, settle).
+# A test that wants a different lab calls the first two and does the rest.
+cluster_start() { cluster_env; cluster_config; cluster_up; }
+
+# the bodies are not indented: they hold here-documents
+cluster_env() {
 
 export IPM_LAB_DIR="$T_DIR/lab" IPM_LAB_NS="$LAB_TAG$(($$ % 10000))" IPM_LAB_TIMEOUT=90
 trap '"$LAB" down >/dev/null 2>&1; t_cleanup' EXIT
@@ -88,6 +93,9 @@ dump_logs() {
 	done
 }
 
+}
+
+cluster_config() {
 # ---- the agent, the daemon and the configuration ----------------------------
 RA="$T_DIR/resource.d"
 mkdir -p "$RA/ipmirror"
@@ -132,6 +140,9 @@ truncate -s "$LUN_SIZE" "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 "$IPMIRRORD" --check-config --config "$CFG" >"$T_DIR/check.out" 2>&1 ||
 	bail "config rejected: $(cat "$T_DIR/check.out")"
 
+}
+
+cluster_up() {
 # ---- 1. the lab, with the agent installed inside each node ------------------
 t0=$SECONDS
 if lab up >"$T_DIR/up.log" 2>&1; then

@@ -16,11 +16,15 @@
 
 #include "ipmirror.h"
 #include "attributes.h"
+#include "fencing.h"
 #include "ipc_proto.h"
 #include "ipc_server.h"
 #include "nbd_server.h"
+#include "quorum.h"
 
 #define DEFAULT_CONFIG IPM_SYSCONFDIR "/ipmirror/ipmirror.xml"
+#define DEFAULT_FENCE_HANDLER IPM_SBINDIR "/ipmirror-fence-peer"
+#define FENCE_RETRY_MS 5000
 
 struct options {
 	const char *config;
@@ -29,6 +33,7 @@ struct options {
 	bool foreground;
 	bool check_config;
 	bool attributes; /* publish node attributes (also IPMIRROR_ATTRIBUTES=1) */
+	bool no_fencing; /* cluster mode without resource-level fencing */
 	int verbose;
 };
 
@@ -36,14 +41,16 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ipmirrord [--config FILE] [--node NAME] [--socket NAME] [--foreground]\n"
-		"                 [--attributes] [-v]...\n"
+		"                 [--attributes [--no-fencing]] [-v]...\n"
 		"       ipmirrord --check-config [--config FILE] [--node NAME]\n"
 		"  -c, --config FILE   configuration (default %s)\n"
 		"  -n, --node NAME     this node's name in the config (default: uname -n)\n"
 		"  -s, --socket NAME   admin IPC service name (default ipmirror)\n"
 		"  -f, --foreground    do not detach; log to stderr\n"
 		"      --attributes    publish Pacemaker node attributes with attrd_updater\n"
-		"                      (also when IPMIRROR_ATTRIBUTES=1)\n"
+		"                      (also when IPMIRROR_ATTRIBUTES=1); this is cluster mode,\n"
+		"                      with resource-level fencing of the peer\n"
+		"      --no-fencing    cluster mode without resource-level fencing\n"
 		"      --check-config  validate the configuration and exit\n"
 		"  -v, --verbose       more logging (repeat for debug)\n",
 		DEFAULT_CONFIG);
@@ -58,6 +65,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "attributes", no_argument, NULL, 'A' },
+		{ "no-fencing", no_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -72,6 +80,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'f': o->foreground = true; break;
 		case 'C': o->check_config = true; break;
 		case 'A': o->attributes = true; break;
+		case 'F': o->no_fencing = true; break;
 		case 'v': o->verbose++; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -174,6 +183,8 @@ struct daemon {
 	struct nbd_server *nbd;
 	struct ipc_server *ipc;
 	struct ipm_attributes *attrs;
+	struct ipm_fencing *fencing; /* cluster mode only; NULL otherwise */
+	const char *fence_handler;
 };
 
 /* Engine and NBD server for d->cfg, running. */
@@ -256,6 +267,15 @@ static int lun_snapshot(struct daemon *d, const char *lun, ipm_status **st,
 static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_status *st,
 			 ipm_error *err)
 {
+	ipm_error q = { "" };
+	int rc;
+
+	/* a partition without quorum must not take the role: the other side
+	 * may be doing the same */
+	rc = ipm_quorum_check(&q);
+	if (rc < 0)
+		return ipm_fail(err, rc, "lun \"%s\": %s", l->name, q.msg);
+	qb_log(LOG_DEBUG, "lun %s: quorum check: %s", l->name, q.msg);
 	/* item 4 of the storage heartbeat: a lost heartbeat network alone is
 	 * never a reason to take over from a live peer */
 	if (l->mirrored && strcmp(ipm_status_failure(st), "heartbeat-network") == 0)
@@ -367,6 +387,10 @@ static int role_change(void *opaque, const char *lun, bool promote, unsigned fla
 	if (rc == 0) {
 		if (!promote && safe)
 			ipm_attributes_mark_consistent(d->attrs, lun);
+		if (d->fencing && promote)
+			ipm_fencing_promoted(d->fencing, lun);
+		else if (d->fencing)
+			ipm_fencing_demoted(d->fencing, lun, safe);
 		qb_log(LOG_NOTICE, "lun %s: %s%s", lun, promote ? "promoted (primary)" : "demoted (mirror)",
 		       safe ? "" : " by force");
 		ipm_fail(err, 0, "lun \"%s\" %s on %s%s", lun,
@@ -423,6 +447,30 @@ static int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, 
 	}
 }
 
+static void fencing_observe(void *opaque, const ipm_status *st)
+{
+	ipm_fencing_update(opaque, st);
+}
+
+/* Cluster mode: fence the peer through the handler (doc/pacemaker.md). */
+static int fencing_start(struct daemon *d, ipm_error *err)
+{
+	const char *h = getenv("IPMIRROR_FENCE_HANDLER");
+	int rc;
+
+	d->fence_handler = h && h[0] ? h : DEFAULT_FENCE_HANDLER;
+	if (access(d->fence_handler, X_OK) < 0)
+		qb_log(LOG_ERR, "resource-level fencing: handler %s is not executable (%s): fencing will fail until it is",
+		       d->fence_handler, strerror(errno));
+	rc = ipm_fencing_start(ipm_fence_run_handler, (void *)d->fence_handler, FENCE_RETRY_MS,
+			       &d->fencing, err);
+	if (rc < 0)
+		return rc;
+	ipm_attributes_set_observer(d->attrs, fencing_observe, d->fencing);
+	qb_log(LOG_NOTICE, "resource-level fencing on (handler %s)", d->fence_handler);
+	return 0;
+}
+
 static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct options *o)
 {
 	ipm_error err = { "" };
@@ -437,6 +485,11 @@ static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct op
 				  NULL, &d->attrs, &err);
 	if (rc < 0)
 		goto out;
+	if (o->attributes && !o->no_fencing) {
+		rc = fencing_start(d, &err);
+		if (rc < 0)
+			goto out;
+	}
 	rc = ipc_server_start(d->engine, o->socket, &d->ipc, &err);
 	if (rc < 0)
 		goto out;
@@ -453,7 +506,9 @@ static void daemon_stop(struct daemon *d)
 	/* the IPC thread first: it may be re-creating the engine */
 	if (d->ipc)
 		ipc_server_stop(d->ipc);
+	/* the poller first: it feeds the fencing thread */
 	ipm_attributes_stop(d->attrs);
+	ipm_fencing_stop(d->fencing);
 	engine_down(d);
 }
 

@@ -45,6 +45,8 @@ struct ipm_attributes {
 	bool running, stop, wake;
 	struct lun_memory *mem;
 	size_t n_mem;
+	ipm_status_observer_fn observer; /* also sees every snapshot (fencing) */
+	void *observer_opaque;
 	/* poller only */
 	struct cached *cache;
 	size_t n_cache;
@@ -261,6 +263,28 @@ int ipm_attributes_update(struct ipm_attributes *a, const ipm_status *st)
 	return rc;
 }
 
+void ipm_attributes_set_observer(struct ipm_attributes *a, ipm_status_observer_fn fn,
+				 void *opaque)
+{
+	pthread_mutex_lock(&a->lock);
+	a->observer = fn;
+	a->observer_opaque = opaque;
+	pthread_mutex_unlock(&a->lock);
+}
+
+static void observe(struct ipm_attributes *a, const ipm_status *st)
+{
+	ipm_status_observer_fn fn;
+	void *opaque;
+
+	pthread_mutex_lock(&a->lock);
+	fn = a->observer;
+	opaque = a->observer_opaque;
+	pthread_mutex_unlock(&a->lock);
+	if (fn)
+		fn(opaque, st);
+}
+
 int ipm_attributes_poll(struct ipm_attributes *a)
 {
 	ipm_status *st = NULL;
@@ -272,6 +296,7 @@ int ipm_attributes_poll(struct ipm_attributes *a)
 	pthread_mutex_unlock(&a->engine_lock);
 	if (rc < 0 || !st)
 		return rc;
+	observe(a, st);
 	rc = ipm_attributes_update(a, st);
 	ipm_status_free(st);
 	return rc;

@@ -59,6 +59,13 @@ int ipm_attributes_update(struct ipm_attributes *a, const ipm_status *st);
 /* One round on the engine's current status. */
 int ipm_attributes_poll(struct ipm_attributes *a);
 
+/* Called with every polled snapshot, from the poller thread, before the
+ * attributes are published (the fencing module watches the same states).
+ * fn NULL: none. */
+typedef void (*ipm_status_observer_fn)(void *opaque, const ipm_status *st);
+void ipm_attributes_set_observer(struct ipm_attributes *a, ipm_status_observer_fn fn,
+				 void *opaque);
+
 /* Whether lun's data on this node was consistent when last known (see
  * above); false for an unknown LUN. */
 bool ipm_attributes_consistent(struct ipm_attributes *a, const char *lun);

@@ -6,7 +6,7 @@
 # crm_resource/pcs in a private mount namespace only.
 # TODO: the two-node drill in tests/lab (pcs resource move) is not written yet.
 . "$top_srcdir/tests/lib.sh"
-plan 19
+plan 22
 
 AGENT="$top_srcdir/ocf/ipmirror"
 RNG=/usr/share/pcs/data/ocf-1.1.rng
@@ -50,6 +50,25 @@ RC=$?
 check "pcs creates the promotable resource from the agent's metadata; crm_verify passes" \
 	bash -c "[ $RC = 0 ] && grep -q 'type=\"ipmirror\" provider=\"ipmirror\"' '$T_DIR/pcs.xml' &&
 		 grep -q 'name=\"promotable\" value=\"true\"' '$T_DIR/pcs.xml'"
+
+# ---- the fence handler on that CIB (offline: CIB_file) -------------------------
+FENCE="$top_srcdir/agent/ipmirror-fence-peer"
+fcib() { CIB_file="$T_DIR/pcs.xml" "$@"; }
+fcib "$FENCE" --node node1 fence vol0 >"$T_DIR/fence.out" 2>&1
+RC=$?
+check "ipmirror-fence-peer fence vol0: constraint ipmirror-fence-vol0-clone (Promoted -INFINITY unless #uname node1); crm_verify passes" \
+	eval 'test $RC = 0 && fcib cibadmin -Q --xpath "//rsc_location[@id=\"ipmirror-fence-vol0-clone\"][@rsc=\"vol0-clone\"]/rule[@role=\"Promoted\"][@score=\"-INFINITY\"]/expression[@attribute=\"#uname\"][@operation=\"ne\"][@value=\"node1\"]" >/dev/null &&
+		crm_verify -x "$T_DIR/pcs.xml"'
+fcib "$FENCE" --node node2 unfence vol0 >>"$T_DIR/fence.out" 2>&1
+RC=$?
+check "unfence by node2 leaves node1's constraint in place (exit 0)" \
+	eval 'test $RC = 0 && fcib cibadmin -Q --xpath "//rsc_location[@id=\"ipmirror-fence-vol0-clone\"]" >/dev/null'
+fcib "$FENCE" --node node1 unfence vol0 >>"$T_DIR/fence.out" 2>&1
+RC=$?
+check "unfence by node1 removes it; again is a no-op; an unknown LUN has nothing to fence" \
+	eval 'test $RC = 0 && ! fcib cibadmin -Q --xpath "//rsc_location[@id=\"ipmirror-fence-vol0-clone\"]" >/dev/null 2>&1 &&
+		fcib "$FENCE" --node node1 unfence vol0 >/dev/null && fcib "$FENCE" --node node1 fence vol9 | grep -q "nothing to fence"'
+sed 's/^/# /' "$T_DIR/fence.out"
 
 # ---- promote / demote on two daemons ------------------------------------------
 pair_setup vol0:16M:sync:yes:node1

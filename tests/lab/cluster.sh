@@ -6,7 +6,10 @@
 # visible inside the nodes only, creates the promotable resource vol0 and
 # waits until it has settled: P is then the Promoted node, Q the Unpromoted
 # one. It reports 4 checks of its own and defines the helpers the tests use
-# (lab, mon, roles, within, attr, dump_logs, ...).
+# (lab, mon, roles, within, attr, dump_logs, ...). The daemons mirror and
+# send heartbeats over the lab's replication network (10.203.1.x), hosts use
+# NBD on the cluster network (10.203.0.x); the agent's daemon runs the fence
+# handler of the source tree (agent/ipmirror-fence-peer).
 LAB="$top_srcdir/tests/lab/lab"
 for c in corosync pacemakerd crm_mon crm_resource pcs nbdcopy nbdinfo unshare nsenter ip; do
 	command -v "$c" >/dev/null 2>&1 || { echo "1..0 # SKIP $c not installed"; exit 0; }
@@ -15,8 +18,13 @@ done
 [ -d /usr/lib/ocf/resource.d ] || { echo "1..0 # SKIP no /usr/lib/ocf/resource.d"; exit 0; }
 
 
-# the body is not indented: it holds here-documents
-cluster_start() {
+# cluster_start = cluster_env (names, trap, helpers) + cluster_config (the
+# agent, the daemon wrapper, $CFG) + cluster_up (lab up, resource, settle).
+# A test that wants a different lab calls the first two and does the rest.
+cluster_start() { cluster_env; cluster_config; cluster_up; }
+
+# the bodies are not indented: they hold here-documents
+cluster_env() {
 
 export IPM_LAB_DIR="$T_DIR/lab" IPM_LAB_NS="$LAB_TAG$(($$ % 10000))" IPM_LAB_TIMEOUT=90
 trap '"$LAB" down >/dev/null 2>&1; t_cleanup' EXIT
@@ -32,7 +40,10 @@ within() {
 	done
 }
 mon() { local n="$1"; shift; lab exec "$n" timeout 10 crm_mon -1 "$@" 2>/dev/null; }
+# NBD (hosts) is on the cluster network, mirror data and the UDP heartbeat on
+# the replication network: `lab cut data` parts the daemons, corosync stays whole
 addr_of() { echo "10.203.0.${1#node}"; }
+data_addr_of() { echo "10.203.1.${1#node}"; }
 
 # roles: "PROMOTED/UNPROMOTED" for vol0-clone as crm_mon on node1 lists
 # them, e.g. "node1/node2" (one crm_mon, so both halves are from one moment)
@@ -82,6 +93,9 @@ dump_logs() {
 	done
 }
 
+}
+
+cluster_config() {
 # ---- the agent, the daemon and the configuration ----------------------------
 RA="$T_DIR/resource.d"
 mkdir -p "$RA/ipmirror"
@@ -100,7 +114,8 @@ done
 WRAP="$T_DIR/ipmirrord"
 cat >"$WRAP" <<EOF
 #!/bin/sh
-IPMIRROR_SCHEMA='$IPMIRROR_SCHEMA' exec '$IPMIRRORD' "\$@"
+IPMIRROR_SCHEMA='$IPMIRROR_SCHEMA' IPMIRROR_FENCE_HANDLER='$top_srcdir/agent/ipmirror-fence-peer' \
+	exec '$IPMIRRORD' "\$@"
 EOF
 chmod 755 "$WRAP"
 
@@ -113,8 +128,8 @@ cat >"$CFG" <<EOF
   <connections count="2"/>
   <heartbeat interval="0.5" timeout="2" probation="2"/>
   <log level="info" file="$T_DIR/ipmirrord.log"/>
-  <node name="node1"><data address="10.203.0.1" port="7788"/><heartbeat address="10.203.0.1" port="7789"/><nbd address="10.203.0.1" port="10809"/></node>
-  <node name="node2"><data address="10.203.0.2" port="7788"/><heartbeat address="10.203.0.2" port="7789"/><nbd address="10.203.0.2" port="10809"/></node>
+  <node name="node1"><data address="10.203.1.1" port="7788"/><heartbeat address="10.203.1.1" port="7789"/><nbd address="10.203.0.1" port="10809"/></node>
+  <node name="node2"><data address="10.203.1.2" port="7788"/><heartbeat address="10.203.1.2" port="7789"/><nbd address="10.203.0.2" port="10809"/></node>
   <lun name="vol0" size="$LUN_SIZE" mode="sync" mirrored="yes" primary="node1">
     <backing node="node1" path="$T_DIR/node1-vol0.img"/>
     <backing node="node2" path="$T_DIR/node2-vol0.img"/>
@@ -125,6 +140,9 @@ truncate -s "$LUN_SIZE" "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 "$IPMIRRORD" --check-config --config "$CFG" >"$T_DIR/check.out" 2>&1 ||
 	bail "config rejected: $(cat "$T_DIR/check.out")"
 
+}
+
+cluster_up() {
 # ---- 1. the lab, with the agent installed inside each node ------------------
 t0=$SECONDS
 if lab up >"$T_DIR/up.log" 2>&1; then

@@ -28,12 +28,14 @@ enum ipc_cmd {
 	IPC_CMD_HB_INSTALL = 5,   /* arg: heartbeat volume path; text: done / why not */
 	IPC_CMD_HB_UNINSTALL = 6,
 	IPC_CMD_HB_METHOD = 7,    /* arg: udp|storage|both */
+	IPC_CMD_RESOLVE = 8,      /* lun; flags IPC_F_DISCARD_LOCAL; text: done / why not */
 };
 
 enum ipc_flags {
 	IPC_F_JSON = 1 << 0,    /* IPC_CMD_STATUS: JSON instead of the table */
 	IPC_F_FORCE = 1 << 1,   /* PROMOTE/DEMOTE: even when unsafe (logged) */
 	IPC_F_DRY_RUN = 1 << 2, /* PROMOTE/DEMOTE: only check whether allowed */
+	IPC_F_DISCARD_LOCAL = 1 << 3, /* RESOLVE: this node's changes are dropped */
 };
 
 struct ipc_request {

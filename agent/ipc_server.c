@@ -186,6 +186,30 @@ static void do_hb(struct ipc_server *s, qb_ipcs_connection_t *c, const struct ip
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
+static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
+		       const struct ipc_request *req)
+{
+	ipm_lun *l = s->engine ? ipm_engine_lun_by_name(s->engine, req->lun) : NULL;
+	ipm_error err = { "" };
+	int rc;
+
+	if (!s->engine) {
+		reply_error(c, req->hdr.id, -EIO, "the engine is down");
+		return;
+	}
+	if (!(req->flags & IPC_F_DISCARD_LOCAL)) {
+		reply_error(c, req->hdr.id, -EINVAL, "resolve: say --discard-local");
+		return;
+	}
+	if (!l) {
+		reply_error(c, req->hdr.id, -ENOENT, "no lun \"%s\" on %s", req->lun,
+			    ipm_engine_node(s->engine));
+		return;
+	}
+	rc = ipm_lun_resolve_discard(l, &err);
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 {
 	s->hb_fn = fn;
@@ -226,6 +250,9 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 	case IPC_CMD_HB_UNINSTALL:
 	case IPC_CMD_HB_METHOD:
 		do_hb(s, c, &req);
+		break;
+	case IPC_CMD_RESOLVE:
+		do_resolve(s, c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

@@ -41,6 +41,7 @@ struct ctl_args {
 	bool has_timeout;
 	bool force;
 	bool dry_run;
+	bool discard_local;
 	const char *hb;     /* heartbeat subcommand */
 	const char *hb_arg; /* its PATH or METHOD */
 };
@@ -63,6 +64,8 @@ static void usage(FILE *f)
 		"  heartbeat install PATH                     add the storage-path heartbeat volume\n"
 		"  heartbeat uninstall                        remove it\n"
 		"  heartbeat method udp|storage|both          which heartbeats decide the peer is down\n"
+		"  resolve LUN --discard-local                end a split brain: drop this node's\n"
+		"                                             changes, copy the LUN from the primary\n"
 		"    (refused when unsafe; --force overrides and is logged)\n"
 		"options:\n"
 		"  -s, --socket NAME   IPC service name of ipmirrord (default %s)\n"
@@ -181,6 +184,18 @@ static int check_command(struct ctl_args *a, int nargs, char **args)
 		a->lun = args[1];
 		return 0;
 	}
+	if (strcmp(a->command, "resolve") == 0) {
+		if (nargs != 2)
+			return usage_error("resolve: expected one LUN");
+		if (!a->discard_local)
+			return usage_error("resolve: say --discard-local (this node's changes are dropped)");
+		if (a->state || a->has_timeout || a->json || a->force || a->dry_run)
+			return usage_error("resolve: only --discard-local applies");
+		a->lun = args[1];
+		return 0;
+	}
+	if (a->discard_local)
+		return usage_error("--discard-local belongs to resolve");
 	if (a->force || a->dry_run)
 		return usage_error("--force and --dry-run belong to promote and demote");
 	if (strcmp(a->command, "heartbeat") == 0)
@@ -198,6 +213,7 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "force", no_argument, NULL, 'F' },
 		{ "dry-run", no_argument, NULL, 'D' },
+		{ "discard-local", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -217,6 +233,7 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 			break;
 		case 'F': a->force = true; break;
 		case 'D': a->dry_run = true; break;
+		case 'L': a->discard_local = true; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("ipmirrorctl %s\n", PACKAGE_VERSION); return 1;
 		case ':':
@@ -364,8 +381,12 @@ static int cmd_role(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 	struct reply r;
 	int rc;
 
-	rc = request(c, strcmp(a->command, "promote") == 0 ? IPC_CMD_PROMOTE : IPC_CMD_DEMOTE,
-		     flags, a->lun, buf, &r);
+	if (strcmp(a->command, "resolve") == 0)
+		rc = request(c, IPC_CMD_RESOLVE, IPC_F_DISCARD_LOCAL, a->lun, buf, &r);
+	else
+		rc = request(c, strcmp(a->command, "promote") == 0 ? IPC_CMD_PROMOTE :
+								     IPC_CMD_DEMOTE,
+			     flags, a->lun, buf, &r);
 	if (rc < 0)
 		return channel_failed(a->service, rc);
 	if (r.status < 0)

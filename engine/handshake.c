@@ -28,6 +28,9 @@ struct hs_conn {
 	const char *peer_reason;	/* told the peer instead of e.msg */
 	uint8_t *buf;			/* HS_BUF_LEN */
 	ipm_error e;
+	uint32_t n_verdicts;		/* server: per-LUN verdicts for WELCOME */
+	uint8_t *verdicts;		/* client: where WELCOME's verdicts go (or NULL) */
+	uint8_t lun_flags[WIRE_MAX_LUNS];
 };
 
 /* ---- timed socket I/O -------------------------------------------------------- */
@@ -142,10 +145,11 @@ static int recv_msg(struct hs_conn *c, uint16_t expect, struct wire_hs_hdr *h, c
 /* Tell the peer why we stop (best effort) and return -status. */
 static int send_refusal(struct hs_conn *c, int status, const char *reason)
 {
-	struct wire_welcome w = { .status = status };
+	struct wire_welcome w = { .status = status, .n_luns = c->n_verdicts };
 	ipm_error keep = c->e;
 	size_t n;
 
+	memcpy(w.lun_flags, c->lun_flags, c->n_verdicts);
 	memcpy(w.message, reason, strnlen(reason, sizeof(w.message) - 1));
 	n = wire_welcome_encode(c->buf + WIRE_HS_HDR_LEN, &w);
 	send_msg(c, WIRE_WELCOME, n, "WELCOME");
@@ -184,6 +188,8 @@ static int client_welcome(struct hs_conn *c, const struct wire_hs_hdr *h)
 	rc = wire_welcome_decode(body(c), h->len, &w, &c->e);
 	if (rc < 0)
 		return rc;
+	if (c->verdicts)
+		memcpy(c->verdicts, w.lun_flags, w.n_luns);
 	if (w.status == 0)
 		return 0;
 	return ipm_fail(&c->e, -w.status, "refused by %s: %s", c->peer,
@@ -266,7 +272,7 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err)
 {
 	struct wire_auth *a = calloc(1, sizeof(*a));
-	struct hs_conn c = { .fd = fd };
+	struct hs_conn c = { .fd = fd, .verdicts = p->verdicts };
 	int rc;
 
 	rc = check_params(p, err);
@@ -377,11 +383,14 @@ static int server_run(struct hs_conn *c, const char *self, const char *expect_pe
 	rc = server_auth(c, self, secret, hello, ch.nonce, a);
 	if (rc < 0)
 		return rc;
-	rc = check ? check(opaque, hello, a, reason, sizeof(reason)) : 0;
+	c->n_verdicts = a->n_luns;
+	rc = check ? check(opaque, hello, a, c->lun_flags, reason, sizeof(reason)) : 0;
 	if (rc) {
 		rc = rc < 0 ? rc : -rc;
 		return ipm_fail(&c->e, rc, "%s", reason[0] ? reason : strerror(-rc));
 	}
+	w.n_luns = c->n_verdicts;
+	memcpy(w.lun_flags, c->lun_flags, c->n_verdicts);
 	n = wire_welcome_encode(c->buf + WIRE_HS_HDR_LEN, &w);
 	return send_msg(c, WIRE_WELCOME, n, "WELCOME");
 }

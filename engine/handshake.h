@@ -20,6 +20,8 @@ struct hs_client_params {
 	uint32_t n_luns;
 	const struct wire_lun *luns;
 	unsigned timeout_ms;                /* per message; 0 = HS_DEFAULT_TIMEOUT_MS */
+	uint8_t *verdicts;                  /* WIRE_MAX_LUNS bytes for WELCOME's per-LUN
+					     * verdicts (enum wire_lun_verdict), or NULL */
 };
 
 /* Run the client side. 0 when the server sent WELCOME status 0; otherwise a
@@ -30,9 +32,11 @@ struct hs_client_params {
 int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err);
 
 /* Called by the server once the client is authenticated: return 0 to accept,
- * or a positive errno and fill reason (sent in WELCOME and logged). */
+ * or a positive errno and fill reason (sent in WELCOME and logged). Either
+ * way verdicts[i] (zeroed, one per LUN of auth) goes back in WELCOME. */
 typedef int (*hs_check_fn)(void *opaque, const struct wire_hello *hello,
-			   const struct wire_auth *auth, char *reason, size_t reason_len);
+			   const struct wire_auth *auth, uint8_t *verdicts, char *reason,
+			   size_t reason_len);
 
 /* Run the server side: read HELLO (check `to` == self and `from` ==
  * expect_peer), send CHALLENGE (with server MAC over the client's nonce),

@@ -140,6 +140,12 @@ int ipm_lun_flush(ipm_lun *l);
 int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
 int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
 
+/* Resolve a split brain on this node's side: its changes since the nodes
+ * parted are dropped and the whole LUN is copied from the primary at the
+ * next connection. Only on a node that is mirror for the LUN and in split
+ * brain; otherwise a negative errno and err says why. */
+int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err);
+
 /* ---- status snapshot ---------------------------------------------------- */
 
 enum ipm_role { IPM_ROLE_PRIMARY, IPM_ROLE_MIRROR };

@@ -47,6 +47,7 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	l->fd = -1;
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	pthread_rwlock_init(&l->role_lock, NULL);
+	pthread_mutex_init(&l->gen_lock, NULL);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
 
@@ -69,6 +70,11 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 			      (unsigned long long)cfg->size);
 		goto fail;
 	}
+	if (cfg->mirrored) {
+		rc = lun_gen_open(l, err);
+		if (rc < 0)
+			goto fail;
+	}
 	*out = l;
 	return 0;
 fail:
@@ -83,7 +89,16 @@ void lun_close(struct ipm_lun *l)
 	if (l->fd >= 0)
 		close(l->fd);
 	pthread_rwlock_destroy(&l->role_lock);
+	pthread_mutex_destroy(&l->gen_lock);
 	free(l);
+}
+
+void lun_journal_path(const struct ipm_lun *l, char *out, size_t len)
+{
+	if (l->cfg->journal_path)
+		snprintf(out, len, "%s", l->cfg->journal_path);
+	else
+		snprintf(out, len, "%s.journal", l->path);
 }
 
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include "engine.h"
+#include "generation.h"
 
 struct ipm_lun {
 	ipm_engine *engine;
@@ -19,11 +20,46 @@ struct ipm_lun {
 	/* mirroring: set when the LUN is mirrored, by the side that uses it */
 	uint32_t wire_index;          /* index in its direction's LUN list */
 	struct replicator *rep;       /* primary here: sends our writes */
+	/* data generations (mirrored LUNs; doc/generations.md), under gen_lock */
+	pthread_mutex_t gen_lock;
+	struct generation gen;
+	struct generation peer_gen;   /* mirror here: the primary's line, taken
+				       * over when a resync pass completes */
+	char gen_path[4300];
 };
 
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);
 void lun_close(struct ipm_lun *l);
+
+/* The LUN's journal path (config, or BACKING.journal); its bitmap, activity
+ * log and generation file are this path plus a suffix. */
+void lun_journal_path(const struct ipm_lun *l, char *out, size_t len);
+
+/* ---- data generations (generation.c) ---- */
+/* Load (a primary of a new LUN starts its first generation); marks a
+ * primary as possibly holding writes the peer lacks until a clean stop. */
+int lun_gen_open(struct ipm_lun *l, ipm_error *err);
+/* Primary: a write the peer cannot see yet. Starts a new generation the
+ * first time after the peer held the current one. */
+void lun_gen_diverge(struct ipm_lun *l);
+/* Primary: the peer has everything (resync complete). */
+void lun_gen_shared(struct ipm_lun *l);
+/* Primary: stopped with nothing the peer lacks. */
+void lun_gen_clean_stop(struct ipm_lun *l);
+/* Primary: the peer's verdict on this LUN at a handshake. */
+void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted);
+/* Mirror: judge the primary's line at a handshake. Returns 0 and sets
+ * *verdict (WIRE_LV_*) or a positive errno with reason filled. */
+int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verdict,
+		  char *reason, size_t reason_len);
+/* Mirror: a resync pass completed, the copy equals the primary's. */
+void lun_gen_insync(struct ipm_lun *l);
+/* Mirror: resolve --discard-local. */
+int lun_gen_discard(struct ipm_lun *l, ipm_error *err);
+bool lun_gen_splitbrain(struct ipm_lun *l);
+/* The current generation as 16 hex digits (or "none"). */
+void lun_gen_string(struct ipm_lun *l, char *out, size_t len);
 
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);

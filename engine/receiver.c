@@ -123,8 +123,10 @@ static int apply(struct rreq *q)
 		/* replays are applied strictly in journal order, so the flag
 		 * follows the copy exactly: a replay makes it behind, the
 		 * marker ending a resync pass makes it equal again */
-		if (rc == 0 && (f->flags & WIRE_F_INSYNC))
+		if (rc == 0 && (f->flags & WIRE_F_INSYNC)) {
+			lun_gen_insync(q->lun);
 			__atomic_store_n(&q->lun->insync, true, __ATOMIC_RELAXED);
+		}
 		return rc;
 	default:
 		return -EINVAL;
@@ -447,11 +449,14 @@ static void serve(struct rconn *c)
 /* ---- handshake -------------------------------------------------------------- */
 
 static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		      char *reason, size_t reason_len)
+		      uint8_t *verdicts, char *reason, size_t reason_len)
 {
 	struct rconn *c = opaque;
 	ipm_engine *e = c->rc->e;
+	char why[WIRE_MSG_LEN] = "";
+	unsigned verdict;
 	uint32_t i;
+	int refuse = 0, rc;
 
 	if (hello->conn_count != e->cfg->conn_count || hello->conn_index >= hello->conn_count) {
 		snprintf(reason, reason_len, "connection %u of %u, but we expect %u connections",
@@ -479,6 +484,17 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 		}
 		c->luns[i] = l;
 	}
+	/* every LUN gets a verdict, so the primary learns all of them at once */
+	for (i = 0; i < auth->n_luns; i++) {
+		rc = lun_gen_judge(c->luns[i], &auth->luns[i], &verdict, why, sizeof(why));
+		verdicts[i] = (uint8_t)verdict;
+		if (rc && !refuse) {
+			refuse = rc;
+			snprintf(reason, reason_len, "%s", why);
+		}
+	}
+	if (refuse)
+		return refuse;
 	c->n_luns = auth->n_luns;
 	return 0;
 }

@@ -235,6 +235,8 @@ static int submit(struct replicator *r, struct mreq *m)
 		 * every number it is told to wait for, and this request reaches
 		 * it later as a replay with a number of its own. */
 		m->f.seq = 0;
+		if (m->f.type != WIRE_FLUSH)
+			lun_gen_diverge(m->rl->lun);
 		rc = journal_request_locked(r, m);
 		finish_locked(r, m, 0);
 	}
@@ -572,6 +574,53 @@ fail:
 	return rc;
 }
 
+/* Our data generations as the handshake announces them. */
+static void wire_luns_generations(struct replicator *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		struct ipm_lun *l = r->luns[i].lun;
+		struct wire_lun *wl = &r->wire_luns[i];
+
+		pthread_mutex_lock(&l->gen_lock);
+		wl->generation = l->gen.current;
+		wl->n_history = (uint8_t)l->gen.n_history;
+		memcpy(wl->history, l->gen.history, sizeof(wl->history));
+		pthread_mutex_unlock(&l->gen_lock);
+	}
+}
+
+/* The mirror's per-LUN verdicts: split brain, or a full copy needed. */
+static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool accepted)
+{
+	ipm_error err = { "" };
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		lun_gen_verdict(rl->lun, verdicts[i], accepted);
+		if (!accepted || !(verdicts[i] & WIRE_LV_FULL))
+			continue;
+		pthread_mutex_lock(&r->lock);
+		if (!rl->full_pending) {
+			qb_log(LOG_WARNING, "lun %s: %s needs the whole LUN (its data is no ancestor of ours): full resync",
+			       ipm_lun_name(rl->lun), r->e->peer->name);
+			dirty_bitmap_mark(rl->bitmap, 0, rl->lun->size);
+			if (dirty_bitmap_sync(rl->bitmap, &err) < 0)
+				qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+			rl->overflowed = true;
+			rl->full_pending = true;
+			if (r->link == LINK_LIVE) {
+				r->force_resync = true;
+				pthread_cond_broadcast(&r->link_cond);
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
 static int worker_connect(struct worker *w)
 {
 	struct replicator *r = w->r;
@@ -581,8 +630,12 @@ static int worker_connect(struct worker *w)
 		.secret = r->secret, .session = r->session, .window = r->window,
 		.n_luns = r->n_luns, .luns = r->wire_luns,
 	};
+	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
 	ipm_error err = { "" };
 	int fd = dial(r, &err), rc;
+
+	p.verdicts = verdicts;
+	wire_luns_generations(r);
 
 	if (fd < 0) {
 		rc = fd;
@@ -594,6 +647,7 @@ static int worker_connect(struct worker *w)
 	w->failed = false;
 	pthread_mutex_unlock(&r->lock);
 	rc = handshake_client(fd, &p, &err);
+	take_verdicts(r, verdicts, rc == 0);
 	if (rc < 0)
 		goto fail;
 	rc = pthread_create(&w->reader, NULL, reader_main, w);
@@ -987,7 +1041,10 @@ static enum ipm_link_state peer_state(struct replicator *r)
 
 static void monitor_live_locked(struct replicator *r)
 {
-	if (peer_state(r) == IPM_LINK_DOWN)
+	if (r->force_resync) {
+		r->force_resync = false;
+		go_down_locked(r, "the peer needs a full resync");
+	} else if (peer_state(r) == IPM_LINK_DOWN)
 		go_down_locked(r, "heartbeat timeout");
 	else if (ca_count_up(&r->ca) == 0)
 		go_down_locked(r, "all connections lost");
@@ -1070,6 +1127,25 @@ static void *monitor_main(void *arg)
 	return NULL;
 }
 
+/* Stopping live with nothing unanswered, journaled or marked: the peer has
+ * every write, so this node's copy is no longer ahead of it. */
+static void mark_clean_stop_locked(struct replicator *r)
+{
+	unsigned i;
+
+	if (r->link != LINK_LIVE || r->inflight || r->al_users)
+		return;
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		if (journal_records(rl->journal) || rl->overflowed ||
+		    (rl->al && dirty_bitmap_dirty_bytes(rl->al)))
+			return;
+	}
+	for (i = 0; i < r->n_luns; i++)
+		lun_gen_clean_stop(r->luns[i].lun);
+}
+
 void replicator_stop(struct replicator *r)
 {
 	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
@@ -1093,6 +1169,7 @@ void replicator_stop(struct replicator *r)
 		go_down_locked(r, "stopping");
 	else if (r->link == LINK_LIVE)
 		al_settle_locked(r);
+	mark_clean_stop_locked(r);
 	r->running = false;
 	pthread_cond_broadcast(&r->queue_cond);
 	pthread_cond_broadcast(&r->space_cond);

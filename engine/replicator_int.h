@@ -50,6 +50,7 @@ struct rep_lun {
 	enum ipm_lun_state state;
 	struct journal *journal;
 	struct dirty_bitmap *bitmap;  /* used once the journal is full */
+	bool full_pending;            /* the peer asked for the whole LUN */
 	struct dirty_bitmap *al;      /* activity log: extents with live writes */
 	pthread_mutex_t al_lock;      /* the activity log only; taken without r->lock */
 	bool overflowed;
@@ -107,6 +108,7 @@ struct replicator {
 	unsigned al_users;           /* submitters marking the activity log */
 	int64_t last_live_ms;        /* when the last live request was submitted */
 	unsigned next_direct;        /* where the search for an idle connection starts */
+	bool force_resync;           /* live, but a LUN needs a full resync */
 };
 
 
@@ -129,7 +131,6 @@ int journal_sync_all_locked(struct replicator *r);
 /* Replay every LUN's journal; returns 0 when caught up and switched to live,
  * negative when the link broke (caller goes back down). */
 int resync_run(struct replicator *r);
-bool journals_empty(struct replicator *r);
 
 /* activity_log.c */
 /* The activity log is cleared only after this long without a live write. */

@@ -15,14 +15,6 @@
 #define DEFAULT_JOURNAL_MAX (4ull << 30)
 #define BITMAP_EXTENT (1u << 20)
 
-static void journal_path(const struct ipm_lun *l, char *out, size_t len)
-{
-	if (l->cfg->journal_path)
-		snprintf(out, len, "%s", l->cfg->journal_path);
-	else
-		snprintf(out, len, "%s.journal", l->path);
-}
-
 static int open_one(struct rep_lun *rl, ipm_error *err)
 {
 	struct ipm_lun *l = rl->lun;
@@ -31,7 +23,7 @@ static int open_one(struct rep_lun *rl, ipm_error *err)
 	char path[4200];
 	int rc;
 
-	journal_path(l, path, sizeof(path) - 8);
+	lun_journal_path(l, path, sizeof(path) - 8);
 	rc = journal_open(path, l->cfg->name, l->size, max, &rl->journal, &dropped, err);
 	if (rc < 0)
 		return rc;
@@ -332,7 +324,9 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 		if (rl->overflowed && dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
 		rl->overflowed = false;
+		rl->full_pending = false;
 		rl->resync_done = rl->resync_total;
+		lun_gen_shared(rl->lun);
 	}
 	set_states_locked(r, IPM_STATE_UPTODATE);
 	qb_log(LOG_NOTICE, "peer %s: resync complete, %llu bytes in %lld ms; mirroring live",

@@ -23,7 +23,14 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 		replicator_lun_status(l->rep, l, s);
 	else if (l->cfg->mirrored && l->engine->rcv)
 		s->state = receiver_lun_state(l->engine->rcv, l);
-	snprintf(s->generation, sizeof(s->generation), "%s", "0");
+	if (!l->cfg->mirrored) {
+		snprintf(s->generation, sizeof(s->generation), "%s", "none");
+		return;
+	}
+	lun_gen_string(l, s->generation, sizeof(s->generation));
+	/* a split brain holds until resolved, whatever the link does */
+	if (lun_gen_splitbrain(l))
+		s->state = IPM_STATE_SPLITBRAIN;
 }
 
 /* Outgoing connections (we are primary) first, then incoming ones. */

@@ -13,7 +13,7 @@
 #define HELLO_LEN (2 * WIRE_NAME_LEN + 4 + WIRE_NONCE_LEN)
 #define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
 #define AUTH_FIXED_LEN (WIRE_MAC_LEN + 8 + 8 + 4 + 4)
-#define AUTH_LUN_LEN (WIRE_NAME_LEN + 8 + 8 + 1 + 7)
+#define AUTH_LUN_LEN (WIRE_NAME_LEN + 8 + 8 + 1 + 1 + 6 + 8 * WIRE_GEN_HISTORY)
 #define WELCOME_LEN (4 + WIRE_MSG_LEN)
 
 _Static_assert(AUTH_FIXED_LEN + WIRE_MAX_LUNS * AUTH_LUN_LEN <= WIRE_HS_MAX_BODY,
@@ -178,6 +178,7 @@ size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m)
 {
 	uint32_t i, n = m->n_luns < WIRE_MAX_LUNS ? m->n_luns : WIRE_MAX_LUNS;
 	uint8_t *p = buf;
+	int k;
 
 	p = put_bytes(p, m->mac, WIRE_MAC_LEN);
 	p = put64(p, m->session);
@@ -191,8 +192,11 @@ size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m)
 		p = put64(p, l->size);
 		p = put64(p, l->generation);
 		*p++ = l->mode;
-		memset(p, 0, 7);	/* reserved */
-		p += 7;
+		*p++ = l->n_history;
+		memset(p, 0, 6);	/* reserved */
+		p += 6;
+		for (k = 0; k < WIRE_GEN_HISTORY; k++)
+			p = put64(p, k < l->n_history ? l->history[k] : 0);
 	}
 	return (size_t)(p - buf);
 }
@@ -210,9 +214,15 @@ static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_erro
 	l->size = get64(p);
 	l->generation = get64(p + 8);
 	l->mode = p[16];
-	for (k = 17; k < 24; k++)
+	l->n_history = p[17];
+	for (k = 18; k < 24; k++)
 		if (p[k])
 			return ipm_fail(err, -EPROTO, "AUTH lun %u: reserved bytes are not zero", i);
+	if (l->n_history > WIRE_GEN_HISTORY)
+		return ipm_fail(err, -EPROTO, "AUTH lun %u: %u earlier generations, at most %d", i,
+				l->n_history, WIRE_GEN_HISTORY);
+	for (k = 0; k < WIRE_GEN_HISTORY; k++)
+		l->history[k] = get64(p + 24 + 8 * k);
 	return 0;
 }
 
@@ -251,25 +261,44 @@ int wire_auth_decode(const uint8_t *buf, size_t len, struct wire_auth *m, ipm_er
 
 size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m)
 {
+	uint32_t n = m->n_luns < WIRE_MAX_LUNS ? m->n_luns : WIRE_MAX_LUNS;
 	uint8_t *p = buf;
 
 	p = put32(p, (uint32_t)m->status);
 	p = put_name(p, m->message, WIRE_MSG_LEN);
-	return (size_t)(p - buf);
+	p = put32(p, n);
+	return (size_t)(put_bytes(p, m->lun_flags, n) - buf);
 }
 
 int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 			ipm_error *err)
 {
+	uint32_t i;
 	int rc;
 
-	rc = check_len(len, WELCOME_LEN, "WELCOME", err);
-	if (rc < 0)
-		return rc;
+	if (len < WELCOME_LEN + 4)
+		return ipm_fail(err, -EPROTO, "WELCOME body is %zu bytes, expected at least %d", len,
+				WELCOME_LEN + 4);
 	m->status = (int32_t)get32(buf);
 	if (m->status < 0)
 		return ipm_fail(err, -EINVAL, "WELCOME status %d is negative", m->status);
-	return get_text(buf + 4, WIRE_MSG_LEN, m->message, true, "WELCOME message", err);
+	rc = get_text(buf + 4, WIRE_MSG_LEN, m->message, true, "WELCOME message", err);
+	if (rc < 0)
+		return rc;
+	m->n_luns = get32(buf + WELCOME_LEN);
+	if (m->n_luns > WIRE_MAX_LUNS)
+		return ipm_fail(err, -EMSGSIZE, "WELCOME has %u lun verdicts, limit %d", m->n_luns,
+				WIRE_MAX_LUNS);
+	rc = check_len(len, WELCOME_LEN + 4 + (size_t)m->n_luns, "WELCOME", err);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < m->n_luns; i++) {
+		m->lun_flags[i] = buf[WELCOME_LEN + 4 + i];
+		if (m->lun_flags[i] & ~(WIRE_LV_FULL | WIRE_LV_SPLITBRAIN))
+			return ipm_fail(err, -EPROTO, "WELCOME lun %u: unknown verdict 0x%x", i,
+					m->lun_flags[i]);
+	}
+	return 0;
 }
 
 /* ---- frames ---------------------------------------------------------------- */

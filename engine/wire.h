@@ -13,7 +13,8 @@
 #include <stdint.h>
 #include "ipmirror.h"
 
-#define WIRE_VERSION 2                 /* 2: HBSLOT frames (storage heartbeat) */
+#define WIRE_VERSION 3                 /* 2: HBSLOT frames; 3: generations in AUTH,
+					 * per-LUN verdicts in WELCOME */
 #define WIRE_HELLO_MAGIC 0x49504d48u   /* "IPMH" handshake messages */
 #define WIRE_FRAME_MAGIC 0x49504d46u   /* "IPMF" request/ack frames */
 #define WIRE_NONCE_LEN 32
@@ -23,6 +24,7 @@
 #define WIRE_MAX_PAYLOAD (32u << 20)   /* = the NBD server's max request */
 #define WIRE_MAX_WINDOW 65536          /* max requests in flight per direction */
 #define WIRE_MSG_LEN 128               /* reason text in WELCOME */
+#define WIRE_GEN_HISTORY 8             /* earlier generations sent per LUN */
 
 enum wire_hs_type {
 	WIRE_HELLO = 1,      /* client -> server */
@@ -39,7 +41,7 @@ struct wire_hs_hdr {
 	uint32_t len;        /* body length, <= WIRE_HS_MAX_BODY */
 };
 #define WIRE_HS_HDR_LEN 12
-#define WIRE_HS_MAX_BODY (WIRE_MAX_LUNS * 96 + 512)
+#define WIRE_HS_MAX_BODY (WIRE_MAX_LUNS * 160 + 512)
 
 struct wire_hello {
 	char from[WIRE_NAME_LEN];      /* the connecting (primary) node */
@@ -59,7 +61,9 @@ struct wire_lun {
 	char name[WIRE_NAME_LEN];
 	uint64_t size;
 	uint8_t mode;                  /* enum ipm_mode */
-	uint64_t generation;
+	uint64_t generation;           /* the primary's current data generation */
+	uint8_t n_history;             /* <= WIRE_GEN_HISTORY */
+	uint64_t history[WIRE_GEN_HISTORY]; /* its earlier generations, newest first */
 };
 
 struct wire_auth {
@@ -71,9 +75,17 @@ struct wire_auth {
 	struct wire_lun luns[WIRE_MAX_LUNS];
 };
 
+/* Per-LUN verdicts of the mirror in WELCOME (doc/generations.md). */
+enum wire_lun_verdict {
+	WIRE_LV_FULL = 1 << 0,        /* copy the whole LUN: our data is no ancestor */
+	WIRE_LV_SPLITBRAIN = 1 << 1,  /* both sides wrote without the other */
+};
+
 struct wire_welcome {
 	int32_t status;                /* 0 or a positive errno */
 	char message[WIRE_MSG_LEN];
+	uint32_t n_luns;               /* verdicts that follow (0 when refused early) */
+	uint8_t lun_flags[WIRE_MAX_LUNS];
 };
 
 /* Frames after the handshake. */

@@ -119,7 +119,7 @@ pair_setup() {
 			echo "  <lun name=\"$name\" size=\"$size\" mode=\"$mode\" mirrored=\"$mirrored\" primary=\"$primary\">"
 			echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"/>"
 			echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"/>"
-			[ -z "${PAIR_JOURNAL_MAX:-}" ] || echo "    <journal path=\"$T_DIR/$primary-$name.journal\" max-size=\"$PAIR_JOURNAL_MAX\"/>"
+			[ -z "${PAIR_JOURNAL_MAX:-}" ] || echo "    <journal max-size=\"$PAIR_JOURNAL_MAX\"/>"
 			echo "  </lun>"
 			truncate -s "$size" "$T_DIR/node1-$name.img" "$T_DIR/node2-$name.img"
 		done

@@ -634,7 +634,7 @@ struct server {
 };
 
 static int check_cb(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		    char *reason, size_t reason_len)
+		    uint8_t *verdicts, char *reason, size_t reason_len)
 {
 	struct server *s = opaque;
 	uint32_t i;

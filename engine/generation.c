@@ -1,0 +1,404 @@
+/* generation.c - data generations of a LUN: the file, rotation, comparison,
+ * and what the primary and the mirror do with them (doc/generations.md).
+ *
+ * File format (all big-endian, 128 bytes):
+ *   0  magic "IPMGEN01"     8  version u32 (1)     12 flags u32
+ *   16 current u64          24 n_history u32       28 reserved u32 (0)
+ *   32 history[8] u64       96 reserved (28 bytes of 0)
+ *   124 crc32c of bytes 0..123
+ * flags: 1 shared, 2 splitbrain, 4 discard, 8 was_primary.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <qb/qblog.h>
+
+#include "byteorder.h"
+#include "fileio.h"
+#include "generation.h"
+#include "lun.h"
+#include "wire.h"
+
+#define GEN_MAGIC "IPMGEN01"
+#define GEN_VERSION 1
+#define GEN_FILE_LEN 128
+#define GEN_CRC_OFF 124
+
+enum { F_SHARED = 1, F_SPLITBRAIN = 2, F_DISCARD = 4, F_WAS_PRIMARY = 8 };
+#define F_ALL (F_SHARED | F_SPLITBRAIN | F_DISCARD | F_WAS_PRIMARY)
+
+static void encode(const struct generation *g, uint8_t *b)
+{
+	uint8_t *p = b;
+	unsigned i;
+
+	memset(b, 0, GEN_FILE_LEN);
+	memcpy(p, GEN_MAGIC, 8);
+	p = put32(p + 8, GEN_VERSION);
+	p = put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
+			     (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0));
+	p = put64(p, g->current);
+	p = put32(p, g->n_history);
+	p += 4;
+	for (i = 0; i < GEN_HISTORY; i++)
+		p = put64(p, i < g->n_history ? g->history[i] : 0);
+	put32(b + GEN_CRC_OFF, crc32c(0, b, GEN_CRC_OFF));
+}
+
+static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_error *err)
+{
+	uint32_t flags;
+	unsigned i;
+
+	if (memcmp(b, GEN_MAGIC, 8) != 0)
+		return ipm_fail(err, -EINVAL, "%s: not a generation file (bad magic)", path);
+	if (get32(b + GEN_CRC_OFF) != crc32c(0, b, GEN_CRC_OFF))
+		return ipm_fail(err, -EINVAL, "%s: checksum mismatch: the file is damaged", path);
+	if (get32(b + 8) != GEN_VERSION)
+		return ipm_fail(err, -EINVAL, "%s: version %u, this ipmirror reads %d", path,
+				get32(b + 8), GEN_VERSION);
+	flags = get32(b + 12);
+	if (flags & ~F_ALL)
+		return ipm_fail(err, -EINVAL, "%s: unknown flags 0x%x", path, flags & ~F_ALL);
+	*g = (struct generation){
+		.current = get64(b + 16),
+		.n_history = get32(b + 24),
+		.shared = flags & F_SHARED,
+		.splitbrain = flags & F_SPLITBRAIN,
+		.discard = flags & F_DISCARD,
+		.was_primary = flags & F_WAS_PRIMARY,
+	};
+	if (g->n_history > GEN_HISTORY)
+		return ipm_fail(err, -EINVAL, "%s: %u history entries, at most %d", path,
+				g->n_history, GEN_HISTORY);
+	for (i = 0; i < g->n_history; i++)
+		g->history[i] = get64(b + 32 + 8 * i);
+	return 0;
+}
+
+int gen_load(const char *path, struct generation *g, ipm_error *err)
+{
+	uint8_t b[GEN_FILE_LEN];
+	ssize_t n;
+	int fd, rc;
+
+	*g = (struct generation){ 0 };
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return ipm_fail(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+	}
+	n = pread_full(fd, b, sizeof(b), 0);
+	close(fd);
+	if (n < 0)
+		return ipm_fail(err, (int)n, "%s: cannot read: %s", path, strerror((int)-n));
+	if (n != GEN_FILE_LEN)
+		return ipm_fail(err, -EINVAL, "%s: %zd bytes, a generation file has %d", path, n,
+				GEN_FILE_LEN);
+	rc = decode(b, path, g, err);
+	return rc;
+}
+
+int gen_save(const char *path, const struct generation *g, ipm_error *err)
+{
+	uint8_t b[GEN_FILE_LEN];
+	char tmp[4300];
+	int fd, rc = 0;
+
+	encode(g, b);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return ipm_fail(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
+	if (write(fd, b, sizeof(b)) != (ssize_t)sizeof(b) || fsync(fd) < 0)
+		rc = -(errno ? errno : EIO);
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = fsync_dir_of(path);
+	if (rc < 0) {
+		unlink(tmp);
+		return ipm_fail(err, rc, "%s: cannot write: %s", path, strerror(-rc));
+	}
+	return 0;
+}
+
+void gen_rotate(struct generation *g)
+{
+	uint64_t next = 0;
+
+	while (next == 0 || next == g->current)
+		auth_random((uint8_t *)&next, sizeof(next));
+	if (g->current) {
+		memmove(g->history + 1, g->history, (GEN_HISTORY - 1) * sizeof(g->history[0]));
+		g->history[0] = g->current;
+		if (g->n_history < GEN_HISTORY)
+			g->n_history++;
+	}
+	g->current = next;
+	g->shared = false;
+}
+
+void gen_adopt(struct generation *g, uint64_t current, const uint64_t *history, unsigned n)
+{
+	if (n > GEN_HISTORY)
+		n = GEN_HISTORY;
+	g->current = current;
+	memcpy(g->history, history, n * sizeof(history[0]));
+	g->n_history = n;
+	g->shared = true;
+	g->splitbrain = false;
+	g->discard = false;
+	g->was_primary = false;
+}
+
+static bool in(uint64_t v, const uint64_t *list, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (list[i] == v)
+			return true;
+	return false;
+}
+
+enum gen_relation gen_compare(const struct generation *mine, uint64_t peer_current,
+			      const uint64_t *peer_history, unsigned n)
+{
+	if (mine->current == peer_current)
+		return GEN_SAME;
+	if (mine->current == 0 || in(mine->current, peer_history, n))
+		return GEN_PEER_AHEAD;
+	if (peer_current == 0 || in(peer_current, mine->history, mine->n_history))
+		return GEN_PEER_BEHIND;
+	return GEN_DIVERGED;
+}
+
+const char *gen_relation_name(enum gen_relation r)
+{
+	switch (r) {
+	case GEN_SAME: return "same";
+	case GEN_PEER_AHEAD: return "peer ahead";
+	case GEN_PEER_BEHIND: return "peer behind";
+	case GEN_DIVERGED: return "diverged";
+	}
+	return "?";
+}
+
+/* ---- a LUN's generations ------------------------------------------------- */
+
+static void save_locked(struct ipm_lun *l)
+{
+	ipm_error err = { "" };
+
+	if (gen_save(l->gen_path, &l->gen, &err) < 0)
+		qb_log(LOG_ERR, "lun %s: %s", l->cfg->name, err.msg);
+}
+
+int lun_gen_open(struct ipm_lun *l, ipm_error *err)
+{
+	char path[4200];
+	int rc;
+
+	lun_journal_path(l, path, sizeof(path) - 8);
+	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", path);
+	rc = gen_load(l->gen_path, &l->gen, err);
+	if (rc < 0)
+		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, err->msg);
+	if (l->role != IPM_ROLE_PRIMARY)
+		return 0;
+	if (!l->gen.current)
+		gen_rotate(&l->gen);
+	/* until a clean stop this node may hold writes the peer lacks */
+	l->gen.was_primary = true;
+	return gen_save(l->gen_path, &l->gen, err);
+}
+
+void lun_gen_diverge(struct ipm_lun *l)
+{
+	uint64_t old;
+
+	pthread_mutex_lock(&l->gen_lock);
+	if (l->gen.shared) {
+		old = l->gen.current;
+		gen_rotate(&l->gen);
+		save_locked(l);
+		qb_log(LOG_NOTICE, "lun %s: writing without the peer: new data generation %016llx (was %016llx)",
+		       l->cfg->name, (unsigned long long)l->gen.current, (unsigned long long)old);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+void lun_gen_shared(struct ipm_lun *l)
+{
+	pthread_mutex_lock(&l->gen_lock);
+	if (!l->gen.shared) {
+		l->gen.shared = true;
+		save_locked(l);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+void lun_gen_clean_stop(struct ipm_lun *l)
+{
+	pthread_mutex_lock(&l->gen_lock);
+	if (l->gen.was_primary) {
+		l->gen.was_primary = false;
+		save_locked(l);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted)
+{
+	pthread_mutex_lock(&l->gen_lock);
+	if ((verdict & WIRE_LV_SPLITBRAIN) && !l->gen.splitbrain) {
+		l->gen.splitbrain = true;
+		save_locked(l);
+		qb_log(LOG_CRIT, "lun %s: SPLIT BRAIN: the peer %s holds writes this node lacks and this node holds writes it lacks; nothing is overwritten: run `ipmirrorctl resolve %s --discard-local` on the node whose changes are to be dropped",
+		       l->cfg->name, l->engine->peer->name, l->cfg->name);
+	} else if (accepted && !(verdict & WIRE_LV_SPLITBRAIN) && l->gen.splitbrain) {
+		l->gen.splitbrain = false;
+		save_locked(l);
+		qb_log(LOG_NOTICE, "lun %s: split brain resolved: the peer takes this node's data",
+		       l->cfg->name);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+static void forget_primary_files(struct ipm_lun *l)
+{
+	static const char *const suffixes[] = { "", ".bitmap", ".al" };
+	char path[4300], base[4200];
+	unsigned i;
+
+	lun_journal_path(l, base, sizeof(base) - 8);
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s%s", base, suffixes[i]);
+		if (unlink(path) == 0)
+			qb_log(LOG_NOTICE, "lun %s: %s removed: its writes were superseded by the peer's data",
+			       l->cfg->name, path);
+	}
+}
+
+int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verdict,
+		  char *reason, size_t reason_len)
+{
+	enum gen_relation rel;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->gen_lock);
+	*verdict = 0;
+	rel = gen_compare(&l->gen, peer->generation, peer->history, peer->n_history);
+	if (l->gen.discard) {
+		*verdict = WIRE_LV_FULL;
+	} else if (rel == GEN_PEER_BEHIND || rel == GEN_DIVERGED) {
+		*verdict = WIRE_LV_SPLITBRAIN;
+		if (!l->gen.splitbrain) {
+			l->gen.splitbrain = true;
+			save_locked(l);
+			qb_log(LOG_CRIT, "lun %s: SPLIT BRAIN with %s (generations: ours %016llx, theirs %016llx, %s); nothing is overwritten: run `ipmirrorctl resolve %s --discard-local` on the node whose changes are to be dropped",
+			       l->cfg->name, l->engine->peer->name,
+			       (unsigned long long)l->gen.current,
+			       (unsigned long long)peer->generation, gen_relation_name(rel),
+			       l->cfg->name);
+		}
+		snprintf(reason, reason_len, "split brain on lun \"%s\": %s", l->cfg->name,
+			 rel == GEN_DIVERGED ? "both nodes wrote without the other"
+					     : "this node holds newer data");
+		rc = EXDEV;
+	} else if (l->gen.was_primary || l->gen.splitbrain) {
+		/* our disk may hold writes the primary never saw: no journal
+		 * of theirs covers them, so everything is copied */
+		*verdict = WIRE_LV_FULL;
+	}
+	if (rc == 0)
+		l->peer_gen = (struct generation){ .current = peer->generation,
+						   .n_history = peer->n_history };
+	if (rc == 0)
+		memcpy(l->peer_gen.history, peer->history,
+		       sizeof(uint64_t) * (peer->n_history < GEN_HISTORY ? peer->n_history : GEN_HISTORY));
+	pthread_mutex_unlock(&l->gen_lock);
+	return rc;
+}
+
+void lun_gen_insync(struct ipm_lun *l)
+{
+	pthread_mutex_lock(&l->gen_lock);
+	if (l->gen.current != l->peer_gen.current || !l->gen.shared || l->gen.discard ||
+	    l->gen.was_primary) {
+		if (l->gen.was_primary || l->gen.discard)
+			forget_primary_files(l);
+		gen_adopt(&l->gen, l->peer_gen.current, l->peer_gen.history, l->peer_gen.n_history);
+		save_locked(l);
+		qb_log(LOG_NOTICE, "lun %s: up to date with %s at data generation %016llx",
+		       l->cfg->name, l->engine->peer->name, (unsigned long long)l->gen.current);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+int lun_gen_discard(struct ipm_lun *l, ipm_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&l->gen_lock);
+	l->gen.discard = true;
+	l->gen.splitbrain = false;
+	rc = gen_save(l->gen_path, &l->gen, err);
+	pthread_mutex_unlock(&l->gen_lock);
+	if (rc == 0)
+		qb_log(LOG_WARNING, "lun %s: local changes will be discarded: the whole LUN is copied from %s at the next connection",
+		       l->cfg->name, l->engine->peer->name);
+	return rc;
+}
+
+bool lun_gen_splitbrain(struct ipm_lun *l)
+{
+	bool sb;
+
+	pthread_mutex_lock(&l->gen_lock);
+	sb = l->gen.splitbrain;
+	pthread_mutex_unlock(&l->gen_lock);
+	return sb;
+}
+
+void lun_gen_string(struct ipm_lun *l, char *out, size_t len)
+{
+	pthread_mutex_lock(&l->gen_lock);
+	if (l->gen.current)
+		snprintf(out, len, "%016llx", (unsigned long long)l->gen.current);
+	else
+		snprintf(out, len, "none");
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
+{
+	enum ipm_role role;
+	int rc;
+
+	if (!l->cfg->mirrored)
+		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: nothing to resolve",
+				l->cfg->name);
+	pthread_rwlock_rdlock(&l->role_lock);
+	role = l->role;
+	pthread_rwlock_unlock(&l->role_lock);
+	if (role != IPM_ROLE_MIRROR)
+		return ipm_fail(err, -EBUSY,
+				"lun \"%s\": this node is its primary; demote it here first (the node whose data is discarded must be the mirror)",
+				l->cfg->name);
+	if (!lun_gen_splitbrain(l))
+		return ipm_fail(err, -EINVAL, "lun \"%s\" is not in split brain: nothing to resolve",
+				l->cfg->name);
+	rc = lun_gen_discard(l, err);
+	if (rc < 0)
+		return rc;
+	return ipm_fail(err, 0,
+			"lun \"%s\": local changes will be discarded; the whole LUN is copied from %s when it connects",
+			l->cfg->name, l->engine->peer->name);
+}

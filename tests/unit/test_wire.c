@@ -180,7 +180,7 @@ static void test_hs_hdr(void **state)
 	ipm_error err = { "" };
 
 	assert_int_equal(wire_hs_hdr_encode(buf, WIRE_AUTH, 1234), WIRE_HS_HDR_LEN);
-	assert_memory_equal(buf, "IPMH\0\2\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
+	assert_memory_equal(buf, "IPMH\0\3\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
 	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), 0);
 	assert_int_equal(h.magic, WIRE_HELLO_MAGIC);
 	assert_int_equal(h.version, WIRE_VERSION);
@@ -197,7 +197,7 @@ static void test_hs_hdr(void **state)
 	buf[3] = 'H';
 	buf[5] = 1;
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
-		   "peer speaks protocol version 1, we speak 2");
+		   "peer speaks protocol version 1, we speak 3");
 
 	wire_hs_hdr_encode(buf, 9, 0);
 	check_fail(wire_hs_hdr_decode(buf, 0, &h, &err), -EPROTO, &err,
@@ -293,6 +293,9 @@ static struct wire_auth *sample_auth(uint32_t n_luns)
 		a->luns[i].size = (uint64_t)(i + 1) << 30;
 		a->luns[i].mode = (uint8_t)(i & 1);
 		a->luns[i].generation = 0xabcdef0000000000ull + i;
+		a->luns[i].n_history = (uint8_t)(i % (WIRE_GEN_HISTORY + 1));
+		for (uint32_t k = 0; k < a->luns[i].n_history; k++)
+			a->luns[i].history[k] = 0x1234000000000000ull + i * 16 + k;
 	}
 	return a;
 }
@@ -311,6 +314,9 @@ static void assert_auth_equal(const struct wire_auth *a, const struct wire_auth 
 		assert_true(a->luns[i].size == b->luns[i].size);
 		assert_int_equal(a->luns[i].mode, b->luns[i].mode);
 		assert_true(a->luns[i].generation == b->luns[i].generation);
+		assert_int_equal(a->luns[i].n_history, b->luns[i].n_history);
+		for (uint32_t k = 0; k < a->luns[i].n_history; k++)
+			assert_true(a->luns[i].history[k] == b->luns[i].history[k]);
 	}
 }
 
@@ -328,7 +334,7 @@ static void test_auth_round_trip(void **state)
 		struct wire_auth *a = sample_auth(counts[i]);
 
 		n = wire_auth_encode(buf, a);
-		assert_int_equal(n, 56 + 88 * counts[i]);
+		assert_int_equal(n, 56 + 152 * counts[i]);
 		assert_true(n <= WIRE_HS_MAX_BODY);
 		assert_int_equal(wire_auth_decode(buf, n, g, &err), 0);
 		assert_auth_equal(a, g);
@@ -349,9 +355,9 @@ static void test_auth_malformed(void **state)
 	assert_non_null(g);
 	n = wire_auth_encode(buf, a);
 	check_fail(wire_auth_decode(buf, 20, g, &err), -EPROTO, &err, "expected at least 56");
-	check_fail(wire_auth_decode(buf, n - 88, g, &err), -EPROTO, &err,
-		   "AUTH body is 144 bytes, expected 232");
-	check_fail(wire_auth_decode(buf, n + 1, g, &err), -EPROTO, &err, "expected 232");
+	check_fail(wire_auth_decode(buf, n - 152, g, &err), -EPROTO, &err,
+		   "AUTH body is 208 bytes, expected 360");
+	check_fail(wire_auth_decode(buf, n + 1, g, &err), -EPROTO, &err, "expected 360");
 
 	/* n_luns field (offset 52) beyond the limit */
 	buf[52] = 0; buf[53] = 0; buf[54] = 1; buf[55] = 1;
@@ -368,15 +374,19 @@ static void test_auth_malformed(void **state)
 	assert_int_equal(wire_auth_decode(buf, n, g, &err), 0);
 
 	/* second lun's name: not terminated, then empty */
-	memset(buf + 56 + 88, 'v', WIRE_NAME_LEN);
+	memset(buf + 56 + 152, 'v', WIRE_NAME_LEN);
 	check_fail(wire_auth_decode(buf, n, g, &err), -EPROTO, &err,
 		   "AUTH lun 1 name is not NUL-terminated");
-	memset(buf + 56 + 88, 0, WIRE_NAME_LEN);
+	memset(buf + 56 + 152, 0, WIRE_NAME_LEN);
 	check_fail(wire_auth_decode(buf, n, g, &err), -EPROTO, &err, "AUTH lun 1 name is empty");
 
 	n = wire_auth_encode(buf, a);
 	buf[56 + 87] = 1;	/* last reserved byte of lun 0 */
 	check_fail(wire_auth_decode(buf, n, g, &err), -EPROTO, &err, "reserved bytes");
+	n = wire_auth_encode(buf, a);
+	buf[56 + 81] = WIRE_GEN_HISTORY + 1;	/* lun 0's history count */
+	check_fail(wire_auth_decode(buf, n, g, &err), -EPROTO, &err,
+		   "AUTH lun 0: 9 earlier generations, at most 8");
 	free(a);
 	free(g);
 	free(buf);
@@ -390,7 +400,7 @@ static void test_welcome(void **state)
 	size_t n;
 
 	n = wire_welcome_encode(buf, &m);
-	assert_int_equal(n, 4 + WIRE_MSG_LEN);
+	assert_int_equal(n, 4 + WIRE_MSG_LEN + 4);
 	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
 	assert_int_equal(g.status, 2);
 	assert_string_equal(g.message, "unknown lun \"vol9\"");
@@ -409,6 +419,23 @@ static void test_welcome(void **state)
 	wire_welcome_encode(buf, &m);
 	check_fail(wire_welcome_decode(buf, n, &g, &err), -EINVAL, &err,
 		   "WELCOME status -1 is negative");
+
+	/* per-LUN verdicts */
+	m = (struct wire_welcome){ .status = 18, .n_luns = 3,
+				   .lun_flags = { 0, WIRE_LV_FULL, WIRE_LV_SPLITBRAIN } };
+	n = wire_welcome_encode(buf, &m);
+	assert_int_equal(n, 4 + WIRE_MSG_LEN + 4 + 3);
+	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
+	assert_int_equal(g.n_luns, 3);
+	assert_memory_equal(g.lun_flags, m.lun_flags, 3);
+	check_fail(wire_welcome_decode(buf, n - 1, &g, &err), -EPROTO, &err,
+		   "WELCOME body is 138 bytes, expected 139");
+	buf[n - 1] = 0x40;
+	check_fail(wire_welcome_decode(buf, n, &g, &err), -EPROTO, &err,
+		   "WELCOME lun 2: unknown verdict 0x40");
+	buf[4 + WIRE_MSG_LEN + 2] = 1;	/* n_luns 259 */
+	check_fail(wire_welcome_decode(buf, n, &g, &err), -EMSGSIZE, &err,
+		   "WELCOME has 259 lun verdicts, limit 256");
 }
 
 /* ---- crc32c -------------------------------------------------------------------- */
@@ -890,10 +917,10 @@ static void test_hs_version_mismatch(void **state)
 	uint8_t hdr[WIRE_HS_HDR_LEN];
 
 	wire_hs_hdr_encode(hdr, WIRE_CHALLENGE, 0);
-	hdr[5] = 3;
+	hdr[5] = 4;
 	assert_int_equal(write(t->srv.fd, hdr, sizeof(hdr)), sizeof(hdr));
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTO, &t->err,
-		   "peer speaks protocol version 3, we speak 2");
+		   "peer speaks protocol version 4, we speak 3");
 }
 
 /* A server that sends half a CHALLENGE and stalls: the client times out. */

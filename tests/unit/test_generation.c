@@ -1,0 +1,112 @@
+/* test_generation.c - data generations: comparison, rotation, adoption, and
+ * the file (round trip, missing, damaged). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "ipmirror.h"
+#include "generation.h"
+#include "unit_util.h"
+
+static void test_compare(void **state)
+{
+	struct generation a = { 0 }, b = { 0 };
+
+	(void)state;
+	/* a new LUN is behind anything */
+	gen_rotate(&b);
+	assert_int_equal(gen_compare(&a, b.current, b.history, b.n_history), GEN_PEER_AHEAD);
+	assert_int_equal(gen_compare(&b, a.current, a.history, a.n_history), GEN_PEER_BEHIND);
+	/* same line */
+	gen_adopt(&a, b.current, b.history, b.n_history);
+	assert_true(a.shared);
+	assert_int_equal(gen_compare(&a, b.current, b.history, b.n_history), GEN_SAME);
+	/* b writes alone: a is behind, finds its generation in b's history */
+	gen_rotate(&b);
+	assert_int_equal(b.n_history, 1);
+	assert_false(b.shared);
+	assert_int_equal(gen_compare(&a, b.current, b.history, b.n_history), GEN_PEER_AHEAD);
+	assert_int_equal(gen_compare(&b, a.current, a.history, a.n_history), GEN_PEER_BEHIND);
+	/* a writes alone too: neither knows the other's */
+	gen_rotate(&a);
+	assert_int_equal(gen_compare(&a, b.current, b.history, b.n_history), GEN_DIVERGED);
+	assert_int_equal(gen_compare(&b, a.current, a.history, a.n_history), GEN_DIVERGED);
+	assert_string_equal(gen_relation_name(GEN_DIVERGED), "diverged");
+}
+
+static void test_history_bounded(void **state)
+{
+	struct generation g = { 0 };
+	uint64_t first;
+	int i;
+
+	(void)state;
+	gen_rotate(&g);
+	first = g.current;
+	for (i = 0; i < GEN_HISTORY + 3; i++)
+		gen_rotate(&g);
+	assert_int_equal(g.n_history, GEN_HISTORY);
+	for (i = 0; i < GEN_HISTORY; i++)
+		assert_int_not_equal(g.history[i], first); /* the oldest fell out */
+	assert_int_not_equal(g.current, 0);
+}
+
+static void test_file(void **state)
+{
+	struct generation g = { 0 }, r;
+	ipm_error err = { "" };
+	char dir[256], path[300];
+	unsigned char byte;
+	int fd;
+
+	(void)state;
+	assert_int_equal(scratch_dir_make(dir, sizeof(dir), "gen"), 0);
+	snprintf(path, sizeof(path), "%s/vol0.journal.gen", dir);
+	/* missing: a new LUN */
+	assert_int_equal(gen_load(path, &r, &err), 0);
+	assert_int_equal(r.current, 0);
+	gen_rotate(&g);
+	gen_rotate(&g);
+	g.splitbrain = true;
+	g.was_primary = true;
+	assert_int_equal(gen_save(path, &g, &err), 0);
+	assert_int_equal(gen_load(path, &r, &err), 0);
+	assert_memory_equal(&r.current, &g.current, sizeof(g.current));
+	assert_int_equal(r.n_history, 1);
+	assert_true(r.history[0] == g.history[0]);
+	assert_true(r.splitbrain && r.was_primary && !r.shared && !r.discard);
+	/* one flipped bit: refused, naming the file and the problem */
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, 20), 1);
+	byte ^= 1;
+	assert_int_equal(pwrite(fd, &byte, 1, 20), 1);
+	check_fail(gen_load(path, &r, &err), -EINVAL, &err, "checksum mismatch");
+	assert_non_null(strstr(err.msg, path));
+	/* truncated */
+	assert_int_equal(ftruncate(fd, 100), 0);
+	close(fd);
+	check_fail(gen_load(path, &r, &err), -EINVAL, &err, "100 bytes");
+	/* not ours */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "hello, world", 12), 12);
+	close(fd);
+	check_fail(gen_load(path, &r, &err), -EINVAL, &err, "bytes, a generation file has");
+	assert_int_equal(scratch_dir_remove(dir), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_compare),
+		cmocka_unit_test(test_history_bounded),
+		cmocka_unit_test(test_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -125,7 +125,8 @@ static struct lun_memory *memory_find(struct ipm_attributes *a, const char *lun,
 
 /* The primary holds the newest data unless it is damaged itself. A mirror
  * is consistent while up to date, not while being resynced; "outdated"
- * only says the primary is gone, so the last verdict stands. */
+ * only says the primary is gone, so the last verdict stands: the engine
+ * keeps it in the LUN's generation file, so it survives a restart. */
 static void track(struct ipm_attributes *a, const ipm_lun_status *l)
 {
 	struct lun_memory *m;
@@ -143,6 +144,8 @@ static void track(struct ipm_attributes *a, const ipm_lun_status *l)
 		m->consistent = true;
 	} else if (l->state != IPM_STATE_OUTDATED) {
 		m->consistent = false;
+	} else {
+		m->consistent = l->consistent;
 	}
 out:
 	pthread_mutex_unlock(&a->lock);

@@ -6,7 +6,7 @@
  *   16 current u64          24 n_history u32       28 reserved u32 (0)
  *   32 history[8] u64       96 reserved (28 bytes of 0)
  *   124 crc32c of bytes 0..123
- * flags: 1 shared, 2 splitbrain, 4 discard, 8 was_primary.
+ * flags: 1 shared, 2 splitbrain, 4 discard, 8 was_primary, 16 consistent.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,8 +27,8 @@
 #define GEN_FILE_LEN 128
 #define GEN_CRC_OFF 124
 
-enum { F_SHARED = 1, F_SPLITBRAIN = 2, F_DISCARD = 4, F_WAS_PRIMARY = 8 };
-#define F_ALL (F_SHARED | F_SPLITBRAIN | F_DISCARD | F_WAS_PRIMARY)
+enum { F_SHARED = 1, F_SPLITBRAIN = 2, F_DISCARD = 4, F_WAS_PRIMARY = 8, F_CONSISTENT = 16 };
+#define F_ALL (F_SHARED | F_SPLITBRAIN | F_DISCARD | F_WAS_PRIMARY | F_CONSISTENT)
 
 static void encode(const struct generation *g, uint8_t *b)
 {
@@ -39,7 +39,8 @@ static void encode(const struct generation *g, uint8_t *b)
 	memcpy(p, GEN_MAGIC, 8);
 	p = put32(p + 8, GEN_VERSION);
 	p = put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
-			     (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0));
+			     (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0) |
+			     (g->consistent ? F_CONSISTENT : 0));
 	p = put64(p, g->current);
 	p = put32(p, g->n_history);
 	p += 4;
@@ -70,6 +71,7 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 		.splitbrain = flags & F_SPLITBRAIN,
 		.discard = flags & F_DISCARD,
 		.was_primary = flags & F_WAS_PRIMARY,
+		.consistent = flags & F_CONSISTENT,
 	};
 	if (g->n_history > GEN_HISTORY)
 		return ipm_fail(err, -EINVAL, "%s: %u history entries, at most %d", path,
@@ -155,6 +157,7 @@ void gen_adopt(struct generation *g, uint64_t current, const uint64_t *history, 
 	g->splitbrain = false;
 	g->discard = false;
 	g->was_primary = false;
+	g->consistent = true;
 }
 
 static bool in(uint64_t v, const uint64_t *list, unsigned n)
@@ -214,8 +217,10 @@ int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 		return 0;
 	if (!l->gen.current)
 		gen_rotate(&l->gen);
-	/* until a clean stop this node may hold writes the peer lacks */
+	/* until a clean stop this node may hold writes the peer lacks; the
+	 * primary's copy is the reference, so it is consistent */
 	l->gen.was_primary = true;
+	l->gen.consistent = true;
 	return gen_save(l->gen_path, &l->gen, err);
 }
 
@@ -401,4 +406,24 @@ int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
 	return ipm_fail(err, 0,
 			"lun \"%s\": local changes will be discarded; the whole LUN is copied from %s when it connects",
 			l->cfg->name, l->engine->peer->name);
+}
+
+void lun_gen_resyncing(struct ipm_lun *l)
+{
+	pthread_mutex_lock(&l->gen_lock);
+	if (l->gen.consistent) {
+		l->gen.consistent = false;
+		save_locked(l);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+}
+
+bool lun_gen_consistent(struct ipm_lun *l)
+{
+	bool c;
+
+	pthread_mutex_lock(&l->gen_lock);
+	c = l->gen.consistent && !l->gen.splitbrain;
+	pthread_mutex_unlock(&l->gen_lock);
+	return c;
 }

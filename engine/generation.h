@@ -26,6 +26,8 @@ struct generation {
 	bool discard;       /* resolve --discard-local: take the peer's data whole */
 	bool was_primary;   /* this node served the LUN and did not stop cleanly:
 			     * its disk may hold writes the peer lacks */
+	bool consistent;    /* the copy is a whole image of the primary's data at
+			     * some moment: not in the middle of a resync */
 };
 
 /* How the peer's generation relates to ours. */

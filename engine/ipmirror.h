@@ -179,6 +179,7 @@ typedef struct ipm_lun_status {
 	enum ipm_role role;
 	enum ipm_mode mode;
 	bool mirrored;
+	bool consistent;           /* a whole image, not mid-resync (persisted) */
 	enum ipm_lun_state state;
 	uint64_t size;
 	uint64_t journal_bytes;

@@ -55,6 +55,11 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 		  char *reason, size_t reason_len);
 /* Mirror: a resync pass completed, the copy equals the primary's. */
 void lun_gen_insync(struct ipm_lun *l);
+/* Mirror: a resync pass applies its first request: no longer a whole image
+ * until the pass completes. */
+void lun_gen_resyncing(struct ipm_lun *l);
+/* The copy is consistent (persisted: survives a restart of the daemon). */
+bool lun_gen_consistent(struct ipm_lun *l);
 /* Mirror: resolve --discard-local. */
 int lun_gen_discard(struct ipm_lun *l, ipm_error *err);
 bool lun_gen_splitbrain(struct ipm_lun *l);

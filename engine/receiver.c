@@ -107,8 +107,10 @@ static int apply(struct rreq *q)
 	unsigned fua = (f->flags & WIRE_F_FUA) ? IPM_IO_FUA : 0;
 	int rc;
 
-	if ((f->flags & WIRE_F_REPLAY) && !(f->flags & WIRE_F_INSYNC))
+	if ((f->flags & WIRE_F_REPLAY) && !(f->flags & WIRE_F_INSYNC)) {
 		__atomic_store_n(&q->lun->insync, false, __ATOMIC_RELAXED);
+		lun_gen_resyncing(q->lun);
+	}
 	switch (f->type) {
 	case WIRE_WRITE:
 		return lun_local_write(q->lun, q->data, f->len, f->offset, fua);

@@ -28,6 +28,7 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 		return;
 	}
 	lun_gen_string(l, s->generation, sizeof(s->generation));
+	s->consistent = lun_gen_consistent(l);
 	/* a split brain holds until resolved, whatever the link does */
 	if (lun_gen_splitbrain(l))
 		s->state = IPM_STATE_SPLITBRAIN;

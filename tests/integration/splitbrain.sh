@@ -6,11 +6,12 @@
 #     both report splitbrain, nothing is merged (each keeps its own data),
 #     `resolve --discard-local` is refused where it must be, and on node2 it
 #     makes node2 take node1's data whole.
-#  2. behind: node1 is killed while mirroring, node2 is promoted and writes
+#  2. behind: node1 is killed while mirroring, node2's daemon restarts (its
+#     copy stays known consistent), it is promoted without --force and writes
 #     C; node1 comes back as mirror: it is behind, resyncs from node2 (its
 #     own unreplicated leftovers are overwritten), and both end equal.
 . "$top_srcdir/tests/lib.sh"
-plan 23
+plan 24
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:64M:sync:yes:node1
@@ -66,8 +67,14 @@ check "same generation again" \
 
 # ---- 2. the node behind resyncs from the one ahead --------------------------
 kill -9 "$n1_pid"; wait "$n1_pid" 2>/dev/null
-ctl node2 promote vol0 --force >/dev/null 2>&1
-check "node2 promoted after node1 died" test $? = 0
+# the mirror's daemon restarts too: its copy is still known to be consistent
+# (kept in the generation file), so it may be promoted without --force
+kill -9 "$n2_pid"; wait "$n2_pid" 2>/dev/null
+node_start node2 || bail "node2 did not restart: $(tail "$T_DIR"/n2.log)"
+out=$(ctl node2 promote vol0 --dry-run 2>&1)
+check "restarted mirror still known consistent: $out" grep -q "can be promoted" <<<"$out"
+ctl node2 promote vol0 >/dev/null 2>&1
+check "node2 promoted after node1 died, without --force" test $? = 0
 write_on node2 "$T_DIR/C"
 # node1 comes back; its config names it primary, so it is demoted at once
 # (as the OCF agent's start does under Pacemaker)

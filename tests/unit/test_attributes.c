@@ -201,13 +201,26 @@ static void test_consistency_memory(void **state)
 	assert_true(ipm_attributes_consistent(a, "vol1"));  /* up-to-date mirror */
 	assert_false(ipm_attributes_consistent(a, "nope"));
 
-	/* the primary went away: outdated, but still holds what was acked */
+	/* the primary went away: outdated, but still holds what was acked
+	 * (the engine's persisted verdict) */
 	luns[1].state = IPM_STATE_OUTDATED;
+	luns[1].consistent = true;
 	ipm_attributes_update(a, &st);
 	assert_true(ipm_attributes_consistent(a, "vol1"));
 
+	/* a daemon restarted meanwhile knows it from the engine alone */
+	{
+		struct ipm_attributes *b;
+
+		assert_int_equal(ipm_attributes_create(NULL, NULL, NULL, &b, NULL), 0);
+		ipm_attributes_update(b, &st);
+		assert_true(ipm_attributes_consistent(b, "vol1"));
+		ipm_attributes_stop(b);
+	}
+
 	/* a resync began: half-copied data is not consistent, even afterwards */
 	luns[1].state = IPM_STATE_RESYNCING;
+	luns[1].consistent = false;
 	ipm_attributes_update(a, &st);
 	assert_false(ipm_attributes_consistent(a, "vol1"));
 	luns[1].state = IPM_STATE_OUTDATED;

@@ -374,6 +374,18 @@ static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 	}
 }
 
+/* Print what the daemon did, or say why it refused (exit 1). */
+static int answered(const struct ctl_args *a, int rc, const struct reply *r)
+{
+	if (rc < 0)
+		return channel_failed(a->service, rc);
+	if (r->status < 0)
+		return refused(r);
+	if (r->len)
+		printf("%s\n", r->text);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* The daemon decides; it answers with what it did or why it refused. */
 static int cmd_role(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
@@ -387,13 +399,7 @@ static int cmd_role(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 		rc = request(c, strcmp(a->command, "promote") == 0 ? IPC_CMD_PROMOTE :
 								     IPC_CMD_DEMOTE,
 			     flags, a->lun, buf, &r);
-	if (rc < 0)
-		return channel_failed(a->service, rc);
-	if (r.status < 0)
-		return refused(&r);
-	if (r.len)
-		printf("%s\n", r.text);
-	return fflush(stdout) == 0 ? 0 : 1;
+	return answered(a, rc, &r);
 }
 
 static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
@@ -404,13 +410,7 @@ static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char
 	int rc;
 
 	rc = request_arg(c, cmd, 0, NULL, a->hb_arg, buf, &r);
-	if (rc < 0)
-		return channel_failed(a->service, rc);
-	if (r.status < 0)
-		return refused(&r);
-	if (r.len)
-		printf("%s\n", r.text);
-	return fflush(stdout) == 0 ? 0 : 1;
+	return answered(a, rc, &r);
 }
 
 int main(int argc, char **argv)

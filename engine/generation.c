@@ -130,6 +130,19 @@ int gen_save(const char *path, const struct generation *g, ipm_error *err)
 	return 0;
 }
 
+uint64_t gen_initial(const char *lun, uint64_t size)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	const char *p;
+	int i;
+
+	for (p = lun; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	for (i = 0; i < 8; i++)
+		h = (h ^ (uint8_t)(size >> (8 * i))) * 0x100000001b3ull;
+	return h ? h : 1;
+}
+
 void gen_rotate(struct generation *g)
 {
 	uint64_t next = 0;
@@ -213,15 +226,27 @@ int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 	rc = gen_load(l->gen_path, &l->gen, err);
 	if (rc < 0)
 		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, err->msg);
-	if (l->role != IPM_ROLE_PRIMARY)
-		return 0;
-	if (!l->gen.current)
-		gen_rotate(&l->gen);
+	if (!l->gen.current) {
+		/* a new LUN: both nodes start from the same generation (the two
+		 * backing files start identical), held in common */
+		l->gen.current = gen_initial(l->cfg->name, l->size);
+		l->gen.shared = true;
+	}
+	return 0;
+}
+
+void lun_gen_first_write(struct ipm_lun *l)
+{
+	pthread_mutex_lock(&l->gen_lock);
 	/* until a clean stop this node may hold writes the peer lacks; the
 	 * primary's copy is the reference, so it is consistent */
-	l->gen.was_primary = true;
-	l->gen.consistent = true;
-	return gen_save(l->gen_path, &l->gen, err);
+	if (!l->gen.was_primary || !l->gen.consistent) {
+		l->gen.was_primary = true;
+		l->gen.consistent = true;
+		save_locked(l);
+	}
+	__atomic_store_n(&l->wrote, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&l->gen_lock);
 }
 
 void lun_gen_diverge(struct ipm_lun *l)
@@ -343,6 +368,9 @@ void lun_gen_insync(struct ipm_lun *l)
 		save_locked(l);
 		qb_log(LOG_NOTICE, "lun %s: up to date with %s at data generation %016llx",
 		       l->cfg->name, l->engine->peer->name, (unsigned long long)l->gen.current);
+	} else if (!l->gen.consistent) {
+		l->gen.consistent = true;
+		save_locked(l);
 	}
 	pthread_mutex_unlock(&l->gen_lock);
 }

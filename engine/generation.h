@@ -18,7 +18,7 @@
 #define GEN_HISTORY 8
 
 struct generation {
-	uint64_t current;               /* 0: no data line yet (a new LUN) */
+	uint64_t current;               /* 0 only in a missing file: see gen_initial */
 	uint64_t history[GEN_HISTORY];  /* earlier currents, newest first */
 	unsigned n_history;
 	bool shared;        /* the peer is known to hold `current` */
@@ -44,6 +44,9 @@ int gen_load(const char *path, struct generation *g, ipm_error *err);
 /* Replace path atomically and durably. */
 int gen_save(const char *path, const struct generation *g, ipm_error *err);
 
+/* The generation a new LUN starts with: the same on both nodes (from the
+ * LUN's name and size), never 0. */
+uint64_t gen_initial(const char *lun, uint64_t size);
 /* Start a new generation: current goes into the history. */
 void gen_rotate(struct generation *g);
 /* Take the peer's line after a complete resync from it. */

@@ -26,6 +26,7 @@ struct ipm_lun {
 	struct generation peer_gen;   /* mirror here: the primary's line, taken
 				       * over when a resync pass completes */
 	char gen_path[4300];
+	bool wrote;                   /* primary here: lun_gen_first_write done (atomic) */
 };
 
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
@@ -37,9 +38,13 @@ void lun_close(struct ipm_lun *l);
 void lun_journal_path(const struct ipm_lun *l, char *out, size_t len);
 
 /* ---- data generations (generation.c) ---- */
-/* Load (a primary of a new LUN starts its first generation); marks a
- * primary as possibly holding writes the peer lacks until a clean stop. */
+/* Load the LUN's generation file; a missing one is a new LUN, which starts
+ * at gen_initial(), held in common with the peer. */
 int lun_gen_open(struct ipm_lun *l, ipm_error *err);
+/* Primary: before the first write of this run reaches anything (the
+ * caller checks l->wrote first): from now on this node may hold writes the
+ * peer lacks, until a clean stop. */
+void lun_gen_first_write(struct ipm_lun *l);
 /* Primary: a write the peer cannot see yet. Starts a new generation the
  * first time after the peer held the current one. */
 void lun_gen_diverge(struct ipm_lun *l);

@@ -37,6 +37,11 @@ static void test_compare(void **state)
 	assert_int_equal(gen_compare(&a, b.current, b.history, b.n_history), GEN_DIVERGED);
 	assert_int_equal(gen_compare(&b, a.current, a.history, a.n_history), GEN_DIVERGED);
 	assert_string_equal(gen_relation_name(GEN_DIVERGED), "diverged");
+	/* a new LUN starts at the same generation on both nodes */
+	assert_true(gen_initial("vol0", 1ull << 30) == gen_initial("vol0", 1ull << 30));
+	assert_true(gen_initial("vol0", 1ull << 30) != gen_initial("vol1", 1ull << 30));
+	assert_true(gen_initial("vol0", 1ull << 30) != gen_initial("vol0", 2ull << 30));
+	assert_true(gen_initial("", 0) != 0);
 }
 
 static void test_history_bounded(void **state)

@@ -316,6 +316,30 @@ static int check_demote(struct daemon *d, const char *lun, ipm_status **st,
 }
 
 /* Switch lun's primary to node; on failure put the old engine back. */
+/* A new engine from d->cfg under the running NBD server. */
+static int engine_replace(struct daemon *d, ipm_error *err)
+{
+	int rc;
+
+	if (d->engine) {
+		ipm_engine_stop(d->engine);
+		ipm_engine_destroy(d->engine);
+		d->engine = NULL;
+	}
+	rc = ipm_engine_create(d->cfg, d->o->node, &d->engine, err);
+	if (rc == 0)
+		rc = ipm_engine_start(d->engine, err);
+	if (rc < 0 && d->engine) {
+		ipm_engine_stop(d->engine);
+		ipm_engine_destroy(d->engine);
+		d->engine = NULL;
+	}
+	return rc;
+}
+
+/* The engine is re-created with the LUN's new role; NBD clients of the
+ * other LUNs wait a moment and go on (only the LUN's own clients on a node
+ * that stops serving it are disconnected). */
 static int switch_primary(struct daemon *d, const char *lun, const char *node,
 			  const char *old, ipm_error *err)
 {
@@ -323,22 +347,21 @@ static int switch_primary(struct daemon *d, const char *lun, const char *node,
 	int rc;
 
 	ipm_attributes_set_engine(d->attrs, NULL);
-	engine_down(d);
+	nbd_server_pause(d->nbd);
 	rc = ipm_config_set_primary(d->cfg, lun, node);
 	if (rc == 0)
-		rc = engine_up(d, err);
-	if (rc == 0)
-		goto out;
-	qb_log(LOG_ERR, "lun %s: cannot restart with %s as primary: %s", lun, node, err->msg);
-	engine_down(d);
-	ipm_config_set_primary(d->cfg, lun, old);
-	if (engine_up(d, &err2) < 0) {
-		qb_log(LOG_CRIT, "cannot restart the engine: %s; shutting down", err2.msg);
-		engine_down(d);
-		kill(getpid(), SIGTERM);
-		return rc;
+		rc = engine_replace(d, err);
+	if (rc < 0) {
+		qb_log(LOG_ERR, "lun %s: cannot restart with %s as primary: %s", lun, node, err->msg);
+		ipm_config_set_primary(d->cfg, lun, old);
+		if (engine_replace(d, &err2) < 0) {
+			qb_log(LOG_CRIT, "cannot restart the engine: %s; shutting down", err2.msg);
+			nbd_server_resume(d->nbd, NULL);
+			kill(getpid(), SIGTERM);
+			return rc;
+		}
 	}
-out:
+	nbd_server_resume(d->nbd, d->engine);
 	ipm_attributes_set_engine(d->attrs, d->engine);
 	return rc;
 }

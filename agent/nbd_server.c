@@ -63,7 +63,8 @@ struct nbd_client {
 	atomic_int refs;
 	atomic_bool dead;       /* connection unusable: stop sending */
 	bool done;              /* reader finished (under s->clock) */
-	ipm_lun *lun;
+	ipm_lun *lun;           /* under s->elock */
+	char export_name[IPM_NAME_MAX]; /* to find the LUN again after a role change */
 	uint64_t size;
 	unsigned bad_logged;
 	pthread_mutex_t send_lock;  /* one writer on the socket at a time */
@@ -86,7 +87,11 @@ struct nbd_client {
 };
 
 struct nbd_server {
+	/* the engine and the clients' LUNs: read-locked while used, write-locked
+	 * by a role change, which replaces the engine under the clients */
+	pthread_rwlock_t elock;
 	ipm_engine *e;
+	unsigned swap_gen;      /* engine replacements so far (under elock) */
 	ipm_listen listen;
 	unsigned n_threads;
 	unsigned max_inflight;  /* per client */
@@ -349,7 +354,7 @@ static int opt_error(struct nbd_client *c, uint32_t opt, uint32_t type, const ch
 
 /* Find the export and check this node may serve it. 0, or -ENOENT / -EPERM
  * with a message for the client in err. The empty name is the default export:
- * the only LUN, when there is exactly one. */
+ * the only LUN, when there is exactly one. Called with s->elock held. */
 static int lookup_export(struct nbd_client *c, const char *name, uint32_t len, ipm_lun **out,
 			 ipm_error *err)
 {
@@ -372,32 +377,97 @@ static int lookup_export(struct nbd_client *c, const char *name, uint32_t len, i
 	return 0;
 }
 
-static int opt_list(struct nbd_client *c, uint32_t opt, uint32_t len)
+/* The names this node serves now, each as an NBD_REP_SERVER body; *n of
+ * them. Taken under elock, sent without it: a client that stops reading
+ * must not hold up a role change. */
+static uint8_t (*servable_names(struct nbd_server *s, size_t *n))[4 + IPM_NAME_MAX]
 {
-	size_t n = ipm_engine_lun_count(c->s->e);
-	int rc;
+	uint8_t (*v)[4 + IPM_NAME_MAX];
+	size_t i, count, k = 0;
 
-	if (len != 0)
-		return opt_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
-	for (size_t i = 0; i < n; i++) {
-		ipm_lun *l = ipm_engine_lun_at(c->s->e, i);
+	pthread_rwlock_rdlock(&s->elock);
+	count = s->e ? ipm_engine_lun_count(s->e) : 0;
+	v = calloc(count ? count : 1, sizeof(*v));
+	for (i = 0; v && i < count; i++) {
+		ipm_lun *l = ipm_engine_lun_at(s->e, i);
 		const char *name = ipm_lun_name(l);
-		uint8_t data[4 + IPM_NAME_MAX];
 		uint32_t nlen = (uint32_t)strlen(name);
 		ipm_error err;
 
 		if (ipm_lun_check_open(l, &err) < 0 || nlen > IPM_NAME_MAX)
 			continue;
-		data[0] = (uint8_t)(nlen >> 24);
-		data[1] = (uint8_t)(nlen >> 16);
-		data[2] = (uint8_t)(nlen >> 8);
-		data[3] = (uint8_t)nlen;
-		memcpy(data + 4, name, nlen);
-		rc = opt_reply(c, opt, NBD_REP_SERVER, data, 4 + nlen);
-		if (rc < 0)
-			return rc;
+		v[k][0] = (uint8_t)(nlen >> 24);
+		v[k][1] = (uint8_t)(nlen >> 16);
+		v[k][2] = (uint8_t)(nlen >> 8);
+		v[k][3] = (uint8_t)nlen;
+		memcpy(v[k] + 4, name, nlen);
+		k++;
 	}
-	return opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+	pthread_rwlock_unlock(&s->elock);
+	*n = k;
+	return v;
+}
+
+static int opt_list(struct nbd_client *c, uint32_t opt, uint32_t len)
+{
+	uint8_t (*names)[4 + IPM_NAME_MAX];
+	size_t n, i;
+	int rc = 0;
+
+	if (len != 0)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+	names = servable_names(c->s, &n);
+	if (!names)
+		return -ENOMEM;	/* nothing sensible to tell the client */
+	for (i = 0; i < n && rc == 0; i++) {
+		uint32_t nlen = (uint32_t)names[i][0] << 24 | (uint32_t)names[i][1] << 16 |
+				(uint32_t)names[i][2] << 8 | names[i][3];
+
+		rc = opt_reply(c, opt, NBD_REP_SERVER, names[i], 4 + nlen);
+	}
+	free(names);
+	return rc < 0 ? rc : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+}
+
+/* Look the export up under elock: its size and the engine generation it
+ * was found in (see attach_export). */
+static int find_export(struct nbd_client *c, const char *name, uint32_t len, uint64_t *size,
+		       unsigned *gen, ipm_error *err)
+{
+	ipm_lun *l = NULL;
+	int rc;
+
+	pthread_rwlock_rdlock(&c->s->elock);
+	rc = c->s->e ? lookup_export(c, name, len, &l, err)
+		     : ipm_fail(err, -EPERM, "the engine is restarting");
+	if (rc == 0) {
+		*size = ipm_lun_size(l);
+		*gen = c->s->swap_gen;
+		snprintf(c->export_name, sizeof(c->export_name), "%s", ipm_lun_name(l));
+	}
+	pthread_rwlock_unlock(&c->s->elock);
+	return rc;
+}
+
+/* Transmission begins: bind the client to the LUN, unless a role change
+ * came between the lookup and now and took the LUN away. */
+static int attach_export(struct nbd_client *c, unsigned gen)
+{
+	ipm_error err = { "" };
+	ipm_lun *l = NULL;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&c->s->elock);
+	if (!c->s->e)
+		rc = -EPERM;
+	else if (gen != c->s->swap_gen)
+		rc = lookup_export(c, c->export_name, (uint32_t)strlen(c->export_name), &l, &err);
+	else
+		l = ipm_engine_lun_by_name(c->s->e, c->export_name);
+	if (rc == 0 && l)
+		c->lun = l;
+	pthread_rwlock_unlock(&c->s->elock);
+	return rc == 0 && l ? 0 : -EPERM;
 }
 
 /* NBD_OPT_INFO / NBD_OPT_GO: 1 when GO succeeded (transmission begins),
@@ -408,8 +478,8 @@ static int opt_info_go(struct nbd_client *c, uint32_t opt, const uint8_t *data, 
 	char shown[IPM_NAME_MAX];
 	ipm_error err = { "" };
 	struct nbd_go go;
-	ipm_lun *l;
 	uint64_t size;
+	unsigned gen;
 	int rc;
 
 	if (nbd_go_parse(data, len, &go) < 0) {
@@ -417,13 +487,12 @@ static int opt_info_go(struct nbd_client *c, uint32_t opt, const uint8_t *data, 
 		return opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed option data");
 	}
 	printable(shown, sizeof(shown), go.name, go.name_len);
-	rc = lookup_export(c, go.name, go.name_len, &l, &err);
+	rc = find_export(c, go.name, go.name_len, &size, &gen, &err);
 	if (rc < 0) {
 		client_log(c, LOG_WARNING, "export \"%s\" refused: %s", shown, err.msg);
 		return opt_error(c, opt, rc == -ENOENT ? NBD_REP_ERR_UNKNOWN : NBD_REP_ERR_POLICY,
 				 err.msg);
 	}
-	size = ipm_lun_size(l);
 	rc = opt_reply(c, opt, NBD_REP_INFO, info,
 		       (uint32_t)nbd_build_info_export(info, size, NBD_EXPORT_FLAGS));
 	if (rc == 0)
@@ -434,7 +503,10 @@ static int opt_info_go(struct nbd_client *c, uint32_t opt, const uint8_t *data, 
 		rc = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 	if (rc < 0 || opt != NBD_OPT_GO)
 		return rc;
-	c->lun = l;
+	if (attach_export(c, gen) < 0) {
+		client_log(c, LOG_WARNING, "export \"%s\": taken away by a role change", shown);
+		return -EPERM;
+	}
 	c->size = size;
 	client_log(c, LOG_INFO, "serving export \"%s\" (%llu bytes)", shown,
 		   (unsigned long long)size);
@@ -449,15 +521,15 @@ static int opt_export_name(struct nbd_client *c, const uint8_t *data, uint32_t l
 	char shown[IPM_NAME_MAX];
 	ipm_error err = { "" };
 	struct iovec iov;
-	ipm_lun *l;
+	unsigned gen;
 
 	printable(shown, sizeof(shown), (const char *)data, len);
-	if (lookup_export(c, (const char *)data, len, &l, &err) < 0) {
-		client_log(c, LOG_WARNING, "export \"%s\" refused: %s", shown, err.msg);
+	if (find_export(c, (const char *)data, len, &c->size, &gen, &err) < 0 ||
+	    attach_export(c, gen) < 0) {
+		client_log(c, LOG_WARNING, "export \"%s\" refused: %s", shown,
+			   err.msg[0] ? err.msg : "taken away by a role change");
 		return -ENOENT;
 	}
-	c->lun = l;
-	c->size = ipm_lun_size(l);
 	iov.iov_base = reply;
 	iov.iov_len = nbd_build_export_name_reply(reply, c->size, NBD_EXPORT_FLAGS, no_zeroes);
 	if (client_send(c, &iov, 1) < 0)
@@ -782,7 +854,11 @@ static void work_run(struct nbd_work *w)
 {
 	struct nbd_client *c = w->c;
 	const struct nbd_request *r = &w->req;
-	int rc = atomic_load(&c->dead) ? -EPIPE : execute(w);
+	int rc;
+
+	pthread_rwlock_rdlock(&c->s->elock);
+	rc = atomic_load(&c->dead) || !c->lun ? -EPIPE : execute(w);
+	pthread_rwlock_unlock(&c->s->elock);
 
 	if (rc < 0 && !atomic_load(&c->dead))
 		client_log(c, LOG_WARNING, "%s of %u bytes at offset %llu failed: %s",
@@ -1165,6 +1241,15 @@ int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
 	if (!s)
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	s->e = e;
+	{
+		pthread_rwlockattr_t ra;
+
+		/* a role change must get the lock under a steady load */
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&s->elock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	s->listen = *listen;
 	s->n_threads = threads ? threads : DEFAULT_THREADS;
 	/* leave workers for other clients when one stops reading replies */
@@ -1270,5 +1355,38 @@ void nbd_server_destroy(struct nbd_server *s)
 	pthread_mutex_destroy(&s->qlock);
 	pthread_cond_destroy(&s->qcond);
 	pthread_mutex_destroy(&s->clock);
+	pthread_rwlock_destroy(&s->elock);
 	free(s);
+}
+
+/* ---- role changes: a new engine under the running clients --------------- */
+
+void nbd_server_pause(struct nbd_server *s)
+{
+	/* waits for the requests being executed; new ones wait for resume */
+	pthread_rwlock_wrlock(&s->elock);
+}
+
+void nbd_server_resume(struct nbd_server *s, ipm_engine *e)
+{
+	struct nbd_client *c;
+	ipm_error err;
+	ipm_lun *l;
+
+	s->e = e;
+	s->swap_gen++;
+	pthread_mutex_lock(&s->clock);
+	for (c = s->clients; c; c = c->next) {
+		if (!c->lun)
+			continue;
+		l = e ? ipm_engine_lun_by_name(e, c->export_name) : NULL;
+		c->lun = l && ipm_lun_check_open(l, &err) == 0 ? l : NULL;
+		if (!c->lun) {
+			client_log(c, LOG_NOTICE, "export \"%s\" is no longer served here (role change): disconnecting",
+				   c->export_name);
+			client_kill(c);
+		}
+	}
+	pthread_mutex_unlock(&s->clock);
+	pthread_rwlock_unlock(&s->elock);
 }

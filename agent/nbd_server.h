@@ -15,6 +15,12 @@ int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
 int nbd_server_start(struct nbd_server *s, ipm_error *err);
 /* close listeners, shut down clients, join all threads */
 void nbd_server_stop(struct nbd_server *s);
+/* A role change without dropping the clients of the other LUNs: pause waits
+ * for the requests being executed and holds new ones back; resume puts e
+ * (NULL: none) under the clients and disconnects those whose LUN e does
+ * not serve here any more. The old engine may be destroyed in between. */
+void nbd_server_pause(struct nbd_server *s);
+void nbd_server_resume(struct nbd_server *s, ipm_engine *e);
 void nbd_server_destroy(struct nbd_server *s);
 
 #endif /* IPM_NBD_SERVER_H */

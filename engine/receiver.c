@@ -730,9 +730,21 @@ void receiver_stop(struct receiver *rc)
 	pthread_mutex_lock(&rc->lock);
 	for (c = rc->conns; c; c = c->next)
 		shutdown(c->fd, SHUT_RDWR);
+	/* a connection thread may still queue frames it had buffered: drop
+	 * what waits again and again, or their references keep n_conns up */
 	drop_waiting_locked(rc);
-	while (rc->n_conns)
-		pthread_cond_wait(&rc->idle, &rc->lock);
+	while (rc->n_conns) {
+		struct timespec dl;
+
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 100000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&rc->idle, &rc->lock, &dl);
+		drop_waiting_locked(rc);
+	}
 	pthread_mutex_unlock(&rc->lock);
 	rc->started = false;
 }

@@ -6,14 +6,19 @@
 #     --verify=crc32c through NBD on both at once (vol0 on node1, vol1 on
 #     node2): no verify error, both LUNs uptodate on both nodes in each
 #     node's crm_mon -1 -A, each LUN's backing files byte-identical.
-#  B. split brain on purpose: `lab cut all` parts the cluster; with two_node
-#     and no stonith each partition keeps quorum and promotes vol0 on node2
-#     too. Each side writes its own pattern to vol0, then `lab heal`: one
-#     node stays Promoted, both report ipmirror-vol0-state splitbrain,
-#     neither copy is overwritten. `ipmirrorctl resolve vol0 --discard-local`
-#     on the Unpromoted node: both uptodate, both copies hold the Promoted
-#     side's data. vol1 (written on neither side) comes back without a
-#     split brain. T_KEEP=1 keeps $T_DIR.
+#  B. split brain on purpose (the preferences removed first, see below):
+#     `lab cut all` parts the cluster; with two_node and no stonith each
+#     partition keeps quorum and promotes vol0 on node2 too. Each side
+#     writes its own pattern to vol0, then `lab heal`: Pacemaker keeps one
+#     node Promoted; the other's demote and stop are refused (unconfirmed
+#     journal), that instance is FAILED (blocked) and still primary, the
+#     daemons refuse each other and nothing is merged. The admin's
+#     `demote --force` there: both report ipmirror-vol0-state splitbrain,
+#     neither copy is overwritten; `ipmirrorctl resolve vol0 --discard-local`
+#     there: both uptodate, both copies hold the Promoted side's data;
+#     `crm_resource --cleanup`: one Promoted and one Unpromoted again. vol1
+#     (written on neither side) comes back without a split brain.
+#     doc/pacemaker.md "Split brain under Pacemaker". T_KEEP=1 keeps $T_DIR.
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB_TAG=ipmp2

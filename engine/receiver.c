@@ -795,9 +795,29 @@ struct connection_array *receiver_connections(struct receiver *rc)
 	return &rc->ca;
 }
 
+/* Does a connection of the primary's current session carry this LUN? The
+ * connection set is shared by every LUN of the direction: connections up
+ * for another LUN say nothing about this one (it may have no primary). */
+static bool lun_served(struct receiver *rc, struct ipm_lun *l)
+{
+	struct rconn *c;
+	bool served = false;
+	uint32_t i;
+
+	pthread_mutex_lock(&rc->lock);
+	for (c = rc->conns; c && !served; c = c->next) {
+		if (!c->session || c->session != rc->order.session)
+			continue;
+		for (i = 0; i < c->n_luns && !served; i++)
+			served = c->luns[i] == l;
+	}
+	pthread_mutex_unlock(&rc->lock);
+	return served;
+}
+
 enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l)
 {
-	if (ca_count_up(&rc->ca) == 0)
+	if (ca_count_up(&rc->ca) == 0 || !lun_served(rc, l))
 		return IPM_STATE_OUTDATED;
 	/* connected: up to date only once a resync pass has ended here */
 	if (!__atomic_load_n(&l->insync, __ATOMIC_RELAXED))

@@ -10,6 +10,14 @@
 # send heartbeats over the lab's replication network (10.203.1.x), hosts use
 # NBD on the cluster network (10.203.0.x); the agent's daemon runs the fence
 # handler of the source tree (agent/ipmirror-fence-peer).
+#
+# LUNS (default "vol0") lists the LUNs, each NAME or NAME:NODE: one <lun>
+# and one promotable resource NAME-clone per entry; NODE is the LUN's
+# primary= in the config and gets a location constraint preferring it for
+# Promoted (score 50, as cib-examples/two-luns-bidirectional.xml). Without
+# NODE the primary= is node1 and there is no constraint. Settling waits for
+# one Promoted and one Unpromoted instance of every LUN; P and Q are the
+# first LUN's Promoted and Unpromoted nodes.
 LAB="$top_srcdir/tests/lab/lab"
 for c in corosync pacemakerd crm_mon crm_resource pcs nbdcopy nbdinfo unshare nsenter ip; do
 	command -v "$c" >/dev/null 2>&1 || { echo "1..0 # SKIP $c not installed"; exit 0; }
@@ -26,6 +34,10 @@ cluster_start() { cluster_env; cluster_config; cluster_up; }
 # the bodies are not indented: they hold here-documents
 cluster_env() {
 
+: "${LUNS:=vol0}"
+LUN_NAMES=$(for l in $LUNS; do echo "${l%%:*}"; done | tr '\n' ' ')
+LUN_NAMES=${LUN_NAMES% }
+LUN1=${LUN_NAMES%% *}
 export IPM_LAB_DIR="$T_DIR/lab" IPM_LAB_NS="$LAB_TAG$(($$ % 10000))" IPM_LAB_TIMEOUT=90
 trap '"$LAB" down >/dev/null 2>&1; t_cleanup' EXIT
 T_START=$SECONDS
@@ -40,18 +52,21 @@ within() {
 	done
 }
 mon() { local n="$1"; shift; lab exec "$n" timeout 10 crm_mon -1 "$@" 2>/dev/null; }
+# roles and attr read crm_mon on node1, or on VIEW (VIEW=node2 roles vol0): in a
+# split cluster each partition has a view of its own
 # NBD (hosts) is on the cluster network, mirror data and the UDP heartbeat on
 # the replication network: `lab cut data` parts the daemons, corosync stays whole
 addr_of() { echo "10.203.0.${1#node}"; }
 data_addr_of() { echo "10.203.1.${1#node}"; }
 
-# roles: "PROMOTED/UNPROMOTED" for vol0-clone as crm_mon on node1 lists
-# them, e.g. "node1/node2" (one crm_mon, so both halves are from one moment)
+# roles [LUN]: "PROMOTED/UNPROMOTED" for LUN-clone (default: the first
+# LUN) as crm_mon on node1 lists them, e.g. "node1/node2" (one crm_mon, so
+# both halves are from one moment)
 roles() {
 	local out p u try
 	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
 	for try in 1 2 3 4 5; do
-		out=$(mon node1 | sed -n '/Clone Set: vol0-clone/,/^  \* [^ ]/p')
+		out=$(mon "${VIEW:-node1}" | sed -n "/Clone Set: ${1:-$LUN1}-clone/,/^  \* [^ ]/p")
 		[ -n "$out" ] && break
 		sleep 0.5
 	done
@@ -59,40 +74,55 @@ roles() {
 	u=$(echo "$out" | sed -n 's/^ *\* Unpromoted: \[ \(.*\) \]$/\1/p')
 	echo "$p/$u"
 }
-role_nodes() { local r; r=$(roles); [ "$1" = Promoted ] && echo "${r%/*}" || echo "${r#*/}"; }
-# roles_are P U: exactly P is Promoted and exactly U is Unpromoted
-roles_are() { [ "$(roles)" = "$1/$2" ]; }
-one_each() { case "$(roles)" in node1/node2 | node2/node1) return 0 ;; esac; return 1; }
-# promoted_at NODE: time (epoch s) of NODE's last successful promote, from its pacemaker.log
+role_nodes() { local r; r=$(roles ${2:+"$2"}); [ "$1" = Promoted ] && echo "${r%/*}" || echo "${r#*/}"; }
+# roles_are P U [LUN]: exactly P is Promoted and exactly U is Unpromoted
+roles_are() { [ "$(roles ${3:+"$3"})" = "$1/$2" ]; }
+one_each() { case "$(roles ${1:+"$1"})" in node1/node2 | node2/node1) return 0 ;; esac; return 1; }
+# promoted_at NODE [LUN]: time (epoch s) of NODE's last successful promote, from its pacemaker.log
 promoted_at() {
 	local ts
-	ts=$(grep "Result of promote operation for vol0 on $1: ok" "$IPM_LAB_DIR/$1/log/pacemaker.log" |
+	ts=$(grep "Result of promote operation for ${2:-$LUN1} on $1: ok" "$IPM_LAB_DIR/$1/log/pacemaker.log" |
 		tail -n1 | cut -c1-19)
 	[ -n "$ts" ] && date -d "$ts" +%s.%N
 }
 # attr NODE NAME: the value of node attribute NAME of NODE in crm_mon -1 -A
 attr() {
-	mon node1 -A | sed -n "/^  \* Node: $1:/,/^  \* Node:/p" |
+	mon "${VIEW:-node1}" -A | sed -n "/^  \* Node: $1:/,/^  \* Node:/p" |
 		sed -n "s/^ *\* $2[[:space:]]*: \([^[:space:]]*\).*/\1/p" | head -n1
 }
 attrs_ok() {
-	[ -n "$(attr node1 ipmirror-vol0-state)" ] && [ -n "$(attr node2 ipmirror-vol0-state)" ] &&
+	[ -n "$(attr node1 "ipmirror-$LUN1-state")" ] && [ -n "$(attr node2 "ipmirror-$LUN1-state")" ] &&
 		[ "$(attr node1 ipmirror-peer)" = up ] && [ "$(attr node2 ipmirror-peer)" = up ]
 }
+# both_uptodate [LUN]: ipmirror-LUN-state uptodate on both nodes (default: the first LUN)
 both_uptodate() {
-	[ "$(attr node1 ipmirror-vol0-state)" = uptodate ] &&
-		[ "$(attr node2 ipmirror-vol0-state)" = uptodate ]
+	[ "$(attr node1 "ipmirror-${1:-$LUN1}-state")" = uptodate ] &&
+		[ "$(attr node2 "ipmirror-${1:-$LUN1}-state")" = uptodate ]
 }
 dump_logs() {
 	diag "---- crm_mon -1 -A (node1)"; mon node1 -A | sed 's/^/# /'
 	diag "---- ipmirrord log"; tail -n 40 "$T_DIR/ipmirrord.log" 2>/dev/null | sed 's/^/# /'
 	for n in node1 node2; do
 		diag "---- $n pacemaker.log (ipmirror)"
-		grep -E 'ipmirror|vol0' "$IPM_LAB_DIR/$n/log/pacemaker.log" 2>/dev/null |
+		grep -E "ipmirror|${LUN_NAMES// /|}" "$IPM_LAB_DIR/$n/log/pacemaker.log" 2>/dev/null |
 			grep -vi 'debug' | tail -n 25 | sed 's/^/# /'
 	done
 }
 
+}
+
+# one <lun> per entry of LUNS, its backing files created
+cluster_luns_xml() {
+	local l name prim
+	for l in $LUNS; do
+		name=${l%%:*} prim=node1
+		case "$l" in *:*) prim=${l#*:} ;; esac
+		truncate -s "$LUN_SIZE" "$T_DIR/node1-$name.img" "$T_DIR/node2-$name.img"
+		echo "  <lun name=\"$name\" size=\"$LUN_SIZE\" mode=\"sync\" mirrored=\"yes\" primary=\"$prim\">"
+		echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"/>"
+		echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"/>"
+		echo "  </lun>"
+	done
 }
 
 cluster_config() {
@@ -130,13 +160,9 @@ cat >"$CFG" <<EOF
   <log level="info" file="$T_DIR/ipmirrord.log"/>
   <node name="node1"><data address="10.203.1.1" port="7788"/><heartbeat address="10.203.1.1" port="7789"/><nbd address="10.203.0.1" port="10809"/></node>
   <node name="node2"><data address="10.203.1.2" port="7788"/><heartbeat address="10.203.1.2" port="7789"/><nbd address="10.203.0.2" port="10809"/></node>
-  <lun name="vol0" size="$LUN_SIZE" mode="sync" mirrored="yes" primary="node1">
-    <backing node="node1" path="$T_DIR/node1-vol0.img"/>
-    <backing node="node2" path="$T_DIR/node2-vol0.img"/>
-  </lun>
+$(cluster_luns_xml)
 </ipmirror>
 EOF
-truncate -s "$LUN_SIZE" "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 "$IPMIRRORD" --check-config --config "$CFG" >"$T_DIR/check.out" 2>&1 ||
 	bail "config rejected: $(cat "$T_DIR/check.out")"
 
@@ -166,20 +192,56 @@ check "agent visible as ocf:ipmirror:ipmirror inside both nodes (not on the host
 		lab exec $n test -x /usr/lib/ocf/resource.d/heartbeat/IPaddr2 || exit 1
 	done; test ! -e /usr/lib/ocf/resource.d/ipmirror'
 
-# ---- 2./3. the promotable resource -------------------------------------------
+# ---- 2./3. the promotable resources --------------------------------------------
 t0=$SECONDS
-lab exec node1 timeout 120 pcs resource create vol0 ocf:ipmirror:ipmirror lun=vol0 config="$CFG" \
-	socket="$LAB_TAG" ipmirrord="$WRAP" ipmirrorctl="$IPMIRRORCTL" promotable notify=true \
-	>"$T_DIR/pcs.out" 2>&1
-check "pcs resource create vol0 ... promotable (live cluster, $((SECONDS - t0)) s)" test $? = 0
+# one CIB push: the location constraints are there before the first promotion
+# shellcheck disable=SC2016 # expanded by the inner shell
+create='set -e
+	pcs cluster cib "$F"
+	for l in $LUNS; do
+		pcs -f "$F" resource create "${l%%:*}" ocf:ipmirror:ipmirror lun="${l%%:*}" \
+			config="$CFG" socket="$LAB_TAG" ipmirrord="$WRAP" ipmirrorctl="$IPMIRRORCTL" \
+			promotable notify=true
+		case "$l" in
+		*:*) pcs -f "$F" constraint location "${l%%:*}-clone" rule role=Promoted \
+			score=50 "#uname" eq "${l#*:}"
+			pcs -f "$F" resource meta "${l%%:*}-clone" target-role=Unpromoted ;;
+		esac
+	done
+	pcs cluster cib-push "$F" --config'
+lab exec node1 timeout 120 env F="$T_DIR/create.xml" LUNS="$LUNS" CFG="$CFG" LAB_TAG="$LAB_TAG" \
+	WRAP="$WRAP" IPMIRRORCTL="$IPMIRRORCTL" sh -c "$create" >"$T_DIR/pcs.out" 2>&1
+check "pcs resource create ${LUN_NAMES// /, } ... promotable (live cluster, $((SECONDS - t0)) s)" test $? = 0
 sed 's/^/# /' "$T_DIR/pcs.out"
 t0=$SECONDS
 
-# settled: one of each, still so 2 s later (right after create the cluster
-# may still be moving the roles, shown per instance rather than collapsed)
-settled() { one_each && sleep 2 && one_each; }
+# A LUN with a preferred node starts Unpromoted (target-role) until every
+# such LUN has a promotion score on both nodes; then they are let go at
+# once, so that Pacemaker promotes them in one transition. Every promotion
+# restarts the daemon's engine, and the peer's copy of every LUN that has no
+# primary yet then shows "resyncing" and cannot be promoted: a LUN let go
+# after another one was promoted goes to the wrong node, and the
+# preference's move back is refused over and over (doc/pacemaker.md, "A
+# refusal that is too strict").
+scored() { [ -n "$(attr node1 "master-$1")" ] && [ -n "$(attr node2 "master-$1")" ]; }
+for l in $LUNS; do
+	case "$l" in *:*) ;; *) continue ;; esac
+	within 90 scored "${l%%:*}" || diag "${l%%:*}: not scored on both nodes after 90 s"
+done
+for l in $LUNS; do
+	case "$l" in *:*) ;; *) continue ;; esac
+	lab exec node1 timeout 30 crm_resource --resource "${l%%:*}-clone" --meta \
+		--delete-parameter target-role >>"$T_DIR/pcs.out" 2>&1 &
+done
+wait
+
+# settled: one of each for every LUN, still so 2 s later (right after create
+# the cluster may still be moving the roles, shown per instance rather than
+# collapsed)
+all_one_each() { local n; for n in $LUN_NAMES; do one_each "$n" || return 1; done; }
+settled() { all_one_each && sleep 2 && all_one_each; }
 if within 90 settled; then
-	ok "one Promoted and one Unpromoted instance ($((SECONDS - t0)) s after create)"
+	ok "one Promoted and one Unpromoted instance$([ "$LUN1" = "$LUN_NAMES" ] || echo " of each LUN") ($((SECONDS - t0)) s after create)"
 else
 	not_ok "one Promoted and one Unpromoted instance"; dump_logs
 	bail "the resource did not settle"

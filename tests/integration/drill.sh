@@ -68,10 +68,4 @@ else
 	not_ok "ipmirror-drill --event kill-daemon on $Q: PASS, data identical"; dump_logs
 fi
 
-t0=$SECONDS
-lab down >"$T_DIR/down.log" 2>&1
-RC=$?
-check "lab down ($((SECONDS - t0)) s), no ipmirrord of this test left" \
-	eval 'test $RC = 0 && ! pgrep -f -- "--config $CFG" >/dev/null'
-diag "total runtime: $((SECONDS - T_START)) s"
-finish
+cluster_finish

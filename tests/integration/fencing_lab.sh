@@ -141,10 +141,4 @@ check "ipmirror-drill --event link-cut: PASS, one JSON object, from = to = $P, f
 check "after the drill: link up, no fence constraint, $P Promoted" \
 	eval 'lab exec "$P" ip link show "$DEV" | grep -q "state UP" && within 30 unfenced && roles_are "$P" "$Q"'
 
-t0=$SECONDS
-lab down >"$T_DIR/down.log" 2>&1
-RC=$?
-check "lab down ($((SECONDS - t0)) s), no ipmirrord of this test left" \
-	eval 'test $RC = 0 && ! pgrep -f -- "--config $CFG" >/dev/null'
-diag "total runtime: $((SECONDS - T_START)) s"
-finish
+cluster_finish

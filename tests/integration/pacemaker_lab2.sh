@@ -187,10 +187,4 @@ check "after crm_resource --cleanup: one Promoted and one Unpromoted for vol0 an
 diag "vol0 now $(roles vol0), vol1 $(roles vol1)"
 check "vol1's backing files are identical" cmp "$T_DIR/node1-vol1.img" "$T_DIR/node2-vol1.img"
 
-t0=$SECONDS
-lab down >"$T_DIR/down.log" 2>&1
-RC=$?
-check "lab down ($((SECONDS - t0)) s), no ipmirrord of this test left" \
-	eval 'test $RC = 0 && ! pgrep -f -- "--config $CFG" >/dev/null'
-diag "total runtime: $((SECONDS - T_START)) s"
-finish
+cluster_finish

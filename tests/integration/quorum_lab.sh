@@ -75,10 +75,4 @@ check "quorate again: node1's promote passes the quorum check (refused only as n
 	within 30 refused_for_primary
 diag "node1 promote --dry-run: $OUT"
 
-t0=$SECONDS
-lab down >"$T_DIR/down.log" 2>&1
-RC=$?
-check "lab down ($((SECONDS - t0)) s), no ipmirrord of this test left" \
-	eval 'test $RC = 0 && ! pgrep -f -- "--config $CFG" >/dev/null'
-diag "total runtime: $((SECONDS - T_START)) s"
-finish
+cluster_finish

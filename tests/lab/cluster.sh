@@ -256,3 +256,15 @@ P=${R%/*} Q=${R#*/}
 case "$P/$Q" in node1/node2 | node2/node1) ;; *) bail "roles changed at once: '$R'" ;; esac
 diag "Promoted: $P, Unpromoted: $Q"
 }
+
+# cluster_finish: take the lab down, check that no daemon of this test is
+# left, report the runtime and exit with the test's verdict
+cluster_finish() {
+	local t0=$SECONDS rc
+	lab down >"$T_DIR/down.log" 2>&1
+	rc=$?
+	check "lab down ($((SECONDS - t0)) s), no ipmirrord of this test left" \
+		eval "test $rc = 0 && ! pgrep -f -- \"--config $CFG\" >/dev/null"
+	diag "total runtime: $((SECONDS - T_START)) s"
+	finish
+}

@@ -12,6 +12,20 @@ int64_t ipm_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void ipm_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, int ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(c, m, &dl);
+}
+
 int ca_init(struct connection_array *ca, unsigned n)
 {
 	pthread_condattr_t attr;

@@ -25,6 +25,9 @@ struct connection_array {
 };
 
 int64_t ipm_now_ms(void);
+/* pthread_cond_timedwait for at most ms from now (a default, CLOCK_REALTIME
+ * condition variable); spurious and early wake-ups are the caller's to handle. */
+void ipm_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, int ms);
 
 int ca_init(struct connection_array *ca, unsigned n);
 void ca_destroy(struct connection_array *ca);

@@ -734,15 +734,7 @@ void receiver_stop(struct receiver *rc)
 	 * what waits again and again, or their references keep n_conns up */
 	drop_waiting_locked(rc);
 	while (rc->n_conns) {
-		struct timespec dl;
-
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_nsec += 100000000;
-		if (dl.tv_nsec >= 1000000000) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&rc->idle, &rc->lock, &dl);
+		ipm_cond_wait_ms(&rc->idle, &rc->lock, 100);
 		drop_waiting_locked(rc);
 	}
 	pthread_mutex_unlock(&rc->lock);

@@ -770,19 +770,12 @@ static void send_now_locked(struct replicator *r, struct mreq *m)
 static void worker_serve(struct worker *w)
 {
 	struct replicator *r = w->r;
-	struct timespec dl;
 
 	pthread_mutex_lock(&r->lock);
 	w->serving = true;
 	for (;;) {
 		while (worker_should_wait(r, w)) {
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += 500000000;
-			if (dl.tv_nsec >= 1000000000) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&r->queue_cond, &r->lock, &dl);
+			ipm_cond_wait_ms(&r->queue_cond, &r->lock, 500);
 			/* the heartbeat may have declared this connection dead */
 			if (ca_status(&r->ca, w->index) != IPM_LINK_UP)
 				w->failed = true;
@@ -837,18 +830,9 @@ static void worker_disconnect(struct worker *w)
 
 static void pause_ms(struct replicator *r, int ms)
 {
-	struct timespec dl;
-
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ms / 1000;
-	dl.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&r->lock);
 	if (r->running)
-		pthread_cond_timedwait(&r->queue_cond, &r->lock, &dl);
+		ipm_cond_wait_ms(&r->queue_cond, &r->lock, ms);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -1077,20 +1061,6 @@ static void monitor_down_locked(struct replicator *r)
 	}
 }
 
-static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, int ms)
-{
-	struct timespec dl;
-
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ms / 1000;
-	dl.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(c, m, &dl);
-}
-
 static void *monitor_main(void *arg)
 {
 	struct replicator *r = arg;
@@ -1123,7 +1093,7 @@ static void *monitor_main(void *arg)
 			continue;
 		}
 		if (r->running)
-			timed_wait(&r->link_cond, &r->lock, 100);
+			ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
@@ -1151,20 +1121,12 @@ static void mark_clean_stop_locked(struct replicator *r)
 void replicator_stop(struct replicator *r)
 {
 	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
-	struct timespec dl;
 	unsigned i;
 
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
-	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline) {
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_nsec += 100000000;
-		if (dl.tv_nsec >= 1000000000) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&r->space_cond, &r->lock, &dl);
-	}
+	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
+		ipm_cond_wait_ms(&r->space_cond, &r->lock, 100);
 	r->space_waiters--;
 	/* what the mirror has not answered by now is kept in the journal */
 	if (r->inflight)

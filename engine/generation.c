@@ -85,7 +85,7 @@ int gen_load(const char *path, struct generation *g, ipm_error *err)
 {
 	uint8_t b[GEN_FILE_LEN];
 	ssize_t n;
-	int fd, rc;
+	int fd;
 
 	*g = (struct generation){ 0 };
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -101,8 +101,7 @@ int gen_load(const char *path, struct generation *g, ipm_error *err)
 	if (n != GEN_FILE_LEN)
 		return ipm_fail(err, -EINVAL, "%s: %zd bytes, a generation file has %d", path, n,
 				GEN_FILE_LEN);
-	rc = decode(b, path, g, err);
-	return rc;
+	return decode(b, path, g, err);
 }
 
 int gen_save(const char *path, const struct generation *g, ipm_error *err)
@@ -347,12 +346,11 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 		 * of theirs covers them, so everything is copied */
 		*verdict = WIRE_LV_FULL;
 	}
-	if (rc == 0)
-		l->peer_gen = (struct generation){ .current = peer->generation,
-						   .n_history = peer->n_history };
-	if (rc == 0)
-		memcpy(l->peer_gen.history, peer->history,
-		       sizeof(uint64_t) * (peer->n_history < GEN_HISTORY ? peer->n_history : GEN_HISTORY));
+	/* taken over when the resync pass completes (lun_gen_insync) */
+	if (rc == 0) {
+		l->peer_gen = (struct generation){ 0 };
+		gen_adopt(&l->peer_gen, peer->generation, peer->history, peer->n_history);
+	}
 	pthread_mutex_unlock(&l->gen_lock);
 	return rc;
 }

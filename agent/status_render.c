@@ -165,11 +165,11 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 		  "\"size\":%" PRIu64 ",\"journal_bytes\":%" PRIu64
 		  ",\"journal_records\":%" PRIu64 ",\"resync_done_bytes\":%" PRIu64
 		  ",\"resync_total_bytes\":%" PRIu64 ",\"mirrored_bytes\":%" PRIu64
-		  ",\"generation\":",
+		  ",\"io\":\"%s\",\"generation\":",
 		  ipm_role_name(l->role), ipm_mode_name(l->mode),
 		  l->mirrored ? "true" : "false", ipm_state_name(l->state), l->size,
 		  l->journal_bytes, l->journal_records, l->resync_done_bytes,
-		  l->resync_total_bytes, l->mirrored_bytes);
+		  l->resync_total_bytes, l->mirrored_bytes, l->direct_io ? "direct" : "buffered");
 	/* generation is a fixed array: never read past it */
 	memcpy(gen, l->generation, sizeof(l->generation));
 	gen[sizeof(l->generation)] = '\0';

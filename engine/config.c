@@ -515,12 +515,20 @@ static void parse_lun_size(struct loader *ld, struct ipm_lun_cfg *l, const char 
 static void parse_backing(struct loader *ld, struct ipm_lun_cfg *l, const xmlNode *n)
 {
 	struct ipm_backing_cfg b = { .line = line_of(n) };
+	char *io;
 	unsigned i;
 
 	b.node = attr(ld, n, "node");
 	b.path = path_attr(ld, n, "path", "backing path");
 	if (!b.path)
 		goto drop;
+	io = attr(ld, n, "io");
+	if (io && !strcmp(io, "buffered"))
+		b.io = IPM_IO_BUFFERED;
+	else if (io && strcmp(io, "direct"))
+		report(ld, b.line, "lun \"%s\": backing io \"%s\" is unknown (use direct or buffered)",
+		       l->name, io);
+	free(io);
 	for (i = 0; i < l->n_backing; i++) {
 		const char *o = l->backing[i].node;
 
@@ -783,7 +791,7 @@ static const struct rule rules[] = {
 	{ "node", "heartbeat", 0, 1, { "address", "port" }, { NULL } },
 	{ "node", "nbd", 0, 1, { NULL }, { "address", "port", "unix" } },
 	{ "node", "heartbeat-volume", 0, 1, { "path" }, { NULL } },
-	{ "lun", "backing", 1, 0, { "path" }, { "node" } },
+	{ "lun", "backing", 1, 0, { "path" }, { "node", "io" } },
 	{ "lun", "journal", 0, 1, { NULL }, { "path", "max-size" } },
 };
 
@@ -1136,19 +1144,27 @@ void ipm_config_free(ipm_config *cfg)
 
 /* ---- queries -------------------------------------------------------------- */
 
-const char *ipm_lun_cfg_backing(const struct ipm_lun_cfg *lun, const char *node)
+const struct ipm_backing_cfg *ipm_lun_cfg_backing_entry(const struct ipm_lun_cfg *lun,
+							 const char *node)
 {
-	const char *shared = NULL;
+	const struct ipm_backing_cfg *shared = NULL;
 
 	for (unsigned i = 0; i < lun->n_backing; i++) {
 		const struct ipm_backing_cfg *b = &lun->backing[i];
 
 		if (!b->node)
-			shared = b->path;
+			shared = b;
 		else if (node && strcmp(b->node, node) == 0)
-			return b->path;
+			return b;
 	}
 	return shared;
+}
+
+const char *ipm_lun_cfg_backing(const struct ipm_lun_cfg *lun, const char *node)
+{
+	const struct ipm_backing_cfg *b = ipm_lun_cfg_backing_entry(lun, node);
+
+	return b ? b->path : NULL;
 }
 
 const struct ipm_node_cfg *ipm_config_node(const ipm_config *cfg, const char *name)

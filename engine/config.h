@@ -25,9 +25,16 @@ struct ipm_node_cfg {
 	int line;
 };
 
+/* How the engine does the backing store's I/O. */
+enum ipm_backing_io {
+	IPM_IO_DIRECT,    /* O_DIRECT for aligned requests (default) */
+	IPM_IO_BUFFERED,  /* through the page cache */
+};
+
 struct ipm_backing_cfg {
 	char *node;   /* NULL: applies to every node without its own entry */
 	char *path;
+	enum ipm_backing_io io;
 	int line;
 };
 
@@ -65,6 +72,8 @@ struct ipm_config {
 /* The backing path of lun on node (a per-node entry wins over the shared
  * one); NULL when none applies. */
 const char *ipm_lun_cfg_backing(const struct ipm_lun_cfg *lun, const char *node);
+const struct ipm_backing_cfg *ipm_lun_cfg_backing_entry(const struct ipm_lun_cfg *lun,
+							 const char *node);
 const struct ipm_node_cfg *ipm_config_node(const ipm_config *cfg, const char *name);
 /* The other node of the pair; NULL with a single-node config. */
 const struct ipm_node_cfg *ipm_config_peer(const ipm_config *cfg, const char *name);

@@ -188,6 +188,7 @@ typedef struct ipm_lun_status {
 	uint64_t resync_total_bytes;
 	uint64_t mirrored_bytes;   /* bytes sent to the peer since start */
 	char generation[40];
+	bool direct_io;            /* aligned requests bypass the page cache */
 } ipm_lun_status;
 
 typedef struct ipm_status {

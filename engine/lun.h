@@ -10,7 +10,10 @@ struct ipm_lun {
 	ipm_engine *engine;
 	const struct ipm_lun_cfg *cfg;
 	char path[4096];
-	int fd;
+	int fd;                       /* buffered I/O, flush, trim */
+	int dfd;                      /* O_DIRECT (io="direct"), or -1 */
+	uint32_t dio_mem_align;       /* buffer address alignment O_DIRECT needs */
+	uint32_t dio_off_align;       /* offset and length alignment O_DIRECT needs */
 	bool is_blockdev;
 	uint64_t size;
 	pthread_rwlock_t role_lock;   /* held for reading by every host request */
@@ -74,7 +77,9 @@ void lun_gen_string(struct ipm_lun *l, char *out, size_t len);
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);
 
-/* Operations on the local backing store only (no mirroring). */
+/* Operations on the local backing store only (no mirroring). Aligned
+ * requests use O_DIRECT when the backing has it, the rest the page cache. */
+int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);

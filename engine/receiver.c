@@ -384,7 +384,9 @@ static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 		goto fail;
 	}
 	if (q->f.len) {
-		q->data = malloc(q->f.len);
+		/* page-aligned, so the write can go out with O_DIRECT */
+		if (posix_memalign(&q->data, 4096, q->f.len) != 0)
+			q->data = NULL;
 		if (!q->data) {
 			rc = ipm_fail(err, -ENOMEM, "out of memory");
 			goto fail;

@@ -245,11 +245,10 @@ static int copy_dirty(struct replicator *r, struct rep_lun *rl, uint64_t *sent, 
 
 	while (dirty_bitmap_next(rl->bitmap, from, &off, &len)) {
 		free(buf);
-		buf = malloc(len);
-		if (!buf)
+		if (posix_memalign(&buf, 4096, len) != 0)
 			return -ENOMEM;
 		dirty_bitmap_clear_range(rl->bitmap, off, len);
-		if (pread(rl->lun->fd, buf, len, (off_t)off) != (ssize_t)len) {
+		if (lun_local_read(rl->lun, buf, len, off) < 0) {
 			rc = -EIO;
 			dirty_bitmap_mark(rl->bitmap, off, len);
 			break;

@@ -19,6 +19,7 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->mode = l->cfg->mode;
 	s->mirrored = l->cfg->mirrored;
 	s->size = l->size;
+	s->direct_io = l->dfd >= 0;
 	if (l->rep)
 		replicator_lun_status(l->rep, l, s);
 	else if (l->cfg->mirrored && l->engine->rcv)

@@ -131,6 +131,9 @@ static void test_good_pair(void **state)
 	assert_int_equal(l->n_backing, 2);
 	assert_string_equal(ipm_lun_cfg_backing(l, "node1"), "/var/lib/ipmirror/vol0.img");
 	assert_string_equal(ipm_lun_cfg_backing(l, "node2"), "/srv/vol0.img");
+	/* io: direct unless the entry says buffered */
+	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node1")->io, IPM_IO_DIRECT);
+	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node2")->io, IPM_IO_BUFFERED);
 	assert_string_equal(l->journal_path, "/var/lib/ipmirror/vol0.journal");
 	assert_int_equal(l->journal_max, 4ull << 30);
 	l = &cfg->luns[1];
@@ -143,6 +146,7 @@ static void test_good_pair(void **state)
 	assert_int_equal(l->journal_max, 64 << 20);
 	assert_string_equal(ipm_lun_cfg_backing(l, "node1"), "/srv/n1-vol1.img");
 	assert_string_equal(ipm_lun_cfg_backing(l, "node2"), "/srv/n2-vol1.img");
+	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node2")->io, IPM_IO_DIRECT);
 	assert_null(ipm_lun_cfg_backing(l, "node3"));
 	l = &cfg->luns[2];
 	assert_false(l->mirrored);
@@ -279,6 +283,7 @@ static void test_bad_values(void **state)
 		{ 31, "lun \"vol1\": size must not be 0" },
 		{ 33, "lun \"vol1\": journal max-size \"lots\" is not a size" },
 		{ 35, "lun \"vol2\": size \"1000\" (1000 bytes) is not a multiple of 512" },
+		{ 36, "lun \"vol2\": backing io \"fast\" is unknown (use direct or buffered)" },
 	};
 	const size_t n = sizeof(want) / sizeof(want[0]);
 	struct diags d;

@@ -142,7 +142,8 @@ static ipm_lun_status luns[2] = {
 	{ .name = "vol0", .role = IPM_ROLE_PRIMARY, .mode = IPM_MODE_SYNC, .mirrored = true,
 	  .state = IPM_STATE_RESYNCING, .size = 1ull << 30, .journal_bytes = 12288,
 	  .journal_records = 3, .resync_done_bytes = 512ull << 20,
-	  .resync_total_bytes = 1ull << 30, .mirrored_bytes = 99, .generation = "abcdef0123456789" },
+	  .resync_total_bytes = 1ull << 30, .mirrored_bytes = 99, .generation = "abcdef0123456789",
+	  .direct_io = true },
 	{ .name = "vol1", .role = IPM_ROLE_MIRROR, .mode = IPM_MODE_ASYNC, .mirrored = false,
 	  .state = IPM_STATE_UPTODATE, .size = 4096, .generation = "0" },
 };
@@ -201,7 +202,7 @@ static void test_json_keys(void **state)
 		   "\"mirrored\":true,\"state\":\"resyncing\",\"size\":1073741824,"
 		   "\"journal_bytes\":12288,\"journal_records\":3,"
 		   "\"resync_done_bytes\":536870912,\"resync_total_bytes\":1073741824,"
-		   "\"mirrored_bytes\":99,\"generation\":\"abcdef0123456789\"}");
+		   "\"mirrored_bytes\":99,\"io\":\"direct\",\"generation\":\"abcdef0123456789\"}");
 	assert_has(sb.buf, "{\"name\":\"vol1\",\"role\":\"mirror\",\"mode\":\"async\","
 		   "\"mirrored\":false,\"state\":\"uptodate\",\"size\":4096,");
 	assert_has(sb.buf, "\"generation\":\"0\"}]}\n");

@@ -6,7 +6,7 @@
 CONFIGS="$top_srcdir/tests/unit/configs"
 [ -x "$IPMIRRORD" ] || bail "$IPMIRRORD is not built"
 
-plan 14
+plan 15
 
 # check_cfg FILE [ARGS]: run --check-config; output in $OUT, status in $RC
 check_cfg() {
@@ -42,8 +42,10 @@ check "size problem with its line" \
 	has "$F:24: lun \"vol0\": size \"1Q\" is not a size (use a number with optional K/M/G/T suffix)"
 check "heartbeat problem with its line" \
 	has "$F:3: heartbeat timeout (1.5 s) must be greater than the interval (2 s)"
+check "backing io problem with its line" \
+	has "$F:36: lun \"vol2\": backing io \"fast\" is unknown (use direct or buffered)"
 n=$(printf '%s\n' "$OUT" | grep -c "^$F:[0-9][0-9]*: ")
-check "all 23 problems reported, not just the first (got $n)" [ "$n" -eq 23 ]
+check "all 24 problems reported, not just the first (got $n)" [ "$n" -eq 24 ]
 
 F="$CONFIGS/bad-syntax.xml"
 check_cfg "$F"

@@ -216,6 +216,37 @@ alive() {
 	for p in $T_PIDS; do kill -0 "$p" 2>/dev/null || return 1; done
 }
 
+# ---- the ceilings of 1 MiB mirroring, measured in the same run --------------
+# disk: fio straight on a file of the same directory, 1M sequential O_DIRECT
+# writes QD8 (the mirror writes its copy through the same kind of file);
+# tcp: one loopback TCP stream of 1 MiB sends (the mirror's payload path).
+prefill "$D/disk.img"
+cat >"$D/tcp.py" <<'EOF'
+# tcp.py SECONDS: MiB/s of one loopback TCP stream, 1 MiB sends
+import socket, sys, threading, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def sink():
+    c, _ = srv.accept(); b = bytearray(1 << 20)
+    while c.recv_into(b):
+        pass
+t = threading.Thread(target=sink); t.start()
+s = socket.create_connection(srv.getsockname()); buf = b"\0" * (1 << 20)
+n, t0 = 0, time.monotonic()
+while time.monotonic() - t0 < float(sys.argv[1]):
+    s.sendall(buf); n += 1
+s.close(); t.join()
+print("%.1f" % (n / (time.monotonic() - t0)))
+EOF
+declare -A BASE
+baselines() {
+	local out="$D/disk-$1.json"
+	timeout $((RUNTIME + 60)) fio --name=disk --filename="$D/disk.img" --ioengine=libaio --direct=1 \
+		--rw=write --bs=1M --iodepth=8 --size=$SIZE --time_based --runtime="$RUNTIME" \
+		--output-format=json --output="$out" >/dev/null 2>&1 || die "fio failed on the disk baseline"
+	BASE[disk]+="$(jq -r '.jobs[0].write.bw_bytes / 1048576' "$out");"
+	BASE[tcp]+="$(timeout $((RUNTIME + 30)) "$PY" "$D/tcp.py" "$RUNTIME" || die "tcp baseline failed");"
+}
+
 echo "figure: load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs; other load skews every target, the event-loop servers most)"
 n_runs=$((REPS * ${#WORKLOADS[@]} * $(wc -w <<<"$TARGETS")))
 echo "figure: plan: $n_runs fio runs of $RUNTIME s (median of $REPS per cell), files in $D"
@@ -228,6 +259,7 @@ for rep in $(seq "$REPS"); do
 			alive || die "a server died during $t $name: $(tail -5 "$D"/*.log)"
 		done
 	done
+	baselines "$rep"
 	echo "# repetition $rep/$REPS done"
 done
 echo "figure: load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -256,6 +288,13 @@ for w in "${WORKLOADS[@]}"; do
 		"$(ratio "${IOPS[ipm-unmir|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")"
 done
 
+DISK=$(tr ';' '\n' <<<"${BASE[disk]}" | awk 'NF { print $1 " 0 0" }' | tr '\n' ';')
+TCP=$(tr ';' '\n' <<<"${BASE[tcp]}" | awk 'NF { print $1 " 0 0" }' | tr '\n' ';')
+DISK=$(median 1 "$DISK"); TCP=$(median 1 "$TCP")
+CEIL=$(awk -v a="$DISK" -v b="$TCP" 'BEGIN { print (a < b) ? a : b }')
+printf 'figure: disk (fio 1M write QD8, O_DIRECT, same directory): %.0f MiB/s\n' "$DISK"
+printf 'figure: loopback TCP (one stream, 1 MiB sends): %.0f MiB/s\n' "$TCP"
+
 # ---- are the copies identical? ----------------------------------------------
 mismatch=0
 verdict() { # verdict LABEL FILE1 FILE2
@@ -283,14 +322,28 @@ echo
 echo "Summary: median of $REPS x ${RUNTIME} s fio runs per cell, $SIZE files, cell = IOPS / MiB/s"
 printf '%-18s' workload
 for t in $TARGETS; do printf ' %16s' "$t"; done
-printf ' %10s %12s\n' sync/qemu unmir/nbdkit
+printf ' %10s %11s %12s %12s\n' sync/qemu sync/nbdkit async/nbdkit unmir/nbdkit
 for w in "${WORKLOADS[@]}"; do
 	read -r name _ <<<"$w"
 	printf '%-18s' "$name"
 	for t in $TARGETS; do
 		printf ' %16s' "$(printf '%.0f / %.0f' "${IOPS[$t|$name]}" "${MIBS[$t|$name]}")"
 	done
-	printf ' %10s %12s\n' "$(ratio "${IOPS[ipm-sync|$name]:-0}" "${IOPS[qemu-mirror|$name]:-0}")" \
+	printf ' %10s %11s %12s %12s\n' "$(ratio "${IOPS[ipm-sync|$name]:-0}" "${IOPS[qemu-mirror|$name]:-0}")" \
+		"$(ratio "${IOPS[ipm-sync|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")" \
+		"$(ratio "${IOPS[ipm-async|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")" \
 		"$(ratio "${IOPS[ipm-unmir|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")"
 done
+printf 'baselines: disk %.0f MiB/s, loopback TCP %.0f MiB/s\n' "$DISK" "$TCP"
+
+# ---- the targets of the mirroring issue ---------------------------------------
+target() { # target LABEL VALUE MIN
+	printf 'target: %-40s %6s (>= %s) %s\n' "$1" "$2" "$3" \
+		"$(awk -v v="$2" -v m="$3" 'BEGIN { print (v == "-") ? "not measured" : (v >= m) ? "met" : "MISSED" }')"
+}
+Q=4k-randwrite-QD32
+target "4k QD32 sync / qemu-mirror" "$(ratio "${IOPS[ipm-sync|$Q]:-0}" "${IOPS[qemu-mirror|$Q]:-0}")" 1.5
+target "4k QD32 sync / nbdkit" "$(ratio "${IOPS[ipm-sync|$Q]:-0}" "${IOPS[nbdkit|$Q]:-0}")" 0.8
+target "4k QD32 async / nbdkit" "$(ratio "${IOPS[ipm-async|$Q]:-0}" "${IOPS[nbdkit|$Q]:-0}")" 0.95
+target "1M QD8 sync / min(disk, loopback TCP)" "$(ratio "${MIBS[ipm-sync|1M-write-QD8]:-0}" "$CEIL")" 0.9
 [ "$mismatch" = 0 ] || die "a mirrored copy differs (see above)"

@@ -83,6 +83,21 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
+/* The descriptor a request goes through: l->dfd when it is aligned for
+ * O_DIRECT, else l->fd. */
+int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off);
+
+/* ---- several writes at once (backing_io.c) ---- */
+struct lun_io {
+	struct ipm_lun *lun;
+	const void *buf;
+	size_t len;
+	uint64_t off;
+	unsigned flags;    /* IPM_IO_FUA */
+	int rc;            /* out: 0 or -errno */
+};
+/* Write ios[0..n), which do not depend on each other, and wait for all. */
+void lun_write_batch(struct lun_io *ios, unsigned n);
 int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off);
 int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off);
 

@@ -897,20 +897,29 @@ static void work_run_writes(struct nbd_work *list, unsigned n)
 	reply_queue(c, list, last);
 }
 
+/* Small writes travel in batches; a large one is worth a worker of its
+ * own (each completes on its own, the next need not wait for it). */
+#define BATCH_WRITE_MAX (64u << 10)
+
 static bool is_write(const struct nbd_work *w)
 {
 	return w->req.type == NBD_CMD_WRITE;
 }
 
-/* Take the queue's head, and with a write the writes of the same client
- * right behind it: *n items linked by next. s->qlock held. */
+static bool is_small_write(const struct nbd_work *w)
+{
+	return is_write(w) && w->req.len <= BATCH_WRITE_MAX;
+}
+
+/* Take the queue's head, and with a small write the small writes of the
+ * same client right behind it: *n items linked by next. s->qlock held. */
 static struct nbd_work *take_work_locked(struct nbd_server *s, unsigned *n)
 {
 	struct nbd_work *w = s->qhead, *last = w;
 
 	*n = 1;
-	while (is_write(w) && last->next && *n < IPM_WRITE_BATCH_MAX &&
-	       is_write(last->next) && last->next->c == w->c) {
+	while (is_small_write(w) && last->next && *n < IPM_WRITE_BATCH_MAX &&
+	       is_small_write(last->next) && last->next->c == w->c) {
 		last = last->next;
 		(*n)++;
 	}

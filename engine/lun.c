@@ -152,7 +152,7 @@ bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)
 
 int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
 {
-	if (l->dfd >= 0 && !((uintptr_t)buf & (l->dio_mem_align - 1)) &&
+	if (l->dfd >= 0 && len <= LUN_DIRECT_MAX && !((uintptr_t)buf & (l->dio_mem_align - 1)) &&
 	    !((len | off) & (l->dio_off_align - 1)))
 		return l->dfd;
 	return l->fd;

@@ -83,8 +83,16 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
-/* The descriptor a request goes through: l->dfd when it is aligned for
- * O_DIRECT, else l->fd. */
+/* io="direct": requests up to this size bypass the page cache. Small
+ * writes gain (no copy, no folio walk, no double caching); larger ones go
+ * through it, where the kernel's write-behind overlaps their disk time
+ * with the next request's network time (bench: 1 MiB sync writes ~4x
+ * faster than with O_DIRECT, whose write blocks the mirror's connection
+ * thread for the whole transfer). */
+#define LUN_DIRECT_MAX (64u << 10)
+
+/* The descriptor a request goes through: l->dfd when it is small and
+ * aligned for O_DIRECT, else l->fd. */
 int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off);
 
 /* ---- several writes at once (backing_io.c) ---- */

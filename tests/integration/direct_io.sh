@@ -1,7 +1,8 @@
 #!/bin/bash
 # Backing I/O modes (<backing io="direct|buffered">): the mode in effect is
-# shown in the status, aligned requests bypass the page cache while odd-sized
-# ones go through it, and the two paths stay coherent on both nodes: every
+# shown in the status, small aligned requests bypass the page cache while
+# odd-sized and large ones go through it, and the two paths stay coherent on
+# both nodes: every
 # read through NBD returns the last bytes written, whichever path wrote
 # them, fio verify passes with unaligned sizes, and both copies end equal.
 . "$top_srcdir/tests/lib.sh"
@@ -37,6 +38,10 @@ r(0, 4096, "odd write into a direct-written page")
 w(os.urandom(4096), 0)               # aligned over a page the cache holds
 r(50, 150, "direct write over a cached page (odd read)")
 r(0, 8192, "direct write over a cached page (aligned read)")
+w(os.urandom(262144), 262144)        # large: page cache (LUN_DIRECT_MAX)
+r(266240, 4096, "direct read of a page a large write left in the cache")
+w(os.urandom(4096), 270336)          # direct, into the range of the large one
+r(262144, 262144, "large write then a direct one inside it")
 w(os.urandom(1000), 8191)            # odd, across a page boundary
 w(os.urandom(8192), 12288)           # aligned, overlapping the odd one
 r(8000, 13000, "mixed writes across page boundaries")

@@ -752,13 +752,7 @@ static int worker_connect(struct worker *w)
 		goto fail;
 	}
 	pthread_mutex_lock(&r->lock);
-	/* the mirror has applied everything up to landed_floor, even where
-	 * an answer was lost with a connection (answers come back on n
-	 * connections, out of order): a new receiver must not wait for
-	 * those numbers, they will not come again */
 	p.base_seq = lowest_unacked(r) - 1;
-	if (r->landed_floor > p.base_seq)
-		p.base_seq = r->landed_floor;
 	w->fd = fd;
 	w->failed = false;
 	pthread_mutex_unlock(&r->lock);

@@ -88,7 +88,8 @@ declare -A URI
 
 # ---- (a)(b)(c) ipmirror pair -----------------------------------------------
 if has_ipm; then
-	PAIR_JOURNAL_MAX=4G pair_setup vol0:$SIZE:sync:yes:node1 vol1:$SIZE:async:yes:node1 \
+	# io="direct" unless BENCH_IO says otherwise (doc/config.md)
+	PAIR_IO=${BENCH_IO:-direct} PAIR_JOURNAL_MAX=4G pair_setup vol0:$SIZE:sync:yes:node1 vol1:$SIZE:async:yes:node1 \
 		vol2:$SIZE:sync:no:node1
 	prefill "$D/node1-vol0.img" "$D/node2-vol0.img" "$D/node1-vol1.img" "$D/node2-vol1.img" \
 		"$D/node1-vol2.img"

@@ -523,9 +523,8 @@ static void parse_backing(struct loader *ld, struct ipm_lun_cfg *l, const xmlNod
 	if (!b.path)
 		goto drop;
 	io = attr(ld, n, "io");
-	if (io && !strcmp(io, "buffered"))
-		b.io = IPM_IO_BUFFERED;
-	else if (io && strcmp(io, "direct"))
+	b.io = io && !strcmp(io, "direct") ? IPM_IO_DIRECT : IPM_IO_BUFFERED;
+	if (io && strcmp(io, "direct") && strcmp(io, "buffered"))
 		report(ld, b.line, "lun \"%s\": backing io \"%s\" is unknown (use direct or buffered)",
 		       l->name, io);
 	free(io);

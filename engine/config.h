@@ -27,8 +27,8 @@ struct ipm_node_cfg {
 
 /* How the engine does the backing store's I/O. */
 enum ipm_backing_io {
-	IPM_IO_DIRECT,    /* O_DIRECT for aligned requests (default) */
-	IPM_IO_BUFFERED,  /* through the page cache */
+	IPM_IO_DIRECT,    /* O_DIRECT for small aligned requests */
+	IPM_IO_BUFFERED,  /* through the page cache (default) */
 };
 
 struct ipm_backing_cfg {

@@ -117,8 +117,8 @@ pair_setup() {
 		for spec in "$@"; do
 			IFS=: read -r name size mode mirrored primary <<<"$spec"
 			echo "  <lun name=\"$name\" size=\"$size\" mode=\"$mode\" mirrored=\"$mirrored\" primary=\"$primary\">"
-			echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"/>"
-			echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"/>"
+			echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"${PAIR_IO:+ io=\"$PAIR_IO\"}/>"
+			echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"${PAIR_IO:+ io=\"$PAIR_IO\"}/>"
 			[ -z "${PAIR_JOURNAL_MAX:-}" ] || echo "    <journal max-size=\"$PAIR_JOURNAL_MAX\"/>"
 			echo "  </lun>"
 			truncate -s "$size" "$T_DIR/node1-$name.img" "$T_DIR/node2-$name.img"

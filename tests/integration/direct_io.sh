@@ -9,7 +9,8 @@
 plan 9
 
 pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node1
-# vol1 goes through the page cache on both nodes
+# vol0 asks for direct I/O, vol1 for the page cache, on both nodes
+sed -i "s|path=\"$T_DIR/node\([12]\)-vol0.img\"|& io=\"direct\"|" "$T_DIR/pair.xml"
 sed -i "s|path=\"$T_DIR/node\([12]\)-vol1.img\"|& io=\"buffered\"|" "$T_DIR/pair.xml"
 pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
 wait_for 15 connections_up node1 4 || bail "connections did not come up"

@@ -131,8 +131,8 @@ static void test_good_pair(void **state)
 	assert_int_equal(l->n_backing, 2);
 	assert_string_equal(ipm_lun_cfg_backing(l, "node1"), "/var/lib/ipmirror/vol0.img");
 	assert_string_equal(ipm_lun_cfg_backing(l, "node2"), "/srv/vol0.img");
-	/* io: direct unless the entry says buffered */
-	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node1")->io, IPM_IO_DIRECT);
+	/* io: buffered unless the entry says direct */
+	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node1")->io, IPM_IO_BUFFERED);
 	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node2")->io, IPM_IO_BUFFERED);
 	assert_string_equal(l->journal_path, "/var/lib/ipmirror/vol0.journal");
 	assert_int_equal(l->journal_max, 4ull << 30);

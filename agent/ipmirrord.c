@@ -405,6 +405,16 @@ static int role_change(void *opaque, const char *lun, bool promote, unsigned fla
 	if (!safe)
 		qb_log(LOG_CRIT, "lun %s: FORCED %s against the safety check: %s", lun,
 		       promote ? "promotion" : "demotion", err->msg);
+	/* a fresh primary that never wrote has no record of being whole: a
+	 * clean hand-over must leave it promotable after the engine restart
+	 * (its view of the LUN is then "outdated", judged by that record) */
+	if (!promote && safe && l->mirrored) {
+		ipm_lun *lp = ipm_engine_lun_by_name(d->engine, lun);
+
+		rc = lp ? ipm_lun_mark_consistent(lp, err) : ipm_fail(err, -ENOENT, "no lun \"%s\"", lun);
+		if (rc < 0)
+			goto out;
+	}
 	rc = switch_primary(d, lun, promote ? d->o->node : peer, promote ? peer : d->o->node,
 			    err);
 	if (rc == 0) {

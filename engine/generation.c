@@ -434,6 +434,26 @@ int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
 			l->cfg->name, l->engine->peer->name);
 }
 
+int ipm_lun_mark_consistent(ipm_lun *l, ipm_error *err)
+{
+	enum ipm_role role;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&l->role_lock);
+	role = l->role;
+	pthread_rwlock_unlock(&l->role_lock);
+	if (role != IPM_ROLE_PRIMARY)
+		return ipm_fail(err, -EINVAL, "lun \"%s\": only its primary's copy is the reference",
+				l->cfg->name);
+	pthread_mutex_lock(&l->gen_lock);
+	if (!l->gen.consistent) {
+		l->gen.consistent = true;
+		rc = gen_save(l->gen_path, &l->gen, err);
+	}
+	pthread_mutex_unlock(&l->gen_lock);
+	return rc;
+}
+
 void lun_gen_resyncing(struct ipm_lun *l)
 {
 	pthread_mutex_lock(&l->gen_lock);

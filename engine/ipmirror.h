@@ -146,6 +146,12 @@ int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
  * brain; otherwise a negative errno and err says why. */
 int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err);
 
+/* Record (persistently) that this node's copy is whole: called by a clean
+ * demotion, when the primary hands over with nothing left unconfirmed, so
+ * the demoted node stays promotable after its engine restarts. Only on the
+ * LUN's primary; otherwise a negative errno and err says why. */
+int ipm_lun_mark_consistent(ipm_lun *l, ipm_error *err);
+
 /* ---- status snapshot ---------------------------------------------------- */
 
 enum ipm_role { IPM_ROLE_PRIMARY, IPM_ROLE_MIRROR };

@@ -6,7 +6,7 @@
 # crm_resource/pcs in a private mount namespace only.
 # TODO: the two-node drill in tests/lab (pcs resource move) is not written yet.
 . "$top_srcdir/tests/lib.sh"
-plan 22
+plan 23
 
 AGENT="$top_srcdir/ocf/ipmirror"
 RNG=/usr/share/pcs/data/ocf-1.1.rng
@@ -120,4 +120,19 @@ ctl node2 promote vol0 >"$T_DIR/out" 2>&1
 RC=$?
 check "a fresh mirror with no history is refused promotion (exit 1, reason)" \
 	bash -c "[ $RC = 1 ] && grep -q 'promoting would lose writes' '$T_DIR/out'"
+
+# a brand-new primary (from the config) that never wrote and steps down
+# cleanly is the reference copy: it stays promotable once its restarted
+# engine calls it "outdated" (the agent starts every instance this way, so
+# a new cluster would otherwise never promote anyone)
+stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+rm -f "$T_DIR"/node?-vol0.img.journal*
+node_start node1 || bail "node1 did not restart"
+ctl node1 demote vol0 >"$T_DIR/demote.out" 2>&1 || diag "demote: $(cat "$T_DIR/demote.out")"
+wait_for 10 lun_state_is node1 vol0 outdated
+sleep 1.5 # the status poll (every 0.5 s) has judged the demoted copy
+ctl node1 promote vol0 --dry-run >"$T_DIR/out" 2>&1
+check "a fresh primary demoted cleanly stays promotable (dry run: $(cat "$T_DIR/out"))" \
+	grep -q 'can be promoted' "$T_DIR/out"
 finish

@@ -521,6 +521,17 @@ static void drop_waiting_locked(struct receiver *rc)
 	}
 }
 
+/* A resync follows: behind until its closing marker, even if some
+ * connection of the last session never went down (the count of up
+ * connections then never reached 0). */
+static void behind_locked(struct rconn *c)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n_luns; i++)
+		__atomic_store_n(&c->luns[i]->insync, false, __ATOMIC_RELAXED);
+}
+
 /* A new session of the primary (it restarted): forget the old ordering
  * record and close the old session's connections. */
 static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a)
@@ -536,9 +547,11 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 			       rc->e->peer->name, (unsigned long long)a->base_seq);
 			order_reset(&rc->order, a->session, a->base_seq);
 			drop_waiting_locked(rc);
+			behind_locked(c);
 		}
 		return;
 	}
+	behind_locked(c);
 	qb_log(LOG_NOTICE, "peer %s: new session %016llx from sequence %llu",
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);

@@ -198,7 +198,8 @@ static int submit(struct replicator *r, struct mreq *m)
 
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
-	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f)))
+	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f) ||
+			      (r->link == LINK_RESYNC && r->resync_hold)))
 		pthread_cond_wait(&r->space_cond, &r->lock);
 	r->space_waiters--;
 	if (!r->running) {
@@ -995,6 +996,7 @@ static void go_down_locked(struct replicator *r, const char *why)
 	if (r->link == LINK_DOWN)
 		return;
 	r->link = LINK_DOWN;
+	r->resync_hold = false; /* the held writes go to the journal (space_cond below) */
 	r->connect_allowed = false;
 	for (i = 0; i < r->n_conns; i++)
 		if (r->workers[i].fd >= 0)

@@ -102,6 +102,9 @@ struct replicator {
 	uint64_t landed_floor;       /* every seq <= it is applied on the mirror */
 	unsigned sending;            /* workers inside send_all */
 	pthread_cond_t link_cond;    /* monitor: link changes; sends finished */
+	bool resync_hold;            /* the resync's closing pass: host writes wait
+				      * (else a load faster than the replay keeps
+				      * the journal growing and it never ends) */
 	struct heartbeat *hb;        /* NULL: judge by the connections alone */
 	pthread_t monitor;
 	uint64_t resync_rate;        /* bytes/s, 0 = unlimited */

@@ -14,6 +14,8 @@
 
 #define DEFAULT_JOURNAL_MAX (4ull << 30)
 #define BITMAP_EXTENT (1u << 20)
+#define RESYNC_HOLD_PASS 3     /* from this pass on, new writes always wait */
+#define RESYNC_HOLD_BACKLOG 64 /* records or 1 MiB extents: a short last pass */
 
 static int open_one(struct rep_lun *rl, ipm_error *err)
 {
@@ -334,18 +336,60 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 
 static const struct journal_rec insync_marker = { .type = WIRE_FLUSH };
 
+/* Journal records and dirty bytes that came in after this pass began. */
+static uint64_t backlog_locked(struct replicator *r)
+{
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		uint64_t recs = journal_records(r->luns[i].journal);
+
+		if (recs > r->luns[i].replayed_records)
+			n += recs - r->luns[i].replayed_records;
+		if (r->luns[i].overflowed)
+			n += dirty_bitmap_dirty_bytes(r->luns[i].bitmap) / BITMAP_EXTENT;
+	}
+	return n;
+}
+
+/* Host writes keep going to the journal during a resync, at local speed,
+ * faster than replays that cross the network: without a stop the journal
+ * could grow as fast as it is replayed and the resync would never end.
+ * So the closing pass holds new writes (submit waits): once what is left
+ * is short, or from the third pass on whatever is left. */
+static bool hold_now_locked(struct replicator *r, unsigned pass)
+{
+	return pass >= RESYNC_HOLD_PASS || backlog_locked(r) <= RESYNC_HOLD_BACKLOG;
+}
+
+static int resync_passes(struct replicator *r, int64_t t0);
+
 int resync_run(struct replicator *r)
 {
-	int64_t t0 = ipm_now_ms();
+	int rc = resync_passes(r, ipm_now_ms());
+
+	pthread_mutex_lock(&r->lock);
+	if (r->resync_hold) {
+		r->resync_hold = false;
+		pthread_cond_broadcast(&r->space_cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static int resync_passes(struct replicator *r, int64_t t0)
+{
 	uint64_t sent = 0;
-	unsigned i;
+	unsigned i, pass;
+	bool final;
 	int rc;
 
 	pthread_mutex_lock(&r->lock);
 	begin_locked(r);
 	pthread_mutex_unlock(&r->lock);
 	qb_log(LOG_NOTICE, "peer %s: connected again, resync starts", r->e->peer->name);
-	for (;;) {
+	for (pass = 1;; pass++) {
 		for (i = 0; i < r->n_luns; i++) {
 			rc = replay_journal(r, &r->luns[i], &sent, t0);
 			if (rc < 0)
@@ -355,15 +399,28 @@ int resync_run(struct replicator *r)
 				if (rc < 0)
 					return rc;
 			}
-			/* tell the mirror where this pass ends (a durable
-			 * barrier after everything replayed so far) */
+		}
+		pthread_mutex_lock(&r->lock);
+		if (!r->resync_hold && hold_now_locked(r, pass)) {
+			r->resync_hold = true;
+			if (backlog_locked(r))
+				qb_log(LOG_INFO, "peer %s: resync pass %u: %llu new record(s) or extent(s) to replay; new writes wait until then",
+				       r->e->peer->name, pass, (unsigned long long)backlog_locked(r));
+		}
+		/* held and nothing left: this pass makes the copies equal */
+		final = r->resync_hold && caught_up_locked(r);
+		pthread_mutex_unlock(&r->lock);
+		/* only then tell the mirror (a durable barrier after everything
+		 * replayed): a marker after an earlier pass would have it say
+		 * "up to date" while the journal still holds newer writes */
+		for (i = 0; final && i < r->n_luns; i++) {
 			rc = send_replay(r, &r->luns[i], &insync_marker, WIRE_F_INSYNC);
 			if (rc < 0)
 				return rc;
 		}
 		pthread_mutex_lock(&r->lock);
-		/* wait for the mirror's answers while new writes still go to
-		 * the journal: only when everything replayed was applied and
+		/* wait for the mirror's answers while new writes go to the
+		 * journal (or wait, held): only when everything replayed was applied and
 		 * nothing new arrived may the journal be emptied and writes go
 		 * live, in one step under the lock. Going live earlier would
 		 * let a later outage replay old records over newer live data. */
@@ -373,7 +430,7 @@ int resync_run(struct replicator *r)
 			pthread_mutex_unlock(&r->lock);
 			return -ECONNRESET;
 		}
-		if (caught_up_locked(r)) {
+		if (final && caught_up_locked(r)) {
 			r->link = LINK_LIVE;
 			if (r->next_seq > r->host_done_max)
 				r->host_done_max = r->next_seq;

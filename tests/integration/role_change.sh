@@ -42,8 +42,14 @@ ctl node2 demote vol1 >/dev/null 2>&1 && ctl node1 promote vol1 >/dev/null 2>&1
 check "vol1 moved back to node1 while the load goes on" test $? = 0
 wait "$f0"
 check "fio verify on vol0 across both role changes: no error, never disconnected" test $? = 0
-both_uptodate() { lun_state_is node2 vol0 uptodate && lun_state_is node2 vol1 uptodate; }
-check "vol0 and vol1 up to date again on the mirror" wait_for 40 both_uptodate
+# both sides: the mirror's word alone once hid a resync still under way
+both_uptodate() {
+	local n l
+	for n in node1 node2; do
+		for l in vol0 vol1; do lun_state_is "$n" "$l" uptodate || return 1; done
+	done
+}
+check "vol0 and vol1 up to date again on both nodes" wait_for 40 both_uptodate
 stop_pid "$n1_pid"; stop_pid "$n2_pid"
 check "both LUNs identical on both nodes" \
 	bash -c "cmp '$T_DIR/node1-vol0.img' '$T_DIR/node2-vol0.img' && cmp '$T_DIR/node1-vol1.img' '$T_DIR/node2-vol1.img'"

@@ -37,16 +37,36 @@ enum order_verdict order_admit(const struct apply_order *o, uint64_t seq, uint64
 	return order_ready(o, dep) ? ORDER_APPLY : ORDER_WAIT;
 }
 
-void order_mark_applied(struct apply_order *o, uint64_t seq)
+/* advance the prefix over every applied request that now joins it */
+static void join_prefix(struct apply_order *o)
 {
 	uint64_t next;
 
-	if (order_is_applied(o, seq))
-		return;
-	o->bits[BIT(seq) / 8] |= (uint8_t)(1u << (BIT(seq) % 8));
-	/* advance the prefix over every applied request that now joins it */
 	for (next = o->prefix + 1; o->bits[BIT(next) / 8] & (1u << (BIT(next) % 8)); next++) {
 		o->bits[BIT(next) / 8] &= (uint8_t)~(1u << (BIT(next) % 8));
 		o->prefix = next;
 	}
+}
+
+void order_mark_applied(struct apply_order *o, uint64_t seq)
+{
+	if (order_is_applied(o, seq))
+		return;
+	o->bits[BIT(seq) / 8] |= (uint8_t)(1u << (BIT(seq) % 8));
+	join_prefix(o);
+}
+
+void order_settle(struct apply_order *o, uint64_t seq)
+{
+	uint64_t s;
+
+	if (seq <= o->prefix)
+		return;
+	if (seq - o->prefix >= WIRE_MAX_WINDOW)
+		memset(o->bits, 0, sizeof(o->bits));
+	else
+		for (s = o->prefix + 1; s <= seq; s++)
+			o->bits[BIT(s) / 8] &= (uint8_t)~(1u << (BIT(s) % 8));
+	o->prefix = seq;
+	join_prefix(o);
 }

@@ -31,5 +31,9 @@ enum order_verdict order_admit(const struct apply_order *o, uint64_t seq, uint64
 bool order_ready(const struct apply_order *o, uint64_t dep);
 bool order_is_applied(const struct apply_order *o, uint64_t seq);
 void order_mark_applied(struct apply_order *o, uint64_t seq);
+/* Every seq <= seq is settled (applied, or the primary journaled it and will
+ * replay it under a new number): the prefix moves there, what is recorded
+ * as applied above it stays. */
+void order_settle(struct apply_order *o, uint64_t seq);
 
 #endif

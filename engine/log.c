@@ -13,7 +13,10 @@ static void enable_target(int t, int level)
 {
 	qb_log_filter_ctl(t, QB_LOG_FILTER_CLEAR_ALL, QB_LOG_FILTER_FILE, "*", LOG_TRACE);
 	qb_log_filter_ctl(t, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*", level);
-	qb_log_format_set(t, t == QB_LOG_SYSLOG ? "%b" : "%t %N[%P] %p: %b");
+	/* never a format that can come out empty: libqb (2.0.6) then reads
+	 * output_buffer[-1] and the daemon dies of an empty message (the
+	 * filter takes every callsite of the process, pacemaker's too) */
+	qb_log_format_set(t, t == QB_LOG_SYSLOG ? "%p: %b" : "%t %N[%P] %p: %b");
 	qb_log_ctl(t, QB_LOG_CONF_ENABLED, QB_TRUE);
 }
 

@@ -505,12 +505,13 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 
 /* Forget requests not being applied: their session or connections ended
  * (the primary re-sends what it still needs). */
-static void drop_waiting_locked(struct receiver *rc)
+/* Forget the waiting requests numbered up to upto (all: UINT64_MAX). */
+static void drop_waiting_locked(struct receiver *rc, uint64_t upto)
 {
 	struct rreq **p = &rc->pending, *q;
 
 	while ((q = *p)) {
-		if (q->applying) {
+		if (q->applying || q->f.seq > upto) {
 			p = &q->next;
 			continue;
 		}
@@ -519,6 +520,17 @@ static void drop_waiting_locked(struct receiver *rc)
 		free(q->data);
 		free(q);
 	}
+}
+
+/* Another connection of c's session is serving. */
+static bool session_up_locked(struct receiver *rc, struct rconn *c)
+{
+	struct rconn *o;
+
+	for (o = rc->conns; o; o = o->next)
+		if (o != c && o->session == c->session)
+			return true;
+	return false;
 }
 
 /* A resync follows: behind until its closing marker, even if some
@@ -541,13 +553,16 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	c->session = a->session;
 	if (rc->order.session == a->session) {
 		/* after an outage the primary journaled what we did not answer
-		 * and will replay it: stop waiting for those sequence numbers */
+		 * and will replay it: stop waiting for those sequence numbers.
+		 * Only those: what other live connections of the session
+		 * brought beyond them is never sent again. */
 		if (a->base_seq > rc->order.prefix) {
 			qb_log(LOG_NOTICE, "peer %s: requests up to %llu settled by the primary's journal",
 			       rc->e->peer->name, (unsigned long long)a->base_seq);
-			order_reset(&rc->order, a->session, a->base_seq);
-			drop_waiting_locked(rc);
-			behind_locked(c);
+			order_settle(&rc->order, a->base_seq);
+			drop_waiting_locked(rc, a->base_seq);
+			if (!session_up_locked(rc, c))
+				behind_locked(c);
 		}
 		return;
 	}
@@ -556,7 +571,7 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);
 	order_reset(&rc->order, a->session, a->base_seq);
-	drop_waiting_locked(rc);
+	drop_waiting_locked(rc, UINT64_MAX);
 	/* connections still in their handshake (session 0) join on their own */
 	for (o = rc->conns; o; o = o->next)
 		if (o != c && o->session && o->session != a->session)
@@ -570,6 +585,7 @@ static void *conn_main(void *arg)
 	struct wire_hello hello;
 	struct wire_auth *auth = malloc(sizeof(*auth));
 	ipm_error err = { "" };
+	struct rreq *ready;
 	int rc_hs;
 
 	if (!auth)
@@ -583,7 +599,9 @@ static void *conn_main(void *arg)
 	c->index = hello.conn_index;
 	pthread_mutex_lock(&rc->lock);
 	join_session_locked(rc, c, auth);
+	ready = take_ready_locked(rc); /* a settled prefix may free waiting requests */
 	pthread_mutex_unlock(&rc->lock);
+	apply_chain(rc, ready);
 	ca_set_up(&rc->ca, c->index, c->fd);
 	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s)", c->index,
 	       rc->e->peer->name, c->who, c->n_luns);
@@ -747,10 +765,10 @@ void receiver_stop(struct receiver *rc)
 		shutdown(c->fd, SHUT_RDWR);
 	/* a connection thread may still queue frames it had buffered: drop
 	 * what waits again and again, or their references keep n_conns up */
-	drop_waiting_locked(rc);
+	drop_waiting_locked(rc, UINT64_MAX);
 	while (rc->n_conns) {
 		ipm_cond_wait_ms(&rc->idle, &rc->lock, 100);
-		drop_waiting_locked(rc);
+		drop_waiting_locked(rc, UINT64_MAX);
 	}
 	pthread_mutex_unlock(&rc->lock);
 	rc->started = false;

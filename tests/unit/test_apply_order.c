@@ -84,6 +84,33 @@ static void test_wraparound_across_window(void **state)
 			 ORDER_WAIT);
 }
 
+/* a late connection of the same session says "settled up to 20": what is
+ * recorded as applied above 20 stays, the prefix joins it, waiting
+ * requests beyond 20 keep their place */
+static void test_settle_keeps_what_lies_beyond(void **state)
+{
+	struct apply_order o;
+
+	order_reset(&o, 1, 10);
+	order_mark_applied(&o, 21);
+	order_mark_applied(&o, 23);
+	order_settle(&o, 20);
+	assert_int_equal(o.prefix, 21);
+	assert_true(order_is_applied(&o, 23));
+	assert_false(order_is_applied(&o, 22));
+	assert_int_equal(order_admit(&o, 24, 22), ORDER_WAIT);
+	assert_int_equal(order_admit(&o, 22, 21), ORDER_APPLY);
+	/* a stale, lower base changes nothing */
+	order_settle(&o, 5);
+	assert_int_equal(o.prefix, 21);
+	/* a jump over a whole window: nothing above it can be recorded yet */
+	order_settle(&o, 21 + 2 * WIRE_MAX_WINDOW);
+	assert_int_equal(o.prefix, 21 + 2 * WIRE_MAX_WINDOW);
+	assert_false(order_is_applied(&o, 22 + 2 * WIRE_MAX_WINDOW));
+	assert_int_equal(order_admit(&o, 23 + 2 * WIRE_MAX_WINDOW, 22 + 2 * WIRE_MAX_WINDOW),
+			 ORDER_WAIT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -92,6 +119,7 @@ int main(void)
 		cmocka_unit_test(test_prefix_advances_over_runs),
 		cmocka_unit_test(test_invalid_requests),
 		cmocka_unit_test(test_wraparound_across_window),
+		cmocka_unit_test(test_settle_keeps_what_lies_beyond),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

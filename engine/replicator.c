@@ -152,8 +152,16 @@ void complete_locked(struct replicator *r, struct mreq *m, int status)
 	if (status == 0 && m->f.type == WIRE_WRITE)
 		m->rl->mirrored_bytes += m->f.len;
 	finish_locked(r, m, status);
-	if (r->space_waiters || !r->running)
+	if (!r->running || r->space_waiters > r->window_waiters ||
+	    (r->window_waiters && r->inflight + r->window / 4 <= r->window))
 		pthread_cond_broadcast(&r->space_cond);
+}
+
+void space_wait_locked(struct replicator *r, bool window_only)
+{
+	r->window_waiters += window_only;
+	pthread_cond_wait(&r->space_cond, &r->lock);
+	r->window_waiters -= window_only;
 }
 
 static void queue_locked(struct replicator *r, struct mreq *m)
@@ -200,7 +208,7 @@ static int submit(struct replicator *r, struct mreq *m)
 	r->space_waiters++;
 	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f) ||
 			      (r->link == LINK_RESYNC && r->resync_hold)))
-		pthread_cond_wait(&r->space_cond, &r->lock);
+		space_wait_locked(r, r->inflight >= r->window);
 	r->space_waiters--;
 	if (!r->running) {
 		pthread_mutex_unlock(&r->lock);
@@ -253,7 +261,7 @@ static void host_release_locked(struct replicator *r, struct mreq *m)
 	active_remove(m->rl, m);
 	if (m->f.seq > r->host_done_max)
 		r->host_done_max = m->f.seq;
-	if (r->space_waiters)
+	if (r->space_waiters > r->window_waiters) /* overlaps wait for this */
 		pthread_cond_broadcast(&r->space_cond);
 }
 

@@ -87,6 +87,10 @@ struct replicator {
 	pthread_cond_t queue_cond;   /* workers: work arrived, or stop */
 	pthread_cond_t space_cond;   /* hosts: window space / conflict cleared */
 	unsigned space_waiters;
+	unsigned window_waiters;     /* of them, waiting for window space alone:
+				      * woken when a quarter of it is free, not at
+				      * every answer (32 hosts woken per answer
+				      * cost more than the mirror's work) */
 	struct mreq *qhead, *qtail;
 	struct mreq **hash;
 	unsigned hash_mask;
@@ -134,6 +138,7 @@ int journal_sync_all_locked(struct replicator *r);
 /* Replay every LUN's journal; returns 0 when caught up and switched to live,
  * negative when the link broke (caller goes back down). */
 int resync_run(struct replicator *r);
+void space_wait_locked(struct replicator *r, bool window_only);
 
 /* activity_log.c */
 /* The activity log is cleared only after this long without a live write. */

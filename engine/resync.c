@@ -186,7 +186,7 @@ static int send_replay(struct replicator *r, struct rep_lun *rl, const struct jo
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
 	while (r->running && r->link == LINK_RESYNC && r->inflight >= r->window)
-		pthread_cond_wait(&r->space_cond, &r->lock);
+		space_wait_locked(r, true);
 	r->space_waiters--;
 	if (!r->running || r->link != LINK_RESYNC) {
 		pthread_mutex_unlock(&r->lock);

@@ -533,10 +533,11 @@ static bool session_up_locked(struct receiver *rc, struct rconn *c)
 	return false;
 }
 
-/* A resync follows: behind until its closing marker, even if some
- * connection of the last session never went down (the count of up
- * connections then never reached 0). */
-static void behind_locked(struct rconn *c)
+/* c's LUNs are behind the primary until a resync's closing marker: when
+ * the last connection ends, and when a session (re)joins, as some
+ * connection of the last session may never have gone down (the count of
+ * up connections then never reached 0). */
+static void mark_behind(struct rconn *c)
 {
 	unsigned i;
 
@@ -562,11 +563,11 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 			order_settle(&rc->order, a->base_seq);
 			drop_waiting_locked(rc, a->base_seq);
 			if (!session_up_locked(rc, c))
-				behind_locked(c);
+				mark_behind(c);
 		}
 		return;
 	}
-	behind_locked(c);
+	mark_behind(c);
 	qb_log(LOG_NOTICE, "peer %s: new session %016llx from sequence %llu",
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);
@@ -609,8 +610,7 @@ static void *conn_main(void *arg)
 	ca_release(&rc->ca, c->index, c->fd);
 	/* the primary goes on without us: we are behind until its next resync */
 	if (ca_count_up(&rc->ca) == 0)
-		for (unsigned i = 0; i < c->n_luns; i++)
-			__atomic_store_n(&c->luns[i]->insync, false, __ATOMIC_RELAXED);
+		mark_behind(c);
 out:
 	free(auth);
 	shutdown(c->fd, SHUT_RDWR);

@@ -336,7 +336,7 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 
 static const struct journal_rec insync_marker = { .type = WIRE_FLUSH };
 
-/* Journal records and dirty bytes that came in after this pass began. */
+/* Journal records not replayed yet, plus dirty 1 MiB extents not copied yet. */
 static uint64_t backlog_locked(struct replicator *r)
 {
 	uint64_t n = 0;
@@ -358,9 +358,9 @@ static uint64_t backlog_locked(struct replicator *r)
  * could grow as fast as it is replayed and the resync would never end.
  * So the closing pass holds new writes (submit waits): once what is left
  * is short, or from the third pass on whatever is left. */
-static bool hold_now_locked(struct replicator *r, unsigned pass)
+static bool hold_now(unsigned pass, uint64_t backlog)
 {
-	return pass >= RESYNC_HOLD_PASS || backlog_locked(r) <= RESYNC_HOLD_BACKLOG;
+	return pass >= RESYNC_HOLD_PASS || backlog <= RESYNC_HOLD_BACKLOG;
 }
 
 static int resync_passes(struct replicator *r, int64_t t0);
@@ -380,7 +380,7 @@ int resync_run(struct replicator *r)
 
 static int resync_passes(struct replicator *r, int64_t t0)
 {
-	uint64_t sent = 0;
+	uint64_t sent = 0, backlog;
 	unsigned i, pass;
 	bool final;
 	int rc;
@@ -401,11 +401,12 @@ static int resync_passes(struct replicator *r, int64_t t0)
 			}
 		}
 		pthread_mutex_lock(&r->lock);
-		if (!r->resync_hold && hold_now_locked(r, pass)) {
+		backlog = backlog_locked(r);
+		if (!r->resync_hold && hold_now(pass, backlog)) {
 			r->resync_hold = true;
-			if (backlog_locked(r))
+			if (backlog)
 				qb_log(LOG_INFO, "peer %s: resync pass %u: %llu new record(s) or extent(s) to replay; new writes wait until then",
-				       r->e->peer->name, pass, (unsigned long long)backlog_locked(r));
+				       r->e->peer->name, pass, (unsigned long long)backlog);
 		}
 		/* held and nothing left: this pass makes the copies equal */
 		final = r->resync_hold && caught_up_locked(r);
@@ -420,9 +421,9 @@ static int resync_passes(struct replicator *r, int64_t t0)
 		}
 		pthread_mutex_lock(&r->lock);
 		/* wait for the mirror's answers while new writes go to the
-		 * journal (or wait, held): only when everything replayed was applied and
-		 * nothing new arrived may the journal be emptied and writes go
-		 * live, in one step under the lock. Going live earlier would
+		 * journal (or wait, once held): only when everything replayed
+		 * was applied and nothing new arrived may the journal be
+		 * emptied and writes go live, in one step under the lock. Going live earlier would
 		 * let a later outage replay old records over newer live data. */
 		while (r->running && r->link == LINK_RESYNC && replays_outstanding_locked(r))
 			pthread_cond_wait(&r->link_cond, &r->lock);

@@ -30,6 +30,7 @@ struct hs_conn {
 	ipm_error e;
 	uint32_t n_verdicts;		/* server: per-LUN verdicts for WELCOME */
 	uint8_t *verdicts;		/* client: where WELCOME's verdicts go (or NULL) */
+	uint64_t *record;		/* client: where WELCOME's record goes (or NULL) */
 	uint8_t lun_flags[WIRE_MAX_LUNS];
 };
 
@@ -190,8 +191,11 @@ static int client_welcome(struct hs_conn *c, const struct wire_hs_hdr *h)
 		return rc;
 	if (c->verdicts)
 		memcpy(c->verdicts, w.lun_flags, w.n_luns);
-	if (w.status == 0)
+	if (w.status == 0) {
+		if (c->record)
+			*c->record = w.record;
 		return 0;
+	}
 	return ipm_fail(&c->e, -w.status, "refused by %s: %s", c->peer,
 			w.message[0] ? w.message : strerror(w.status));
 }
@@ -272,7 +276,7 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err)
 {
 	struct wire_auth *a = calloc(1, sizeof(*a));
-	struct hs_conn c = { .fd = fd, .verdicts = p->verdicts };
+	struct hs_conn c = { .fd = fd, .verdicts = p->verdicts, .record = p->record };
 	int rc;
 
 	rc = check_params(p, err);
@@ -384,7 +388,7 @@ static int server_run(struct hs_conn *c, const char *self, const char *expect_pe
 	if (rc < 0)
 		return rc;
 	c->n_verdicts = a->n_luns;
-	rc = check ? check(opaque, hello, a, c->lun_flags, reason, sizeof(reason)) : 0;
+	rc = check ? check(opaque, hello, a, c->lun_flags, &w.record, reason, sizeof(reason)) : 0;
 	if (rc) {
 		rc = rc < 0 ? rc : -rc;
 		return ipm_fail(&c->e, rc, "%s", reason[0] ? reason : strerror(-rc));

@@ -22,6 +22,7 @@ struct hs_client_params {
 	unsigned timeout_ms;                /* per message; 0 = HS_DEFAULT_TIMEOUT_MS */
 	uint8_t *verdicts;                  /* WIRE_MAX_LUNS bytes for WELCOME's per-LUN
 					     * verdicts (enum wire_lun_verdict), or NULL */
+	uint64_t *record;                   /* out: WELCOME's ordering record, or NULL */
 };
 
 /* Run the client side. 0 when the server sent WELCOME status 0; otherwise a
@@ -33,10 +34,11 @@ int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err);
 
 /* Called by the server once the client is authenticated: return 0 to accept,
  * or a positive errno and fill reason (sent in WELCOME and logged). Either
- * way verdicts[i] (zeroed, one per LUN of auth) goes back in WELCOME. */
+ * way verdicts[i] (zeroed, one per LUN of auth) goes back in WELCOME; when
+ * accepting, so does *record (zeroed: the mirror's ordering record). */
 typedef int (*hs_check_fn)(void *opaque, const struct wire_hello *hello,
-			   const struct wire_auth *auth, uint8_t *verdicts, char *reason,
-			   size_t reason_len);
+			   const struct wire_auth *auth, uint8_t *verdicts, uint64_t *record,
+			   char *reason, size_t reason_len);
 
 /* Run the server side: read HELLO (check `to` == self and `from` ==
  * expect_peer), send CHALLENGE (with server MAC over the client's nonce),

@@ -57,6 +57,9 @@ struct receiver {
 	pthread_cond_t idle;          /* conns became empty */
 	bool running;
 	struct apply_order order;
+	uint64_t record;              /* names `order`, new at every reset: a primary
+				       * told another one than before knows we
+				       * forgot what it sent (WELCOME) */
 	struct rreq *pending;         /* waiting for dependencies, or being applied */
 	struct rconn *conns;
 	unsigned n_conns;
@@ -452,8 +455,10 @@ static void serve(struct rconn *c)
 
 /* ---- handshake -------------------------------------------------------------- */
 
+static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a);
+
 static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		      uint8_t *verdicts, char *reason, size_t reason_len)
+		      uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
 {
 	struct rconn *c = opaque;
 	ipm_engine *e = c->rc->e;
@@ -500,6 +505,12 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	if (refuse)
 		return refuse;
 	c->n_luns = auth->n_luns;
+	/* joined before WELCOME, so that it names the record this connection
+	 * is served from */
+	pthread_mutex_lock(&c->rc->lock);
+	join_session_locked(c->rc, c, auth);
+	*record = c->rc->record;
+	pthread_mutex_unlock(&c->rc->lock);
 	return 0;
 }
 
@@ -572,6 +583,9 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);
 	order_reset(&rc->order, a->session, a->base_seq);
+	do
+		auth_random((uint8_t *)&rc->record, sizeof(rc->record));
+	while (!rc->record);
 	drop_waiting_locked(rc, UINT64_MAX);
 	/* connections still in their handshake (session 0) join on their own */
 	for (o = rc->conns; o; o = o->next)
@@ -599,7 +613,6 @@ static void *conn_main(void *arg)
 	}
 	c->index = hello.conn_index;
 	pthread_mutex_lock(&rc->lock);
-	join_session_locked(rc, c, auth);
 	ready = take_ready_locked(rc); /* a settled prefix may free waiting requests */
 	pthread_mutex_unlock(&rc->lock);
 	apply_chain(rc, ready);

@@ -632,6 +632,48 @@ static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool ac
 	}
 }
 
+static void go_down_locked(struct replicator *r, const char *why);
+
+/* Start over with the mirror's next record: drop every connection. */
+static void forget_record_locked(struct replicator *r)
+{
+	unsigned i;
+
+	r->peer_record = 0;
+	r->downs++;
+	for (i = 0; i < r->n_conns; i++)
+		if (r->workers[i].fd >= 0)
+			shutdown(r->workers[i].fd, SHUT_RDWR);
+}
+
+/* The mirror knows what it applied of ours only in its ordering record
+ * (one per session). Another record than before means its engine restarted
+ * while our link stayed up (during a resync, connections just come back):
+ * numbers we count as answered - out of order, or by an answer still on
+ * its way from the old one - are unknown to the new record, which would
+ * wait for them for ever. Only a fresh start is safe: journal what is
+ * unanswered and resync. */
+static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t downs,
+			       ipm_error *err)
+{
+	if (r->downs != downs)
+		return ipm_fail(err, -ECONNRESET, "the link went down during the handshake");
+	if (!r->peer_record)
+		r->peer_record = record;
+	if (r->peer_record == record)
+		return 0;
+	if (r->link != LINK_DOWN) {
+		go_down_locked(r, "its mirror restarted under a live link");
+	} else {
+		/* nothing numbered went out since the last go_down, but the
+		 * connections to the old record must not carry what comes */
+		forget_record_locked(r);
+	}
+	return ipm_fail(err, -ECONNRESET,
+			"%s has forgotten our unanswered requests (new ordering record): resync",
+			r->e->peer->name);
+}
+
 static int worker_connect(struct worker *w)
 {
 	struct replicator *r = w->r;
@@ -642,10 +684,12 @@ static int worker_connect(struct worker *w)
 		.n_luns = r->n_luns, .luns = r->wire_luns,
 	};
 	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
+	uint64_t record = 0, downs;
 	ipm_error err = { "" };
 	int fd = dial(r, &err), rc;
 
 	p.verdicts = verdicts;
+	p.record = &record;
 	wire_luns_generations(r);
 
 	if (fd < 0) {
@@ -654,11 +698,17 @@ static int worker_connect(struct worker *w)
 	}
 	pthread_mutex_lock(&r->lock);
 	p.base_seq = lowest_unacked(r) - 1;
+	downs = r->downs;
 	w->fd = fd;
 	w->failed = false;
 	pthread_mutex_unlock(&r->lock);
 	rc = handshake_client(fd, &p, &err);
 	take_verdicts(r, verdicts, rc == 0);
+	if (rc < 0)
+		goto fail;
+	pthread_mutex_lock(&r->lock);
+	rc = adopt_record_locked(r, record, downs, &err);
+	pthread_mutex_unlock(&r->lock);
 	if (rc < 0)
 		goto fail;
 	rc = pthread_create(&w->reader, NULL, reader_main, w);
@@ -992,6 +1042,29 @@ static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
 	return n;
 }
 
+/* Replays dropped by a go_down are sent again by the next resync: journal
+ * records from the journal, which is kept until a resync ends; but copied
+ * extents were cleared from the bitmap when read, so they are marked again
+ * (a journal record marked too only costs one more copy). */
+static void remark_replays_locked(struct replicator *r, struct mreq **v, unsigned n)
+{
+	ipm_error err = { "" };
+	bool marked = false;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct rep_lun *rl = v[i]->rl;
+
+		if (!v[i]->replay || !rl->overflowed || v[i]->f.type == WIRE_FLUSH)
+			continue;
+		dirty_bitmap_mark(rl->bitmap, v[i]->f.offset, v[i]->f.length);
+		marked = true;
+	}
+	for (i = 0; marked && i < r->n_luns; i++)
+		if (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+}
+
 /* The peer is unreachable: from now on writes go to the journals. Requests
  * the mirror did not answer go there first, in order (those the mirror is
  * known to have applied - up to landed_floor - are done), so that nothing
@@ -1006,9 +1079,7 @@ static void go_down_locked(struct replicator *r, const char *why)
 	r->link = LINK_DOWN;
 	r->resync_hold = false; /* the held writes go to the journal (space_cond below) */
 	r->connect_allowed = false;
-	for (i = 0; i < r->n_conns; i++)
-		if (r->workers[i].fd >= 0)
-			shutdown(r->workers[i].fd, SHUT_RDWR);
+	forget_record_locked(r);
 	pthread_cond_broadcast(&r->queue_cond);
 	/* request data must stay alive while a worker is still sending it */
 	while (r->sending)
@@ -1021,6 +1092,7 @@ static void go_down_locked(struct replicator *r, const char *why)
 		}
 	}
 	journal_sync_all_locked(r);
+	remark_replays_locked(r, v, n);
 	for (i = 0; i < n; i++)
 		finish_locked(r, v[i], 0);
 	free(v);

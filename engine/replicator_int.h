@@ -116,6 +116,11 @@ struct replicator {
 	int64_t last_live_ms;        /* when the last live request was submitted */
 	unsigned next_direct;        /* where the search for an idle connection starts */
 	bool force_resync;           /* live, but a LUN needs a full resync */
+	uint64_t peer_record;        /* the mirror's ordering record our numbered
+				      * requests went to; 0 until the first
+				      * connection after a go_down */
+	uint64_t downs;              /* go_downs so far: a handshake that spans
+				      * one belongs to the time before it */
 };
 
 

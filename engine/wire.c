@@ -14,7 +14,7 @@
 #define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
 #define AUTH_FIXED_LEN (WIRE_MAC_LEN + 8 + 8 + 4 + 4)
 #define AUTH_LUN_LEN (WIRE_NAME_LEN + 8 + 8 + 1 + 1 + 6 + 8 * WIRE_GEN_HISTORY)
-#define WELCOME_LEN (4 + WIRE_MSG_LEN)
+#define WELCOME_LEN (4 + WIRE_MSG_LEN + 8) /* to n_luns */
 
 _Static_assert(AUTH_FIXED_LEN + WIRE_MAX_LUNS * AUTH_LUN_LEN <= WIRE_HS_MAX_BODY,
 	       "the largest AUTH must fit a handshake body");
@@ -266,6 +266,7 @@ size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m)
 
 	p = put32(p, (uint32_t)m->status);
 	p = put_name(p, m->message, WIRE_MSG_LEN);
+	p = put64(p, m->record);
 	p = put32(p, n);
 	return (size_t)(put_bytes(p, m->lun_flags, n) - buf);
 }
@@ -285,6 +286,7 @@ int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 	rc = get_text(buf + 4, WIRE_MSG_LEN, m->message, true, "WELCOME message", err);
 	if (rc < 0)
 		return rc;
+	m->record = get64(buf + 4 + WIRE_MSG_LEN);
 	m->n_luns = get32(buf + WELCOME_LEN);
 	if (m->n_luns > WIRE_MAX_LUNS)
 		return ipm_fail(err, -EMSGSIZE, "WELCOME has %u lun verdicts, limit %d", m->n_luns,

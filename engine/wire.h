@@ -13,8 +13,9 @@
 #include <stdint.h>
 #include "ipmirror.h"
 
-#define WIRE_VERSION 3                 /* 2: HBSLOT frames; 3: generations in AUTH,
-					 * per-LUN verdicts in WELCOME */
+#define WIRE_VERSION 4                 /* 2: HBSLOT frames; 3: generations in AUTH,
+					 * per-LUN verdicts in WELCOME; 4: the
+					 * mirror's ordering record in WELCOME */
 #define WIRE_HELLO_MAGIC 0x49504d48u   /* "IPMH" handshake messages */
 #define WIRE_FRAME_MAGIC 0x49504d46u   /* "IPMF" request/ack frames */
 #define WIRE_NONCE_LEN 32
@@ -84,6 +85,8 @@ enum wire_lun_verdict {
 struct wire_welcome {
 	int32_t status;                /* 0 or a positive errno */
 	char message[WIRE_MSG_LEN];
+	uint64_t record;               /* accepted: names the mirror's ordering record
+					* of the session (0 when refused) */
 	uint32_t n_luns;               /* verdicts that follow (0 when refused early) */
 	uint8_t lun_flags[WIRE_MAX_LUNS];
 };

@@ -111,6 +111,7 @@ pair_setup() {
 		echo "  <connections count=\"${PAIR_CONNS:-4}\"/>"
 		echo "  <heartbeat ${PAIR_HB:-interval=\"0.5\" timeout=\"2.0\" probation=\"3\"}/>"
 		echo "  <log level=\"info\"/>"
+		[ -z "${PAIR_RESYNC_RATE:-}" ] || echo "  <resync rate=\"$PAIR_RESYNC_RATE\"/>"
 		echo "  <node name=\"node1\"><data address=\"$a1\" port=\"$N1_DATA\"/><heartbeat address=\"$a1\" port=\"$N1_HB\"/><nbd address=\"$a1\" port=\"$N1_NBD\"/></node>"
 		echo "  <node name=\"node2\"><data address=\"$a2\" port=\"$N2_DATA\"/><heartbeat address=\"$a2\" port=\"$N2_HB\"/><nbd address=\"$a2\" port=\"$N2_NBD\"/></node>"
 		local spec name size mode mirrored primary

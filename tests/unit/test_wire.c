@@ -180,7 +180,7 @@ static void test_hs_hdr(void **state)
 	ipm_error err = { "" };
 
 	assert_int_equal(wire_hs_hdr_encode(buf, WIRE_AUTH, 1234), WIRE_HS_HDR_LEN);
-	assert_memory_equal(buf, "IPMH\0\3\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
+	assert_memory_equal(buf, "IPMH\0\4\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
 	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), 0);
 	assert_int_equal(h.magic, WIRE_HELLO_MAGIC);
 	assert_int_equal(h.version, WIRE_VERSION);
@@ -197,7 +197,7 @@ static void test_hs_hdr(void **state)
 	buf[3] = 'H';
 	buf[5] = 1;
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
-		   "peer speaks protocol version 1, we speak 3");
+		   "peer speaks protocol version 1, we speak 4");
 
 	wire_hs_hdr_encode(buf, 9, 0);
 	check_fail(wire_hs_hdr_decode(buf, 0, &h, &err), -EPROTO, &err,
@@ -400,9 +400,17 @@ static void test_welcome(void **state)
 	size_t n;
 
 	n = wire_welcome_encode(buf, &m);
-	assert_int_equal(n, 4 + WIRE_MSG_LEN + 4);
+	assert_int_equal(n, 4 + WIRE_MSG_LEN + 8 + 4);
 	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
 	assert_int_equal(g.status, 2);
+	assert_true(g.record == 0);
+
+	m.record = 0x0102030405060708ull;
+	n = wire_welcome_encode(buf, &m);
+	assert_int_equal(buf[4 + WIRE_MSG_LEN], 1);	/* big-endian */
+	assert_int_equal(buf[4 + WIRE_MSG_LEN + 7], 8);
+	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
+	assert_true(g.record == 0x0102030405060708ull);
 	assert_string_equal(g.message, "unknown lun \"vol9\"");
 
 	m = (struct wire_welcome){ 0 };
@@ -424,16 +432,16 @@ static void test_welcome(void **state)
 	m = (struct wire_welcome){ .status = 18, .n_luns = 3,
 				   .lun_flags = { 0, WIRE_LV_FULL, WIRE_LV_SPLITBRAIN } };
 	n = wire_welcome_encode(buf, &m);
-	assert_int_equal(n, 4 + WIRE_MSG_LEN + 4 + 3);
+	assert_int_equal(n, 4 + WIRE_MSG_LEN + 8 + 4 + 3);
 	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
 	assert_int_equal(g.n_luns, 3);
 	assert_memory_equal(g.lun_flags, m.lun_flags, 3);
 	check_fail(wire_welcome_decode(buf, n - 1, &g, &err), -EPROTO, &err,
-		   "WELCOME body is 138 bytes, expected 139");
+		   "WELCOME body is 146 bytes, expected 147");
 	buf[n - 1] = 0x40;
 	check_fail(wire_welcome_decode(buf, n, &g, &err), -EPROTO, &err,
 		   "WELCOME lun 2: unknown verdict 0x40");
-	buf[4 + WIRE_MSG_LEN + 2] = 1;	/* n_luns 259 */
+	buf[4 + WIRE_MSG_LEN + 8 + 2] = 1;	/* n_luns 259 */
 	check_fail(wire_welcome_decode(buf, n, &g, &err), -EMSGSIZE, &err,
 		   "WELCOME has 259 lun verdicts, limit 256");
 }
@@ -661,12 +669,13 @@ struct server {
 };
 
 static int check_cb(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		    uint8_t *verdicts, char *reason, size_t reason_len)
+		    uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
 {
 	struct server *s = opaque;
 	uint32_t i;
 
 	s->checked++;
+	*record = 0x5eedf00d12345678ull;
 	for (i = 0; i < auth->n_luns; i++) {
 		if (s->refuse_lun && !strcmp(auth->luns[i].name, s->refuse_lun)) {
 			snprintf(reason, reason_len, "unknown lun \"%s\"", auth->luns[i].name);
@@ -760,9 +769,14 @@ static void test_hs_accept(void **state)
 	socklen_t gl = sizeof(got);
 	uint32_t i;
 
+	uint64_t record = 0;
+
 	/* a timeout of the caller's own, to see that it comes back */
 	assert_int_equal(setsockopt(t->cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	t->p.record = &record;
 	assert_int_equal(run_pair(t, &t->srv.secret), 0);
+	/* the mirror's ordering record reaches the primary */
+	assert_true(record == 0x5eedf00d12345678ull);
 	assert_int_equal(t->srv.rc, 0);
 	assert_int_equal(t->srv.checked, 1);
 
@@ -809,14 +823,19 @@ static void test_hs_check_refuses(void **state)
 {
 	struct pair *t = *state;
 
+	uint64_t record = 7;
+
 	t->srv.refuse_lun = "vol9";
 	strcpy(t->luns[2].name, "vol9");
 	t->luns[2].size = 4096;
 	t->p.n_luns = 3;
+	t->p.record = &record;
 	check_fail(run_pair(t, &t->srv.secret), -ENOENT, &t->err,
 		   "refused by node2: unknown lun \"vol9\"");
 	check_fail(t->srv.rc, -ENOENT, &t->srv.err, "unknown lun \"vol9\"");
 	assert_int_equal(t->srv.checked, 1);
+	/* a refusal names no record: the primary keeps what it knew */
+	assert_true(record == 7);
 }
 
 static void test_hs_wrong_node(void **state)
@@ -917,10 +936,10 @@ static void test_hs_version_mismatch(void **state)
 	uint8_t hdr[WIRE_HS_HDR_LEN];
 
 	wire_hs_hdr_encode(hdr, WIRE_CHALLENGE, 0);
-	hdr[5] = 4;
+	hdr[5] = 5;
 	assert_int_equal(write(t->srv.fd, hdr, sizeof(hdr)), sizeof(hdr));
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTO, &t->err,
-		   "peer speaks protocol version 4, we speak 3");
+		   "peer speaks protocol version 5, we speak 4");
 }
 
 /* A server that sends half a CHALLENGE and stalls: the client times out. */

@@ -1,0 +1,38 @@
+#!/bin/bash
+# The mirror's engine restarts while the primary's link stays up, in the
+# middle of a resync (a role change of another LUN on the mirror node re-creates
+# its engine in a few milliseconds): the new engine's ordering record does not
+# know which requests the old one answered, so the primary must notice the new
+# record, go down, and resync again from its journal and dirty extents
+# (doc/wire.md, "The record"). The extents whose copies were in flight are
+# marked again: afterwards both copies are byte-identical.
+. "$top_srcdir/tests/lib.sh"
+plan 8
+
+# a small journal, so the resync copies dirty extents (slowly: 2 MB/s)
+PAIR_RESYNC_RATE=2M PAIR_JOURNAL_MAX=4M \
+	pair_setup vol0:96M:sync:yes:node1 vol1:8M:sync:yes:node2
+pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
+
+stop_pid "$n2_pid"
+fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" offline --size=64M --rw=write --bs=1M \
+	--iodepth=4 --runtime=20
+check "64 MiB written while the mirror is stopped" test $? = 0
+node_start node2 || bail "mirror did not restart: $(tail "$T_DIR"/n2.log)"
+check "the resync runs" wait_for 20 lun_state_is node1 vol0 resyncing
+sleep 3
+diag "node1 vol0 is $(lun_field node1 vol0 state) before the restart"
+fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" during --size=16M --runtime=15 &
+f1=$!
+# node2 re-creates its engine: its receiver for vol0 restarts
+ctl node2 demote vol1 >"$T_DIR/demote.out" 2>&1
+check "node2's engine restarted by a role change: $(cat "$T_DIR/demote.out")" test $? = 0
+check "the primary notices the mirror's new ordering record" \
+	wait_for 20 grep -q "its mirror restarted under a live link" "$T_DIR/n1.log"
+check "the resync ends: primary up to date" wait_for 120 lun_state_is node1 vol0 uptodate
+wait "$f1"
+check "fio verify during the restart: no error" test $? = 0
+stop_pid "$n1_pid"; stop_pid "$n2_pid"
+check "both copies of vol0 identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
+finish

@@ -797,20 +797,20 @@ static void reply_send_list(struct nbd_client *c, struct nbd_work *list)
 	}
 }
 
-/* Queue a finished item's reply. If no other worker is sending for this
- * client, become the sender and drain the queue, including replies that
- * other workers add meanwhile. */
-static void reply_queue(struct nbd_client *c, struct nbd_work *w)
+/* Queue finished items' replies (a list from first to last). If no other
+ * worker is sending for this client, become the sender and drain the
+ * queue, including replies that other workers add meanwhile. */
+static void reply_queue(struct nbd_client *c, struct nbd_work *first, struct nbd_work *last)
 {
 	struct nbd_work *list;
 
-	w->next = NULL;
+	last->next = NULL;
 	pthread_mutex_lock(&c->rlock);
 	if (c->rtail)
-		c->rtail->next = w;
+		c->rtail->next = first;
 	else
-		c->rhead = w;
-	c->rtail = w;
+		c->rhead = first;
+	c->rtail = last;
 	if (c->sending) {
 		pthread_mutex_unlock(&c->rlock);
 		return;
@@ -850,15 +850,10 @@ static int execute(struct nbd_work *w)
 	}
 }
 
-static void work_run(struct nbd_work *w)
+static void work_done(struct nbd_work *w, int rc)
 {
 	struct nbd_client *c = w->c;
 	const struct nbd_request *r = &w->req;
-	int rc;
-
-	pthread_rwlock_rdlock(&c->s->elock);
-	rc = atomic_load(&c->dead) || !c->lun ? -EPIPE : execute(w);
-	pthread_rwlock_unlock(&c->s->elock);
 
 	if (rc < 0 && !atomic_load(&c->dead))
 		client_log(c, LOG_WARNING, "%s of %u bytes at offset %llu failed: %s",
@@ -866,13 +861,80 @@ static void work_run(struct nbd_work *w)
 			   strerror(-rc));
 	nbd_build_simple_reply(w->hdr, nbd_errno(rc), r->cookie);
 	w->data_len = r->type == NBD_CMD_READ && rc == 0 ? r->len : 0;
-	reply_queue(c, w);
+}
+
+static void work_run(struct nbd_work *w)
+{
+	struct nbd_client *c = w->c;
+	int rc;
+
+	pthread_rwlock_rdlock(&c->s->elock);
+	rc = atomic_load(&c->dead) || !c->lun ? -EPIPE : execute(w);
+	pthread_rwlock_unlock(&c->s->elock);
+	work_done(w, rc);
+	reply_queue(c, w, w);
+}
+
+/* Writes of one client the host has in flight together: one engine call
+ * for all (they go to the disk and the mirror together), one reply send. */
+static void work_run_writes(struct nbd_work *list, unsigned n)
+{
+	struct nbd_client *c = list->c;
+	ipm_write iw[IPM_WRITE_BATCH_MAX];
+	struct nbd_work *w, *last = NULL;
+	unsigned i;
+
+	for (w = list, i = 0; i < n; w = w->next, i++)
+		iw[i] = (ipm_write){ .buf = w->buf, .len = w->req.len, .off = w->req.offset,
+				     .flags = w->req.flags & NBD_CMD_FLAG_FUA ? IPM_IO_FUA : 0,
+				     .rc = -EPIPE };
+	pthread_rwlock_rdlock(&c->s->elock);
+	if (!atomic_load(&c->dead) && c->lun)
+		ipm_lun_write_batch(c->lun, iw, n);
+	pthread_rwlock_unlock(&c->s->elock);
+	for (w = list, i = 0; i < n; last = w, w = w->next, i++)
+		work_done(w, iw[i].rc);
+	reply_queue(c, list, last);
+}
+
+/* Small writes travel in batches; a large one is worth a worker of its
+ * own (each completes on its own, the next need not wait for it). */
+#define BATCH_WRITE_MAX (64u << 10)
+
+static bool is_write(const struct nbd_work *w)
+{
+	return w->req.type == NBD_CMD_WRITE;
+}
+
+static bool is_small_write(const struct nbd_work *w)
+{
+	return is_write(w) && w->req.len <= BATCH_WRITE_MAX;
+}
+
+/* Take the queue's head, and with a small write the small writes of the
+ * same client right behind it: *n items linked by next. s->qlock held. */
+static struct nbd_work *take_work_locked(struct nbd_server *s, unsigned *n)
+{
+	struct nbd_work *w = s->qhead, *last = w;
+
+	*n = 1;
+	while (is_small_write(w) && last->next && *n < IPM_WRITE_BATCH_MAX &&
+	       is_small_write(last->next) && last->next->c == w->c) {
+		last = last->next;
+		(*n)++;
+	}
+	s->qhead = last->next;
+	if (!s->qhead)
+		s->qtail = NULL;
+	last->next = NULL;
+	return w;
 }
 
 static void *worker_main(void *arg)
 {
 	struct nbd_server *s = arg;
 	struct nbd_work *w;
+	unsigned n;
 
 	for (;;) {
 		pthread_mutex_lock(&s->qlock);
@@ -881,18 +943,16 @@ static void *worker_main(void *arg)
 			pthread_cond_wait(&s->qcond, &s->qlock);
 			s->n_idle--;
 		}
-		w = s->qhead;
-		if (w) {
-			s->qhead = w->next;
-			if (!s->qhead)
-				s->qtail = NULL;
-			else if (s->n_idle > 0)
-				pthread_cond_signal(&s->qcond);  /* chain wake-up */
-		}
+		w = s->qhead ? take_work_locked(s, &n) : NULL;
+		if (w && s->qhead && s->n_idle > 0)
+			pthread_cond_signal(&s->qcond);  /* chain wake-up */
 		pthread_mutex_unlock(&s->qlock);
 		if (!w)
 			return NULL;
-		work_run(w);
+		if (is_write(w))
+			work_run_writes(w, n);
+		else
+			work_run(w);
 	}
 }
 

@@ -140,6 +140,23 @@ int ipm_lun_flush(ipm_lun *l);
 int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
 int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags);
 
+/* One write of a batch. */
+typedef struct ipm_write {
+	const void *buf;
+	size_t len;
+	uint64_t off;
+	unsigned flags;            /* IPM_IO_FUA */
+	int rc;                    /* out: as ipm_lun_write returns */
+} ipm_write;
+
+#define IPM_WRITE_BATCH_MAX 16
+
+/* Writes the host has in flight together (none waited for another), at
+ * most IPM_WRITE_BATCH_MAX: as ipm_lun_write on each, but they go to the
+ * disk and to the mirror together, one wait for all. Overlapping ones are
+ * taken in the order given. Returns once all are complete. */
+void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n);
+
 /* Resolve a split brain on this node's side: its changes since the nodes
  * parted are dropped and the whole LUN is copied from the primary at the
  * next connection. Only on a node that is mirror for the LUN and in split

@@ -150,9 +150,7 @@ bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)
 	return off <= l->size && len <= l->size - off;
 }
 
-/* The descriptor for one request: O_DIRECT when it is small and buffer,
- * offset and length are aligned for it. */
-static int io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
+int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
 {
 	if (l->dfd >= 0 && len <= LUN_DIRECT_MAX && !((uintptr_t)buf & (l->dio_mem_align - 1)) &&
 	    !((len | off) & (l->dio_off_align - 1)))
@@ -166,7 +164,7 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
 
 	while (done < len) {
 		char *p = (char *)buf + done;
-		ssize_t n = pread(io_fd(l, p, len - done, off + done), p, len - done,
+		ssize_t n = pread(lun_io_fd(l, p, len - done, off + done), p, len - done,
 				  (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
@@ -187,7 +185,7 @@ int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 	int rwf = (flags & IPM_IO_FUA) ? RWF_DSYNC : 0;
 
 	while (iov.iov_len > 0) {
-		ssize_t n = pwritev2(io_fd(l, iov.iov_base, iov.iov_len, off), &iov, 1,
+		ssize_t n = pwritev2(lun_io_fd(l, iov.iov_base, iov.iov_len, off), &iov, 1,
 				     (off_t)off, rwf);
 
 		if (n < 0) {
@@ -316,6 +314,47 @@ int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigne
 	if (l->rep)
 		return host_end(l, replicator_write(l->rep, l, buf, len, off, flags));
 	return host_end(l, lun_local_write(l, buf, len, off, flags));
+}
+
+static void local_write_batch(struct ipm_lun *l, ipm_write *w, unsigned n)
+{
+	struct lun_io io[IPM_WRITE_BATCH_MAX];
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		io[i] = (struct lun_io){ .lun = l, .buf = w[i].buf, .len = w[i].len,
+					 .off = w[i].off, .flags = w[i].flags };
+	lun_write_batch(io, n);
+	for (i = 0; i < n; i++)
+		w[i].rc = io[i].rc;
+}
+
+void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
+{
+	ipm_write ok[IPM_WRITE_BATCH_MAX];
+	unsigned at[IPM_WRITE_BATCH_MAX], i, k = 0;
+	int rc;
+
+	for (; n > IPM_WRITE_BATCH_MAX; w += IPM_WRITE_BATCH_MAX, n -= IPM_WRITE_BATCH_MAX)
+		ipm_lun_write_batch(l, w, IPM_WRITE_BATCH_MAX);
+	rc = host_begin(l, 0, 0);
+	/* an out-of-range request fails alone */
+	for (i = 0; i < n; i++) {
+		w[i].rc = rc < 0 ? rc : lun_range_ok(l, w[i].len, w[i].off) ? 0 : -EINVAL;
+		if (w[i].rc == 0) {
+			ok[k] = w[i];
+			at[k++] = i;
+		}
+	}
+	if (rc < 0)
+		return;
+	if (l->rep)
+		replicator_write_batch(l->rep, l, ok, k);
+	else
+		local_write_batch(l, ok, k);
+	for (i = 0; i < k; i++)
+		w[at[i]].rc = ok[i].rc;
+	host_end(l, 0);
 }
 
 int ipm_lun_flush(ipm_lun *l)

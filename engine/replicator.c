@@ -198,17 +198,32 @@ static struct rep_lun *rep_lun_of(struct replicator *r, struct ipm_lun *l)
 	return &r->luns[l->wire_index];
 }
 
-static void send_now_locked(struct replicator *r, struct mreq *m);
+static void send_now_locked(struct replicator *r, size_t len);
 
-static int submit(struct replicator *r, struct mreq *m)
+/* Admit one request: live, it is queued and, with kick, sent at once with
+ * whatever else is queued; otherwise journaled. Without may_wait it
+ * returns -EAGAIN instead of waiting for window space or for an
+ * overlapping request: a caller holding requests of its own must not wait
+ * for others (they may wait for it). */
+static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
 	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f) ||
-			      (r->link == LINK_RESYNC && r->resync_hold)))
+			      (r->link == LINK_RESYNC && r->resync_hold))) {
+		if (!may_wait) {
+			r->space_waiters--;
+			pthread_mutex_unlock(&r->lock);
+			return -EAGAIN;
+		}
+		/* what a batch queued without a kick must go out, or the
+		 * space we wait for may never come */
+		if (r->qhead)
+			pthread_cond_broadcast(&r->queue_cond);
 		space_wait_locked(r, r->inflight >= r->window);
+	}
 	r->space_waiters--;
 	if (!r->running) {
 		pthread_mutex_unlock(&r->lock);
@@ -239,7 +254,8 @@ static int submit(struct replicator *r, struct mreq *m)
 		m->f.seq = ++r->next_seq;
 		m->f.dep = r->host_done_max;
 		queue_locked(r, m);
-		send_now_locked(r, m);
+		if (kick)
+			send_now_locked(r, m->f.len);
 	} else {
 		/* peer unreachable or resync running: the journal keeps it. It
 		 * takes no wire sequence number (seq 0): the mirror must see
@@ -315,19 +331,20 @@ static int local_op(struct ipm_lun *l, uint16_t type, uint64_t len, uint64_t off
 	return rc;
 }
 
-int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, size_t len,
-		     uint64_t off, unsigned flags)
+/* A write's mirror request: in the caller's *stack (sync: the host waits
+ * for it) or on the heap with a copy of the payload (async: it outlives
+ * the host's request). NULL when out of memory. */
+static struct mreq *write_mreq(struct rep_lun *rl, struct mreq *stack, const void *buf,
+			       size_t len, uint64_t off, unsigned flags)
 {
-	struct rep_lun *rl = rep_lun_of(r, l);
-	struct mreq sm, *m = &sm;
-	bool sync = l->cfg->mode == IPM_MODE_SYNC;
-	int rc;
+	bool sync = rl->lun->cfg->mode == IPM_MODE_SYNC;
+	struct mreq *m = stack;
 
 	if (!sync) {
 		m = calloc(1, sizeof(*m));
 		if (!m || !(m->owned = malloc(len ? len : 1))) {
 			free(m);
-			return -ENOMEM;
+			return NULL;
 		}
 		memcpy(m->owned, buf, len);
 		m->refs = 2;
@@ -341,28 +358,119 @@ int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, s
 	frame_init(&m->f, rl, WIRE_WRITE, len, off, flags);
 	m->f.len = (uint32_t)len;
 	m->f.csum = crc32c(0, m->data, len);
-	rc = submit(r, m);
-	if (rc == -ESHUTDOWN) {
-		if (sync)
-			pthread_cond_destroy(&m->cond);
-		else {
-			free(m->owned);
-			free(m);
-		}
-		return rc;
+	return m;
+}
+
+/* A request submit() refused (stopping). */
+static void mreq_discard(struct mreq *m)
+{
+	if (m->sync) {
+		pthread_cond_destroy(&m->cond);
+	} else {
+		free(m->owned);
+		free(m);
 	}
-	if (rc < 0) /* journaling failed: the write itself still happens */
-		qb_log(LOG_ERR, "lun %s: cannot journal a write: %s", ipm_lun_name(l),
-		       strerror(-rc));
-	/* the mirror works on it while we write locally */
-	rc = lun_local_write(l, buf, len, off, flags);
-	if (rc)
+}
+
+/* Submit a write; NULL when it will not be mirrored (*rc says why). */
+static struct mreq *write_submit(struct replicator *r, struct rep_lun *rl, struct mreq *stack,
+				 const ipm_write *w, bool kick, bool may_wait, int *rc)
+{
+	struct mreq *m = write_mreq(rl, stack, w->buf, w->len, w->off, w->flags);
+
+	if (!m) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	*rc = submit(r, m, kick, may_wait);
+	if (*rc == -ESHUTDOWN || *rc == -EAGAIN) {
+		mreq_discard(m);
+		return NULL;
+	}
+	if (*rc < 0) /* journaling failed: the write itself still happens */
+		qb_log(LOG_ERR, "lun %s: cannot journal a write: %s", ipm_lun_name(rl->lun),
+		       strerror(-*rc));
+	*rc = 0;
+	return m;
+}
+
+/* After the local write: the host's answer (sync: once the mirror answered). */
+static int write_finish(struct replicator *r, struct mreq *m, const ipm_write *w, int local_rc)
+{
+	if (local_rc)
 		qb_log(LOG_ERR, "lun %s: local write at %llu failed: %s; the mirror has it",
-		       ipm_lun_name(l), (unsigned long long)off, strerror(-rc));
-	if (sync)
-		return wait_sync(r, m, rc);
+		       ipm_lun_name(m->rl->lun), (unsigned long long)w->off, strerror(-local_rc));
+	if (m->sync)
+		return wait_sync(r, m, local_rc);
 	release_async(r, m);
-	return rc;
+	return local_rc;
+}
+
+int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, size_t len,
+		     uint64_t off, unsigned flags)
+{
+	ipm_write w = { .buf = buf, .len = len, .off = off, .flags = flags };
+	struct mreq sm, *m;
+	int rc;
+
+	m = write_submit(r, rep_lun_of(r, l), &sm, &w, true, true, &rc);
+	if (!m)
+		return rc;
+	/* the mirror works on it while we write locally */
+	return write_finish(r, m, &w, lun_local_write(l, buf, len, off, flags));
+}
+
+/* How many of w[] from the first on overlap none of the others: those go
+ * together; an overlapping one waits for them (submit's overlap check). */
+static unsigned independent_prefix(const ipm_write *w, unsigned n)
+{
+	unsigned k, j;
+
+	for (k = 1; k < n; k++)
+		for (j = 0; j < k; j++)
+			if (w[k].off < w[j].off + w[j].len && w[j].off < w[k].off + w[k].len)
+				return k;
+	return n;
+}
+
+/* Independent writes: submitted and sent in one go, written locally in one
+ * batch, then answered. Only the first may wait to be admitted; the chunk
+ * ends before one that would have to. Returns how many were taken. */
+static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write *w, unsigned n)
+{
+	struct mreq stack[IPM_WRITE_BATCH_MAX], *m[IPM_WRITE_BATCH_MAX];
+	struct lun_io io[IPM_WRITE_BATCH_MAX];
+	unsigned i, j, k = 0, at[IPM_WRITE_BATCH_MAX];
+	size_t most = 0;
+
+	for (i = 0; i < n; i++) {
+		m[i] = write_submit(r, rl, &stack[i], &w[i], false, i == 0, &w[i].rc);
+		if (w[i].rc == -EAGAIN)
+			break;
+		if (!m[i])
+			continue;
+		io[k] = (struct lun_io){ .lun = rl->lun, .buf = w[i].buf, .len = w[i].len,
+					 .off = w[i].off, .flags = w[i].flags };
+		at[k++] = i;
+		if (w[i].len > most)
+			most = w[i].len;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (r->qhead)
+		send_now_locked(r, most);
+	pthread_mutex_unlock(&r->lock);
+	lun_write_batch(io, k);
+	for (j = 0; j < k; j++)
+		w[at[j]].rc = write_finish(r, m[at[j]], &w[at[j]], io[j].rc);
+	return i;
+}
+
+void replicator_write_batch(struct replicator *r, struct ipm_lun *l, ipm_write *w, unsigned n)
+{
+	unsigned k;
+
+	for (; n > 0; w += k, n -= k)
+		k = write_chunk(r, rep_lun_of(r, l), w, independent_prefix(w, n));
 }
 
 int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,
@@ -381,7 +489,7 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 	if (sync)
 		pthread_cond_init(&m->cond, NULL);
 	frame_init(&m->f, rl, type, len, off, flags);
-	rc = submit(r, m);
+	rc = submit(r, m, true, true);
 	if (rc == -ESHUTDOWN) {
 		if (sync)
 			pthread_cond_destroy(&m->cond);
@@ -808,9 +916,9 @@ static struct worker *idle_worker_locked(struct replicator *r)
 /* A small live request goes out from the host's own thread when a
  * connection is idle: waking a worker thread costs a context switch per
  * request, which is most of the latency of a small synchronous write. */
-static void send_now_locked(struct replicator *r, struct mreq *m)
+static void send_now_locked(struct replicator *r, size_t len)
 {
-	struct worker *w = m->f.len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
+	struct worker *w = len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
 	int batches = 0;
 
 	if (!w) {

@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
-	libqb-dev libxml2-dev libxml2-utils libcmocka-dev nettle-dev \
+	libqb-dev libxml2-dev libxml2-utils libcmocka-dev nettle-dev liburing-dev \
 	libnbd-bin python3-libnbd qemu-utils qemu-system-common nbdkit fio \
 	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \
 	corosync pacemaker pacemaker-cli-utils pcs resource-agents \

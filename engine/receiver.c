@@ -19,6 +19,8 @@
 
 #define POLL_MS 1000
 #define RBUF_SIZE (256u << 10)
+#define ACK_BATCH 64
+#define APPLY_BATCH 32   /* requests applied together */
 
 /* One incoming connection; referenced by its thread and by every request
  * that still has to be answered on it. */
@@ -28,7 +30,12 @@ struct rconn {
 	char who[80];                 /* peer address, for log lines */
 	unsigned index;               /* the primary's connection index */
 	uint64_t session;
-	pthread_mutex_t send_lock;
+	pthread_mutex_t send_lock;    /* the socket's send side and the acks below */
+	/* answers held back while the connection's thread still has requests
+	 * buffered: one send and one wake-up of the primary for all of them */
+	uint8_t acks[ACK_BATCH * WIRE_FRAME_LEN];
+	unsigned n_acks;
+	bool hold_acks;
 	int refs;
 	struct ipm_lun *luns[WIRE_MAX_LUNS]; /* wire index -> our LUN */
 	uint32_t n_luns;
@@ -42,8 +49,15 @@ struct rreq {
 	struct ipm_lun *lun;
 	struct rconn *reply;          /* where the answer goes (the latest copy's) */
 	bool applying;
-	struct rreq *next;
+	struct rreq *next, *prev;     /* the pending list, sorted by dep */
+	struct rreq *hnext;           /* the pending hash chain (by seq) */
 };
+
+/* Received requests not yet applied: a list sorted by dependency, so the
+ * ready ones are at its head, and a hash by sequence number to find a
+ * re-sent copy; both O(1) for requests arriving in order, however many
+ * are pending (up to the window). */
+#define PENDING_BUCKETS 4096
 
 struct receiver {
 	ipm_engine *e;
@@ -60,7 +74,8 @@ struct receiver {
 	uint64_t record;              /* names `order`, new at every reset: a primary
 				       * told another one than before knows we
 				       * forgot what it sent (WELCOME) */
-	struct rreq *pending;         /* waiting for dependencies, or being applied */
+	struct rreq *pending, *pending_tail; /* waiting for dependencies, or being applied */
+	struct rreq *pending_hash[PENDING_BUCKETS];
 	struct rconn *conns;
 	unsigned n_conns;
 };
@@ -86,37 +101,66 @@ static void rconn_put_locked(struct receiver *rc, struct rconn *c)
 		pthread_cond_broadcast(&rc->idle);
 }
 
+/* send_lock held. A lost answer is harmless: the primary re-sends and we
+ * answer again. */
+static void acks_send_locked(struct rconn *c)
+{
+	size_t len = (size_t)c->n_acks * WIRE_FRAME_LEN;
+
+	c->n_acks = 0;
+	if (len && send(c->fd, c->acks, len, MSG_NOSIGNAL) != (ssize_t)len)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
 static void send_ack(struct rconn *c, uint64_t seq, int status)
 {
 	struct wire_frame f = {
 		.magic = WIRE_FRAME_MAGIC, .type = WIRE_ACK, .seq = seq,
 		.status = status < 0 ? -status : status,
 	};
-	uint8_t buf[WIRE_FRAME_LEN];
 
-	wire_frame_encode(buf, &f);
 	pthread_mutex_lock(&c->send_lock);
-	/* a lost answer is harmless: the primary re-sends and we answer again */
-	if (send(c->fd, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf))
-		shutdown(c->fd, SHUT_RDWR);
+	wire_frame_encode(c->acks + (size_t)c->n_acks++ * WIRE_FRAME_LEN, &f);
+	if (!c->hold_acks || c->n_acks == ACK_BATCH)
+		acks_send_locked(c);
+	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* The connection's thread holds answers back while it works through
+ * buffered input, and sends them before it reads (and may wait) again. */
+static void acks_hold(struct rconn *c, bool hold)
+{
+	pthread_mutex_lock(&c->send_lock);
+	c->hold_acks = hold;
+	if (!hold)
+		acks_send_locked(c);
 	pthread_mutex_unlock(&c->send_lock);
 }
 
 /* ---- applying ------------------------------------------------------------- */
 
-static int apply(struct rreq *q)
+static unsigned fua_of(const struct wire_frame *f)
 {
-	const struct wire_frame *f = &q->f;
-	unsigned fua = (f->flags & WIRE_F_FUA) ? IPM_IO_FUA : 0;
-	int rc;
+	return (f->flags & WIRE_F_FUA) ? IPM_IO_FUA : 0;
+}
 
-	if ((f->flags & WIRE_F_REPLAY) && !(f->flags & WIRE_F_INSYNC)) {
+/* A replayed request makes the copy behind until its pass completes. */
+static void apply_begin(struct rreq *q)
+{
+	if ((q->f.flags & WIRE_F_REPLAY) && !(q->f.flags & WIRE_F_INSYNC)) {
 		__atomic_store_n(&q->lun->insync, false, __ATOMIC_RELAXED);
 		lun_gen_resyncing(q->lun);
 	}
+}
+
+/* Everything but a WRITE (those go in batches: apply_batch). */
+static int apply_other(struct rreq *q)
+{
+	const struct wire_frame *f = &q->f;
+	unsigned fua = fua_of(f);
+	int rc;
+
 	switch (f->type) {
-	case WIRE_WRITE:
-		return lun_local_write(q->lun, q->data, f->len, f->offset, fua);
 	case WIRE_TRIM:
 		rc = lun_local_trim(q->lun, f->length, f->offset);
 		break;
@@ -139,13 +183,48 @@ static int apply(struct rreq *q)
 	return rc == 0 && fua ? lun_local_flush(q->lun) : rc;
 }
 
+static struct rreq **pending_bucket(struct receiver *rc, uint64_t seq)
+{
+	return &rc->pending_hash[seq % PENDING_BUCKETS];
+}
+
+/* After the last pending request whose dep is not larger: from the tail,
+ * where a request arriving in order belongs. */
+static void pending_insert_locked(struct receiver *rc, struct rreq *q)
+{
+	struct rreq *after = rc->pending_tail, **b = pending_bucket(rc, q->f.seq);
+
+	while (after && after->f.dep > q->f.dep)
+		after = after->prev;
+	q->prev = after;
+	q->next = after ? after->next : rc->pending;
+	if (q->next)
+		q->next->prev = q;
+	else
+		rc->pending_tail = q;
+	if (after)
+		after->next = q;
+	else
+		rc->pending = q;
+	q->hnext = *b;
+	*b = q;
+}
+
 static void pending_remove_locked(struct receiver *rc, struct rreq *q)
 {
 	struct rreq **p;
 
-	for (p = &rc->pending; *p; p = &(*p)->next) {
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		rc->pending = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	else
+		rc->pending_tail = q->prev;
+	for (p = pending_bucket(rc, q->f.seq); *p; p = &(*p)->hnext) {
 		if (*p == q) {
-			*p = q->next;
+			*p = q->hnext;
 			return;
 		}
 	}
@@ -155,62 +234,99 @@ static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
 {
 	struct rreq *q;
 
-	for (q = rc->pending; q; q = q->next)
+	for (q = *pending_bucket(rc, seq); q; q = q->hnext)
 		if (q->f.seq == seq)
 			return q;
 	return NULL;
 }
 
-/* A waiting request whose dependencies are now applied, marked applying. */
-static struct rreq *take_ready_locked(struct receiver *rc)
+/* Waiting requests whose dependencies are now applied, marked applying:
+ * they do not depend on each other. Readiness only grows with dep, so the
+ * search ends at the first request that is not ready. */
+static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsigned max)
 {
 	struct rreq *q;
+	unsigned n = 0;
 
-	for (q = rc->pending; q; q = q->next) {
-		if (!q->applying && order_ready(&rc->order, q->f.dep)) {
+	for (q = rc->pending; q && n < max && order_ready(&rc->order, q->f.dep); q = q->next) {
+		if (!q->applying) {
 			q->applying = true;
-			return q;
+			out[n++] = q;
 		}
 	}
-	return NULL;
+	return n;
 }
 
-/* Apply q, answer it, then apply whatever it unblocked, in this thread. */
-static void apply_chain(struct receiver *rc, struct rreq *q)
+/* Apply independent requests together: the writes in one batch
+ * (lun_write_batch), the others one by one. Fills status[]. */
+static void apply_set(struct rreq **set, unsigned n, int *status)
 {
-	struct rconn *reply;
-	int status;
+	struct lun_io io[APPLY_BATCH];
+	unsigned i, k = 0, at[APPLY_BATCH];
 
-	while (q) {
-		status = apply(q);
-		if (status)
-			qb_log(LOG_ERR, "lun %s: applying mirror request %llu failed: %s",
-			       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
-			       strerror(-status));
-		pthread_mutex_lock(&rc->lock);
-		if (q->reply->session == rc->order.session)
-			order_mark_applied(&rc->order, q->f.seq);
-		pending_remove_locked(rc, q);
-		reply = q->reply;
-		pthread_mutex_unlock(&rc->lock);
+	for (i = 0; i < n; i++) {
+		struct rreq *q = set[i];
 
-		send_ack(reply, q->f.seq, status);
+		apply_begin(q);
+		if (q->f.type != WIRE_WRITE) {
+			status[i] = apply_other(q);
+			continue;
+		}
+		io[k] = (struct lun_io){ .lun = q->lun, .buf = q->data, .len = q->f.len,
+					 .off = q->f.offset, .flags = fua_of(&q->f) };
+		at[k++] = i;
+	}
+	lun_write_batch(io, k);
+	for (i = 0; i < k; i++)
+		status[at[i]] = io[i].rc;
+}
+
+/* Apply a set of ready requests, answer them, then whatever they
+ * unblocked, in this thread. */
+static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
+{
+	int status[APPLY_BATCH];
+	unsigned i;
+
+	while (n > 0) {
+		apply_set(set, n, status);
+		for (i = 0; i < n; i++) {
+			struct rreq *q = set[i];
+			struct rconn *reply;
+
+			if (status[i])
+				qb_log(LOG_ERR, "lun %s: applying mirror request %llu failed: %s",
+				       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
+				       strerror(-status[i]));
+			pthread_mutex_lock(&rc->lock);
+			if (q->reply->session == rc->order.session)
+				order_mark_applied(&rc->order, q->f.seq);
+			pending_remove_locked(rc, q);
+			reply = q->reply;
+			pthread_mutex_unlock(&rc->lock);
+
+			send_ack(reply, q->f.seq, status[i]);
+			pthread_mutex_lock(&rc->lock);
+			rconn_put_locked(rc, reply);
+			pthread_mutex_unlock(&rc->lock);
+			free(q->data);
+			free(q);
+		}
 		pthread_mutex_lock(&rc->lock);
-		rconn_put_locked(rc, reply);
-		free(q->data);
-		free(q);
-		q = take_ready_locked(rc);
+		n = take_ready_locked(rc, set, APPLY_BATCH);
 		pthread_mutex_unlock(&rc->lock);
 	}
 }
 
-/* Route one received request. Returns -EPROTO on an ordering violation. */
-static int dispatch(struct rconn *c, struct rreq *q)
+/* Route one received request; *ready says it can be applied now (the
+ * caller does, with others). Returns -EPROTO on an ordering violation. */
+static int dispatch(struct rconn *c, struct rreq *q, bool *ready)
 {
 	struct receiver *rc = c->rc;
 	struct rreq *old;
 	enum order_verdict v;
 
+	*ready = false;
 	pthread_mutex_lock(&rc->lock);
 	if (c->session != rc->order.session) {
 		pthread_mutex_unlock(&rc->lock);
@@ -242,11 +358,9 @@ static int dispatch(struct rconn *c, struct rreq *q)
 	c->refs++;
 	q->reply = c;
 	q->applying = v == ORDER_APPLY;
-	q->next = rc->pending;
-	rc->pending = q;
+	pending_insert_locked(rc, q);
 	pthread_mutex_unlock(&rc->lock);
-	if (v == ORDER_APPLY)
-		apply_chain(rc, q);
+	*ready = v == ORDER_APPLY;
 	return 0;
 }
 
@@ -277,21 +391,47 @@ static int rbuf_wait(struct rbuf *b)
 	}
 }
 
-static int rbuf_fill(struct rbuf *b)
+/* One recv into the buffer. The answers held so far go out first; the
+ * first try does not wait (no poll while the primary keeps us busy). */
+static int rbuf_recv(struct rbuf *b, void *dst, size_t len)
 {
 	ssize_t n;
 	int rc;
 
+	acks_hold(b->c, false);
+	for (;;) {
+		n = recv(b->c->fd, dst, len, MSG_DONTWAIT);
+		if (n > 0) {
+			rc = (int)n;  /* len is at most a frame's payload */
+			break;
+		}
+		if (n == 0) {
+			rc = -ECONNRESET;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			rc = -errno;
+			break;
+		}
+		rc = rbuf_wait(b);
+		if (rc < 0)
+			break;
+	}
+	acks_hold(b->c, true);
+	return rc;
+}
+
+static int rbuf_fill(struct rbuf *b)
+{
+	int n;
+
 	if (b->pos == b->end)
 		b->pos = b->end = 0;
-	rc = rbuf_wait(b);
-	if (rc < 0)
-		return rc;
-	n = recv(b->c->fd, b->buf + b->end, RBUF_SIZE - b->end, 0);
+	n = rbuf_recv(b, b->buf + b->end, RBUF_SIZE - b->end);
 	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
-	if (n == 0)
-		return -ECONNRESET;
+		return n;
 	b->end += (size_t)n;
 	return 0;
 }
@@ -299,7 +439,6 @@ static int rbuf_fill(struct rbuf *b)
 static int rbuf_read(struct rbuf *b, void *dst, size_t len)
 {
 	size_t have, take;
-	ssize_t n;
 	int rc;
 
 	while (len > 0) {
@@ -319,19 +458,11 @@ static int rbuf_read(struct rbuf *b, void *dst, size_t len)
 			continue;
 		}
 		/* big payloads go straight to their buffer */
-		rc = rbuf_wait(b);
+		rc = rbuf_recv(b, dst, len);
 		if (rc < 0)
 			return rc;
-		n = recv(b->c->fd, dst, len, 0);
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		dst = (char *)dst + n;
-		len -= (size_t)n;
+		dst = (char *)dst + rc;
+		len -= (size_t)rc;
 	}
 	return 0;
 }
@@ -413,41 +544,72 @@ fail:
 	return rc;
 }
 
+/* Is a whole frame already buffered? Then reading it costs no system call
+ * and it can join the batch being collected. */
+static bool rbuf_has_frame(const struct rbuf *b)
+{
+	size_t have = b->end - b->pos;
+	struct wire_frame f;
+
+	if (have < WIRE_FRAME_LEN)
+		return false;
+	if (wire_frame_decode(b->buf + b->pos, b->c->n_luns, &f, NULL) < 0)
+		return true;  /* read_request reports it */
+	return have - WIRE_FRAME_LEN >= f.len;
+}
+
+/* Read one request and admit it. 1 when it is ready to apply, 0 when it
+ * waits or was not a request, < 0 when the connection must close. */
+static int receive_one(struct rconn *c, struct rbuf *b, struct rreq **q, ipm_error *err)
+{
+	bool ready;
+	int rc = read_request(b, q, err);
+
+	if (rc < 0)
+		return rc;
+	ca_refresh(&c->rc->ca, c->index);
+	if (!*q)
+		return 0;
+	rc = dispatch(c, *q, &ready);
+	if (rc == -EPROTO)
+		ipm_fail(err, rc, "request %llu violates the ordering window (dep %llu)",
+			 (unsigned long long)(*q)->f.seq, (unsigned long long)(*q)->f.dep);
+	else if (rc == -ESTALE)
+		ipm_fail(err, rc, "superseded by a newer session of the primary");
+	if (rc < 0) {
+		free((*q)->data);
+		free(*q);
+		return rc;
+	}
+	return ready;
+}
+
+/* Requests already buffered are collected and the ready ones applied
+ * together: one write batch and one send of answers for all of them. */
 static void serve(struct rconn *c)
 {
+	struct rreq *set[APPLY_BATCH], *q = NULL;
 	struct rbuf b = { .c = c };
 	ipm_error err = { "" };
-	struct rreq *q = NULL;
-	int rc;
+	unsigned n = 0;
+	int rc = 0;
 
 	b.buf = malloc(RBUF_SIZE);
 	if (!b.buf)
 		return;
-	for (;;) {
-		rc = read_request(&b, &q, &err);
-		if (rc < 0)
-			break;
-		if (!q) {
-			ca_refresh(&c->rc->ca, c->index);
-			continue;
-		}
-		ca_refresh(&c->rc->ca, c->index);
-		rc = dispatch(c, q);
-		if (rc == -EPROTO) {
-			ipm_fail(&err, rc, "request %llu violates the ordering window (dep %llu)",
-				 (unsigned long long)q->f.seq, (unsigned long long)q->f.dep);
-			free(q->data);
-			free(q);
-			break;
-		}
-		if (rc == -ESTALE) {
-			ipm_fail(&err, rc, "superseded by a newer session of the primary");
-			free(q->data);
-			free(q);
-			break;
-		}
+	while (rc >= 0) {
+		do {
+			rc = receive_one(c, &b, &q, &err);
+			if (rc == 1)
+				set[n++] = q;
+		} while (rc >= 0 && n < APPLY_BATCH && rbuf_has_frame(&b));
+		/* admitted requests are applied even when the connection ends */
+		if (n)
+			apply_chain(c->rc, set, n);
+		n = 0;
 	}
 	free(b.buf);
+	acks_hold(c, false);  /* answers of other threads go out directly now */
 	qb_log(rc == -ECONNRESET || rc == -ESTALE ? LOG_NOTICE : LOG_WARNING,
 	       "connection %u from %s (%s): %s; closing", c->index, c->rc->e->peer->name,
 	       c->who, err.msg);
@@ -514,19 +676,16 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	return 0;
 }
 
-/* Forget requests not being applied: their session or connections ended
- * (the primary re-sends what it still needs). */
 /* Forget the waiting requests numbered up to upto (all: UINT64_MAX). */
 static void drop_waiting_locked(struct receiver *rc, uint64_t upto)
 {
-	struct rreq **p = &rc->pending, *q;
+	struct rreq *q = rc->pending, *next;
 
-	while ((q = *p)) {
-		if (q->applying || q->f.seq > upto) {
-			p = &q->next;
+	for (; q; q = next) {
+		next = q->next;
+		if (q->applying || q->f.seq > upto)
 			continue;
-		}
-		*p = q->next;
+		pending_remove_locked(rc, q);
 		rconn_put_locked(rc, q->reply);
 		free(q->data);
 		free(q);
@@ -600,7 +759,8 @@ static void *conn_main(void *arg)
 	struct wire_hello hello;
 	struct wire_auth *auth = malloc(sizeof(*auth));
 	ipm_error err = { "" };
-	struct rreq *ready;
+	struct rreq *ready[APPLY_BATCH];
+	unsigned n_ready;
 	int rc_hs;
 
 	if (!auth)
@@ -613,9 +773,10 @@ static void *conn_main(void *arg)
 	}
 	c->index = hello.conn_index;
 	pthread_mutex_lock(&rc->lock);
-	ready = take_ready_locked(rc); /* a settled prefix may free waiting requests */
+	/* a settled prefix may free waiting requests */
+	n_ready = take_ready_locked(rc, ready, APPLY_BATCH);
 	pthread_mutex_unlock(&rc->lock);
-	apply_chain(rc, ready);
+	apply_chain(rc, ready, n_ready);
 	ca_set_up(&rc->ca, c->index, c->fd);
 	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s)", c->index,
 	       rc->e->peer->name, c->who, c->n_luns);
@@ -795,7 +956,7 @@ void receiver_destroy(struct receiver *rc)
 		return;
 	receiver_stop(rc);
 	while ((q = rc->pending)) {
-		rc->pending = q->next;
+		pending_remove_locked(rc, q);
 		free(q->data);
 		free(q);
 	}

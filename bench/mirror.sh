@@ -255,6 +255,9 @@ for rep in $(seq "$REPS"); do
 	for w in "${WORKLOADS[@]}"; do
 		read -r name rw bs qd <<<"$w"
 		for t in $TARGETS; do
+			# the previous target's dirty pages are written back
+			# now, not during this target's run
+			sync
 			run "$t" "$name" "$rw" "$bs" "$qd" "$rep"
 			[ "$t" != ipm-async ] || settle_async
 			alive || die "a server died during $t $name: $(tail -5 "$D"/*.log)"

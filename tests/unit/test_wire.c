@@ -518,6 +518,28 @@ static void test_crc32c_paths_agree(void **state)
 	}
 }
 
+/* The three-chain path for large buffers (blocks of 8 KiB and 256 bytes)
+ * agrees with the table at the lengths where its blocks begin and end. */
+static void test_crc32c_large(void **state)
+{
+	static const size_t lens[] = { 767, 768, 769, 24575, 24576, 24577, 24576 + 768,
+				       24576 + 767, 3 * 24576 + 5, 100003, 1u << 20 };
+	size_t n = (1u << 20) + 16, off, i;
+	uint8_t *buf = malloc(n);
+	unsigned seed = 11;
+
+	assert_non_null(buf);
+	fill_random(buf, n, &seed);
+	for (off = 0; off < 9; off += 4) {
+		for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			uint32_t sw = crc32c_sw(0xdeadbeef, buf + off, lens[i]);
+
+			assert_int_equal(crc32c(0xdeadbeef, buf + off, lens[i]), sw);
+		}
+	}
+	free(buf);
+}
+
 /* ---- auth ---------------------------------------------------------------------- */
 
 static void make_secret(struct auth_secret *s, const char *text)
@@ -1019,6 +1041,7 @@ int main(void)
 		cmocka_unit_test(test_crc32c_vectors),
 		cmocka_unit_test(test_crc32c_incremental),
 		cmocka_unit_test(test_crc32c_paths_agree),
+		cmocka_unit_test(test_crc32c_large),
 		cmocka_unit_test(test_auth_mac),
 		cmocka_unit_test(test_auth_mac_known),
 		cmocka_unit_test(test_secret_load),

@@ -11,12 +11,49 @@
  * LUN's dirty-extent bitmap, and the resync copies those extents. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <qb/qblog.h>
 
 #include "lun.h"
 #include "replicator_int.h"
 
 #define AL_EXTENT (4u << 20)
+
+static uint64_t extent_of(uint64_t off)
+{
+	return off / AL_EXTENT;
+}
+
+/* Words of rl->al_durable. */
+static size_t durable_words(const struct rep_lun *rl)
+{
+	return extent_of(rl->lun->size + AL_EXTENT - 1) / 64 + 1;
+}
+
+static bool durable(const struct rep_lun *rl, uint64_t x)
+{
+	return __atomic_load_n(&rl->al_durable[x / 64], __ATOMIC_ACQUIRE) & (1ull << (x % 64));
+}
+
+/* Every extent [off, off+len) touches is durably marked. */
+static bool all_durable(const struct rep_lun *rl, uint64_t off, uint64_t len)
+{
+	uint64_t x, last = extent_of(off + len - 1);
+
+	for (x = extent_of(off); x <= last; x++)
+		if (!durable(rl, x))
+			return false;
+	return true;
+}
+
+static void set_durable(struct rep_lun *rl, uint64_t off, uint64_t len)
+{
+	uint64_t x, last = extent_of(off + len - 1);
+
+	for (x = extent_of(off); x <= last; x++)
+		__atomic_or_fetch(&rl->al_durable[x / 64], 1ull << (x % 64), __ATOMIC_RELEASE);
+}
 
 /* Marks left over from a crash become dirty extents for the resync. */
 static int al_recover(struct rep_lun *rl, const char *path, ipm_error *err)
@@ -45,10 +82,15 @@ int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err)
 	int rc;
 
 	snprintf(path, sizeof(path), "%s.al", journal_path);
+	rl->al_durable = calloc(durable_words(rl), sizeof(*rl->al_durable));
+	if (!rl->al_durable)
+		return ipm_fail(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&rl->al_lock, NULL);
 	rc = dirty_bitmap_open(path, rl->lun->size, AL_EXTENT, &rl->al, err);
 	if (rc < 0) {
 		pthread_mutex_destroy(&rl->al_lock);
+		free(rl->al_durable);
+		rl->al_durable = NULL;
 		return rc;
 	}
 	return al_recover(rl, path, err);
@@ -60,13 +102,17 @@ void al_close(struct rep_lun *rl)
 		dirty_bitmap_close(rl->al);
 		pthread_mutex_destroy(&rl->al_lock);
 	}
+	free(rl->al_durable);
+	rl->al_durable = NULL;
 	rl->al = NULL;
 }
 
 /* Before a live request leaves: its extents are durably marked. The first
- * write to an extent costs one fdatasync of the small bitmap file; a request
- * to an extent another thread is marking waits on al_lock until that mark
- * is durable. Called without r->lock. */
+ * write to an extent costs one fdatasync of the small bitmap file, made
+ * under al_lock; requests to extents already on disk do not take the lock
+ * (on a fresh log every host thread would queue behind each new extent's
+ * sync: hundreds of them in the first second of a random load). Called
+ * without r->lock. */
 int al_note(struct rep_lun *rl, const struct wire_frame *f)
 {
 	ipm_error err = { "" };
@@ -75,11 +121,17 @@ int al_note(struct rep_lun *rl, const struct wire_frame *f)
 
 	if (f->type == WIRE_FLUSH || !f->length)
 		return 0;
+	if (f->offset >= rl->lun->size)
+		return 0;  /* refused as out of range before it gets here */
+	if (all_durable(rl, f->offset, f->length))
+		return 0;
 	pthread_mutex_lock(&rl->al_lock);
 	before = dirty_bitmap_dirty_bytes(rl->al);
 	dirty_bitmap_mark(rl->al, f->offset, f->length);
 	if (dirty_bitmap_dirty_bytes(rl->al) != before)
 		rc = dirty_bitmap_sync(rl->al, &err);
+	if (rc == 0)
+		set_durable(rl, f->offset, f->length);
 	pthread_mutex_unlock(&rl->al_lock);
 	if (rc < 0)
 		qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
@@ -104,6 +156,8 @@ void al_settle_locked(struct replicator *r)
 		if (!rl->al)
 			continue;
 		pthread_mutex_lock(&rl->al_lock);
+		/* no al_note runs now (al_users is 0 under r->lock) */
+		memset(rl->al_durable, 0, durable_words(rl) * sizeof(*rl->al_durable));
 		if (dirty_bitmap_dirty_bytes(rl->al) && dirty_bitmap_clear_all(rl->al, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
 		pthread_mutex_unlock(&rl->al_lock);

@@ -53,6 +53,9 @@ struct rep_lun {
 	bool full_pending;            /* the peer asked for the whole LUN */
 	struct dirty_bitmap *al;      /* activity log: extents with live writes */
 	pthread_mutex_t al_lock;      /* the activity log only; taken without r->lock */
+	uint64_t *al_durable;         /* a bit per extent whose mark is on disk:
+				       * read without al_lock, so writes to marked
+				       * extents never wait behind another's sync */
 	bool overflowed;
 	uint64_t replayed_records;    /* of the journal, in this resync */
 	unsigned replay_outstanding;  /* replayed requests not yet answered */

@@ -1,0 +1,36 @@
+#!/bin/bash
+# A resync ends while the host keeps writing (doc/journal.md, "How a resync
+# ends"): host writes during a resync go to the journal at local speed, faster
+# than the replay crosses the network, so only the closing pass that holds new
+# writes lets it finish. The mirror is stopped under a verifying load, started
+# again while that load goes on, and must be up to date before the load ends.
+. "$top_srcdir/tests/lib.sh"
+plan 5
+
+pair_setup vol0:128M:sync:yes:node1
+pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+check "mirroring is up" wait_for 20 lun_state_is node2 vol0 uptodate
+
+stop_pid "$n2_pid"
+# started directly, so that $! is fio itself
+fio --name=load --ioengine=nbd --uri="nbd://127.0.0.1:$N1_NBD/vol0" --rw=randwrite --bs=4k \
+	--iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+	--verify_backlog=1024 --verify_state_save=0 --time_based --runtime=90 \
+	--output-format=json --output="$T_DIR/load.json" >"$T_DIR/load.out" 2>&1 &
+fio_pid=$!
+T_PIDS="$T_PIDS $fio_pid"
+sleep 8
+node_start node2 || bail "mirror did not restart: $(tail "$T_DIR"/n2.log)"
+resynced_under_load() { lun_state_is node1 vol0 uptodate && kill -0 "$fio_pid" 2>/dev/null; }
+check "the resync ends while fio still writes (journal replayed, writes live again)" \
+	wait_for 75 resynced_under_load
+diag "$(grep 'resync complete' "$T_DIR/n1.log" | tail -1)"
+check "the mirror is up to date too" wait_for 10 lun_state_is node2 vol0 uptodate
+# fio stops cleanly on SIGINT and still writes its report
+kill -INT "$fio_pid" 2>/dev/null
+wait "$fio_pid"
+check "fio: no verify error ($(sed -n '/^{/,$p' "$T_DIR/load.json" | jq '[.jobs[].error] | add'))" \
+	test "$(sed -n '/^{/,$p' "$T_DIR/load.json" | jq '[.jobs[].error] | add')" = 0
+stop_pid "$n1_pid"; stop_pid "$n2_pid"
+check "both copies identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
+finish

@@ -121,8 +121,6 @@ int al_note(struct rep_lun *rl, const struct wire_frame *f)
 
 	if (f->type == WIRE_FLUSH || !f->length)
 		return 0;
-	if (f->offset >= rl->lun->size)
-		return 0;  /* refused as out of range before it gets here */
 	if (all_durable(rl, f->offset, f->length))
 		return 0;
 	pthread_mutex_lock(&rl->al_lock);

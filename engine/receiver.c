@@ -715,8 +715,9 @@ static void mark_behind(struct rconn *c)
 		__atomic_store_n(&c->luns[i]->insync, false, __ATOMIC_RELAXED);
 }
 
-/* A new session of the primary (it restarted): forget the old ordering
- * record and close the old session's connections. */
+/* c joins its session. The same session with a higher base_seq settles
+ * the record up to it; a new one (the primary restarted) gets a new record
+ * under a new number, and the old session's connections are closed. */
 static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a)
 {
 	struct rconn *o;

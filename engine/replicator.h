@@ -28,9 +28,9 @@ void replicator_destroy(struct replicator *r);
 
 int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, size_t len,
 		     uint64_t off, unsigned flags);
-/* WIRE_TRIM, WIRE_ZERO or WIRE_FLUSH (len/off ignored for FLUSH). */
 /* ipm_lun_write_batch for a mirrored LUN (n <= IPM_WRITE_BATCH_MAX). */
 void replicator_write_batch(struct replicator *r, struct ipm_lun *l, ipm_write *w, unsigned n);
+/* WIRE_TRIM, WIRE_ZERO or WIRE_FLUSH (len/off ignored for FLUSH). */
 int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,
 		  uint64_t off, unsigned flags);
 

@@ -122,8 +122,9 @@ struct replicator {
 	uint64_t peer_record;        /* the mirror's ordering record our numbered
 				      * requests went to; 0 until the first
 				      * connection after a go_down */
-	uint64_t downs;              /* go_downs so far: a handshake that spans
-				      * one belongs to the time before it */
+	uint64_t downs;              /* resets of peer_record so far (every go_down
+				      * is one): a handshake that spans one belongs
+				      * to the time before it */
 };
 
 

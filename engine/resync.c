@@ -423,8 +423,9 @@ static int resync_passes(struct replicator *r, int64_t t0)
 		/* wait for the mirror's answers while new writes go to the
 		 * journal (or wait, once held): only when everything replayed
 		 * was applied and nothing new arrived may the journal be
-		 * emptied and writes go live, in one step under the lock. Going live earlier would
-		 * let a later outage replay old records over newer live data. */
+		 * emptied and writes go live, in one step under the lock.
+		 * Going live earlier would let a later outage replay old
+		 * records over newer live data. */
 		while (r->running && r->link == LINK_RESYNC && replays_outstanding_locked(r))
 			pthread_cond_wait(&r->link_cond, &r->lock);
 		if (r->link != LINK_RESYNC || !r->running) {

@@ -207,6 +207,8 @@ int lun_local_flush(struct ipm_lun *l)
 
 int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
+	if (len == 0) /* fallocate and BLKDISCARD refuse an empty range */
+		return 0;
 	if (l->is_blockdev) {
 		uint64_t range[2] = { off, len };
 
@@ -236,6 +238,8 @@ static int write_zero_buffers(struct ipm_lun *l, uint64_t len, uint64_t off)
 
 int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
+	if (len == 0)
+		return 0;
 	if (l->is_blockdev) {
 		uint64_t range[2] = { off, len };
 
@@ -277,7 +281,10 @@ int ipm_lun_check_open(ipm_lun *l, ipm_error *err)
 	return rc;
 }
 
-/* Host requests run under the role lock so a demotion waits for them. */
+/* Host requests run under the role lock so a demotion waits for them.
+ * A zero-length request inside the LUN is a no-op that succeeds
+ * (doc/nbd.md): it is checked like any other, then answered without
+ * touching either copy, so it is never mirrored or journaled. */
 static int host_begin(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
 	if (!lun_range_ok(l, len, off))
@@ -300,8 +307,8 @@ int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0)
-		return rc;
+	if (rc < 0 || len == 0)
+		return rc < 0 ? rc : host_end(l, 0);
 	return host_end(l, lun_local_read(l, buf, len, off));
 }
 
@@ -309,8 +316,8 @@ int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigne
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0)
-		return rc;
+	if (rc < 0 || len == 0)
+		return rc < 0 ? rc : host_end(l, 0);
 	if (l->rep)
 		return host_end(l, replicator_write(l->rep, l, buf, len, off, flags));
 	return host_end(l, lun_local_write(l, buf, len, off, flags));
@@ -338,19 +345,19 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 	for (; n > IPM_WRITE_BATCH_MAX; w += IPM_WRITE_BATCH_MAX, n -= IPM_WRITE_BATCH_MAX)
 		ipm_lun_write_batch(l, w, IPM_WRITE_BATCH_MAX);
 	rc = host_begin(l, 0, 0);
-	/* an out-of-range request fails alone */
+	/* an out-of-range request fails alone; an empty one is done */
 	for (i = 0; i < n; i++) {
 		w[i].rc = rc < 0 ? rc : lun_range_ok(l, w[i].len, w[i].off) ? 0 : -EINVAL;
-		if (w[i].rc == 0) {
+		if (w[i].rc == 0 && w[i].len > 0) {
 			ok[k] = w[i];
 			at[k++] = i;
 		}
 	}
 	if (rc < 0)
 		return;
-	if (l->rep)
+	if (k > 0 && l->rep)
 		replicator_write_batch(l->rep, l, ok, k);
-	else
+	else if (k > 0)
 		local_write_batch(l, ok, k);
 	for (i = 0; i < k; i++)
 		w[at[i]].rc = ok[i].rc;
@@ -377,8 +384,8 @@ int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0)
-		return rc;
+	if (rc < 0 || len == 0)
+		return rc < 0 ? rc : host_end(l, 0);
 	if (l->rep)
 		return host_end(l, replicator_op(l->rep, l, WIRE_TRIM, len, off, flags));
 	return host_end(l, fua(l, lun_local_trim(l, len, off), flags));
@@ -388,8 +395,8 @@ int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0)
-		return rc;
+	if (rc < 0 || len == 0)
+		return rc < 0 ? rc : host_end(l, 0);
 	if (l->rep)
 		return host_end(l, replicator_op(l->rep, l, WIRE_ZERO, len, off, flags));
 	return host_end(l, fua(l, lun_local_zero(l, len, off), flags));

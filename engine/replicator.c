@@ -19,7 +19,10 @@
 #include "storage_hb.h"
 
 #define CONNECT_TIMEOUT_MS 3000
-#define RETRY_MS 1000
+/* reconnect backoff of a worker (worker_main) */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define BACKOFF_RESET_MS 10000
 #define STOP_DRAIN_MS 5000
 
 /* ---- in-flight table ---------------------------------------------------- */
@@ -995,21 +998,28 @@ static void worker_disconnect(struct worker *w)
 		qb_log(LOG_WARNING, "connection %u to %s down", w->index, r->e->peer->name);
 }
 
+/* Sleep ms, or until stopping. Waits to a deadline: queue_cond is
+ * broadcast for other reasons all the time, and a pause cut short by them
+ * turned a peer that drops every connection into ~800 dials a second. */
 static void pause_ms(struct replicator *r, int ms)
 {
+	int64_t end = ipm_now_ms() + ms, left;
+
 	pthread_mutex_lock(&r->lock);
-	if (r->running)
-		ipm_cond_wait_ms(&r->queue_cond, &r->lock, ms);
+	while (r->running && (left = end - ipm_now_ms()) > 0)
+		ipm_cond_wait_ms(&r->queue_cond, &r->lock, (int)left);
 	pthread_mutex_unlock(&r->lock);
 }
 
 /* Workers dial only while the link monitor allows it (not during an outage
- * or probation). Returns false when stopping. */
-static bool wait_connect_allowed(struct replicator *r)
+ * or probation). Returns false when stopping; *waited tells whether it had
+ * to wait, i.e. whether this is a new attempt after an outage. */
+static bool wait_connect_allowed(struct replicator *r, bool *waited)
 {
 	bool running;
 
 	pthread_mutex_lock(&r->lock);
+	*waited = !r->connect_allowed;
 	while (r->running && !r->connect_allowed)
 		pthread_cond_wait(&r->queue_cond, &r->lock);
 	running = r->running;
@@ -1017,19 +1027,34 @@ static bool wait_connect_allowed(struct replicator *r)
 	return running;
 }
 
+static int backoff_next(int ms)
+{
+	return ms * 2 < BACKOFF_MAX_MS ? ms * 2 : BACKOFF_MAX_MS;
+}
+
+/* Dial, serve, and after each failed dial or lost connection pause for a
+ * backoff that doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS; it starts over
+ * once a connection stayed up BACKOFF_RESET_MS, or after an outage. */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct replicator *r = w->r;
+	int backoff = BACKOFF_MIN_MS;
+	int64_t up_since;
+	bool waited;
 
-	while (wait_connect_allowed(r)) {
-		if (worker_connect(w) < 0) {
-			pause_ms(r, RETRY_MS);
-			continue;
+	while (wait_connect_allowed(r, &waited)) {
+		if (waited)
+			backoff = BACKOFF_MIN_MS;
+		if (worker_connect(w) == 0) {
+			up_since = ipm_now_ms();
+			worker_serve(w);
+			worker_disconnect(w);
+			if (ipm_now_ms() - up_since >= BACKOFF_RESET_MS)
+				backoff = BACKOFF_MIN_MS;
 		}
-		worker_serve(w);
-		worker_disconnect(w);
-		pause_ms(r, 100);
+		pause_ms(r, backoff);
+		backoff = backoff_next(backoff);
 	}
 	return NULL;
 }

@@ -219,6 +219,11 @@ static int replay_journal(struct replicator *r, struct rep_lun *rl, uint64_t *se
 	while ((rc = journal_iter_next(it, &rec, &err)) == 1) {
 		if (n++ < rl->replayed_records)
 			continue;
+		/* an empty record (journaled by older versions) changes nothing */
+		if (rec.type != WIRE_FLUSH && rec.length == 0) {
+			rl->replayed_records++;
+			continue;
+		}
 		rc = send_replay(r, rl, &rec, 0);
 		if (rc < 0)
 			break;

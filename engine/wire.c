@@ -365,8 +365,6 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 		if (f->len > WIRE_MAX_PAYLOAD)
 			return ipm_fail(err, -EMSGSIZE, "frame payload %u bytes exceeds limit %u",
 					f->len, WIRE_MAX_PAYLOAD);
-		if (f->len == 0)
-			return ipm_fail(err, -EPROTO, "WRITE frame without payload");
 		if (f->length != f->len)
 			return ipm_fail(err, -EPROTO, "WRITE frame length %llu != payload %u bytes",
 					(unsigned long long)f->length, f->len);

@@ -2,19 +2,26 @@
  * port and runs the real client handshake with whatever identity, secret and
  * LUN list it is given, then reports what the mirror said.
  *
- *   fake_peer HOST PORT SELF PEER SECRET_FILE LUN:SIZE:MODE...
+ *   fake_peer [--send-empty] HOST PORT SELF PEER SECRET_FILE LUN:SIZE:MODE[:GEN]...
+ *
+ * GEN (hex, as `status` shows it) is the generation the LUN claims.
  *
  * Exit 0 when the mirror accepted, 1 when it refused (reason on stdout),
- * 2 on usage or local errors. */
+ * 2 on usage or local errors. --send-empty then plays an older primary that
+ * sent empty requests: a zero-length WRITE, TRIM and ZERO, then a 4 KiB
+ * WRITE of 0x5a at offset 0 after them, on LUN 0; exit 0 only when all
+ * four are answered with status 0 on the same connection. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "handshake.h"
+#include "wire.h"
 
 static int dial(const char *host, const char *port)
 {
@@ -32,16 +39,88 @@ static int dial(const char *host, const char *port)
 	return fd;
 }
 
+static int io_full(int fd, void *buf, size_t len, bool out)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		struct pollfd p = { .fd = fd, .events = out ? POLLOUT : POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 5000) != 1)
+			return -1;
+		n = out ? send(fd, (char *)buf + done, len - done, MSG_NOSIGNAL)
+			: recv(fd, (char *)buf + done, len - done, 0);
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int send_frame(int fd, uint16_t type, uint64_t seq, uint64_t len, const void *data)
+{
+	struct wire_frame f = { .magic = WIRE_FRAME_MAGIC, .type = type, .seq = seq,
+				.dep = seq - 1, .length = len };
+	uint8_t b[WIRE_FRAME_LEN];
+
+	if (type == WIRE_WRITE) {
+		f.len = (uint32_t)len;
+		f.csum = crc32c(0, data, len);
+	}
+	wire_frame_encode(b, &f);
+	if (io_full(fd, b, sizeof(b), true) < 0)
+		return -1;
+	return type == WIRE_WRITE && len ? io_full(fd, (void *)data, len, true) : 0;
+}
+
+/* The empty requests of an older primary, then one real write. */
+static int send_empty(int fd)
+{
+	static const uint16_t types[] = { WIRE_WRITE, WIRE_TRIM, WIRE_ZERO };
+	uint8_t data[4096], b[WIRE_FRAME_LEN];
+	struct wire_frame f;
+	ipm_error err = { "" };
+	unsigned i, acked = 0;
+
+	memset(data, 0x5a, sizeof(data));
+	for (i = 0; i < 3; i++)
+		if (send_frame(fd, types[i], i + 1, 0, NULL) < 0)
+			goto out;
+	if (send_frame(fd, WIRE_WRITE, 4, sizeof(data), data) < 0)
+		goto out;
+	while (acked < 4) {
+		if (io_full(fd, b, sizeof(b), false) < 0)
+			goto out;
+		if (wire_frame_decode(b, 1, &f, &err) < 0) {
+			printf("bad frame from the mirror: %s\n", err.msg);
+			return 1;
+		}
+		if (f.type != WIRE_ACK)
+			continue;
+		if (f.status != 0) {
+			printf("request %llu answered with status %d\n", (unsigned long long)f.seq,
+			       f.status);
+			return 1;
+		}
+		acked++;
+	}
+out:
+	printf("%u of 4 requests answered\n", acked);
+	return acked == 4 ? 0 : 1;
+}
+
 static int parse_lun(const char *spec, struct wire_lun *l)
 {
 	char name[WIRE_NAME_LEN], mode[8];
-	unsigned long long size;
+	unsigned long long size, gen = 0;
 
-	if (sscanf(spec, "%63[^:]:%llu:%7s", name, &size, mode) != 3)
+	if (sscanf(spec, "%63[^:]:%llu:%7[a-z]:%llx", name, &size, mode, &gen) < 3)
 		return -1;
 	memset(l, 0, sizeof(*l));
 	strcpy(l->name, name);
 	l->size = size;
+	l->generation = gen;
 	l->mode = strcmp(mode, "async") == 0 ? IPM_MODE_ASYNC : IPM_MODE_SYNC;
 	return 0;
 }
@@ -52,10 +131,15 @@ int main(int argc, char **argv)
 	struct auth_secret secret;
 	ipm_error err = { "" };
 	uint64_t session;
+	bool empty = argc > 1 && strcmp(argv[1], "--send-empty") == 0;
 	int fd, i, n, rc;
 
+	if (empty) {
+		argv++;
+		argc--;
+	}
 	if (argc < 7 || argc - 6 > 8) {
-		fprintf(stderr, "usage: fake_peer HOST PORT SELF PEER SECRET LUN:SIZE:MODE...\n");
+		fprintf(stderr, "usage: fake_peer [--send-empty] HOST PORT SELF PEER SECRET LUN:SIZE:MODE...\n");
 		return 2;
 	}
 	for (i = 6, n = 0; i < argc; i++, n++)
@@ -79,11 +163,13 @@ int main(int argc, char **argv)
 		.n_luns = (uint32_t)n, .luns = luns,
 	};
 	rc = handshake_client(fd, &p, &err);
-	close(fd);
 	if (rc < 0) {
+		close(fd);
 		printf("refused: %s\n", err.msg);
 		return 1;
 	}
 	printf("accepted\n");
-	return 0;
+	rc = empty ? send_empty(fd) : 0;
+	close(fd);
+	return rc;
 }

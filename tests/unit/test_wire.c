@@ -143,8 +143,10 @@ static void test_frame_malformed(void **state)
 	f = sample_frame(WIRE_WRITE);
 	f.length = 8192;
 	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "length 8192 != payload 4096");
+	/* an empty WRITE (older primaries sent them) decodes: the mirror
+	 * answers it as a no-op instead of dropping the connection */
 	f.len = f.length = 0;
-	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "WRITE frame without payload");
+	assert_int_equal(decode_modified(f, 2, &err), 0);
 	f.len = f.length = 40000000;
 	check_fail(decode_modified(f, 2, &err), -EMSGSIZE, &err,
 		   "frame payload 40000000 bytes exceeds limit 33554432");

@@ -251,13 +251,38 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 
 /* ---- IPC ---------------------------------------------------------------- */
 
+/* Any local user may claim the service name while the daemon is down: only a
+ * root server (the kernel's credentials of its socket) gets our requests. */
+static bool server_is_root(qb_ipcc_connection_t *c, const char *service)
+{
+	pid_t pid = 0;
+	uid_t uid = (uid_t)-1;
+	gid_t gid;
+	int32_t rc = qb_ipcc_auth_get(c, &pid, &uid, &gid);
+
+	if (rc == 0 && uid == 0)
+		return true;
+	if (rc < 0)
+		fprintf(stderr, "ipmirrorctl: cannot learn who serves \"%s\": %s\n", service,
+			strerror((int)-rc));
+	else
+		fprintf(stderr, "ipmirrorctl: service \"%s\" is served by pid %ld with uid %u, "
+			"not root: not ipmirrord (an impostor?); refusing to talk to it\n",
+			service, (long)pid, (unsigned)uid);
+	return false;
+}
+
 static qb_ipcc_connection_t *connect_daemon(const char *service)
 {
 	qb_ipcc_connection_t *c = qb_ipcc_connect(service, IPC_MAX_MSG);
 	int e = errno;
 
-	if (c)
+	if (c && server_is_root(c, service))
 		return c;
+	if (c) {
+		qb_ipcc_disconnect(c);
+		return NULL;
+	}
 	if (e == EPERM || e == EACCES)
 		fprintf(stderr, "ipmirrorctl: ipmirrord (service \"%s\") refused the connection: "
 			"root only (%s)\n", service, strerror(e));

@@ -205,13 +205,15 @@ static void save_locked(struct ipm_lun *l)
 int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 {
 	char path[4200];
+	ipm_error e;
 	int rc;
 
 	lun_journal_path(l, path, sizeof(path) - 8);
 	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", path);
-	rc = gen_load(l->gen_path, &l->gen, err);
+	/* its own buffer: a message formatted into the one it reads comes out garbled */
+	rc = gen_load(l->gen_path, &l->gen, &e);
 	if (rc < 0)
-		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, err->msg);
+		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, e.msg);
 	if (!l->gen.current) {
 		/* a new LUN: both nodes start from the same generation (the two
 		 * backing files start identical), held in common */

@@ -20,8 +20,9 @@ int fsync_dir_of(const char *path);
  * O_NOFOLLOW: the daemon runs as root, and a link planted where our file
  * belongs would aim its writes at any file of the system. With O_CREAT in
  * flags an absent file is created 0600 with O_EXCL and *created is set
- * (created may be NULL); O_CREAT | O_EXCL opens only a file it creates. what names the file in messages
- * ("journal"). The fd, or -errno with err set. */
+ * (created may be NULL); O_CREAT | O_EXCL opens only a file it creates.
+ * what names the file in messages ("journal"). The fd, or -errno with err
+ * set. */
 int open_own_file(const char *path, int flags, const char *what, bool *created,
 		  ipm_error *err);
 /* Write len bytes to a new temporary tmp (O_EXCL, 0600, a stale one from a

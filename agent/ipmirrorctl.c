@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <qb/qbipcc.h>
 
@@ -251,13 +252,58 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 
 /* ---- IPC ---------------------------------------------------------------- */
 
+/* The kernel's credentials of the server at listen(): libqb reports uid 0
+ * when a reply came without SCM_CREDENTIALS, so its word alone is no proof. */
+static int32_t peer_uid(qb_ipcc_connection_t *c, uid_t *uid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int32_t fd, rc = qb_ipcc_fd_get(c, &fd);
+
+	if (rc < 0)
+		return rc;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	*uid = cred.uid;
+	return 0;
+}
+
+/* Any local user may claim the service name while the daemon is down: only a
+ * root server (the kernel's credentials of its socket) gets our requests. */
+static bool server_is_root(qb_ipcc_connection_t *c, const char *service)
+{
+	pid_t pid = 0;
+	uid_t uid = (uid_t)-1, kuid = (uid_t)-1;
+	gid_t gid;
+	int32_t rc = qb_ipcc_auth_get(c, &pid, &uid, &gid);
+
+	if (rc == 0)
+		rc = peer_uid(c, &kuid);
+	if (rc == 0 && kuid != uid)
+		uid = kuid;
+	if (rc == 0 && uid == 0)
+		return true;
+	if (rc < 0)
+		fprintf(stderr, "ipmirrorctl: cannot learn who serves \"%s\": %s\n", service,
+			strerror((int)-rc));
+	else
+		fprintf(stderr, "ipmirrorctl: service \"%s\" is served by pid %ld with uid %u, "
+			"not root: not ipmirrord (an impostor?); refusing to talk to it\n",
+			service, (long)pid, (unsigned)uid);
+	return false;
+}
+
 static qb_ipcc_connection_t *connect_daemon(const char *service)
 {
 	qb_ipcc_connection_t *c = qb_ipcc_connect(service, IPC_MAX_MSG);
 	int e = errno;
 
-	if (c)
+	if (c && server_is_root(c, service))
 		return c;
+	if (c) {
+		qb_ipcc_disconnect(c);
+		return NULL;
+	}
 	if (e == EPERM || e == EACCES)
 		fprintf(stderr, "ipmirrorctl: ipmirrord (service \"%s\") refused the connection: "
 			"root only (%s)\n", service, strerror(e));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -577,6 +578,9 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 
+	/* whatever we create (log, journals, generation, bitmaps, sockets) is
+	 * ours alone unless we widen it on purpose (the NBD socket: 0660) */
+	umask(077);
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
 	if (getenv("IPMIRROR_ATTRIBUTES") && strcmp(getenv("IPMIRROR_ATTRIBUTES"), "1") == 0)

@@ -10,6 +10,7 @@
  * requests in flight is harmless: its fd closes when the last reply is done. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1262,6 +1263,45 @@ static int unix_path_free(const char *path, ipm_error *err)
 	return 0;
 }
 
+/* The group by name, or a number that names none. */
+static int group_id(const char *name, gid_t *gid)
+{
+	struct group gr, *res = NULL;
+	char buf[4096], *end;
+	unsigned long n;
+	int rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+
+	if (rc == 0 && res) {
+		*gid = res->gr_gid;
+		return 0;
+	}
+	errno = 0;
+	n = strtoul(name, &end, 10);
+	if (*name >= '0' && *name <= '9' && !*end && !errno && n < (gid_t)-1) {
+		*gid = (gid_t)n;
+		return 0;
+	}
+	return rc ? -rc : -ENOENT;
+}
+
+/* bind() made it 0600 under the daemon's umask: hosts of the group may connect. */
+static int unix_access(const char *path, const char *group, ipm_error *err)
+{
+	gid_t gid;
+	int rc;
+
+	if (*group && (rc = group_id(group, &gid)) < 0)
+		return ipm_fail(err, rc, "NBD socket %s: unix-group \"%s\": %s", path, group,
+				rc == -ENOENT ? "no such group" : strerror(-rc));
+	if (*group && chown(path, (uid_t)-1, gid) < 0)
+		return ipm_fail(err, -errno, "NBD socket %s: cannot give it to group %s: %s", path,
+				group, strerror(errno));
+	if (chmod(path, 0660) < 0)
+		return ipm_fail(err, -errno, "NBD socket %s: cannot chmod 0660: %s", path,
+				strerror(errno));
+	return 0;
+}
+
 static int listen_unix(struct nbd_server *s, ipm_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1284,6 +1324,9 @@ static int listen_unix(struct nbd_server *s, ipm_error *err)
 	}
 	s->unix_fd = fd;
 	s->unix_bound = true;
+	rc = unix_access(path, s->listen.unix_group, err);
+	if (rc < 0)
+		return rc;
 	qb_log(LOG_NOTICE, "NBD listening on unix:%s", path);
 	return 0;
 }

@@ -55,6 +55,13 @@ int auth_secret_load(const char *path, struct auth_secret *s, ipm_error *err)
 		rc = ipm_fail(err, -EINVAL, "secret file %s is not a regular file", path);
 		goto out;
 	}
+	/* another user who owns it could change the key under us or read it */
+	if (st.st_uid != geteuid()) {
+		rc = ipm_fail(err, -EACCES,
+			      "secret file %s is owned by uid %u, not by the daemon's user (uid %u); chown it",
+			      path, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto out;
+	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		rc = ipm_fail(err, -EACCES,
 			      "secret file %s is accessible by group or others (mode %04o); chmod 600 it",

@@ -380,6 +380,28 @@ static void parse_endpoint(struct loader *ld, const xmlNode *n, const char *node
 	parse_port(ld, n, node, ep);
 }
 
+/* The group is looked up when the socket is made: the file is shared by
+ * nodes whose group databases may differ. */
+static void parse_nbd_group(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *nc)
+{
+	size_t max = sizeof(((ipm_listen *)0)->unix_group) - 1;
+	char *g = attr(ld, n, "unix-group");
+
+	if (!g)
+		return;
+	if (!*g || strlen(g) > max)
+		report(ld, nc->nbd.line, "node \"%s\": nbd unix-group \"%s\" must be a group name "
+		       "of 1 to %zu bytes", nc->name, g, max);
+	else if (!xmlHasProp(n, BAD_CAST "unix"))
+		report(ld, nc->nbd.line, "node \"%s\": nbd unix-group needs a unix socket path",
+		       nc->name);
+	else {
+		nc->nbd_unix_group = g;
+		return;
+	}
+	free(g);
+}
+
 static void parse_nbd(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *nc)
 {
 	bool has_port = xmlHasProp(n, BAD_CAST "port") != NULL;
@@ -404,6 +426,7 @@ static void parse_nbd(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *
 		path = NULL;
 	}
 	nc->nbd_unix = path;
+	parse_nbd_group(ld, n, nc);
 }
 
 static void parse_node(struct loader *ld, const xmlNode *n)
@@ -788,7 +811,7 @@ static const struct rule rules[] = {
 	{ "ipmirror", "lun", 0, 0, { "name", "size" }, { "mode", "mirrored", "primary" } },
 	{ "node", "data", 0, 1, { "address", "port" }, { NULL } },
 	{ "node", "heartbeat", 0, 1, { "address", "port" }, { NULL } },
-	{ "node", "nbd", 0, 1, { NULL }, { "address", "port", "unix" } },
+	{ "node", "nbd", 0, 1, { NULL }, { "address", "port", "unix", "unix-group" } },
 	{ "node", "heartbeat-volume", 0, 1, { "path" }, { NULL } },
 	{ "lun", "backing", 1, 0, { "path" }, { "node", "io" } },
 	{ "lun", "journal", 0, 1, { NULL }, { "path", "max-size" } },
@@ -1133,6 +1156,7 @@ void ipm_config_free(ipm_config *cfg)
 		free(cfg->nodes[i].heartbeat.address);
 		free(cfg->nodes[i].nbd.address);
 		free(cfg->nodes[i].nbd_unix);
+		free(cfg->nodes[i].nbd_unix_group);
 		free(cfg->nodes[i].hb_volume);
 	}
 	for (i = 0; i < cfg->n_luns; i++)
@@ -1229,6 +1253,8 @@ int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *o
 	}
 	if (nc->nbd_unix)
 		snprintf(out->unix_path, sizeof(out->unix_path), "%s", nc->nbd_unix);
+	if (nc->nbd_unix_group)
+		snprintf(out->unix_group, sizeof(out->unix_group), "%s", nc->nbd_unix_group);
 	return 0;
 }
 
@@ -1276,6 +1302,7 @@ ipm_config *ipm_config_dup(const ipm_config *cfg)
 		dup_str(&c->nodes[i].heartbeat.address, &ok);
 		dup_str(&c->nodes[i].nbd.address, &ok);
 		dup_str(&c->nodes[i].nbd_unix, &ok);
+		dup_str(&c->nodes[i].nbd_unix_group, &ok);
 		dup_str(&c->nodes[i].hb_volume, &ok);
 	}
 	c->luns = NULL;

@@ -21,6 +21,7 @@ struct ipm_node_cfg {
 	struct ipm_endpoint heartbeat;  /* UDP heartbeats */
 	struct ipm_endpoint nbd;        /* hosts */
 	char *nbd_unix;                 /* optional Unix socket path */
+	char *nbd_unix_group;           /* its group (mode 0660); NULL: the daemon's */
 	char *hb_volume;                /* <heartbeat-volume path>; NULL: none */
 	int line;
 };

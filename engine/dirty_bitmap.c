@@ -317,13 +317,9 @@ int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
 		rc = ipm_fail(err, rc, "out of memory");
 		goto out;
 	}
-	b->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (b->fd < 0 && errno == ENOENT) {
-		b->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		created = true;
-	}
+	b->fd = open_own_file(path, O_RDWR | O_CREAT, "dirty bitmap", &created, err);
 	if (b->fd < 0) {
-		rc = ipm_fail(err, -errno, "cannot open dirty bitmap %s: %s", path, strerror(errno));
+		rc = b->fd;
 		goto out;
 	}
 	if (flock(b->fd, LOCK_EX | LOCK_NB) < 0) {

@@ -88,12 +88,14 @@ int gen_load(const char *path, struct generation *g, ipm_error *err)
 	int fd;
 
 	*g = (struct generation){ 0 };
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return ipm_fail(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+	fd = open_own_file(path, O_RDONLY, "generation file", NULL, err);
+	if (fd == -ENOENT) {
+		if (err)
+			err->msg[0] = '\0'; /* never written: not an error */
+		return 0;
 	}
+	if (fd < 0)
+		return fd;
 	n = pread_full(fd, b, sizeof(b), 0);
 	close(fd);
 	if (n < 0)
@@ -108,25 +110,10 @@ int gen_save(const char *path, const struct generation *g, ipm_error *err)
 {
 	uint8_t b[GEN_FILE_LEN];
 	char tmp[4300];
-	int fd, rc = 0;
 
 	encode(g, b);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return ipm_fail(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
-	if (write(fd, b, sizeof(b)) != (ssize_t)sizeof(b) || fsync(fd) < 0)
-		rc = -(errno ? errno : EIO);
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc == 0)
-		rc = fsync_dir_of(path);
-	if (rc < 0) {
-		unlink(tmp);
-		return ipm_fail(err, rc, "%s: cannot write: %s", path, strerror(-rc));
-	}
-	return 0;
+	return replace_file(path, tmp, b, sizeof(b), "generation file", err);
 }
 
 uint64_t gen_initial(const char *lun, uint64_t size)
@@ -218,13 +205,15 @@ static void save_locked(struct ipm_lun *l)
 int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 {
 	char path[4200];
+	ipm_error e;
 	int rc;
 
 	lun_journal_path(l, path, sizeof(path) - 8);
 	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", path);
-	rc = gen_load(l->gen_path, &l->gen, err);
+	/* its own buffer: a message formatted into the one it reads comes out garbled */
+	rc = gen_load(l->gen_path, &l->gen, &e);
 	if (rc < 0)
-		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, err->msg);
+		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, e.msg);
 	if (!l->gen.current) {
 		/* a new LUN: both nodes start from the same generation (the two
 		 * backing files start identical), held in common */

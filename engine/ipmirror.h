@@ -71,6 +71,7 @@ typedef struct ipm_listen {
 	char address[64];   /* "" when no TCP listener */
 	uint16_t port;
 	char unix_path[108]; /* "" when no Unix listener */
+	char unix_group[64]; /* group of the socket (mode 0660); "": the daemon's */
 } ipm_listen;
 
 /* The NBD listeners of node. -ENOENT when the node is unknown. */

@@ -424,13 +424,9 @@ static int scan(struct journal *j, uint64_t size, uint64_t *dropped, ipm_error *
 
 static int open_file(struct journal *j, bool *created, ipm_error *err)
 {
-	j->fd = open(j->path, O_RDWR | O_CLOEXEC);
-	if (j->fd < 0 && errno == ENOENT) {
-		j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		*created = true;
-	}
+	j->fd = open_own_file(j->path, O_RDWR | O_CREAT, "journal", created, err);
 	if (j->fd < 0)
-		return ipm_fail(err, -errno, "cannot open journal %s: %s", j->path, strerror(errno));
+		return j->fd;
 	/* two daemons appending to one journal would interleave garbage */
 	if (flock(j->fd, LOCK_EX | LOCK_NB) < 0)
 		return ipm_fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,

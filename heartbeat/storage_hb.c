@@ -67,13 +67,9 @@ static int open_volume(struct storage_hb *s, ipm_error *err)
 	bool created = false;
 	int rc;
 
-	s->fd = open(s->path, O_RDWR | O_CLOEXEC);
-	if (s->fd < 0 && errno == ENOENT) {
-		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		created = s->fd >= 0;
-	}
+	s->fd = open_own_file(s->path, O_RDWR | O_CREAT, "heartbeat volume", &created, err);
 	if (s->fd < 0)
-		return ipm_fail(err, -errno, "heartbeat volume %s: %s", s->path, strerror(errno));
+		return s->fd;
 	if (fstat(s->fd, &st) < 0)
 		return ipm_fail(err, -errno, "heartbeat volume %s: %s", s->path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))

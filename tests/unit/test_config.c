@@ -213,6 +213,34 @@ static void test_queries(void **state)
 	ipm_config_free(cfg);
 }
 
+/* <nbd unix-group>: carried to the listener and through a copy; only with a
+ * unix socket, never empty. */
+static void test_nbd_unix_group(void **state)
+{
+	ipm_config *cfg = load_good("good-unix-group.xml"), *copy;
+	struct diags d;
+	ipm_listen li;
+
+	assert_int_equal(ipm_config_nbd_listen(cfg, "solo", &li), 0);
+	assert_string_equal(li.unix_group, "disk");
+	copy = ipm_config_dup(cfg);
+	ipm_config_free(cfg);
+	assert_non_null(copy);
+	assert_int_equal(ipm_config_nbd_listen(copy, "solo", &li), 0);
+	assert_string_equal(li.unix_group, "disk");
+	ipm_config_free(copy);
+
+	cfg = load_good("good-minimal.xml");
+	assert_int_equal(ipm_config_nbd_listen(cfg, "solo", &li), 0);
+	assert_string_equal(li.unix_group, "");
+	ipm_config_free(cfg);
+
+	assert_int_equal(load("bad-unix-group.xml", &d, &cfg), 2);
+	expect_diag(&d, 3, "node \"node1\": nbd unix-group needs a unix socket path");
+	expect_diag(&d, 6, "node \"node2\": nbd unix-group \"\" must be a group name");
+	assert_null(cfg);
+}
+
 /* A per-node backing wins over the shared one wherever it appears. */
 static void test_backing_lookup(void **state)
 {
@@ -509,6 +537,7 @@ int main(void)
 		cmocka_unit_test(test_schema_env),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_dup),
+		cmocka_unit_test(test_nbd_unix_group),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -267,6 +267,26 @@ static void test_wrong_geometry(void **state)
 	dirty_bitmap_close(b);
 }
 
+/* A link planted at the bitmap's path is never followed. */
+static void test_symlink_refused(void **state)
+{
+	struct dirty_bitmap *b = NULL;
+	ipm_error err = { "" };
+	char target[320];
+	struct stat st;
+
+	(void)state;
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	close(open(target, O_WRONLY | O_CREAT, 0600));
+	assert_int_equal(symlink(target, path), 0);
+	check_fail(dirty_bitmap_open(path, LUN_SIZE, EXT, &b, &err), -ELOOP, &err,
+		   "is a symbolic link; refusing to follow it");
+	assert_non_null(strstr(err.msg, path));
+	assert_null(b);
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_size, 0); /* an empty file would have been initialised */
+}
+
 static void test_corrupt_header(void **state)
 {
 	struct dirty_bitmap *b = NULL;
@@ -374,6 +394,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncated_file_all_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_block_is_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_in_use, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "ipmirror.h"
 #include "generation.h"
@@ -105,12 +106,49 @@ static void test_file(void **state)
 	assert_int_equal(scratch_dir_remove(dir), 0);
 }
 
+/* Links planted at the file or its temporary: the first is refused, the
+ * second removed and replaced, neither written through. */
+static void test_file_links(void **state)
+{
+	struct generation g = { 0 }, r;
+	ipm_error err = { "" };
+	char dir[256], path[300], tmp[310], target[310];
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(scratch_dir_make(dir, sizeof(dir), "genlink"), 0);
+	snprintf(path, sizeof(path), "%s/vol0.journal.gen", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	close(open(target, O_WRONLY | O_CREAT, 0600));
+	assert_int_equal(symlink(target, path), 0);
+	check_fail(gen_load(path, &r, &err), -ELOOP, &err,
+		   "generation file");
+	assert_non_null(strstr(err.msg, "is a symbolic link; refusing to follow it"));
+	assert_non_null(strstr(err.msg, path));
+	assert_int_equal(unlink(path), 0);
+
+	assert_int_equal(symlink(target, tmp), 0);
+	gen_rotate(&g);
+	assert_int_equal(gen_save(path, &g, &err), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(lstat(tmp, &st), -1);
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(gen_load(path, &r, &err), 0);
+	assert_true(r.current == g.current);
+	assert_int_equal(scratch_dir_remove(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_compare),
 		cmocka_unit_test(test_history_bounded),
 		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_file_links),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -568,6 +568,29 @@ static void test_not_a_journal(void **state)
 	assert_int_equal(file_size(), sizeof(text));
 }
 
+/* A link planted at the journal's path, dangling or not, is never followed. */
+static void test_symlink_refused(void **state)
+{
+	struct journal *j = NULL;
+	ipm_error err = { "" };
+	char target[320];
+	struct stat st;
+
+	(void)state;
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	assert_int_equal(symlink(target, path), 0);
+	check_fail(journal_open(path, LUN, LUN_SIZE, BIG, &j, NULL, &err), -ELOOP, &err,
+		   "is a symbolic link; refusing to follow it");
+	assert_non_null(strstr(err.msg, path));
+	assert_int_equal(lstat(target, &st), -1); /* not created through it */
+	close(open(target, O_WRONLY | O_CREAT, 0600));
+	check_fail(journal_open(path, LUN, LUN_SIZE, BIG, &j, NULL, &err), -ELOOP, &err,
+		   "refusing to follow it");
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_size, 0); /* an empty file would have got a header */
+	assert_null(j);
+}
+
 static void test_bad_header(void **state)
 {
 	struct journal *j = NULL;
@@ -698,6 +721,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_lun, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_header, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_sees_appends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_concurrent_appends, setup, teardown),
 	};

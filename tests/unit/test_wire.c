@@ -663,6 +663,11 @@ static void test_secret_load(void **state)
 	check_fail(auth_secret_load(d.file, s, &err), -EACCES, &err, "(mode 0644)");
 	write_secret_file(&d, "s3cret\n", 7, 0640);
 	check_fail(auth_secret_load(d.file, s, &err), -EACCES, &err, "group or others");
+	/* another user could change or read the key: refused, naming the owner */
+	write_secret_file(&d, "s3cret\n", 7, 0600);
+	assert_int_equal(chown(d.file, geteuid() + 1, (gid_t)-1), 0);
+	check_fail(auth_secret_load(d.file, s, &err), -EACCES, &err, "is owned by uid");
+	assert_non_null(strstr(err.msg, d.file));
 
 	unlink(d.file);
 	check_fail(auth_secret_load(d.file, s, &err), -ENOENT, &err, d.file);

@@ -269,6 +269,7 @@ static void parse_heartbeat(struct loader *ld, const xmlNode *n)
 	parse_seconds_attr(ld, n, "timeout", HB_SECONDS_MIN, &cfg->hb_timeout);
 	/* 0: up at once when heartbeats return */
 	parse_seconds_attr(ld, n, "probation", 0, &cfg->hb_probation);
+	cfg->hb_state_dir = path_attr(ld, n, "state-dir", "heartbeat state-dir");
 	m = attr(ld, n, "method");
 	if (m) {
 		for (i = 0; i < 3 && strcmp(m, methods[i]) != 0; i++)
@@ -803,14 +804,14 @@ struct rule {
 	const char *name;
 	unsigned min, max;         /* occurrences in the parent; max 0 = any */
 	const char *required[3];
-	const char *optional[4];
+	const char *optional[6];
 };
 
 static const struct rule rules[] = {
 	{ NULL, "ipmirror", 1, 1, { "version" }, { NULL } },
 	{ "ipmirror", "secret", 0, 1, { "file" }, { NULL } },
 	{ "ipmirror", "heartbeat", 0, 1, { NULL },
-	  { "interval", "timeout", "probation", "method" } },
+	  { "interval", "timeout", "probation", "method", "state-dir" } },
 	{ "ipmirror", "connections", 0, 1, { "count" }, { NULL } },
 	{ "ipmirror", "log", 0, 1, { NULL }, { "level", "file" } },
 	{ "ipmirror", "mirror", 0, 1, { NULL }, { "async-window" } },
@@ -866,7 +867,8 @@ static void check_attrs(struct loader *ld, const xmlNode *n, const struct rule *
 	for (a = n->properties; a; a = a->next) {
 		const char *an = (const char *)a->name;
 
-		if (a->ns || (!listed(r->required, 3, an) && !listed(r->optional, 4, an)))
+		if (a->ns || (!listed(r->required, 3, an) &&
+			      !listed(r->optional, sizeof(r->optional) / sizeof(r->optional[0]), an)))
 			report(ld, line_of(n), "%s: unknown attribute \"%s\"", what, an);
 	}
 	for (i = 0; i < 3 && r->required[i]; i++)
@@ -1158,6 +1160,7 @@ void ipm_config_free(ipm_config *cfg)
 	free(cfg->path);
 	free(cfg->secret_file);
 	free(cfg->log_file);
+	free(cfg->hb_state_dir);
 	for (i = 0; i < cfg->n_nodes; i++) {
 		free(cfg->nodes[i].name);
 		free(cfg->nodes[i].data.address);
@@ -1301,6 +1304,7 @@ ipm_config *ipm_config_dup(const ipm_config *cfg)
 	dup_str(&c->path, &ok);
 	dup_str(&c->secret_file, &ok);
 	dup_str(&c->log_file, &ok);
+	dup_str(&c->hb_state_dir, &ok);
 	for (i = 0; i < c->n_nodes; i++) {
 		dup_str(&c->nodes[i].name, &ok);
 		dup_str(&c->nodes[i].data.address, &ok);

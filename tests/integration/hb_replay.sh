@@ -3,9 +3,11 @@
 # (more than the eight boots a list of retired boot ids remembered),
 # replayed to node1 after node1 has restarted too: none is accepted (each
 # would have counted as a peer restart and put the link on probation), the
-# link stays up, the LUN stays up to date.
+# link stays up, the LUN stays up to date. Then node2 dies and node1
+# restarts once more: the replays, the only datagrams it gets now, do not
+# make the dead peer look alive.
 . "$top_srcdir/tests/lib.sh"
-plan 9
+plan 11
 
 CAP="$top_srcdir/tests/tools/udp_capture.py"
 REC="$T_DIR/recorded"
@@ -58,4 +60,21 @@ drops() {
 check "all 51 replays dropped as datagrams of earlier boots" wait_for 5 drops ||
 	diag "$(grep dropped "$T_DIR/n1.log" | tail -3)"
 check "the mirror stayed up to date" lun_state_is node1 vol0 uptodate
+
+# node2 dies, node1 restarts and has not heard it since: only its state
+# file tells the recordings from a live peer
+stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+mark=$(wc -l <"$T_DIR/n1.log")
+node_start node1 || bail "node1 did not restart: $(tail -5 "$T_DIR/n1.log")"
+: >"$seen"
+python3 "$CAP" replay "$N1_HB" "$REC" 0.05 &
+replay_pid=$!
+T_PIDS="$T_PIDS $replay_pid"
+while kill -0 "$replay_pid" 2>/dev/null; do peer_hb >>"$seen"; sleep 0.1; done
+wait "$replay_pid"
+diag "peer heartbeat seen with node2 dead: $(sort "$seen" | uniq -c | tr '\n' ' ')"
+check "a dead peer stays down under the replay" bash -c "! grep -vqx down '$seen'"
+check "no recording accepted (no transition logged since the restart)" \
+	bash -c "! tail -n +$((mark + 1)) '$T_DIR/n1.log' | grep -q 'heartbeat: down ->'"
 finish

@@ -320,6 +320,7 @@ static void test_bad_bounds(void **state)
 		{ "bad-bounds-2.xml", 2, "heartbeat interval \"0.049\" is out of range (0.05..3600 seconds)" },
 		{ "bad-bounds-2.xml", 2, "heartbeat timeout \"nan\" is not a number of seconds" },
 		{ "bad-bounds-2.xml", 2, "heartbeat probation \"0x10\" is not a number of seconds" },
+		{ "bad-bounds-2.xml", 2, "heartbeat state-dir \"state\" must be an absolute path" },
 		{ "bad-bounds-2.xml", 3, "resync rate \"2T\" is out of range (0 or 64K..1T bytes/s)" },
 	};
 	const char *files[] = { "bad-bounds.xml", "bad-bounds-2.xml" };
@@ -347,12 +348,13 @@ static void test_bad_bounds(void **state)
 /* The bounds themselves are accepted. */
 static void test_good_bounds(void **state)
 {
-	ipm_config *cfg = load_good("good-bounds.xml");
+	ipm_config *cfg = load_good("good-bounds.xml"), *c;
 
 	(void)state;
 	assert_true(cfg->hb_interval == 0.05);
 	assert_true(cfg->hb_timeout == 3600);
 	assert_true(cfg->hb_probation == 0);
+	assert_string_equal(cfg->hb_state_dir, "/var/lib/ipmirror");
 	assert_int_equal(cfg->conn_count, 64);
 	assert_int_equal(cfg->async_window, 65536);
 	assert_true(cfg->resync_rate == 1ull << 40);
@@ -360,6 +362,11 @@ static void test_good_bounds(void **state)
 	assert_true(cfg->luns[0].journal_max == 16ull << 40);
 	assert_true(cfg->luns[1].size == 512);
 	assert_true(cfg->luns[1].journal_max == 1u << 20);
+	c = ipm_config_dup(cfg);
+	assert_non_null(c);
+	assert_string_equal(c->hb_state_dir, cfg->hb_state_dir);
+	assert_ptr_not_equal(c->hb_state_dir, cfg->hb_state_dir);
+	ipm_config_free(c);
 	ipm_config_free(cfg);
 }
 

@@ -49,8 +49,9 @@ struct heartbeat {
 	uint64_t boot;                    /* this process's boot counter */
 	int send_errno;                   /* sender thread only: last reported */
 	char *state_path;                 /* NULL: nothing kept */
-	struct hb_replay saved;           /* what the file holds; receiver thread
-					   * (create and stop before and after it) */
+	struct hb_replay saved;           /* last written to the file, and */
+	int save_rc;                      /* how it went; receiver thread (and
+					   * create and stop, before and after it) */
 
 	pthread_mutex_t lock;             /* everything below */
 	pthread_cond_t wake;              /* monotonic clock */
@@ -193,8 +194,10 @@ static uint64_t next_timestamp(void)
 }
 
 /* Write our boot counter and r (what was accepted from the peer). Blocks
- * (fsync): never under hb->lock. A failure is logged; the counter still
- * moves forward by the clock (hb_state_next_boot). */
+ * (fsync): never under hb->lock. A failure is logged once and tried again
+ * only at the next save point, not for every datagram: a full or read-only
+ * disk must not cost the link (the counter still moves forward by the
+ * clock, hb_state_next_boot). */
 static void save_state(struct heartbeat *hb, const struct hb_replay *r)
 {
 	struct hb_state st = {
@@ -203,12 +206,17 @@ static void save_state(struct heartbeat *hb, const struct hb_replay *r)
 		.peer_timestamp_ms = r->have ? r->timestamp_ms : 0,
 	};
 	ipm_error err = { "" };
+	int rc;
 
 	snprintf(st.peer, sizeof(st.peer), "%s", hb->peer);
-	if (hb_state_save(hb->state_path, &st, &err) < 0) {
-		qb_log(LOG_WARNING, "peer %s: heartbeat state: %s", hb->peer, err.msg);
-		return;
-	}
+	rc = hb_state_save(hb->state_path, &st, &err);
+	if (rc < 0 && rc != hb->save_rc)
+		qb_log(LOG_WARNING, "peer %s: heartbeat state: %s (replays of earlier peer boots are refused only while this daemon runs)",
+		       hb->peer, err.msg);
+	else if (rc == 0 && hb->save_rc < 0)
+		qb_log(LOG_NOTICE, "peer %s: heartbeat state written again to %s", hb->peer,
+		       hb->state_path);
+	hb->save_rc = rc;
 	hb->saved = (struct hb_replay){ .have = r->have, .boot = st.peer_boot,
 					.timestamp_ms = st.peer_timestamp_ms };
 }

@@ -696,6 +696,25 @@ static void test_restart_keeps_replays_out(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A state file that cannot be written is logged, never an outage. */
+static void test_state_unwritable(void **state)
+{
+	struct pair pr = {
+		.ea = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+		.eb = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+	};
+	struct heartbeat *a;
+
+	pr.secret.len = 6;
+	memcpy(pr.secret.key, "s3cret", 6);
+	a = make_with_state(&pr, "/nonexistent-ipmirror-dir/heartbeat-nodeA.state");
+	send_sample(pr.ea.port, 30, 1);
+	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
+	send_sample(pr.ea.port, 29, 1);   /* still refused, from memory */
+	wait_dropped(a, 1);
+	heartbeat_destroy(a);
+}
+
 static void test_bad_params(void **state)
 {
 	struct ipm_endpoint e = { .address = (char *)"127.0.0.1", .port = 1 };
@@ -738,6 +757,7 @@ int main(void)
 		cmocka_unit_test(test_bad_params),
 		cmocka_unit_test(test_two_nodes),
 		cmocka_unit_test(test_restart_keeps_replays_out),
+		cmocka_unit_test(test_state_unwritable),
 	};
 
 	/* transitions on stderr, for whoever reads the test log */

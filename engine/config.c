@@ -40,6 +40,20 @@
 #define ASYNC_WINDOW_MAX 65536
 #define SIZE_HINT "(use a number with optional K/M/G/T suffix)"
 
+/* Bounds of the numeric attributes (doc/config.md): beyond them a value is
+ * a typo or would overflow what the engine derives from it (milliseconds,
+ * bitmap bits, offsets). */
+#define HB_SECONDS_MIN 0.05
+#define HB_SECONDS_MAX 3600.0
+#define RESYNC_RATE_MIN (64ull << 10)
+#define RESYNC_RATE_MAX (1ull << 40)
+#define RESYNC_RATE_RANGE "0 or 64K..1T"
+#define LUN_SIZE_MAX (256ull << 40)
+#define LUN_SIZE_RANGE "512..256T"
+#define JOURNAL_MAX_MIN (1ull << 20)
+#define JOURNAL_MAX_MAX (16ull << 40)
+#define JOURNAL_MAX_RANGE "1M..16T"
+
 struct diag_item {
 	int line;
 	unsigned seq;
@@ -163,17 +177,22 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
-static int parse_seconds(const char *s, double *out)
+/* Decimal seconds (no hex, inf or nan, which strtod would take). -EINVAL
+ * when not such a number, -ERANGE when outside lo..hi (overflow and
+ * negative numbers included). */
+static int parse_seconds(const char *s, double lo, double hi, double *out)
 {
 	char *end;
 	double v;
 
-	if (!s || !*s || strchr(" \t\n", *s))
+	if (!s || !*s || !strchr("0123456789.-", *s) || strpbrk(s, "xXpPnNiI"))
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (*end || errno || !isfinite(v))
+	if (*end)
 		return -EINVAL;
+	if (errno == ERANGE || !isfinite(v) || v < lo || v > hi)
+		return -ERANGE;
 	*out = v;
 	return 0;
 }
@@ -225,12 +244,16 @@ static char *path_attr(struct loader *ld, const xmlNode *n, const char *name,
 /* ---- global elements ------------------------------------------------------ */
 
 static void parse_seconds_attr(struct loader *ld, const xmlNode *n, const char *name,
-			       double *out)
+			       double lo, double *out)
 {
 	char *s = attr(ld, n, name);
+	int rc = s ? parse_seconds(s, lo, HB_SECONDS_MAX, out) : 0;
 
-	if (s && parse_seconds(s, out) < 0)
+	if (rc == -EINVAL)
 		report(ld, line_of(n), "heartbeat %s \"%s\" is not a number of seconds", name, s);
+	else if (rc < 0)
+		report(ld, line_of(n), "heartbeat %s \"%s\" is out of range (%g..%g seconds)",
+		       name, s, lo, HB_SECONDS_MAX);
 	free(s);
 }
 
@@ -242,9 +265,11 @@ static void parse_heartbeat(struct loader *ld, const xmlNode *n)
 	unsigned i;
 
 	ld->hb_line = line_of(n);
-	parse_seconds_attr(ld, n, "interval", &cfg->hb_interval);
-	parse_seconds_attr(ld, n, "timeout", &cfg->hb_timeout);
-	parse_seconds_attr(ld, n, "probation", &cfg->hb_probation);
+	parse_seconds_attr(ld, n, "interval", HB_SECONDS_MIN, &cfg->hb_interval);
+	parse_seconds_attr(ld, n, "timeout", HB_SECONDS_MIN, &cfg->hb_timeout);
+	/* 0: up at once when heartbeats return */
+	parse_seconds_attr(ld, n, "probation", 0, &cfg->hb_probation);
+	cfg->hb_state_dir = path_attr(ld, n, "state-dir", "heartbeat state-dir");
 	m = attr(ld, n, "method");
 	if (m) {
 		for (i = 0; i < 3 && strcmp(m, methods[i]) != 0; i++)
@@ -262,16 +287,11 @@ static void check_heartbeat_times(struct loader *ld)
 {
 	const ipm_config *cfg = ld->cfg;
 
-	if (cfg->hb_interval <= 0)
-		report(ld, ld->hb_line, "heartbeat interval (%g s) must be greater than 0",
-		       cfg->hb_interval);
-	else if (cfg->hb_timeout <= cfg->hb_interval)
+	/* each is within its range already (parse_seconds_attr) */
+	if (cfg->hb_timeout <= cfg->hb_interval)
 		report(ld, ld->hb_line,
 		       "heartbeat timeout (%g s) must be greater than the interval (%g s)",
 		       cfg->hb_timeout, cfg->hb_interval);
-	if (cfg->hb_probation < 0)
-		report(ld, ld->hb_line, "heartbeat probation (%g s) must not be negative",
-		       cfg->hb_probation);
 }
 
 static void parse_connections(struct loader *ld, const xmlNode *n)
@@ -327,11 +347,17 @@ static void parse_mirror(struct loader *ld, const xmlNode *n)
 static void parse_resync(struct loader *ld, const xmlNode *n)
 {
 	char *s = attr(ld, n, "rate");
+	uint64_t v;
 
-	if (s && ipm_parse_size(s, &ld->cfg->resync_rate) < 0)
+	if (s && ipm_parse_size(s, &v) < 0)
 		report(ld, line_of(n),
 		       "resync rate \"%s\" is not a rate (bytes/s: a number with optional K/M/G/T suffix; 0 = unlimited)",
 		       s);
+	else if (s && v && (v < RESYNC_RATE_MIN || v > RESYNC_RATE_MAX))
+		report(ld, line_of(n), "resync rate \"%s\" is out of range (" RESYNC_RATE_RANGE
+		       " bytes/s)", s);
+	else if (s)
+		ld->cfg->resync_rate = v;
 	free(s);
 }
 
@@ -530,6 +556,9 @@ static void parse_lun_size(struct loader *ld, struct ipm_lun_cfg *l, const char 
 		report(ld, l->line, "lun \"%s\": size \"%s\" is not a size " SIZE_HINT, l->name, s);
 	else if (l->size == 0)
 		report(ld, l->line, "lun \"%s\": size must not be 0", l->name);
+	else if (l->size > LUN_SIZE_MAX)
+		report(ld, l->line, "lun \"%s\": size \"%s\" is out of range (" LUN_SIZE_RANGE ")",
+		       l->name, s);
 	else if (l->size % 512)
 		report(ld, l->line, "lun \"%s\": size \"%s\" (%llu bytes) is not a multiple of 512",
 		       l->name, s, (unsigned long long)l->size);
@@ -581,6 +610,9 @@ static void parse_journal(struct loader *ld, struct ipm_lun_cfg *l, const xmlNod
 	if (max && (ipm_parse_size(max, &l->journal_max) < 0 || l->journal_max == 0))
 		report(ld, line_of(n), "lun \"%s\": journal max-size \"%s\" is not a size " SIZE_HINT,
 		       l->name, max);
+	else if (max && (l->journal_max < JOURNAL_MAX_MIN || l->journal_max > JOURNAL_MAX_MAX))
+		report(ld, line_of(n), "lun \"%s\": journal max-size \"%s\" is out of range ("
+		       JOURNAL_MAX_RANGE ")", l->name, max);
 	free(max);
 }
 
@@ -795,14 +827,14 @@ struct rule {
 	const char *name;
 	unsigned min, max;         /* occurrences in the parent; max 0 = any */
 	const char *required[3];
-	const char *optional[4];
+	const char *optional[6];
 };
 
 static const struct rule rules[] = {
 	{ NULL, "ipmirror", 1, 1, { "version" }, { NULL } },
 	{ "ipmirror", "secret", 0, 1, { "file" }, { NULL } },
 	{ "ipmirror", "heartbeat", 0, 1, { NULL },
-	  { "interval", "timeout", "probation", "method" } },
+	  { "interval", "timeout", "probation", "method", "state-dir" } },
 	{ "ipmirror", "connections", 0, 1, { "count" }, { NULL } },
 	{ "ipmirror", "log", 0, 1, { NULL }, { "level", "file" } },
 	{ "ipmirror", "mirror", 0, 1, { NULL }, { "async-window" } },
@@ -858,7 +890,8 @@ static void check_attrs(struct loader *ld, const xmlNode *n, const struct rule *
 	for (a = n->properties; a; a = a->next) {
 		const char *an = (const char *)a->name;
 
-		if (a->ns || (!listed(r->required, 3, an) && !listed(r->optional, 4, an)))
+		if (a->ns || (!listed(r->required, 3, an) &&
+			      !listed(r->optional, sizeof(r->optional) / sizeof(r->optional[0]), an)))
 			report(ld, line_of(n), "%s: unknown attribute \"%s\"", what, an);
 	}
 	for (i = 0; i < 3 && r->required[i]; i++)
@@ -1150,6 +1183,7 @@ void ipm_config_free(ipm_config *cfg)
 	free(cfg->path);
 	free(cfg->secret_file);
 	free(cfg->log_file);
+	free(cfg->hb_state_dir);
 	for (i = 0; i < cfg->n_nodes; i++) {
 		free(cfg->nodes[i].name);
 		free(cfg->nodes[i].data.address);
@@ -1296,6 +1330,7 @@ ipm_config *ipm_config_dup(const ipm_config *cfg)
 	dup_str(&c->path, &ok);
 	dup_str(&c->secret_file, &ok);
 	dup_str(&c->log_file, &ok);
+	dup_str(&c->hb_state_dir, &ok);
 	for (i = 0; i < c->n_nodes; i++) {
 		dup_str(&c->nodes[i].name, &ok);
 		dup_str(&c->nodes[i].data.address, &ok);

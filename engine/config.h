@@ -59,6 +59,7 @@ struct ipm_config {
 	double hb_timeout;         /* seconds, default 4.0 */
 	double hb_probation;       /* seconds, default 10 */
 	enum ipm_hb_method hb_method;
+	char *hb_state_dir;        /* <heartbeat state-dir>; NULL: beside a backing */
 	unsigned conn_count;       /* default 4, 1..64 */
 	unsigned async_window;     /* max async requests in flight, default 1024 */
 	uint64_t resync_rate;      /* bytes/s, 0 = unlimited */

@@ -46,20 +46,51 @@ static uint64_t data_generation(void *opaque)
 	return 0;
 }
 
+/* The heartbeat's state file (doc/heartbeat.md): in <heartbeat state-dir>,
+ * else in the directory of this node's first mirrored backing, where the
+ * generation files are; named by node, as both nodes may share a directory. */
+static int hb_state_path(const ipm_engine *e, char *buf, size_t size, ipm_error *err)
+{
+	const char *dir = e->cfg->hb_state_dir, *backing = NULL, *slash;
+	size_t dlen;
+	unsigned i;
+
+	for (i = 0; !dir && !backing && i < e->cfg->n_luns; i++)
+		if (e->cfg->luns[i].mirrored)
+			backing = ipm_lun_cfg_backing(&e->cfg->luns[i], e->node);
+	if (!dir && !backing)
+		return ipm_fail(err, -EINVAL, "no place for the heartbeat state: set <heartbeat state-dir>");
+	if (dir) {
+		dlen = strlen(dir);
+	} else {
+		slash = strrchr(backing, '/');
+		dir = backing;
+		dlen = slash && slash != backing ? (size_t)(slash - backing) : 1;
+	}
+	if (snprintf(buf, size, "%.*s/heartbeat-%s.state", (int)dlen, dir, e->node) >= (int)size)
+		return ipm_fail(err, -ENAMETOOLONG, "heartbeat state path in %.*s is too long",
+				(int)dlen, dir);
+	return 0;
+}
+
 static int setup_heartbeat(ipm_engine *e, ipm_error *err)
 {
+	char state[4096];
 	struct hb_params p = {
 		.self = e->node, .peer = e->peer->name,
 		.local = &e->self->heartbeat, .remote = &e->peer->heartbeat,
 		.secret = e->secret,
 		.interval = e->cfg->hb_interval, .timeout = e->cfg->hb_timeout,
 		.probation = e->cfg->hb_probation, .method = e->cfg->hb_method,
-		.generation = data_generation, .opaque = e,
+		.generation = data_generation, .opaque = e, .state_path = state,
 	};
 	int rc;
 
 	if (!e->self->heartbeat.address || !e->peer->heartbeat.address)
 		return ipm_fail(err, -EINVAL, "mirrored luns need <heartbeat> addresses on both nodes");
+	rc = hb_state_path(e, state, sizeof(state), err);
+	if (rc < 0)
+		return rc;
 	rc = heartbeat_create(&p, &e->hb, err);
 	if (rc < 0)
 		return rc;

@@ -1,5 +1,10 @@
-/* log.c - libqb logging set-up for the engine and the programs using it. */
+/* log.c - libqb logging set-up for the engine and the programs using it,
+ * and the lock that makes it safe to log from many threads. */
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <syslog.h>
 #include <qb/qblog.h>
 #include "ipmirror.h"
@@ -8,6 +13,61 @@
 QB_LOG_INIT_DATA(ipmirror);
 
 static int log_file_target = -1;
+
+/* ---- one writer at a time ------------------------------------------------
+ *
+ * libqb 2.0.6 guards qb_log_real_va_() with a plain static flag, not a lock:
+ * a line logged while another thread is inside it is silently dropped (8
+ * threads x 20 000 lines kept 20 000). Every log line of the process, ours,
+ * libqb's own and the cluster libraries', reaches libqb's formatter through
+ * that function by its PLT entry (qb_log_real_ and the external-source
+ * entries call it so), so defining it here puts this lock in front of all
+ * of them. The lock is a leaf: taken under any other lock, it takes none.
+ * It is held while libqb writes the line (one write per target).
+ * Recursive: a line logged from inside libqb's formatter must not deadlock
+ * (libqb drops such a line itself). */
+
+typedef void (*log_va_fn)(struct qb_log_callsite *, va_list);
+
+static pthread_mutex_t log_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static log_va_fn real_log_va;
+
+static void log_lock_fork_prepare(void)
+{
+	pthread_mutex_lock(&log_lock);
+}
+
+static void log_lock_fork_release(void)
+{
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void log_once_init(void)
+{
+	real_log_va = (log_va_fn)dlsym(RTLD_NEXT, "qb_log_real_va_");
+	/* a child forked while another thread logs must not inherit a held lock */
+	pthread_atfork(log_lock_fork_prepare, log_lock_fork_release, log_lock_fork_release);
+}
+
+void qb_log_real_va_(struct qb_log_callsite *cs, va_list ap)
+{
+	pthread_once(&log_once, log_once_init);
+	if (!real_log_va)
+		return;
+	pthread_mutex_lock(&log_lock);
+	real_log_va(cs, ap);
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* True when the process resolves libqb's formatter to the locked one above
+ * (not so were libqb ahead of this library in the lookup order). */
+static bool log_lock_active(void)
+{
+	return dlsym(RTLD_DEFAULT, "qb_log_real_va_") == (void *)qb_log_real_va_;
+}
+
+/* ---- targets -------------------------------------------------------------- */
 
 static void enable_target(int t, int level)
 {
@@ -45,6 +105,8 @@ int ipm_log_init(const char *ident, int level, unsigned targets, const char *fil
 			return log_file_target;
 		enable_target(log_file_target, level);
 	}
+	if (!log_lock_active())
+		qb_log(LOG_WARNING, "log lock not in effect (libqb resolved ahead of libipmirror): lines logged by two threads at once may be lost");
 	return 0;
 }
 

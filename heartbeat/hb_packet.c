@@ -40,6 +40,7 @@ size_t hb_packet_encode(uint8_t *buf, const struct hb_packet *p, const struct au
 	q = put64(q, p->boot_id);
 	q = put64(q, p->timestamp_ms);
 	q = put64(q, p->generation);
+	q = put64(q, p->boot);
 	hb_mac(s, buf, q);
 	return HB_PACKET_LEN;
 }
@@ -53,25 +54,22 @@ static bool get_name(char *dst, const uint8_t *field)
 	return true;
 }
 
-static bool boot_retired(const struct hb_replay *rp, uint64_t boot_id)
-{
-	unsigned i;
-
-	for (i = 0; i < rp->n_retired; i++)
-		if (rp->retired[i] == boot_id)
-			return true;
-	return false;
-}
-
 static int check_replay(const struct hb_replay *rp, const struct hb_packet *p, ipm_error *err)
 {
-	if (!rp || !rp->have)
+	if (!rp || !rp->have || p->boot > rp->boot)
 		return 0;
-	if (p->boot_id == rp->boot_id && p->serial <= rp->serial)
+	if (p->boot < rp->boot)
+		return ipm_fail(err, -EALREADY,
+				"replayed datagram of an earlier peer boot (boot %llu; the peer is at boot %llu)",
+				(unsigned long long)p->boot, (unsigned long long)rp->boot);
+	if (rp->have_serial && p->serial <= rp->serial)
 		return ipm_fail(err, -EALREADY, "replayed serial %llu (last accepted %llu)",
 				(unsigned long long)p->serial, (unsigned long long)rp->serial);
-	if (p->boot_id != rp->boot_id && boot_retired(rp, p->boot_id))
-		return ipm_fail(err, -EALREADY, "replayed datagram of a previous peer boot");
+	if (p->timestamp_ms <= rp->timestamp_ms)
+		return ipm_fail(err, -EALREADY,
+				"replayed datagram: timestamp %llu not after the last accepted %llu of boot %llu",
+				(unsigned long long)p->timestamp_ms,
+				(unsigned long long)rp->timestamp_ms, (unsigned long long)rp->boot);
 	return 0;
 }
 
@@ -106,6 +104,7 @@ int hb_packet_decode(const uint8_t *buf, size_t len, const struct auth_secret *s
 	p.boot_id = get64(q + 8);
 	p.timestamp_ms = get64(q + 16);
 	p.generation = get64(q + 24);
+	p.boot = get64(q + 32);
 	if (check_replay(rp, &p, err) < 0)
 		return -EALREADY;
 	*out = p;
@@ -114,15 +113,11 @@ int hb_packet_decode(const uint8_t *buf, size_t len, const struct auth_secret *s
 
 void hb_replay_accept(struct hb_replay *rp, const struct hb_packet *p)
 {
-	if (rp->have && rp->boot_id != p->boot_id) {
-		/* newest first; the oldest falls off */
-		memmove(rp->retired + 1, rp->retired,
-			(HB_RETIRED_BOOTS - 1) * sizeof(rp->retired[0]));
-		rp->retired[0] = rp->boot_id;
-		if (rp->n_retired < HB_RETIRED_BOOTS)
-			rp->n_retired++;
-	}
-	rp->have = true;
-	rp->boot_id = p->boot_id;
-	rp->serial = p->serial;
+	*rp = (struct hb_replay){
+		.have = true,
+		.boot = p->boot,
+		.timestamp_ms = p->timestamp_ms,
+		.have_serial = true,
+		.serial = p->serial,
+	};
 }

@@ -11,31 +11,33 @@
 #include "wire.h"
 
 #define HB_MAGIC 0x49504842u      /* "IPHB" */
-#define HB_VERSION 1
+#define HB_VERSION 2       /* 2: the boot counter */
 #define HB_NAME_LEN WIRE_NAME_LEN  /* NUL-padded; names are < 64 bytes */
 #define HB_MAC_LEN WIRE_MAC_LEN
-#define HB_BODY_LEN (4 + 2 + 2 + 2 * HB_NAME_LEN + 4 * 8)
-#define HB_PACKET_LEN (HB_BODY_LEN + HB_MAC_LEN)   /* 200 */
-#define HB_RETIRED_BOOTS 8
+#define HB_BODY_LEN (4 + 2 + 2 + 2 * HB_NAME_LEN + 5 * 8)
+#define HB_PACKET_LEN (HB_BODY_LEN + HB_MAC_LEN)   /* 208 */
 
 struct hb_packet {
 	char from[HB_NAME_LEN];   /* sender node */
 	char to[HB_NAME_LEN];     /* receiver node */
 	uint64_t serial;          /* strictly increasing per boot id, from 1 */
 	uint64_t boot_id;         /* random per sender process */
-	uint64_t timestamp_ms;    /* sender's realtime clock, informational */
+	uint64_t timestamp_ms;    /* sender's realtime clock, strictly increasing per boot */
 	uint64_t generation;      /* sender's data generation */
+	uint64_t boot;            /* sender's boot counter: persistent, increasing */
 };
 
-/* What was accepted from the peer so far: a serial not above the last one
- * of the same boot is a replay, and so is any datagram of a boot the peer
- * has already left (real boot ids never come back). */
+/* What was accepted from the peer so far: its highest boot counter and the
+ * newest timestamp of that boot (both kept across restarts, hb_state.h), and
+ * the last serial (this process only). A lower boot is a replay of a boot the
+ * peer has left; in the same boot, a timestamp or serial not above the last
+ * accepted one is a replay too. */
 struct hb_replay {
-	bool have;
-	uint64_t boot_id;
+	bool have;                /* boot and timestamp_ms are set */
+	uint64_t boot;
+	uint64_t timestamp_ms;
+	bool have_serial;
 	uint64_t serial;
-	uint64_t retired[HB_RETIRED_BOOTS];
-	unsigned n_retired;
 };
 
 /* Writes HB_PACKET_LEN bytes; returns HB_PACKET_LEN, or 0 when a name does

@@ -1,7 +1,8 @@
 /* heartbeat.c - UDP heartbeat sender and receiver threads (see heartbeat.h).
  *
  * Lock order: hb->lock is taken under the replicator's lock (heartbeat_state)
- * and never held while calling into a connection array.
+ * and never held while calling into a connection array or writing the state
+ * file; boot_lock is a leaf.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -20,11 +21,16 @@
 #include "config.h"
 #include "connection_array.h"
 #include "hb_packet.h"
+#include "hb_state.h"
 #include "probation.h"
 #include "heartbeat.h"
 
 #define RECV_POLL_MS 100        /* bounds how late timeouts are noticed */
 #define DROP_LOG_EVERY_MS 5000  /* a flood of bad datagrams must not flood the log */
+/* How far the peer's timestamp may run ahead of the one kept in the state
+ * file: after a crash of this node, datagrams of the peer's current boot
+ * from at most this long before it could be replayed once. */
+#define STATE_SAVE_EVERY_MS 10000
 
 struct heartbeat {
 	char self[IPM_NAME_MAX];
@@ -40,7 +46,12 @@ struct heartbeat {
 	uint64_t (*generation)(void *opaque);
 	void *opaque;
 	uint64_t boot_id;
+	uint64_t boot;                    /* this process's boot counter */
 	int send_errno;                   /* sender thread only: last reported */
+	char *state_path;                 /* NULL: nothing kept */
+	struct hb_replay saved;           /* last written to the file, and */
+	int save_rc;                      /* how it went; receiver thread (and
+					   * create and stop, before and after it) */
 
 	pthread_mutex_t lock;             /* everything below */
 	pthread_cond_t wake;              /* monotonic clock */
@@ -133,6 +144,13 @@ static int open_socket(struct heartbeat *hb, const struct hb_params *p, ipm_erro
 static uint64_t boot_id_value;
 static pthread_once_t boot_id_once = PTHREAD_ONCE_INIT;
 static uint64_t process_serial;
+/* Likewise the boot counter, chosen at the first heartbeat_create (it needs
+ * the state file), and the timestamps, strictly increasing through the
+ * process however the clock is set, so that the peer's replay check can
+ * rely on them within one boot. */
+static pthread_mutex_t boot_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t process_boot;              /* under boot_lock */
+static int64_t process_last_ts;            /* atomic */
 
 static void boot_id_init(void)
 {
@@ -143,6 +161,90 @@ uint64_t heartbeat_boot_id(void)
 {
 	pthread_once(&boot_id_once, boot_id_init);
 	return boot_id_value;
+}
+
+uint64_t heartbeat_boot(void)
+{
+	uint64_t b;
+
+	pthread_mutex_lock(&boot_lock);
+	b = process_boot;
+	pthread_mutex_unlock(&boot_lock);
+	return b;
+}
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t next_timestamp(void)
+{
+	int64_t now = realtime_ms(), last = __atomic_load_n(&process_last_ts, __ATOMIC_RELAXED);
+	int64_t next;
+
+	do
+		next = now > last ? now : last + 1;
+	while (!__atomic_compare_exchange_n(&process_last_ts, &last, next, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	return (uint64_t)next;
+}
+
+/* Write our boot counter and r (what was accepted from the peer). Blocks
+ * (fsync): never under hb->lock. A failure is logged once and tried again
+ * only at the next save point, not for every datagram: a full or read-only
+ * disk must not cost the link (the counter still moves forward by the
+ * clock, hb_state_next_boot). */
+static void save_state(struct heartbeat *hb, const struct hb_replay *r)
+{
+	struct hb_state st = {
+		.boot = hb->boot,
+		.peer_boot = r->have ? r->boot : 0,
+		.peer_timestamp_ms = r->have ? r->timestamp_ms : 0,
+	};
+	ipm_error err = { "" };
+	int rc;
+
+	snprintf(st.peer, sizeof(st.peer), "%s", hb->peer);
+	rc = hb_state_save(hb->state_path, &st, &err);
+	if (rc < 0 && rc != hb->save_rc)
+		qb_log(LOG_WARNING, "peer %s: heartbeat state: %s (replays of earlier peer boots are refused only while this daemon runs)",
+		       hb->peer, err.msg);
+	else if (rc == 0 && hb->save_rc < 0)
+		qb_log(LOG_NOTICE, "peer %s: heartbeat state written again to %s", hb->peer,
+		       hb->state_path);
+	hb->save_rc = rc;
+	hb->saved = (struct hb_replay){ .have = r->have, .boot = st.peer_boot,
+					.timestamp_ms = st.peer_timestamp_ms };
+}
+
+/* Our boot counter (once per process) and, from the file, the peer's
+ * highest boot: replays of its earlier boots stay refused after we restart. */
+static void load_state(struct heartbeat *hb)
+{
+	struct hb_state st = { 0 };
+	ipm_error err = { "" };
+
+	if (hb->state_path && hb_state_load(hb->state_path, &st, &err) < 0) {
+		qb_log(LOG_WARNING, "peer %s: heartbeat state: %s; starting afresh (until the peer is heard, one replayed datagram could be taken for it)",
+		       hb->peer, err.msg);
+		st = (struct hb_state){ 0 };
+	}
+	pthread_mutex_lock(&boot_lock);
+	if (!process_boot)
+		process_boot = hb_state_next_boot(st.boot, realtime_ms() / 1000);
+	hb->boot = process_boot;
+	pthread_mutex_unlock(&boot_lock);
+	if (st.peer_boot && strcmp(st.peer, hb->peer) == 0)
+		hb->replay = (struct hb_replay){ .have = true, .boot = st.peer_boot,
+						 .timestamp_ms = st.peer_timestamp_ms };
+	hb->saved = hb->replay;
+	/* on disk before the first datagram carries it */
+	if (hb->state_path && st.boot != hb->boot)
+		save_state(hb, &hb->replay);
 }
 
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err)
@@ -173,6 +275,11 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 	hb->generation = p->generation;
 	hb->opaque = p->opaque;
 	hb->boot_id = heartbeat_boot_id();
+	if (p->state_path && !(hb->state_path = strdup(p->state_path))) {
+		heartbeat_destroy(hb);
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	}
+	load_state(hb);
 	prob_init(&hb->prob, p->peer, p->interval, p->timeout, p->probation);
 	prob_init(&hb->sprob, p->peer, p->interval, p->timeout, p->probation);
 	snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
@@ -278,14 +385,6 @@ static void log_failure_locked(struct heartbeat *hb, int64_t now)
 
 /* ---- sender ---------------------------------------------------------------- */
 
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static unsigned copy_arrays(struct heartbeat *hb, struct connection_array **v)
 {
 	unsigned n;
@@ -313,14 +412,14 @@ static void age_arrays(struct heartbeat *hb)
 
 static void send_one(struct heartbeat *hb)
 {
-	struct hb_packet p = { .boot_id = hb->boot_id };
+	struct hb_packet p = { .boot_id = hb->boot_id, .boot = hb->boot };
 	uint8_t buf[HB_PACKET_LEN];
 	ssize_t n;
 
 	snprintf(p.from, sizeof(p.from), "%s", hb->self);
 	snprintf(p.to, sizeof(p.to), "%s", hb->peer);
 	p.serial = __atomic_add_fetch(&process_serial, 1, __ATOMIC_RELAXED);
-	p.timestamp_ms = (uint64_t)realtime_ms();
+	p.timestamp_ms = next_timestamp();
 	p.generation = hb->generation ? hb->generation(hb->opaque) : 0;
 	hb_packet_encode(buf, &p, &hb->secret);
 	n = sendto(hb->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&hb->remote,
@@ -402,6 +501,16 @@ static void count_drop_locked(struct heartbeat *hb, const struct sockaddr_storag
 	hb->drop_unlogged = 0;
 }
 
+/* A new peer boot is written before it counts, so that after a crash of
+ * this node its earlier boots stay refused; within a boot, the timestamp
+ * every STATE_SAVE_EVERY_MS. */
+static bool needs_save(const struct heartbeat *hb, const struct hb_packet *p)
+{
+	return hb->state_path &&
+	       (!hb->saved.have || p->boot != hb->saved.boot ||
+		p->timestamp_ms >= hb->saved.timestamp_ms + STATE_SAVE_EVERY_MS);
+}
+
 static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len,
 			    const struct sockaddr_storage *src, socklen_t src_len)
 {
@@ -419,6 +528,15 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 		count_drop_locked(hb, src, src_len, err.msg, now);
 		pthread_mutex_unlock(&hb->lock);
 		return;
+	}
+	if (needs_save(hb, &p)) {
+		struct hb_replay r = { .have = true, .boot = p.boot, .timestamp_ms = p.timestamp_ms };
+
+		/* the receiver alone changes hb->replay: the check still holds */
+		pthread_mutex_unlock(&hb->lock);
+		save_state(hb, &r);
+		pthread_mutex_lock(&hb->lock);
+		now = ipm_now_ms();
 	}
 	hb_replay_accept(&hb->replay, &p);
 	hb->peer_generation = p.generation;
@@ -532,6 +650,11 @@ void heartbeat_stop(struct heartbeat *hb)
 		qb_log(LOG_DEBUG, "heartbeat eventfd: %s", strerror(errno));
 	pthread_join(hb->sender, NULL);
 	pthread_join(hb->receiver, NULL);
+	/* the newest timestamp, so that a restart does not reopen the window */
+	if (hb->state_path && hb->replay.have &&
+	    (hb->replay.boot != hb->saved.boot ||
+	     hb->replay.timestamp_ms != hb->saved.timestamp_ms))
+		save_state(hb, &hb->replay);
 }
 
 void heartbeat_destroy(struct heartbeat *hb)
@@ -546,6 +669,7 @@ void heartbeat_destroy(struct heartbeat *hb)
 	pthread_cond_destroy(&hb->wake);
 	pthread_mutex_destroy(&hb->lock);
 	explicit_bzero(&hb->secret, sizeof(hb->secret));
+	free(hb->state_path);
 	free(hb);
 }
 

@@ -27,10 +27,14 @@ struct hb_params {
 	enum ipm_hb_method method;                 /* which heartbeats decide */
 	uint64_t (*generation)(void *opaque);      /* our data generation; may be NULL */
 	void *opaque;
+	const char *state_path;                    /* hb_state.h file; NULL: none kept */
 };
 
 /* Random, chosen once per process: both heartbeat paths carry it. */
 uint64_t heartbeat_boot_id(void);
+/* This process's boot counter (0 before the first heartbeat_create): one
+ * above the last one kept in the state file, carried by every datagram. */
+uint64_t heartbeat_boot(void);
 
 /* Validate p and bind the UDP socket at local address:port. */
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err);

@@ -6,7 +6,7 @@
 CONFIGS="$top_srcdir/tests/unit/configs"
 [ -x "$IPMIRRORD" ] || bail "$IPMIRRORD is not built"
 
-plan 15
+plan 19
 
 # check_cfg FILE [ARGS]: run --check-config; output in $OUT, status in $RC
 check_cfg() {
@@ -71,6 +71,28 @@ check_cfg "$T_DIR/conns.xml" --node solo
 check "connections count out of range, line 4" \
 	eval '[ "$RC" -eq 1 ] && has "$T_DIR/conns.xml:4: connections count \"0\" is out of range (1..64)"'
 
+# numbers out of their range: refused with their line, never started with
+# (interval="1e300" used to pass and was undefined behaviour at start)
+cat >"$T_DIR/bounds.xml" <<EOF
+<ipmirror version="1">
+  <node name="solo"><nbd address="127.0.0.1" port="10809"/></node>
+  <heartbeat interval="1e300" timeout="4" probation="10"/>
+  <lun name="v" size="1M"><backing path="/srv/v.img"/></lun>
+</ipmirror>
+EOF
+check_cfg "$T_DIR/bounds.xml" --node solo
+check "heartbeat interval 1e300 refused, line 3" \
+	eval '[ "$RC" -eq 1 ] && has "$T_DIR/bounds.xml:3: heartbeat interval \"1e300\" is out of range (0.05..3600 seconds)"'
+F="$CONFIGS/bad-bounds.xml"
+check_cfg "$F"
+check "bad-bounds.xml: every out-of-range number with its line" \
+	eval '[ "$RC" -eq 1 ] && has "$F:17: lun \"vol0\": size \"512T\" is out of range (512..256T)" &&
+	      has "$F:6: resync rate \"1K\" is out of range (0 or 64K..1T bytes/s)"'
+n=$(printf '%s\n' "$OUT" | grep -c "^$F:[0-9][0-9]*: ")
+check "all 10 problems of bad-bounds.xml reported (got $n)" [ "$n" -eq 10 ]
+check_cfg "$CONFIGS/good-bounds.xml" --node solo
+check "good-bounds.xml (every bound itself) is valid" [ "$RC" -eq 0 ]
+
 check_cfg "$T_DIR/missing.xml"
 check "an unreadable file: exit 1 and the reason" \
 	eval '[ "$RC" -eq 1 ] && has "$T_DIR/missing.xml: cannot load configuration: No such file or directory"'
@@ -82,7 +104,7 @@ if command -v xmllint >/dev/null; then
 			{ diag "$(cat "$T_DIR/xmllint.out")"; return 1; }
 	}
 	check "xmllint validates the good files against ipmirror.rng" \
-		xmllint_ok "$CONFIGS/good-pair.xml" "$CONFIGS/good-minimal.xml" "$T_DIR/pair.xml"
+		xmllint_ok "$CONFIGS/good-pair.xml" "$CONFIGS/good-minimal.xml" "$CONFIGS/good-bounds.xml" "$T_DIR/pair.xml"
 else
 	ok "xmllint validates the good files against ipmirror.rng # SKIP xmllint not installed"
 fi

@@ -291,7 +291,7 @@ static void test_bad_values(void **state)
 		{ 2, "secret file \"secret.key\" must be an absolute path" },
 		{ 3, "heartbeat method \"carrier-pigeon\" is unknown" },
 		{ 3, "heartbeat timeout (1.5 s) must be greater than the interval (2 s)" },
-		{ 3, "heartbeat probation (-1 s) must not be negative" },
+		{ 3, "heartbeat probation \"-1\" is out of range (0..3600 seconds)" },
 		{ 4, "connections count \"65\" is out of range (1..64)" },
 		{ 5, "log level \"loud\" is unknown" },
 		{ 6, "mirror async-window \"0\" is out of range" },
@@ -330,6 +330,74 @@ static void test_bad_values(void **state)
 		assert_true(d.line[i - 1] <= d.line[i]);
 }
 
+/* Every numeric attribute is bounded: each value out of its range is
+ * refused with its line, its text and the range (issue 13 item 7). */
+static void test_bad_bounds(void **state)
+{
+	static const struct { const char *file; int line; const char *msg; } want[] = {
+		{ "bad-bounds.xml", 3, "heartbeat interval \"1e300\" is out of range (0.05..3600 seconds)" },
+		{ "bad-bounds.xml", 3, "heartbeat timeout \"inf\" is not a number of seconds" },
+		{ "bad-bounds.xml", 3, "heartbeat probation \"3601\" is out of range (0..3600 seconds)" },
+		{ "bad-bounds.xml", 4, "connections count \"99999999999999999999999\" is out of range (1..64)" },
+		{ "bad-bounds.xml", 5, "mirror async-window \"65537\" is out of range (1..65536)" },
+		{ "bad-bounds.xml", 6, "resync rate \"1K\" is out of range (0 or 64K..1T bytes/s)" },
+		{ "bad-bounds.xml", 8, "node \"node1\": data port \"0\" is not a port number (1..65535)" },
+		{ "bad-bounds.xml", 17, "lun \"vol0\": size \"512T\" is out of range (512..256T)" },
+		{ "bad-bounds.xml", 19, "lun \"vol0\": journal max-size \"512K\" is out of range (1M..16T)" },
+		{ "bad-bounds.xml", 23, "lun \"vol1\": journal max-size \"32T\" is out of range (1M..16T)" },
+		{ "bad-bounds-2.xml", 2, "heartbeat interval \"0.049\" is out of range (0.05..3600 seconds)" },
+		{ "bad-bounds-2.xml", 2, "heartbeat timeout \"nan\" is not a number of seconds" },
+		{ "bad-bounds-2.xml", 2, "heartbeat probation \"0x10\" is not a number of seconds" },
+		{ "bad-bounds-2.xml", 2, "heartbeat state-dir \"state\" must be an absolute path" },
+		{ "bad-bounds-2.xml", 3, "resync rate \"2T\" is out of range (0 or 64K..1T bytes/s)" },
+	};
+	const char *files[] = { "bad-bounds.xml", "bad-bounds-2.xml" };
+	struct diags d;
+	ipm_config *cfg;
+	unsigned f, n;
+
+	(void)state;
+	for (f = 0; f < 2; f++) {
+		cfg = NULL;
+		load(files[f], &d, &cfg);
+		for (size_t i = n = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+			if (strcmp(want[i].file, files[f]) != 0)
+				continue;
+			expect_diag(&d, want[i].line, want[i].msg);
+			n++;
+		}
+		if (d.n != n)
+			dump(&d);
+		assert_int_equal(d.n, n);
+		assert_null(cfg);
+	}
+}
+
+/* The bounds themselves are accepted. */
+static void test_good_bounds(void **state)
+{
+	ipm_config *cfg = load_good("good-bounds.xml"), *c;
+
+	(void)state;
+	assert_true(cfg->hb_interval == 0.05);
+	assert_true(cfg->hb_timeout == 3600);
+	assert_true(cfg->hb_probation == 0);
+	assert_string_equal(cfg->hb_state_dir, "/var/lib/ipmirror");
+	assert_int_equal(cfg->conn_count, 64);
+	assert_int_equal(cfg->async_window, 65536);
+	assert_true(cfg->resync_rate == 1ull << 40);
+	assert_true(cfg->luns[0].size == 256ull << 40);
+	assert_true(cfg->luns[0].journal_max == 16ull << 40);
+	assert_true(cfg->luns[1].size == 512);
+	assert_true(cfg->luns[1].journal_max == 1u << 20);
+	c = ipm_config_dup(cfg);
+	assert_non_null(c);
+	assert_string_equal(c->hb_state_dir, cfg->hb_state_dir);
+	assert_ptr_not_equal(c->hb_state_dir, cfg->hb_state_dir);
+	ipm_config_free(c);
+	ipm_config_free(cfg);
+}
+
 static void test_bad_single(void **state)
 {
 	struct diags d;
@@ -337,7 +405,7 @@ static void test_bad_single(void **state)
 	int rc = load("bad-single.xml", &d, &cfg);
 
 	assert_int_equal(rc, 4);
-	expect_diag(&d, 2, "heartbeat interval (0 s) must be greater than 0");
+	expect_diag(&d, 2, "heartbeat interval \"0\" is out of range (0.05..3600 seconds)");
 	expect_diag(&d, 5, "node \"solo\": nbd port 7788 clashes with the data port (line 4)");
 	expect_diag(&d, 7, "lun \"vol0\" is mirrored but the config defines only one node");
 	expect_diag(&d, 12, "lun \"vol1\": a second backing for node \"solo\" (first on line 11)");
@@ -528,6 +596,8 @@ int main(void)
 		cmocka_unit_test(test_bad_syntax),
 		cmocka_unit_test(test_bad_structure),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_bad_bounds),
+		cmocka_unit_test(test_good_bounds),
 		cmocka_unit_test(test_bad_single),
 		cmocka_unit_test(test_bad_mirror_needs),
 		cmocka_unit_test(test_no_diag_callback),

@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include "connection_array.h"
 #include "wire.h"
 #include "hb_packet.h"
+#include "hb_state.h"
 #include "probation.h"
 #include "heartbeat.h"
 
@@ -182,11 +185,14 @@ static const struct auth_secret *secret_of(const char *s)
 	return r;
 }
 
+/* A datagram of peer boot `boot` (boot id alike), its serial-th; the
+ * timestamp grows with both, as the sender's does. */
 static struct hb_packet sample(uint64_t boot, uint64_t serial)
 {
 	struct hb_packet p = {
 		.from = "node2", .to = "node1", .serial = serial, .boot_id = boot,
-		.timestamp_ms = 1700000000123ull, .generation = 0x0102030405060708ull,
+		.timestamp_ms = 1700000000123ull + boot * 1000000 + serial * 100,
+		.generation = 0x0102030405060708ull, .boot = boot,
 	};
 	return p;
 }
@@ -203,7 +209,7 @@ static void test_packet_round_trip(void **state)
 	uint8_t buf[HB_PACKET_LEN];
 	ipm_error err = { "" };
 
-	assert_int_equal(HB_PACKET_LEN, 200);
+	assert_int_equal(HB_PACKET_LEN, 208);
 	assert_int_equal(hb_packet_encode(buf, &p, secret_of("s3cret")), HB_PACKET_LEN);
 	assert_int_equal(buf[0], 'I');
 	assert_int_equal(buf[3], 'B');
@@ -214,6 +220,12 @@ static void test_packet_round_trip(void **state)
 	assert_true(q.boot_id == p.boot_id);
 	assert_true(q.timestamp_ms == p.timestamp_ms);
 	assert_true(q.generation == p.generation);
+	assert_true(q.boot == p.boot);
+	/* version 2 (the boot counter): a version-1 peer is refused by name */
+	assert_int_equal(buf[5], 2);
+	buf[5] = 1;
+	assert_int_equal(decode(buf, sizeof(buf), "s3cret", NULL, &q, &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "version 1"));
 }
 
 static void test_packet_every_tampered_byte_fails(void **state)
@@ -287,9 +299,127 @@ static void test_packet_replay(void **state)
 	hb_replay_accept(&rp, &q);
 	/* a recording of the previous boot stays refused */
 	assert_int_equal(decode(old, sizeof(old), "s3cret", &rp, &q, &err), -EALREADY);
+	assert_non_null(strstr(err.msg, "earlier peer boot (boot 100; the peer is at boot 200)"));
 	p = sample(100, 1000);
 	hb_packet_encode(buf, &p, secret_of("s3cret"));
 	assert_int_equal(decode(buf, sizeof(buf), "s3cret", &rp, &q, &err), -EALREADY);
+}
+
+/* Datagrams recorded over 10 earlier boots (more than any list of retired
+ * boots would hold), replayed once the peer is at boot 11: none accepted. */
+static void test_packet_replay_many_boots(void **state)
+{
+	uint8_t rec[50][HB_PACKET_LEN], buf[HB_PACKET_LEN];
+	struct hb_replay rp = { 0 };
+	struct hb_packet p, q;
+	ipm_error err;
+	unsigned b, i, accepted = 0;
+
+	for (b = 1; b <= 10; b++) {
+		for (i = 1; i <= 5; i++) {
+			p = sample(b, i);
+			hb_packet_encode(rec[(b - 1) * 5 + i - 1], &p, secret_of("s3cret"));
+			assert_int_equal(decode(rec[(b - 1) * 5 + i - 1], HB_PACKET_LEN, "s3cret",
+						&rp, &q, &err), 0);
+			hb_replay_accept(&rp, &q);
+		}
+	}
+	p = sample(11, 1);
+	hb_packet_encode(buf, &p, secret_of("s3cret"));
+	assert_int_equal(decode(buf, sizeof(buf), "s3cret", &rp, &q, &err), 0);
+	hb_replay_accept(&rp, &q);
+	for (i = 0; i < 50; i++)
+		accepted += decode(rec[i], HB_PACKET_LEN, "s3cret", &rp, &q, &err) == 0;
+	assert_int_equal(accepted, 0);
+}
+
+/* After a restart of the receiver the replay state comes from the file:
+ * the peer's highest boot and the newest timestamp of it. */
+static void test_packet_replay_after_restart(void **state)
+{
+	struct hb_replay rp = { .have = true, .boot = 7,
+				.timestamp_ms = sample(7, 20).timestamp_ms };
+	uint8_t buf[HB_PACKET_LEN];
+	struct hb_packet p, q;
+	ipm_error err;
+
+	p = sample(6, 100);  /* an earlier boot, whatever its serial */
+	hb_packet_encode(buf, &p, secret_of("s3cret"));
+	assert_int_equal(decode(buf, sizeof(buf), "s3cret", &rp, &q, &err), -EALREADY);
+	p = sample(7, 20);   /* the current boot, not newer than the file's */
+	hb_packet_encode(buf, &p, secret_of("s3cret"));
+	assert_int_equal(decode(buf, sizeof(buf), "s3cret", &rp, &q, &err), -EALREADY);
+	assert_non_null(strstr(err.msg, "timestamp"));
+	p = sample(7, 21);
+	hb_packet_encode(buf, &p, secret_of("s3cret"));
+	assert_int_equal(decode(buf, sizeof(buf), "s3cret", &rp, &q, &err), 0);
+	p = sample(8, 1);    /* the peer restarted meanwhile */
+	hb_packet_encode(buf, &p, secret_of("s3cret"));
+	assert_int_equal(decode(buf, sizeof(buf), "s3cret", &rp, &q, &err), 0);
+}
+
+/* ---- the state file ------------------------------------------------------------ */
+
+static void state_dir(char *dir, size_t size)
+{
+	snprintf(dir, size, "/tmp/test_heartbeat.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+}
+
+static void test_state_file(void **state)
+{
+	struct hb_state st = { .boot = 1700000001, .peer = "node2", .peer_boot = 42,
+			       .peer_timestamp_ms = 1700000000999ull }, got;
+	char dir[64], path[128], tmp[140], victim[128], cmd[160];
+	uint8_t b[HB_STATE_LEN];
+	ipm_error err = { "" };
+	struct stat sb;
+	FILE *f;
+
+	state_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/heartbeat-node1.state", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	/* missing: a fresh start */
+	assert_int_equal(hb_state_load(path, &got, &err), 0);
+	assert_true(got.boot == 0 && got.peer_boot == 0);
+	/* a symlink planted at the temporary name is not followed */
+	f = fopen(victim, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(symlink(victim, tmp), 0);
+	assert_int_equal(hb_state_save(path, &st, &err), 0);
+	assert_int_equal(stat(victim, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+	assert_int_equal(lstat(path, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode) && (sb.st_mode & 077) == 0);
+	assert_int_equal(hb_state_load(path, &got, &err), 0);
+	assert_true(got.boot == st.boot && got.peer_boot == 42 &&
+		    got.peer_timestamp_ms == st.peer_timestamp_ms);
+	assert_string_equal(got.peer, "node2");
+	/* damaged: refused with the path and the reason */
+	hb_state_encode(&st, b);
+	b[20] ^= 1;
+	assert_int_equal(hb_state_decode(b, sizeof(b), path, &got, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "checksum mismatch"));
+	assert_non_null(strstr(err.msg, path));
+	assert_int_equal(hb_state_decode(b, 12, path, &got, &err), -EINVAL);
+	/* the file itself a symlink: refused */
+	assert_int_equal(rename(path, victim), 0);
+	assert_int_equal(symlink(victim, path), 0);
+	assert_true(hb_state_load(path, &got, &err) < 0);
+	assert_non_null(strstr(err.msg, path));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_state_next_boot(void **state)
+{
+	/* above the last one, and not below the clock's seconds */
+	assert_true(hb_state_next_boot(0, 1700000000) == 1700000000);
+	assert_true(hb_state_next_boot(1700000000, 1700000000) == 1700000001);
+	assert_true(hb_state_next_boot(1800000000, 1700000000) == 1800000001);
+	assert_true(hb_state_next_boot(5, -1) == 6);
 }
 
 static void test_packet_bad_sizes(void **state)
@@ -492,6 +622,99 @@ static void test_two_nodes(void **state)
 	ca_destroy(&ca_out);
 }
 
+static void send_sample(uint16_t port, uint64_t boot, uint64_t serial)
+{
+	struct hb_packet p = sample(boot, serial);
+	uint8_t buf[HB_PACKET_LEN];
+
+	strcpy(p.from, "nodeB");
+	strcpy(p.to, "nodeA");
+	hb_packet_encode(buf, &p, secret_of("s3cret"));
+	send_raw(port, buf, sizeof(buf));
+}
+
+static struct heartbeat *make_with_state(struct pair *pr, const char *path)
+{
+	struct hb_params p = {
+		.self = "nodeA", .peer = "nodeB", .local = &pr->ea, .remote = &pr->eb,
+		.secret = &pr->secret, .interval = 0.1, .timeout = 0.4, .probation = 0.5,
+		.state_path = path,
+	};
+	struct heartbeat *hb = NULL;
+	ipm_error err = { "" };
+
+	if (heartbeat_create(&p, &hb, &err) < 0)
+		print_error("create: %s\n", err.msg);
+	assert_non_null(hb);
+	start(hb);
+	return hb;
+}
+
+/* A real receiver with a state file: what it accepted before a restart is
+ * refused after it, earlier peer boots included; newer datagrams still count. */
+static void test_restart_keeps_replays_out(void **state)
+{
+	struct pair pr = {
+		.ea = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+		.eb = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+	};
+	char dir[64], path[128], cmd[160];
+	struct hb_state st;
+	struct heartbeat *a;
+	ipm_error err = { "" };
+
+	pr.secret.len = 6;
+	memcpy(pr.secret.key, "s3cret", 6);
+	state_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/heartbeat-nodeA.state", dir);
+	a = make_with_state(&pr, path);
+	/* our boot counter is on disk before any datagram carries it */
+	assert_int_equal(hb_state_load(path, &st, &err), 0);
+	assert_true(st.boot == heartbeat_boot() && st.boot > 0);
+	send_sample(pr.ea.port, 5, 1);
+	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
+	send_sample(pr.ea.port, 6, 1);   /* the peer restarted */
+	assert_true(wait_state(a, IPM_LINK_PROBATION, 2000) > 0);
+	assert_true(heartbeat_dropped(a) == 0);
+	heartbeat_destroy(a);
+	assert_int_equal(hb_state_load(path, &st, &err), 0);
+	assert_true(st.peer_boot == 6 && st.peer_timestamp_ms == sample(6, 1).timestamp_ms);
+	assert_string_equal(st.peer, "nodeB");
+
+	/* this node restarts: the recordings are refused, the peer stays unheard */
+	a = make_with_state(&pr, path);
+	send_sample(pr.ea.port, 5, 1);
+	send_sample(pr.ea.port, 5, 2);
+	send_sample(pr.ea.port, 6, 1);
+	wait_dropped(a, 3);
+	assert_int_equal(heartbeat_state(a), IPM_LINK_DOWN);
+	assert_int_equal(heartbeat_age_ms(a), -1);
+	send_sample(pr.ea.port, 6, 2);
+	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
+	heartbeat_destroy(a);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A state file that cannot be written is logged, never an outage. */
+static void test_state_unwritable(void **state)
+{
+	struct pair pr = {
+		.ea = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+		.eb = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+	};
+	struct heartbeat *a;
+
+	pr.secret.len = 6;
+	memcpy(pr.secret.key, "s3cret", 6);
+	a = make_with_state(&pr, "/nonexistent-ipmirror-dir/heartbeat-nodeA.state");
+	send_sample(pr.ea.port, 30, 1);
+	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
+	send_sample(pr.ea.port, 29, 1);   /* still refused, from memory */
+	wait_dropped(a, 1);
+	heartbeat_destroy(a);
+}
+
 static void test_bad_params(void **state)
 {
 	struct ipm_endpoint e = { .address = (char *)"127.0.0.1", .port = 1 };
@@ -526,9 +749,15 @@ int main(void)
 		cmocka_unit_test(test_packet_every_tampered_byte_fails),
 		cmocka_unit_test(test_packet_wrong_names),
 		cmocka_unit_test(test_packet_replay),
+		cmocka_unit_test(test_packet_replay_many_boots),
+		cmocka_unit_test(test_packet_replay_after_restart),
+		cmocka_unit_test(test_state_file),
+		cmocka_unit_test(test_state_next_boot),
 		cmocka_unit_test(test_packet_bad_sizes),
 		cmocka_unit_test(test_bad_params),
 		cmocka_unit_test(test_two_nodes),
+		cmocka_unit_test(test_restart_keeps_replays_out),
+		cmocka_unit_test(test_state_unwritable),
 	};
 
 	/* transitions on stderr, for whoever reads the test log */

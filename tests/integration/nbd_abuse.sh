@@ -58,6 +58,10 @@ def connect(i, rcvbuf=0):
     s.connect(('127.0.0.1', port))
     return s
 
+def blocking(s):
+    s.settimeout(None)  # else MSG_DONTWAIT still waits for the timeout
+    return s
+
 GO = struct.pack('>QII', IHAVEOPT, 7, 10) + struct.pack('>I', 4) + b'vol0' + struct.pack('>H', 0)
 
 def handshake(s):
@@ -101,7 +105,7 @@ if mode == 'idle':
         try:
             s = connect(i)
             handshake(s)
-            socks.append(s)
+            socks.append(blocking(s))
         except (EOFError, ConnectionError, socket.timeout):
             refused += 1
     signal_ready()
@@ -111,9 +115,10 @@ elif mode == 'slowloris':
     socks = [connect(i) for i in range(n)]
     for s in socks:
         recvn(s, 18)
+        blocking(s)
     start = time.time()
     signal_ready()
-    msg, k, when = struct.pack('>I', 3) + GO, 0, {}
+    msg, tick, when = struct.pack('>I', 3) + GO, 0, {}
     while time.time() < start + secs and len(when) < n:
         for s in socks:
             if s in when:
@@ -122,11 +127,12 @@ elif mode == 'slowloris':
                 when[s] = time.time()
                 continue
             try:
-                s.send(msg[k:k + 1])   # one byte a second: never a full handshake
+                if tick % 10 == 0:  # one byte a second: never a full handshake
+                    s.send(msg[tick // 10:tick // 10 + 1])
             except OSError:
                 when[s] = time.time()
-        k += 1
-        time.sleep(1)
+        tick += 1
+        time.sleep(0.1)
     last = max(when.values()) - start if when else -1
     print('slowloris closed=%d of %d, the last after %.1f s' % (len(when), n, last))
 elif mode == 'noread':

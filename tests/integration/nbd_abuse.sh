@@ -10,9 +10,12 @@
 #  3. 64 clients that ask for 32 MiB reads and never read the replies: no
 #     worker is pinned, RSS stays within the pool's bound, and they are
 #     disconnected after send-timeout.
+#  4. 64 clients with 4 MiB replies they never read: as many as there are
+#     workers, all within the pool, so only non-blocking sends keep the
+#     good client served.
 # Attackers use 127.0.0.2-10 (loopback), the good client 127.0.0.1.
 . "$top_srcdir/tests/lib.sh"
-plan 22
+plan 26
 
 PORT=$(free_port nbd_abuse)
 IMG="$T_DIR/vol0.img"
@@ -136,12 +139,14 @@ elif mode == 'slowloris':
     last = max(when.values()) - start if when else -1
     print('slowloris closed=%d of %d, the last after %.1f s' % (len(when), n, last))
 elif mode == 'noread':
+    mib, reads = int(sys.argv[7]), int(sys.argv[8])
     socks = []
     for i in range(n):
         s = connect(i, rcvbuf=4096)
         handshake(s)
-        for j in range(4):  # 4 x 32 MiB reads, replies never read
-            s.sendall(struct.pack('>IHHQQI', 0x25609513, 0, 0, j, ((i * 4 + j) % 7) << 25, 32 << 20))
+        for j in range(reads):  # replies never read
+            off = ((i * reads + j) * mib % 224) << 20
+            s.sendall(struct.pack('>IHHQQI', 0x25609513, 0, 0, j, off, mib << 20))
         socks.append(s)
     signal_ready()
     time.sleep(secs)  # reading nothing, not even to see the close
@@ -178,10 +183,11 @@ print('good connect_ms=%.1f reads=%d worst_ms=%.1f rss_mb=%d' % (connect_ms, rea
 sys.exit(0 if worst < 1000 else 1)
 EOF
 
-# attack NAME MODE SRCS N SECS: start an attacker, wait until it is set up
+# attack NAME MODE SRCS N SECS [MiB READS]: start an attacker, wait until
+# it is set up
 attack() {
 	rm -f "$T_DIR/$1.ready"
-	/usr/bin/python3 "$T_DIR/abuse.py" "$PORT" "$2" "$3" "$4" "$5" "$T_DIR/$1.ready" \
+	/usr/bin/python3 "$T_DIR/abuse.py" "$PORT" "$2" "$3" "$4" "$5" "$T_DIR/$1.ready" "${@:6}" \
 		>"$T_DIR/$1.out" 2>&1 &
 	eval "${1}_pid=$!"
 	wait_for 30 test -e "$T_DIR/$1.ready"
@@ -202,6 +208,12 @@ rss_ok() {
 }
 field() { sed -n "s/.*$2=\([0-9]*\).*/\1/p" "$T_DIR/$1.out"; }
 count() { grep -c -- "$1" "$T_DIR/d.log"; }
+# connected A B: the daemon's established clients from 127.0.0.A-B
+connected() {
+	ss -Htn state established "( sport = :$PORT )" |
+		awk -v a="$1" -v b="$2" '{ split($4, p, ":"); split(p[1], q, ".");
+			if (p[1] ~ /^127\.0\.0\./ && q[4] >= a && q[4] <= b) n++ } END { print n + 0 }'
+}
 addrs() { local a="" i; for i in $(seq "$1" "$2"); do a="$a,127.0.0.$i"; done; echo "${a#,}"; }
 
 start_daemon d --config "$T_DIR/solo.xml" --node solo --socket "ipm-test-$$"
@@ -240,16 +252,28 @@ check "slowloris: timeout lines rate-limited" test "$(count 'handshake timed out
 
 # ---- 3. large reads, replies never read ------------------------------------
 check "noread: 64 clients from 127.0.0.7-10 with 4 x 32 MiB reads each" \
-	attack noread noread "$(addrs 7 10)" 64 $((SEND + 8))
+	attack noread noread "$(addrs 7 10)" 64 $((SEND + 8)) 32 4
 check "noread: a good client connects, 4 KiB reads < 1 s" good noread 8
 check "noread: daemon RSS bounded" rss_ok noread
 # the attackers read nothing, not even the close: count the daemon's side
-left=$(ss -Htn state established "( sport = :$PORT )" | grep -c ' 127\.0\.0\.\([789]\|10\):')
-diag "noread: $left of 64 attackers still connected $((8 + 1)) s in"
+left=$(connected 7 10)
+diag "noread: $left of 64 attackers still connected 9 s in"
 check "noread: clients not reading disconnected after send-timeout (at least a pool's worth)" test "$left" -le 60
 wait "$noread_pid"
 diag "$(cat "$T_DIR/noread.out")"
 check "noread: logged" grep -q "not reading replies for $SEND s (send-timeout), closing" "$T_DIR/d.log"
+
+# ---- 4. as many stuck replies as there are workers ---------------------------
+# 4 MiB replies: more than the socket buffers, and 64 of them fit the pool,
+# so 64 stuck senders would pin all 64 workers if a send could block one.
+check "noread 4M: 64 clients from 127.0.0.11-14 with a 4 MiB read each" \
+	attack noread4 noread "$(addrs 11 14)" 64 $((SEND + 5)) 4 1
+check "noread 4M: a good client connects, 4 KiB reads < 1 s" good noread4 $((SEND + 2))
+check "noread 4M: daemon RSS bounded" rss_ok noread4
+left=$(connected 11 14)
+diag "noread 4M: $left of 64 attackers still connected $((SEND + 3)) s in"
+check "noread 4M: all stuck clients disconnected after send-timeout" test "$left" -le 8
+wait "$noread4_pid"
 
 check "after the attacks: the daemon is alive and a good client works" good after 1
 finish

@@ -1085,17 +1085,19 @@ static int out_push(struct nbd_client *c)
 static int replies_flush(struct nbd_client *c)
 {
 	for (;;) {
+		struct nbd_work *list;
 		int rc;
 
 		if (!c->out) {
 			pthread_mutex_lock(&c->rlock);
-			c->out = c->rhead;
+			list = c->rhead;
 			c->rhead = c->rtail = NULL;
-			if (!c->out)
-				c->sending = false;
+			if (!list)
+				c->sending = false;  /* c->out is the next owner's now */
 			pthread_mutex_unlock(&c->rlock);
-			if (!c->out)
+			if (!list)
 				return 0;
+			c->out = list;
 			c->out_off = 0;
 		}
 		rc = atomic_load(&c->dead) ? -EPIPE : out_push(c);

@@ -13,9 +13,11 @@
 #  4. 64 clients with 4 MiB replies they never read: as many as there are
 #     workers, all within the pool, so only non-blocking sends keep the
 #     good client served.
-# Attackers use 127.0.0.2-10 (loopback), the good client 127.0.0.1.
+# First, a client that reads its replies slowly gets them whole (they go out
+# in pieces through the sender thread). Attackers use 127.0.0.2-15
+# (loopback), the good client 127.0.0.1.
 . "$top_srcdir/tests/lib.sh"
-plan 26
+plan 28
 
 PORT=$(free_port nbd_abuse)
 IMG="$T_DIR/vol0.img"
@@ -138,6 +140,26 @@ elif mode == 'slowloris':
         time.sleep(0.1)
     last = max(when.values()) - start if when else -1
     print('slowloris closed=%d of %d, the last after %.1f s' % (len(when), n, last))
+elif mode == 'slowread':
+    # 8 x 1 MiB reads, the replies read 64 KiB at a time, slowly: they go
+    # out through the sender thread in pieces and must arrive whole
+    pat = open(sys.argv[7], 'rb').read()
+    s = connect(0, rcvbuf=4096)
+    handshake(s)
+    s = blocking(s)
+    for j in range(8):
+        s.sendall(struct.pack('>IHHQQI', 0x25609513, 0, 0, j, j << 20, 1 << 20))
+    signal_ready()
+    time.sleep(1)  # let the socket fill up
+    ok = 0
+    for _ in range(8):
+        magic, err, cookie = struct.unpack('>IIQ', recvn(s, 16))
+        data = b''
+        while len(data) < 1 << 20:
+            data += recvn(s, min(65536, (1 << 20) - len(data)))
+            time.sleep(0.02)
+        ok += magic == 0x67446698 and err == 0 and data == pat[cookie << 20:(cookie + 1) << 20]
+    print('slowread good=%d of 8 in %.1f s' % (ok, time.time() - t0))
 elif mode == 'noread':
     mib, reads = int(sys.argv[7]), int(sys.argv[8])
     socks = []
@@ -219,6 +241,15 @@ addrs() { local a="" i; for i in $(seq "$1" "$2"); do a="$a,127.0.0.$i"; done; e
 start_daemon d --config "$T_DIR/solo.xml" --node solo --socket "ipm-test-$$"
 wait_for 10 tcp_open 127.0.0.1 "$PORT" || bail "daemon did not listen: $(cat "$T_DIR/d.log")"
 check "a good client works before the attacks" good before 1
+head -c 8M /dev/urandom >"$T_DIR/pat.bin"
+nbdsh -u "$URI" -c "h.pwrite(open('$T_DIR/pat.bin', 'rb').read(), 0)" >"$T_DIR/pat.out" 2>&1
+
+# ---- 0. a slow reader is served, not cut off ---------------------------------
+check "slow reader: set up" attack slowread slowread 127.0.0.15 1 0 "$T_DIR/pat.bin"
+wait "$slowread_pid"
+diag "$(cat "$T_DIR/slowread.out")"
+check "slow reader: 8 x 1 MiB replies sent in pieces arrive whole and right" \
+	grep -q "slowread good=8 of 8" "$T_DIR/slowread.out"
 
 # ---- 1. idle clients from one address ------------------------------------
 check "idle: 300 clients from 127.0.0.2 set up" attack idle idle 127.0.0.2 300 $((IDLE + 3))

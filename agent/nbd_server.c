@@ -1550,33 +1550,39 @@ static struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
 	return c;
 }
 
-/* May c join? Else a (rate-limited) line says which limit it hit, so one
- * address cannot take every slot. s->clock held. */
-static bool admit_locked(struct nbd_server *s, struct nbd_client *c)
+/* May c join? NULL, or the limit it hits (*count: clients counted), so
+ * one address cannot take every slot. s->clock held. */
+static const char *admit_locked(struct nbd_server *s, const struct nbd_client *c,
+				unsigned *count)
 {
 	unsigned same = 0;
 
-	if (s->n_clients >= s->max_clients) {
-		client_log_limited(c, RL_REFUSED, "refused: already %u clients (max-clients)",
-				   s->n_clients);
-		return false;
-	}
+	*count = s->n_clients;
+	if (s->n_clients >= s->max_clients)
+		return "max-clients";
 	for (const struct nbd_client *o = s->clients; o; o = o->next)
 		if (!o->done && !strcmp(o->host, c->host))
 			same++;
-	if (same >= s->max_per_addr) {
-		client_log_limited(c, RL_REFUSED,
-				   "refused: already %u clients from %s (max-clients-per-address)",
-				   same, c->host);
-		return false;
-	}
-	return true;
+	*count = same;
+	return same >= s->max_per_addr ? "max-clients-per-address" : NULL;
+}
+
+static void log_refused(struct nbd_client *c, const char *limit, unsigned count)
+{
+	if (!strcmp(limit, "max-clients"))
+		client_log_limited(c, RL_REFUSED, "refused: already %u clients (max-clients)",
+				   count);
+	else
+		client_log_limited(c, RL_REFUSED, "refused: already %u clients from %s (%s)",
+				   count, c->host, limit);
 }
 
 static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
 {
 	struct nbd_client *c;
 	pthread_attr_t attr;
+	const char *limit;
+	unsigned count;
 	int fd, one = 1, rc;
 
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -1595,8 +1601,10 @@ static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
 		return;
 	}
 	pthread_mutex_lock(&s->clock);
-	if (!admit_locked(s, c)) {
+	limit = admit_locked(s, c, &count);
+	if (limit) {
 		pthread_mutex_unlock(&s->clock);
+		log_refused(c, limit, count);
 		client_unref(c);
 		return;
 	}

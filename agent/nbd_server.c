@@ -4,10 +4,25 @@
  * One acceptor thread polls the listeners. Each client gets a reader thread
  * that does the handshake, then decodes requests (and reads WRITE payloads)
  * and queues them for the worker pool, so one connection can have many
- * requests in flight. Workers call the blocking engine I/O and send the reply
- * with one sendmsg under the client's send mutex. Clients are reference
- * counted (the server's list, each queued request) so a client vanishing with
- * requests in flight is harmless: its fd closes when the last reply is done. */
+ * requests in flight. Workers call the blocking engine I/O and queue the
+ * reply; whoever owns the client's reply queue sends it without blocking, and
+ * when the socket is full the sender thread takes the queue over, so a client
+ * that stops reading never holds a worker (it is disconnected after
+ * send-timeout without progress). Clients are reference counted (the
+ * server's list, each queued request) so a client vanishing with requests in
+ * flight is harmless: its fd closes when the last reply is done.
+ *
+ * Abuse limits (doc/nbd.md): a total handshake deadline, max-clients and
+ * max-clients-per-address at accept, idle-timeout, a per-client budget of
+ * bytes in flight (request payloads and queued replies) of which the part
+ * beyond a small free share is drawn from one pool shared by all clients,
+ * and rate-limited log lines for refusals, timeouts and stalls.
+ *
+ * Locks, in precedence order (never take an earlier one while holding a
+ * later one): s->elock (read by workers around engine I/O, never while
+ * sending) > s->clock > c->lock. c->rlock, s->plock, s->slock, s->qlock and
+ * s->rl_lock are leaves. c->send_lock serialises the handshake's blocking
+ * sends (the reader's only; workers do not exist for the client yet). */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -22,10 +37,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <qb/qblog.h>
 
@@ -33,22 +50,28 @@
 #include "nbd_server.h"
 
 #define DEFAULT_THREADS    64
-#define MAX_CLIENTS        256
-#define HANDSHAKE_TIMEOUT  10          /* s: a silent half-done handshake is dropped */
-#define SEND_TIMEOUT       30          /* s without progress: the client is dead */
 #define MAX_OPTIONS        1024        /* per handshake; more is a denial of service */
 #define CLIENT_MAX_BYTES   (64U << 20) /* payload bytes in flight per client */
+#define CLIENT_FREE_BYTES  (2U << 20)  /* of which this much needs no pool share */
+#define POOL_MAX_BYTES     (256U << 20) /* the rest, shared by all clients */
 #define RBUF_SIZE          (64U << 10)
-#define CACHE_MAX_BYTES    (32U << 20) /* recycled item buffers per client */
+#define CACHE_MAX_BYTES    (8U << 20)  /* recycled item buffers per client */
+#define BUF_MMAP_MIN       (1U << 20)  /* buffers this large are mapped */
+#define RL_WINDOW_MS       10000       /* rate-limited log lines: at most */
+#define RL_BURST           5           /* RL_BURST per kind per window */
 #define QUEUE_BATCH        16          /* requests handed to workers at once */
 #define BAD_LOG_MAX        16          /* logged bad requests per client */
 #define READER_STACK       (256U << 10)
+
+/* Log lines an attacker can cause at will, one limit per kind. */
+enum rl_kind { RL_REFUSED, RL_HANDSHAKE, RL_IDLE, RL_STALLED, RL_KINDS };
 
 struct nbd_work {
 	struct nbd_work *next;  /* work queue, then reply queue, then cache */
 	struct nbd_client *c;
 	struct nbd_request req;
 	size_t need;   /* payload bytes accounted to the client */
+	size_t pooled; /* of which drawn from the server's pool */
 	void *buf;
 	size_t cap;
 	size_t data_len;        /* reply payload bytes (a successful READ) */
@@ -61,6 +84,9 @@ struct nbd_client {
 	pthread_t reader;
 	int fd;
 	char peer[64];
+	char host[INET6_ADDRSTRLEN];  /* the address max-clients-per-address counts */
+	int64_t accepted_ms;
+	int64_t deadline_ms;    /* reader only: end of the handshake; 0 after it */
 	atomic_int refs;
 	atomic_bool dead;       /* connection unusable: stop sending */
 	bool done;              /* reader finished (under s->clock) */
@@ -75,11 +101,17 @@ struct nbd_client {
 	size_t inflight_bytes;
 	struct nbd_work *cache; /* finished items, buffers kept for reuse */
 	size_t cache_bytes;
-	/* replies waiting to be sent; one worker at a time sends them all
-	 * (flat combining: no convoy on the send mutex, fewer syscalls) */
+	/* replies waiting to be sent (under rlock). One owner at a time
+	 * (`sending`) sends them all (flat combining: fewer syscalls): a worker,
+	 * or the sender thread while the socket is full */
 	pthread_mutex_t rlock;
 	struct nbd_work *rhead, *rtail;
 	bool sending;
+	/* the owner's: replies being sent, bytes of the first one already sent */
+	struct nbd_work *out;
+	size_t out_off;
+	int64_t out_progress_ms;  /* last time the socket took bytes */
+	struct nbd_client *snext; /* on the sender's list */
 	/* reader only: requests decoded but not yet handed to the workers */
 	struct nbd_work *bhead, *btail;
 	unsigned bcount;
@@ -96,6 +128,9 @@ struct nbd_server {
 	ipm_listen listen;
 	unsigned n_threads;
 	unsigned max_inflight;  /* per client */
+	/* limits from <nbd> (doc/nbd.md) */
+	int64_t handshake_ms, send_ms;
+	unsigned idle_s, max_clients, max_per_addr;
 	int tcp_fd, unix_fd, wake_fd;
 	bool unix_bound, started;
 	pthread_t acceptor;
@@ -108,6 +143,20 @@ struct nbd_server {
 	struct nbd_work *qhead, *qtail;
 	unsigned n_idle;        /* workers waiting on qcond */
 	bool q_stop;
+	/* the pool of in-flight bytes beyond the clients' free shares */
+	pthread_mutex_t plock;
+	pthread_cond_t pool_room;
+	size_t pool_used;
+	/* the sender thread and the clients whose socket was full */
+	pthread_t sender;
+	bool sender_started;
+	pthread_mutex_t slock;
+	struct nbd_client *stalled;  /* handed over, not yet taken (under slock) */
+	bool s_stop;                 /* under slock */
+	int swake_fd;
+	/* rate-limited log lines (under rl_lock) */
+	pthread_mutex_t rl_lock;
+	struct { int64_t window_ms; unsigned logged, dropped; } rl[RL_KINDS];
 	/* clients */
 	pthread_mutex_t clock;
 	struct nbd_client *clients;
@@ -129,6 +178,58 @@ static void client_log(struct nbd_client *c, int prio, const char *fmt, ...)
 	qb_log(prio, "nbd client %s: %s", c->peer, msg);
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* May a line of this kind go out now? *dropped: lines held back since the
+ * last one that went out. */
+static bool rl_allow(struct nbd_server *s, enum rl_kind k, unsigned *dropped)
+{
+	int64_t now = mono_ms();
+	bool ok;
+
+	pthread_mutex_lock(&s->rl_lock);
+	if (now - s->rl[k].window_ms >= RL_WINDOW_MS) {
+		s->rl[k].window_ms = now;
+		s->rl[k].logged = 0;
+	}
+	ok = s->rl[k].logged < RL_BURST;
+	if (ok) {
+		s->rl[k].logged++;
+		*dropped = s->rl[k].dropped;
+		s->rl[k].dropped = 0;
+	} else {
+		s->rl[k].dropped++;
+	}
+	pthread_mutex_unlock(&s->rl_lock);
+	return ok;
+}
+
+static void client_log_limited(struct nbd_client *c, enum rl_kind k, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void client_log_limited(struct nbd_client *c, enum rl_kind k, const char *fmt, ...)
+{
+	unsigned dropped;
+	char msg[320];
+	va_list ap;
+
+	if (!rl_allow(c->s, k, &dropped))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (dropped)
+		client_log(c, LOG_WARNING, "%s (%u similar lines suppressed)", msg, dropped);
+	else
+		client_log(c, LOG_WARNING, "%s", msg);
+}
+
 /* Copy an untrusted name for a log line or error message. */
 static void printable(char *dst, size_t dsz, const char *src, size_t len)
 {
@@ -137,6 +238,36 @@ static void printable(char *dst, size_t dsz, const char *src, size_t len)
 	for (i = 0; i < len && i + 1 < dsz; i++)
 		dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
 	dst[i] = '\0';
+}
+
+/* ---- buffers ----------------------------------------------------------- */
+
+/* Large buffers are mapped, so that freeing one gives its memory back at
+ * once: from malloc, freed 32 MiB buffers stayed in the threads' arenas and
+ * the RSS grew well past the pool's bound. cap is a power of 2. */
+static void *buf_alloc(size_t cap)
+{
+	void *p;
+
+	if (cap >= BUF_MMAP_MIN) {
+		p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	return posix_memalign(&p, 4096, cap) == 0 ? p : NULL;
+}
+
+static void buf_free(void *p, size_t cap)
+{
+	if (p && cap >= BUF_MMAP_MIN)
+		munmap(p, cap);
+	else
+		free(p);
+}
+
+static void item_free(struct nbd_work *w)
+{
+	buf_free(w->buf, w->cap);
+	free(w);
 }
 
 /* ---- clients: lifetime ------------------------------------------------- */
@@ -150,8 +281,7 @@ static void client_unref(struct nbd_client *c)
 	close(c->fd);
 	while ((w = c->cache)) {
 		c->cache = w->next;
-		free(w->buf);
-		free(w);
+		item_free(w);
 	}
 	pthread_mutex_destroy(&c->rlock);
 	pthread_mutex_destroy(&c->send_lock);
@@ -160,7 +290,8 @@ static void client_unref(struct nbd_client *c)
 	free(c);
 }
 
-/* Make the connection unusable: wakes the reader and any blocked sender. */
+/* Make the connection unusable: wakes the reader (also when it waits for
+ * room in the pool) and any blocked sender. */
 static void client_kill(struct nbd_client *c)
 {
 	atomic_store(&c->dead, true);
@@ -168,6 +299,9 @@ static void client_kill(struct nbd_client *c)
 	pthread_mutex_lock(&c->lock);
 	pthread_cond_broadcast(&c->room);
 	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->s->plock);
+	pthread_cond_broadcast(&c->s->pool_room);
+	pthread_mutex_unlock(&c->s->plock);
 }
 
 /* ---- clients: I/O ------------------------------------------------------ */
@@ -202,22 +336,48 @@ static int send_all(int fd, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-/* One message, atomically with respect to other senders of this client. */
+static void set_timeout_ms(int fd, int opt, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+/* In the handshake the socket's timeouts are what is left of its deadline,
+ * so a byte now and then does not keep a client there for ever. -EAGAIN
+ * once the deadline has passed. */
+static int hs_arm(struct nbd_client *c)
+{
+	int64_t left;
+
+	if (!c->deadline_ms)
+		return 0;
+	left = c->deadline_ms - mono_ms();
+	if (left <= 0)
+		return -EAGAIN;
+	set_timeout_ms(c->fd, SO_RCVTIMEO, left);
+	set_timeout_ms(c->fd, SO_SNDTIMEO, left);
+	return 0;
+}
+
+/* A handshake message, blocking until the handshake deadline. */
 static int client_send(struct nbd_client *c, struct iovec *iov, int iovcnt)
 {
 	int rc = -EPIPE;
 
 	pthread_mutex_lock(&c->send_lock);
 	if (!atomic_load(&c->dead)) {
-		rc = send_all(c->fd, iov, iovcnt);
-		if (rc < 0) {
-			if (rc == -EAGAIN)
-				client_log(c, LOG_WARNING, "not reading replies for %d s, closing",
-					   SEND_TIMEOUT);
-			else
-				client_log(c, LOG_INFO, "send failed: %s", strerror(-rc));
+		rc = hs_arm(c);
+		if (rc == 0)
+			rc = send_all(c->fd, iov, iovcnt);
+		if (rc == -EAGAIN)
+			client_log_limited(c, RL_HANDSHAKE,
+					   "handshake timed out after %lld s (not reading replies), closing",
+					   (long long)c->s->handshake_ms / 1000);
+		else if (rc < 0)
+			client_log(c, LOG_INFO, "send failed: %s", strerror(-rc));
+		if (rc < 0)
 			client_kill(c);
-		}
 	}
 	pthread_mutex_unlock(&c->send_lock);
 	return rc;
@@ -225,17 +385,38 @@ static int client_send(struct nbd_client *c, struct iovec *iov, int iovcnt)
 
 static void batch_flush(struct nbd_client *c);
 
-/* recv into the read buffer: > 0 bytes, 0 at EOF, or -errno */
+/* Transmission: has the client requests in flight (so it is not idle)? */
+static bool client_busy(struct nbd_client *c)
+{
+	bool busy;
+
+	pthread_mutex_lock(&c->lock);
+	busy = c->inflight > 0;
+	pthread_mutex_unlock(&c->lock);
+	return busy;
+}
+
+/* recv into the read buffer: > 0 bytes, 0 at EOF, or -errno: -EAGAIN at
+ * the handshake deadline, -ETIMEDOUT idle past idle-timeout */
 static ssize_t rd_fill(struct nbd_client *c)
 {
 	for (;;) {
-		ssize_t n = recv(c->fd, c->rbuf, RBUF_SIZE, c->bhead ? MSG_DONTWAIT : 0);
+		ssize_t n;
+		int rc = c->bhead ? 0 : hs_arm(c);
 
+		if (rc < 0)
+			return rc;
+		n = recv(c->fd, c->rbuf, RBUF_SIZE, c->bhead ? MSG_DONTWAIT : 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN && c->bhead) {
 			batch_flush(c);  /* about to block: let the workers start */
 			continue;
+		}
+		if (n < 0 && errno == EAGAIN && !c->deadline_ms) {
+			if (client_busy(c))
+				continue;  /* waiting for replies is not idling */
+			return -ETIMEDOUT;
 		}
 		if (n < 0)
 			return -errno;
@@ -267,7 +448,7 @@ static int rd_exact(struct nbd_client *c, void *dst, size_t n)
 			started = true;
 			continue;
 		}
-		if (n >= RBUF_SIZE / 2) {
+		if (n >= RBUF_SIZE / 2 && !c->deadline_ms) {
 			batch_flush(c);
 			r = recv(c->fd, d, n, MSG_WAITALL);
 			if (r > 0) {
@@ -278,7 +459,8 @@ static int rd_exact(struct nbd_client *c, void *dst, size_t n)
 			}
 			if (r < 0 && errno == EINTR)
 				continue;
-			r = r < 0 ? -errno : 0;
+			/* stalled mid-payload past idle-timeout */
+			r = r < 0 ? (errno == EAGAIN ? -ETIMEDOUT : -errno) : 0;
 		} else {
 			r = rd_fill(c);
 			if (r > 0)
@@ -312,13 +494,6 @@ static int rd_skip(struct nbd_client *c, size_t n)
 	return 0;
 }
 
-static void set_timeout(int fd, int opt, int seconds)
-{
-	struct timeval tv = { .tv_sec = seconds };
-
-	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
-}
-
 /* A log line for a failed read, naming the phase. */
 static void log_read_error(struct nbd_client *c, int rc, const char *phase)
 {
@@ -329,7 +504,11 @@ static void log_read_error(struct nbd_client *c, int rc, const char *phase)
 	else if (rc == -EPIPE)
 		client_log(c, LOG_WARNING, "%s truncated: connection closed mid-message", phase);
 	else if (rc == -EAGAIN)
-		client_log(c, LOG_WARNING, "%s timed out after %d s", phase, HANDSHAKE_TIMEOUT);
+		client_log_limited(c, RL_HANDSHAKE, "%s timed out after %lld s (handshake-timeout), closing",
+				   phase, (long long)c->s->handshake_ms / 1000);
+	else if (rc == -ETIMEDOUT)
+		client_log_limited(c, RL_IDLE, "idle for %u s (idle-timeout), disconnecting",
+				   c->s->idle_s);
 	else
 		client_log(c, LOG_WARNING, "%s: read error: %s", phase, strerror(-rc));
 }
@@ -613,13 +792,45 @@ static int handshake(struct nbd_client *c, uint8_t *data)
 
 /* ---- work items and the queue ------------------------------------------ */
 
-/* Wait for room in the client's in-flight budget, then take an item with a
- * buffer of at least `need` bytes (a recycled one when possible). NULL when
- * the client died or memory ran out (*rc says which). */
+/* Reader: wait for n bytes of room in the shared pool (any amount when it
+ * is empty, so one large request always runs). 0, or -EPIPE when the
+ * client died meanwhile. */
+static int pool_take(struct nbd_client *c, size_t n)
+{
+	struct nbd_server *s = c->s;
+	int rc = 0;
+
+	batch_flush(c);  /* our own queued requests may be what holds the pool */
+	pthread_mutex_lock(&s->plock);
+	while (!atomic_load(&c->dead) && s->pool_used > 0 && s->pool_used + n > POOL_MAX_BYTES)
+		pthread_cond_wait(&s->pool_room, &s->plock);
+	if (atomic_load(&c->dead))
+		rc = -EPIPE;
+	else
+		s->pool_used += n;
+	pthread_mutex_unlock(&s->plock);
+	return rc;
+}
+
+static void pool_give(struct nbd_server *s, size_t n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&s->plock);
+	s->pool_used -= n;
+	pthread_cond_broadcast(&s->pool_room);
+	pthread_mutex_unlock(&s->plock);
+}
+
+/* Wait for room in the client's in-flight budget (and, beyond its free
+ * share, in the pool), then take an item with a buffer of at least `need`
+ * bytes (a recycled one when possible). NULL when the client died or
+ * memory ran out (*rc says which). */
 static struct nbd_work *work_get(struct nbd_client *c, size_t need, int *rc)
 {
 	struct nbd_server *s = c->s;
 	struct nbd_work *w;
+	size_t pooled;
 
 	pthread_mutex_lock(&c->lock);
 	while (!atomic_load(&c->dead) &&
@@ -639,7 +850,19 @@ static struct nbd_work *work_get(struct nbd_client *c, size_t need, int *rc)
 		return NULL;
 	}
 	c->inflight++;
+	pooled = c->inflight_bytes + need > CLIENT_FREE_BYTES ? need : 0;
 	c->inflight_bytes += need;
+	pthread_mutex_unlock(&c->lock);
+	if (pooled && pool_take(c, pooled) < 0) {
+		pthread_mutex_lock(&c->lock);
+		c->inflight--;
+		c->inflight_bytes -= need;
+		pthread_cond_signal(&c->room);
+		pthread_mutex_unlock(&c->lock);
+		*rc = -EPIPE;
+		return NULL;
+	}
+	pthread_mutex_lock(&c->lock);
 	w = c->cache;
 	if (w) {
 		c->cache = w->next;
@@ -654,11 +877,10 @@ static struct nbd_work *work_get(struct nbd_client *c, size_t need, int *rc)
 
 		while (cap < need)
 			cap <<= 1;
-		free(w->buf);
+		buf_free(w->buf, w->cap);
 		w->cap = 0;
-		if (posix_memalign(&w->buf, 4096, cap) != 0)
-			w->buf = NULL;
-		else
+		w->buf = buf_alloc(cap);
+		if (w->buf)
 			w->cap = cap;
 	}
 	if (!w || w->cap < need) {
@@ -666,14 +888,14 @@ static struct nbd_work *work_get(struct nbd_client *c, size_t need, int *rc)
 		c->inflight--;
 		c->inflight_bytes -= need;
 		pthread_mutex_unlock(&c->lock);
-		if (w) {
-			free(w->buf);
-			free(w);
-		}
+		pool_give(s, pooled);
+		if (w)
+			item_free(w);
 		*rc = -ENOMEM;
 		return NULL;
 	}
 	w->need = need;
+	w->pooled = pooled;
 	w->data_len = 0;
 	w->c = c;
 	atomic_fetch_add(&c->refs, 1);
@@ -686,6 +908,7 @@ static struct nbd_work *work_get(struct nbd_client *c, size_t need, int *rc)
 static void work_release(struct nbd_client *c, struct nbd_work *list)
 {
 	struct nbd_work *w, *drop = NULL;
+	size_t pooled = 0;
 	int n = 0;
 
 	pthread_mutex_lock(&c->lock);
@@ -693,6 +916,8 @@ static void work_release(struct nbd_client *c, struct nbd_work *list)
 		list = w->next;
 		c->inflight--;
 		c->inflight_bytes -= w->need;
+		pooled += w->pooled;
+		w->pooled = 0;
 		w->c = NULL;
 		n++;
 		if (c->cache_bytes + w->cap <= CACHE_MAX_BYTES) {
@@ -706,10 +931,10 @@ static void work_release(struct nbd_client *c, struct nbd_work *list)
 	}
 	pthread_cond_signal(&c->room);
 	pthread_mutex_unlock(&c->lock);
+	pool_give(c->s, pooled);
 	while ((w = drop)) {
 		drop = w->next;
-		free(w->buf);
-		free(w);
+		item_free(w);
 	}
 	atomic_fetch_sub(&c->refs, n);
 }
@@ -765,46 +990,151 @@ static void log_bad_request(struct nbd_client *c, const struct nbd_request *r, c
 		   (unsigned long long)r->offset, r->len, err);
 }
 
-/* An error reply sent by the reader itself (a refused request). */
+static void reply_queue(struct nbd_client *c, struct nbd_work *first, struct nbd_work *last);
+
+/* An error reply sent by the reader itself (a refused request): through
+ * the reply queue like every reply, so it does not cut into another. */
 static int simple_reply(struct nbd_client *c, uint32_t err, uint64_t cookie)
 {
-	uint8_t hdr[NBD_SIMPLE_REPLY_LEN];
-	struct iovec iov = { hdr, nbd_build_simple_reply(hdr, err, cookie) };
+	struct nbd_work *w;
+	int rc;
 
-	return client_send(c, &iov, 1);
+	w = work_get(c, 0, &rc);
+	if (!w)
+		return rc;
+	w->req.cookie = cookie;
+	nbd_build_simple_reply(w->hdr, err, cookie);
+	w->data_len = 0;
+	reply_queue(c, w, w);
+	return atomic_load(&c->dead) ? -EPIPE : 0;
 }
 
 #define REPLY_IOV 64
 
-/* Send the replies of a list of finished items, as many per sendmsg as fit,
- * then release the items. */
-static void reply_send_list(struct nbd_client *c, struct nbd_work *list)
+static size_t reply_len(const struct nbd_work *w)
 {
-	while (list) {
-		struct iovec iov[REPLY_IOV];
-		struct nbd_work *first = list, *last = NULL;
-		int n = 0;
+	return NBD_SIMPLE_REPLY_LEN + w->data_len;
+}
 
-		while (list && n + 2 <= REPLY_IOV) {
-			iov[n++] = (struct iovec){ list->hdr, NBD_SIMPLE_REPLY_LEN };
-			if (list->data_len)
-				iov[n++] = (struct iovec){ list->buf, list->data_len };
-			last = list;
-			list = list->next;
+/* The unsent bytes of c->out, as many replies as fit. */
+static int out_iov(const struct nbd_client *c, struct iovec *iov)
+{
+	size_t off = c->out_off;
+	int n = 0;
+
+	for (struct nbd_work *w = c->out; w && n + 2 <= REPLY_IOV; w = w->next, off = 0) {
+		if (off < NBD_SIMPLE_REPLY_LEN) {
+			iov[n++] = (struct iovec){ w->hdr + off, NBD_SIMPLE_REPLY_LEN - off };
+			off = 0;
+		} else {
+			off -= NBD_SIMPLE_REPLY_LEN;
 		}
-		last->next = NULL;
-		client_send(c, iov, n);
-		work_release(c, first);
+		if (w->data_len > off)
+			iov[n++] = (struct iovec){ (char *)w->buf + off, w->data_len - off };
+	}
+	return n;
+}
+
+/* k more bytes of c->out went out: release the replies now complete. */
+static void out_advance(struct nbd_client *c, size_t k)
+{
+	struct nbd_work *done = NULL, **tail = &done;
+
+	while (k > 0) {
+		struct nbd_work *w = c->out;
+		size_t left = reply_len(w) - c->out_off;
+
+		if (k < left) {
+			c->out_off += k;
+			break;
+		}
+		k -= left;
+		c->out = w->next;
+		c->out_off = 0;
+		*tail = w;
+		tail = &w->next;
+	}
+	*tail = NULL;
+	if (done)
+		work_release(c, done);
+}
+
+/* Send c->out without blocking: 0 when all went out, -EAGAIN when the
+ * socket is full, another -errno when the connection is lost. */
+static int out_push(struct nbd_client *c)
+{
+	while (c->out) {
+		struct iovec iov[REPLY_IOV];
+		struct msghdr m = { .msg_iov = iov };
+		ssize_t k;
+
+		m.msg_iovlen = (size_t)out_iov(c, iov);
+		k = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		c->out_progress_ms = mono_ms();
+		out_advance(c, (size_t)k);
+	}
+	return 0;
+}
+
+/* The owner of c's replies: send all of them, the ones queued meanwhile
+ * too, then give ownership up (0). -EAGAIN when the socket is full: the
+ * caller still owns them. A dead client's replies are dropped. */
+static int replies_flush(struct nbd_client *c)
+{
+	for (;;) {
+		struct nbd_work *list;
+		int rc;
+
+		if (!c->out) {
+			pthread_mutex_lock(&c->rlock);
+			list = c->rhead;
+			c->rhead = c->rtail = NULL;
+			if (!list)
+				c->sending = false;  /* c->out is the next owner's now */
+			pthread_mutex_unlock(&c->rlock);
+			if (!list)
+				return 0;
+			c->out = list;
+			c->out_off = 0;
+		}
+		rc = atomic_load(&c->dead) ? -EPIPE : out_push(c);
+		if (rc == -EAGAIN)
+			return rc;
+		if (rc < 0) {
+			if (!atomic_load(&c->dead))
+				client_log(c, LOG_INFO, "send failed: %s", strerror(-rc));
+			client_kill(c);
+			work_release(c, c->out);
+			c->out = NULL;
+			c->out_off = 0;
+		}
 	}
 }
 
-/* Queue finished items' replies (a list from first to last). If no other
- * worker is sending for this client, become the sender and drain the
- * queue, including replies that other workers add meanwhile. */
+/* The socket is full: the sender thread owns c's replies (and the
+ * reference that goes with them) from now on. */
+static void stall_add(struct nbd_client *c)
+{
+	struct nbd_server *s = c->s;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&s->slock);
+	c->snext = s->stalled;
+	s->stalled = c;
+	pthread_mutex_unlock(&s->slock);
+	if (write(s->swake_fd, &one, sizeof(one)) < 0)
+		qb_log(LOG_DEBUG, "nbd: cannot wake the sender");
+}
+
+/* Queue finished items' replies (a list from first to last). If nobody
+ * owns the client's replies, become the owner and send them without
+ * blocking; a full socket hands them to the sender thread. */
 static void reply_queue(struct nbd_client *c, struct nbd_work *first, struct nbd_work *last)
 {
-	struct nbd_work *list;
-
 	last->next = NULL;
 	pthread_mutex_lock(&c->rlock);
 	if (c->rtail)
@@ -817,16 +1147,13 @@ static void reply_queue(struct nbd_client *c, struct nbd_work *first, struct nbd
 		return;
 	}
 	c->sending = true;
-	atomic_fetch_add(&c->refs, 1);  /* the items may hold the last references */
-	while ((list = c->rhead)) {
-		c->rhead = c->rtail = NULL;
-		pthread_mutex_unlock(&c->rlock);
-		reply_send_list(c, list);
-		pthread_mutex_lock(&c->rlock);
-	}
-	c->sending = false;
 	pthread_mutex_unlock(&c->rlock);
-	client_unref(c);
+	atomic_fetch_add(&c->refs, 1);  /* the items may hold the last references */
+	c->out_progress_ms = mono_ms();
+	if (replies_flush(c) == -EAGAIN)
+		stall_add(c);
+	else
+		client_unref(c);
 }
 
 static int execute(struct nbd_work *w)
@@ -1040,12 +1367,14 @@ static void *reader_main(void *arg)
 	uint8_t *data = malloc(NBD_MAX_OPT_LEN);
 	int rc = -ENOMEM;
 
-	set_timeout(c->fd, SO_RCVTIMEO, HANDSHAKE_TIMEOUT);
+	c->deadline_ms = c->accepted_ms + s->handshake_ms;
 	if (data)
 		rc = handshake(c, data);
 	free(data);
 	if (rc == 0) {
-		set_timeout(c->fd, SO_RCVTIMEO, 0);  /* hosts may idle for ever */
+		c->deadline_ms = 0;
+		/* replies go out without blocking; reads time out when idle */
+		set_timeout_ms(c->fd, SO_RCVTIMEO, (int64_t)s->idle_s * 1000);
 		while ((rc = serve_one(c)) == 0)
 			;
 		batch_flush(c);
@@ -1060,6 +1389,101 @@ static void *reader_main(void *arg)
 
 	if (write(s->wake_fd, &one, sizeof(one)) < 0)
 		qb_log(LOG_DEBUG, "nbd: cannot wake the acceptor");
+	return NULL;
+}
+
+/* ---- sender: replies to clients whose socket was full ------------------- */
+
+/* One round for a client the sender owns: true when its replies are done
+ * (all sent, or dropped with the connection) and it leaves the list. */
+static bool sender_serve(struct nbd_client *c, bool ready, int64_t now, bool stop)
+{
+	struct nbd_server *s = c->s;
+
+	if (!atomic_load(&c->dead) && (stop || now - c->out_progress_ms >= s->send_ms)) {
+		if (!stop)
+			client_log_limited(c, RL_STALLED,
+					   "not reading replies for %lld s (send-timeout), closing",
+					   (long long)s->send_ms / 1000);
+		client_kill(c);
+		ready = true;
+	}
+	if (!ready && !atomic_load(&c->dead))
+		return false;
+	if (replies_flush(c) == -EAGAIN)
+		return false;
+	client_unref(c);
+	return true;
+}
+
+/* Take the clients handed over since the last round; *stop when asked to. */
+static struct nbd_client *sender_take(struct nbd_server *s, struct nbd_client *mine,
+				      bool *stop)
+{
+	struct nbd_client *c;
+
+	pthread_mutex_lock(&s->slock);
+	while ((c = s->stalled)) {
+		s->stalled = c->snext;
+		c->snext = mine;
+		mine = c;
+	}
+	*stop = s->s_stop;
+	pthread_mutex_unlock(&s->slock);
+	return mine;
+}
+
+/* Polls the sockets of the clients it owns for room, sends, and
+ * disconnects those that made no progress for send-timeout. */
+static void *sender_main(void *arg)
+{
+	struct nbd_server *s = arg;
+	struct nbd_client *mine = NULL, *c, **pp;
+	struct pollfd *pfd = NULL;
+	size_t cap = 0;
+	bool stop;
+
+	for (;;) {
+		int64_t now = mono_ms(), wait = 1000;
+		size_t n = 1, i;
+		uint64_t v;
+
+		mine = sender_take(s, mine, &stop);
+		if (stop && !mine)
+			break;
+		for (c = mine; c; c = c->snext)
+			n++;
+		if (n > cap) {
+			struct pollfd *p = realloc(pfd, n * sizeof(*pfd));
+
+			if (!p) {
+				usleep(10000);  /* the clients stay owned; try again */
+				continue;
+			}
+			pfd = p;
+			cap = n;
+		}
+		pfd[0] = (struct pollfd){ .fd = s->swake_fd, .events = POLLIN };
+		for (c = mine, i = 1; c; c = c->snext, i++) {
+			int64_t left = c->out_progress_ms + s->send_ms - now;
+
+			pfd[i] = (struct pollfd){ .fd = c->fd, .events = POLLOUT };
+			if (left < wait)
+				wait = left > 0 ? left : 0;
+		}
+		if (poll(pfd, n, stop ? 0 : (int)wait) < 0 && errno != EINTR)
+			qb_log(LOG_ERR, "nbd sender: poll: %s", strerror(errno));
+		if (pfd[0].revents & POLLIN && read(s->swake_fd, &v, sizeof(v)) < 0)
+			qb_log(LOG_DEBUG, "nbd sender: wake read: %s", strerror(errno));
+		now = mono_ms();
+		for (pp = &mine, i = 1; (c = *pp); i++) {
+			if (sender_serve(c, pfd[i].revents != 0, now, stop))
+				*pp = c->snext;
+			else
+				pp = &c->snext;
+		}
+	}
+	free(pfd);
 	return NULL;
 }
 
@@ -1089,19 +1513,23 @@ static void reap(struct nbd_server *s, bool all)
 	}
 }
 
-static void peer_name(int fd, bool is_unix, char *out, size_t sz)
+/* c->peer for log lines, c->host for max-clients-per-address (all Unix
+ * clients count as one address). */
+static void peer_name(struct nbd_client *c, bool is_unix)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN], port[8];
+	char port[8];
 
-	if (is_unix || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+	if (is_unix || getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    getnameinfo((struct sockaddr *)&ss, sl, c->host, sizeof(c->host), port, sizeof(port),
 			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(out, sz, "%s", is_unix ? "unix" : "unknown");
+		snprintf(c->host, sizeof(c->host), "%s", is_unix ? "unix" : "unknown");
+		snprintf(c->peer, sizeof(c->peer), "%s", c->host);
 		return;
 	}
-	snprintf(out, sz, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+	snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+		 c->host, port);
 }
 
 static struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
@@ -1118,14 +1546,44 @@ static struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
 	pthread_mutex_init(&c->rlock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->room, NULL);
-	peer_name(fd, is_unix, c->peer, sizeof(c->peer));
+	c->accepted_ms = mono_ms();
+	peer_name(c, is_unix);
 	return c;
+}
+
+/* May c join? NULL, or the limit it hits (*count: clients counted), so
+ * one address cannot take every slot. s->clock held. */
+static const char *admit_locked(struct nbd_server *s, const struct nbd_client *c,
+				unsigned *count)
+{
+	unsigned same = 0;
+
+	*count = s->n_clients;
+	if (s->n_clients >= s->max_clients)
+		return "max-clients";
+	for (const struct nbd_client *o = s->clients; o; o = o->next)
+		if (!o->done && !strcmp(o->host, c->host))
+			same++;
+	*count = same;
+	return same >= s->max_per_addr ? "max-clients-per-address" : NULL;
+}
+
+static void log_refused(struct nbd_client *c, const char *limit, unsigned count)
+{
+	if (!strcmp(limit, "max-clients"))
+		client_log_limited(c, RL_REFUSED, "refused: already %u clients (max-clients)",
+				   count);
+	else
+		client_log_limited(c, RL_REFUSED, "refused: already %u clients from %s (%s)",
+				   count, c->host, limit);
 }
 
 static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
 {
 	struct nbd_client *c;
 	pthread_attr_t attr;
+	const char *limit;
+	unsigned count;
 	int fd, one = 1, rc;
 
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -1138,16 +1596,16 @@ static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
 	}
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	set_timeout(fd, SO_SNDTIMEO, SEND_TIMEOUT);
 	c = client_new(s, fd, is_unix);
 	if (!c) {
 		close(fd);
 		return;
 	}
 	pthread_mutex_lock(&s->clock);
-	if (s->n_clients >= MAX_CLIENTS) {
+	limit = admit_locked(s, c, &count);
+	if (limit) {
 		pthread_mutex_unlock(&s->clock);
-		client_log(c, LOG_WARNING, "refused: already %d clients", MAX_CLIENTS);
+		log_refused(c, limit, count);
 		client_unref(c);
 		return;
 	}
@@ -1354,13 +1812,24 @@ int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
 		pthread_rwlockattr_destroy(&ra);
 	}
 	s->listen = *listen;
+	s->handshake_ms = 1000LL * (listen->handshake_timeout ? listen->handshake_timeout
+							: IPM_NBD_HANDSHAKE_TIMEOUT);
+	s->send_ms = 1000LL * (listen->send_timeout ? listen->send_timeout : IPM_NBD_SEND_TIMEOUT);
+	s->idle_s = listen->idle_timeout;
+	s->max_clients = listen->max_clients ? listen->max_clients : IPM_NBD_MAX_CLIENTS;
+	s->max_per_addr = listen->max_clients_per_address ? listen->max_clients_per_address
+							  : IPM_NBD_MAX_PER_ADDRESS;
 	s->n_threads = threads ? threads : DEFAULT_THREADS;
 	/* leave workers for other clients when one stops reading replies */
 	s->max_inflight = s->n_threads / 2 > 32 ? s->n_threads / 2 : 32;
-	s->tcp_fd = s->unix_fd = s->wake_fd = -1;
+	s->tcp_fd = s->unix_fd = s->wake_fd = s->swake_fd = -1;
 	pthread_mutex_init(&s->qlock, NULL);
 	pthread_cond_init(&s->qcond, NULL);
 	pthread_mutex_init(&s->clock, NULL);
+	pthread_mutex_init(&s->plock, NULL);
+	pthread_cond_init(&s->pool_room, NULL);
+	pthread_mutex_init(&s->slock, NULL);
+	pthread_mutex_init(&s->rl_lock, NULL);
 	*out = s;
 	return 0;
 }
@@ -1371,7 +1840,8 @@ int nbd_server_start(struct nbd_server *s, ipm_error *err)
 
 	s->started = true;  /* from here on nbd_server_stop undoes a partial start */
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->wake_fd < 0) {
+	s->swake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0 || s->swake_fd < 0) {
 		rc = ipm_fail(err, -errno, "eventfd: %s", strerror(errno));
 		goto out;
 	}
@@ -1384,6 +1854,12 @@ int nbd_server_start(struct nbd_server *s, ipm_error *err)
 		rc = ipm_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	rc = -pthread_create(&s->sender, NULL, sender_main, s);
+	if (rc < 0) {
+		ipm_fail(err, rc, "cannot start the NBD sender: %s", strerror(-rc));
+		goto out;
+	}
+	s->sender_started = true;
 	for (; s->n_workers < s->n_threads; s->n_workers++) {
 		rc = -pthread_create(&s->workers[s->n_workers], NULL, worker_main, s);
 		if (rc < 0) {
@@ -1444,9 +1920,22 @@ void nbd_server_stop(struct nbd_server *s)
 	s->n_workers = 0;
 	free(s->workers);
 	s->workers = NULL;
+	/* after the workers: they hand the sender full sockets until they end */
+	if (s->sender_started) {
+		pthread_mutex_lock(&s->slock);
+		s->s_stop = true;
+		pthread_mutex_unlock(&s->slock);
+		if (write(s->swake_fd, &one, sizeof(one)) < 0)
+			qb_log(LOG_DEBUG, "nbd: cannot wake the sender");
+		pthread_join(s->sender, NULL);
+		s->sender_started = false;
+		s->s_stop = false;
+	}
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
-	s->wake_fd = -1;
+	if (s->swake_fd >= 0)
+		close(s->swake_fd);
+	s->wake_fd = s->swake_fd = -1;
 	s->started = false;
 }
 
@@ -1458,6 +1947,10 @@ void nbd_server_destroy(struct nbd_server *s)
 	pthread_mutex_destroy(&s->qlock);
 	pthread_cond_destroy(&s->qcond);
 	pthread_mutex_destroy(&s->clock);
+	pthread_mutex_destroy(&s->plock);
+	pthread_cond_destroy(&s->pool_room);
+	pthread_mutex_destroy(&s->slock);
+	pthread_mutex_destroy(&s->rl_lock);
 	pthread_rwlock_destroy(&s->elock);
 	free(s);
 }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,41 @@ static void parse_nbd_group(struct loader *ld, const xmlNode *n, struct ipm_node
 	free(g);
 }
 
+/* The client limits of <nbd>: attribute, bounds, default (doc/nbd.md). */
+static const struct nbd_limit {
+	const char *attr;
+	unsigned min, max, def;
+	size_t field;   /* an unsigned in struct ipm_node_cfg */
+} nbd_limits[] = {
+	{ "handshake-timeout", 1, 300, IPM_NBD_HANDSHAKE_TIMEOUT,
+	  offsetof(struct ipm_node_cfg, nbd_handshake_timeout) },
+	{ "idle-timeout", 0, 604800, 0, offsetof(struct ipm_node_cfg, nbd_idle_timeout) },
+	{ "send-timeout", 1, 3600, IPM_NBD_SEND_TIMEOUT,
+	  offsetof(struct ipm_node_cfg, nbd_send_timeout) },
+	{ "max-clients", 1, IPM_NBD_CLIENTS_LIMIT, IPM_NBD_MAX_CLIENTS,
+	  offsetof(struct ipm_node_cfg, nbd_max_clients) },
+	{ "max-clients-per-address", 1, IPM_NBD_CLIENTS_LIMIT, IPM_NBD_MAX_PER_ADDRESS,
+	  offsetof(struct ipm_node_cfg, nbd_max_per_address) },
+};
+
+static void parse_nbd_limits(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *nc)
+{
+	for (size_t i = 0; i < sizeof(nbd_limits) / sizeof(nbd_limits[0]); i++) {
+		const struct nbd_limit *lim = &nbd_limits[i];
+		unsigned *field = (unsigned *)((char *)nc + lim->field);
+		char *s = attr(ld, n, lim->attr);
+		unsigned long v;
+
+		*field = lim->def;
+		if (s && (parse_uint(s, lim->max, &v) < 0 || v < lim->min))
+			report(ld, nc->nbd.line, "node \"%s\": nbd %s \"%s\" is out of range (%u..%u)",
+			       nc->name, lim->attr, s, lim->min, lim->max);
+		else if (s)
+			*field = (unsigned)v;
+		free(s);
+	}
+}
+
 static void parse_nbd(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *nc)
 {
 	bool has_port = xmlHasProp(n, BAD_CAST "port") != NULL;
@@ -453,6 +489,7 @@ static void parse_nbd(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *
 	}
 	nc->nbd_unix = path;
 	parse_nbd_group(ld, n, nc);
+	parse_nbd_limits(ld, n, nc);
 }
 
 static void parse_node(struct loader *ld, const xmlNode *n)
@@ -827,7 +864,7 @@ struct rule {
 	const char *name;
 	unsigned min, max;         /* occurrences in the parent; max 0 = any */
 	const char *required[3];
-	const char *optional[6];
+	const char *optional[9];
 };
 
 static const struct rule rules[] = {
@@ -843,7 +880,9 @@ static const struct rule rules[] = {
 	{ "ipmirror", "lun", 0, 0, { "name", "size" }, { "mode", "mirrored", "primary" } },
 	{ "node", "data", 0, 1, { "address", "port" }, { NULL } },
 	{ "node", "heartbeat", 0, 1, { "address", "port" }, { NULL } },
-	{ "node", "nbd", 0, 1, { NULL }, { "address", "port", "unix", "unix-group" } },
+	{ "node", "nbd", 0, 1, { NULL },
+	  { "address", "port", "unix", "unix-group", "handshake-timeout", "idle-timeout",
+	    "send-timeout", "max-clients", "max-clients-per-address" } },
 	{ "node", "heartbeat-volume", 0, 1, { "path" }, { NULL } },
 	{ "lun", "backing", 1, 0, { "path" }, { "node", "io" } },
 	{ "lun", "journal", 0, 1, { NULL }, { "path", "max-size" } },
@@ -1289,6 +1328,11 @@ int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *o
 		snprintf(out->unix_path, sizeof(out->unix_path), "%s", nc->nbd_unix);
 	if (nc->nbd_unix_group)
 		snprintf(out->unix_group, sizeof(out->unix_group), "%s", nc->nbd_unix_group);
+	out->handshake_timeout = nc->nbd_handshake_timeout;
+	out->idle_timeout = nc->nbd_idle_timeout;
+	out->send_timeout = nc->nbd_send_timeout;
+	out->max_clients = nc->nbd_max_clients;
+	out->max_clients_per_address = nc->nbd_max_per_address;
 	return 0;
 }
 

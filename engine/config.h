@@ -22,6 +22,9 @@ struct ipm_node_cfg {
 	struct ipm_endpoint nbd;        /* hosts */
 	char *nbd_unix;                 /* optional Unix socket path */
 	char *nbd_unix_group;           /* its group (mode 0660); NULL: the daemon's */
+	/* <nbd> client limits; 0 = unset (default), except idle 0 = never */
+	unsigned nbd_handshake_timeout, nbd_idle_timeout, nbd_send_timeout;
+	unsigned nbd_max_clients, nbd_max_per_address;
 	char *hb_volume;                /* <heartbeat-volume path>; NULL: none */
 	int line;
 };

@@ -72,9 +72,24 @@ typedef struct ipm_listen {
 	uint16_t port;
 	char unix_path[108]; /* "" when no Unix listener */
 	char unix_group[64]; /* group of the socket (mode 0660); "": the daemon's */
+	/* client limits of <nbd> (doc/nbd.md); ipm_config_nbd_listen fills in
+	 * the defaults, a zeroed struct means the same defaults */
+	unsigned handshake_timeout; /* s from accept to transmission */
+	unsigned idle_timeout;      /* s without a request; 0 = never */
+	unsigned send_timeout;      /* s of replies without progress */
+	unsigned max_clients;
+	unsigned max_clients_per_address;
 } ipm_listen;
 
-/* The NBD listeners of node. -ENOENT when the node is unknown. */
+/* Defaults and bounds of the <nbd> client limits (doc/config.md). */
+#define IPM_NBD_HANDSHAKE_TIMEOUT 10
+#define IPM_NBD_SEND_TIMEOUT      30
+#define IPM_NBD_MAX_CLIENTS       256
+#define IPM_NBD_MAX_PER_ADDRESS   32
+#define IPM_NBD_CLIENTS_LIMIT     1024  /* highest max-clients */
+
+/* The NBD listeners of node and their client limits. -ENOENT when the node
+ * is unknown. */
 int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *out);
 
 /* Make node the primary of lun in cfg (the daemon's promote/demote: the

@@ -241,6 +241,48 @@ static void test_nbd_unix_group(void **state)
 	assert_null(cfg);
 }
 
+/* <nbd>'s client limits: defaults when absent, values when given. */
+static void test_nbd_limits(void **state)
+{
+	ipm_config *cfg = load_good("good-minimal.xml");
+	ipm_listen li;
+
+	assert_int_equal(ipm_config_nbd_listen(cfg, "solo", &li), 0);
+	assert_int_equal(li.handshake_timeout, IPM_NBD_HANDSHAKE_TIMEOUT);
+	assert_int_equal(li.idle_timeout, 0);
+	assert_int_equal(li.send_timeout, IPM_NBD_SEND_TIMEOUT);
+	assert_int_equal(li.max_clients, IPM_NBD_MAX_CLIENTS);
+	assert_int_equal(li.max_clients_per_address, IPM_NBD_MAX_PER_ADDRESS);
+	ipm_config_free(cfg);
+
+	cfg = load_good("good-nbd-limits.xml");
+	assert_int_equal(ipm_config_nbd_listen(cfg, "solo", &li), 0);
+	assert_int_equal(li.handshake_timeout, 3);
+	assert_int_equal(li.idle_timeout, 600);
+	assert_int_equal(li.send_timeout, 5);
+	assert_int_equal(li.max_clients, 64);
+	assert_int_equal(li.max_clients_per_address, 8);
+	ipm_config_free(cfg);
+}
+
+static void test_bad_nbd_limits(void **state)
+{
+	struct diags d;
+	ipm_config *cfg = NULL;
+	int rc = load("bad-nbd-limits.xml", &d, &cfg);
+
+	if (rc != 5)
+		dump(&d);
+	assert_int_equal(rc, 5);
+	assert_null(cfg);
+	expect_diag(&d, 3, "node \"solo\": nbd handshake-timeout \"0\" is out of range (1..300)");
+	expect_diag(&d, 3, "node \"solo\": nbd idle-timeout \"-1\" is out of range (0..604800)");
+	expect_diag(&d, 3, "node \"solo\": nbd send-timeout \"3601\" is out of range (1..3600)");
+	expect_diag(&d, 3, "node \"solo\": nbd max-clients \"1025\" is out of range (1..1024)");
+	expect_diag(&d, 3,
+		    "node \"solo\": nbd max-clients-per-address \"many\" is out of range (1..1024)");
+}
+
 /* A per-node backing wins over the shared one wherever it appears. */
 static void test_backing_lookup(void **state)
 {
@@ -608,6 +650,8 @@ int main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_dup),
 		cmocka_unit_test(test_nbd_unix_group),
+		cmocka_unit_test(test_nbd_limits),
+		cmocka_unit_test(test_bad_nbd_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -48,15 +49,18 @@ struct rreq {
 	void *data;
 	struct ipm_lun *lun;
 	struct rconn *reply;          /* where the answer goes (the latest copy's) */
-	bool applying;
-	struct rreq *next, *prev;     /* the pending list, sorted by dep */
+	bool applying;                /* else it waits, in rc->waiting */
+	struct wait_node wn;          /* its place in rc->waiting */
 	struct rreq *hnext;           /* the pending hash chain (by seq) */
 };
 
-/* Received requests not yet applied: a list sorted by dependency, so the
- * ready ones are at its head, and a hash by sequence number to find a
- * re-sent copy; both O(1) for requests arriving in order, however many
- * are pending (up to the window). */
+#define rreq_of(n) ((struct rreq *)((char *)(n) - offsetof(struct rreq, wn)))
+
+/* Received requests not yet applied: a hash by sequence number to find a
+ * re-sent copy, and those waiting for their dependencies in a heap by dep
+ * (apply_order.h) within the mirror's budget: the session's window, and
+ * WIRE_MAX_INFLIGHT_BYTES of payload, which a correct primary never
+ * passes (it has no more in flight). */
 #define PENDING_BUCKETS 4096
 
 struct receiver {
@@ -74,8 +78,8 @@ struct receiver {
 	uint64_t record;              /* names `order`, new at every reset: a primary
 				       * told another one than before knows we
 				       * forgot what it sent (WELCOME) */
-	struct rreq *pending, *pending_tail; /* waiting for dependencies, or being applied */
-	struct rreq *pending_hash[PENDING_BUCKETS];
+	struct rreq *pending_hash[PENDING_BUCKETS]; /* waiting, or being applied */
+	struct wait_set waiting;      /* waiting for dependencies */
 	struct rconn *conns;
 	unsigned n_conns;
 };
@@ -188,46 +192,42 @@ static struct rreq **pending_bucket(struct receiver *rc, uint64_t seq)
 	return &rc->pending_hash[seq % PENDING_BUCKETS];
 }
 
-/* After the last pending request whose dep is not larger: from the tail,
- * where a request arriving in order belongs. */
-static void pending_insert_locked(struct receiver *rc, struct rreq *q)
+/* A waiting request goes into rc->waiting first: -ENOBUFS or -EMSGSIZE
+ * when it would pass the budget (nothing inserted then). */
+static int pending_insert_locked(struct receiver *rc, struct rreq *q)
 {
-	struct rreq *after = rc->pending_tail, **b = pending_bucket(rc, q->f.seq);
+	struct rreq **b = pending_bucket(rc, q->f.seq);
+	int err;
 
-	while (after && after->f.dep > q->f.dep)
-		after = after->prev;
-	q->prev = after;
-	q->next = after ? after->next : rc->pending;
-	if (q->next)
-		q->next->prev = q;
-	else
-		rc->pending_tail = q;
-	if (after)
-		after->next = q;
-	else
-		rc->pending = q;
+	if (!q->applying) {
+		q->wn.dep = q->f.dep;
+		q->wn.bytes = q->f.len;
+		err = wait_insert(&rc->waiting, &q->wn);
+		if (err < 0)
+			return err;
+	}
 	q->hnext = *b;
 	*b = q;
+	return 0;
 }
 
-static void pending_remove_locked(struct receiver *rc, struct rreq *q)
+static void hash_remove_locked(struct receiver *rc, struct rreq *q)
 {
 	struct rreq **p;
 
-	if (q->prev)
-		q->prev->next = q->next;
-	else
-		rc->pending = q->next;
-	if (q->next)
-		q->next->prev = q->prev;
-	else
-		rc->pending_tail = q->prev;
 	for (p = pending_bucket(rc, q->f.seq); *p; p = &(*p)->hnext) {
 		if (*p == q) {
 			*p = q->hnext;
 			return;
 		}
 	}
+}
+
+static void pending_remove_locked(struct receiver *rc, struct rreq *q)
+{
+	if (!q->applying)
+		wait_remove(&rc->waiting, &q->wn);
+	hash_remove_locked(rc, q);
 }
 
 static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
@@ -241,18 +241,17 @@ static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
 }
 
 /* Waiting requests whose dependencies are now applied, marked applying:
- * they do not depend on each other. Readiness only grows with dep, so the
- * search ends at the first request that is not ready. */
+ * they do not depend on each other. */
 static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsigned max)
 {
-	struct rreq *q;
+	struct wait_node *wn;
 	unsigned n = 0;
 
-	for (q = rc->pending; q && n < max && order_ready(&rc->order, q->f.dep); q = q->next) {
-		if (!q->applying) {
-			q->applying = true;
-			out[n++] = q;
-		}
+	while (n < max && (wn = wait_take_ready(&rc->waiting, rc->order.prefix))) {
+		struct rreq *q = rreq_of(wn);
+
+		q->applying = true;
+		out[n++] = q;
 	}
 	return n;
 }
@@ -318,13 +317,33 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 	}
 }
 
+static void drop_waiting_locked(struct receiver *rc, uint64_t upto);
+
+/* A session that passed the budget is forgotten as if our engine had
+ * restarted: its connections close and its waiting requests go. The
+ * primary meets a new record when it reconnects, so it journals what we
+ * did not answer and resyncs (doc/wire.md): nothing is lost, and a buggy
+ * primary cannot make us hold more. */
+static void forget_session_locked(struct receiver *rc)
+{
+	struct rconn *o;
+
+	for (o = rc->conns; o; o = o->next)
+		if (o->session && o->session == rc->order.session)
+			shutdown(o->fd, SHUT_RDWR);
+	rc->order.session = 0;
+	drop_waiting_locked(rc, UINT64_MAX);
+}
+
 /* Route one received request; *ready says it can be applied now (the
- * caller does, with others). Returns -EPROTO on an ordering violation. */
+ * caller does, with others). Returns -EPROTO on an ordering violation,
+ * -ENOBUFS / -EMSGSIZE when it would pass the waiting budget. */
 static int dispatch(struct rconn *c, struct rreq *q, bool *ready)
 {
 	struct receiver *rc = c->rc;
 	struct rreq *old;
 	enum order_verdict v;
+	int rc_ins;
 
 	*ready = false;
 	pthread_mutex_lock(&rc->lock);
@@ -355,10 +374,15 @@ static int dispatch(struct rconn *c, struct rreq *q, bool *ready)
 		free(q);
 		return 0;
 	}
+	q->applying = v == ORDER_APPLY;
+	rc_ins = pending_insert_locked(rc, q);
+	if (rc_ins < 0) {
+		forget_session_locked(rc);
+		pthread_mutex_unlock(&rc->lock);
+		return rc_ins;
+	}
 	c->refs++;
 	q->reply = c;
-	q->applying = v == ORDER_APPLY;
-	pending_insert_locked(rc, q);
 	pthread_mutex_unlock(&rc->lock);
 	*ready = v == ORDER_APPLY;
 	return 0;
@@ -576,6 +600,12 @@ static int receive_one(struct rconn *c, struct rbuf *b, struct rreq **q, ipm_err
 			 (unsigned long long)(*q)->f.seq, (unsigned long long)(*q)->f.dep);
 	else if (rc == -ESTALE)
 		ipm_fail(err, rc, "superseded by a newer session of the primary");
+	else if (rc == -ENOBUFS || rc == -EMSGSIZE)
+		ipm_fail(err, rc, "request %llu (dep %llu, %u bytes) would pass the mirror's budget "
+			 "for waiting requests (%u requests, %llu bytes): session forgotten, "
+			 "the primary resyncs", (unsigned long long)(*q)->f.seq,
+			 (unsigned long long)(*q)->f.dep, (*q)->f.len, c->rc->waiting.max_count,
+			 (unsigned long long)c->rc->waiting.max_bytes);
 	if (rc < 0) {
 		free((*q)->data);
 		free(*q);
@@ -676,20 +706,31 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	return 0;
 }
 
+struct drop_arg {
+	struct receiver *rc;
+	uint64_t upto;
+};
+
+static bool drop_one_locked(struct wait_node *wn, void *arg)
+{
+	struct drop_arg *d = arg;
+	struct rreq *q = rreq_of(wn);
+
+	if (q->f.seq > d->upto)
+		return false;
+	hash_remove_locked(d->rc, q);
+	rconn_put_locked(d->rc, q->reply);
+	free(q->data);
+	free(q);
+	return true;
+}
+
 /* Forget the waiting requests numbered up to upto (all: UINT64_MAX). */
 static void drop_waiting_locked(struct receiver *rc, uint64_t upto)
 {
-	struct rreq *q = rc->pending, *next;
+	struct drop_arg d = { rc, upto };
 
-	for (; q; q = next) {
-		next = q->next;
-		if (q->applying || q->f.seq > upto)
-			continue;
-		pending_remove_locked(rc, q);
-		rconn_put_locked(rc, q->reply);
-		free(q->data);
-		free(q);
-	}
+	wait_drop_if(&rc->waiting, drop_one_locked, &d);
 }
 
 /* Another connection of c's session is serving. */
@@ -743,6 +784,8 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);
 	order_reset(&rc->order, a->session, a->base_seq);
+	/* the window it announced bounds what we hold for it */
+	rc->waiting.max_count = a->window;
 	do
 		auth_random((uint8_t *)&rc->record, sizeof(rc->record));
 	while (!rc->record);
@@ -902,6 +945,7 @@ int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct rece
 	ca_init(&rc->ca, e->cfg->conn_count);
 	pthread_mutex_init(&rc->lock, NULL);
 	pthread_cond_init(&rc->idle, NULL);
+	wait_init(&rc->waiting, WIRE_MAX_WINDOW, WIRE_MAX_INFLIGHT_BYTES);
 	*out = rc;
 	return 0;
 }
@@ -951,16 +995,11 @@ void receiver_stop(struct receiver *rc)
 
 void receiver_destroy(struct receiver *rc)
 {
-	struct rreq *q;
-
 	if (!rc)
 		return;
 	receiver_stop(rc);
-	while ((q = rc->pending)) {
-		pending_remove_locked(rc, q);
-		free(q->data);
-		free(q);
-	}
+	/* receiver_stop dropped what waited: each held a connection */
+	wait_free(&rc->waiting);
 	ca_destroy(&rc->ca);
 	pthread_cond_destroy(&rc->idle);
 	pthread_mutex_destroy(&rc->lock);

@@ -22,6 +22,9 @@
 #define RBUF_SIZE (256u << 10)
 #define ACK_BATCH 64
 #define APPLY_BATCH 32   /* requests applied together */
+#define LISTEN_BACKLOG 1024
+#define ACCEPT_BURST 256 /* connections taken per wake-up of the listener */
+#define REFUSAL_LOG_MS 1000 /* at most one line of refusals per interval */
 
 /* One incoming connection; referenced by its thread and by every request
  * that still has to be answered on it. */
@@ -82,6 +85,11 @@ struct receiver {
 	struct wait_set waiting;      /* waiting for dependencies */
 	struct rconn *conns;
 	unsigned n_conns;
+	/* unauthenticated connections are capped: each costs a thread for
+	 * up to the handshake timeout, and anyone can open them */
+	unsigned n_handshakes, max_handshakes;
+	int64_t refusal_log_next;     /* refusals: when the next line may go out */
+	unsigned refusals_quiet;      /* those not logged since the last line */
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -796,6 +804,58 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 			shutdown(o->fd, SHUT_RDWR);
 }
 
+/* Logging refusals at most once per REFUSAL_LOG_MS: a flood of them must
+ * not flood the log. True when this one may be logged; *quiet is the count
+ * of those that were not since the last line. */
+static bool refusal_log_locked(struct receiver *rc, unsigned *quiet)
+{
+	int64_t now = ipm_now_ms();
+
+	if (now < rc->refusal_log_next) {
+		rc->refusals_quiet++;
+		return false;
+	}
+	rc->refusal_log_next = now + REFUSAL_LOG_MS;
+	*quiet = rc->refusals_quiet;
+	rc->refusals_quiet = 0;
+	return true;
+}
+
+static void log_refusal(struct receiver *rc, const char *who, const char *why)
+{
+	unsigned quiet = 0;
+	bool log;
+
+	pthread_mutex_lock(&rc->lock);
+	log = refusal_log_locked(rc, &quiet);
+	pthread_mutex_unlock(&rc->lock);
+	if (!log)
+		return;
+	if (quiet)
+		qb_log(LOG_WARNING, "connection from %s refused: %s (and %u more refusals not logged)",
+		       who, why, quiet);
+	else
+		qb_log(LOG_WARNING, "connection from %s refused: %s", who, why);
+}
+
+static void slot_release(struct receiver *rc);
+
+/* Run the handshake in the slot accept_burst took for it. */
+static int conn_handshake(struct rconn *c, struct wire_hello *hello, struct wire_auth *auth,
+			  ipm_error *err)
+{
+	struct receiver *rc = c->rc;
+	int r;
+
+	if (auth)
+		r = handshake_server(c->fd, rc->e->node, rc->e->peer->name, rc->secret,
+				     check_luns, c, hello, auth, err);
+	else
+		r = ipm_fail(err, -ENOMEM, "out of memory");
+	slot_release(rc);
+	return r;
+}
+
 static void *conn_main(void *arg)
 {
 	struct rconn *c = arg;
@@ -807,12 +867,9 @@ static void *conn_main(void *arg)
 	unsigned n_ready;
 	int rc_hs;
 
-	if (!auth)
-		goto out;
-	rc_hs = handshake_server(c->fd, rc->e->node, rc->e->peer->name, rc->secret, check_luns,
-				 c, &hello, auth, &err);
+	rc_hs = conn_handshake(c, &hello, auth, &err);
 	if (rc_hs < 0) {
-		qb_log(LOG_WARNING, "connection from %s refused: %s", c->who, err.msg);
+		log_refusal(rc, c->who, err.msg);
 		goto out;
 	}
 	c->index = hello.conn_index;
@@ -847,40 +904,89 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t l
 	snprintf(out, len, "%s:%s", host, port);
 }
 
-static void accept_one(struct receiver *rc)
+/* A handshake slot for a new connection, or false when all are taken:
+ * it is closed at once then, told nothing (it is not authenticated). */
+static bool handshake_slot(struct receiver *rc, const struct sockaddr_storage *ss)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct rconn *c;
-	pthread_t t;
-	int fd, one = 1;
+	char who[80], why[96];
+	bool ok;
 
-	fd = accept4(rc->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
-		return;
+	pthread_mutex_lock(&rc->lock);
+	ok = rc->n_handshakes < rc->max_handshakes;
+	if (ok)
+		rc->n_handshakes++;
+	pthread_mutex_unlock(&rc->lock);
+	if (!ok) {
+		describe_peer(ss, who, sizeof(who));
+		snprintf(why, sizeof(why), "%u unauthenticated connections in their handshake "
+			 "already (the limit)", rc->max_handshakes);
+		log_refusal(rc, who, why);
 	}
+	return ok;
+}
+
+static void slot_release(struct receiver *rc)
+{
+	pthread_mutex_lock(&rc->lock);
+	rc->n_handshakes--;
+	pthread_mutex_unlock(&rc->lock);
+}
+
+/* Serve a new connection in a thread of its own: -errno when it could
+ * not be (the caller closes fd). */
+static int conn_start(struct receiver *rc, int fd, const struct sockaddr_storage *ss)
+{
+	struct rconn *c = calloc(1, sizeof(*c));
+	pthread_t t;
+	int one = 1;
+
+	if (!c)
+		return -ENOMEM;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->rc = rc;
 	c->fd = fd;
 	c->refs = 1;
 	pthread_mutex_init(&c->send_lock, NULL);
-	describe_peer(&ss, c->who, sizeof(c->who));
+	describe_peer(ss, c->who, sizeof(c->who));
 	pthread_mutex_lock(&rc->lock);
 	c->next = rc->conns;
 	rc->conns = c;
 	rc->n_conns++;
 	pthread_mutex_unlock(&rc->lock);
 	if (pthread_create(&t, NULL, conn_main, c) != 0) {
+		c->fd = -1;  /* the caller's to close */
 		pthread_mutex_lock(&rc->lock);
 		rconn_put_locked(rc, c);
 		pthread_mutex_unlock(&rc->lock);
-		return;
+		return -EAGAIN;
 	}
 	pthread_detach(t);
+	return 0;
+}
+
+/* Take the connections waiting in the listen queue (up to a burst), so
+ * that a flood of them does not fill it and keep the primary out. */
+static void accept_burst(struct receiver *rc)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned i;
+	int fd;
+
+	for (i = 0; i < ACCEPT_BURST; i++) {
+		sl = sizeof(ss);
+		fd = accept4(rc->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0)
+			return;  /* EAGAIN: the queue is empty */
+		if (!handshake_slot(rc, &ss)) {
+			close(fd);
+			continue;
+		}
+		if (conn_start(rc, fd, &ss) < 0) {
+			slot_release(rc);
+			close(fd);
+		}
+	}
 }
 
 static void *listener_main(void *arg)
@@ -896,7 +1002,7 @@ static void *listener_main(void *arg)
 		if (!running)
 			break;
 		if (poll(&pfd, 1, 200) == 1)
-			accept_one(rc);
+			accept_burst(rc);
 	}
 	return NULL;
 }
@@ -912,13 +1018,16 @@ static int listen_on(const struct ipm_endpoint *ep, ipm_error *err)
 	rc = getaddrinfo(ep->address, port, &hints, &ai);
 	if (rc)
 		return ipm_fail(err, -EINVAL, "data address %s: %s", ep->address, gai_strerror(rc));
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: the listener takes connections until the queue is empty */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		rc = ipm_fail(err, -errno, "socket: %s", strerror(errno));
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+	/* a deep queue: a burst of connections waits there for accept_burst
+	 * instead of being dropped, so the primary's is not lost among them */
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
 		rc = ipm_fail(err, -errno, "cannot listen on data address %s:%u: %s", ep->address,
 			      ep->port, strerror(errno));
 		close(fd);
@@ -943,6 +1052,7 @@ int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct rece
 	rc->secret = secret;
 	rc->listen_fd = -1;
 	ca_init(&rc->ca, e->cfg->conn_count);
+	rc->max_handshakes = 2 * e->cfg->conn_count;
 	pthread_mutex_init(&rc->lock, NULL);
 	pthread_cond_init(&rc->idle, NULL);
 	wait_init(&rc->waiting, WIRE_MAX_WINDOW, WIRE_MAX_INFLIGHT_BYTES);

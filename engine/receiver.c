@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <malloc.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
@@ -617,6 +618,10 @@ static int receive_one(struct rconn *c, struct rbuf *b, struct rreq **q, ipm_err
 	if (rc < 0) {
 		free((*q)->data);
 		free(*q);
+		/* what the forgotten session made us hold goes back to the
+		 * system, not only to malloc */
+		if (rc == -ENOBUFS || rc == -EMSGSIZE)
+			malloc_trim(0);
 		return rc;
 	}
 	return ready;

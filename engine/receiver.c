@@ -25,7 +25,8 @@
 #define APPLY_BATCH 32   /* requests applied together */
 #define LISTEN_BACKLOG 1024
 #define ACCEPT_BURST 256 /* connections taken per wake-up of the listener */
-#define REFUSAL_LOG_MS 1000 /* at most one line of refusals per interval */
+#define REFUSAL_LOG_MS 1000 /* refusals: one line per interval... */
+#define REFUSAL_LOG_BURST 5 /* ...after a burst of this many */
 
 /* One incoming connection; referenced by its thread and by every request
  * that still has to be answered on it. */
@@ -89,7 +90,8 @@ struct receiver {
 	/* unauthenticated connections are capped: each costs a thread for
 	 * up to the handshake timeout, and anyone can open them */
 	unsigned n_handshakes, max_handshakes;
-	int64_t refusal_log_next;     /* refusals: when the next line may go out */
+	int64_t refusal_log_at;       /* refusals: when refusal_log_tokens was counted */
+	unsigned refusal_log_tokens;  /* lines that may go out now */
 	unsigned refusals_quiet;      /* those not logged since the last line */
 };
 
@@ -809,18 +811,26 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 			shutdown(o->fd, SHUT_RDWR);
 }
 
-/* Logging refusals at most once per REFUSAL_LOG_MS: a flood of them must
- * not flood the log. True when this one may be logged; *quiet is the count
- * of those that were not since the last line. */
+/* Refusals are logged in a burst of REFUSAL_LOG_BURST lines, then one per
+ * REFUSAL_LOG_MS (a token bucket): a flood must not flood the log, a few
+ * refusals all give their reason. True when this one may be logged; *quiet
+ * is the count of those that were not since the last line. */
 static bool refusal_log_locked(struct receiver *rc, unsigned *quiet)
 {
-	int64_t now = ipm_now_ms();
+	int64_t now = ipm_now_ms(), earned = (now - rc->refusal_log_at) / REFUSAL_LOG_MS;
 
-	if (now < rc->refusal_log_next) {
+	if (!rc->refusal_log_at || rc->refusal_log_tokens + earned >= REFUSAL_LOG_BURST) {
+		rc->refusal_log_tokens = REFUSAL_LOG_BURST;
+		rc->refusal_log_at = now;
+	} else if (earned > 0) {
+		rc->refusal_log_tokens += (unsigned)earned;
+		rc->refusal_log_at += earned * REFUSAL_LOG_MS;
+	}
+	if (!rc->refusal_log_tokens) {
 		rc->refusals_quiet++;
 		return false;
 	}
-	rc->refusal_log_next = now + REFUSAL_LOG_MS;
+	rc->refusal_log_tokens--;
 	*quiet = rc->refusals_quiet;
 	rc->refusals_quiet = 0;
 	return true;

@@ -84,11 +84,11 @@ struct receiver {
 				       * told another one than before knows we
 				       * forgot what it sent (WELCOME) */
 	struct rreq *pending_hash[PENDING_BUCKETS]; /* waiting, or being applied */
-	struct wait_set waiting;      /* waiting for dependencies */
+	struct wait_set waiting;      /* waiting for dependencies (under lock) */
 	struct rconn *conns;
 	unsigned n_conns;
 	/* unauthenticated connections are capped: each costs a thread for
-	 * up to the handshake timeout, and anyone can open them */
+	 * up to the handshake timeout, and anyone can open them (under lock) */
 	unsigned n_handshakes, max_handshakes;
 	int64_t refusal_log_at;       /* refusals: when refusal_log_tokens was counted */
 	unsigned refusal_log_tokens;  /* lines that may go out now */

@@ -24,6 +24,8 @@
 #define ACK_BATCH 64
 #define APPLY_BATCH 32   /* requests applied together */
 #define LISTEN_BACKLOG 1024
+#define POOL_OTHERS 0    /* handshake slots: connections from anywhere */
+#define POOL_PEER 1      /* from the peer's data address */
 #define ACCEPT_BURST 256 /* connections taken per wake-up of the listener */
 #define REFUSAL_LOG_MS 1000 /* refusals: one line per interval... */
 #define REFUSAL_LOG_BURST 5 /* ...after a burst of this many */
@@ -45,6 +47,7 @@ struct rconn {
 	int refs;
 	struct ipm_lun *luns[WIRE_MAX_LUNS]; /* wire index -> our LUN */
 	uint32_t n_luns;
+	unsigned pool;                /* its handshake slot's (POOL_*) */
 	struct rconn *next;
 };
 
@@ -88,8 +91,13 @@ struct receiver {
 	struct rconn *conns;
 	unsigned n_conns;
 	/* unauthenticated connections are capped: each costs a thread for
-	 * up to the handshake timeout, and anyone can open them (under lock) */
-	unsigned n_handshakes, max_handshakes;
+	 * up to the handshake timeout, and anyone can open them. Those from
+	 * the peer's data address (the primary dials from it) have slots of
+	 * their own, so a flood from elsewhere cannot keep it out. Counts
+	 * under lock. */
+	unsigned n_handshakes[2], max_handshakes; /* [POOL_OTHERS], [POOL_PEER] */
+	struct sockaddr_storage peer_addr;        /* the peer's data address, */
+	bool have_peer_addr;                      /* when numeric */
 	int64_t refusal_log_at;       /* refusals: when refusal_log_tokens was counted */
 	unsigned refusal_log_tokens;  /* lines that may go out now */
 	unsigned refusals_quiet;      /* those not logged since the last line */
@@ -853,7 +861,7 @@ static void log_refusal(struct receiver *rc, const char *who, const char *why)
 		qb_log(LOG_WARNING, "connection from %s refused: %s", who, why);
 }
 
-static void slot_release(struct receiver *rc);
+static void slot_release(struct receiver *rc, unsigned pool);
 
 /* Run the handshake in the slot accept_burst took for it. */
 static int conn_handshake(struct rconn *c, struct wire_hello *hello, struct wire_auth *auth,
@@ -867,7 +875,7 @@ static int conn_handshake(struct rconn *c, struct wire_hello *hello, struct wire
 				     check_luns, c, hello, auth, err);
 	else
 		r = ipm_fail(err, -ENOMEM, "out of memory");
-	slot_release(rc);
+	slot_release(rc, c->pool);
 	return r;
 }
 
@@ -919,37 +927,56 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t l
 	snprintf(out, len, "%s:%s", host, port);
 }
 
-/* A handshake slot for a new connection, or false when all are taken:
- * it is closed at once then, told nothing (it is not authenticated). */
-static bool handshake_slot(struct receiver *rc, const struct sockaddr_storage *ss)
+/* Does the connection come from the peer's data address? */
+static bool from_peer(const struct receiver *rc, const struct sockaddr_storage *ss)
 {
-	char who[80], why[96];
+	const struct sockaddr_storage *p = &rc->peer_addr;
+
+	if (!rc->have_peer_addr || ss->ss_family != p->ss_family)
+		return false;
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)p)->sin_addr.s_addr;
+	return ss->ss_family == AF_INET6 &&
+	       !memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr,
+		       &((const struct sockaddr_in6 *)p)->sin6_addr, sizeof(struct in6_addr));
+}
+
+/* A handshake slot for a new connection in its pool, or -EAGAIN when all
+ * are taken: it is closed at once then, told nothing (it is not
+ * authenticated). */
+static int handshake_slot(struct receiver *rc, const struct sockaddr_storage *ss)
+{
+	unsigned pool = from_peer(rc, ss) ? POOL_PEER : POOL_OTHERS;
+	char who[80], why[128];
 	bool ok;
 
 	pthread_mutex_lock(&rc->lock);
-	ok = rc->n_handshakes < rc->max_handshakes;
+	ok = rc->n_handshakes[pool] < rc->max_handshakes;
 	if (ok)
-		rc->n_handshakes++;
+		rc->n_handshakes[pool]++;
 	pthread_mutex_unlock(&rc->lock);
-	if (!ok) {
-		describe_peer(ss, who, sizeof(who));
-		snprintf(why, sizeof(why), "%u unauthenticated connections in their handshake "
-			 "already (the limit)", rc->max_handshakes);
-		log_refusal(rc, who, why);
-	}
-	return ok;
+	if (ok)
+		return (int)pool;
+	describe_peer(ss, who, sizeof(who));
+	snprintf(why, sizeof(why), "%u unauthenticated connections %sin their handshake "
+		 "already (the limit)", rc->max_handshakes,
+		 pool == POOL_PEER ? "from the peer's address " : "");
+	log_refusal(rc, who, why);
+	return -EAGAIN;
 }
 
-static void slot_release(struct receiver *rc)
+static void slot_release(struct receiver *rc, unsigned pool)
 {
 	pthread_mutex_lock(&rc->lock);
-	rc->n_handshakes--;
+	rc->n_handshakes[pool]--;
 	pthread_mutex_unlock(&rc->lock);
 }
 
 /* Serve a new connection in a thread of its own: -errno when it could
  * not be (the caller closes fd). */
-static int conn_start(struct receiver *rc, int fd, const struct sockaddr_storage *ss)
+static int conn_start(struct receiver *rc, int fd, const struct sockaddr_storage *ss,
+		      unsigned pool)
 {
 	struct rconn *c = calloc(1, sizeof(*c));
 	pthread_t t;
@@ -961,6 +988,7 @@ static int conn_start(struct receiver *rc, int fd, const struct sockaddr_storage
 	c->rc = rc;
 	c->fd = fd;
 	c->refs = 1;
+	c->pool = pool;
 	pthread_mutex_init(&c->send_lock, NULL);
 	describe_peer(ss, c->who, sizeof(c->who));
 	pthread_mutex_lock(&rc->lock);
@@ -986,19 +1014,20 @@ static void accept_burst(struct receiver *rc)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	unsigned i;
-	int fd;
+	int fd, pool;
 
 	for (i = 0; i < ACCEPT_BURST; i++) {
 		sl = sizeof(ss);
 		fd = accept4(rc->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0)
 			return;  /* EAGAIN: the queue is empty */
-		if (!handshake_slot(rc, &ss)) {
+		pool = handshake_slot(rc, &ss);
+		if (pool < 0) {
 			close(fd);
 			continue;
 		}
-		if (conn_start(rc, fd, &ss) < 0) {
-			slot_release(rc);
+		if (conn_start(rc, fd, &ss, (unsigned)pool) < 0) {
+			slot_release(rc, (unsigned)pool);
 			close(fd);
 		}
 	}
@@ -1056,6 +1085,19 @@ out:
 
 /* ---- life cycle ---------------------------------------------------------- */
 
+/* A numeric address into *ss; false for a name (no lookup here) or none. */
+static bool numeric_address(const char *address, struct sockaddr_storage *ss)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo *ai;
+
+	if (!address || getaddrinfo(address, NULL, &hints, &ai))
+		return false;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	return true;
+}
+
 int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
 		    ipm_error *err)
 {
@@ -1068,6 +1110,7 @@ int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct rece
 	rc->listen_fd = -1;
 	ca_init(&rc->ca, e->cfg->conn_count);
 	rc->max_handshakes = 2 * e->cfg->conn_count;
+	rc->have_peer_addr = numeric_address(e->peer->data.address, &rc->peer_addr);
 	pthread_mutex_init(&rc->lock, NULL);
 	pthread_cond_init(&rc->idle, NULL);
 	wait_init(&rc->waiting, WIRE_MAX_WINDOW, WIRE_MAX_INFLIGHT_BYTES);

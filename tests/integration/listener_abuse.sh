@@ -18,39 +18,9 @@ base=$(threads "$n2_pid")
 diag "mirror threads before: $base"
 
 # the flood: 2000 connections opened as fast as the kernel takes them, then
-# held open and silent (bounded: 2000 sockets, at most 90 s); it reports how
-# many the mirror closed
-cat >"$T_DIR/flood.py" <<'PY'
-import socket, sys, time, select
-port, n, hold, report = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-socks, t0 = [], time.time()
-for i in range(n):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        s.connect(("127.0.0.1", port))
-    except BlockingIOError:
-        pass
-    socks.append(s)
-def closed():
-    c = 0
-    for s in socks:
-        try:
-            if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
-                c += 1
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            c += 1
-    return c
-with open(report, "w") as f:
-    f.write("opened %d in %.2f s\n" % (len(socks), time.time() - t0))
-while time.time() - t0 < hold:
-    time.sleep(0.5)
-    with open(report, "a") as f:
-        f.write("t=%.1f closed by the mirror: %d\n" % (time.time() - t0, closed()))
-PY
-( ulimit -n 4096; exec /usr/bin/python3 "$T_DIR/flood.py" "$N2_DATA" 2000 90 "$T_DIR/flood.out" ) &
+# held open and silent (bounded: 2000 sockets, at most 90 s)
+( ulimit -n 4096; exec /usr/bin/python3 "$top_srcdir/tests/tools/conn_flood.py" \
+	127.0.0.1 "$N2_DATA" 2000 90 "$T_DIR/flood.out" ) &
 flood=$!
 T_PIDS="$T_PIDS $flood"
 wait_for 20 grep -q '^opened 2000' "$T_DIR/flood.out" || bail "flood did not start: $(cat "$T_DIR/flood.out")"
@@ -62,11 +32,11 @@ done
 diag "$(head -1 "$T_DIR/flood.out"); mirror threads during: up to $max"
 check "2000 silent connections add at most $CAP threads ($base -> $max)" test $((max - base)) -le $CAP
 check "the mirror closes those beyond the cap at once" \
-	wait_for 5 awk -v min=$((2000 - CAP)) '/closed by the mirror/ { if ($NF >= min) ok = 1 } END { exit !ok }' "$T_DIR/flood.out"
+	wait_for 5 awk -v min=$((2000 - CAP)) '/closed by the server/ { if ($NF >= min) ok = 1 } END { exit !ok }' "$T_DIR/flood.out"
 refusals=$(grep -c 'refused' "$T_DIR/n2.log")
 check "refusals are logged in a burst of 5, then once a second ($refusals lines)" \
 	test "$refusals" -le 10
-check "a refusal names the cap" grep -q "unauthenticated connections in their handshake already" "$T_DIR/n2.log"
+check "a refusal names the cap" grep -q "unauthenticated connections .*in their handshake already" "$T_DIR/n2.log"
 
 node_start node1 || bail "primary did not start: $(cat "$T_DIR"/n1.log)"
 check "the real primary connects: vol0 up to date" wait_for 40 lun_state_is node1 vol0 uptodate

@@ -1,9 +1,9 @@
 /* receiver.c - the mirror's listener and connection threads. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <malloc.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
@@ -1085,17 +1085,24 @@ out:
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-/* A numeric address into *ss; false for a name (no lookup here) or none. */
+/* The peer's data address into *ss: false for a name (no lookup here),
+ * none, or the wildcard (then its connections come from anywhere). */
 static bool numeric_address(const char *address, struct sockaddr_storage *ss)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
 	struct addrinfo *ai;
+	bool any;
 
 	if (!address || getaddrinfo(address, NULL, &hints, &ai))
 		return false;
 	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
 	freeaddrinfo(ai);
-	return true;
+	if (ss->ss_family == AF_INET)
+		any = ((struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	else
+		any = !memcmp(&((struct sockaddr_in6 *)ss)->sin6_addr, &in6addr_any,
+			      sizeof(in6addr_any));
+	return !any;
 }
 
 int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,

@@ -36,4 +36,38 @@ void order_mark_applied(struct apply_order *o, uint64_t seq);
  * as applied above it stays. */
 void order_settle(struct apply_order *o, uint64_t seq);
 
+/* The requests waiting for their dependencies: a binary min-heap by dep
+ * (ties in arrival order), so insertion and taking the ready ones cost
+ * O(log n) however they arrive, with the mirror's budget for them: at
+ * most max_count requests (the session's window) and max_bytes payload.
+ * A leaf: no lock, no I/O; the node is embedded in the caller's request. */
+struct wait_node {
+	uint64_t dep;
+	uint64_t stamp;            /* arrival order among equal deps */
+	uint32_t bytes;            /* payload held */
+	uint32_t at;               /* index in the heap */
+};
+
+struct wait_set {
+	struct wait_node **heap;
+	uint32_t n, cap;
+	uint64_t bytes;            /* payload of the n waiting requests */
+	uint64_t stamp;
+	uint32_t max_count;
+	uint64_t max_bytes;
+	uint64_t steps;            /* heap moves and comparisons, for tests */
+};
+
+void wait_init(struct wait_set *w, uint32_t max_count, uint64_t max_bytes);
+void wait_free(struct wait_set *w);
+/* Add n: 0, -ENOBUFS when max_count requests wait already, -EMSGSIZE when
+ * its bytes would pass max_bytes, -ENOMEM; the set is unchanged then. */
+int wait_insert(struct wait_set *w, struct wait_node *n);
+/* The waiting request with the lowest dep (the first of them to arrive)
+ * if that dep is <= prefix (every seq up to it applied): taken out. */
+struct wait_node *wait_take_ready(struct wait_set *w, uint64_t prefix);
+void wait_remove(struct wait_set *w, struct wait_node *n);
+/* Take out every node drop() says so (it may free them): O(n). */
+void wait_drop_if(struct wait_set *w, bool (*drop)(struct wait_node *n, void *arg), void *arg);
+
 #endif

@@ -21,6 +21,8 @@
 struct hs_conn {
 	int fd;
 	unsigned timeout_ms;
+	int64_t deadline;		/* server, until authenticated: the whole
+					 * exchange's (ms, monotonic), else 0 */
 	const char *peer;		/* for messages; "peer" until known */
 	struct timeval old_rcv, old_snd;
 	bool saved;			/* old_rcv/old_snd hold the caller's timeouts */
@@ -120,18 +122,25 @@ timeout:
 			out ? "sending" : "waiting for", what);
 }
 
+/* One message's deadline: its own timeout, within the exchange's. */
+static int64_t msg_deadline(const struct hs_conn *c)
+{
+	int64_t d = now_ms() + c->timeout_ms;
+
+	return c->deadline && c->deadline < d ? c->deadline : d;
+}
+
 static int send_msg(struct hs_conn *c, uint16_t type, size_t body_len, const char *what)
 {
 	wire_hs_hdr_encode(c->buf, type, (uint32_t)body_len);
-	return io_full(c, true, c->buf, WIRE_HS_HDR_LEN + body_len,
-		       now_ms() + c->timeout_ms, what);
+	return io_full(c, true, c->buf, WIRE_HS_HDR_LEN + body_len, msg_deadline(c), what);
 }
 
 /* Receive one message of type expect (0 = any) into c->buf; the body starts
  * at c->buf + WIRE_HS_HDR_LEN. */
 static int recv_msg(struct hs_conn *c, uint16_t expect, struct wire_hs_hdr *h, const char *what)
 {
-	int64_t deadline = now_ms() + c->timeout_ms;
+	int64_t deadline = msg_deadline(c);
 	int rc;
 
 	rc = io_full(c, false, c->buf, WIRE_HS_HDR_LEN, deadline, what);
@@ -309,13 +318,17 @@ static int server_hello(struct hs_conn *c, const char *self, const char *expect_
 	rc = wire_hello_decode(body(c), h.len, hello, &c->e);
 	if (rc < 0)
 		return rc;
-	if (strcmp(hello->to, self))
+	/* the log names the nodes; an unauthenticated peer learns none */
+	if (strcmp(hello->to, self)) {
+		c->peer_reason = "HELLO names another node than this one";
 		return ipm_fail(&c->e, -EINVAL, "this is node \"%s\", not \"%s\"", self,
 				hello->to);
-	if (strcmp(hello->from, expect_peer))
+	}
+	if (strcmp(hello->from, expect_peer)) {
+		c->peer_reason = "HELLO names a node that is not this node's peer";
 		return ipm_fail(&c->e, -EACCES, "node \"%s\" is not our peer \"%s\"", hello->from,
 				expect_peer);
-	c->peer = expect_peer;
+	}
 	return 0;
 }
 
@@ -361,6 +374,10 @@ static int server_auth(struct hs_conn *c, const char *self, const struct auth_se
 		return ipm_fail(&c->e, -EACCES,
 				"authentication failed: peer does not know the shared secret");
 	}
+	/* our peer: named from now on, and WELCOME gets a timeout of its own
+	 * after check (which may write generation files) */
+	c->peer = hello->from;
+	c->deadline = 0;
 	return 0;
 }
 
@@ -408,6 +425,8 @@ int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
 	int rc;
 
 	rc = io_begin(&c, fd, timeout_ms, "peer");
+	/* one deadline for everything an unauthenticated client sends */
+	c.deadline = now_ms() + c.timeout_ms;
 	if (rc == 0)
 		rc = server_run(&c, self, expect_peer, secret, check, opaque, hello, auth);
 	if (rc < 0 && !c.io_failed)

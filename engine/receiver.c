@@ -1,10 +1,12 @@
 /* receiver.c - the mirror's listener and connection threads. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,6 +23,12 @@
 #define RBUF_SIZE (256u << 10)
 #define ACK_BATCH 64
 #define APPLY_BATCH 32   /* requests applied together */
+#define LISTEN_BACKLOG 1024
+#define POOL_OTHERS 0    /* handshake slots: connections from anywhere */
+#define POOL_PEER 1      /* from the peer's data address */
+#define ACCEPT_BURST 256 /* connections taken per wake-up of the listener */
+#define REFUSAL_LOG_MS 1000 /* refusals: one line per interval... */
+#define REFUSAL_LOG_BURST 5 /* ...after a burst of this many */
 
 /* One incoming connection; referenced by its thread and by every request
  * that still has to be answered on it. */
@@ -39,6 +47,7 @@ struct rconn {
 	int refs;
 	struct ipm_lun *luns[WIRE_MAX_LUNS]; /* wire index -> our LUN */
 	uint32_t n_luns;
+	unsigned pool;                /* its handshake slot's (POOL_*) */
 	struct rconn *next;
 };
 
@@ -48,15 +57,18 @@ struct rreq {
 	void *data;
 	struct ipm_lun *lun;
 	struct rconn *reply;          /* where the answer goes (the latest copy's) */
-	bool applying;
-	struct rreq *next, *prev;     /* the pending list, sorted by dep */
+	bool applying;                /* else it waits, in rc->waiting */
+	struct wait_node wn;          /* its place in rc->waiting */
 	struct rreq *hnext;           /* the pending hash chain (by seq) */
 };
 
-/* Received requests not yet applied: a list sorted by dependency, so the
- * ready ones are at its head, and a hash by sequence number to find a
- * re-sent copy; both O(1) for requests arriving in order, however many
- * are pending (up to the window). */
+#define rreq_of(n) ((struct rreq *)((char *)(n) - offsetof(struct rreq, wn)))
+
+/* Received requests not yet applied: a hash by sequence number to find a
+ * re-sent copy, and those waiting for their dependencies in a heap by dep
+ * (apply_order.h) within the mirror's budget: the session's window, and
+ * WIRE_MAX_INFLIGHT_BYTES of payload, which a correct primary never
+ * passes (it has no more in flight). */
 #define PENDING_BUCKETS 4096
 
 struct receiver {
@@ -74,10 +86,21 @@ struct receiver {
 	uint64_t record;              /* names `order`, new at every reset: a primary
 				       * told another one than before knows we
 				       * forgot what it sent (WELCOME) */
-	struct rreq *pending, *pending_tail; /* waiting for dependencies, or being applied */
-	struct rreq *pending_hash[PENDING_BUCKETS];
+	struct rreq *pending_hash[PENDING_BUCKETS]; /* waiting, or being applied */
+	struct wait_set waiting;      /* waiting for dependencies (under lock) */
 	struct rconn *conns;
 	unsigned n_conns;
+	/* unauthenticated connections are capped: each costs a thread for
+	 * up to the handshake timeout, and anyone can open them. Those from
+	 * the peer's data address (the primary dials from it) have slots of
+	 * their own, so a flood from elsewhere cannot keep it out. Counts
+	 * under lock. */
+	unsigned n_handshakes[2], max_handshakes; /* [POOL_OTHERS], [POOL_PEER] */
+	struct sockaddr_storage peer_addr;        /* the peer's data address, */
+	bool have_peer_addr;                      /* when numeric */
+	int64_t refusal_log_at;       /* refusals: when refusal_log_tokens was counted */
+	unsigned refusal_log_tokens;  /* lines that may go out now */
+	unsigned refusals_quiet;      /* those not logged since the last line */
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -188,46 +211,42 @@ static struct rreq **pending_bucket(struct receiver *rc, uint64_t seq)
 	return &rc->pending_hash[seq % PENDING_BUCKETS];
 }
 
-/* After the last pending request whose dep is not larger: from the tail,
- * where a request arriving in order belongs. */
-static void pending_insert_locked(struct receiver *rc, struct rreq *q)
+/* A waiting request goes into rc->waiting first: -ENOBUFS or -EMSGSIZE
+ * when it would pass the budget (nothing inserted then). */
+static int pending_insert_locked(struct receiver *rc, struct rreq *q)
 {
-	struct rreq *after = rc->pending_tail, **b = pending_bucket(rc, q->f.seq);
+	struct rreq **b = pending_bucket(rc, q->f.seq);
+	int err;
 
-	while (after && after->f.dep > q->f.dep)
-		after = after->prev;
-	q->prev = after;
-	q->next = after ? after->next : rc->pending;
-	if (q->next)
-		q->next->prev = q;
-	else
-		rc->pending_tail = q;
-	if (after)
-		after->next = q;
-	else
-		rc->pending = q;
+	if (!q->applying) {
+		q->wn.dep = q->f.dep;
+		q->wn.bytes = q->f.len;
+		err = wait_insert(&rc->waiting, &q->wn);
+		if (err < 0)
+			return err;
+	}
 	q->hnext = *b;
 	*b = q;
+	return 0;
 }
 
-static void pending_remove_locked(struct receiver *rc, struct rreq *q)
+static void hash_remove_locked(struct receiver *rc, struct rreq *q)
 {
 	struct rreq **p;
 
-	if (q->prev)
-		q->prev->next = q->next;
-	else
-		rc->pending = q->next;
-	if (q->next)
-		q->next->prev = q->prev;
-	else
-		rc->pending_tail = q->prev;
 	for (p = pending_bucket(rc, q->f.seq); *p; p = &(*p)->hnext) {
 		if (*p == q) {
 			*p = q->hnext;
 			return;
 		}
 	}
+}
+
+static void pending_remove_locked(struct receiver *rc, struct rreq *q)
+{
+	if (!q->applying)
+		wait_remove(&rc->waiting, &q->wn);
+	hash_remove_locked(rc, q);
 }
 
 static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
@@ -241,18 +260,17 @@ static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
 }
 
 /* Waiting requests whose dependencies are now applied, marked applying:
- * they do not depend on each other. Readiness only grows with dep, so the
- * search ends at the first request that is not ready. */
+ * they do not depend on each other. */
 static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsigned max)
 {
-	struct rreq *q;
+	struct wait_node *wn;
 	unsigned n = 0;
 
-	for (q = rc->pending; q && n < max && order_ready(&rc->order, q->f.dep); q = q->next) {
-		if (!q->applying) {
-			q->applying = true;
-			out[n++] = q;
-		}
+	while (n < max && (wn = wait_take_ready(&rc->waiting, rc->order.prefix))) {
+		struct rreq *q = rreq_of(wn);
+
+		q->applying = true;
+		out[n++] = q;
 	}
 	return n;
 }
@@ -324,13 +342,33 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 	}
 }
 
+static void drop_waiting_locked(struct receiver *rc, uint64_t upto);
+
+/* A session that passed the budget is forgotten as if our engine had
+ * restarted: its connections close and its waiting requests go. The
+ * primary meets a new record when it reconnects, so it journals what we
+ * did not answer and resyncs (doc/wire.md): nothing is lost, and a buggy
+ * primary cannot make us hold more. */
+static void forget_session_locked(struct receiver *rc)
+{
+	struct rconn *o;
+
+	for (o = rc->conns; o; o = o->next)
+		if (o->session && o->session == rc->order.session)
+			shutdown(o->fd, SHUT_RDWR);
+	rc->order.session = 0;
+	drop_waiting_locked(rc, UINT64_MAX);
+}
+
 /* Route one received request; *ready says it can be applied now (the
- * caller does, with others). Returns -EPROTO on an ordering violation. */
+ * caller does, with others). Returns -EPROTO on an ordering violation,
+ * -ENOBUFS / -EMSGSIZE when it would pass the waiting budget. */
 static int dispatch(struct rconn *c, struct rreq *q, bool *ready)
 {
 	struct receiver *rc = c->rc;
 	struct rreq *old;
 	enum order_verdict v;
+	int rc_ins;
 
 	*ready = false;
 	pthread_mutex_lock(&rc->lock);
@@ -361,10 +399,15 @@ static int dispatch(struct rconn *c, struct rreq *q, bool *ready)
 		free(q);
 		return 0;
 	}
+	q->applying = v == ORDER_APPLY;
+	rc_ins = pending_insert_locked(rc, q);
+	if (rc_ins < 0) {
+		forget_session_locked(rc);
+		pthread_mutex_unlock(&rc->lock);
+		return rc_ins;
+	}
 	c->refs++;
 	q->reply = c;
-	q->applying = v == ORDER_APPLY;
-	pending_insert_locked(rc, q);
 	pthread_mutex_unlock(&rc->lock);
 	*ready = v == ORDER_APPLY;
 	return 0;
@@ -582,9 +625,19 @@ static int receive_one(struct rconn *c, struct rbuf *b, struct rreq **q, ipm_err
 			 (unsigned long long)(*q)->f.seq, (unsigned long long)(*q)->f.dep);
 	else if (rc == -ESTALE)
 		ipm_fail(err, rc, "superseded by a newer session of the primary");
+	else if (rc == -ENOBUFS || rc == -EMSGSIZE)
+		ipm_fail(err, rc, "request %llu (dep %llu, %u bytes) would pass the mirror's budget "
+			 "for waiting requests (%u requests, %llu bytes): session forgotten, "
+			 "the primary resyncs", (unsigned long long)(*q)->f.seq,
+			 (unsigned long long)(*q)->f.dep, (*q)->f.len, c->rc->waiting.max_count,
+			 (unsigned long long)c->rc->waiting.max_bytes);
 	if (rc < 0) {
 		free((*q)->data);
 		free(*q);
+		/* what the forgotten session made us hold goes back to the
+		 * system, not only to malloc */
+		if (rc == -ENOBUFS || rc == -EMSGSIZE)
+			malloc_trim(0);
 		return rc;
 	}
 	return ready;
@@ -682,20 +735,31 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	return 0;
 }
 
+struct drop_arg {
+	struct receiver *rc;
+	uint64_t upto;
+};
+
+static bool drop_one_locked(struct wait_node *wn, void *arg)
+{
+	struct drop_arg *d = arg;
+	struct rreq *q = rreq_of(wn);
+
+	if (q->f.seq > d->upto)
+		return false;
+	hash_remove_locked(d->rc, q);
+	rconn_put_locked(d->rc, q->reply);
+	free(q->data);
+	free(q);
+	return true;
+}
+
 /* Forget the waiting requests numbered up to upto (all: UINT64_MAX). */
 static void drop_waiting_locked(struct receiver *rc, uint64_t upto)
 {
-	struct rreq *q = rc->pending, *next;
+	struct drop_arg d = { rc, upto };
 
-	for (; q; q = next) {
-		next = q->next;
-		if (q->applying || q->f.seq > upto)
-			continue;
-		pending_remove_locked(rc, q);
-		rconn_put_locked(rc, q->reply);
-		free(q->data);
-		free(q);
-	}
+	wait_drop_if(&rc->waiting, drop_one_locked, &d);
 }
 
 /* Another connection of c's session is serving. */
@@ -749,6 +813,8 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	       rc->e->peer->name, (unsigned long long)a->session,
 	       (unsigned long long)a->base_seq);
 	order_reset(&rc->order, a->session, a->base_seq);
+	/* the window it announced bounds what we hold for it */
+	rc->waiting.max_count = a->window;
 	do
 		auth_random((uint8_t *)&rc->record, sizeof(rc->record));
 	while (!rc->record);
@@ -757,6 +823,66 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 	for (o = rc->conns; o; o = o->next)
 		if (o != c && o->session && o->session != a->session)
 			shutdown(o->fd, SHUT_RDWR);
+}
+
+/* Refusals are logged in a burst of REFUSAL_LOG_BURST lines, then one per
+ * REFUSAL_LOG_MS (a token bucket): a flood must not flood the log, a few
+ * refusals all give their reason. True when this one may be logged; *quiet
+ * is the count of those that were not since the last line. */
+static bool refusal_log_locked(struct receiver *rc, unsigned *quiet)
+{
+	int64_t now = ipm_now_ms(), earned = (now - rc->refusal_log_at) / REFUSAL_LOG_MS;
+
+	if (!rc->refusal_log_at || rc->refusal_log_tokens + earned >= REFUSAL_LOG_BURST) {
+		rc->refusal_log_tokens = REFUSAL_LOG_BURST;
+		rc->refusal_log_at = now;
+	} else if (earned > 0) {
+		rc->refusal_log_tokens += (unsigned)earned;
+		rc->refusal_log_at += earned * REFUSAL_LOG_MS;
+	}
+	if (!rc->refusal_log_tokens) {
+		rc->refusals_quiet++;
+		return false;
+	}
+	rc->refusal_log_tokens--;
+	*quiet = rc->refusals_quiet;
+	rc->refusals_quiet = 0;
+	return true;
+}
+
+static void log_refusal(struct receiver *rc, const char *who, const char *why)
+{
+	unsigned quiet = 0;
+	bool log;
+
+	pthread_mutex_lock(&rc->lock);
+	log = refusal_log_locked(rc, &quiet);
+	pthread_mutex_unlock(&rc->lock);
+	if (!log)
+		return;
+	if (quiet)
+		qb_log(LOG_WARNING, "connection from %s refused: %s (and %u more refusals not logged)",
+		       who, why, quiet);
+	else
+		qb_log(LOG_WARNING, "connection from %s refused: %s", who, why);
+}
+
+static void slot_release(struct receiver *rc, unsigned pool);
+
+/* Run the handshake in the slot accept_burst took for it. */
+static int conn_handshake(struct rconn *c, struct wire_hello *hello, struct wire_auth *auth,
+			  ipm_error *err)
+{
+	struct receiver *rc = c->rc;
+	int r;
+
+	if (auth)
+		r = handshake_server(c->fd, rc->e->node, rc->e->peer->name, rc->secret,
+				     check_luns, c, hello, auth, err);
+	else
+		r = ipm_fail(err, -ENOMEM, "out of memory");
+	slot_release(rc, c->pool);
+	return r;
 }
 
 static void *conn_main(void *arg)
@@ -770,12 +896,9 @@ static void *conn_main(void *arg)
 	unsigned n_ready;
 	int rc_hs;
 
-	if (!auth)
-		goto out;
-	rc_hs = handshake_server(c->fd, rc->e->node, rc->e->peer->name, rc->secret, check_luns,
-				 c, &hello, auth, &err);
+	rc_hs = conn_handshake(c, &hello, auth, &err);
 	if (rc_hs < 0) {
-		qb_log(LOG_WARNING, "connection from %s refused: %s", c->who, err.msg);
+		log_refusal(rc, c->who, err.msg);
 		goto out;
 	}
 	c->index = hello.conn_index;
@@ -810,40 +933,110 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t l
 	snprintf(out, len, "%s:%s", host, port);
 }
 
-static void accept_one(struct receiver *rc)
+/* Does the connection come from the peer's data address? */
+static bool from_peer(const struct receiver *rc, const struct sockaddr_storage *ss)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct rconn *c;
-	pthread_t t;
-	int fd, one = 1;
+	const struct sockaddr_storage *p = &rc->peer_addr;
 
-	fd = accept4(rc->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
+	if (!rc->have_peer_addr || ss->ss_family != p->ss_family)
+		return false;
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)p)->sin_addr.s_addr;
+	return ss->ss_family == AF_INET6 &&
+	       !memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr,
+		       &((const struct sockaddr_in6 *)p)->sin6_addr, sizeof(struct in6_addr));
+}
+
+/* A handshake slot for a new connection in its pool, or -EAGAIN when all
+ * are taken: it is closed at once then, told nothing (it is not
+ * authenticated). */
+static int handshake_slot(struct receiver *rc, const struct sockaddr_storage *ss)
+{
+	unsigned pool = from_peer(rc, ss) ? POOL_PEER : POOL_OTHERS;
+	char who[80], why[128];
+	bool ok;
+
+	pthread_mutex_lock(&rc->lock);
+	ok = rc->n_handshakes[pool] < rc->max_handshakes;
+	if (ok)
+		rc->n_handshakes[pool]++;
+	pthread_mutex_unlock(&rc->lock);
+	if (ok)
+		return (int)pool;
+	describe_peer(ss, who, sizeof(who));
+	snprintf(why, sizeof(why), "%u unauthenticated connections %sin their handshake "
+		 "already (the limit)", rc->max_handshakes,
+		 pool == POOL_PEER ? "from the peer's address " : "");
+	log_refusal(rc, who, why);
+	return -EAGAIN;
+}
+
+static void slot_release(struct receiver *rc, unsigned pool)
+{
+	pthread_mutex_lock(&rc->lock);
+	rc->n_handshakes[pool]--;
+	pthread_mutex_unlock(&rc->lock);
+}
+
+/* Serve a new connection in a thread of its own: -errno when it could
+ * not be (the caller closes fd). */
+static int conn_start(struct receiver *rc, int fd, const struct sockaddr_storage *ss,
+		      unsigned pool)
+{
+	struct rconn *c = calloc(1, sizeof(*c));
+	pthread_t t;
+	int one = 1;
+
+	if (!c)
+		return -ENOMEM;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
-		return;
-	}
 	c->rc = rc;
 	c->fd = fd;
 	c->refs = 1;
+	c->pool = pool;
 	pthread_mutex_init(&c->send_lock, NULL);
-	describe_peer(&ss, c->who, sizeof(c->who));
+	describe_peer(ss, c->who, sizeof(c->who));
 	pthread_mutex_lock(&rc->lock);
 	c->next = rc->conns;
 	rc->conns = c;
 	rc->n_conns++;
 	pthread_mutex_unlock(&rc->lock);
 	if (pthread_create(&t, NULL, conn_main, c) != 0) {
+		c->fd = -1;  /* the caller's to close */
 		pthread_mutex_lock(&rc->lock);
 		rconn_put_locked(rc, c);
 		pthread_mutex_unlock(&rc->lock);
-		return;
+		return -EAGAIN;
 	}
 	pthread_detach(t);
+	return 0;
+}
+
+/* Take the connections waiting in the listen queue (up to a burst), so
+ * that a flood of them does not fill it and keep the primary out. */
+static void accept_burst(struct receiver *rc)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned i;
+	int fd, pool;
+
+	for (i = 0; i < ACCEPT_BURST; i++) {
+		sl = sizeof(ss);
+		fd = accept4(rc->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0)
+			return;  /* EAGAIN: the queue is empty */
+		pool = handshake_slot(rc, &ss);
+		if (pool < 0) {
+			close(fd);
+			continue;
+		}
+		if (conn_start(rc, fd, &ss, (unsigned)pool) < 0) {
+			slot_release(rc, (unsigned)pool);
+			close(fd);
+		}
+	}
 }
 
 static void *listener_main(void *arg)
@@ -859,7 +1052,7 @@ static void *listener_main(void *arg)
 		if (!running)
 			break;
 		if (poll(&pfd, 1, 200) == 1)
-			accept_one(rc);
+			accept_burst(rc);
 	}
 	return NULL;
 }
@@ -875,13 +1068,16 @@ static int listen_on(const struct ipm_endpoint *ep, ipm_error *err)
 	rc = getaddrinfo(ep->address, port, &hints, &ai);
 	if (rc)
 		return ipm_fail(err, -EINVAL, "data address %s: %s", ep->address, gai_strerror(rc));
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: the listener takes connections until the queue is empty */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		rc = ipm_fail(err, -errno, "socket: %s", strerror(errno));
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+	/* a deep queue: a burst of connections waits there for accept_burst
+	 * instead of being dropped, so the primary's is not lost among them */
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
 		rc = ipm_fail(err, -errno, "cannot listen on data address %s:%u: %s", ep->address,
 			      ep->port, strerror(errno));
 		close(fd);
@@ -895,6 +1091,26 @@ out:
 
 /* ---- life cycle ---------------------------------------------------------- */
 
+/* The peer's data address into *ss: false for a name (no lookup here),
+ * none, or the wildcard (then its connections come from anywhere). */
+static bool numeric_address(const char *address, struct sockaddr_storage *ss)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo *ai;
+	bool any;
+
+	if (!address || getaddrinfo(address, NULL, &hints, &ai))
+		return false;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (ss->ss_family == AF_INET)
+		any = ((struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	else
+		any = !memcmp(&((struct sockaddr_in6 *)ss)->sin6_addr, &in6addr_any,
+			      sizeof(in6addr_any));
+	return !any;
+}
+
 int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
 		    ipm_error *err)
 {
@@ -906,8 +1122,11 @@ int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct rece
 	rc->secret = secret;
 	rc->listen_fd = -1;
 	ca_init(&rc->ca, e->cfg->conn_count);
+	rc->max_handshakes = 2 * e->cfg->conn_count;
+	rc->have_peer_addr = numeric_address(e->peer->data.address, &rc->peer_addr);
 	pthread_mutex_init(&rc->lock, NULL);
 	pthread_cond_init(&rc->idle, NULL);
+	wait_init(&rc->waiting, WIRE_MAX_WINDOW, WIRE_MAX_INFLIGHT_BYTES);
 	*out = rc;
 	return 0;
 }
@@ -957,16 +1176,11 @@ void receiver_stop(struct receiver *rc)
 
 void receiver_destroy(struct receiver *rc)
 {
-	struct rreq *q;
-
 	if (!rc)
 		return;
 	receiver_stop(rc);
-	while ((q = rc->pending)) {
-		pending_remove_locked(rc, q);
-		free(q->data);
-		free(q);
-	}
+	/* receiver_stop dropped what waited: each held a connection */
+	wait_free(&rc->waiting);
 	ca_destroy(&rc->ca);
 	pthread_cond_destroy(&rc->idle);
 	pthread_mutex_destroy(&rc->lock);

@@ -152,12 +152,19 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 void complete_locked(struct replicator *r, struct mreq *m, int status)
 {
 	r->inflight--;
+	r->inflight_bytes -= m->f.len;
 	if (status == 0 && m->f.type == WIRE_WRITE)
 		m->rl->mirrored_bytes += m->f.len;
 	finish_locked(r, m, status);
 	if (!r->running || r->space_waiters > r->window_waiters ||
 	    (r->window_waiters && r->inflight + r->window / 4 <= r->window))
 		pthread_cond_broadcast(&r->space_cond);
+}
+
+bool window_full_locked(const struct replicator *r, uint32_t len)
+{
+	return r->inflight >= r->window ||
+	       (r->inflight && r->inflight_bytes + len > WIRE_MAX_INFLIGHT_BYTES);
 }
 
 void space_wait_locked(struct replicator *r, bool window_only)
@@ -174,6 +181,7 @@ static void queue_locked(struct replicator *r, struct mreq *m)
 	hash_insert(r, m);
 	queue_append(r, m);
 	r->inflight++;
+	r->inflight_bytes += m->f.len;
 }
 
 void enqueue_locked(struct replicator *r, struct mreq *m)
@@ -214,7 +222,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
-	while (r->running && (r->inflight >= r->window || overlaps(m->rl, &m->f) ||
+	while (r->running && (window_full_locked(r, m->f.len) || overlaps(m->rl, &m->f) ||
 			      (r->link == LINK_RESYNC && r->resync_hold))) {
 		if (!may_wait) {
 			r->space_waiters--;
@@ -1169,6 +1177,7 @@ static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
 	}
 	r->qhead = r->qtail = NULL;
 	r->inflight = 0;
+	r->inflight_bytes = 0;
 	if (v)
 		qsort(v, n, sizeof(*v), by_seq);
 	*out = v;

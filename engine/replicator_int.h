@@ -98,6 +98,8 @@ struct replicator {
 	struct mreq **hash;
 	unsigned hash_mask;
 	unsigned inflight;
+	uint64_t inflight_bytes;     /* their payload: <= WIRE_MAX_INFLIGHT_BYTES,
+				      * which the mirror holds us to */
 	uint64_t next_seq;           /* last sequence number assigned */
 	uint64_t host_done_max;      /* highest seq the host saw completed */
 	bool running;
@@ -148,6 +150,9 @@ int journal_sync_all_locked(struct replicator *r);
  * negative when the link broke (caller goes back down). */
 int resync_run(struct replicator *r);
 void space_wait_locked(struct replicator *r, bool window_only);
+/* No room in flight for len more payload bytes: the window is full, or the
+ * bytes would pass WIRE_MAX_INFLIGHT_BYTES (one request always fits). */
+bool window_full_locked(const struct replicator *r, uint32_t len);
 
 /* activity_log.c */
 /* The activity log is cleared only after this long without a live write. */

@@ -185,8 +185,8 @@ static int send_replay(struct replicator *r, struct rep_lun *rl, const struct jo
 	m->refs = 1;
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
-	while (r->running && r->link == LINK_RESYNC && r->inflight >= r->window)
-		space_wait_locked(r, true);
+	while (r->running && r->link == LINK_RESYNC && window_full_locked(r, m->f.len))
+		space_wait_locked(r, r->inflight >= r->window);
 	r->space_waiters--;
 	if (!r->running || r->link != LINK_RESYNC) {
 		pthread_mutex_unlock(&r->lock);

@@ -24,6 +24,8 @@
 #define WIRE_MAX_LUNS 256
 #define WIRE_MAX_PAYLOAD (32u << 20)   /* = the NBD server's max request */
 #define WIRE_MAX_WINDOW 65536          /* max requests in flight per direction */
+#define WIRE_MAX_INFLIGHT_BYTES (1ull << 30) /* max payload in flight per direction:
+					       * what the mirror holds waiting */
 #define WIRE_MSG_LEN 128               /* reason text in WELCOME */
 #define WIRE_GEN_HISTORY 8             /* earlier generations sent per LUN */
 

@@ -10,13 +10,21 @@
  * 2 on usage or local errors. --send-empty then plays an older primary that
  * sent empty requests: a zero-length WRITE, TRIM and ZERO, then a 4 KiB
  * WRITE of 0x5a at offset 0 after them, on LUN 0; exit 0 only when all
- * four are answered with status 0 on the same connection. */
+ * four are answered with status 0 on the same connection.
+ *
+ * FAKE_PEER_WAITING=WINDOW:COUNT:LEN makes it a buggy primary: it announces
+ * WINDOW, sends COUNT WRITE frames of LEN bytes to lun 0 that all wait for
+ * request 1 (never sent), and reports how many the mirror held before it
+ * closed the connection; then it connects again with the same session and
+ * says whether the mirror's ordering record changed (it forgot the session).
+ * FAKE_PEER_GEN=HEX (the mirror's generation) makes our data its
+ * descendant, so a known LUN is accepted. */
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -125,12 +133,68 @@ static int parse_lun(const char *spec, struct wire_lun *l)
 	return 0;
 }
 
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Did the mirror close fd within ms? (It answers nothing to waiting
+ * requests, so anything readable is the end.) */
+static bool closed_within(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char c;
+
+	return poll(&pfd, 1, ms) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* Frames 2, 3, ... all depending on 1: they wait, one after the other. */
+static int send_waiting(int fd, unsigned count, uint32_t len)
+{
+	uint8_t hdr[WIRE_FRAME_LEN], *data = calloc(1, len);
+	struct wire_frame f = { .magic = WIRE_FRAME_MAGIC, .type = WIRE_WRITE, .len = len,
+				.length = len, .dep = 1 };
+	unsigned i;
+
+	if (!data)
+		return -1;
+	memset(data, 0x5a, len);
+	f.csum = crc32c(0, data, len);
+	for (i = 0; i < count; i++) {
+		f.seq = 2 + i;
+		wire_frame_encode(hdr, &f);
+		/* time for the mirror to read and admit it before the next */
+		if (send_all(fd, hdr, sizeof(hdr)) < 0 || send_all(fd, data, len) < 0 ||
+		    closed_within(fd, 200))
+			break;
+	}
+	free(data);
+	if (i == count)
+		printf("the mirror holds all %u waiting requests\n", count);
+	else
+		printf("the mirror closed the connection at waiting request %u of %u\n", i + 1,
+		       count);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct wire_lun luns[8];
 	struct auth_secret secret;
 	ipm_error err = { "" };
-	uint64_t session;
+	const char *waiting = getenv("FAKE_PEER_WAITING");
+	unsigned window = 64, count = 0, len = 0;
+	uint64_t session, record = 0, record2 = 0;
 	bool empty = argc > 1 && strcmp(argv[1], "--send-empty") == 0;
 	int fd, i, n, rc;
 
@@ -151,6 +215,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fake_peer: %s\n", err.msg);
 		return 2;
 	}
+	if (waiting && sscanf(waiting, "%u:%u:%u", &window, &count, &len) != 3) {
+		fprintf(stderr, "fake_peer: FAKE_PEER_WAITING=WINDOW:COUNT:LEN\n");
+		return 2;
+	}
+	if (getenv("FAKE_PEER_GEN")) {
+		luns[0].generation = 0x6661b3ull << 40 | (uint64_t)getpid();
+		luns[0].history[0] = strtoull(getenv("FAKE_PEER_GEN"), NULL, 16);
+		luns[0].n_history = 1;
+	}
 	fd = dial(argv[1], argv[2]);
 	if (fd < 0) {
 		fprintf(stderr, "fake_peer: cannot connect to %s:%s\n", argv[1], argv[2]);
@@ -159,8 +232,8 @@ int main(int argc, char **argv)
 	auth_random((uint8_t *)&session, sizeof(session));
 	struct hs_client_params p = {
 		.self = argv[3], .peer = argv[4], .conn_index = 0, .conn_count = 4, /* the pair default */
-		.secret = &secret, .session = session, .window = 64,
-		.n_luns = (uint32_t)n, .luns = luns,
+		.secret = &secret, .session = session, .window = window,
+		.n_luns = (uint32_t)n, .luns = luns, .record = &record,
 	};
 	rc = handshake_client(fd, &p, &err);
 	if (rc < 0) {
@@ -169,7 +242,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("accepted\n");
-	rc = empty ? send_empty(fd) : 0;
-	close(fd);
+	if (waiting) {
+		send_waiting(fd, count, len);
+		close(fd);
+		fd = dial(argv[1], argv[2]);
+		p.record = &record2;
+		if (fd < 0 || handshake_client(fd, &p, &err) < 0) {
+			printf("reconnect refused: %s\n", err.msg);
+		} else {
+			printf("the mirror's ordering record %s\n",
+			       record2 == record ? "is the same" : "changed: the session was forgotten");
+		}
+		rc = 0;
+	} else {
+		rc = empty ? send_empty(fd) : 0;
+	}
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }

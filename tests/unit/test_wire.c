@@ -867,14 +867,17 @@ static void test_hs_check_refuses(void **state)
 	assert_true(record == 7);
 }
 
+/* Refused before authentication: the client learns no node's name (the
+ * server's log has them). */
 static void test_hs_wrong_node(void **state)
 {
 	struct pair *t = *state;
 
 	t->p.peer = "node3";
 	check_fail(run_pair(t, &t->srv.secret), -EINVAL, &t->err,
-		   "refused by node3: this is node \"node2\", not \"node3\"");
-	check_fail(t->srv.rc, -EINVAL, &t->srv.err, "this is node \"node2\"");
+		   "refused by node3: HELLO names another node than this one");
+	assert_null(strstr(t->err.msg, "node2"));
+	check_fail(t->srv.rc, -EINVAL, &t->srv.err, "this is node \"node2\", not \"node3\"");
 }
 
 static void test_hs_unknown_peer(void **state)
@@ -883,8 +886,9 @@ static void test_hs_unknown_peer(void **state)
 
 	t->p.self = "intruder";
 	check_fail(run_pair(t, &t->srv.secret), -EACCES, &t->err,
-		   "node \"intruder\" is not our peer \"node1\"");
-	check_fail(t->srv.rc, -EACCES, &t->srv.err, "is not our peer");
+		   "refused by node2: HELLO names a node that is not this node's peer");
+	assert_null(strstr(t->err.msg, "node1"));
+	check_fail(t->srv.rc, -EACCES, &t->srv.err, "node \"intruder\" is not our peer \"node1\"");
 	assert_int_equal(t->srv.checked, 0);
 }
 
@@ -940,6 +944,33 @@ static void test_hs_forged_client_mac(void **state)
 	assert_int_equal(t->srv.checked, 0);
 	free(a);
 	free(buf);
+}
+
+/* An unauthenticated client that uses most of the timeout for HELLO and
+ * then stalls gets the rest of it for AUTH, not a timeout of its own:
+ * one deadline for the whole exchange. */
+static void test_hs_total_deadline(void **state)
+{
+	struct pair *t = *state;
+	struct wire_hello hello = sample_hello();
+	uint8_t buf[WIRE_HS_MAX_BODY];
+	int64_t t0, dt;
+	size_t n;
+
+	hello.conn_index = 0;
+	t->srv.timeout_ms = 400;
+	t0 = mono_ms();
+	assert_int_equal(pthread_create(&t->srv.thread, NULL, server_main, &t->srv), 0);
+	usleep(300 * 1000);
+	n = wire_hello_encode(buf, &hello);
+	raw_send(t->cfd, WIRE_HELLO, buf, n);
+	raw_recv(t->cfd, WIRE_CHALLENGE, buf, &n);
+	/* AUTH never comes */
+	pthread_join(t->srv.thread, NULL);
+	dt = mono_ms() - t0;
+	check_fail(t->srv.rc, -ETIMEDOUT, &t->srv.err, "waiting for AUTH");
+	print_message("server gave up after %lld ms (timeout 400 ms)\n", (long long)dt);
+	assert_true(dt >= 390 && dt < 600);
 }
 
 /* Garbage instead of CHALLENGE: the client stops at once, it does not wait. */
@@ -1057,6 +1088,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hs_check_refuses, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_wrong_node, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_unknown_peer, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_total_deadline, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_forged_client_mac, pair_setup,
 						pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_garbage_server, pair_setup, pair_teardown),

@@ -17,7 +17,8 @@
 # Promoted (score 50, as cib-examples/two-luns-bidirectional.xml). Without
 # NODE the primary= is node1 and there is no constraint. Settling waits for
 # one Promoted and one Unpromoted instance of every LUN; P and Q are the
-# first LUN's Promoted and Unpromoted nodes.
+# first LUN's Promoted and Unpromoted nodes. LUN_MODE (default sync) is
+# the mode= of every LUN.
 LAB="$top_srcdir/tests/lab/lab"
 for c in corosync pacemakerd crm_mon crm_resource pcs nbdcopy nbdinfo unshare nsenter ip; do
 	command -v "$c" >/dev/null 2>&1 || { echo "1..0 # SKIP $c not installed"; exit 0; }
@@ -124,7 +125,7 @@ cluster_luns_xml() {
 		name=${l%%:*} prim=node1
 		case "$l" in *:*) prim=${l#*:} ;; esac
 		truncate -s "$LUN_SIZE" "$T_DIR/node1-$name.img" "$T_DIR/node2-$name.img"
-		echo "  <lun name=\"$name\" size=\"$LUN_SIZE\" mode=\"sync\" mirrored=\"yes\" primary=\"$prim\">"
+		echo "  <lun name=\"$name\" size=\"$LUN_SIZE\" mode=\"${LUN_MODE:-sync}\" mirrored=\"yes\" primary=\"$prim\">"
 		echo "    <backing node=\"node1\" path=\"$T_DIR/node1-$name.img\"/>"
 		echo "    <backing node=\"node2\" path=\"$T_DIR/node2-$name.img\"/>"
 		echo "  </lun>"

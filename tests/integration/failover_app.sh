@@ -16,7 +16,7 @@ done
 [ -e /dev/fuse ] || { echo "1..0 # SKIP no /dev/fuse"; exit 0; }
 PY=/usr/bin/python3
 APP="$top_srcdir/tests/integration/py/sqlite_rows.py"
-plan 10
+plan 11
 
 MNT="$T_DIR/mnt"
 mkdir -p "$MNT" "$T_DIR/fuse1" "$T_DIR/fuse2"
@@ -78,6 +78,9 @@ check "node2 promoted without --force: $(tr '\n' ' ' <"$T_DIR/promote.out")" tes
 
 attach "nbd://127.0.0.1:$N2_NBD/vol0" "$T_DIR/fuse2"
 check "vol0 attached through node2 ($LOOP)" test $? = 0
+# the crash left the journal in use: there is something to replay
+check "node2's copy was left with the ext4 journal to replay (needs_recovery)" \
+	eval 'timeout 30 dumpe2fs -h "$LOOP" 2>/dev/null | grep -q "^Filesystem features:.*needs_recovery"'
 # the kernel replays the journal at mount, as it would on the new primary
 timeout 30 mount -t ext4 "$LOOP" "$MNT" && timeout 30 umount "$MNT"
 check "ext4 mounts on node2 (journal replayed) and unmounts" test $? = 0

@@ -6,22 +6,11 @@
 #include <string.h>
 #include <qb/qblog.h>
 
+#include "auth.h"
 #include "heartbeat.h"
 #include "lun.h"
 #include "receiver.h"
 #include "replicator.h"
-
-int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static int open_luns(ipm_engine *e, ipm_error *err)
 {

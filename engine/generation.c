@@ -16,7 +16,9 @@
 
 #include <qb/qblog.h>
 
-#include "byteorder.h"
+#include "auth.h"
+#include "crc32c.h"
+#include "endian.h"
 #include "fileio.h"
 #include "generation.h"
 #include "lun.h"
@@ -37,16 +39,16 @@ static void encode(const struct generation *g, uint8_t *b)
 
 	memset(b, 0, GEN_FILE_LEN);
 	memcpy(p, GEN_MAGIC, 8);
-	p = put32(p + 8, GEN_VERSION);
-	p = put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
+	p = be_put32(p + 8, GEN_VERSION);
+	p = be_put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
 			     (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0) |
 			     (g->consistent ? F_CONSISTENT : 0));
-	p = put64(p, g->current);
-	p = put32(p, g->n_history);
+	p = be_put64(p, g->current);
+	p = be_put32(p, g->n_history);
 	p += 4;
 	for (i = 0; i < GEN_HISTORY; i++)
-		p = put64(p, i < g->n_history ? g->history[i] : 0);
-	put32(b + GEN_CRC_OFF, crc32c(0, b, GEN_CRC_OFF));
+		p = be_put64(p, i < g->n_history ? g->history[i] : 0);
+	be_put32(b + GEN_CRC_OFF, crc32c(0, b, GEN_CRC_OFF));
 }
 
 static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_error *err)
@@ -56,17 +58,17 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 
 	if (memcmp(b, GEN_MAGIC, 8) != 0)
 		return ipm_fail(err, -EINVAL, "%s: not a generation file (bad magic)", path);
-	if (get32(b + GEN_CRC_OFF) != crc32c(0, b, GEN_CRC_OFF))
+	if (be_get32(b + GEN_CRC_OFF) != crc32c(0, b, GEN_CRC_OFF))
 		return ipm_fail(err, -EINVAL, "%s: checksum mismatch: the file is damaged", path);
-	if (get32(b + 8) != GEN_VERSION)
+	if (be_get32(b + 8) != GEN_VERSION)
 		return ipm_fail(err, -EINVAL, "%s: version %u, this ipmirror reads %d", path,
-				get32(b + 8), GEN_VERSION);
-	flags = get32(b + 12);
+				be_get32(b + 8), GEN_VERSION);
+	flags = be_get32(b + 12);
 	if (flags & ~F_ALL)
 		return ipm_fail(err, -EINVAL, "%s: unknown flags 0x%x", path, flags & ~F_ALL);
 	*g = (struct generation){
-		.current = get64(b + 16),
-		.n_history = get32(b + 24),
+		.current = be_get64(b + 16),
+		.n_history = be_get32(b + 24),
 		.shared = flags & F_SHARED,
 		.splitbrain = flags & F_SPLITBRAIN,
 		.discard = flags & F_DISCARD,
@@ -77,7 +79,7 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 		return ipm_fail(err, -EINVAL, "%s: %u history entries, at most %d", path,
 				g->n_history, GEN_HISTORY);
 	for (i = 0; i < g->n_history; i++)
-		g->history[i] = get64(b + 32 + 8 * i);
+		g->history[i] = be_get64(b + 32 + 8 * i);
 	return 0;
 }
 

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "auth.h"
+#include "crc32c.h"
 #include "apply_order.h"
 #include "handshake.h"
 #include "lun.h"

@@ -13,6 +13,9 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "fullio.h"
+#include "auth.h"
+#include "crc32c.h"
 #include "handshake.h"
 #include "lun.h"
 #include "replicator_int.h"
@@ -523,30 +526,6 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 
 /* ---- worker threads --------------------------------------------------------- */
 
-static int send_all(int fd, struct iovec *iov, int cnt)
-{
-	while (cnt > 0) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 /* An HBSLOT frame whose payload is complete in buf: keep the payload for
  * hbvol_received (called without r->lock). 0, or -EBADMSG. */
 static int take_hbslot(const struct wire_frame *f, const uint8_t *payload, uint8_t *slot,
@@ -894,7 +873,7 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 			iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
 	}
 	pthread_mutex_lock(&w->send_lock);
-	rc = send_all(w->fd, iov, cnt);
+	rc = sendmsg_full(w->fd, iov, cnt);
 	pthread_mutex_unlock(&w->send_lock);
 	pthread_mutex_lock(&r->lock);
 	w->sending = false;

@@ -70,7 +70,7 @@ struct worker {
 	int fd;
 	pthread_mutex_t send_lock; /* one sender at a time: requests, HBSLOT frames */
 	bool failed;             /* the reader saw the connection break */
-	bool sending;            /* in send_all with request data: keep it alive */
+	bool sending;            /* in sendmsg_full with request data: keep it alive */
 	bool serving;            /* connected: host threads may send on it too */
 	bool quiet;              /* connect failures already logged */
 };
@@ -109,7 +109,7 @@ struct replicator {
 	enum rep_link link;
 	bool connect_allowed;        /* workers may dial the peer */
 	uint64_t landed_floor;       /* every seq <= it is applied on the mirror */
-	unsigned sending;            /* workers inside send_all */
+	unsigned sending;            /* workers inside sendmsg_full */
 	pthread_cond_t link_cond;    /* monitor: link changes; sends finished */
 	bool resync_hold;            /* the resync's closing pass: host writes wait
 				      * (else a load faster than the replay keeps

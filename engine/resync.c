@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "crc32c.h"
 #include "lun.h"
 #include "replicator_int.h"
 

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "clock.h"
+#include "auth.h"
 #include "engine.h"
 #include "config.h"
 #include "connection_array.h"
@@ -249,7 +251,6 @@ static void load_state(struct heartbeat *hb)
 
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err)
 {
-	pthread_condattr_t attr;
 	struct heartbeat *hb;
 	int rc;
 
@@ -261,10 +262,7 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	hb->fd = hb->wake_fd = -1;
 	pthread_mutex_init(&hb->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&hb->wake, &attr);
-	pthread_condattr_destroy(&attr);
+	ipm_cond_init_mono(&hb->wake);
 	snprintf(hb->self, sizeof(hb->self), "%s", p->self);
 	snprintf(hb->peer, sizeof(hb->peer), "%s", p->peer);
 	snprintf(hb->remote_name, sizeof(hb->remote_name), "%s:%u", p->remote->address,

@@ -132,8 +132,10 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 		if (e->luns[i]->cfg->mirrored && e->luns[i]->role == IPM_ROLE_PRIMARY)
 			primary[n_primary++] = e->luns[i];
 	rc = replicator_create(e, e->secret, primary, n_primary, &e->rep, err);
-	for (i = 0; rc == 0 && i < n_primary; i++)
+	for (i = 0; rc == 0 && i < n_primary; i++) {
 		primary[i]->rep = e->rep;
+		primary[i]->ops = &replicator_ops;
+	}
 	free(primary);
 	if (rc < 0)
 		return rc;

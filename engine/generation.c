@@ -407,9 +407,7 @@ int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
 	if (!l->cfg->mirrored)
 		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: nothing to resolve",
 				l->cfg->name);
-	pthread_rwlock_rdlock(&l->role_lock);
 	role = l->role;
-	pthread_rwlock_unlock(&l->role_lock);
 	if (role != IPM_ROLE_MIRROR)
 		return ipm_fail(err, -EBUSY,
 				"lun \"%s\": this node is its primary; demote it here first (the node whose data is discarded must be the mirror)",
@@ -430,9 +428,7 @@ int ipm_lun_mark_consistent(ipm_lun *l, ipm_error *err)
 	enum ipm_role role;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&l->role_lock);
 	role = l->role;
-	pthread_rwlock_unlock(&l->role_lock);
 	if (role != IPM_ROLE_PRIMARY)
 		return ipm_fail(err, -EINVAL, "lun \"%s\": only its primary's copy is the reference",
 				l->cfg->name);

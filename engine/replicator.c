@@ -524,6 +524,43 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 	return rc;
 }
 
+/* The replicator as the host path's layer below host_io.c (lun_ops.h):
+ * reads go straight to the local copy, everything else is mirrored. */
+static int op_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
+		    unsigned flags)
+{
+	return replicator_write(l->rep, l, buf, len, off, flags);
+}
+
+static void op_write_batch(struct ipm_lun *l, ipm_write *w, unsigned n)
+{
+	replicator_write_batch(l->rep, l, w, n);
+}
+
+static int op_flush(struct ipm_lun *l)
+{
+	return replicator_op(l->rep, l, WIRE_FLUSH, 0, 0, 0);
+}
+
+static int op_trim(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	return replicator_op(l->rep, l, WIRE_TRIM, len, off, flags);
+}
+
+static int op_zero(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	return replicator_op(l->rep, l, WIRE_ZERO, len, off, flags);
+}
+
+const struct lun_ops replicator_ops = {
+	.read = lun_local_read,
+	.write = op_write,
+	.write_batch = op_write_batch,
+	.flush = op_flush,
+	.trim = op_trim,
+	.zero = op_zero,
+};
+
 /* ---- worker threads --------------------------------------------------------- */
 
 /* An HBSLOT frame whose payload is complete in buf: keep the payload for

@@ -116,9 +116,10 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 	if (rc < 0)
 		return rc;
 	if (n_mirror) {
-		rc = receiver_create(e, e->secret, &e->rcv, err);
+		rc = receiver_create(e, e->secret, e->luns, e->n_luns, &e->rcv, err);
 		if (rc < 0)
 			return rc;
+		receiver_set_hbslot_sink(e->rcv, hbvol_received, e);
 	}
 	rc = setup_heartbeat(e, err);
 	if (rc < 0)
@@ -140,6 +141,7 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 	if (rc < 0)
 		return rc;
 	replicator_set_heartbeat(e->rep, e->hb);
+	replicator_set_hbslot_sink(e->rep, hbvol_received, e);
 	return heartbeat_attach(e->hb, replicator_connections(e->rep));
 }
 

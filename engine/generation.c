@@ -206,12 +206,10 @@ static void save_locked(struct ipm_lun *l)
 
 int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 {
-	char path[4200];
 	ipm_error e;
 	int rc;
 
-	lun_journal_path(l, path, sizeof(path) - 8);
-	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", path);
+	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", l->journal_path);
 	/* its own buffer: a message formatted into the one it reads comes out garbled */
 	rc = gen_load(l->gen_path, &l->gen, &e);
 	if (rc < 0)
@@ -294,12 +292,11 @@ void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted)
 static void forget_primary_files(struct ipm_lun *l)
 {
 	static const char *const suffixes[] = { "", ".bitmap", ".al" };
-	char path[4300], base[4200];
+	char path[4300];
 	unsigned i;
 
-	lun_journal_path(l, base, sizeof(base) - 8);
 	for (i = 0; i < 3; i++) {
-		snprintf(path, sizeof(path), "%s%s", base, suffixes[i]);
+		snprintf(path, sizeof(path), "%s%s", l->journal_path, suffixes[i]);
 		if (unlink(path) == 0)
 			qb_log(LOG_NOTICE, "lun %s: %s removed: its writes were superseded by the peer's data",
 			       l->cfg->name, path);

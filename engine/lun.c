@@ -88,6 +88,10 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	l->fd = -1;
 	l->dfd = -1;
 	snprintf(l->path, sizeof(l->path), "%s", path);
+	if (cfg->journal_path)
+		snprintf(l->journal_path, sizeof(l->journal_path), "%s", cfg->journal_path);
+	else
+		snprintf(l->journal_path, sizeof(l->journal_path), "%s.journal", path);
 	l->ops = &backing_ops;
 	pthread_mutex_init(&l->gen_lock, NULL);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
@@ -135,14 +139,6 @@ void lun_close(struct ipm_lun *l)
 		close(l->dfd);
 	pthread_mutex_destroy(&l->gen_lock);
 	free(l);
-}
-
-void lun_journal_path(const struct ipm_lun *l, char *out, size_t len)
-{
-	if (l->cfg->journal_path)
-		snprintf(out, len, "%s", l->cfg->journal_path);
-	else
-		snprintf(out, len, "%s.journal", l->path);
 }
 
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)

@@ -12,6 +12,9 @@ struct ipm_lun {
 	ipm_engine *engine;
 	const struct ipm_lun_cfg *cfg;
 	char path[4096];
+	/* the journal's path (config, or BACKING.journal); the bitmap, activity
+	 * log and generation file are this path plus a suffix */
+	char journal_path[4200];
 	int fd;                       /* buffered I/O, flush, trim */
 	int dfd;                      /* O_DIRECT (io="direct"), or -1 */
 	uint32_t dio_mem_align;       /* buffer address alignment O_DIRECT needs */
@@ -38,10 +41,6 @@ struct ipm_lun {
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);
 void lun_close(struct ipm_lun *l);
-
-/* The LUN's journal path (config, or BACKING.journal); its bitmap, activity
- * log and generation file are this path plus a suffix. */
-void lun_journal_path(const struct ipm_lun *l, char *out, size_t len);
 
 /* ---- data generations (generation.c) ---- */
 /* Load the LUN's generation file; a missing one is a new LUN, which starts

@@ -75,6 +75,10 @@ struct rreq {
 
 struct receiver {
 	ipm_engine *e;
+	struct ipm_lun **luns;        /* the engine's LUN table, from receiver_create */
+	unsigned n_luns;
+	wire_hbslot_fn on_hbslot;     /* HBSLOT frames received, or NULL */
+	void *hbslot_opaque;
 	const struct auth_secret *secret;
 	struct connection_array ca;
 	int listen_fd;
@@ -531,7 +535,8 @@ static int read_hbslot(struct rbuf *b, const uint8_t *hdr, ipm_error *err)
 		return ipm_fail(err, rc, "HBSLOT payload: %s", strerror(-rc));
 	if (crc32c(0, slot, sizeof(slot)) != f.csum)
 		return ipm_fail(err, -EBADMSG, "HBSLOT frame: payload checksum mismatch");
-	hbvol_received(b->c->rc->e, f.lun, slot);
+	if (b->c->rc->on_hbslot)
+		b->c->rc->on_hbslot(b->c->rc->hbslot_opaque, f.lun, slot);
 	return 0;
 }
 
@@ -680,6 +685,16 @@ static void serve(struct rconn *c)
 
 static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a);
 
+static struct ipm_lun *lun_by_name(const struct receiver *rc, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < rc->n_luns; i++)
+		if (strcmp(ipm_lun_name(rc->luns[i]), name) == 0)
+			return rc->luns[i];
+	return NULL;
+}
+
 static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
 		      uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
 {
@@ -697,7 +712,7 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	}
 	for (i = 0; i < auth->n_luns; i++) {
 		const struct wire_lun *wl = &auth->luns[i];
-		struct ipm_lun *l = ipm_engine_lun_by_name(e, wl->name);
+		struct ipm_lun *l = lun_by_name(c->rc, wl->name);
 
 		if (!l || !l->cfg->mirrored) {
 			snprintf(reason, reason_len, "unknown lun \"%s\"", wl->name);
@@ -1113,14 +1128,16 @@ static bool numeric_address(const char *address, struct sockaddr_storage *ss)
 	return !any;
 }
 
-int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
-		    ipm_error *err)
+int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct ipm_lun **luns,
+		    unsigned n_luns, struct receiver **out, ipm_error *err)
 {
 	struct receiver *rc = calloc(1, sizeof(*rc));
 
 	if (!rc)
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	rc->e = e;
+	rc->luns = luns;
+	rc->n_luns = n_luns;
 	rc->secret = secret;
 	rc->listen_fd = -1;
 	ca_init(&rc->ca, e->cfg->conn_count);
@@ -1245,4 +1262,10 @@ enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l)
 	if (!__atomic_load_n(&l->insync, __ATOMIC_RELAXED))
 		return IPM_STATE_RESYNCING;
 	return IPM_STATE_UPTODATE;
+}
+
+void receiver_set_hbslot_sink(struct receiver *rc, wire_hbslot_fn fn, void *opaque)
+{
+	rc->on_hbslot = fn;
+	rc->hbslot_opaque = opaque;
 }

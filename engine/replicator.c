@@ -564,7 +564,7 @@ const struct lun_ops replicator_ops = {
 /* ---- worker threads --------------------------------------------------------- */
 
 /* An HBSLOT frame whose payload is complete in buf: keep the payload for
- * hbvol_received (called without r->lock). 0, or -EBADMSG. */
+ * the hbslot sink (called without r->lock). 0, or -EBADMSG. */
 static int take_hbslot(const struct wire_frame *f, const uint8_t *payload, uint8_t *slot,
 		       unsigned *slot_index, ipm_error *err)
 {
@@ -642,7 +642,8 @@ static void *reader_main(void *arg)
 		have -= pos;
 		ca_refresh(&r->ca, w->index);
 		if (have_slot)
-			hbvol_received(r->e, slot_index, slot);
+			if (r->on_hbslot)
+				r->on_hbslot(r->hbslot_opaque, slot_index, slot);
 	}
 	goto out;
 protocol_error:
@@ -1457,4 +1458,10 @@ void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_stat
 	s->resync_done_bytes = rl->resync_done;
 	s->resync_total_bytes = rl->resync_total;
 	pthread_mutex_unlock(&r->lock);
+}
+
+void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque)
+{
+	r->on_hbslot = fn;
+	r->hbslot_opaque = opaque;
 }

@@ -47,4 +47,7 @@ int replicator_send_hbslot(struct replicator *r, unsigned slot, const uint8_t *d
 /* Fill the mirroring fields of a LUN's status (state, journal, resync). */
 void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_status *s);
 
+/* The sink of the HBSLOT frames this side receives (before start). */
+void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque);
+
 #endif

@@ -23,22 +23,21 @@ static int open_one(struct rep_lun *rl, ipm_error *err)
 	struct ipm_lun *l = rl->lun;
 	uint64_t max = l->cfg->journal_max ? l->cfg->journal_max : DEFAULT_JOURNAL_MAX;
 	uint64_t dropped = 0;
-	char path[4200];
+	const char *path = l->journal_path;
+	char bitmap[sizeof(l->journal_path) + 8];
 	int rc;
 
-	lun_journal_path(l, path, sizeof(path) - 8);
 	rc = journal_open(path, l->cfg->name, l->size, max, &rl->journal, &dropped, err);
 	if (rc < 0)
 		return rc;
 	if (dropped)
 		qb_log(LOG_WARNING, "lun %s: journal %s: dropped a torn record at the tail (%llu bytes), left by a crash",
 		       l->cfg->name, path, (unsigned long long)dropped);
-	strcat(path, ".bitmap");
-	rc = dirty_bitmap_open(path, l->size, BITMAP_EXTENT, &rl->bitmap, err);
+	snprintf(bitmap, sizeof(bitmap), "%s.bitmap", path);
+	rc = dirty_bitmap_open(bitmap, l->size, BITMAP_EXTENT, &rl->bitmap, err);
 	if (rc < 0)
 		return rc;
 	rl->overflowed = dirty_bitmap_dirty_bytes(rl->bitmap) > 0;
-	path[strlen(path) - strlen(".bitmap")] = '\0';
 	rc = al_open(rl, path, err);
 	if (rc < 0)
 		return rc;

@@ -104,6 +104,8 @@ enum wire_type {
 	WIRE_HBSLOT = 7,     /* either way: the sender's heartbeat-volume slot */
 };
 #define WIRE_HBSLOT_LEN 4096 /* payload of an HBSLOT frame: one slot */
+/* Where a side hands the HBSLOT frames it receives (set by its creator). */
+typedef void (*wire_hbslot_fn)(void *opaque, unsigned slot, const uint8_t *data);
 #define WIRE_HBSLOT_MAX 2    /* slot index (`lun` field) < this: one per node */
 
 enum wire_flags {

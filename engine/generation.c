@@ -16,6 +16,7 @@
 
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
 #include "auth.h"
 #include "crc32c.h"
 #include "endian.h"
@@ -200,6 +201,7 @@ static void save_locked(struct ipm_lun *l)
 {
 	ipm_error err = { "" };
 
+	IPM_ASSERT_HELD(&l->gen_lock);
 	if (gen_save(l->gen_path, &l->gen, &err) < 0)
 		qb_log(LOG_ERR, "lun %s: %s", l->cfg->name, err.msg);
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
 #include "clock.h"
 #include "auth.h"
 #include "engine.h"
@@ -310,6 +311,7 @@ enum path_failure { FAIL_NONE, FAIL_HB_NETWORK, FAIL_REPLICATION, FAIL_BOTH };
 
 static enum ipm_link_state storage_locked(struct heartbeat *hb, int64_t now)
 {
+	IPM_ASSERT_HELD(&hb->lock);
 	return hb->storage_on ? prob_tick(&hb->sprob, now) : IPM_LINK_OFF;
 }
 
@@ -328,6 +330,7 @@ static enum ipm_link_state verdict_locked(struct heartbeat *hb, int64_t now)
 {
 	enum ipm_link_state u = prob_tick(&hb->prob, now), st = storage_locked(hb, now);
 
+	IPM_ASSERT_HELD(&hb->lock);
 	switch (hb->method) {
 	case IPM_HB_STORAGE:
 		return st == IPM_LINK_OFF ? IPM_LINK_DOWN : st;
@@ -344,6 +347,7 @@ static enum ipm_link_state verdict_locked(struct heartbeat *hb, int64_t now)
  * and the storage heartbeat then decides (doc/heartbeat.md). */
 static bool gate_locked(struct heartbeat *hb, int64_t now)
 {
+	IPM_ASSERT_HELD(&hb->lock);
 	if (verdict_locked(hb, now) == IPM_LINK_UP)
 		return true;
 	return hb->method == IPM_HB_STORAGE && prob_tick(&hb->prob, now) == IPM_LINK_UP;
@@ -354,6 +358,7 @@ static bool gate_locked(struct heartbeat *hb, int64_t now)
  * not keep them alive: they age out and the primary journals. */
 static bool replication_broken_locked(struct heartbeat *hb, int64_t now)
 {
+	IPM_ASSERT_HELD(&hb->lock);
 	return hb->storage_on && hb->sprob.heard && storage_locked(hb, now) == IPM_LINK_DOWN;
 }
 
@@ -370,6 +375,7 @@ static void log_failure_locked(struct heartbeat *hb, int64_t now)
 	enum ipm_link_state u = prob_tick(&hb->prob, now), st = storage_locked(hb, now);
 	int f;
 
+	IPM_ASSERT_HELD(&hb->lock);
 	if (st == IPM_LINK_OFF || !hb->prob.heard || !hb->sprob.heard)
 		return;
 	f = (u != IPM_LINK_UP) * FAIL_HB_NETWORK + (st != IPM_LINK_UP) * FAIL_REPLICATION;
@@ -486,6 +492,7 @@ static void count_drop_locked(struct heartbeat *hb, const struct sockaddr_storag
 {
 	char from[NI_MAXHOST + NI_MAXSERV + 2];
 
+	IPM_ASSERT_HELD(&hb->lock);
 	hb->dropped++;
 	if (hb->drop_log_ms && now - hb->drop_log_ms < DROP_LOG_EVERY_MS) {
 		hb->drop_unlogged++;

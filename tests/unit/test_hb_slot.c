@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "crc32c.h"
 #include "ipmirror.h"
 #include "endian.h"
 #include "hb_slot.h"

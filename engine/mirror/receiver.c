@@ -1,4 +1,10 @@
 /* receiver.c - the mirror's listener and connection threads. */
+/*
+ * Locks: rc->lock (sessions, connections, the waiting requests and the
+ * order) and each c->send_lock (one connection's socket and held answers)
+ * are never held together; ca->lock and log_lock are leaves under either.
+ * Requests are applied (backing I/O) and answered with no lock held.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
@@ -13,6 +19,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
 #include "auth.h"
 #include "crc32c.h"
 #include "apply_order.h"
@@ -115,6 +122,7 @@ static void rconn_put_locked(struct receiver *rc, struct rconn *c)
 {
 	struct rconn **p;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	if (--c->refs > 0)
 		return;
 	for (p = &rc->conns; *p; p = &(*p)->next) {
@@ -136,6 +144,7 @@ static void acks_send_locked(struct rconn *c)
 {
 	size_t len = (size_t)c->n_acks * WIRE_FRAME_LEN;
 
+	IPM_ASSERT_HELD(&c->send_lock);
 	c->n_acks = 0;
 	if (len && send(c->fd, c->acks, len, MSG_NOSIGNAL) != (ssize_t)len)
 		shutdown(c->fd, SHUT_RDWR);
@@ -224,6 +233,7 @@ static int pending_insert_locked(struct receiver *rc, struct rreq *q)
 	struct rreq **b = pending_bucket(rc, q->f.seq);
 	int err;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	if (!q->applying) {
 		q->wn.dep = q->f.dep;
 		q->wn.bytes = q->f.len;
@@ -240,6 +250,7 @@ static void hash_remove_locked(struct receiver *rc, struct rreq *q)
 {
 	struct rreq **p;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (p = pending_bucket(rc, q->f.seq); *p; p = &(*p)->hnext) {
 		if (*p == q) {
 			*p = q->hnext;
@@ -250,6 +261,7 @@ static void hash_remove_locked(struct receiver *rc, struct rreq *q)
 
 static void pending_remove_locked(struct receiver *rc, struct rreq *q)
 {
+	IPM_ASSERT_HELD(&rc->lock);
 	if (!q->applying)
 		wait_remove(&rc->waiting, &q->wn);
 	hash_remove_locked(rc, q);
@@ -259,6 +271,7 @@ static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
 {
 	struct rreq *q;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (q = *pending_bucket(rc, seq); q; q = q->hnext)
 		if (q->f.seq == seq)
 			return q;
@@ -272,6 +285,7 @@ static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsign
 	struct wait_node *wn;
 	unsigned n = 0;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	while (n < max && (wn = wait_take_ready(&rc->waiting, rc->order.prefix))) {
 		struct rreq *q = rreq_of(wn);
 
@@ -359,6 +373,7 @@ static void forget_session_locked(struct receiver *rc)
 {
 	struct rconn *o;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (o = rc->conns; o; o = o->next)
 		if (o->session && o->session == rc->order.session)
 			shutdown(o->fd, SHUT_RDWR);
@@ -776,6 +791,7 @@ static void drop_waiting_locked(struct receiver *rc, uint64_t upto)
 {
 	struct drop_arg d = { rc, upto };
 
+	IPM_ASSERT_HELD(&rc->lock);
 	wait_drop_if(&rc->waiting, drop_one_locked, &d);
 }
 
@@ -784,6 +800,7 @@ static bool session_up_locked(struct receiver *rc, struct rconn *c)
 {
 	struct rconn *o;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (o = rc->conns; o; o = o->next)
 		if (o != c && o->session == c->session)
 			return true;
@@ -809,6 +826,7 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 {
 	struct rconn *o;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	c->session = a->session;
 	if (rc->order.session == a->session) {
 		/* after an outage the primary journaled what we did not answer
@@ -850,6 +868,7 @@ static bool refusal_log_locked(struct receiver *rc, unsigned *quiet)
 {
 	int64_t now = ipm_now_ms(), earned = (now - rc->refusal_log_at) / REFUSAL_LOG_MS;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	if (!rc->refusal_log_at || rc->refusal_log_tokens + earned >= REFUSAL_LOG_BURST) {
 		rc->refusal_log_tokens = REFUSAL_LOG_BURST;
 		rc->refusal_log_at = now;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
 #include "crc32c.h"
 #include "lun.h"
 #include "replicator_int.h"
@@ -104,7 +105,7 @@ int journal_request_locked(struct replicator *r, struct mreq *m)
 	ipm_error err = { "" };
 	int rc;
 
-	(void)r;
+	IPM_ASSERT_HELD(&r->lock);
 	if (!rl->overflowed) {
 		rc = journal_append(rl->journal, &rec, &err);
 		if (rc == 0) {
@@ -131,6 +132,7 @@ int journal_sync_all_locked(struct replicator *r)
 	unsigned i;
 	int rc = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		if (journal_sync(r->luns[i].journal, &err) < 0 ||
 		    (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)) {
@@ -283,6 +285,7 @@ static bool caught_up_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		if (r->luns[i].replayed_records < journal_records(r->luns[i].journal))
 			return false;
@@ -296,6 +299,7 @@ static bool replays_outstanding_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++)
 		if (r->luns[i].replay_outstanding)
 			return true;
@@ -306,6 +310,7 @@ static void begin_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		struct rep_lun *rl = &r->luns[i];
 
@@ -322,6 +327,7 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 	ipm_error err = { "" };
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		struct rep_lun *rl = &r->luns[i];
 
@@ -347,6 +353,7 @@ static uint64_t backlog_locked(struct replicator *r)
 	uint64_t n = 0;
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		uint64_t recs = journal_records(r->luns[i].journal);
 

@@ -1,5 +1,21 @@
 /* replicator_int.h - the replicator's state, shared by replicator.c (live
- * mirroring, link state) and resync.c (journaling and replay). */
+ * mirroring, link state), resync.c (journaling and replay) and
+ * activity_log.c.
+ *
+ * Locks, in precedence order: a lock further down may be taken while one
+ * above is held, never the reverse.
+ *   r->lock                      the replicator: queue, in-flight table, link
+ *     rl->al_lock                the activity log (al_settle_locked); al_note
+ *                                takes it alone, with r->lock dropped
+ *     lun->gen_lock              generation.c
+ *     ca->lock                   connection_array.c (a leaf)
+ *     log_lock                   log.c (a leaf; any lock may be held)
+ *   w->send_lock                 one sender per socket; taken with r->lock
+ *                                dropped (send_batch_locked), never with it
+ * What blocks under r->lock, on purpose and rarely: the generation file's
+ * save (write, fsync, rename: at a run's first write and an outage's first
+ * write) and journal appends and syncs while the peer is unreachable, whose
+ * order must be r->lock's order. No network wait happens under it. */
 #ifndef IPM_REPLICATOR_INT_H
 #define IPM_REPLICATOR_INT_H
 

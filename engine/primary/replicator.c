@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
 #include "fullio.h"
 #include "auth.h"
 #include "crc32c.h"
@@ -137,6 +138,7 @@ void mreq_put_locked(struct mreq *m)
  * the host or drop our reference. */
 void finish_locked(struct replicator *r, struct mreq *m, int status)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	m->done = true;
 	m->status = status;
 	if (m->replay) {
@@ -154,6 +156,7 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 
 void complete_locked(struct replicator *r, struct mreq *m, int status)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	r->inflight--;
 	r->inflight_bytes -= m->f.len;
 	if (status == 0 && m->f.type == WIRE_WRITE)
@@ -166,12 +169,14 @@ void complete_locked(struct replicator *r, struct mreq *m, int status)
 
 bool window_full_locked(const struct replicator *r, uint32_t len)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	return r->inflight >= r->window ||
 	       (r->inflight && r->inflight_bytes + len > WIRE_MAX_INFLIGHT_BYTES);
 }
 
 void space_wait_locked(struct replicator *r, bool window_only)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	r->window_waiters += window_only;
 	pthread_cond_wait(&r->space_cond, &r->lock);
 	r->window_waiters -= window_only;
@@ -179,6 +184,7 @@ void space_wait_locked(struct replicator *r, bool window_only)
 
 static void queue_locked(struct replicator *r, struct mreq *m)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	m->conn = -1;
 	wire_frame_encode(m->hdr, &m->f);
 	hash_insert(r, m);
@@ -189,6 +195,7 @@ static void queue_locked(struct replicator *r, struct mreq *m)
 
 void enqueue_locked(struct replicator *r, struct mreq *m)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	queue_locked(r, m);
 	/* broadcast: a worker whose socket a host thread holds ignores it */
 	pthread_cond_broadcast(&r->queue_cond);
@@ -199,6 +206,7 @@ void set_states_locked(struct replicator *r, enum ipm_lun_state st)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		r->luns[i].state = st;
 		__atomic_store_n(&r->luns[i].lun->state, st, __ATOMIC_RELAXED);
@@ -288,6 +296,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 /* The host sees this request completed: later requests depend on it. */
 static void host_release_locked(struct replicator *r, struct mreq *m)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	active_remove(m->rl, m);
 	if (m->f.seq > r->host_done_max)
 		r->host_done_max = m->f.seq;
@@ -775,6 +784,7 @@ static void forget_record_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	r->peer_record = 0;
 	r->downs++;
 	for (i = 0; i < r->n_conns; i++)
@@ -792,6 +802,7 @@ static void forget_record_locked(struct replicator *r)
 static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t downs,
 			       ipm_error *err)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->downs != downs)
 		return ipm_fail(err, -ECONNRESET, "the link went down during the handshake");
 	if (!r->peer_record)
@@ -901,6 +912,7 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 	struct iovec iov[BATCH_FRAMES * 2];
 	int n, i, cnt, rc;
 
+	IPM_ASSERT_HELD(&r->lock);
 	n = take_batch(r, w, batch);
 	w->sending = true;
 	r->sending++;
@@ -928,6 +940,7 @@ static struct worker *idle_worker_locked(struct replicator *r)
 {
 	unsigned i, k;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (k = 0; k < r->n_conns; k++) {
 		i = (r->next_direct + k) % r->n_conns;
 		struct worker *w = &r->workers[i];
@@ -949,6 +962,7 @@ static void send_now_locked(struct replicator *r, size_t len)
 	struct worker *w = len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
 	int batches = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (!w) {
 		pthread_cond_signal(&r->queue_cond);
 		return;
@@ -1185,6 +1199,7 @@ static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
 	struct mreq **v = calloc(r->inflight ? r->inflight : 1, sizeof(*v)), *m;
 	unsigned i, n = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i <= r->hash_mask; i++) {
 		while ((m = r->hash[i])) {
 			r->hash[i] = m->hnext;
@@ -1211,6 +1226,7 @@ static void remark_replays_locked(struct replicator *r, struct mreq **v, unsigne
 	bool marked = false;
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < n; i++) {
 		struct rep_lun *rl = v[i]->rl;
 
@@ -1233,6 +1249,7 @@ static void go_down_locked(struct replicator *r, const char *why)
 	struct mreq **v;
 	unsigned i, n, journaled = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->link == LINK_DOWN)
 		return;
 	r->link = LINK_DOWN;
@@ -1268,6 +1285,7 @@ static enum ipm_link_state peer_state(struct replicator *r)
 
 static void monitor_live_locked(struct replicator *r)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->force_resync) {
 		r->force_resync = false;
 		go_down_locked(r, "the peer needs a full resync");
@@ -1284,6 +1302,7 @@ static void monitor_down_locked(struct replicator *r)
 {
 	enum ipm_link_state ps = peer_state(r);
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (ps == IPM_LINK_PROBATION)
 		set_states_locked(r, IPM_STATE_PROBATION);
 	else if (ps == IPM_LINK_DOWN)
@@ -1346,6 +1365,7 @@ static void mark_clean_stop_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->link != LINK_LIVE || r->inflight || r->al_users)
 		return;
 	for (i = 0; i < r->n_luns; i++) {

@@ -24,6 +24,7 @@
 #include <libxml/xmlversion.h>
 
 #include "config.h"
+#include "fullio.h"
 
 #ifndef IPM_SCHEMA_PATH
 #define IPM_SCHEMA_PATH "/usr/share/ipmirror/ipmirror.rng"
@@ -1056,18 +1057,14 @@ static int read_file(const char *path, char **buf, size_t *len)
 		rc = -ENOMEM;
 		goto out;
 	}
-	while (got < (size_t)st.st_size) {
-		r = read(fd, *buf + got, (size_t)st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? -errno : -EIO;
-			free(*buf);
-			*buf = NULL;
-			goto out;
-		}
-		got += (size_t)r;
+	r = read_full(fd, *buf, (size_t)st.st_size);
+	if (r < (ssize_t)st.st_size) {
+		rc = r < 0 ? (int)r : -EIO;  /* a file that shrank while read */
+		free(*buf);
+		*buf = NULL;
+		goto out;
 	}
+	got = (size_t)r;
 	*len = got;
 out:
 	close(fd);

@@ -4,41 +4,15 @@
 
 #include "connection_array.h"
 
-int64_t ipm_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void ipm_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, int ms)
-{
-	struct timespec dl;
-
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ms / 1000;
-	dl.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(c, m, &dl);
-}
-
 int ca_init(struct connection_array *ca, unsigned n)
 {
-	pthread_condattr_t attr;
 	unsigned i;
 
 	if (n == 0 || n > IPM_CONN_MAX)
 		return -EINVAL;
 	pthread_mutex_init(&ca->lock, NULL);
 	/* waits are measured on the monotonic clock, like the timestamps */
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&ca->changed, &attr);
-	pthread_condattr_destroy(&attr);
+	ipm_cond_init_mono(&ca->changed);
 	ca->n = n;
 	for (i = 0; i < n; i++)
 		ca->e[i] = (struct ca_elem){ .fd = -1, .status = IPM_LINK_DOWN };
@@ -146,16 +120,9 @@ unsigned ca_count_up(struct connection_array *ca)
 enum ipm_link_state ca_wait_change(struct connection_array *ca, unsigned i,
 				   enum ipm_link_state from, int timeout_ms)
 {
-	struct timespec dl;
+	struct timespec dl = ipm_mono_deadline(timeout_ms);
 	enum ipm_link_state s;
 
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&ca->lock);
 	while (ca->e[i].status == from &&
 	       pthread_cond_timedwait(&ca->changed, &ca->lock, &dl) != ETIMEDOUT)

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include "clock.h"
 #include "config.h"
 
 struct ca_elem {
@@ -23,11 +24,6 @@ struct connection_array {
 	unsigned n;
 	struct ca_elem e[IPM_CONN_MAX];
 };
-
-int64_t ipm_now_ms(void);
-/* pthread_cond_timedwait for at most ms from now (a default, CLOCK_REALTIME
- * condition variable); spurious and early wake-ups are the caller's to handle. */
-void ipm_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, int ms);
 
 int ca_init(struct connection_array *ca, unsigned n);
 void ca_destroy(struct connection_array *ca);

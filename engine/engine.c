@@ -6,22 +6,11 @@
 #include <string.h>
 #include <qb/qblog.h>
 
+#include "auth.h"
 #include "heartbeat.h"
 #include "lun.h"
 #include "receiver.h"
 #include "replicator.h"
-
-int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static int open_luns(ipm_engine *e, ipm_error *err)
 {
@@ -127,9 +116,10 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 	if (rc < 0)
 		return rc;
 	if (n_mirror) {
-		rc = receiver_create(e, e->secret, &e->rcv, err);
+		rc = receiver_create(e, e->secret, e->luns, e->n_luns, &e->rcv, err);
 		if (rc < 0)
 			return rc;
+		receiver_set_hbslot_sink(e->rcv, hbvol_received, e);
 	}
 	rc = setup_heartbeat(e, err);
 	if (rc < 0)
@@ -143,12 +133,15 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 		if (e->luns[i]->cfg->mirrored && e->luns[i]->role == IPM_ROLE_PRIMARY)
 			primary[n_primary++] = e->luns[i];
 	rc = replicator_create(e, e->secret, primary, n_primary, &e->rep, err);
-	for (i = 0; rc == 0 && i < n_primary; i++)
+	for (i = 0; rc == 0 && i < n_primary; i++) {
 		primary[i]->rep = e->rep;
+		primary[i]->ops = &replicator_ops;
+	}
 	free(primary);
 	if (rc < 0)
 		return rc;
 	replicator_set_heartbeat(e->rep, e->hb);
+	replicator_set_hbslot_sink(e->rep, hbvol_received, e);
 	return heartbeat_attach(e->hb, replicator_connections(e->rep));
 }
 

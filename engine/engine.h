@@ -33,8 +33,9 @@ int hbvol_setup(ipm_engine *e, ipm_error *err);
 int hbvol_start(ipm_engine *e, ipm_error *err);
 void hbvol_stop(ipm_engine *e);
 void hbvol_destroy(ipm_engine *e);
-/* An HBSLOT frame arrived on a mirror connection (any thread). */
-void hbvol_received(ipm_engine *e, unsigned slot, const uint8_t *data);
+/* An HBSLOT frame arrived on a mirror connection (any thread): the
+ * replicator's and the receiver's hbslot sink (engine is the ipm_engine). */
+void hbvol_received(void *engine, unsigned slot, const uint8_t *data);
 /* Status fields of the storage heartbeat. */
 void hbvol_status(ipm_engine *e, ipm_status *st);
 

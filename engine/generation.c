@@ -16,7 +16,10 @@
 
 #include <qb/qblog.h>
 
-#include "byteorder.h"
+#include "lockdebug.h"
+#include "auth.h"
+#include "crc32c.h"
+#include "endian.h"
 #include "fileio.h"
 #include "generation.h"
 #include "lun.h"
@@ -37,16 +40,16 @@ static void encode(const struct generation *g, uint8_t *b)
 
 	memset(b, 0, GEN_FILE_LEN);
 	memcpy(p, GEN_MAGIC, 8);
-	p = put32(p + 8, GEN_VERSION);
-	p = put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
+	p = be_put32(p + 8, GEN_VERSION);
+	p = be_put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
 			     (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0) |
 			     (g->consistent ? F_CONSISTENT : 0));
-	p = put64(p, g->current);
-	p = put32(p, g->n_history);
+	p = be_put64(p, g->current);
+	p = be_put32(p, g->n_history);
 	p += 4;
 	for (i = 0; i < GEN_HISTORY; i++)
-		p = put64(p, i < g->n_history ? g->history[i] : 0);
-	put32(b + GEN_CRC_OFF, crc32c(0, b, GEN_CRC_OFF));
+		p = be_put64(p, i < g->n_history ? g->history[i] : 0);
+	be_put32(b + GEN_CRC_OFF, crc32c(0, b, GEN_CRC_OFF));
 }
 
 static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_error *err)
@@ -56,17 +59,17 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 
 	if (memcmp(b, GEN_MAGIC, 8) != 0)
 		return ipm_fail(err, -EINVAL, "%s: not a generation file (bad magic)", path);
-	if (get32(b + GEN_CRC_OFF) != crc32c(0, b, GEN_CRC_OFF))
+	if (be_get32(b + GEN_CRC_OFF) != crc32c(0, b, GEN_CRC_OFF))
 		return ipm_fail(err, -EINVAL, "%s: checksum mismatch: the file is damaged", path);
-	if (get32(b + 8) != GEN_VERSION)
+	if (be_get32(b + 8) != GEN_VERSION)
 		return ipm_fail(err, -EINVAL, "%s: version %u, this ipmirror reads %d", path,
-				get32(b + 8), GEN_VERSION);
-	flags = get32(b + 12);
+				be_get32(b + 8), GEN_VERSION);
+	flags = be_get32(b + 12);
 	if (flags & ~F_ALL)
 		return ipm_fail(err, -EINVAL, "%s: unknown flags 0x%x", path, flags & ~F_ALL);
 	*g = (struct generation){
-		.current = get64(b + 16),
-		.n_history = get32(b + 24),
+		.current = be_get64(b + 16),
+		.n_history = be_get32(b + 24),
 		.shared = flags & F_SHARED,
 		.splitbrain = flags & F_SPLITBRAIN,
 		.discard = flags & F_DISCARD,
@@ -77,7 +80,7 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 		return ipm_fail(err, -EINVAL, "%s: %u history entries, at most %d", path,
 				g->n_history, GEN_HISTORY);
 	for (i = 0; i < g->n_history; i++)
-		g->history[i] = get64(b + 32 + 8 * i);
+		g->history[i] = be_get64(b + 32 + 8 * i);
 	return 0;
 }
 
@@ -198,18 +201,17 @@ static void save_locked(struct ipm_lun *l)
 {
 	ipm_error err = { "" };
 
+	IPM_ASSERT_HELD(&l->gen_lock);
 	if (gen_save(l->gen_path, &l->gen, &err) < 0)
 		qb_log(LOG_ERR, "lun %s: %s", l->cfg->name, err.msg);
 }
 
 int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 {
-	char path[4200];
 	ipm_error e;
 	int rc;
 
-	lun_journal_path(l, path, sizeof(path) - 8);
-	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", path);
+	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", l->journal_path);
 	/* its own buffer: a message formatted into the one it reads comes out garbled */
 	rc = gen_load(l->gen_path, &l->gen, &e);
 	if (rc < 0)
@@ -292,12 +294,11 @@ void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted)
 static void forget_primary_files(struct ipm_lun *l)
 {
 	static const char *const suffixes[] = { "", ".bitmap", ".al" };
-	char path[4300], base[4200];
+	char path[4300];
 	unsigned i;
 
-	lun_journal_path(l, base, sizeof(base) - 8);
 	for (i = 0; i < 3; i++) {
-		snprintf(path, sizeof(path), "%s%s", base, suffixes[i]);
+		snprintf(path, sizeof(path), "%s%s", l->journal_path, suffixes[i]);
 		if (unlink(path) == 0)
 			qb_log(LOG_NOTICE, "lun %s: %s removed: its writes were superseded by the peer's data",
 			       l->cfg->name, path);
@@ -405,9 +406,7 @@ int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
 	if (!l->cfg->mirrored)
 		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: nothing to resolve",
 				l->cfg->name);
-	pthread_rwlock_rdlock(&l->role_lock);
 	role = l->role;
-	pthread_rwlock_unlock(&l->role_lock);
 	if (role != IPM_ROLE_MIRROR)
 		return ipm_fail(err, -EBUSY,
 				"lun \"%s\": this node is its primary; demote it here first (the node whose data is discarded must be the mirror)",
@@ -428,9 +427,7 @@ int ipm_lun_mark_consistent(ipm_lun *l, ipm_error *err)
 	enum ipm_role role;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&l->role_lock);
 	role = l->role;
-	pthread_rwlock_unlock(&l->role_lock);
 	if (role != IPM_ROLE_PRIMARY)
 		return ipm_fail(err, -EINVAL, "lun \"%s\": only its primary's copy is the reference",
 				l->cfg->name);

@@ -117,8 +117,9 @@ void hbvol_destroy(ipm_engine *e)
 	e->shb = NULL;
 }
 
-void hbvol_received(ipm_engine *e, unsigned slot, const uint8_t *data)
+void hbvol_received(void *engine, unsigned slot, const uint8_t *data)
 {
+	ipm_engine *e = engine;
 	ipm_error err = { "" };
 	int rc = -ENODEV;
 

@@ -1,4 +1,5 @@
-/* lun.c - a LUN's backing file or block device and the host I/O entry points. */
+/* lun.c - the LUN object: its config, role, backing store (opened here, used
+ * through backing.c) and the operations table its host I/O goes down. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -13,7 +14,7 @@
 #include <qb/qblog.h>
 
 #include "lun.h"
-#include "replicator.h"
+#include "backing.h"
 
 static int backing_size(int fd, bool *is_blockdev, uint64_t *size)
 {
@@ -87,7 +88,11 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	l->fd = -1;
 	l->dfd = -1;
 	snprintf(l->path, sizeof(l->path), "%s", path);
-	pthread_rwlock_init(&l->role_lock, NULL);
+	if (cfg->journal_path)
+		snprintf(l->journal_path, sizeof(l->journal_path), "%s", cfg->journal_path);
+	else
+		snprintf(l->journal_path, sizeof(l->journal_path), "%s.journal", path);
+	l->ops = &backing_ops;
 	pthread_mutex_init(&l->gen_lock, NULL);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
@@ -132,131 +137,14 @@ void lun_close(struct ipm_lun *l)
 		close(l->fd);
 	if (l->dfd >= 0)
 		close(l->dfd);
-	pthread_rwlock_destroy(&l->role_lock);
 	pthread_mutex_destroy(&l->gen_lock);
 	free(l);
-}
-
-void lun_journal_path(const struct ipm_lun *l, char *out, size_t len)
-{
-	if (l->cfg->journal_path)
-		snprintf(out, len, "%s", l->cfg->journal_path);
-	else
-		snprintf(out, len, "%s.journal", l->path);
 }
 
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)
 {
 	return off <= l->size && len <= l->size - off;
 }
-
-int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
-{
-	if (l->dfd >= 0 && len <= LUN_DIRECT_MAX && !((uintptr_t)buf & (l->dio_mem_align - 1)) &&
-	    !((len | off) & (l->dio_off_align - 1)))
-		return l->dfd;
-	return l->fd;
-}
-
-int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		char *p = (char *)buf + done;
-		ssize_t n = pread(lun_io_fd(l, p, len - done, off + done), p, len - done,
-				  (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0) /* a shrunken backing file: never return stale bytes */
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
-		    unsigned flags)
-{
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	int rwf = (flags & IPM_IO_FUA) ? RWF_DSYNC : 0;
-
-	while (iov.iov_len > 0) {
-		ssize_t n = pwritev2(lun_io_fd(l, iov.iov_base, iov.iov_len, off), &iov, 1,
-				     (off_t)off, rwf);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		iov.iov_base = (char *)iov.iov_base + n;
-		iov.iov_len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-int lun_local_flush(struct ipm_lun *l)
-{
-	return fdatasync(l->fd) < 0 ? -errno : 0;
-}
-
-int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
-{
-	if (len == 0) /* fallocate and BLKDISCARD refuse an empty range */
-		return 0;
-	if (l->is_blockdev) {
-		uint64_t range[2] = { off, len };
-
-		return ioctl(l->fd, BLKDISCARD, range) < 0 ? -errno : 0;
-	}
-	if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) < 0)
-		/* trim is advisory: a file system without hole punching is fine */
-		return errno == EOPNOTSUPP ? 0 : -errno;
-	return 0;
-}
-
-static int write_zero_buffers(struct ipm_lun *l, uint64_t len, uint64_t off)
-{
-	static const char zeros[65536];
-	int rc = 0;
-
-	while (len > 0 && rc == 0) {
-		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-
-		rc = lun_local_write(l, zeros, n, off, 0);
-		len -= n;
-		off += n;
-	}
-	return rc;
-}
-
-int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
-{
-	if (len == 0)
-		return 0;
-	if (l->is_blockdev) {
-		uint64_t range[2] = { off, len };
-
-		if (ioctl(l->fd, BLKZEROOUT, range) == 0)
-			return 0;
-		return write_zero_buffers(l, len, off);
-	}
-	if (fallocate(l->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
-		return 0;
-	if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
-		return 0;
-	return write_zero_buffers(l, len, off);
-}
-
-/* ---- public host I/O ---------------------------------------------------- */
 
 const char *ipm_lun_name(const ipm_lun *l)
 {
@@ -268,136 +156,3 @@ uint64_t ipm_lun_size(const ipm_lun *l)
 	return l->size;
 }
 
-int ipm_lun_check_open(ipm_lun *l, ipm_error *err)
-{
-	int rc = 0;
-
-	pthread_rwlock_rdlock(&l->role_lock);
-	if (l->role != IPM_ROLE_PRIMARY)
-		rc = ipm_fail(err, -EPERM,
-			      "lun \"%s\" is mirrored here; node \"%s\" is its primary",
-			      l->cfg->name, l->cfg->primary);
-	pthread_rwlock_unlock(&l->role_lock);
-	return rc;
-}
-
-/* Host requests run under the role lock so a demotion waits for them.
- * A zero-length request inside the LUN is a no-op that succeeds
- * (doc/nbd.md): it is checked like any other, then answered without
- * touching either copy, so it is never mirrored or journaled. */
-static int host_begin(struct ipm_lun *l, uint64_t len, uint64_t off)
-{
-	if (!lun_range_ok(l, len, off))
-		return -EINVAL;
-	pthread_rwlock_rdlock(&l->role_lock);
-	if (l->role != IPM_ROLE_PRIMARY) {
-		pthread_rwlock_unlock(&l->role_lock);
-		return -EPERM;
-	}
-	return 0;
-}
-
-static int host_end(struct ipm_lun *l, int rc)
-{
-	pthread_rwlock_unlock(&l->role_lock);
-	return rc;
-}
-
-int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
-{
-	int rc = host_begin(l, len, off);
-
-	if (rc < 0 || len == 0)
-		return rc < 0 ? rc : host_end(l, 0);
-	return host_end(l, lun_local_read(l, buf, len, off));
-}
-
-int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigned flags)
-{
-	int rc = host_begin(l, len, off);
-
-	if (rc < 0 || len == 0)
-		return rc < 0 ? rc : host_end(l, 0);
-	if (l->rep)
-		return host_end(l, replicator_write(l->rep, l, buf, len, off, flags));
-	return host_end(l, lun_local_write(l, buf, len, off, flags));
-}
-
-static void local_write_batch(struct ipm_lun *l, ipm_write *w, unsigned n)
-{
-	struct lun_io io[IPM_WRITE_BATCH_MAX];
-	unsigned i;
-
-	for (i = 0; i < n; i++)
-		io[i] = (struct lun_io){ .lun = l, .buf = w[i].buf, .len = w[i].len,
-					 .off = w[i].off, .flags = w[i].flags };
-	lun_write_batch(io, n);
-	for (i = 0; i < n; i++)
-		w[i].rc = io[i].rc;
-}
-
-void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
-{
-	ipm_write ok[IPM_WRITE_BATCH_MAX];
-	unsigned at[IPM_WRITE_BATCH_MAX], i, k = 0;
-	int rc;
-
-	for (; n > IPM_WRITE_BATCH_MAX; w += IPM_WRITE_BATCH_MAX, n -= IPM_WRITE_BATCH_MAX)
-		ipm_lun_write_batch(l, w, IPM_WRITE_BATCH_MAX);
-	rc = host_begin(l, 0, 0);
-	/* an out-of-range request fails alone; an empty one is done */
-	for (i = 0; i < n; i++) {
-		w[i].rc = rc < 0 ? rc : lun_range_ok(l, w[i].len, w[i].off) ? 0 : -EINVAL;
-		if (w[i].rc == 0 && w[i].len > 0) {
-			ok[k] = w[i];
-			at[k++] = i;
-		}
-	}
-	if (rc < 0)
-		return;
-	if (k > 0 && l->rep)
-		replicator_write_batch(l->rep, l, ok, k);
-	else if (k > 0)
-		local_write_batch(l, ok, k);
-	for (i = 0; i < k; i++)
-		w[at[i]].rc = ok[i].rc;
-	host_end(l, 0);
-}
-
-int ipm_lun_flush(ipm_lun *l)
-{
-	int rc = host_begin(l, 0, 0);
-
-	if (rc < 0)
-		return rc;
-	if (l->rep)
-		return host_end(l, replicator_op(l->rep, l, WIRE_FLUSH, 0, 0, 0));
-	return host_end(l, lun_local_flush(l));
-}
-
-static int fua(struct ipm_lun *l, int rc, unsigned flags)
-{
-	return rc == 0 && (flags & IPM_IO_FUA) ? lun_local_flush(l) : rc;
-}
-
-int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
-{
-	int rc = host_begin(l, len, off);
-
-	if (rc < 0 || len == 0)
-		return rc < 0 ? rc : host_end(l, 0);
-	if (l->rep)
-		return host_end(l, replicator_op(l->rep, l, WIRE_TRIM, len, off, flags));
-	return host_end(l, fua(l, lun_local_trim(l, len, off), flags));
-}
-
-int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
-{
-	int rc = host_begin(l, len, off);
-
-	if (rc < 0 || len == 0)
-		return rc < 0 ? rc : host_end(l, 0);
-	if (l->rep)
-		return host_end(l, replicator_op(l->rep, l, WIRE_ZERO, len, off, flags));
-	return host_end(l, fua(l, lun_local_zero(l, len, off), flags));
-}

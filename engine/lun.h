@@ -4,20 +4,26 @@
 
 #include <pthread.h>
 #include "engine.h"
+#include "backing.h"
 #include "generation.h"
+#include "lun_ops.h"
 
 struct ipm_lun {
 	ipm_engine *engine;
 	const struct ipm_lun_cfg *cfg;
 	char path[4096];
+	/* the journal's path (config, or BACKING.journal); the bitmap, activity
+	 * log and generation file are this path plus a suffix */
+	char journal_path[4200];
 	int fd;                       /* buffered I/O, flush, trim */
 	int dfd;                      /* O_DIRECT (io="direct"), or -1 */
 	uint32_t dio_mem_align;       /* buffer address alignment O_DIRECT needs */
 	uint32_t dio_off_align;       /* offset and length alignment O_DIRECT needs */
 	bool is_blockdev;
 	uint64_t size;
-	pthread_rwlock_t role_lock;   /* held for reading by every host request */
-	enum ipm_role role;
+	enum ipm_role role;           /* fixed for the object's life (host_io.c) */
+	const struct lun_ops *ops;    /* where host requests go: backing_ops, or
+				       * replicator_ops once mirrored from here */
 	enum ipm_lun_state state;
 	bool insync;                  /* mirror here: the last resync completed (atomic) */
 	/* mirroring: set when the LUN is mirrored, by the side that uses it */
@@ -35,10 +41,6 @@ struct ipm_lun {
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);
 void lun_close(struct ipm_lun *l);
-
-/* The LUN's journal path (config, or BACKING.journal); its bitmap, activity
- * log and generation file are this path plus a suffix. */
-void lun_journal_path(const struct ipm_lun *l, char *out, size_t len);
 
 /* ---- data generations (generation.c) ---- */
 /* Load the LUN's generation file; a missing one is a new LUN, which starts
@@ -76,37 +78,5 @@ void lun_gen_string(struct ipm_lun *l, char *out, size_t len);
 
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);
-
-/* Operations on the local backing store only (no mirroring). Aligned
- * requests use O_DIRECT when the backing has it, the rest the page cache. */
-int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
-int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
-		    unsigned flags);
-int lun_local_flush(struct ipm_lun *l);
-/* io="direct": requests up to this size bypass the page cache. Small
- * writes gain (no copy, no folio walk, no double caching); larger ones go
- * through it, where the kernel's write-behind overlaps their disk time
- * with the next request's network time (bench: 1 MiB sync writes ~4x
- * faster than with O_DIRECT, whose write blocks the mirror's connection
- * thread for the whole transfer). */
-#define LUN_DIRECT_MAX (64u << 10)
-
-/* The descriptor a request goes through: l->dfd when it is small and
- * aligned for O_DIRECT, else l->fd. */
-int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off);
-
-/* ---- several writes at once (backing_io.c) ---- */
-struct lun_io {
-	struct ipm_lun *lun;
-	const void *buf;
-	size_t len;
-	uint64_t off;
-	unsigned flags;    /* IPM_IO_FUA */
-	int rc;            /* out: 0 or -errno */
-};
-/* Write ios[0..n), which do not depend on each other, and wait for all. */
-void lun_write_batch(struct lun_io *ios, unsigned n);
-int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off);
-int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off);
 
 #endif

@@ -12,9 +12,7 @@
 static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 {
 	snprintf(s->name, sizeof(s->name), "%s", l->cfg->name);
-	pthread_rwlock_rdlock(&l->role_lock);
 	s->role = l->role;
-	pthread_rwlock_unlock(&l->role_lock);
 	s->state = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
 	s->mode = l->cfg->mode;
 	s->mirrored = l->cfg->mirrored;

@@ -7,9 +7,10 @@
 #include <string.h>
 #include <nettle/hmac.h>
 
+#include "auth.h"
 #include "engine.h"
 #include "hb_packet.h"
-#include "byteorder.h"
+#include "endian.h"
 
 static void hb_mac(const struct auth_secret *s, const uint8_t *body, uint8_t mac[HB_MAC_LEN])
 {
@@ -28,19 +29,19 @@ size_t hb_packet_encode(uint8_t *buf, const struct hb_packet *p, const struct au
 	if (strnlen(p->from, HB_NAME_LEN) >= HB_NAME_LEN ||
 	    strnlen(p->to, HB_NAME_LEN) >= HB_NAME_LEN)
 		return 0;
-	q = put32(q, HB_MAGIC);
-	q = put16(q, HB_VERSION);
-	q = put16(q, 0);
+	q = be_put32(q, HB_MAGIC);
+	q = be_put16(q, HB_VERSION);
+	q = be_put16(q, 0);
 	memset(q, 0, 2 * HB_NAME_LEN);
 	memcpy(q, p->from, strlen(p->from));
 	q += HB_NAME_LEN;
 	memcpy(q, p->to, strlen(p->to));
 	q += HB_NAME_LEN;
-	q = put64(q, p->serial);
-	q = put64(q, p->boot_id);
-	q = put64(q, p->timestamp_ms);
-	q = put64(q, p->generation);
-	q = put64(q, p->boot);
+	q = be_put64(q, p->serial);
+	q = be_put64(q, p->boot_id);
+	q = be_put64(q, p->timestamp_ms);
+	q = be_put64(q, p->generation);
+	q = be_put64(q, p->boot);
 	hb_mac(s, buf, q);
 	return HB_PACKET_LEN;
 }
@@ -84,10 +85,10 @@ int hb_packet_decode(const uint8_t *buf, size_t len, const struct auth_secret *s
 	if (len != HB_PACKET_LEN)
 		return ipm_fail(err, -EMSGSIZE, "datagram of %zu bytes, expected %d", len,
 				HB_PACKET_LEN);
-	if (get32(buf) != HB_MAGIC)
-		return ipm_fail(err, -EPROTO, "bad magic 0x%08x", get32(buf));
-	if (get16(buf + 4) != HB_VERSION || get16(buf + 6) != 0)
-		return ipm_fail(err, -EPROTO, "unsupported version %u", get16(buf + 4));
+	if (be_get32(buf) != HB_MAGIC)
+		return ipm_fail(err, -EPROTO, "bad magic 0x%08x", be_get32(buf));
+	if (be_get16(buf + 4) != HB_VERSION || be_get16(buf + 6) != 0)
+		return ipm_fail(err, -EPROTO, "unsupported version %u", be_get16(buf + 4));
 	hb_mac(s, buf, mac);
 	if (!auth_mac_equal(mac, buf + HB_BODY_LEN))
 		return ipm_fail(err, -EBADMSG, "bad HMAC (wrong secret or corrupted)");
@@ -100,11 +101,11 @@ int hb_packet_decode(const uint8_t *buf, size_t len, const struct auth_secret *s
 	if (strcmp(p.to, expect_to) != 0)
 		return ipm_fail(err, -EACCES, "addressed to node \"%s\", not to \"%s\"", p.to,
 				expect_to);
-	p.serial = get64(q);
-	p.boot_id = get64(q + 8);
-	p.timestamp_ms = get64(q + 16);
-	p.generation = get64(q + 24);
-	p.boot = get64(q + 32);
+	p.serial = be_get64(q);
+	p.boot_id = be_get64(q + 8);
+	p.timestamp_ms = be_get64(q + 16);
+	p.generation = be_get64(q + 24);
+	p.boot = be_get64(q + 32);
 	if (check_replay(rp, &p, err) < 0)
 		return -EALREADY;
 	*out = p;

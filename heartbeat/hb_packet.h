@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "auth.h"
 #include "wire.h"
 
 #define HB_MAGIC 0x49504842u      /* "IPHB" */

@@ -2,7 +2,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "byteorder.h"
+#include "crc32c.h"
+#include "endian.h"
 #include "hb_slot.h"
 
 int hb_record_encode(uint8_t *slot, const struct hb_record *r)
@@ -13,16 +14,16 @@ int hb_record_encode(uint8_t *slot, const struct hb_record *r)
 	if (n == 0 || n >= HBS_NAME_LEN || r->slot >= HBS_SLOTS)
 		return -EINVAL;
 	memset(slot, 0, HBS_SLOT_LEN);
-	p = put32(p, HBS_MAGIC);
-	p = put16(p, HBS_VERSION);
-	p = put16(p, r->slot);
+	p = be_put32(p, HBS_MAGIC);
+	p = be_put16(p, HBS_VERSION);
+	p = be_put16(p, r->slot);
 	memcpy(p, r->node, n);
 	p += HBS_NAME_LEN;
-	p = put64(p, r->boot_id);
-	p = put64(p, r->serial);
-	p = put64(p, r->time_ms);
-	put32(p, r->flags);
-	put32(slot + HBS_CSUM_OFF, crc32c(0, slot, HBS_CSUM_OFF));
+	p = be_put64(p, r->boot_id);
+	p = be_put64(p, r->serial);
+	p = be_put64(p, r->time_ms);
+	be_put32(p, r->flags);
+	be_put32(slot + HBS_CSUM_OFF, crc32c(0, slot, HBS_CSUM_OFF));
 	return 0;
 }
 
@@ -41,23 +42,23 @@ int hb_record_decode(const uint8_t *slot, const char *expect_node, unsigned expe
 
 	if (all_zero(slot, HBS_SLOT_LEN))
 		return ipm_fail(err, -ENODATA, "slot is empty (never written)");
-	if (get32(slot) != HBS_MAGIC)
-		return ipm_fail(err, -EPROTO, "bad slot magic 0x%08x", get32(slot));
-	if (get16(slot + 4) != HBS_VERSION)
+	if (be_get32(slot) != HBS_MAGIC)
+		return ipm_fail(err, -EPROTO, "bad slot magic 0x%08x", be_get32(slot));
+	if (be_get16(slot + 4) != HBS_VERSION)
 		return ipm_fail(err, -EPROTO, "slot record version %u, we speak %u",
-				get16(slot + 4), HBS_VERSION);
-	if (crc32c(0, slot, HBS_CSUM_OFF) != get32(slot + HBS_CSUM_OFF))
+				be_get16(slot + 4), HBS_VERSION);
+	if (crc32c(0, slot, HBS_CSUM_OFF) != be_get32(slot + HBS_CSUM_OFF))
 		return ipm_fail(err, -EBADMSG, "slot checksum mismatch");
-	out->slot = get16(slot + 6);
+	out->slot = be_get16(slot + 6);
 	if (out->slot >= HBS_SLOTS)
 		return ipm_fail(err, -EINVAL, "slot index %u out of range", out->slot);
 	if (!memchr(name, 0, HBS_NAME_LEN) || !name[0])
 		return ipm_fail(err, -EINVAL, "slot node name is empty or not terminated");
 	memcpy(out->node, name, HBS_NAME_LEN);
-	out->boot_id = get64(slot + 72);
-	out->serial = get64(slot + 80);
-	out->time_ms = get64(slot + 88);
-	out->flags = get32(slot + 96);
+	out->boot_id = be_get64(slot + 72);
+	out->serial = be_get64(slot + 80);
+	out->time_ms = be_get64(slot + 88);
+	out->flags = be_get32(slot + 96);
 	if (out->flags & ~HBS_F_RETIRED)
 		return ipm_fail(err, -EPROTO, "slot record has unknown flags 0x%x", out->flags);
 	if (expect_node && (strcmp(out->node, expect_node) != 0 || out->slot != expect_slot))

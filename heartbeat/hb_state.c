@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "byteorder.h"
+#include "crc32c.h"
+#include "endian.h"
 #include "fileio.h"
 #include "hb_state.h"
 #include "wire.h"
@@ -27,13 +28,13 @@ void hb_state_encode(const struct hb_state *st, uint8_t buf[HB_STATE_LEN])
 
 	memset(buf, 0, HB_STATE_LEN);
 	memcpy(p, ST_MAGIC, 8);
-	p = put32(p + 8, ST_VERSION);
-	p = put32(p, 0);
-	p = put64(p, st->boot);
-	p = put64(p, st->peer_boot);
-	p = put64(p, st->peer_timestamp_ms);
+	p = be_put32(p + 8, ST_VERSION);
+	p = be_put32(p, 0);
+	p = be_put64(p, st->boot);
+	p = be_put64(p, st->peer_boot);
+	p = be_put64(p, st->peer_timestamp_ms);
 	memcpy(p, st->peer, strnlen(st->peer, HB_NAME_LEN - 1));
-	put32(buf + ST_CRC_OFF, crc32c(0, buf, ST_CRC_OFF));
+	be_put32(buf + ST_CRC_OFF, crc32c(0, buf, ST_CRC_OFF));
 }
 
 int hb_state_decode(const uint8_t *buf, size_t len, const char *path, struct hb_state *st,
@@ -44,17 +45,17 @@ int hb_state_decode(const uint8_t *buf, size_t len, const char *path, struct hb_
 				path, len, HB_STATE_LEN);
 	if (memcmp(buf, ST_MAGIC, 8) != 0)
 		return ipm_fail(err, -EINVAL, "%s: not a heartbeat state file (bad magic)", path);
-	if (get32(buf + ST_CRC_OFF) != crc32c(0, buf, ST_CRC_OFF))
+	if (be_get32(buf + ST_CRC_OFF) != crc32c(0, buf, ST_CRC_OFF))
 		return ipm_fail(err, -EINVAL, "%s: checksum mismatch: the file is damaged", path);
-	if (get32(buf + 8) != ST_VERSION)
+	if (be_get32(buf + 8) != ST_VERSION)
 		return ipm_fail(err, -EINVAL, "%s: version %u, this ipmirror reads %d", path,
-				get32(buf + 8), ST_VERSION);
+				be_get32(buf + 8), ST_VERSION);
 	if (!memchr(buf + 40, 0, HB_NAME_LEN))
 		return ipm_fail(err, -EINVAL, "%s: unterminated peer name", path);
 	*st = (struct hb_state){
-		.boot = get64(buf + 16),
-		.peer_boot = get64(buf + 24),
-		.peer_timestamp_ms = get64(buf + 32),
+		.boot = be_get64(buf + 16),
+		.peer_boot = be_get64(buf + 24),
+		.peer_timestamp_ms = be_get64(buf + 32),
 	};
 	memcpy(st->peer, buf + 40, HB_NAME_LEN);
 	return 0;

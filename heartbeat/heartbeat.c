@@ -17,6 +17,9 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
+#include "clock.h"
+#include "auth.h"
 #include "engine.h"
 #include "config.h"
 #include "connection_array.h"
@@ -249,7 +252,6 @@ static void load_state(struct heartbeat *hb)
 
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err)
 {
-	pthread_condattr_t attr;
 	struct heartbeat *hb;
 	int rc;
 
@@ -261,10 +263,7 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	hb->fd = hb->wake_fd = -1;
 	pthread_mutex_init(&hb->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&hb->wake, &attr);
-	pthread_condattr_destroy(&attr);
+	ipm_cond_init_mono(&hb->wake);
 	snprintf(hb->self, sizeof(hb->self), "%s", p->self);
 	snprintf(hb->peer, sizeof(hb->peer), "%s", p->peer);
 	snprintf(hb->remote_name, sizeof(hb->remote_name), "%s:%u", p->remote->address,
@@ -312,6 +311,7 @@ enum path_failure { FAIL_NONE, FAIL_HB_NETWORK, FAIL_REPLICATION, FAIL_BOTH };
 
 static enum ipm_link_state storage_locked(struct heartbeat *hb, int64_t now)
 {
+	IPM_ASSERT_HELD(&hb->lock);
 	return hb->storage_on ? prob_tick(&hb->sprob, now) : IPM_LINK_OFF;
 }
 
@@ -330,6 +330,7 @@ static enum ipm_link_state verdict_locked(struct heartbeat *hb, int64_t now)
 {
 	enum ipm_link_state u = prob_tick(&hb->prob, now), st = storage_locked(hb, now);
 
+	IPM_ASSERT_HELD(&hb->lock);
 	switch (hb->method) {
 	case IPM_HB_STORAGE:
 		return st == IPM_LINK_OFF ? IPM_LINK_DOWN : st;
@@ -346,6 +347,7 @@ static enum ipm_link_state verdict_locked(struct heartbeat *hb, int64_t now)
  * and the storage heartbeat then decides (doc/heartbeat.md). */
 static bool gate_locked(struct heartbeat *hb, int64_t now)
 {
+	IPM_ASSERT_HELD(&hb->lock);
 	if (verdict_locked(hb, now) == IPM_LINK_UP)
 		return true;
 	return hb->method == IPM_HB_STORAGE && prob_tick(&hb->prob, now) == IPM_LINK_UP;
@@ -356,6 +358,7 @@ static bool gate_locked(struct heartbeat *hb, int64_t now)
  * not keep them alive: they age out and the primary journals. */
 static bool replication_broken_locked(struct heartbeat *hb, int64_t now)
 {
+	IPM_ASSERT_HELD(&hb->lock);
 	return hb->storage_on && hb->sprob.heard && storage_locked(hb, now) == IPM_LINK_DOWN;
 }
 
@@ -372,6 +375,7 @@ static void log_failure_locked(struct heartbeat *hb, int64_t now)
 	enum ipm_link_state u = prob_tick(&hb->prob, now), st = storage_locked(hb, now);
 	int f;
 
+	IPM_ASSERT_HELD(&hb->lock);
 	if (st == IPM_LINK_OFF || !hb->prob.heard || !hb->sprob.heard)
 		return;
 	f = (u != IPM_LINK_UP) * FAIL_HB_NETWORK + (st != IPM_LINK_UP) * FAIL_REPLICATION;
@@ -488,6 +492,7 @@ static void count_drop_locked(struct heartbeat *hb, const struct sockaddr_storag
 {
 	char from[NI_MAXHOST + NI_MAXSERV + 2];
 
+	IPM_ASSERT_HELD(&hb->lock);
 	hb->dropped++;
 	if (hb->drop_log_ms && now - hb->drop_log_ms < DROP_LOG_EVERY_MS) {
 		hb->drop_unlogged++;

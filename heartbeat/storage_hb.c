@@ -14,6 +14,8 @@
 #include <linux/fs.h>
 #include <qb/qblog.h>
 
+#include "clock.h"
+#include "crc32c.h"
 #include "connection_array.h"
 #include "fileio.h"
 #include "heartbeat.h"
@@ -100,7 +102,6 @@ static int open_volume(struct storage_hb *s, ipm_error *err)
 int storage_hb_open(const struct shb_params *p, struct storage_hb **out, ipm_error *err)
 {
 	struct storage_hb *s;
-	pthread_condattr_t attr;
 	int rc;
 
 	if (p->self_slot >= HBS_SLOTS || p->peer_slot >= HBS_SLOTS || p->self_slot == p->peer_slot)
@@ -123,10 +124,7 @@ int storage_hb_open(const struct shb_params *p, struct storage_hb **out, ipm_err
 	s->send = p->send;
 	s->opaque = p->opaque;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->wake, &attr);
-	pthread_condattr_destroy(&attr);
+	ipm_cond_init_mono(&s->wake);
 	rc = open_volume(s, err);
 	if (rc < 0) {
 		storage_hb_destroy(s);

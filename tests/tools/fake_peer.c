@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "crc32c.h"
 #include "handshake.h"
 #include "wire.h"
 

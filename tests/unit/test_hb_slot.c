@@ -7,8 +7,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "crc32c.h"
 #include "ipmirror.h"
-#include "byteorder.h"
+#include "endian.h"
 #include "hb_slot.h"
 #include "unit_util.h"
 
@@ -28,14 +29,14 @@ static void test_round_trip_and_layout(void **state)
 	(void)state;
 	assert_int_equal(hb_record_encode(slot, &r), 0);
 	/* the layout doc/heartbeat.md gives */
-	assert_int_equal(get32(slot), HBS_MAGIC);
-	assert_int_equal(get16(slot + 4), HBS_VERSION);
-	assert_int_equal(get16(slot + 6), 1);
+	assert_int_equal(be_get32(slot), HBS_MAGIC);
+	assert_int_equal(be_get16(slot + 4), HBS_VERSION);
+	assert_int_equal(be_get16(slot + 6), 1);
 	assert_string_equal((char *)slot + 8, "node2");
-	assert_int_equal(get64(slot + 72), r.boot_id);
-	assert_int_equal(get64(slot + 80), 42);
-	assert_int_equal(get64(slot + 88), r.time_ms);
-	assert_int_equal(get32(slot + HBS_CSUM_OFF), crc32c(0, slot, HBS_CSUM_OFF));
+	assert_int_equal(be_get64(slot + 72), r.boot_id);
+	assert_int_equal(be_get64(slot + 80), 42);
+	assert_int_equal(be_get64(slot + 88), r.time_ms);
+	assert_int_equal(be_get32(slot + HBS_CSUM_OFF), crc32c(0, slot, HBS_CSUM_OFF));
 	assert_int_equal(hb_record_decode(slot, "node2", 1, &g, &err), 0);
 	assert_int_equal(g.serial, 42);
 	assert_int_equal(g.boot_id, r.boot_id);

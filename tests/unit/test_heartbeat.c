@@ -18,6 +18,7 @@
 #include <cmocka.h>
 #include <qb/qblog.h>
 
+#include "auth.h"
 #include "config.h"
 #include "connection_array.h"
 #include "wire.h"

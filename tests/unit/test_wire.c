@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "auth.h"
+#include "crc32c.h"
 #include "wire.h"
 #include "handshake.h"
 #include "unit_util.h"

@@ -1,4 +1,10 @@
 /* receiver.c - the mirror's listener and connection threads. */
+/*
+ * Locks: rc->lock (sessions, connections, the waiting requests and the
+ * order) and each c->send_lock (one connection's socket and held answers)
+ * are never held together; ca->lock and log_lock are leaves under either.
+ * Requests are applied (backing I/O) and answered with no lock held.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
@@ -13,6 +19,9 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
+#include "auth.h"
+#include "crc32c.h"
 #include "apply_order.h"
 #include "handshake.h"
 #include "lun.h"
@@ -73,6 +82,10 @@ struct rreq {
 
 struct receiver {
 	ipm_engine *e;
+	struct ipm_lun **luns;        /* the engine's LUN table, from receiver_create */
+	unsigned n_luns;
+	wire_hbslot_fn on_hbslot;     /* HBSLOT frames received, or NULL */
+	void *hbslot_opaque;
 	const struct auth_secret *secret;
 	struct connection_array ca;
 	int listen_fd;
@@ -109,6 +122,7 @@ static void rconn_put_locked(struct receiver *rc, struct rconn *c)
 {
 	struct rconn **p;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	if (--c->refs > 0)
 		return;
 	for (p = &rc->conns; *p; p = &(*p)->next) {
@@ -130,6 +144,7 @@ static void acks_send_locked(struct rconn *c)
 {
 	size_t len = (size_t)c->n_acks * WIRE_FRAME_LEN;
 
+	IPM_ASSERT_HELD(&c->send_lock);
 	c->n_acks = 0;
 	if (len && send(c->fd, c->acks, len, MSG_NOSIGNAL) != (ssize_t)len)
 		shutdown(c->fd, SHUT_RDWR);
@@ -218,6 +233,7 @@ static int pending_insert_locked(struct receiver *rc, struct rreq *q)
 	struct rreq **b = pending_bucket(rc, q->f.seq);
 	int err;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	if (!q->applying) {
 		q->wn.dep = q->f.dep;
 		q->wn.bytes = q->f.len;
@@ -234,6 +250,7 @@ static void hash_remove_locked(struct receiver *rc, struct rreq *q)
 {
 	struct rreq **p;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (p = pending_bucket(rc, q->f.seq); *p; p = &(*p)->hnext) {
 		if (*p == q) {
 			*p = q->hnext;
@@ -244,6 +261,7 @@ static void hash_remove_locked(struct receiver *rc, struct rreq *q)
 
 static void pending_remove_locked(struct receiver *rc, struct rreq *q)
 {
+	IPM_ASSERT_HELD(&rc->lock);
 	if (!q->applying)
 		wait_remove(&rc->waiting, &q->wn);
 	hash_remove_locked(rc, q);
@@ -253,6 +271,7 @@ static struct rreq *pending_find_locked(struct receiver *rc, uint64_t seq)
 {
 	struct rreq *q;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (q = *pending_bucket(rc, seq); q; q = q->hnext)
 		if (q->f.seq == seq)
 			return q;
@@ -266,6 +285,7 @@ static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsign
 	struct wait_node *wn;
 	unsigned n = 0;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	while (n < max && (wn = wait_take_ready(&rc->waiting, rc->order.prefix))) {
 		struct rreq *q = rreq_of(wn);
 
@@ -353,6 +373,7 @@ static void forget_session_locked(struct receiver *rc)
 {
 	struct rconn *o;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (o = rc->conns; o; o = o->next)
 		if (o->session && o->session == rc->order.session)
 			shutdown(o->fd, SHUT_RDWR);
@@ -529,7 +550,8 @@ static int read_hbslot(struct rbuf *b, const uint8_t *hdr, ipm_error *err)
 		return ipm_fail(err, rc, "HBSLOT payload: %s", strerror(-rc));
 	if (crc32c(0, slot, sizeof(slot)) != f.csum)
 		return ipm_fail(err, -EBADMSG, "HBSLOT frame: payload checksum mismatch");
-	hbvol_received(b->c->rc->e, f.lun, slot);
+	if (b->c->rc->on_hbslot)
+		b->c->rc->on_hbslot(b->c->rc->hbslot_opaque, f.lun, slot);
 	return 0;
 }
 
@@ -678,6 +700,16 @@ static void serve(struct rconn *c)
 
 static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a);
 
+static struct ipm_lun *lun_by_name(const struct receiver *rc, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < rc->n_luns; i++)
+		if (strcmp(ipm_lun_name(rc->luns[i]), name) == 0)
+			return rc->luns[i];
+	return NULL;
+}
+
 static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
 		      uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
 {
@@ -695,7 +727,7 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	}
 	for (i = 0; i < auth->n_luns; i++) {
 		const struct wire_lun *wl = &auth->luns[i];
-		struct ipm_lun *l = ipm_engine_lun_by_name(e, wl->name);
+		struct ipm_lun *l = lun_by_name(c->rc, wl->name);
 
 		if (!l || !l->cfg->mirrored) {
 			snprintf(reason, reason_len, "unknown lun \"%s\"", wl->name);
@@ -759,6 +791,7 @@ static void drop_waiting_locked(struct receiver *rc, uint64_t upto)
 {
 	struct drop_arg d = { rc, upto };
 
+	IPM_ASSERT_HELD(&rc->lock);
 	wait_drop_if(&rc->waiting, drop_one_locked, &d);
 }
 
@@ -767,6 +800,7 @@ static bool session_up_locked(struct receiver *rc, struct rconn *c)
 {
 	struct rconn *o;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	for (o = rc->conns; o; o = o->next)
 		if (o != c && o->session == c->session)
 			return true;
@@ -792,6 +826,7 @@ static void join_session_locked(struct receiver *rc, struct rconn *c, const stru
 {
 	struct rconn *o;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	c->session = a->session;
 	if (rc->order.session == a->session) {
 		/* after an outage the primary journaled what we did not answer
@@ -833,6 +868,7 @@ static bool refusal_log_locked(struct receiver *rc, unsigned *quiet)
 {
 	int64_t now = ipm_now_ms(), earned = (now - rc->refusal_log_at) / REFUSAL_LOG_MS;
 
+	IPM_ASSERT_HELD(&rc->lock);
 	if (!rc->refusal_log_at || rc->refusal_log_tokens + earned >= REFUSAL_LOG_BURST) {
 		rc->refusal_log_tokens = REFUSAL_LOG_BURST;
 		rc->refusal_log_at = now;
@@ -1111,14 +1147,16 @@ static bool numeric_address(const char *address, struct sockaddr_storage *ss)
 	return !any;
 }
 
-int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
-		    ipm_error *err)
+int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct ipm_lun **luns,
+		    unsigned n_luns, struct receiver **out, ipm_error *err)
 {
 	struct receiver *rc = calloc(1, sizeof(*rc));
 
 	if (!rc)
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	rc->e = e;
+	rc->luns = luns;
+	rc->n_luns = n_luns;
 	rc->secret = secret;
 	rc->listen_fd = -1;
 	ca_init(&rc->ca, e->cfg->conn_count);
@@ -1243,4 +1281,10 @@ enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l)
 	if (!__atomic_load_n(&l->insync, __ATOMIC_RELAXED))
 		return IPM_STATE_RESYNCING;
 	return IPM_STATE_UPTODATE;
+}
+
+void receiver_set_hbslot_sink(struct receiver *rc, wire_hbslot_fn fn, void *opaque)
+{
+	rc->on_hbslot = fn;
+	rc->hbslot_opaque = opaque;
 }

@@ -9,24 +9,6 @@
 
 #include "fileio.h"
 
-ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
 /* The new directory entry is durable only once its directory is synced. */
 int fsync_dir_of(const char *path)
 {
@@ -84,23 +66,6 @@ int open_own_file(const char *path, int flags, const char *what, bool *created,
 	return fd;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int replace_file(const char *path, const char *tmp, const void *buf, size_t len,
 		 const char *what, ipm_error *err)
 {
@@ -112,7 +77,7 @@ int replace_file(const char *path, const char *tmp, const void *buf, size_t len,
 	fd = open_own_file(tmp, O_WRONLY | O_CREAT | O_EXCL, what, NULL, err);
 	if (fd < 0)
 		return fd;
-	rc = write_all(fd, buf, len);
+	rc = write_full(fd, buf, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);

@@ -10,27 +10,10 @@
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 #include <qb/qblog.h>
+#include "auth.h"
 #include "engine.h"
+#include "fullio.h"
 #include "wire.h"
-
-/* Read at most len bytes; returns the count, or -errno. */
-static ssize_t read_full(int fd, uint8_t *buf, size_t len)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len) {
-		n = read(fd, buf + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
 
 int auth_secret_load(const char *path, struct auth_secret *s, ipm_error *err)
 {

@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
+#include "crc32c.h"
 #include "lun.h"
 #include "replicator_int.h"
 
@@ -22,22 +24,21 @@ static int open_one(struct rep_lun *rl, ipm_error *err)
 	struct ipm_lun *l = rl->lun;
 	uint64_t max = l->cfg->journal_max ? l->cfg->journal_max : DEFAULT_JOURNAL_MAX;
 	uint64_t dropped = 0;
-	char path[4200];
+	const char *path = l->journal_path;
+	char bitmap[sizeof(l->journal_path) + 8];
 	int rc;
 
-	lun_journal_path(l, path, sizeof(path) - 8);
 	rc = journal_open(path, l->cfg->name, l->size, max, &rl->journal, &dropped, err);
 	if (rc < 0)
 		return rc;
 	if (dropped)
 		qb_log(LOG_WARNING, "lun %s: journal %s: dropped a torn record at the tail (%llu bytes), left by a crash",
 		       l->cfg->name, path, (unsigned long long)dropped);
-	strcat(path, ".bitmap");
-	rc = dirty_bitmap_open(path, l->size, BITMAP_EXTENT, &rl->bitmap, err);
+	snprintf(bitmap, sizeof(bitmap), "%s.bitmap", path);
+	rc = dirty_bitmap_open(bitmap, l->size, BITMAP_EXTENT, &rl->bitmap, err);
 	if (rc < 0)
 		return rc;
 	rl->overflowed = dirty_bitmap_dirty_bytes(rl->bitmap) > 0;
-	path[strlen(path) - strlen(".bitmap")] = '\0';
 	rc = al_open(rl, path, err);
 	if (rc < 0)
 		return rc;
@@ -104,7 +105,7 @@ int journal_request_locked(struct replicator *r, struct mreq *m)
 	ipm_error err = { "" };
 	int rc;
 
-	(void)r;
+	IPM_ASSERT_HELD(&r->lock);
 	if (!rl->overflowed) {
 		rc = journal_append(rl->journal, &rec, &err);
 		if (rc == 0) {
@@ -131,6 +132,7 @@ int journal_sync_all_locked(struct replicator *r)
 	unsigned i;
 	int rc = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		if (journal_sync(r->luns[i].journal, &err) < 0 ||
 		    (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)) {
@@ -283,6 +285,7 @@ static bool caught_up_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		if (r->luns[i].replayed_records < journal_records(r->luns[i].journal))
 			return false;
@@ -296,6 +299,7 @@ static bool replays_outstanding_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++)
 		if (r->luns[i].replay_outstanding)
 			return true;
@@ -306,6 +310,7 @@ static void begin_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		struct rep_lun *rl = &r->luns[i];
 
@@ -322,6 +327,7 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 	ipm_error err = { "" };
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		struct rep_lun *rl = &r->luns[i];
 
@@ -347,6 +353,7 @@ static uint64_t backlog_locked(struct replicator *r)
 	uint64_t n = 0;
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		uint64_t recs = journal_records(r->luns[i].journal);
 

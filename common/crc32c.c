@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
-#include "wire.h"
+#include "crc32c.h"
 
 #define CRC32C_POLY 0x82F63B78u
 

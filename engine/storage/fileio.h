@@ -1,5 +1,5 @@
 /* fileio.h - plain file I/O for the engine's own files (journal, bitmaps):
- * full reads despite EINTR, opens that never follow a planted symbolic link,
+ * opens that never follow a planted symbolic link,
  * and crash-safe creation. */
 #ifndef IPM_FILEIO_H
 #define IPM_FILEIO_H
@@ -9,10 +9,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fullio.h"
 #include "ipmirror.h"
 
-/* Bytes read; fewer than len only at end of file. -errno on failure. */
-ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
 /* fsync the directory that holds path. 0 or -errno. */
 int fsync_dir_of(const char *path);
 /* Open one of the engine's own files (journal, bitmaps, generation, heartbeat

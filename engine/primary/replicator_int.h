@@ -1,5 +1,21 @@
 /* replicator_int.h - the replicator's state, shared by replicator.c (live
- * mirroring, link state) and resync.c (journaling and replay). */
+ * mirroring, link state), resync.c (journaling and replay) and
+ * activity_log.c.
+ *
+ * Locks, in precedence order: a lock further down may be taken while one
+ * above is held, never the reverse.
+ *   r->lock                      the replicator: queue, in-flight table, link
+ *     rl->al_lock                the activity log (al_settle_locked); al_note
+ *                                takes it alone, with r->lock dropped
+ *     lun->gen_lock              generation.c
+ *     ca->lock                   connection_array.c (a leaf)
+ *     log_lock                   log.c (a leaf; any lock may be held)
+ *   w->send_lock                 one sender per socket; taken with r->lock
+ *                                dropped (send_batch_locked), never with it
+ * What blocks under r->lock, on purpose and rarely: the generation file's
+ * save (write, fsync, rename: at a run's first write and an outage's first
+ * write) and journal appends and syncs while the peer is unreachable, whose
+ * order must be r->lock's order. No network wait happens under it. */
 #ifndef IPM_REPLICATOR_INT_H
 #define IPM_REPLICATOR_INT_H
 
@@ -70,12 +86,14 @@ struct worker {
 	int fd;
 	pthread_mutex_t send_lock; /* one sender at a time: requests, HBSLOT frames */
 	bool failed;             /* the reader saw the connection break */
-	bool sending;            /* in send_all with request data: keep it alive */
+	bool sending;            /* in sendmsg_full with request data: keep it alive */
 	bool serving;            /* connected: host threads may send on it too */
 	bool quiet;              /* connect failures already logged */
 };
 
 struct replicator {
+	wire_hbslot_fn on_hbslot;      /* HBSLOT frames received, or NULL */
+	void *hbslot_opaque;
 	ipm_engine *e;
 	const struct auth_secret *secret;
 	struct rep_lun *luns;
@@ -109,7 +127,7 @@ struct replicator {
 	enum rep_link link;
 	bool connect_allowed;        /* workers may dial the peer */
 	uint64_t landed_floor;       /* every seq <= it is applied on the mirror */
-	unsigned sending;            /* workers inside send_all */
+	unsigned sending;            /* workers inside sendmsg_full */
 	pthread_cond_t link_cond;    /* monitor: link changes; sends finished */
 	bool resync_hold;            /* the resync's closing pass: host writes wait
 				      * (else a load faster than the replay keeps

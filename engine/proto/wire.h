@@ -104,6 +104,8 @@ enum wire_type {
 	WIRE_HBSLOT = 7,     /* either way: the sender's heartbeat-volume slot */
 };
 #define WIRE_HBSLOT_LEN 4096 /* payload of an HBSLOT frame: one slot */
+/* Where a side hands the HBSLOT frames it receives (set by its creator). */
+typedef void (*wire_hbslot_fn)(void *opaque, unsigned slot, const uint8_t *data);
 #define WIRE_HBSLOT_MAX 2    /* slot index (`lun` field) < this: one per node */
 
 enum wire_flags {
@@ -153,34 +155,5 @@ void wire_frame_encode(uint8_t buf[WIRE_FRAME_LEN], const struct wire_frame *f);
 int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 		      struct wire_frame *f, ipm_error *err);
 
-/* ---- authentication (auth.c, HMAC-SHA256 from nettle) ------------------- */
-
-#define AUTH_SECRET_MAX 4096
-struct auth_secret {
-	uint8_t key[AUTH_SECRET_MAX];
-	size_t len;
-};
-
-/* Read the secret file (trailing newline stripped). Refuses an empty file,
- * one larger than AUTH_SECRET_MAX, and one readable by group/others. */
-int auth_secret_load(const char *path, struct auth_secret *s, ipm_error *err);
-void auth_random(uint8_t *buf, size_t len);
-/* mac = HMAC(secret, role || nonce_a || nonce_b || name_a || name_b); role is
- * "server" or "client" so one side's answer cannot be replayed as the other's. */
-void auth_mac(const struct auth_secret *s, const char *role, const uint8_t *nonce_a,
-	      const uint8_t *nonce_b, const char *name_a, const char *name_b,
-	      uint8_t mac[WIRE_MAC_LEN]);
-/* Constant-time comparison. */
-bool auth_mac_equal(const uint8_t *a, const uint8_t *b);
-
-/* ---- payload checksum (crc32c.c) ----------------------------------------- */
-
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
-/* The two implementations behind crc32c(), for tests: the slicing-by-8
- * table, and the SSE4.2 instruction (call only when crc32c_hw_available();
- * on other architectures it is the table). */
-uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
-uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len);
-bool crc32c_hw_available(void);
 
 #endif

@@ -11,6 +11,7 @@
 #define IPM_REPLICATOR_H
 
 #include "connection_array.h"
+#include "lun_ops.h"
 #include "wire.h"
 
 struct replicator;
@@ -33,6 +34,8 @@ void replicator_write_batch(struct replicator *r, struct ipm_lun *l, ipm_write *
 /* WIRE_TRIM, WIRE_ZERO or WIRE_FLUSH (len/off ignored for FLUSH). */
 int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,
 		  uint64_t off, unsigned flags);
+/* The above as a LUN's operations (lun_ops.h), for LUNs mirrored from here. */
+extern const struct lun_ops replicator_ops;
 
 struct heartbeat;
 /* Judge the peer by this heartbeat (call before start). */
@@ -43,5 +46,8 @@ struct connection_array *replicator_connections(struct replicator *r);
 int replicator_send_hbslot(struct replicator *r, unsigned slot, const uint8_t *data);
 /* Fill the mirroring fields of a LUN's status (state, journal, resync). */
 void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_status *s);
+
+/* The sink of the HBSLOT frames this side receives (before start). */
+void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque);
 
 #endif

@@ -17,7 +17,9 @@
 #include <sys/stat.h>
 #include <qb/qblog.h>
 
+#include "crc32c.h"
 #include "dirty_bitmap.h"
+#include "endian.h"
 #include "fileio.h"
 #include "wire.h"
 
@@ -40,46 +42,6 @@ struct dirty_bitmap {
 	uint8_t *changed;            /* per block: bits has something disk lacks */
 	uint64_t dirty;              /* set bits in `bits` */
 };
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
 
 /* ---- bit ranges ---------------------------------------------------------- */
 
@@ -147,13 +109,13 @@ static void header_encode(const struct dirty_bitmap *b, uint8_t h[BH_LEN])
 {
 	memset(h, 0, BH_LEN);
 	memcpy(h, BH_MAGIC, 8);
-	put32(h + 8, BH_VERSION);
-	put32(h + 12, BH_LEN);
-	put32(h + 16, BLK_LEN);
-	put32(h + 20, b->extent);
-	put64(h + 24, b->lun_size);
-	put64(h + 32, b->nbits);
-	put32(h + BH_CRC_OFF, crc32c(0, h, BH_CRC_OFF));
+	le_put32(h + 8, BH_VERSION);
+	le_put32(h + 12, BH_LEN);
+	le_put32(h + 16, BLK_LEN);
+	le_put32(h + 20, b->extent);
+	le_put64(h + 24, b->lun_size);
+	le_put64(h + 32, b->nbits);
+	le_put32(h + BH_CRC_OFF, crc32c(0, h, BH_CRC_OFF));
 }
 
 /* Block k: crc32c of the rest, block index, then BLK_WORDS words of bits
@@ -162,20 +124,20 @@ static void block_encode(const uint64_t *words, uint64_t k, uint8_t blk[BLK_LEN]
 {
 	unsigned i;
 
-	put32(blk + 4, (uint32_t)k);
+	le_put32(blk + 4, (uint32_t)k);
 	for (i = 0; i < BLK_WORDS; i++)
-		put64(blk + 8 + i * 8, words[k * BLK_WORDS + i]);
-	put32(blk, crc32c(0, blk + 4, BLK_LEN - 4));
+		le_put64(blk + 8 + i * 8, words[k * BLK_WORDS + i]);
+	le_put32(blk, crc32c(0, blk + 4, BLK_LEN - 4));
 }
 
 static bool block_decode(const uint8_t blk[BLK_LEN], uint64_t k, uint64_t *words)
 {
 	unsigned i;
 
-	if (get32(blk) != crc32c(0, blk + 4, BLK_LEN - 4) || get32(blk + 4) != (uint32_t)k)
+	if (le_get32(blk) != crc32c(0, blk + 4, BLK_LEN - 4) || le_get32(blk + 4) != (uint32_t)k)
 		return false;
 	for (i = 0; i < BLK_WORDS; i++)
-		words[k * BLK_WORDS + i] = get64(blk + 8 + i * 8);
+		words[k * BLK_WORDS + i] = le_get64(blk + 8 + i * 8);
 	return true;
 }
 
@@ -220,16 +182,16 @@ static int header_check(struct dirty_bitmap *b, ipm_error *err)
 	if (n < 8 || memcmp(h, BH_MAGIC, 8) != 0)
 		return ipm_fail(err, -EINVAL, "%s is not an ipmirror dirty bitmap (bad magic); refusing to use or overwrite it",
 			    b->path);
-	if (get32(h + 8) != BH_VERSION)
+	if (le_get32(h + 8) != BH_VERSION)
 		return ipm_fail(err, -EINVAL, "dirty bitmap %s has format version %u; this ipmirror reads version %u",
-			    b->path, get32(h + 8), BH_VERSION);
-	if (n < BH_LEN || get32(h + BH_CRC_OFF) != crc32c(0, h, BH_CRC_OFF))
+			    b->path, le_get32(h + 8), BH_VERSION);
+	if (n < BH_LEN || le_get32(h + BH_CRC_OFF) != crc32c(0, h, BH_CRC_OFF))
 		return ipm_fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (%s); the extents it tracks are unknown - resync the LUN in full, then remove the file",
 			    b->path, n < BH_LEN ? "truncated" : "checksum mismatch");
-	size = get64(h + 24);
-	extent = get32(h + 20);
-	nbits = get64(h + 32);
-	if (get32(h + 12) != BH_LEN || get32(h + 16) != BLK_LEN || !extent ||
+	size = le_get64(h + 24);
+	extent = le_get32(h + 20);
+	nbits = le_get64(h + 32);
+	if (le_get32(h + 12) != BH_LEN || le_get32(h + 16) != BLK_LEN || !extent ||
 	    nbits != (size + extent - 1) / extent)
 		return ipm_fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (inconsistent layout)",
 			    b->path);

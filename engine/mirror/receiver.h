@@ -9,8 +9,10 @@
 
 struct receiver;
 
-int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct receiver **out,
-		    ipm_error *err);
+/* luns: the engine's LUN table (it outlives the receiver); the receiver
+ * serves the mirrored ones this node is mirror of. */
+int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct ipm_lun **luns,
+		    unsigned n_luns, struct receiver **out, ipm_error *err);
 int receiver_start(struct receiver *rc, ipm_error *err);
 void receiver_stop(struct receiver *rc);
 void receiver_destroy(struct receiver *rc);
@@ -22,5 +24,8 @@ int receiver_send_hbslot(struct receiver *rc, unsigned slot, const uint8_t *data
 /* A mirror LUN is up to date only while its primary is connected and not
  * replaying a journal to it; otherwise outdated or resyncing. */
 enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l);
+
+/* The sink of the HBSLOT frames this side receives (before start). */
+void receiver_set_hbslot_sink(struct receiver *rc, wire_hbslot_fn fn, void *opaque);
 
 #endif

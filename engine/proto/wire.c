@@ -8,7 +8,7 @@
 #include <string.h>
 #include "engine.h"
 #include "wire.h"
-#include "byteorder.h"
+#include "endian.h"
 
 #define HELLO_LEN (2 * WIRE_NAME_LEN + 4 + WIRE_NONCE_LEN)
 #define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
@@ -77,10 +77,10 @@ size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len)
 {
 	uint8_t *p = buf;
 
-	p = put32(p, WIRE_HELLO_MAGIC);
-	p = put16(p, WIRE_VERSION);
-	p = put16(p, type);
-	p = put32(p, body_len);
+	p = be_put32(p, WIRE_HELLO_MAGIC);
+	p = be_put16(p, WIRE_VERSION);
+	p = be_put16(p, type);
+	p = be_put32(p, body_len);
 	return (size_t)(p - buf);
 }
 
@@ -89,10 +89,10 @@ size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len)
 int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_hdr *h,
 		       ipm_error *err)
 {
-	h->magic = get32(buf);
-	h->version = get16(buf + 4);
-	h->type = get16(buf + 6);
-	h->len = get32(buf + 8);
+	h->magic = be_get32(buf);
+	h->version = be_get16(buf + 4);
+	h->type = be_get16(buf + 6);
+	h->len = be_get32(buf + 8);
 	if (h->magic != WIRE_HELLO_MAGIC)
 		return ipm_fail(err, -EPROTO, "bad handshake magic 0x%08x", h->magic);
 	if (h->version != WIRE_VERSION)
@@ -115,8 +115,8 @@ size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m)
 
 	p = put_name(p, m->from, WIRE_NAME_LEN);
 	p = put_name(p, m->to, WIRE_NAME_LEN);
-	p = put16(p, m->conn_index);
-	p = put16(p, m->conn_count);
+	p = be_put16(p, m->conn_index);
+	p = be_put16(p, m->conn_count);
 	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
 	return (size_t)(p - buf);
 }
@@ -137,8 +137,8 @@ int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_
 	if (rc < 0)
 		return rc;
 	p += WIRE_NAME_LEN;
-	m->conn_index = get16(p);
-	m->conn_count = get16(p + 2);
+	m->conn_index = be_get16(p);
+	m->conn_count = be_get16(p + 2);
 	p += 4;
 	memcpy(m->nonce, p, WIRE_NONCE_LEN);
 	if (m->conn_count == 0 || m->conn_index >= m->conn_count)
@@ -181,22 +181,22 @@ size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m)
 	int k;
 
 	p = put_bytes(p, m->mac, WIRE_MAC_LEN);
-	p = put64(p, m->session);
-	p = put64(p, m->base_seq);
-	p = put32(p, m->window);
-	p = put32(p, n);
+	p = be_put64(p, m->session);
+	p = be_put64(p, m->base_seq);
+	p = be_put32(p, m->window);
+	p = be_put32(p, n);
 	for (i = 0; i < n; i++) {
 		const struct wire_lun *l = &m->luns[i];
 
 		p = put_name(p, l->name, WIRE_NAME_LEN);
-		p = put64(p, l->size);
-		p = put64(p, l->generation);
+		p = be_put64(p, l->size);
+		p = be_put64(p, l->generation);
 		*p++ = l->mode;
 		*p++ = l->n_history;
 		memset(p, 0, 6);	/* reserved */
 		p += 6;
 		for (k = 0; k < WIRE_GEN_HISTORY; k++)
-			p = put64(p, k < l->n_history ? l->history[k] : 0);
+			p = be_put64(p, k < l->n_history ? l->history[k] : 0);
 	}
 	return (size_t)(p - buf);
 }
@@ -211,8 +211,8 @@ static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_erro
 	if (rc < 0)
 		return rc;
 	p += WIRE_NAME_LEN;
-	l->size = get64(p);
-	l->generation = get64(p + 8);
+	l->size = be_get64(p);
+	l->generation = be_get64(p + 8);
 	l->mode = p[16];
 	l->n_history = p[17];
 	for (k = 18; k < 24; k++)
@@ -222,7 +222,7 @@ static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_erro
 		return ipm_fail(err, -EPROTO, "AUTH lun %u: %u earlier generations, at most %d", i,
 				l->n_history, WIRE_GEN_HISTORY);
 	for (k = 0; k < WIRE_GEN_HISTORY; k++)
-		l->history[k] = get64(p + 24 + 8 * k);
+		l->history[k] = be_get64(p + 24 + 8 * k);
 	return 0;
 }
 
@@ -237,10 +237,10 @@ int wire_auth_decode(const uint8_t *buf, size_t len, struct wire_auth *m, ipm_er
 				AUTH_FIXED_LEN);
 	memcpy(m->mac, p, WIRE_MAC_LEN);
 	p += WIRE_MAC_LEN;
-	m->session = get64(p);
-	m->base_seq = get64(p + 8);
-	m->window = get32(p + 16);
-	m->n_luns = get32(p + 20);
+	m->session = be_get64(p);
+	m->base_seq = be_get64(p + 8);
+	m->window = be_get32(p + 16);
+	m->n_luns = be_get32(p + 20);
 	p += 24;
 	if (m->n_luns > WIRE_MAX_LUNS)
 		return ipm_fail(err, -EMSGSIZE, "AUTH lists %u luns, limit %d", m->n_luns,
@@ -264,10 +264,10 @@ size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m)
 	uint32_t n = m->n_luns < WIRE_MAX_LUNS ? m->n_luns : WIRE_MAX_LUNS;
 	uint8_t *p = buf;
 
-	p = put32(p, (uint32_t)m->status);
+	p = be_put32(p, (uint32_t)m->status);
 	p = put_name(p, m->message, WIRE_MSG_LEN);
-	p = put64(p, m->record);
-	p = put32(p, n);
+	p = be_put64(p, m->record);
+	p = be_put32(p, n);
 	return (size_t)(put_bytes(p, m->lun_flags, n) - buf);
 }
 
@@ -280,14 +280,14 @@ int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 	if (len < WELCOME_LEN + 4)
 		return ipm_fail(err, -EPROTO, "WELCOME body is %zu bytes, expected at least %d", len,
 				WELCOME_LEN + 4);
-	m->status = (int32_t)get32(buf);
+	m->status = (int32_t)be_get32(buf);
 	if (m->status < 0)
 		return ipm_fail(err, -EINVAL, "WELCOME status %d is negative", m->status);
 	rc = get_text(buf + 4, WIRE_MSG_LEN, m->message, true, "WELCOME message", err);
 	if (rc < 0)
 		return rc;
-	m->record = get64(buf + 4 + WIRE_MSG_LEN);
-	m->n_luns = get32(buf + WELCOME_LEN);
+	m->record = be_get64(buf + 4 + WIRE_MSG_LEN);
+	m->n_luns = be_get32(buf + WELCOME_LEN);
 	if (m->n_luns > WIRE_MAX_LUNS)
 		return ipm_fail(err, -EMSGSIZE, "WELCOME has %u lun verdicts, limit %d", m->n_luns,
 				WIRE_MAX_LUNS);
@@ -320,32 +320,32 @@ void wire_frame_encode(uint8_t buf[WIRE_FRAME_LEN], const struct wire_frame *f)
 {
 	uint8_t *p = buf;
 
-	p = put32(p, WIRE_FRAME_MAGIC);
-	p = put16(p, f->type);
-	p = put16(p, f->flags);
-	p = put32(p, f->lun);
-	p = put32(p, f->len);
-	p = put64(p, f->seq);
-	p = put64(p, f->dep);
-	p = put64(p, f->offset);
-	p = put64(p, f->length);
-	p = put32(p, (uint32_t)f->status);
-	put32(p, f->csum);
+	p = be_put32(p, WIRE_FRAME_MAGIC);
+	p = be_put16(p, f->type);
+	p = be_put16(p, f->flags);
+	p = be_put32(p, f->lun);
+	p = be_put32(p, f->len);
+	p = be_put64(p, f->seq);
+	p = be_put64(p, f->dep);
+	p = be_put64(p, f->offset);
+	p = be_put64(p, f->length);
+	p = be_put32(p, (uint32_t)f->status);
+	be_put32(p, f->csum);
 }
 
 static void frame_fields(const uint8_t *p, struct wire_frame *f)
 {
-	f->magic = get32(p);
-	f->type = get16(p + 4);
-	f->flags = get16(p + 6);
-	f->lun = get32(p + 8);
-	f->len = get32(p + 12);
-	f->seq = get64(p + 16);
-	f->dep = get64(p + 24);
-	f->offset = get64(p + 32);
-	f->length = get64(p + 40);
-	f->status = (int32_t)get32(p + 48);
-	f->csum = get32(p + 52);
+	f->magic = be_get32(p);
+	f->type = be_get16(p + 4);
+	f->flags = be_get16(p + 6);
+	f->lun = be_get32(p + 8);
+	f->len = be_get32(p + 12);
+	f->seq = be_get64(p + 16);
+	f->dep = be_get64(p + 24);
+	f->offset = be_get64(p + 32);
+	f->length = be_get64(p + 40);
+	f->status = (int32_t)be_get32(p + 48);
+	f->csum = be_get32(p + 52);
 }
 
 int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include "crc32c.h"
+#include "endian.h"
 #include "fileio.h"
 #include "journal.h"
 #include "wire.h"
@@ -65,82 +67,19 @@ struct rec_hdr {
 	uint32_t data_crc;
 };
 
-/* ---- little-endian fields ---------------------------------------------- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)v);
-	put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-/* ---- plain I/O ----------------------------------------------------------- */
-
-static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
-{
-	ssize_t n;
-
-	while (cnt > 0) {
-		n = pwritev(fd, iov, cnt, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		off += (uint64_t)n;
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 /* ---- header ---------------------------------------------------------------- */
 
 static void header_encode(const struct journal *j, uint8_t b[JH_LEN])
 {
 	memset(b, 0, JH_LEN);
 	memcpy(b, JH_MAGIC, 8);
-	put32(b + 8, JH_VERSION);
-	put32(b + 12, JH_LEN);
+	le_put32(b + 8, JH_VERSION);
+	le_put32(b + 12, JH_LEN);
 	memcpy(b + 16, j->lun, strlen(j->lun));
-	put64(b + 80, j->lun_size);
-	put64(b + 88, j->id);
-	put64(b + 96, (uint64_t)time(NULL));
-	put32(b + JH_CRC_OFF, crc32c(0, b, JH_CRC_OFF));
+	le_put64(b + 80, j->lun_size);
+	le_put64(b + 88, j->id);
+	le_put64(b + 96, (uint64_t)time(NULL));
+	le_put32(b + JH_CRC_OFF, crc32c(0, b, JH_CRC_OFF));
 }
 
 static uint64_t random_id(void)
@@ -193,16 +132,16 @@ static int header_check(struct journal *j, uint64_t file_size, ipm_error *err)
 	if (n < 8 || memcmp(b, JH_MAGIC, 8) != 0)
 		return ipm_fail(err, -EINVAL, "%s is not an ipmirror journal (bad magic); refusing to use or overwrite it",
 			    j->path);
-	version = get32(b + 8);
+	version = le_get32(b + 8);
 	if (version != JH_VERSION)
 		return ipm_fail(err, -EINVAL, "journal %s has format version %u; this ipmirror reads version %u",
 			    j->path, version, JH_VERSION);
 	if (n < JH_LEN)
 		return ipm_fail(err, -EUCLEAN, "journal %s: header truncated (%zd of %d bytes)", j->path, n,
 			    JH_LEN);
-	if (get32(b + JH_CRC_OFF) != crc32c(0, b, JH_CRC_OFF))
+	if (le_get32(b + JH_CRC_OFF) != crc32c(0, b, JH_CRC_OFF))
 		return ipm_fail(err, -EUCLEAN, "journal %s: header is corrupt (checksum mismatch)", j->path);
-	hdr_len = get32(b + 12);
+	hdr_len = le_get32(b + 12);
 	if (hdr_len < JH_LEN || hdr_len > JH_MAX_LEN || hdr_len % 8 || hdr_len > file_size)
 		return ipm_fail(err, -EUCLEAN, "journal %s: header is corrupt (header size %u)", j->path,
 			    hdr_len);
@@ -211,12 +150,12 @@ static int header_check(struct journal *j, uint64_t file_size, ipm_error *err)
 	if (strcmp(name, j->lun) != 0)
 		return ipm_fail(err, -EINVAL, "journal %s belongs to LUN \"%s\", not \"%s\"; check the <journal path> of the LUNs",
 			    j->path, name, j->lun);
-	size = get64(b + 80);
+	size = le_get64(b + 80);
 	if (size != j->lun_size)
 		return ipm_fail(err, -EINVAL, "journal %s was written for LUN %s of %llu bytes, but the LUN now has %llu bytes; if it was resized on purpose, resync first and then remove the journal",
 			    j->path, j->lun, (unsigned long long)size,
 			    (unsigned long long)j->lun_size);
-	j->id = get64(b + 88);
+	j->id = le_get64(b + 88);
 	j->hdr_len = hdr_len;
 	return 0;
 }
@@ -231,14 +170,14 @@ static uint64_t data_len(uint16_t type, uint64_t length)
 /* Magic and header CRC: the record header was written by a journal. */
 static bool rec_hdr_decode(const uint8_t b[JR_LEN], struct rec_hdr *h)
 {
-	if (get32(b) != JR_MAGIC || get32(b + JR_CRC_OFF) != crc32c(0, b, JR_CRC_OFF))
+	if (le_get32(b) != JR_MAGIC || le_get32(b + JR_CRC_OFF) != crc32c(0, b, JR_CRC_OFF))
 		return false;
-	h->type = get16(b + 4);
-	h->flags = get16(b + 6);
-	h->seq = get64(b + 8);
-	h->offset = get64(b + 16);
-	h->length = get64(b + 24);
-	h->data_crc = get32(b + 32);
+	h->type = le_get16(b + 4);
+	h->flags = le_get16(b + 6);
+	h->seq = le_get64(b + 8);
+	h->offset = le_get64(b + 16);
+	h->length = le_get64(b + 24);
+	h->data_crc = le_get32(b + 32);
 	return true;
 }
 
@@ -273,7 +212,7 @@ static int read_record(struct journal *j, uint64_t pos, uint64_t limit, uint64_t
 		return 1;
 	}
 	if (!rec_hdr_decode(b, h)) {
-		*why = get32(b) != JR_MAGIC ? "bad record magic" : "record header checksum mismatch";
+		*why = le_get32(b) != JR_MAGIC ? "bad record magic" : "record header checksum mismatch";
 		return 1;
 	}
 	if (h->seq != seq) {
@@ -338,7 +277,7 @@ static int find_valid_after(struct journal *j, uint64_t from, uint64_t limit, ui
 			break;
 		}
 		for (i = 0; i + JR_LEN <= (size_t)n && i < SCAN_CHUNK; i += 8) {
-			if (get32(buf + i) == JR_MAGIC && rec_hdr_decode(buf + i, &h) &&
+			if (le_get32(buf + i) == JR_MAGIC && rec_hdr_decode(buf + i, &h) &&
 			    h.seq >= seq) {
 				*at = base + i;
 				rc = 1;
@@ -515,14 +454,14 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 		return ipm_fail(err, -ENOSPC, "journal %s is full (%llu bytes, limit %llu)", j->path,
 			    (unsigned long long)j->end, (unsigned long long)j->max_bytes);
 	memset(b, 0, sizeof(b));
-	put32(b, JR_MAGIC);
-	put16(b + 4, rec->type);
-	put16(b + 6, rec->flags);
-	put64(b + 8, seq);
-	put64(b + 16, rec->offset);
-	put64(b + 24, rec->length);
-	put32(b + 32, rec->type == WIRE_WRITE ? crc32c(0, rec->data, rec->length) : 0);
-	put32(b + JR_CRC_OFF, crc32c(0, b, JR_CRC_OFF));
+	le_put32(b, JR_MAGIC);
+	le_put16(b + 4, rec->type);
+	le_put16(b + 6, rec->flags);
+	le_put64(b + 8, seq);
+	le_put64(b + 16, rec->offset);
+	le_put64(b + 24, rec->length);
+	le_put32(b + 32, rec->type == WIRE_WRITE ? crc32c(0, rec->data, rec->length) : 0);
+	le_put32(b + JR_CRC_OFF, crc32c(0, b, JR_CRC_OFF));
 	iov[0] = (struct iovec){ b, JR_LEN };
 	if (rec->type == WIRE_WRITE && rec->length) {
 		iov[cnt++] = (struct iovec){ (void *)rec->data, rec->length };

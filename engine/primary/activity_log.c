@@ -15,6 +15,7 @@
 #include <string.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
 #include "lun.h"
 #include "replicator_int.h"
 
@@ -143,6 +144,7 @@ void al_settle_locked(struct replicator *r)
 	ipm_error err = { "" };
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->inflight || r->al_users)
 		return;
 	for (i = 0; i < r->n_luns; i++)

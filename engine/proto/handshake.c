@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include "clock.h"
+#include "auth.h"
 #include "engine.h"
 #include "handshake.h"
 
@@ -37,14 +39,6 @@ struct hs_conn {
 };
 
 /* ---- timed socket I/O -------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int set_timeout(int fd, int opt, int64_t ms)
 {
@@ -94,7 +88,7 @@ static int io_full(struct hs_conn *c, bool out, uint8_t *buf, size_t len, int64_
 	ssize_t n;
 
 	while (done < len) {
-		left = deadline - now_ms();
+		left = deadline - ipm_now_ms();
 		if (left <= 0 || set_timeout(c->fd, out ? SO_SNDTIMEO : SO_RCVTIMEO, left) < 0)
 			goto timeout;
 		if (out)
@@ -125,7 +119,7 @@ timeout:
 /* One message's deadline: its own timeout, within the exchange's. */
 static int64_t msg_deadline(const struct hs_conn *c)
 {
-	int64_t d = now_ms() + c->timeout_ms;
+	int64_t d = ipm_now_ms() + c->timeout_ms;
 
 	return c->deadline && c->deadline < d ? c->deadline : d;
 }
@@ -426,7 +420,7 @@ int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
 
 	rc = io_begin(&c, fd, timeout_ms, "peer");
 	/* one deadline for everything an unauthenticated client sends */
-	c.deadline = now_ms() + c.timeout_ms;
+	c.deadline = ipm_now_ms() + c.timeout_ms;
 	if (rc == 0)
 		rc = server_run(&c, self, expect_peer, secret, check, opaque, hello, auth);
 	if (rc < 0 && !c.io_failed)

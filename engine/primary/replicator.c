@@ -13,6 +13,10 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "lockdebug.h"
+#include "fullio.h"
+#include "auth.h"
+#include "crc32c.h"
 #include "handshake.h"
 #include "lun.h"
 #include "replicator_int.h"
@@ -134,6 +138,7 @@ void mreq_put_locked(struct mreq *m)
  * the host or drop our reference. */
 void finish_locked(struct replicator *r, struct mreq *m, int status)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	m->done = true;
 	m->status = status;
 	if (m->replay) {
@@ -151,6 +156,7 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 
 void complete_locked(struct replicator *r, struct mreq *m, int status)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	r->inflight--;
 	r->inflight_bytes -= m->f.len;
 	if (status == 0 && m->f.type == WIRE_WRITE)
@@ -163,12 +169,14 @@ void complete_locked(struct replicator *r, struct mreq *m, int status)
 
 bool window_full_locked(const struct replicator *r, uint32_t len)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	return r->inflight >= r->window ||
 	       (r->inflight && r->inflight_bytes + len > WIRE_MAX_INFLIGHT_BYTES);
 }
 
 void space_wait_locked(struct replicator *r, bool window_only)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	r->window_waiters += window_only;
 	pthread_cond_wait(&r->space_cond, &r->lock);
 	r->window_waiters -= window_only;
@@ -176,6 +184,7 @@ void space_wait_locked(struct replicator *r, bool window_only)
 
 static void queue_locked(struct replicator *r, struct mreq *m)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	m->conn = -1;
 	wire_frame_encode(m->hdr, &m->f);
 	hash_insert(r, m);
@@ -186,6 +195,7 @@ static void queue_locked(struct replicator *r, struct mreq *m)
 
 void enqueue_locked(struct replicator *r, struct mreq *m)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	queue_locked(r, m);
 	/* broadcast: a worker whose socket a host thread holds ignores it */
 	pthread_cond_broadcast(&r->queue_cond);
@@ -196,6 +206,7 @@ void set_states_locked(struct replicator *r, enum ipm_lun_state st)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < r->n_luns; i++) {
 		r->luns[i].state = st;
 		__atomic_store_n(&r->luns[i].lun->state, st, __ATOMIC_RELAXED);
@@ -285,6 +296,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 /* The host sees this request completed: later requests depend on it. */
 static void host_release_locked(struct replicator *r, struct mreq *m)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	active_remove(m->rl, m);
 	if (m->f.seq > r->host_done_max)
 		r->host_done_max = m->f.seq;
@@ -521,34 +533,47 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 	return rc;
 }
 
-/* ---- worker threads --------------------------------------------------------- */
-
-static int send_all(int fd, struct iovec *iov, int cnt)
+/* The replicator as the host path's layer below host_io.c (lun_ops.h):
+ * reads go straight to the local copy, everything else is mirrored. */
+static int op_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
+		    unsigned flags)
 {
-	while (cnt > 0) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
+	return replicator_write(l->rep, l, buf, len, off, flags);
 }
 
+static void op_write_batch(struct ipm_lun *l, ipm_write *w, unsigned n)
+{
+	replicator_write_batch(l->rep, l, w, n);
+}
+
+static int op_flush(struct ipm_lun *l)
+{
+	return replicator_op(l->rep, l, WIRE_FLUSH, 0, 0, 0);
+}
+
+static int op_trim(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	return replicator_op(l->rep, l, WIRE_TRIM, len, off, flags);
+}
+
+static int op_zero(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	return replicator_op(l->rep, l, WIRE_ZERO, len, off, flags);
+}
+
+const struct lun_ops replicator_ops = {
+	.read = lun_local_read,
+	.write = op_write,
+	.write_batch = op_write_batch,
+	.flush = op_flush,
+	.trim = op_trim,
+	.zero = op_zero,
+};
+
+/* ---- worker threads --------------------------------------------------------- */
+
 /* An HBSLOT frame whose payload is complete in buf: keep the payload for
- * hbvol_received (called without r->lock). 0, or -EBADMSG. */
+ * the hbslot sink (called without r->lock). 0, or -EBADMSG. */
 static int take_hbslot(const struct wire_frame *f, const uint8_t *payload, uint8_t *slot,
 		       unsigned *slot_index, ipm_error *err)
 {
@@ -626,7 +651,8 @@ static void *reader_main(void *arg)
 		have -= pos;
 		ca_refresh(&r->ca, w->index);
 		if (have_slot)
-			hbvol_received(r->e, slot_index, slot);
+			if (r->on_hbslot)
+				r->on_hbslot(r->hbslot_opaque, slot_index, slot);
 	}
 	goto out;
 protocol_error:
@@ -758,6 +784,7 @@ static void forget_record_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	r->peer_record = 0;
 	r->downs++;
 	for (i = 0; i < r->n_conns; i++)
@@ -775,6 +802,7 @@ static void forget_record_locked(struct replicator *r)
 static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t downs,
 			       ipm_error *err)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->downs != downs)
 		return ipm_fail(err, -ECONNRESET, "the link went down during the handshake");
 	if (!r->peer_record)
@@ -884,6 +912,7 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 	struct iovec iov[BATCH_FRAMES * 2];
 	int n, i, cnt, rc;
 
+	IPM_ASSERT_HELD(&r->lock);
 	n = take_batch(r, w, batch);
 	w->sending = true;
 	r->sending++;
@@ -894,7 +923,7 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 			iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
 	}
 	pthread_mutex_lock(&w->send_lock);
-	rc = send_all(w->fd, iov, cnt);
+	rc = sendmsg_full(w->fd, iov, cnt);
 	pthread_mutex_unlock(&w->send_lock);
 	pthread_mutex_lock(&r->lock);
 	w->sending = false;
@@ -911,6 +940,7 @@ static struct worker *idle_worker_locked(struct replicator *r)
 {
 	unsigned i, k;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (k = 0; k < r->n_conns; k++) {
 		i = (r->next_direct + k) % r->n_conns;
 		struct worker *w = &r->workers[i];
@@ -932,6 +962,7 @@ static void send_now_locked(struct replicator *r, size_t len)
 	struct worker *w = len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
 	int batches = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (!w) {
 		pthread_cond_signal(&r->queue_cond);
 		return;
@@ -1168,6 +1199,7 @@ static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
 	struct mreq **v = calloc(r->inflight ? r->inflight : 1, sizeof(*v)), *m;
 	unsigned i, n = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i <= r->hash_mask; i++) {
 		while ((m = r->hash[i])) {
 			r->hash[i] = m->hnext;
@@ -1194,6 +1226,7 @@ static void remark_replays_locked(struct replicator *r, struct mreq **v, unsigne
 	bool marked = false;
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	for (i = 0; i < n; i++) {
 		struct rep_lun *rl = v[i]->rl;
 
@@ -1216,6 +1249,7 @@ static void go_down_locked(struct replicator *r, const char *why)
 	struct mreq **v;
 	unsigned i, n, journaled = 0;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->link == LINK_DOWN)
 		return;
 	r->link = LINK_DOWN;
@@ -1251,6 +1285,7 @@ static enum ipm_link_state peer_state(struct replicator *r)
 
 static void monitor_live_locked(struct replicator *r)
 {
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->force_resync) {
 		r->force_resync = false;
 		go_down_locked(r, "the peer needs a full resync");
@@ -1267,6 +1302,7 @@ static void monitor_down_locked(struct replicator *r)
 {
 	enum ipm_link_state ps = peer_state(r);
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (ps == IPM_LINK_PROBATION)
 		set_states_locked(r, IPM_STATE_PROBATION);
 	else if (ps == IPM_LINK_DOWN)
@@ -1329,6 +1365,7 @@ static void mark_clean_stop_locked(struct replicator *r)
 {
 	unsigned i;
 
+	IPM_ASSERT_HELD(&r->lock);
 	if (r->link != LINK_LIVE || r->inflight || r->al_users)
 		return;
 	for (i = 0; i < r->n_luns; i++) {
@@ -1441,4 +1478,10 @@ void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_stat
 	s->resync_done_bytes = rl->resync_done;
 	s->resync_total_bytes = rl->resync_total;
 	pthread_mutex_unlock(&r->lock);
+}
+
+void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque)
+{
+	r->on_hbslot = fn;
+	r->hbslot_opaque = opaque;
 }

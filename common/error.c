@@ -1,0 +1,18 @@
+/* error.c - the one error contract: a negative errno returned, the reason
+ * written into the caller's ipm_error. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "ipmirror.h"
+
+int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}

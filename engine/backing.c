@@ -1,0 +1,297 @@
+/* backing.c - local I/O on a LUN's backing store, the bottom of every
+ * request (host requests through backing_ops, the replicator's local half,
+ * the mirror's applying); it never calls up.
+ *
+ * Aligned small requests use O_DIRECT when the backing has it, the rest the
+ * page cache (lun_io_fd). Several independent writes at once:
+ *
+ * An O_DIRECT write blocks its thread until the device answers; done one
+ * after another, a batch of k writes costs k waits and 2k context switches.
+ * Here the direct ones of a batch go to the device together through the
+ * calling thread's io_uring and the thread waits once for all of them. The
+ * ring is per thread (created on first use, freed when the thread ends),
+ * so callers need no lock. Without io_uring (old kernel, disabled by
+ * sysctl) the writes are made one after another. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <liburing.h>
+#include <qb/qblog.h>
+
+#include "backing.h"
+#include "lun.h"
+
+/* ---- one request -------------------------------------------------------- */
+
+int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
+{
+	if (l->dfd >= 0 && len <= LUN_DIRECT_MAX && !((uintptr_t)buf & (l->dio_mem_align - 1)) &&
+	    !((len | off) & (l->dio_off_align - 1)))
+		return l->dfd;
+	return l->fd;
+}
+
+int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		char *p = (char *)buf + done;
+		ssize_t n = pread(lun_io_fd(l, p, len - done, off + done), p, len - done,
+				  (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) /* a shrunken backing file: never return stale bytes */
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
+		    unsigned flags)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	int rwf = (flags & IPM_IO_FUA) ? RWF_DSYNC : 0;
+
+	while (iov.iov_len > 0) {
+		ssize_t n = pwritev2(lun_io_fd(l, iov.iov_base, iov.iov_len, off), &iov, 1,
+				     (off_t)off, rwf);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		iov.iov_base = (char *)iov.iov_base + n;
+		iov.iov_len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int lun_local_flush(struct ipm_lun *l)
+{
+	return fdatasync(l->fd) < 0 ? -errno : 0;
+}
+
+int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	if (len == 0) /* fallocate and BLKDISCARD refuse an empty range */
+		return 0;
+	if (l->is_blockdev) {
+		uint64_t range[2] = { off, len };
+
+		return ioctl(l->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+	}
+	if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) < 0)
+		/* trim is advisory: a file system without hole punching is fine */
+		return errno == EOPNOTSUPP ? 0 : -errno;
+	return 0;
+}
+
+static int write_zero_buffers(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	static const char zeros[65536];
+	int rc = 0;
+
+	while (len > 0 && rc == 0) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+
+		rc = lun_local_write(l, zeros, n, off, 0);
+		len -= n;
+		off += n;
+	}
+	return rc;
+}
+
+int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	if (len == 0)
+		return 0;
+	if (l->is_blockdev) {
+		uint64_t range[2] = { off, len };
+
+		if (ioctl(l->fd, BLKZEROOUT, range) == 0)
+			return 0;
+		return write_zero_buffers(l, len, off);
+	}
+	if (fallocate(l->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) == 0)
+		return 0;
+	if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) == 0)
+		return 0;
+	return write_zero_buffers(l, len, off);
+}
+
+
+/* ---- several writes at once (io_uring) ------------------------------------ */
+
+#define RING_ENTRIES 64
+
+static pthread_key_t ring_key;
+static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
+static bool ring_missing;          /* io_uring unavailable: logged once */
+
+static void ring_free(void *p)
+{
+	io_uring_queue_exit(p);
+	free(p);
+}
+
+static void ring_key_create(void)
+{
+	if (pthread_key_create(&ring_key, ring_free) != 0)
+		__atomic_store_n(&ring_missing, true, __ATOMIC_RELAXED);
+}
+
+/* This thread's ring, or NULL: then write synchronously. */
+static struct io_uring *thread_ring(void)
+{
+	struct io_uring *ring;
+	int rc;
+
+	pthread_once(&ring_once, ring_key_create);
+	if (__atomic_load_n(&ring_missing, __ATOMIC_RELAXED))
+		return NULL;
+	ring = pthread_getspecific(ring_key);
+	if (ring)
+		return ring;
+	ring = calloc(1, sizeof(*ring));
+	if (!ring)
+		return NULL;
+	rc = io_uring_queue_init(RING_ENTRIES, ring, 0);
+	if (rc < 0) {
+		free(ring);
+		if (!__atomic_exchange_n(&ring_missing, true, __ATOMIC_RELAXED))
+			qb_log(LOG_NOTICE, "io_uring unavailable (%s): direct writes go one at a time",
+			       strerror(-rc));
+		return NULL;
+	}
+	if (pthread_setspecific(ring_key, ring) != 0) {
+		ring_free(ring);
+		return NULL;
+	}
+	return ring;
+}
+
+/* Direct (O_DIRECT-aligned) writes of ios[0..n) through the ring; the
+ * others keep rc 1 and are written synchronously by the caller. False when
+ * the ring broke (it is freed). */
+static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
+{
+	struct io_uring_cqe *cqe;
+	unsigned i, queued = 0, submitted = 0;
+	bool broken = false;
+
+	for (i = 0; i < n; i++) {
+		struct lun_io *io = &ios[i];
+		struct io_uring_sqe *sqe;
+		int fd = lun_io_fd(io->lun, io->buf, io->len, io->off);
+
+		io->rc = 1;  /* not done */
+		if (fd != io->lun->dfd || !(sqe = io_uring_get_sqe(ring)))
+			continue;
+		io_uring_prep_write(sqe, fd, io->buf, (unsigned)io->len, io->off);
+		sqe->rw_flags = (io->flags & IPM_IO_FUA) ? RWF_DSYNC : 0;
+		io_uring_sqe_set_data(sqe, io);
+		queued++;
+	}
+	while (submitted < queued) {
+		int rc = io_uring_submit_and_wait(ring, 1);
+
+		if (rc == -EINTR || rc == -EAGAIN)
+			continue;
+		if (rc <= 0) {
+			/* unsubmitted entries must not go out later: a new ring
+			 * next time, these synchronously (rc stays 1) */
+			broken = true;
+			break;
+		}
+		submitted += (unsigned)rc;
+	}
+	while (submitted > 0 && io_uring_wait_cqe(ring, &cqe) == 0) {
+		struct lun_io *io = io_uring_cqe_get_data(cqe);
+
+		/* short or interrupted writes are finished synchronously */
+		io->rc = cqe->res == (int)io->len ? 0 : 1;
+		if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR)
+			io->rc = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+		submitted--;
+	}
+	if (broken) {
+		qb_log(LOG_WARNING, "io_uring submission failed: this thread makes a new ring");
+		pthread_setspecific(ring_key, NULL);
+		ring_free(ring);
+	}
+	return !broken;
+}
+
+void lun_write_batch(struct lun_io *ios, unsigned n)
+{
+	struct io_uring *ring = n > 1 ? thread_ring() : NULL;
+	unsigned i, k;
+
+	for (i = 0; ring && i < n; i += k) {
+		k = n - i < RING_ENTRIES ? n - i : RING_ENTRIES;
+		if (!submit_direct(ring, ios + i, k))
+			ring = NULL;  /* freed; the rest go synchronously */
+	}
+	for (i = 0; i < n; i++)
+		if (!ring || ios[i].rc == 1)
+			ios[i].rc = lun_local_write(ios[i].lun, ios[i].buf, ios[i].len, ios[i].off,
+						    ios[i].flags);
+}
+
+/* ---- the bottom of the host path (lun_ops.h) ------------------------------ */
+
+static void batch_write(struct ipm_lun *l, ipm_write *w, unsigned n)
+{
+	struct lun_io io[IPM_WRITE_BATCH_MAX];
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		io[i] = (struct lun_io){ .lun = l, .buf = w[i].buf, .len = w[i].len,
+					 .off = w[i].off, .flags = w[i].flags };
+	lun_write_batch(io, n);
+	for (i = 0; i < n; i++)
+		w[i].rc = io[i].rc;
+}
+
+static int fua(struct ipm_lun *l, int rc, unsigned flags)
+{
+	return rc == 0 && (flags & IPM_IO_FUA) ? lun_local_flush(l) : rc;
+}
+
+static int op_trim(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	return fua(l, lun_local_trim(l, len, off), flags);
+}
+
+static int op_zero(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	return fua(l, lun_local_zero(l, len, off), flags);
+}
+
+const struct lun_ops backing_ops = {
+	.read = lun_local_read,
+	.write = lun_local_write,
+	.write_batch = batch_write,
+	.flush = lun_local_flush,
+	.trim = op_trim,
+	.zero = op_zero,
+};

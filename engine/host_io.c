@@ -1,0 +1,96 @@
+/* host_io.c - the one entry of a host request (ipm_lun_read/write/...):
+ * range and role checks, then down the LUN's operations table (lun_ops.h).
+ * It never sees the replicator's internals.
+ *
+ * A zero-length request inside the LUN is a no-op that succeeds
+ * (doc/nbd.md): it is checked like any other, then answered here without
+ * touching either copy, so it is never mirrored or journaled. */
+#include <errno.h>
+
+#include "lun.h"
+
+/* A LUN's role is fixed for the life of its object: a role change builds
+ * a new engine (doc/pacemaker.md), after the old one stopped taking host
+ * requests, so the role needs no lock here. */
+static int host_begin(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	if (!lun_range_ok(l, len, off))
+		return -EINVAL;
+	return l->role == IPM_ROLE_PRIMARY ? 0 : -EPERM;
+}
+
+int ipm_lun_check_open(ipm_lun *l, ipm_error *err)
+{
+	if (l->role != IPM_ROLE_PRIMARY)
+		return ipm_fail(err, -EPERM,
+				"lun \"%s\" is mirrored here; node \"%s\" is its primary",
+				l->cfg->name, l->cfg->primary);
+	return 0;
+}
+
+int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
+{
+	int rc = host_begin(l, len, off);
+
+	if (rc < 0 || len == 0)
+		return rc;
+	return l->ops->read(l, buf, len, off);
+}
+
+int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	int rc = host_begin(l, len, off);
+
+	if (rc < 0 || len == 0)
+		return rc;
+	return l->ops->write(l, buf, len, off, flags);
+}
+
+/* An out-of-range request fails alone; an empty one is done. */
+void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
+{
+	ipm_write ok[IPM_WRITE_BATCH_MAX];
+	unsigned at[IPM_WRITE_BATCH_MAX], i, k = 0;
+	int rc;
+
+	for (; n > IPM_WRITE_BATCH_MAX; w += IPM_WRITE_BATCH_MAX, n -= IPM_WRITE_BATCH_MAX)
+		ipm_lun_write_batch(l, w, IPM_WRITE_BATCH_MAX);
+	rc = host_begin(l, 0, 0);
+	for (i = 0; i < n; i++) {
+		w[i].rc = rc < 0 ? rc : lun_range_ok(l, w[i].len, w[i].off) ? 0 : -EINVAL;
+		if (w[i].rc == 0 && w[i].len > 0) {
+			ok[k] = w[i];
+			at[k++] = i;
+		}
+	}
+	if (k == 0)
+		return;
+	l->ops->write_batch(l, ok, k);
+	for (i = 0; i < k; i++)
+		w[at[i]].rc = ok[i].rc;
+}
+
+int ipm_lun_flush(ipm_lun *l)
+{
+	int rc = host_begin(l, 0, 0);
+
+	return rc < 0 ? rc : l->ops->flush(l);
+}
+
+int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	int rc = host_begin(l, len, off);
+
+	if (rc < 0 || len == 0)
+		return rc;
+	return l->ops->trim(l, len, off, flags);
+}
+
+int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
+{
+	int rc = host_begin(l, len, off);
+
+	if (rc < 0 || len == 0)
+		return rc;
+	return l->ops->zero(l, len, off, flags);
+}

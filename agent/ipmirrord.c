@@ -16,12 +16,12 @@
 #include <qb/qblog.h>
 
 #include "ipmirror.h"
-#include "attributes.h"
-#include "fencing.h"
+#include "cluster/attributes.h"
+#include "cluster/fencing.h"
+#include "cluster/quorum.h"
 #include "ipc_proto.h"
 #include "ipc_server.h"
 #include "nbd_server.h"
-#include "quorum.h"
 
 #define DEFAULT_CONFIG IPM_SYSCONFDIR "/ipmirror/ipmirror.xml"
 #define DEFAULT_FENCE_HANDLER IPM_SBINDIR "/ipmirror-fence-peer"

@@ -46,7 +46,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
-#include "nbd_proto.h"
+#include "nbd/proto.h"
 #include "nbd_server.h"
 
 #define DEFAULT_THREADS    64

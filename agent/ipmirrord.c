@@ -21,7 +21,7 @@
 #include "cluster/quorum.h"
 #include "ipc_proto.h"
 #include "ipc_server.h"
-#include "nbd_server.h"
+#include "nbd/server.h"
 
 #define DEFAULT_CONFIG IPM_SYSCONFDIR "/ipmirror/ipmirror.xml"
 #define DEFAULT_FENCE_HANDLER IPM_SBINDIR "/ipmirror-fence-peer"

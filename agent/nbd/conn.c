@@ -46,8 +46,8 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
-#include "nbd/proto.h"
-#include "nbd_server.h"
+#include "proto.h"
+#include "server.h"
 
 #define DEFAULT_THREADS    64
 #define MAX_OPTIONS        1024        /* per handshake; more is a denial of service */

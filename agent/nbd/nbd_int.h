@@ -3,7 +3,6 @@
  * queue and workers, replies, the sender) and listen.c (listeners, the
  * acceptor, the server's lifetime); server.h is its outside.
  *
- *
  * One acceptor thread polls the listeners. Each client gets a reader thread
  * that does the handshake, then decodes requests (and reads WRITE payloads)
  * and queues them for the worker pool, so one connection can have many

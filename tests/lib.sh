@@ -128,6 +128,27 @@ pair_setup() {
 	} >"$T_DIR/pair.xml"
 }
 
+# solo_setup PORT SIZE [NBD_ATTRS]: one node "solo" serving NBD on
+# 127.0.0.1:PORT (NBD_ATTRS: more attributes of its <nbd>) with one unmirrored
+# LUN vol0 of SIZE on $T_DIR/vol0.img, config in $T_DIR/solo.xml. Sets IMG
+# and URI.
+solo_setup() {
+	IMG="$T_DIR/vol0.img"
+	URI="nbd://127.0.0.1:$1/vol0"
+	truncate -s "$2" "$IMG"
+	cat >"$T_DIR/solo.xml" <<EOF
+<ipmirror version="1">
+  <log level="info"/>
+  <node name="solo">
+    <nbd address="127.0.0.1" port="$1"${3:+ $3}/>
+  </node>
+  <lun name="vol0" size="$2" mode="sync" mirrored="no" primary="solo">
+    <backing path="$IMG"/>
+  </lun>
+</ipmirror>
+EOF
+}
+
 # in_node NODE CMD...: run CMD where NODE lives (its network namespace when
 # NS_node1 / NS_node2 are set, else here)
 in_node() {

@@ -32,9 +32,12 @@ static const char *const lun_states[] = {
 	"splitbrain",
 };
 
+struct hb_subcommand;
+
 struct ctl_args {
 	const char *service;
 	const char *command;
+	const struct ctl_command *cmd; /* its row in commands[] */
 	const char *lun;
 	const char *state;
 	double timeout; /* seconds; < 0 = none */
@@ -43,8 +46,8 @@ struct ctl_args {
 	bool force;
 	bool dry_run;
 	bool discard_local;
-	const char *hb;     /* heartbeat subcommand */
-	const char *hb_arg; /* its PATH or METHOD */
+	const struct hb_subcommand *hb; /* heartbeat subcommand */
+	const char *hb_arg;             /* its PATH or METHOD */
 };
 
 struct reply {
@@ -53,29 +56,17 @@ struct reply {
 	size_t len;
 };
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: ipmirrorctl [--socket NAME] COMMAND [ARGS]\n"
-		"commands:\n"
-		"  status [LUN] [--json]                      node, peer, LUNs and connections\n"
-		"  wait LUN --state STATE [--timeout SECONDS] until LUN is in STATE\n"
-		"  promote LUN [--force] [--dry-run]          make this node LUN's primary\n"
-		"  demote LUN [--force] [--dry-run]           make this node LUN's mirror\n"
-		"  heartbeat install PATH                     add the storage-path heartbeat volume\n"
-		"  heartbeat uninstall                        remove it\n"
-		"  heartbeat method udp|storage|both          which heartbeats decide the peer is down\n"
-		"  resolve LUN --discard-local                end a split brain: drop this node's\n"
-		"                                             changes, copy the LUN from the primary\n"
-		"    (refused when unsafe; --force overrides and is logged)\n"
-		"options:\n"
-		"  -s, --socket NAME   IPC service name of ipmirrord (default %s)\n"
-		"  -h, --help          this text\n"
-		"  -V, --version       program version\n"
-		"states: uptodate journaling probation resyncing outdated inconsistent splitbrain\n"
-		"exit: 0 ok, 1 refused or failed, 2 usage error\n",
-		IPC_DEFAULT_SERVICE);
-}
+/* One row per command: its arguments' check, what it does, its lines in
+ * the usage text. */
+struct ctl_command {
+	const char *name;
+	int (*check)(struct ctl_args *a, int nargs, char **args);
+	int (*run)(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf);
+	enum ipc_cmd ipc;   /* the request it sends (heartbeat: its subcommand's) */
+	const char *help;
+};
+
+static void usage(FILE *f);
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -115,93 +106,146 @@ static int parse_timeout(const char *s, double *out)
 	return 0;
 }
 
-/* heartbeat install PATH | uninstall | method METHOD */
-static int check_heartbeat(struct ctl_args *a, int nargs, char **args)
+static const struct ctl_command *find_command(const char *name);
+
+/* Options that only promote, demote and resolve take. */
+static int stray_role_options(const struct ctl_args *a)
+{
+	if (a->discard_local)
+		return usage_error("--discard-local belongs to resolve");
+	if (a->force || a->dry_run)
+		return usage_error("--force and --dry-run belong to promote and demote");
+	return 0;
+}
+
+/* status [LUN] */
+static int check_status(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs > 2)
+		return usage_error("status: unexpected argument \"%s\"", args[2]);
+	if (a->state || a->has_timeout)
+		return usage_error("status: --state and --timeout belong to wait");
+	a->lun = nargs == 2 ? args[1] : NULL;
+	return 0;
+}
+
+/* wait LUN --state STATE */
+static int check_wait(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs < 2)
+		return usage_error("wait: missing LUN");
+	if (nargs > 2)
+		return usage_error("wait: unexpected argument \"%s\"", args[2]);
+	if (!a->state)
+		return usage_error("wait: missing --state STATE");
+	if (!known_state(a->state))
+		return usage_error("wait: unknown state \"%s\"", a->state);
+	if (a->json)
+		return usage_error("wait: --json belongs to status");
+	a->lun = args[1];
+	return 0;
+}
+
+/* promote|demote LUN */
+static int check_role(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs != 2)
+		return usage_error("%s: expected one LUN", a->command);
+	if (a->state || a->has_timeout || a->json)
+		return usage_error("%s: only --force and --dry-run apply", a->command);
+	a->lun = args[1];
+	return 0;
+}
+
+/* resolve LUN --discard-local */
+static int check_resolve(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs != 2)
+		return usage_error("resolve: expected one LUN");
+	if (!a->discard_local)
+		return usage_error("resolve: say --discard-local (this node's changes are dropped)");
+	if (a->state || a->has_timeout || a->json || a->force || a->dry_run)
+		return usage_error("resolve: only --discard-local applies");
+	a->lun = args[1];
+	return 0;
+}
+
+/* The heartbeat's subcommands: what each sends, and its one argument. */
+struct hb_subcommand {
+	const char *name;
+	enum ipc_cmd ipc;
+	const char *arg;  /* NULL: none */
+	int (*check_arg)(const char *arg);
+};
+
+static int check_hb_path(const char *path)
+{
+	if (path[0] != '/' || strlen(path) >= IPC_ARG_MAX)
+		return usage_error("heartbeat install: \"%s\" is not an absolute path", path);
+	return 0;
+}
+
+static int check_hb_method(const char *method)
 {
 	static const char *const methods[] = { "udp", "storage", "both" };
 	size_t i;
 
+	for (i = 0; i < 3 && strcmp(method, methods[i]) != 0; i++)
+		;
+	if (i == 3)
+		return usage_error("heartbeat method: unknown method \"%s\" (udp, storage or both)",
+				   method);
+	return 0;
+}
+
+static const struct hb_subcommand hb_subcommands[] = {
+	{ "install", IPC_CMD_HB_INSTALL, "PATH", check_hb_path },
+	{ "uninstall", IPC_CMD_HB_UNINSTALL, NULL, NULL },
+	{ "method", IPC_CMD_HB_METHOD, "METHOD", check_hb_method },
+};
+
+/* heartbeat install PATH | uninstall | method METHOD */
+static int check_heartbeat(struct ctl_args *a, int nargs, char **args)
+{
+	const struct hb_subcommand *sub = NULL;
+	size_t i;
+
+	if (stray_role_options(a) < 0)
+		return -1;
 	if (a->state || a->has_timeout || a->json)
 		return usage_error("heartbeat: no options apply");
 	if (nargs < 2)
 		return usage_error("heartbeat: missing install, uninstall or method");
-	a->hb = args[1];
-	if (strcmp(a->hb, "uninstall") == 0) {
-		if (nargs != 2)
-			return usage_error("heartbeat uninstall: unexpected argument \"%s\"", args[2]);
+	for (i = 0; i < sizeof(hb_subcommands) / sizeof(hb_subcommands[0]); i++)
+		if (strcmp(args[1], hb_subcommands[i].name) == 0)
+			sub = &hb_subcommands[i];
+	if (!sub)
+		return usage_error("heartbeat: unknown subcommand \"%s\"", args[1]);
+	a->hb = sub;
+	if (!sub->arg && nargs != 2)
+		return usage_error("heartbeat %s: unexpected argument \"%s\"", sub->name, args[2]);
+	if (!sub->arg)
 		return 0;
-	}
-	if (strcmp(a->hb, "install") != 0 && strcmp(a->hb, "method") != 0)
-		return usage_error("heartbeat: unknown subcommand \"%s\"", a->hb);
 	if (nargs != 3)
-		return usage_error("heartbeat %s: expected one %s", a->hb,
-				   a->hb[0] == 'i' ? "PATH" : "METHOD");
+		return usage_error("heartbeat %s: expected one %s", sub->name, sub->arg);
 	a->hb_arg = args[2];
-	if (a->hb[0] == 'i' && (a->hb_arg[0] != '/' || strlen(a->hb_arg) >= IPC_ARG_MAX))
-		return usage_error("heartbeat install: \"%s\" is not an absolute path", a->hb_arg);
-	if (a->hb[0] == 'm') {
-		for (i = 0; i < 3 && strcmp(a->hb_arg, methods[i]) != 0; i++)
-			;
-		if (i == 3)
-			return usage_error("heartbeat method: unknown method \"%s\" (udp, storage or both)",
-					   a->hb_arg);
-	}
-	return 0;
+	return sub->check_arg(a->hb_arg);
 }
 
-/* Positional arguments after the options: COMMAND [LUN]. */
+/* Positional arguments after the options: COMMAND [ARGS], checked by the
+ * command's row. */
 static int check_command(struct ctl_args *a, int nargs, char **args)
 {
 	if (nargs < 1)
 		return usage_error("missing command");
 	a->command = args[0];
-	if (strcmp(a->command, "status") == 0) {
-		if (nargs > 2)
-			return usage_error("status: unexpected argument \"%s\"", args[2]);
-		if (a->state || a->has_timeout)
-			return usage_error("status: --state and --timeout belong to wait");
-		a->lun = nargs == 2 ? args[1] : NULL;
-		return 0;
+	a->cmd = find_command(a->command);
+	if (!a->cmd) {
+		if (stray_role_options(a) < 0)
+			return -1;
+		return usage_error("unknown command \"%s\"", a->command);
 	}
-	if (strcmp(a->command, "wait") == 0) {
-		if (nargs < 2)
-			return usage_error("wait: missing LUN");
-		if (nargs > 2)
-			return usage_error("wait: unexpected argument \"%s\"", args[2]);
-		if (!a->state)
-			return usage_error("wait: missing --state STATE");
-		if (!known_state(a->state))
-			return usage_error("wait: unknown state \"%s\"", a->state);
-		if (a->json)
-			return usage_error("wait: --json belongs to status");
-		a->lun = args[1];
-		return 0;
-	}
-	if (strcmp(a->command, "promote") == 0 || strcmp(a->command, "demote") == 0) {
-		if (nargs != 2)
-			return usage_error("%s: expected one LUN", a->command);
-		if (a->state || a->has_timeout || a->json)
-			return usage_error("%s: only --force and --dry-run apply", a->command);
-		a->lun = args[1];
-		return 0;
-	}
-	if (strcmp(a->command, "resolve") == 0) {
-		if (nargs != 2)
-			return usage_error("resolve: expected one LUN");
-		if (!a->discard_local)
-			return usage_error("resolve: say --discard-local (this node's changes are dropped)");
-		if (a->state || a->has_timeout || a->json || a->force || a->dry_run)
-			return usage_error("resolve: only --discard-local applies");
-		a->lun = args[1];
-		return 0;
-	}
-	if (a->discard_local)
-		return usage_error("--discard-local belongs to resolve");
-	if (a->force || a->dry_run)
-		return usage_error("--force and --dry-run belong to promote and demote");
-	if (strcmp(a->command, "heartbeat") == 0)
-		return check_heartbeat(a, nargs, args);
-	return usage_error("unknown command \"%s\"", a->command);
+	return a->cmd->check(a, nargs, args);
 }
 
 /* Return 0 to go on, 1 when done (help/version), -1 on a usage error. */
@@ -370,7 +414,7 @@ static int cmd_status(qb_ipcc_connection_t *c, const struct ctl_args *a, char *b
 	struct reply r;
 	int rc;
 
-	rc = request(c, IPC_CMD_STATUS, a->json ? IPC_F_JSON : 0, a->lun, buf, &r);
+	rc = request(c, a->cmd->ipc, a->json ? IPC_F_JSON : 0, a->lun, buf, &r);
 	if (rc < 0)
 		return channel_failed(a->service, rc);
 	if (r.status < 0)
@@ -403,7 +447,7 @@ static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 	int rc;
 
 	for (;;) {
-		rc = request(c, IPC_CMD_LUN_STATE, 0, a->lun, buf, &r);
+		rc = request(c, a->cmd->ipc, 0, a->lun, buf, &r);
 		if (rc < 0)
 			return channel_failed(a->service, rc);
 		if (r.status < 0)
@@ -439,24 +483,77 @@ static int cmd_role(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 	struct reply r;
 	int rc;
 
-	if (strcmp(a->command, "resolve") == 0)
-		rc = request(c, IPC_CMD_RESOLVE, IPC_F_DISCARD_LOCAL, a->lun, buf, &r);
-	else
-		rc = request(c, strcmp(a->command, "promote") == 0 ? IPC_CMD_PROMOTE :
-								     IPC_CMD_DEMOTE,
-			     flags, a->lun, buf, &r);
+	rc = request(c, a->cmd->ipc, flags, a->lun, buf, &r);
+	return answered(a, rc, &r);
+}
+
+static int cmd_resolve(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request(c, a->cmd->ipc, IPC_F_DISCARD_LOCAL, a->lun, buf, &r);
 	return answered(a, rc, &r);
 }
 
 static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
-	enum ipc_cmd cmd = a->hb[0] == 'i' ? IPC_CMD_HB_INSTALL :
-			   a->hb[0] == 'u' ? IPC_CMD_HB_UNINSTALL : IPC_CMD_HB_METHOD;
 	struct reply r;
 	int rc;
 
-	rc = request_arg(c, cmd, 0, NULL, a->hb_arg, buf, &r);
+	rc = request_arg(c, a->hb->ipc, 0, NULL, a->hb_arg, buf, &r);
 	return answered(a, rc, &r);
+}
+
+/* ---- the commands -------------------------------------------------------- */
+
+static const struct ctl_command commands[] = {
+	{ "status", check_status, cmd_status, IPC_CMD_STATUS,
+	  "  status [LUN] [--json]                      node, peer, LUNs and connections\n" },
+	{ "wait", check_wait, cmd_wait, IPC_CMD_LUN_STATE,
+	  "  wait LUN --state STATE [--timeout SECONDS] until LUN is in STATE\n" },
+	{ "promote", check_role, cmd_role, IPC_CMD_PROMOTE,
+	  "  promote LUN [--force] [--dry-run]          make this node LUN's primary\n" },
+	{ "demote", check_role, cmd_role, IPC_CMD_DEMOTE,
+	  "  demote LUN [--force] [--dry-run]           make this node LUN's mirror\n" },
+	{ "heartbeat", check_heartbeat, cmd_heartbeat, 0,
+	  "  heartbeat install PATH                     add the storage-path heartbeat volume\n"
+	  "  heartbeat uninstall                        remove it\n"
+	  "  heartbeat method udp|storage|both          which heartbeats decide the peer is down\n" },
+	{ "resolve", check_resolve, cmd_resolve, IPC_CMD_RESOLVE,
+	  "  resolve LUN --discard-local                end a split brain: drop this node's\n"
+	  "                                             changes, copy the LUN from the primary\n" },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct ctl_command *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_COMMANDS; i++)
+		if (strcmp(name, commands[i].name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: ipmirrorctl [--socket NAME] COMMAND [ARGS]\n"
+		   "commands:\n");
+	for (i = 0; i < N_COMMANDS; i++)
+		fputs(commands[i].help, f);
+	fprintf(f,
+		"    (refused when unsafe; --force overrides and is logged)\n"
+		"options:\n"
+		"  -s, --socket NAME   IPC service name of ipmirrord (default %s)\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       program version\n"
+		"states: uptodate journaling probation resyncing outdated inconsistent splitbrain\n"
+		"exit: 0 ok, 1 refused or failed, 2 usage error\n",
+		IPC_DEFAULT_SERVICE);
 }
 
 int main(int argc, char **argv)
@@ -479,14 +576,7 @@ int main(int argc, char **argv)
 		free(buf);
 		return 1;
 	}
-	if (strcmp(a.command, "status") == 0)
-		rc = cmd_status(c, &a, buf);
-	else if (strcmp(a.command, "wait") == 0)
-		rc = cmd_wait(c, &a, buf);
-	else if (strcmp(a.command, "heartbeat") == 0)
-		rc = cmd_heartbeat(c, &a, buf);
-	else
-		rc = cmd_role(c, &a, buf);
+	rc = a.cmd->run(c, &a, buf);
 	qb_ipcc_disconnect(c);
 	free(buf);
 	return rc;

@@ -1,4 +1,6 @@
-/* ipmirrord - the ipmirror daemon: the engine, its NBD server and admin IPC. */
+/* ipmirrord - the ipmirror daemon: the engine, its NBD server and admin IPC.
+ * Here: main, arguments, detaching, start-up and signals; promote/demote
+ * is roles.c, the heartbeat's admin hb_admin.c, cluster policy cluster/. */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -16,27 +18,15 @@
 #include <qb/qblog.h>
 
 #include "ipmirror.h"
-#include "attributes.h"
-#include "fencing.h"
-#include "ipc_proto.h"
+#include "cluster/attributes.h"
+#include "cluster/fencing.h"
+#include "daemon.h"
 #include "ipc_server.h"
-#include "nbd_server.h"
-#include "quorum.h"
+#include "nbd/server.h"
 
 #define DEFAULT_CONFIG IPM_SYSCONFDIR "/ipmirror/ipmirror.xml"
 #define DEFAULT_FENCE_HANDLER IPM_SBINDIR "/ipmirror-fence-peer"
 #define FENCE_RETRY_MS 5000
-
-struct options {
-	const char *config;
-	const char *node;
-	const char *socket;
-	bool foreground;
-	bool check_config;
-	bool attributes; /* publish node attributes (also IPMIRROR_ATTRIBUTES=1) */
-	bool no_fencing; /* cluster mode without resource-level fencing */
-	int verbose;
-};
 
 static void usage(FILE *f)
 {
@@ -177,17 +167,6 @@ static void report_ready(int fd, bool ok)
 	close(fd);
 }
 
-struct daemon {
-	ipm_config *cfg;            /* role changes edit it, then re-create the engine */
-	const struct options *o;
-	ipm_engine *engine;
-	struct nbd_server *nbd;
-	struct ipc_server *ipc;
-	struct ipm_attributes *attrs;
-	struct ipm_fencing *fencing; /* cluster mode only; NULL otherwise */
-	const char *fence_handler;
-};
-
 /* Engine and NBD server for d->cfg, running. */
 static int engine_up(struct daemon *d, ipm_error *err)
 {
@@ -221,264 +200,6 @@ static void engine_down(struct daemon *d)
 	ipm_engine_destroy(d->engine);
 	d->nbd = NULL;
 	d->engine = NULL;
-}
-
-/* ---- promote / demote: re-create the engine with the LUN's role switched --- */
-
-#define DEMOTE_WAIT_MS 5000
-
-static const ipm_lun_status *find_lun(const ipm_status *st, const char *lun)
-{
-	size_t i;
-
-	for (i = 0; i < st->n_luns; i++)
-		if (strcmp(st->luns[i].name, lun) == 0)
-			return &st->luns[i];
-	return NULL;
-}
-
-/* The peer has everything: no journaled request it has not confirmed. */
-static bool demote_safe(const ipm_lun_status *l)
-{
-	if (!l->mirrored)
-		return true;
-	if (l->journal_bytes || l->journal_records)
-		return false;
-	return l->state == IPM_STATE_UPTODATE || l->state == IPM_STATE_JOURNALING ||
-	       l->state == IPM_STATE_PROBATION;
-}
-
-/* 0 with a fresh snapshot of lun in *st, *l. */
-static int lun_snapshot(struct daemon *d, const char *lun, ipm_status **st,
-			const ipm_lun_status **l, ipm_error *err)
-{
-	int rc = ipm_engine_status(d->engine, st);
-
-	if (rc < 0)
-		return ipm_fail(err, rc, "cannot read status: %s", strerror(-rc));
-	*l = find_lun(*st, lun);
-	if (!*l) {
-		ipm_status_free(*st);
-		*st = NULL;
-		return ipm_fail(err, -ENOENT, "no lun \"%s\" on %s", lun, d->o->node);
-	}
-	return 0;
-}
-
-static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_status *st,
-			 ipm_error *err)
-{
-	ipm_error q = { "" };
-	int rc;
-
-	/* a partition without quorum must not take the role: the other side
-	 * may be doing the same */
-	rc = ipm_quorum_check(&q);
-	if (rc < 0)
-		return ipm_fail(err, rc, "lun \"%s\": %s", l->name, q.msg);
-	qb_log(LOG_DEBUG, "lun %s: quorum check: %s", l->name, q.msg);
-	/* item 4 of the storage heartbeat: a lost heartbeat network alone is
-	 * never a reason to take over from a live peer */
-	if (l->mirrored && strcmp(ipm_status_failure(st), "heartbeat-network") == 0)
-		return ipm_fail(err, -EBUSY,
-				    "lun \"%s\": node \"%s\" is alive (its storage heartbeat advanced %lld ms ago) although its UDP heartbeat is lost: a heartbeat-network failure is no reason to promote (--force overrides)",
-				    l->name, st->peer, (long long)st->storage_age_ms);
-	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
-		return ipm_fail(err, -EBUSY,
-				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
-				    l->name, st->peer);
-	if (!ipm_attributes_consistent(d->attrs, l->name))
-		return ipm_fail(err, -EPERM,
-				    "lun \"%s\" is %s here and was not up to date when its primary went away: promoting would lose writes (--force overrides)",
-				    l->name, ipm_state_name(l->state));
-	return 0;
-}
-
-static int check_demote(struct daemon *d, const char *lun, ipm_status **st,
-			const ipm_lun_status **l, ipm_error *err)
-{
-	int waited = 0, rc;
-
-	/* async mode: give the journal a moment to drain */
-	while (!demote_safe(*l) && waited < DEMOTE_WAIT_MS) {
-		ipm_status_free(*st);
-		usleep(200 * 1000);
-		waited += 200;
-		rc = lun_snapshot(d, lun, st, l, err);
-		if (rc < 0)
-			return rc;
-	}
-	if (demote_safe(*l))
-		return 0;
-	return ipm_fail(err, -EBUSY,
-			    "lun \"%s\" is %s with %llu journal bytes its peer has not confirmed: demoting now would leave them only here (--force overrides)",
-			    (*l)->name, ipm_state_name((*l)->state),
-			    (unsigned long long)(*l)->journal_bytes);
-}
-
-/* Switch lun's primary to node; on failure put the old engine back. */
-/* A new engine from d->cfg under the running NBD server. */
-static int engine_replace(struct daemon *d, ipm_error *err)
-{
-	int rc;
-
-	if (d->engine) {
-		ipm_engine_stop(d->engine);
-		ipm_engine_destroy(d->engine);
-		d->engine = NULL;
-	}
-	rc = ipm_engine_create(d->cfg, d->o->node, &d->engine, err);
-	if (rc == 0)
-		rc = ipm_engine_start(d->engine, err);
-	if (rc < 0 && d->engine) {
-		ipm_engine_stop(d->engine);
-		ipm_engine_destroy(d->engine);
-		d->engine = NULL;
-	}
-	return rc;
-}
-
-/* The engine is re-created with the LUN's new role; NBD clients of the
- * other LUNs wait a moment and go on (only the LUN's own clients on a node
- * that stops serving it are disconnected). */
-static int switch_primary(struct daemon *d, const char *lun, const char *node,
-			  const char *old, ipm_error *err)
-{
-	ipm_error err2 = { "" };
-	int rc;
-
-	ipm_attributes_set_engine(d->attrs, NULL);
-	nbd_server_pause(d->nbd);
-	rc = ipm_config_set_primary(d->cfg, lun, node);
-	if (rc == 0)
-		rc = engine_replace(d, err);
-	if (rc < 0) {
-		qb_log(LOG_ERR, "lun %s: cannot restart with %s as primary: %s", lun, node, err->msg);
-		ipm_config_set_primary(d->cfg, lun, old);
-		if (engine_replace(d, &err2) < 0) {
-			qb_log(LOG_CRIT, "cannot restart the engine: %s; shutting down", err2.msg);
-			nbd_server_resume(d->nbd, NULL);
-			kill(getpid(), SIGTERM);
-			return rc;
-		}
-	}
-	nbd_server_resume(d->nbd, d->engine);
-	ipm_attributes_set_engine(d->attrs, d->engine);
-	return rc;
-}
-
-static int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
-		       ipm_engine **engine, ipm_error *err)
-{
-	struct daemon *d = opaque;
-	const bool force = flags & IPC_F_FORCE;
-	const ipm_lun_status *l;
-	ipm_status *st = NULL;
-	char peer[IPM_NAME_MAX];
-	bool safe;
-	int rc;
-
-	if (!d->engine)
-		return ipm_fail(err, -EIO, "the engine is down");
-	rc = lun_snapshot(d, lun, &st, &l, err);
-	if (rc < 0)
-		return rc;
-	snprintf(peer, sizeof(peer), "%s", st->peer);
-	if (l->role == (promote ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR)) {
-		rc = ipm_fail(err, 0, "lun \"%s\" is already %s here", lun,
-				  ipm_role_name(l->role));
-		goto out;
-	}
-	if (!peer[0] && !promote) {
-		rc = ipm_fail(err, -EINVAL, "lun \"%s\": no peer to hand it to", lun);
-		goto out;
-	}
-	rc = promote ? check_promote(d, l, st, err) : check_demote(d, lun, &st, &l, err);
-	if (rc < 0 && (!force || rc == -ENOENT || !st))
-		goto out;
-	safe = rc == 0;
-	if (flags & IPC_F_DRY_RUN) {
-		if (safe)
-			ipm_fail(err, 0, "lun \"%s\" can be %s", lun,
-				     promote ? "promoted" : "demoted");
-		goto out;
-	}
-	if (!safe)
-		qb_log(LOG_CRIT, "lun %s: FORCED %s against the safety check: %s", lun,
-		       promote ? "promotion" : "demotion", err->msg);
-	/* a fresh primary that never wrote has no record of being whole: a
-	 * clean hand-over must leave it promotable after the engine restart
-	 * (its view of the LUN is then "outdated", judged by that record) */
-	if (!promote && safe && l->mirrored) {
-		ipm_lun *lp = ipm_engine_lun_by_name(d->engine, lun);
-
-		rc = lp ? ipm_lun_mark_consistent(lp, err) : ipm_fail(err, -ENOENT, "no lun \"%s\"", lun);
-		if (rc < 0)
-			goto out;
-	}
-	rc = switch_primary(d, lun, promote ? d->o->node : peer, promote ? peer : d->o->node,
-			    err);
-	if (rc == 0) {
-		if (!promote && safe)
-			ipm_attributes_mark_consistent(d->attrs, lun);
-		if (d->fencing && promote)
-			ipm_fencing_promoted(d->fencing, lun);
-		else if (d->fencing)
-			ipm_fencing_demoted(d->fencing, lun, safe);
-		qb_log(LOG_NOTICE, "lun %s: %s%s", lun, promote ? "promoted (primary)" : "demoted (mirror)",
-		       safe ? "" : " by force");
-		ipm_fail(err, 0, "lun \"%s\" %s on %s%s", lun,
-			     promote ? "promoted" : "demoted", d->o->node, safe ? "" : " (forced)");
-	}
-out:
-	ipm_status_free(st);
-	*engine = d->engine;
-	return rc;
-}
-
-/* ---- storage heartbeat: the engine acts, d->cfg remembers (a role change
- * re-creates the engine from it; a restart reads the config file) ---------- */
-
-static int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_error *err)
-{
-	struct daemon *d = opaque;
-	enum ipm_hb_method m;
-	int rc;
-
-	if (!engine)
-		return ipm_fail(err, -EIO, "the engine is down");
-	switch (cmd) {
-	case IPC_CMD_HB_INSTALL:
-		if (arg[0] != '/')
-			return ipm_fail(err, -EINVAL, "heartbeat volume \"%s\" must be an absolute path",
-					arg);
-		rc = ipm_engine_hb_install(engine, arg, err);
-		if (rc == 0)
-			rc = ipm_config_set_hb_volume(d->cfg, d->o->node, arg);
-		if (rc == 0)
-			ipm_fail(err, 0, "heartbeat volume %s installed on %s (add <heartbeat-volume path=\"%s\"/> to node %s in %s to keep it across restarts)",
-				 arg, d->o->node, arg, d->o->node, d->o->config);
-		return rc;
-	case IPC_CMD_HB_UNINSTALL:
-		rc = ipm_engine_hb_uninstall(engine, err);
-		if (rc == 0)
-			rc = ipm_config_set_hb_volume(d->cfg, d->o->node, NULL);
-		if (rc == 0)
-			ipm_fail(err, 0, "heartbeat volume uninstalled on %s", d->o->node);
-		return rc;
-	case IPC_CMD_HB_METHOD:
-		if (ipm_method_parse(arg, &m) < 0)
-			return ipm_fail(err, -EINVAL, "unknown heartbeat method \"%s\" (use udp, storage or both)",
-					arg);
-		rc = ipm_engine_hb_set_method(engine, m, err);
-		if (rc == 0) {
-			ipm_config_set_hb_method(d->cfg, m);
-			ipm_fail(err, 0, "heartbeat method %s on %s", arg, d->o->node);
-		}
-		return rc;
-	default:
-		return ipm_fail(err, -EOPNOTSUPP, "unknown heartbeat command %d", cmd);
-	}
 }
 
 static void fencing_observe(void *opaque, const ipm_status *st)

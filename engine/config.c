@@ -1291,6 +1291,26 @@ int ipm_config_node_index(const ipm_config *cfg, const char *node)
 	return nc ? (int)(nc - cfg->nodes) : -ENOENT;
 }
 
+int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node)
+{
+	unsigned i;
+	char *p;
+
+	if (!ipm_config_node(cfg, node))
+		return -ENOENT;
+	for (i = 0; i < cfg->n_luns; i++) {
+		if (strcmp(cfg->luns[i].name, lun) != 0)
+			continue;
+		p = strdup(node);
+		if (!p)
+			return -ENOMEM;
+		free(cfg->luns[i].primary);
+		cfg->luns[i].primary = p;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 int ipm_config_set_hb_volume(ipm_config *cfg, const char *node, const char *path)
 {
 	struct ipm_node_cfg *nc = (struct ipm_node_cfg *)ipm_config_node(cfg, node);

@@ -128,6 +128,27 @@ pair_setup() {
 	} >"$T_DIR/pair.xml"
 }
 
+# solo_setup PORT SIZE [NBD_ATTRS]: one node "solo" serving NBD on
+# 127.0.0.1:PORT (NBD_ATTRS: more attributes of its <nbd>) with one unmirrored
+# LUN vol0 of SIZE on $T_DIR/vol0.img, config in $T_DIR/solo.xml. Sets IMG
+# and URI.
+solo_setup() {
+	IMG="$T_DIR/vol0.img"
+	URI="nbd://127.0.0.1:$1/vol0"
+	truncate -s "$2" "$IMG"
+	cat >"$T_DIR/solo.xml" <<EOF
+<ipmirror version="1">
+  <log level="info"/>
+  <node name="solo">
+    <nbd address="127.0.0.1" port="$1"${3:+ $3}/>
+  </node>
+  <lun name="vol0" size="$2" mode="sync" mirrored="no" primary="solo">
+    <backing path="$IMG"/>
+  </lun>
+</ipmirror>
+EOF
+}
+
 # in_node NODE CMD...: run CMD where NODE lives (its network namespace when
 # NS_node1 / NS_node2 are set, else here)
 in_node() {
@@ -163,6 +184,15 @@ pair_start() {
 	node_start node1 "$@" && node_start node2 "$@"
 }
 
+# pair_up SPEC...: the pair in network namespaces of its own (netns_pair,
+# pair_setup SPEC..., pair_start); bails out, with the daemons' logs, when
+# either fails. PAIR_HB and the other PAIR_* settings apply as to pair_setup.
+pair_up() {
+	netns_pair || bail "cannot create network namespaces"
+	pair_setup "$@"
+	pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+}
+
 ctl() { local node="$1"; shift; in_node "$node" "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"; }
 
 # lun_field NODE LUN FIELD: one field of the LUN in NODE's status JSON
@@ -191,6 +221,27 @@ netns_pair() {
 link_down() { ip -n "$NS_node1" link set "$VETH1" down; }
 link_up() { ip -n "$NS_node1" link set "$VETH1" up; }
 
+# ns_procs NS...: the processes in the namespaces as PID:STARTTIME words (the
+# start time tells a process from a later one that reuses its PID)
+ns_procs() {
+	local ns p st
+	for ns in "$@"; do
+		for p in $(ip netns pids "$ns"); do
+			st=$(cut -d' ' -f22 "/proc/$p/stat" 2>/dev/null) && echo "$p:$st"
+		done
+	done | tr '\n' ' '
+}
+# procs_left "PID:STARTTIME...": one line per process of the list still alive
+# (a zombie is dead: orphans of a namespace are reaped by init, not by us)
+procs_left() {
+	local e st
+	for e in $1; do
+		st=$(cut -d' ' -f3,22 "/proc/${e%%:*}/stat" 2>/dev/null)
+		[ "${st#* }" != "${e#*:}" ] || [ "${st%% *}" = Z ] ||
+			echo "${e%%:*}:$(cut -d" " -f1-5 "/proc/${e%%:*}/stat" 2>/dev/null)"
+	done
+}
+
 # connections_up NODE N: NODE reports at least N connections up
 connections_up() {
 	[ "$(ctl "$1" status --json | jq '[.connections[] | select(.status == "up")] | length')" -ge "$2" ]
@@ -208,4 +259,13 @@ fio_verify() {
 		--output="$T_DIR/$name.json" "$@" >"$T_DIR/$name.out" 2>&1 || return 1
 	# fio may put warnings before the JSON document
 	[ "$(sed -n '/^{/,$p' "$T_DIR/$name.json" | jq '[.jobs[].error] | add')" = 0 ]
+}
+
+# load_start SIZE SECONDS: a verifying write load (fio_verify's job "load")
+# through node1's NBD server on vol0, in the background for SECONDS; its PID
+# in fio_pid (`wait $fio_pid` is fio_verify's verdict)
+load_start() {
+	FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size="$1" \
+		--time_based --runtime="$2" &
+	fio_pid=$!
 }

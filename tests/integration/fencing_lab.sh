@@ -31,13 +31,6 @@ unfenced() {
 	lab exec node1 timeout 10 cibadmin -Q --xpath "//rsc_location[@id='$FID']" >/dev/null 2>&1
 	[ $? = 105 ]
 }
-stays() { # stays SECONDS ROLES: crm_mon shows ROLES all the time
-	local end=$((SECONDS + $1))
-	while [ "$SECONDS" -lt "$end" ]; do
-		[ "$(roles)" = "$2" ] || { diag "roles changed to $(roles)"; return 1; }
-		sleep 1
-	done
-}
 dump_fence() {
 	diag "---- constraints"; lab exec node1 timeout 10 cibadmin -Q -o constraints | sed 's/^/# /'
 	diag "---- fencing in ipmirrord.log"; grep -iE 'fenc' "$T_DIR/ipmirrord.log" | tail -n 20 | sed 's/^/# /'

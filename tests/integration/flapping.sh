@@ -7,14 +7,10 @@
 . "$top_srcdir/tests/lib.sh"
 plan 8
 
-netns_pair || bail "cannot create network namespaces"
-PAIR_HB='interval="0.5" timeout="2.0" probation="5"' pair_setup vol0:128M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+PAIR_HB='interval="0.5" timeout="2.0" probation="5"' pair_up vol0:128M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
-FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=64M \
-	--time_based --runtime=50 &
-fio_pid=$!
+load_start 64M 50
 sleep 2
 seen="$T_DIR/states"
 : >"$seen"

@@ -6,9 +6,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 6
 
-netns_pair || bail "cannot create network namespaces"
-PAIR_JOURNAL_MAX=2M pair_setup vol0:128M:async:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+PAIR_JOURNAL_MAX=2M pair_up vol0:128M:async:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
 link_down

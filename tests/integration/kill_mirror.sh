@@ -5,14 +5,10 @@
 . "$top_srcdir/tests/lib.sh"
 plan 6
 
-netns_pair || bail "cannot create network namespaces"
-pair_setup vol0:128M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_up vol0:128M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
-FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=64M \
-	--time_based --runtime=30 &
-fio_pid=$!
+load_start 64M 30
 sleep 4
 kill -9 "$n2_pid"; wait "$n2_pid" 2>/dev/null
 diag "mirror killed at $(date +%T)"

@@ -83,22 +83,10 @@ else
 fi
 
 # every process of the lab, with its start time, to tell it from PID reuse
-procs=""
-for n in 1 2; do
-	for p in $(ip netns pids "$IPM_LAB_NS-n$n"); do
-		st=$(cut -d' ' -f22 "/proc/$p/stat" 2>/dev/null) && procs="$procs $p:$st"
-	done
-done
+procs=$(ns_procs "$IPM_LAB_NS-n1" "$IPM_LAB_NS-n2")
 diag "lab processes: $(echo "$procs" | wc -w)"
-# left: the lab processes still alive (a zombie is dead: the lab's unshare
-# processes are orphans once 'up' returns, and it is init that reaps them)
-left() {
-	local e st
-	for e in $procs; do
-		st=$(cut -d' ' -f3,22 "/proc/${e%%:*}/stat" 2>/dev/null)
-		[ "${st#* }" != "${e#*:}" ] || [ "${st%% *}" = Z ] || echo "${e%%:*}:$(cut -d" " -f1-5 "/proc/${e%%:*}/stat" 2>/dev/null)"
-	done
-}
+# left: the lab processes still alive
+left() { procs_left "$procs"; }
 lab_gone() {
 	[ -z "$(left)" ] && [ ! -e "/run/netns/$IPM_LAB_NS-n1" ] && [ ! -e "/run/netns/$IPM_LAB_NS-n2" ]
 }

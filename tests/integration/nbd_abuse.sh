@@ -20,23 +20,9 @@
 plan 28
 
 PORT=$(free_port nbd_abuse)
-IMG="$T_DIR/vol0.img"
 HS=3 IDLE=4 SEND=5 PER_ADDR=16
 RSS_MAX_MB=512   # the shared pool is 256 MiB, plus threads and buffers
-truncate -s 256M "$IMG"
-cat >"$T_DIR/solo.xml" <<EOF
-<ipmirror version="1">
-  <log level="info"/>
-  <node name="solo">
-    <nbd address="127.0.0.1" port="$PORT" handshake-timeout="$HS" idle-timeout="$IDLE"
-         send-timeout="$SEND" max-clients-per-address="$PER_ADDR"/>
-  </node>
-  <lun name="vol0" size="256M" mode="sync" mirrored="no" primary="solo">
-    <backing path="$IMG"/>
-  </lun>
-</ipmirror>
-EOF
-URI="nbd://127.0.0.1:$PORT/vol0"
+solo_setup "$PORT" 256M "handshake-timeout=\"$HS\" idle-timeout=\"$IDLE\" send-timeout=\"$SEND\" max-clients-per-address=\"$PER_ADDR\""
 
 # The attackers: raw sockets, bounded in count and time.
 cat >"$T_DIR/abuse.py" <<'EOF'

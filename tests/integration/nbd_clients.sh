@@ -8,21 +8,8 @@ plan 20
 
 PORT=$(free_port nbd_clients)
 SOCK="$T_DIR/nbd.sock"
-IMG="$T_DIR/vol0.img"
 MiB=$((1024 * 1024))
-truncate -s 256M "$IMG"
-cat >"$T_DIR/solo.xml" <<EOF
-<ipmirror version="1">
-  <log level="info"/>
-  <node name="solo">
-    <nbd address="127.0.0.1" port="$PORT" unix="$SOCK"/>
-  </node>
-  <lun name="vol0" size="256M" mode="sync" mirrored="no" primary="solo">
-    <backing path="$IMG"/>
-  </lun>
-</ipmirror>
-EOF
-URI="nbd://127.0.0.1:$PORT/vol0"
+solo_setup "$PORT" 256M "unix=\"$SOCK\""
 UNIX_URI="nbd+unix:///vol0?socket=$SOCK"
 
 start_daemon d --config "$T_DIR/solo.xml" --node solo --socket "ipm-test-$$"

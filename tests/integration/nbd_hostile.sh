@@ -8,20 +8,7 @@
 plan 31
 
 PORT=$(free_port nbd_hostile)
-IMG="$T_DIR/vol0.img"
-truncate -s 64M "$IMG"
-cat >"$T_DIR/solo.xml" <<EOF
-<ipmirror version="1">
-  <log level="info"/>
-  <node name="solo">
-    <nbd address="127.0.0.1" port="$PORT"/>
-  </node>
-  <lun name="vol0" size="64M" mode="sync" mirrored="no" primary="solo">
-    <backing path="$IMG"/>
-  </lun>
-</ipmirror>
-EOF
-URI="nbd://127.0.0.1:$PORT/vol0"
+solo_setup "$PORT" 64M
 
 # A raw NBD client for what well-behaved libraries refuse to send.
 cat >"$T_DIR/raw.py" <<'EOF'

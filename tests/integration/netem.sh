@@ -7,9 +7,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 6
 
-netns_pair || bail "cannot create network namespaces"
-PAIR_HB='interval="0.5" timeout="3.0" probation="3"' pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+PAIR_HB='interval="0.5" timeout="3.0" probation="3"' pair_up vol0:64M:sync:yes:node1 vol1:64M:async:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
 # tc netem where the kernel has sch_netem; else (e.g. a VM kernel without

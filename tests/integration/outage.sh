@@ -7,15 +7,10 @@
 . "$top_srcdir/tests/lib.sh"
 plan 10
 
-netns_pair || bail "cannot create network namespaces"
-PAIR_HB='interval="1.5" timeout="4.0" probation="10"' \
-	pair_setup vol0:256M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+PAIR_HB='interval="1.5" timeout="4.0" probation="10"' pair_up vol0:256M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
-FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=200M \
-	--time_based --runtime=55 &
-fio_pid=$!
+load_start 200M 55
 sleep 4
 link_down
 diag "link down at $(date +%T)"

@@ -23,13 +23,6 @@ plan 17
 cluster_start
 # every role change restarts the engine and flaps the peer's heartbeat
 # state: the scores must not make Pacemaker move the role back and forth
-stays() { # stays SECONDS ROLES: crm_mon shows ROLES all the time
-	local end=$((SECONDS + $1))
-	while [ "$SECONDS" -lt "$end" ]; do
-		[ "$(roles)" = "$2" ] || { diag "roles changed to $(roles)"; return 1; }
-		sleep 1
-	done
-}
 check "the roles stay put for 20 s (no flapping between the nodes)" stays 20 "$P/$Q"
 
 # ---- 4. node attributes --------------------------------------------------------
@@ -87,21 +80,9 @@ rm -f "$T_DIR/back2.bin"
 check "the 16 MiB are still identical on the Promoted node ${R:-none} after settling" \
 	cmp -n $((16 << 20)) "$T_DIR/data.bin" "$T_DIR/back2.bin"
 
-# every lab process, with its start time, to tell it from PID reuse
-procs=""
-for n in 1 2; do
-	for p in $(ip netns pids "$IPM_LAB_NS-n$n"); do
-		st=$(cut -d' ' -f22 "/proc/$p/stat" 2>/dev/null) && procs="$procs $p:$st"
-	done
-done
+procs=$(ns_procs "$IPM_LAB_NS-n1" "$IPM_LAB_NS-n2")
 diag "lab processes: $(echo "$procs" | wc -w)"
-left() {
-	local e st
-	for e in $procs; do
-		st=$(cut -d' ' -f3,22 "/proc/${e%%:*}/stat" 2>/dev/null)
-		[ "${st#* }" != "${e#*:}" ] || [ "${st%% *}" = Z ] || echo "${e%%:*}"
-	done
-}
+left() { procs_left "$procs"; }
 t0=$SECONDS
 lab down >"$T_DIR/down.log" 2>&1
 check "lab down ($((SECONDS - t0)) s)" test $? = 0

@@ -13,9 +13,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 24
 
-netns_pair || bail "cannot create network namespaces"
-pair_setup vol0:64M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_up vol0:64M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node2 vol0 uptodate
 g1=$(lun_field node1 vol0 generation); g2=$(lun_field node2 vol0 generation)
 check "both nodes at the same data generation ($g1)" test "$g1" = "$g2" -a "$g1" != none

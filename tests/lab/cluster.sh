@@ -6,7 +6,7 @@
 # visible inside the nodes only, creates the promotable resource vol0 and
 # waits until it has settled: P is then the Promoted node, Q the Unpromoted
 # one. It reports 4 checks of its own and defines the helpers the tests use
-# (lab, mon, roles, within, attr, dump_logs, ...). The daemons mirror and
+# (lab, mon, roles, stays, within, attr, dump_logs, ...). The daemons mirror and
 # send heartbeats over the lab's replication network (10.203.1.x), hosts use
 # NBD on the cluster network (10.203.0.x); the agent's daemon runs the fence
 # handler of the source tree (agent/ipmirror-fence-peer).
@@ -78,6 +78,14 @@ roles() {
 role_nodes() { local r; r=$(roles ${2:+"$2"}); [ "$1" = Promoted ] && echo "${r%/*}" || echo "${r#*/}"; }
 # roles_are P U [LUN]: exactly P is Promoted and exactly U is Unpromoted
 roles_are() { [ "$(roles ${3:+"$3"})" = "$1/$2" ]; }
+# stays SECONDS ROLES: crm_mon shows ROLES (of the first LUN) all the time
+stays() {
+	local end=$((SECONDS + $1))
+	while [ "$SECONDS" -lt "$end" ]; do
+		[ "$(roles)" = "$2" ] || { diag "roles changed to $(roles)"; return 1; }
+		sleep 1
+	done
+}
 one_each() { case "$(roles ${1:+"$1"})" in node1/node2 | node2/node1) return 0 ;; esac; return 1; }
 # promoted_at NODE [LUN]: time (epoch s) of NODE's last successful promote, from its pacemaker.log
 promoted_at() {

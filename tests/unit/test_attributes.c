@@ -15,7 +15,7 @@
 #include <pthread.h>
 #include <cmocka.h>
 
-#include "attributes.h"
+#include "cluster/attributes.h"
 
 #define MAX_CALLS 64
 

@@ -16,7 +16,7 @@
 #include <pthread.h>
 #include <cmocka.h>
 
-#include "fencing.h"
+#include "cluster/fencing.h"
 #include "unit_util.h"
 
 #define MAX_CALLS 32

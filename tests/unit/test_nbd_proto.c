@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "nbd_proto.h"
+#include "nbd/proto.h"
 
 #define EXPORT_SIZE (256ULL << 20)
 

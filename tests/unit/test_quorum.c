@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <corosync/quorum.h>
 
-#include "quorum.h"
+#include "cluster/quorum.h"
 #include "unit_util.h"
 
 static void test_quorate(void **state)

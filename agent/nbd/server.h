@@ -1,4 +1,4 @@
-/* nbd_server.h - the NBD server of ipmirrord: hosts reach LUNs over NBD
+/* server.h - the NBD server of ipmirrord: hosts reach LUNs over NBD
  * (fixed newstyle, export name = LUN name) on TCP and/or a Unix socket.
  * See doc/nbd.md for what is supported. */
 #ifndef IPM_NBD_SERVER_H

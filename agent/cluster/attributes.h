@@ -14,8 +14,8 @@
  * date when its primary went away still holds every acknowledged write,
  * although the engine then reports it "outdated". Promotion checks use it.
  *
- * All symbols start with ipm_ so the daemon can reach them in the shared
- * library; this header is not installed. */
+ * Part of ipmirrord (cluster policy stays out of libipmirror): it uses only
+ * the public ipmirror.h; this header is not installed. */
 #ifndef IPM_ATTRIBUTES_H
 #define IPM_ATTRIBUTES_H
 

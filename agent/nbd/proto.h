@@ -1,4 +1,4 @@
-/* nbd_proto.h - NBD wire format (fixed newstyle): decoding and validation of
+/* proto.h - NBD wire format (fixed newstyle): decoding and validation of
  * what clients send, builders for what the server sends. No I/O here, so
  * every rule can be unit-tested on byte buffers. Reference: the NBD project's
  * doc/proto.md. All integers on the wire are big-endian. */

@@ -1,5 +1,4 @@
-/* attributes.c - the node-attribute publisher (see attributes.h), and the
- * role override used by promote/demote (ipm_config_set_primary). */
+/* attributes.c - the node-attribute publisher (see attributes.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,7 +13,6 @@
 #include <qb/qblog.h>
 
 #include "attributes.h"
-#include "engine.h"
 
 #define POLL_MS 500
 #define NOCLUSTER_RETRY_MS 10000
@@ -434,26 +432,4 @@ int ipm_attr_publish_attrd(void *opaque, const char *name, const char *value)
 	if (WIFEXITED(status) && WEXITSTATUS(status) == ATTRD_NOT_CONNECTED)
 		return -ENOTCONN;
 	return -EIO;
-}
-
-/* ---- role override ---------------------------------------------------------- */
-
-int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node)
-{
-	unsigned i;
-	char *p;
-
-	if (!ipm_config_node(cfg, node))
-		return -ENOENT;
-	for (i = 0; i < cfg->n_luns; i++) {
-		if (strcmp(cfg->luns[i].name, lun) != 0)
-			continue;
-		p = strdup(node);
-		if (!p)
-			return -ENOMEM;
-		free(cfg->luns[i].primary);
-		cfg->luns[i].primary = p;
-		return 0;
-	}
-	return -ENOENT;
 }

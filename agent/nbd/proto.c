@@ -1,8 +1,8 @@
-/* nbd_proto.c - NBD wire format: decode, validate, build. No I/O. */
+/* proto.c - NBD wire format: decode, validate, build. No I/O. */
 #include <errno.h>
 #include <string.h>
 
-#include "nbd_proto.h"
+#include "proto.h"
 
 static uint16_t get16(const uint8_t *p)
 {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "clock.h"
 #include "attributes.h"
 
 #define POLL_MS 500
@@ -52,14 +53,6 @@ struct ipm_attributes {
 	bool failing;
 	bool nocluster_logged;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- computing the attributes ------------------------------------------ */
 
@@ -196,7 +189,7 @@ static void publish_failed(struct ipm_attributes *a, const struct ipm_attr *v, i
 {
 	if (rc == -ENOTCONN) {
 		/* no cluster: normal outside Pacemaker; say it once */
-		a->retry_at_ms = mono_ms() + NOCLUSTER_RETRY_MS;
+		a->retry_at_ms = ipm_now_ms() + NOCLUSTER_RETRY_MS;
 		if (!a->nocluster_logged)
 			qb_log(LOG_INFO, "node attributes: no cluster running; retrying every %d s",
 			       NOCLUSTER_RETRY_MS / 1000);
@@ -223,7 +216,7 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 	int published = 0, rc;
 	size_t i;
 
-	if (!a->fn || (a->retry_at_ms && mono_ms() < a->retry_at_ms))
+	if (!a->fn || (a->retry_at_ms && ipm_now_ms() < a->retry_at_ms))
 		return 0;
 	a->retry_at_ms = 0;
 	for (i = 0; i < n; i++) {
@@ -316,10 +309,7 @@ static void *attributes_thread(void *arg)
 		pthread_mutex_unlock(&a->lock);
 		ipm_attributes_poll(a);
 		pthread_mutex_lock(&a->lock);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		ts = ipm_mono_deadline(POLL_MS);
 		while (!a->stop && !a->wake)
 			if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) == ETIMEDOUT)
 				break;
@@ -332,7 +322,6 @@ int ipm_attributes_create(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
 			  struct ipm_attributes **out, ipm_error *err)
 {
 	struct ipm_attributes *a = calloc(1, sizeof(*a));
-	pthread_condattr_t ca;
 
 	if (!a)
 		return ipm_fail(err, -ENOMEM, "out of memory");
@@ -341,10 +330,7 @@ int ipm_attributes_create(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
 	a->opaque = opaque;
 	pthread_mutex_init(&a->engine_lock, NULL);
 	pthread_mutex_init(&a->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&a->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	ipm_cond_init_mono(&a->cond);
 	*out = a;
 	return 0;
 }

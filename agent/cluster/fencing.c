@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "clock.h"
 #include "fencing.h"
 
 #define HANDLER_TIMEOUT_MS 60000
@@ -44,14 +45,6 @@ struct ipm_fencing {
 	size_t n_luns;
 	unsigned runs;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the decision --------------------------------------------------------- */
 
@@ -191,7 +184,7 @@ unsigned ipm_fencing_runs(struct ipm_fencing *f)
 /* The first LUN with work due now (lock held); else -1 and *wait_ms. */
 static ssize_t next_due(struct ipm_fencing *f, int64_t *wait_ms)
 {
-	int64_t now = mono_ms();
+	int64_t now = ipm_now_ms();
 	size_t i;
 
 	*wait_ms = IDLE_WAIT_MS;
@@ -220,7 +213,7 @@ static void run_done(struct ipm_fencing *f, size_t i, enum ipm_fence_want w, int
 		return;
 	}
 	m->failures++;
-	m->retry_at_ms = mono_ms() + f->retry_ms;
+	m->retry_at_ms = ipm_now_ms() + f->retry_ms;
 	/* loud at first, then every 10th attempt so the log stays readable */
 	if (m->failures == 1 || m->failures % 10 == 0)
 		qb_log(w == IPM_FENCE_FENCE ? LOG_CRIT : LOG_ERR,
@@ -244,10 +237,7 @@ static void *fencing_thread(void *arg)
 	while (!f->stop) {
 		i = next_due(f, &wait_ms);
 		if (i < 0) {
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += wait_ms * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
+			ts = ipm_mono_deadline(wait_ms);
 			pthread_cond_timedwait(&f->cond, &f->lock, &ts);
 			continue;
 		}
@@ -270,7 +260,6 @@ int ipm_fencing_start(ipm_fence_run_fn fn, void *opaque, int retry_ms,
 		      struct ipm_fencing **out, ipm_error *err)
 {
 	struct ipm_fencing *f = calloc(1, sizeof(*f));
-	pthread_condattr_t ca;
 	int rc;
 
 	if (!f)
@@ -279,10 +268,7 @@ int ipm_fencing_start(ipm_fence_run_fn fn, void *opaque, int retry_ms,
 	f->opaque = opaque;
 	f->retry_ms = retry_ms;
 	pthread_mutex_init(&f->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&f->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	ipm_cond_init_mono(&f->cond);
 	rc = -pthread_create(&f->thread, NULL, fencing_thread, f);
 	if (rc < 0) {
 		ipm_fencing_stop(f);
@@ -321,7 +307,7 @@ static int collect_output(int fd, int64_t deadline, char *out, size_t outlen)
 	ssize_t n;
 
 	for (;;) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - ipm_now_ms();
 
 		if (left <= 0)
 			return -ETIMEDOUT;
@@ -377,7 +363,7 @@ int ipm_fence_run_handler(void *opaque, const char *action, const char *lun, cha
 		snprintf(out, outlen, "cannot run %s: %s", argv[0], strerror(rc));
 		return -rc;
 	}
-	rc = collect_output(pipefd[0], mono_ms() + HANDLER_TIMEOUT_MS, out, outlen);
+	rc = collect_output(pipefd[0], ipm_now_ms() + HANDLER_TIMEOUT_MS, out, outlen);
 	close(pipefd[0]);
 	if (rc == -ETIMEDOUT) {
 		kill(pid, SIGKILL);

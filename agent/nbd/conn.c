@@ -16,61 +16,7 @@
 #include "nbd_int.h"
 
 #define MAX_OPTIONS        1024        /* per handshake; more is a denial of service */
-#define RL_WINDOW_MS       10000       /* rate-limited log lines: at most */
-#define RL_BURST           5           /* RL_BURST per kind per window */
 #define BAD_LOG_MAX        16          /* logged bad requests per client */
-
-void client_log(struct nbd_client *c, int prio, const char *fmt, ...)
-{
-	char msg[320];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	qb_log(prio, "nbd client %s: %s", c->peer, msg);
-}
-
-/* May a line of this kind go out now? *dropped: lines held back since the
- * last one that went out. */
-static bool rl_allow(struct nbd_server *s, enum rl_kind k, unsigned *dropped)
-{
-	int64_t now = mono_ms();
-	bool ok;
-
-	pthread_mutex_lock(&s->rl_lock);
-	if (now - s->rl[k].window_ms >= RL_WINDOW_MS) {
-		s->rl[k].window_ms = now;
-		s->rl[k].logged = 0;
-	}
-	ok = s->rl[k].logged < RL_BURST;
-	if (ok) {
-		s->rl[k].logged++;
-		*dropped = s->rl[k].dropped;
-		s->rl[k].dropped = 0;
-	} else {
-		s->rl[k].dropped++;
-	}
-	pthread_mutex_unlock(&s->rl_lock);
-	return ok;
-}
-
-void client_log_limited(struct nbd_client *c, enum rl_kind k, const char *fmt, ...)
-{
-	unsigned dropped;
-	char msg[320];
-	va_list ap;
-
-	if (!rl_allow(c->s, k, &dropped))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (dropped)
-		client_log(c, LOG_WARNING, "%s (%u similar lines suppressed)", msg, dropped);
-	else
-		client_log(c, LOG_WARNING, "%s", msg);
-}
 
 /* Copy an untrusted name for a log line or error message. */
 static void printable(char *dst, size_t dsz, const char *src, size_t len)
@@ -117,41 +63,9 @@ struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
 	pthread_mutex_init(&c->rlock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->room, NULL);
-	c->accepted_ms = mono_ms();
+	c->accepted_ms = ipm_now_ms();
 	peer_name(c, is_unix);
 	return c;
-}
-
-void client_unref(struct nbd_client *c)
-{
-	struct nbd_work *w;
-
-	if (atomic_fetch_sub(&c->refs, 1) != 1)
-		return;
-	close(c->fd);
-	while ((w = c->cache)) {
-		c->cache = w->next;
-		item_free(w);
-	}
-	pthread_mutex_destroy(&c->rlock);
-	pthread_mutex_destroy(&c->send_lock);
-	pthread_mutex_destroy(&c->lock);
-	pthread_cond_destroy(&c->room);
-	free(c);
-}
-
-/* Make the connection unusable: wakes the reader (also when it waits for
- * room in the pool) and any blocked sender. */
-void client_kill(struct nbd_client *c)
-{
-	atomic_store(&c->dead, true);
-	shutdown(c->fd, SHUT_RDWR);
-	pthread_mutex_lock(&c->lock);
-	pthread_cond_broadcast(&c->room);
-	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_lock(&c->s->plock);
-	pthread_cond_broadcast(&c->s->pool_room);
-	pthread_mutex_unlock(&c->s->plock);
 }
 
 /* ---- clients: I/O ------------------------------------------------------ */
@@ -202,7 +116,7 @@ static int hs_arm(struct nbd_client *c)
 
 	if (!c->deadline_ms)
 		return 0;
-	left = c->deadline_ms - mono_ms();
+	left = c->deadline_ms - ipm_now_ms();
 	if (left <= 0)
 		return -EAGAIN;
 	set_timeout_ms(c->fd, SO_RCVTIMEO, left);

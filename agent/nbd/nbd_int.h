@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "clock.h"
 #include "ipmirror.h"
 #include "proto.h"
 #include "server.h"
@@ -143,15 +144,7 @@ struct nbd_server {
 	bool stopping;
 };
 
-static inline int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- conn.c: one client ------------------------------------------------ */
+/* ---- client.c: the leaves of one client ------------------------------- */
 
 /* A line naming the client's peer. */
 void client_log(struct nbd_client *c, int prio, const char *fmt, ...)
@@ -159,17 +152,23 @@ void client_log(struct nbd_client *c, int prio, const char *fmt, ...)
 /* The same, rate-limited per kind (lines an attacker can cause at will). */
 void client_log_limited(struct nbd_client *c, enum rl_kind k, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* A client for an accepted fd, one reference (the server's list). */
-struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix);
 void client_unref(struct nbd_client *c);
 /* Make the connection unusable: wakes the reader and any blocked sender. */
 void client_kill(struct nbd_client *c);
+/* Request buffers (cap a power of 2; large ones mapped) and their items. */
+void *buf_alloc(size_t cap);
+void buf_free(void *p, size_t cap);
+void item_free(struct nbd_work *w);
+
+/* ---- conn.c: one client ------------------------------------------------ */
+
+/* A client for an accepted fd, one reference (the server's list). */
+struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix);
 /* The client's reader thread: handshake, then requests until the end. */
 void *reader_main(void *arg);
 
 /* ---- work.c: requests in flight ---------------------------------------- */
 
-void item_free(struct nbd_work *w);
 /* An item with room for need payload bytes, once the budgets allow. NULL
  * when the client died or memory ran out (*rc says which). */
 struct nbd_work *work_get(struct nbd_client *c, size_t need, int *rc);

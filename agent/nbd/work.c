@@ -19,38 +19,7 @@
 #define CLIENT_FREE_BYTES  (2U << 20)  /* of which this much needs no pool share */
 #define POOL_MAX_BYTES     (256U << 20) /* the rest, shared by all clients */
 #define CACHE_MAX_BYTES    (8U << 20)  /* recycled item buffers per client */
-#define BUF_MMAP_MIN       (1U << 20)  /* buffers this large are mapped */
 #define QUEUE_BATCH        16          /* requests handed to workers at once */
-
-/* ---- buffers ----------------------------------------------------------- */
-
-/* Large buffers are mapped, so that freeing one gives its memory back at
- * once: from malloc, freed 32 MiB buffers stayed in the threads' arenas and
- * the RSS grew well past the pool's bound. cap is a power of 2. */
-static void *buf_alloc(size_t cap)
-{
-	void *p;
-
-	if (cap >= BUF_MMAP_MIN) {
-		p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		return p == MAP_FAILED ? NULL : p;
-	}
-	return posix_memalign(&p, 4096, cap) == 0 ? p : NULL;
-}
-
-static void buf_free(void *p, size_t cap)
-{
-	if (p && cap >= BUF_MMAP_MIN)
-		munmap(p, cap);
-	else
-		free(p);
-}
-
-void item_free(struct nbd_work *w)
-{
-	buf_free(w->buf, w->cap);
-	free(w);
-}
 
 /* ---- work items and the queue ------------------------------------------ */
 
@@ -320,7 +289,7 @@ static int out_push(struct nbd_client *c)
 			continue;
 		if (k < 0)
 			return -errno;
-		c->out_progress_ms = mono_ms();
+		c->out_progress_ms = ipm_now_ms();
 		out_advance(c, (size_t)k);
 	}
 	return 0;
@@ -395,7 +364,7 @@ static void reply_queue(struct nbd_client *c, struct nbd_work *first, struct nbd
 	c->sending = true;
 	pthread_mutex_unlock(&c->rlock);
 	atomic_fetch_add(&c->refs, 1);  /* the items may hold the last references */
-	c->out_progress_ms = mono_ms();
+	c->out_progress_ms = ipm_now_ms();
 	if (replies_flush(c) == -EAGAIN)
 		stall_add(c);
 	else
@@ -582,7 +551,7 @@ void *sender_main(void *arg)
 	bool stop;
 
 	for (;;) {
-		int64_t now = mono_ms(), wait = 1000;
+		int64_t now = ipm_now_ms(), wait = 1000;
 		size_t n = 1, i;
 		uint64_t v;
 
@@ -613,7 +582,7 @@ void *sender_main(void *arg)
 			qb_log(LOG_ERR, "nbd sender: poll: %s", strerror(errno));
 		if (pfd[0].revents & POLLIN && read(s->swake_fd, &v, sizeof(v)) < 0)
 			qb_log(LOG_DEBUG, "nbd sender: wake read: %s", strerror(errno));
-		now = mono_ms();
+		now = ipm_now_ms();
 		for (pp = &mine, i = 1; (c = *pp); i++) {
 			if (sender_serve(c, pfd[i].revents != 0, now, stop))
 				*pp = c->snext;

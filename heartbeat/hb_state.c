@@ -81,42 +81,17 @@ int hb_state_load(const char *path, struct hb_state *st, ipm_error *err)
 	return hb_state_decode(b, (size_t)n, path, st, err);
 }
 
-static int write_tmp(const char *tmp, const uint8_t *b)
-{
-	int fd, rc = 0;
-
-	/* a stale tmp (or a symlink planted there) is removed, not followed */
-	if (unlink(tmp) < 0 && errno != ENOENT)
-		return -errno;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, b, HB_STATE_LEN) != HB_STATE_LEN || fsync(fd) < 0)
-		rc = -(errno ? errno : EIO);
-	close(fd);
-	return rc;
-}
-
 int hb_state_save(const char *path, const struct hb_state *st, ipm_error *err)
 {
 	uint8_t b[HB_STATE_LEN];
 	char tmp[4200];
-	int rc;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return ipm_fail(err, -ENAMETOOLONG, "%s: path too long", path);
 	hb_state_encode(st, b);
-	errno = 0;
-	rc = write_tmp(tmp, b);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc == 0)
-		rc = fsync_dir_of(path);
-	if (rc < 0) {
-		unlink(tmp);
-		return ipm_fail(err, rc, "%s: cannot write: %s", path, strerror(-rc));
-	}
-	return 0;
+	/* O_EXCL temporary, fsync, rename, directory sync: never a torn file,
+	 * never written through a planted link */
+	return replace_file(path, tmp, b, HB_STATE_LEN, "heartbeat state", err);
 }
 
 uint64_t hb_state_next_boot(uint64_t last, int64_t realtime_s)

@@ -42,40 +42,6 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);
 void lun_close(struct ipm_lun *l);
 
-/* ---- data generations (generation.c) ---- */
-/* Load the LUN's generation file; a missing one is a new LUN, which starts
- * at gen_initial(), held in common with the peer. */
-int lun_gen_open(struct ipm_lun *l, ipm_error *err);
-/* Primary: before the first write of this run reaches anything (the
- * caller checks l->wrote first): from now on this node may hold writes the
- * peer lacks, until a clean stop. */
-void lun_gen_first_write(struct ipm_lun *l);
-/* Primary: a write the peer cannot see yet. Starts a new generation the
- * first time after the peer held the current one. */
-void lun_gen_diverge(struct ipm_lun *l);
-/* Primary: the peer has everything (resync complete). */
-void lun_gen_shared(struct ipm_lun *l);
-/* Primary: stopped with nothing the peer lacks. */
-void lun_gen_clean_stop(struct ipm_lun *l);
-/* Primary: the peer's verdict on this LUN at a handshake. */
-void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted);
-/* Mirror: judge the primary's line at a handshake. Returns 0 and sets
- * *verdict (WIRE_LV_*) or a positive errno with reason filled. */
-int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verdict,
-		  char *reason, size_t reason_len);
-/* Mirror: a resync pass completed, the copy equals the primary's. */
-void lun_gen_insync(struct ipm_lun *l);
-/* Mirror: a resync pass applies its first request: no longer a whole image
- * until the pass completes. */
-void lun_gen_resyncing(struct ipm_lun *l);
-/* The copy is consistent (persisted: survives a restart of the daemon). */
-bool lun_gen_consistent(struct ipm_lun *l);
-/* Mirror: resolve --discard-local. */
-int lun_gen_discard(struct ipm_lun *l, ipm_error *err);
-bool lun_gen_splitbrain(struct ipm_lun *l);
-/* The current generation as 16 hex digits (or "none"). */
-void lun_gen_string(struct ipm_lun *l, char *out, size_t len);
-
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);
 

@@ -92,11 +92,33 @@ static int mark_dirty(struct rep_lun *rl, const struct wire_frame *f, ipm_error 
 	return 0;
 }
 
+/* The journal's record types are its own (its file format); a request
+ * and its record name the same operation. */
+static uint16_t journal_type_of(uint16_t wire_type)
+{
+	switch (wire_type) {
+	case WIRE_WRITE: return JR_WRITE;
+	case WIRE_TRIM: return JR_TRIM;
+	case WIRE_ZERO: return JR_ZERO;
+	default: return JR_FLUSH;
+	}
+}
+
+static uint16_t wire_type_of(uint16_t journal_type)
+{
+	switch (journal_type) {
+	case JR_WRITE: return WIRE_WRITE;
+	case JR_TRIM: return WIRE_TRIM;
+	case JR_ZERO: return WIRE_ZERO;
+	default: return WIRE_FLUSH;
+	}
+}
+
 int journal_request_locked(struct replicator *r, struct mreq *m)
 {
 	struct rep_lun *rl = m->rl;
 	struct journal_rec rec = {
-		.type = m->f.type,
+		.type = journal_type_of(m->f.type),
 		.flags = m->f.flags & WIRE_F_FUA,
 		.offset = m->f.offset,
 		.length = m->f.length,
@@ -167,11 +189,11 @@ static int send_replay(struct replicator *r, struct rep_lun *rl, const struct jo
 	if (!m)
 		return -ENOMEM;
 	m->f = (struct wire_frame){
-		.magic = WIRE_FRAME_MAGIC, .type = rec->type,
+		.magic = WIRE_FRAME_MAGIC, .type = wire_type_of(rec->type),
 		.flags = (uint16_t)((rec->flags & WIRE_F_FUA) | WIRE_F_REPLAY | extra_flags),
 		.lun = rl->index, .offset = rec->offset, .length = rec->length,
 	};
-	if (rec->type == WIRE_WRITE) {
+	if (rec->type == JR_WRITE) {
 		m->owned = malloc(rec->length ? rec->length : 1);
 		if (!m->owned) {
 			free(m);
@@ -222,7 +244,7 @@ static int replay_journal(struct replicator *r, struct rep_lun *rl, uint64_t *se
 		if (n++ < rl->replayed_records)
 			continue;
 		/* an empty record (journaled by older versions) changes nothing */
-		if (rec.type != WIRE_FLUSH && rec.length == 0) {
+		if (rec.type != JR_FLUSH && rec.length == 0) {
 			rl->replayed_records++;
 			continue;
 		}
@@ -247,7 +269,7 @@ out:
  * is read, so a write that lands meanwhile marks it again for the next pass. */
 static int copy_dirty(struct replicator *r, struct rep_lun *rl, uint64_t *sent, int64_t t0)
 {
-	struct journal_rec rec = { .type = WIRE_WRITE };
+	struct journal_rec rec = { .type = JR_WRITE };
 	uint64_t off, len, from = 0;
 	void *buf = NULL;
 	int rc = 0;
@@ -345,7 +367,7 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 	       r->e->peer->name, (unsigned long long)sent, (long long)(ipm_now_ms() - t0));
 }
 
-static const struct journal_rec insync_marker = { .type = WIRE_FLUSH };
+static const struct journal_rec insync_marker = { .type = JR_FLUSH };
 
 /* Journal records not replayed yet, plus dirty 1 MiB extents not copied yet. */
 static uint64_t backlog_locked(struct replicator *r)

@@ -21,7 +21,6 @@
 #include "dirty_bitmap.h"
 #include "endian.h"
 #include "fileio.h"
-#include "wire.h"
 
 #define BH_MAGIC "IPMDBMP1"
 #define BH_VERSION 1

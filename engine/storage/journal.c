@@ -25,7 +25,6 @@
 #include "endian.h"
 #include "fileio.h"
 #include "journal.h"
-#include "wire.h"
 
 #define JH_MAGIC "IPMJRNL1"
 #define JH_VERSION 1
@@ -36,7 +35,7 @@
 #define JR_MAGIC 0x524a5049u   /* "IPJR" as little-endian bytes */
 #define JR_LEN 40
 #define JR_CRC_OFF 36
-#define JR_MAX_DATA WIRE_MAX_PAYLOAD
+#define JR_MAX_DATA (32u << 20)   /* = the largest request, WIRE_MAX_PAYLOAD */
 
 #define SCAN_CHUNK (1u << 20)
 
@@ -164,7 +163,7 @@ static int header_check(struct journal *j, uint64_t file_size, ipm_error *err)
 
 static uint64_t data_len(uint16_t type, uint64_t length)
 {
-	return type == WIRE_WRITE ? (length + 7) & ~7ull : 0;
+	return type == JR_WRITE ? (length + 7) & ~7ull : 0;
 }
 
 /* Magic and header CRC: the record header was written by a journal. */
@@ -183,11 +182,11 @@ static bool rec_hdr_decode(const uint8_t b[JR_LEN], struct rec_hdr *h)
 
 static bool range_ok(const struct journal *j, uint16_t type, uint64_t off, uint64_t len)
 {
-	if (type < WIRE_WRITE || type > WIRE_FLUSH)
+	if (type < JR_WRITE || type > JR_FLUSH)
 		return false;
-	if (type == WIRE_WRITE && len > JR_MAX_DATA)
+	if (type == JR_WRITE && len > JR_MAX_DATA)
 		return false;
-	return type == WIRE_FLUSH || (off <= j->lun_size && len <= j->lun_size - off);
+	return type == JR_FLUSH || (off <= j->lun_size && len <= j->lun_size - off);
 }
 
 /* Read and check the record at pos, which must end by limit and carry seq.
@@ -228,7 +227,7 @@ static int read_record(struct journal *j, uint64_t pos, uint64_t limit, uint64_t
 		*why = "record data cut short";
 		return 1;
 	}
-	if (h->type != WIRE_WRITE) {
+	if (h->type != JR_WRITE) {
 		if (h->data_crc != 0) {
 			*why = "data checksum mismatch";
 			return 1;
@@ -445,7 +444,7 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 	int cnt = 1, rc;
 
 	if (!range_ok(j, rec->type, rec->offset, rec->length) ||
-	    (rec->type == WIRE_WRITE && rec->length && !rec->data))
+	    (rec->type == JR_WRITE && rec->length && !rec->data))
 		return ipm_fail(err, -EINVAL, "journal %s: invalid request (type %u, offset %llu, length %llu)",
 			    j->path, rec->type, (unsigned long long)rec->offset,
 			    (unsigned long long)rec->length);
@@ -460,10 +459,10 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 	le_put64(b + 8, seq);
 	le_put64(b + 16, rec->offset);
 	le_put64(b + 24, rec->length);
-	le_put32(b + 32, rec->type == WIRE_WRITE ? crc32c(0, rec->data, rec->length) : 0);
+	le_put32(b + 32, rec->type == JR_WRITE ? crc32c(0, rec->data, rec->length) : 0);
 	le_put32(b + JR_CRC_OFF, crc32c(0, b, JR_CRC_OFF));
 	iov[0] = (struct iovec){ b, JR_LEN };
-	if (rec->type == WIRE_WRITE && rec->length) {
+	if (rec->type == JR_WRITE && rec->length) {
 		iov[cnt++] = (struct iovec){ (void *)rec->data, rec->length };
 		if (rec->length & 7)
 			iov[cnt++] = (struct iovec){ (void *)zeros, 8 - (rec->length & 7) };
@@ -550,7 +549,7 @@ int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_erro
 	*rec = (struct journal_rec){
 		.seq = h.seq, .type = h.type, .flags = h.flags,
 		.offset = h.offset, .length = h.length,
-		.data = h.type == WIRE_WRITE ? it->buf : NULL,
+		.data = h.type == JR_WRITE ? it->buf : NULL,
 	};
 	it->pos += JR_LEN + data_len(h.type, h.length);
 	it->index++;

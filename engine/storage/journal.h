@@ -18,9 +18,18 @@
 struct journal;
 struct journal_iter;
 
+/* A record's type: the journal's own numbers, fixed by its file format
+ * (doc/journal.md), whatever the wire protocol calls these requests. */
+enum journal_type {
+	JR_WRITE = 1,        /* carries length bytes of data */
+	JR_TRIM = 2,
+	JR_ZERO = 3,
+	JR_FLUSH = 4,        /* a barrier; offset and length 0 */
+};
+
 struct journal_rec {
 	uint64_t seq;        /* assigned by journal_append (1,2,3.. since the last reset) */
-	uint16_t type;       /* WIRE_WRITE, WIRE_TRIM, WIRE_ZERO, WIRE_FLUSH (wire.h) */
+	uint16_t type;       /* enum journal_type */
 	uint16_t flags;      /* WIRE_F_FUA etc., opaque to the journal */
 	uint64_t offset, length;
 	const void *data;    /* WRITE only: length bytes; from the iterator valid until the next call */

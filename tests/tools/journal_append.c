@@ -11,12 +11,11 @@
 #include <string.h>
 
 #include "journal.h"
-#include "wire.h"
 
 static int parse_rec(const char *spec, struct journal_rec *r, unsigned *byte)
 {
-	static const char *names[] = { [WIRE_WRITE] = "write", [WIRE_TRIM] = "trim",
-				       [WIRE_ZERO] = "zero", [WIRE_FLUSH] = "flush" };
+	static const char *names[] = { [JR_WRITE] = "write", [JR_TRIM] = "trim",
+				       [JR_ZERO] = "zero", [JR_FLUSH] = "flush" };
 	char type[8];
 	unsigned long long off, len;
 	uint16_t t;
@@ -24,10 +23,10 @@ static int parse_rec(const char *spec, struct journal_rec *r, unsigned *byte)
 	*byte = 0;
 	if (sscanf(spec, "%7[a-z]:%llu:%llu:%x", type, &off, &len, byte) < 3)
 		return -1;
-	for (t = WIRE_WRITE; t <= WIRE_FLUSH; t++)
+	for (t = JR_WRITE; t <= JR_FLUSH; t++)
 		if (strcmp(type, names[t]) == 0)
 			break;
-	if (t > WIRE_FLUSH)
+	if (t > JR_FLUSH)
 		return -1;
 	*r = (struct journal_rec){ .type = t, .offset = off, .length = len };
 	return 0;
@@ -58,7 +57,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "journal_append: bad record \"%s\"\n", argv[i]);
 			goto out;
 		}
-		if (r.type == WIRE_WRITE && r.length) {
+		if (r.type == JR_WRITE && r.length) {
 			data = malloc(r.length);
 			if (!data)
 				goto out;

@@ -114,7 +114,7 @@ static void fill(uint8_t *buf, size_t len, unsigned seed)
 static uint64_t put_write(struct journal *j, uint64_t off, size_t len, unsigned seed)
 {
 	uint8_t *buf = malloc(len ? len : 1);
-	struct journal_rec r = { .type = WIRE_WRITE, .offset = off, .length = len, .data = buf };
+	struct journal_rec r = { .type = JR_WRITE, .offset = off, .length = len, .data = buf };
 	ipm_error err = { "" };
 
 	assert_non_null(buf);
@@ -135,7 +135,7 @@ static void expect_write(struct journal_iter *it, uint64_t seq, uint64_t off, si
 	fill(want, len, seed);
 	assert_int_equal(journal_iter_next(it, &r, &err), 1);
 	assert_int_equal(r.seq, seq);
-	assert_int_equal(r.type, WIRE_WRITE);
+	assert_int_equal(r.type, JR_WRITE);
 	assert_int_equal(r.offset, off);
 	assert_int_equal(r.length, len);
 	assert_non_null(r.data);
@@ -169,15 +169,15 @@ static void append_mixed(struct journal *j)
 	ipm_error err = { "" };
 
 	assert_int_equal(put_write(j, 4096, 4096, 1), 1);
-	r = (struct journal_rec){ .type = WIRE_TRIM, .offset = 1 << 20, .length = 8 << 20 };
+	r = (struct journal_rec){ .type = JR_TRIM, .offset = 1 << 20, .length = 8 << 20 };
 	assert_int_equal(journal_append(j, &r, &err), 0);
 	assert_int_equal(r.seq, 2);
-	r = (struct journal_rec){ .type = WIRE_ZERO, .flags = WIRE_F_FUA, .offset = 0,
+	r = (struct journal_rec){ .type = JR_ZERO, .flags = WIRE_F_FUA, .offset = 0,
 				  .length = LUN_SIZE };
 	assert_int_equal(journal_append(j, &r, &err), 0);
 	assert_int_equal(r.seq, 3);
 	assert_int_equal(put_write(j, LUN_SIZE - 13, 13, 2), 4);   /* unaligned length */
-	r = (struct journal_rec){ .type = WIRE_FLUSH };
+	r = (struct journal_rec){ .type = JR_FLUSH };
 	assert_int_equal(journal_append(j, &r, &err), 0);
 	assert_int_equal(r.seq, 5);
 }
@@ -193,19 +193,19 @@ static void expect_mixed(struct journal *j)
 	assert_int_equal(journal_iter_offset(it), REC + 4096);
 	assert_int_equal(journal_iter_next(it, &r, &err), 1);
 	assert_int_equal(r.seq, 2);
-	assert_int_equal(r.type, WIRE_TRIM);
+	assert_int_equal(r.type, JR_TRIM);
 	assert_int_equal(r.offset, 1 << 20);
 	assert_int_equal(r.length, 8 << 20);
 	assert_null(r.data);
 	assert_int_equal(journal_iter_next(it, &r, &err), 1);
 	assert_int_equal(r.seq, 3);
-	assert_int_equal(r.type, WIRE_ZERO);
+	assert_int_equal(r.type, JR_ZERO);
 	assert_int_equal(r.flags, WIRE_F_FUA);
 	assert_int_equal(r.length, LUN_SIZE);
 	expect_write(it, 4, LUN_SIZE - 13, 13, 2);
 	assert_int_equal(journal_iter_next(it, &r, &err), 1);
 	assert_int_equal(r.seq, 5);
-	assert_int_equal(r.type, WIRE_FLUSH);
+	assert_int_equal(r.type, JR_FLUSH);
 	assert_int_equal(r.flags, 0);
 	expect_end(it);
 	assert_int_equal(journal_iter_offset(it), journal_bytes(j));
@@ -273,7 +273,7 @@ static void test_in_use(void **state)
 static void test_invalid_request(void **state)
 {
 	struct journal *j;
-	struct journal_rec r = { .type = WIRE_TRIM, .offset = LUN_SIZE - 512, .length = 1024 };
+	struct journal_rec r = { .type = JR_TRIM, .offset = LUN_SIZE - 512, .length = 1024 };
 	ipm_error err = { "" };
 
 	(void)state;
@@ -291,11 +291,11 @@ static void test_invalid_request(void **state)
 static void test_enospc(void **state)
 {
 	uint64_t max = HDR + 2 * (REC + 4096) + REC;
-	struct journal_rec r = { .type = WIRE_TRIM, .offset = 0, .length = 4096 };
+	struct journal_rec r = { .type = JR_TRIM, .offset = 0, .length = 4096 };
 	struct journal *j;
 	ipm_error err = { "" };
 	uint8_t buf[4096] = { 0 };
-	struct journal_rec w = { .type = WIRE_WRITE, .length = sizeof(buf), .data = buf };
+	struct journal_rec w = { .type = JR_WRITE, .length = sizeof(buf), .data = buf };
 
 	(void)state;
 	j = jopen(max, NULL);
@@ -645,7 +645,7 @@ static void *appender(void *arg)
 {
 	struct journal *j = arg;
 	uint8_t buf[512];
-	struct journal_rec r = { .type = WIRE_WRITE, .length = sizeof(buf), .data = buf };
+	struct journal_rec r = { .type = JR_WRITE, .length = sizeof(buf), .data = buf };
 	ipm_error err = { "" };
 	uint64_t i;
 

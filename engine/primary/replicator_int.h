@@ -1,6 +1,7 @@
-/* replicator_int.h - the replicator's state, shared by replicator.c (live
- * mirroring, link state), resync.c (journaling and replay) and
- * activity_log.c.
+/* replicator_int.h - the replicator's state, shared by the primary's files:
+ * replicator.c (in-flight table, submission, completion, life cycle),
+ * worker.c (connections: dial, send, answers), link.c (the link state
+ * machine), resync.c (journaling and replay) and activity_log.c.
  *
  * Locks, in precedence order: a lock further down may be taken while one
  * above is held, never the reverse.
@@ -156,6 +157,27 @@ void finish_locked(struct replicator *r, struct mreq *m, int status);
 void complete_locked(struct replicator *r, struct mreq *m, int status);
 void enqueue_locked(struct replicator *r, struct mreq *m);
 void set_states_locked(struct replicator *r, enum ipm_lun_state s);
+/* The in-flight table (r->lock held): take request seq out of it; the
+ * lowest sequence number not answered yet; put a request back into the
+ * send queue in sequence order (a re-send after a lost connection). */
+struct mreq *hash_remove(struct replicator *r, uint64_t seq);
+uint64_t lowest_unacked(struct replicator *r);
+void queue_insert_sorted(struct replicator *r, struct mreq *m);
+
+/* worker.c */
+void *worker_main(void *arg);          /* one per connection */
+/* A small live request goes out from the host's own thread when a
+ * connection is idle (r->lock held, dropped while sending). */
+void send_now_locked(struct replicator *r, size_t len);
+/* The mirror's ordering record is no longer ours (r->lock held). */
+void forget_record_locked(struct replicator *r);
+
+/* link.c */
+void *monitor_main(void *arg);         /* the link state machine's thread */
+/* The link broke: journal what is unanswered, go LINK_DOWN. */
+void go_down_locked(struct replicator *r, const char *why);
+/* Stopping live with nothing outstanding: the copies are equal. */
+void mark_clean_stop_locked(struct replicator *r);
 
 /* resync.c */
 int resync_open_journals(struct replicator *r, ipm_error *err);

@@ -1,0 +1,219 @@
+/* link.c - the link state machine: the one place that switches a
+ * replicator between live, journaling (down) and resync, from what the
+ * heartbeat and the connections say (monitor_main). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "auth.h"
+#include "crc32c.h"
+#include "fullio.h"
+#include "handshake.h"
+#include "lockdebug.h"
+#include "lun.h"
+#include "replicator_int.h"
+#include "storage_hb.h"
+
+static int by_seq(const void *a, const void *b)
+{
+	uint64_t x = (*(struct mreq *const *)a)->f.seq, y = (*(struct mreq *const *)b)->f.seq;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Take every unanswered request out of the in-flight table, in seq order. */
+static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
+{
+	struct mreq **v = calloc(r->inflight ? r->inflight : 1, sizeof(*v)), *m;
+	unsigned i, n = 0;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (i = 0; i <= r->hash_mask; i++) {
+		while ((m = r->hash[i])) {
+			r->hash[i] = m->hnext;
+			if (v)
+				v[n++] = m;
+		}
+	}
+	r->qhead = r->qtail = NULL;
+	r->inflight = 0;
+	r->inflight_bytes = 0;
+	if (v)
+		qsort(v, n, sizeof(*v), by_seq);
+	*out = v;
+	return n;
+}
+
+/* Replays dropped by a go_down are sent again by the next resync: journal
+ * records from the journal, which is kept until a resync ends; but copied
+ * extents were cleared from the bitmap when read, so they are marked again
+ * (a journal record marked too only costs one more copy). */
+static void remark_replays_locked(struct replicator *r, struct mreq **v, unsigned n)
+{
+	ipm_error err = { "" };
+	bool marked = false;
+	unsigned i;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (i = 0; i < n; i++) {
+		struct rep_lun *rl = v[i]->rl;
+
+		if (!v[i]->replay || !rl->overflowed || v[i]->f.type == WIRE_FLUSH)
+			continue;
+		dirty_bitmap_mark(rl->bitmap, v[i]->f.offset, v[i]->f.length);
+		marked = true;
+	}
+	for (i = 0; marked && i < r->n_luns; i++)
+		if (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+}
+
+/* The peer is unreachable: from now on writes go to the journals. Requests
+ * the mirror did not answer go there first, in order (those the mirror is
+ * known to have applied - up to landed_floor - are done), so that nothing
+ * the host saw completed is lost and the journal order is the host's. */
+void go_down_locked(struct replicator *r, const char *why)
+{
+	struct mreq **v;
+	unsigned i, n, journaled = 0;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (r->link == LINK_DOWN)
+		return;
+	r->link = LINK_DOWN;
+	r->resync_hold = false; /* the held writes go to the journal (space_cond below) */
+	r->connect_allowed = false;
+	forget_record_locked(r);
+	pthread_cond_broadcast(&r->queue_cond);
+	/* request data must stay alive while a worker is still sending it */
+	while (r->sending)
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	n = drain_inflight_locked(r, &v);
+	for (i = 0; i < n; i++) {
+		if (!v[i]->replay && v[i]->f.seq > r->landed_floor) {
+			journal_request_locked(r, v[i]);
+			journaled++;
+		}
+	}
+	journal_sync_all_locked(r);
+	remark_replays_locked(r, v, n);
+	for (i = 0; i < n; i++)
+		finish_locked(r, v[i], 0);
+	free(v);
+	pthread_cond_broadcast(&r->space_cond);
+	set_states_locked(r, IPM_STATE_JOURNALING);
+	qb_log(LOG_WARNING, "peer %s unreachable (%s): journaling writes; %u unanswered request(s) journaled",
+	       r->e->peer->name, why, journaled);
+}
+
+static enum ipm_link_state peer_state(struct replicator *r)
+{
+	return r->hb ? heartbeat_state(r->hb) : IPM_LINK_UP;
+}
+
+static void monitor_live_locked(struct replicator *r)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	if (r->force_resync) {
+		r->force_resync = false;
+		go_down_locked(r, "the peer needs a full resync");
+	} else if (peer_state(r) == IPM_LINK_DOWN)
+		go_down_locked(r, "heartbeat timeout");
+	else if (ca_count_up(&r->ca) == 0)
+		go_down_locked(r, "all connections lost");
+}
+
+/* While down: probation is the heartbeat's; once it says the peer is back
+ * (or there is no heartbeat), let the workers dial and start the resync
+ * when a connection is up. */
+static void monitor_down_locked(struct replicator *r)
+{
+	enum ipm_link_state ps = peer_state(r);
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (ps == IPM_LINK_PROBATION)
+		set_states_locked(r, IPM_STATE_PROBATION);
+	else if (ps == IPM_LINK_DOWN)
+		set_states_locked(r, IPM_STATE_JOURNALING);
+	if (ps != IPM_LINK_UP) {
+		r->connect_allowed = false;
+		return;
+	}
+	if (!r->connect_allowed) {
+		r->connect_allowed = true;
+		pthread_cond_broadcast(&r->queue_cond);
+	}
+	if (ca_count_up(&r->ca) > 0) {
+		r->link = LINK_RESYNC;
+		set_states_locked(r, IPM_STATE_RESYNCING);
+	}
+}
+
+void *monitor_main(void *arg)
+{
+	struct replicator *r = arg;
+	int64_t settled = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (r->running) {
+		switch (r->link) {
+		case LINK_LIVE:
+			monitor_live_locked(r);
+			/* at most once a second, and only after AL_IDLE_MS without a
+			 * live write: each settle is an fdatasync, and clearing a
+			 * busy log only makes the next writes mark it again */
+			if (r->link == LINK_LIVE && ipm_now_ms() - settled >= 1000 &&
+			    ipm_now_ms() - r->last_live_ms >= AL_IDLE_MS) {
+				al_settle_locked(r);
+				settled = ipm_now_ms();
+			}
+			break;
+		case LINK_DOWN:
+			monitor_down_locked(r);
+			break;
+		case LINK_RESYNC:
+			pthread_mutex_unlock(&r->lock);
+			int rc = resync_run(r);
+
+			pthread_mutex_lock(&r->lock);
+			if (rc < 0 && r->running)
+				go_down_locked(r, "link lost during resync");
+			continue;
+		}
+		if (r->running)
+			ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* Stopping live with nothing unanswered, journaled or marked: the peer has
+ * every write, so this node's copy is no longer ahead of it. */
+void mark_clean_stop_locked(struct replicator *r)
+{
+	unsigned i;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (r->link != LINK_LIVE || r->inflight || r->al_users)
+		return;
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		if (journal_records(rl->journal) || rl->overflowed ||
+		    (rl->al && dirty_bitmap_dirty_bytes(rl->al)))
+			return;
+	}
+	for (i = 0; i < r->n_luns; i++)
+		lun_gen_clean_stop(r->luns[i].lun);
+}
+

@@ -1,0 +1,557 @@
+/* worker.c - the primary's connections: one worker thread per connection
+ * dials (with a backoff), runs the handshake and sends batches of requests;
+ * its reader thread takes the mirror's answers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "auth.h"
+#include "crc32c.h"
+#include "fullio.h"
+#include "handshake.h"
+#include "lockdebug.h"
+#include "lun.h"
+#include "replicator_int.h"
+#include "storage_hb.h"
+
+#define CONNECT_TIMEOUT_MS 3000
+/* reconnect backoff of a worker (worker_main) */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define BACKOFF_RESET_MS 10000
+
+/* An HBSLOT frame whose payload is complete in buf: keep the payload for
+ * the hbslot sink (called without r->lock). 0, or -EBADMSG. */
+static int take_hbslot(const struct wire_frame *f, const uint8_t *payload, uint8_t *slot,
+		       unsigned *slot_index, ipm_error *err)
+{
+	if (crc32c(0, payload, f->len) != f->csum)
+		return ipm_fail(err, -EBADMSG, "HBSLOT frame: payload checksum mismatch");
+	memcpy(slot, payload, WIRE_HBSLOT_LEN);
+	*slot_index = f->lun;
+	return 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct worker *w = arg;
+	struct replicator *r = w->r;
+	/* a batch of ACKs, or an HBSLOT frame with its payload */
+	uint8_t buf[WIRE_FRAME_LEN * 128];
+	uint8_t slot[WIRE_HBSLOT_LEN];
+	unsigned slot_index = 0;
+	bool have_slot;
+	size_t have = 0, pos;
+	struct wire_frame f;
+	ipm_error err;
+
+	for (;;) {
+		ssize_t n = recv(w->fd, buf + have, sizeof(buf) - have, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				snprintf(err.msg, sizeof(err.msg), "%s", strerror(errno));
+			else
+				snprintf(err.msg, sizeof(err.msg), "closed by peer");
+			break;
+		}
+		have += (size_t)n;
+		have_slot = false;
+		pthread_mutex_lock(&r->lock);
+		for (pos = 0; have - pos >= WIRE_FRAME_LEN; pos += WIRE_FRAME_LEN) {
+			struct mreq *m;
+
+			if (wire_frame_decode(buf + pos, r->n_luns, &f, &err) < 0) {
+				pthread_mutex_unlock(&r->lock);
+				goto protocol_error;
+			}
+			if (f.type == WIRE_HBSLOT) {
+				if (have - pos < WIRE_FRAME_LEN + f.len)
+					break;  /* the rest of its payload is still to come */
+				if (take_hbslot(&f, buf + pos + WIRE_FRAME_LEN, slot, &slot_index,
+						&err) < 0) {
+					pthread_mutex_unlock(&r->lock);
+					goto protocol_error;
+				}
+				have_slot = true;
+				pos += f.len;
+				continue;
+			}
+			if (f.type != WIRE_ACK) {
+				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
+				pthread_mutex_unlock(&r->lock);
+				goto protocol_error;
+			}
+			m = hash_remove(r, f.seq);
+
+			/* unknown: answered already on a connection that broke */
+			if (!m)
+				continue;
+			/* the mirror applied everything m depended on before m */
+			if (m->f.dep > r->landed_floor)
+				r->landed_floor = m->f.dep;
+			complete_locked(r, m, f.status);
+		}
+		pthread_mutex_unlock(&r->lock);
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+		ca_refresh(&r->ca, w->index);
+		if (have_slot)
+			if (r->on_hbslot)
+				r->on_hbslot(r->hbslot_opaque, slot_index, slot);
+	}
+	goto out;
+protocol_error:
+	qb_log(LOG_ERR, "connection %u to %s: %s; closing", w->index, r->e->peer->name,
+	       err.msg);
+out:
+	pthread_mutex_lock(&r->lock);
+	if (!w->failed && r->running)
+		qb_log(LOG_WARNING, "connection %u to %s broke: %s", w->index, r->e->peer->name,
+		       err.msg);
+	w->failed = true;
+	pthread_cond_broadcast(&r->queue_cond);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+static int resolve(const char *address, uint16_t port, struct sockaddr_storage *ss,
+		   socklen_t *len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai;
+	char ps[8];
+	int rc;
+
+	snprintf(ps, sizeof(ps), "%u", port);
+	rc = getaddrinfo(address, ps, &hints, &ai);
+	if (rc)
+		return -EHOSTUNREACH;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* Non-blocking connect bounded by CONNECT_TIMEOUT_MS, from our data address
+ * so replication uses the network the config names. */
+static int dial(struct replicator *r, ipm_error *err)
+{
+	const struct ipm_endpoint *to = &r->e->peer->data, *from = &r->e->self->data;
+	struct sockaddr_storage ss, src;
+	socklen_t len, slen;
+	struct pollfd pfd;
+	int fd, rc, one = 1, so_err = 0;
+	socklen_t el = sizeof(so_err);
+
+	rc = resolve(to->address, to->port, &ss, &len);
+	if (rc < 0)
+		return ipm_fail(err, rc, "cannot resolve %s", to->address);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return ipm_fail(err, -errno, "socket: %s", strerror(errno));
+	if (from->address && resolve(from->address, 0, &src, &slen) == 0 &&
+	    src.ss_family == ss.ss_family &&
+	    bind(fd, (struct sockaddr *)&src, slen) < 0) {
+		rc = ipm_fail(err, -errno, "bind to %s: %s", from->address, strerror(errno));
+		goto fail;
+	}
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+		rc = ipm_fail(err, -errno, "connect to %s:%u: %s", to->address, to->port,
+			      strerror(errno));
+		goto fail;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) != 1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_err, &el) < 0 || so_err) {
+		rc = ipm_fail(err, -ETIMEDOUT, "connect to %s:%u: %s", to->address, to->port,
+			      so_err ? strerror(so_err) : "timed out");
+		goto fail;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+/* Our data generations as the handshake announces them. */
+static void wire_luns_generations(struct replicator *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		struct ipm_lun *l = r->luns[i].lun;
+		struct wire_lun *wl = &r->wire_luns[i];
+
+		pthread_mutex_lock(&l->gen_lock);
+		wl->generation = l->gen.current;
+		wl->n_history = (uint8_t)l->gen.n_history;
+		memcpy(wl->history, l->gen.history, sizeof(wl->history));
+		pthread_mutex_unlock(&l->gen_lock);
+	}
+}
+
+/* The mirror's per-LUN verdicts: split brain, or a full copy needed. */
+static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool accepted)
+{
+	ipm_error err = { "" };
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+
+		lun_gen_verdict(rl->lun, verdicts[i], accepted);
+		if (!accepted || !(verdicts[i] & WIRE_LV_FULL))
+			continue;
+		pthread_mutex_lock(&r->lock);
+		if (!rl->full_pending) {
+			qb_log(LOG_WARNING, "lun %s: %s needs the whole LUN (its data is no ancestor of ours): full resync",
+			       ipm_lun_name(rl->lun), r->e->peer->name);
+			dirty_bitmap_mark(rl->bitmap, 0, rl->lun->size);
+			if (dirty_bitmap_sync(rl->bitmap, &err) < 0)
+				qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+			rl->overflowed = true;
+			rl->full_pending = true;
+			if (r->link == LINK_LIVE) {
+				r->force_resync = true;
+				pthread_cond_broadcast(&r->link_cond);
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
+
+/* Start over with the mirror's next record: drop every connection. */
+void forget_record_locked(struct replicator *r)
+{
+	unsigned i;
+
+	IPM_ASSERT_HELD(&r->lock);
+	r->peer_record = 0;
+	r->downs++;
+	for (i = 0; i < r->n_conns; i++)
+		if (r->workers[i].fd >= 0)
+			shutdown(r->workers[i].fd, SHUT_RDWR);
+}
+
+/* The mirror knows what it applied of ours only in its ordering record
+ * (one per session). Another record than before means its engine restarted
+ * while our link stayed up (during a resync, connections just come back):
+ * numbers we count as answered - out of order, or by an answer still on
+ * its way from the old one - are unknown to the new record, which would
+ * wait for them for ever. Only a fresh start is safe: journal what is
+ * unanswered and resync. */
+static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t downs,
+			       ipm_error *err)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	if (r->downs != downs)
+		return ipm_fail(err, -ECONNRESET, "the link went down during the handshake");
+	if (!r->peer_record)
+		r->peer_record = record;
+	if (r->peer_record == record)
+		return 0;
+	if (r->link != LINK_DOWN) {
+		go_down_locked(r, "its mirror restarted under a live link");
+	} else {
+		/* nothing numbered went out since the last go_down, but the
+		 * connections to the old record must not carry what comes */
+		forget_record_locked(r);
+	}
+	return ipm_fail(err, -ECONNRESET,
+			"%s has forgotten our unanswered requests (new ordering record): resync",
+			r->e->peer->name);
+}
+
+static int worker_connect(struct worker *w)
+{
+	struct replicator *r = w->r;
+	struct hs_client_params p = {
+		.self = r->e->node, .peer = r->e->peer->name,
+		.conn_index = (uint16_t)w->index, .conn_count = (uint16_t)r->n_conns,
+		.secret = r->secret, .session = r->session, .window = r->window,
+		.n_luns = r->n_luns, .luns = r->wire_luns,
+	};
+	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
+	uint64_t record = 0, downs;
+	ipm_error err = { "" };
+	int fd = dial(r, &err), rc;
+
+	p.verdicts = verdicts;
+	p.record = &record;
+	wire_luns_generations(r);
+
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	pthread_mutex_lock(&r->lock);
+	p.base_seq = lowest_unacked(r) - 1;
+	downs = r->downs;
+	w->fd = fd;
+	w->failed = false;
+	pthread_mutex_unlock(&r->lock);
+	rc = handshake_client(fd, &p, &err);
+	take_verdicts(r, verdicts, rc == 0);
+	if (rc < 0)
+		goto fail;
+	pthread_mutex_lock(&r->lock);
+	rc = adopt_record_locked(r, record, downs, &err);
+	pthread_mutex_unlock(&r->lock);
+	if (rc < 0)
+		goto fail;
+	rc = pthread_create(&w->reader, NULL, reader_main, w);
+	if (rc) {
+		rc = ipm_fail(&err, -rc, "cannot start reader thread");
+		goto fail;
+	}
+	ca_set_up(&r->ca, w->index, fd);
+	qb_log(LOG_NOTICE, "connection %u to %s is up", w->index, r->e->peer->name);
+	w->quiet = false;
+	return 0;
+fail:
+	pthread_mutex_lock(&r->lock);
+	w->fd = -1;
+	pthread_mutex_unlock(&r->lock);
+	if (fd >= 0)
+		close(fd);
+	qb_log(w->quiet ? LOG_DEBUG : LOG_WARNING, "connection %u to %s: %s", w->index,
+	       r->e->peer->name, err.msg);
+	w->quiet = true;
+	return rc;
+}
+
+/* Take up to a batch of queued requests for this connection. */
+static int take_batch(struct replicator *r, struct worker *w, struct mreq **batch)
+{
+	size_t bytes = 0;
+	int n = 0;
+
+	while (r->qhead && n < BATCH_FRAMES && (n == 0 || bytes < BATCH_BYTES)) {
+		struct mreq *m = r->qhead;
+
+		r->qhead = m->qnext;
+		if (!r->qhead)
+			r->qtail = NULL;
+		m->conn = (int)w->index;
+		bytes += m->f.len;
+		batch[n++] = m;
+	}
+	return n;
+}
+
+static bool worker_should_wait(struct replicator *r, struct worker *w)
+{
+	return (!r->qhead || w->sending) && r->running && !w->failed && r->connect_allowed;
+}
+
+/* Send one batch from the queue on w: r->lock held, dropped while sending.
+ * Whoever sends (w's worker thread or a host thread) owns w->fd until
+ * w->sending is false again. */
+static int send_batch_locked(struct replicator *r, struct worker *w)
+{
+	struct mreq *batch[BATCH_FRAMES];
+	struct iovec iov[BATCH_FRAMES * 2];
+	int n, i, cnt, rc;
+
+	IPM_ASSERT_HELD(&r->lock);
+	n = take_batch(r, w, batch);
+	w->sending = true;
+	r->sending++;
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0, cnt = 0; i < n; i++) {
+		iov[cnt++] = (struct iovec){ batch[i]->hdr, WIRE_FRAME_LEN };
+		if (batch[i]->f.len)
+			iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
+	}
+	pthread_mutex_lock(&w->send_lock);
+	rc = sendmsg_full(w->fd, iov, cnt);
+	pthread_mutex_unlock(&w->send_lock);
+	pthread_mutex_lock(&r->lock);
+	w->sending = false;
+	if (--r->sending == 0 || !w->serving)
+		pthread_cond_broadcast(&r->link_cond);
+	if (rc < 0) {
+		w->failed = true;
+		pthread_cond_broadcast(&r->queue_cond);
+	}
+	return rc;
+}
+
+static struct worker *idle_worker_locked(struct replicator *r)
+{
+	unsigned i, k;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (k = 0; k < r->n_conns; k++) {
+		i = (r->next_direct + k) % r->n_conns;
+		struct worker *w = &r->workers[i];
+
+		if (w->serving && !w->sending && !w->failed &&
+		    ca_status(&r->ca, i) == IPM_LINK_UP) {
+			r->next_direct = i + 1;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+/* A small live request goes out from the host's own thread when a
+ * connection is idle: waking a worker thread costs a context switch per
+ * request, which is most of the latency of a small synchronous write. */
+void send_now_locked(struct replicator *r, size_t len)
+{
+	struct worker *w = len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
+	int batches = 0;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (!w) {
+		pthread_cond_signal(&r->queue_cond);
+		return;
+	}
+	/* what others queued meanwhile goes along, a few batches at most */
+	while (batches++ < 4 && r->qhead && w->serving && !w->failed && !w->sending)
+		if (send_batch_locked(r, w) < 0)
+			break;
+	/* a worker may have slept through its turn while we held its socket */
+	if (r->qhead)
+		pthread_cond_broadcast(&r->queue_cond);
+}
+
+static void worker_serve(struct worker *w)
+{
+	struct replicator *r = w->r;
+
+	pthread_mutex_lock(&r->lock);
+	w->serving = true;
+	for (;;) {
+		while (worker_should_wait(r, w)) {
+			ipm_cond_wait_ms(&r->queue_cond, &r->lock, 500);
+			/* the heartbeat may have declared this connection dead */
+			if (ca_status(&r->ca, w->index) != IPM_LINK_UP)
+				w->failed = true;
+		}
+		if (!r->running || w->failed || !r->connect_allowed)
+			break;
+		if (send_batch_locked(r, w) < 0)
+			break;
+	}
+	/* a host thread may still be sending on the socket */
+	w->serving = false;
+	while (w->sending)
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Whatever this connection sent and was not answered goes to the others. */
+static void worker_disconnect(struct worker *w)
+{
+	struct replicator *r = w->r;
+	unsigned i, requeued = 0;
+	struct mreq *m;
+
+	shutdown(w->fd, SHUT_RDWR);
+	pthread_join(w->reader, NULL);
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i <= r->hash_mask; i++) {
+		for (m = r->hash[i]; m; m = m->hnext) {
+			if (m->conn == (int)w->index) {
+				m->conn = -1;
+				queue_insert_sorted(r, m);
+				requeued++;
+			}
+		}
+	}
+	pthread_mutex_lock(&w->send_lock);
+	close(w->fd);
+	w->fd = -1;
+	pthread_mutex_unlock(&w->send_lock);
+	pthread_cond_broadcast(&r->queue_cond);
+	pthread_mutex_unlock(&r->lock);
+	ca_set_down(&r->ca, w->index);
+	pthread_mutex_lock(&r->lock);
+	pthread_cond_broadcast(&r->link_cond);
+	pthread_mutex_unlock(&r->lock);
+	if (r->running && requeued)
+		qb_log(LOG_WARNING, "connection %u to %s down; %u unanswered request(s) re-sent on the others",
+		       w->index, r->e->peer->name, requeued);
+	else if (r->running)
+		qb_log(LOG_WARNING, "connection %u to %s down", w->index, r->e->peer->name);
+}
+
+/* Sleep ms, or until stopping. Waits to a deadline: queue_cond is
+ * broadcast for other reasons all the time, and a pause cut short by them
+ * turned a peer that drops every connection into ~800 dials a second. */
+static void pause_ms(struct replicator *r, int ms)
+{
+	int64_t end = ipm_now_ms() + ms, left;
+
+	pthread_mutex_lock(&r->lock);
+	while (r->running && (left = end - ipm_now_ms()) > 0)
+		ipm_cond_wait_ms(&r->queue_cond, &r->lock, (int)left);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Workers dial only while the link monitor allows it (not during an outage
+ * or probation). Returns false when stopping; *waited tells whether it had
+ * to wait, i.e. whether this is a new attempt after an outage. */
+static bool wait_connect_allowed(struct replicator *r, bool *waited)
+{
+	bool running;
+
+	pthread_mutex_lock(&r->lock);
+	*waited = !r->connect_allowed;
+	while (r->running && !r->connect_allowed)
+		pthread_cond_wait(&r->queue_cond, &r->lock);
+	running = r->running;
+	pthread_mutex_unlock(&r->lock);
+	return running;
+}
+
+static int backoff_next(int ms)
+{
+	return ms * 2 < BACKOFF_MAX_MS ? ms * 2 : BACKOFF_MAX_MS;
+}
+
+/* Dial, serve, and after each failed dial or lost connection pause for a
+ * backoff that doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS; it starts over
+ * once a connection stayed up BACKOFF_RESET_MS, or after an outage. */
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct replicator *r = w->r;
+	int backoff = BACKOFF_MIN_MS;
+	int64_t up_since;
+	bool waited;
+
+	while (wait_connect_allowed(r, &waited)) {
+		if (waited)
+			backoff = BACKOFF_MIN_MS;
+		if (worker_connect(w) == 0) {
+			up_since = ipm_now_ms();
+			worker_serve(w);
+			worker_disconnect(w);
+			if (ipm_now_ms() - up_since >= BACKOFF_RESET_MS)
+				backoff = BACKOFF_MIN_MS;
+		}
+		pause_ms(r, backoff);
+		backoff = backoff_next(backoff);
+	}
+	return NULL;
+}
+

@@ -157,12 +157,21 @@ void finish_locked(struct replicator *r, struct mreq *m, int status);
 void complete_locked(struct replicator *r, struct mreq *m, int status);
 void enqueue_locked(struct replicator *r, struct mreq *m);
 void set_states_locked(struct replicator *r, enum ipm_lun_state s);
-/* The in-flight table (r->lock held): take request seq out of it; the
- * lowest sequence number not answered yet; put a request back into the
- * send queue in sequence order (a re-send after a lost connection). */
+
+/* inflight.c: the requests in flight as data, no locks, no I/O (the caller
+ * holds r->lock). The table by sequence number: */
+void hash_insert(struct replicator *r, struct mreq *m);
 struct mreq *hash_remove(struct replicator *r, uint64_t seq);
+/* the lowest sequence number not answered yet (next_seq + 1 when none) */
 uint64_t lowest_unacked(struct replicator *r);
+/* The send queue: appended in order; a re-send after a lost connection goes
+ * back in sequence order, ahead of newer requests. */
+void queue_append(struct replicator *r, struct mreq *m);
 void queue_insert_sorted(struct replicator *r, struct mreq *m);
+/* Per LUN, the writes whose ranges are in flight: does f overlap one? */
+bool overlaps(const struct rep_lun *rl, const struct wire_frame *f);
+void active_add(struct rep_lun *rl, struct mreq *m);
+void active_remove(struct rep_lun *rl, struct mreq *m);
 
 /* worker.c */
 void *worker_main(void *arg);          /* one per connection */

@@ -1,0 +1,171 @@
+/* test_activity_log.c - the primary's activity log (activity_log.c): a live
+ * write's 4 MiB extents are durably marked before it leaves, once per
+ * extent; a crash leaves them marked and the next start moves them into the
+ * dirty-extent bitmap for the resync; a settled replicator clears them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ipmirror.h"
+#include "config.h"
+#include "dirty_bitmap.h"
+#include "lun.h"
+#include "replicator_int.h"
+#include "unit_util.h"
+
+#define LUN_SIZE (64ull << 20)
+#define EXT (4ull << 20)
+
+struct fixture {
+	char dir[256], journal[300], bitmap[320], al[320];
+	struct ipm_lun_cfg cfg;
+	struct ipm_lun lun;
+	struct rep_lun rl;
+};
+
+static void open_rl(struct fixture *fx)
+{
+	ipm_error err = { "" };
+
+	memset(&fx->rl, 0, sizeof(fx->rl));
+	fx->rl.lun = &fx->lun;
+	assert_int_equal(dirty_bitmap_open(fx->bitmap, LUN_SIZE, 1u << 20, &fx->rl.bitmap, &err), 0);
+	assert_int_equal(al_open(&fx->rl, fx->journal, &err), 0);
+}
+
+static void close_rl(struct fixture *fx)
+{
+	al_close(&fx->rl);
+	dirty_bitmap_close(fx->rl.bitmap);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = test_calloc(1, sizeof(*fx));
+
+	assert_int_equal(scratch_dir_make(fx->dir, sizeof(fx->dir), "al"), 0);
+	snprintf(fx->journal, sizeof(fx->journal), "%s/vol0.journal", fx->dir);
+	snprintf(fx->bitmap, sizeof(fx->bitmap), "%s.bitmap", fx->journal);
+	snprintf(fx->al, sizeof(fx->al), "%s.al", fx->journal);
+	fx->cfg.name = "vol0";
+	fx->lun.cfg = &fx->cfg;
+	fx->lun.size = LUN_SIZE;
+	open_rl(fx);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	close_rl(fx);
+	scratch_dir_remove(fx->dir);
+	test_free(fx);
+	return 0;
+}
+
+static int note(struct fixture *fx, uint16_t type, uint64_t off, uint64_t len)
+{
+	struct wire_frame f = { .type = type, .offset = off, .length = len };
+
+	return al_note(&fx->rl, &f);
+}
+
+/* The bytes the file on disk holds marked (the file must be closed: it is
+ * locked while open). */
+static uint64_t on_disk(const char *path)
+{
+	struct dirty_bitmap *b;
+	ipm_error err = { "" };
+	uint64_t n;
+
+	assert_int_equal(dirty_bitmap_open(path, LUN_SIZE, EXT, &b, &err), 0);
+	n = dirty_bitmap_dirty_bytes(b);
+	dirty_bitmap_close(b);
+	return n;
+}
+
+/* Every extent a write touches is marked, on disk, before al_note returns;
+ * flushes and empty requests mark nothing. */
+static void test_note_marks_extents(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(note(fx, WIRE_FLUSH, 0, 0), 0);
+	assert_int_equal(note(fx, WIRE_WRITE, 0, 0), 0);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 0);
+	assert_int_equal(note(fx, WIRE_WRITE, 4096, 4096), 0);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(note(fx, WIRE_WRITE, 8192, 512), 0);      /* the same extent */
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(note(fx, WIRE_ZERO, 2 * EXT - 1, 2), 0);  /* extents 1 and 2 */
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 3 * EXT);
+	assert_int_equal(note(fx, WIRE_TRIM, LUN_SIZE - 1, 1), 0); /* the last extent */
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 4 * EXT);
+	close_rl(fx);
+	assert_int_equal(on_disk(fx->al), 4 * EXT);
+	open_rl(fx);
+}
+
+/* A crash leaves the marks; the next start turns them into dirty extents
+ * for the resync and starts with an empty log. */
+static void test_crash_marks_become_dirty(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(note(fx, WIRE_WRITE, 5 * EXT + 100, 4096), 0);
+	assert_int_equal(note(fx, WIRE_WRITE, 9 * EXT, EXT + 1), 0);
+	close_rl(fx);                        /* no settle: the process died */
+	open_rl(fx);
+	assert_true(fx->rl.overflowed);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.bitmap), 3 * EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 0);
+	close_rl(fx);
+	assert_int_equal(on_disk(fx->al), 0);
+	open_rl(fx);
+}
+
+/* Settling clears the log only when nothing is in flight or pending, and
+ * a later write to a cleared extent is marked again. */
+static void test_settle(void **state)
+{
+	struct fixture *fx = *state;
+	struct replicator r = { .n_luns = 1, .luns = &fx->rl };
+	struct mreq busy = { 0 };
+
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_mutex_lock(&r.lock);
+	assert_int_equal(note(fx, WIRE_WRITE, 0, 4096), 0);
+	r.inflight = 1;
+	al_settle_locked(&r);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	r.inflight = 0;
+	fx->rl.active = &busy;               /* a host request still pending */
+	al_settle_locked(&r);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	fx->rl.active = NULL;
+	al_settle_locked(&r);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 0);
+	close_rl(fx);                        /* the clearing is on disk */
+	assert_int_equal(on_disk(fx->al), 0);
+	open_rl(fx);
+	assert_false(fx->rl.overflowed);     /* nothing left to resync */
+	assert_int_equal(note(fx, WIRE_WRITE, 0, 4096), 0);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	pthread_mutex_unlock(&r.lock);
+	pthread_mutex_destroy(&r.lock);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_note_marks_extents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_marks_become_dirty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_settle, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,6 +1,5 @@
 /* test_auth.c - authentication (engine/proto/auth.c): MACs over the documented
  * input, and loading the secret file (size, mode, ownership checks). */
-
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

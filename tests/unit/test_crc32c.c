@@ -1,6 +1,5 @@
 /* test_crc32c.c - CRC32C (common/crc32c.c): known vectors, incremental use,
  * the hardware and table paths agreeing, large buffers. */
-
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

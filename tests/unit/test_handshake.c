@@ -1,6 +1,5 @@
 /* test_handshake.c - the handshake (engine/proto/handshake.c) over a real
  * socket pair: accepted, refused, forged, stalled, truncated, hung up. */
-
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>

@@ -1,6 +1,5 @@
 /* test_wire.c - the mirror protocol codec (engine/proto/wire.c): frames and
  * handshake messages, their byte layout and every malformed input. */
-
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -63,6 +63,16 @@ wait_for() {
 	done
 }
 
+# within N command...: as wait_for, retrying every 0.5 s (for costly
+# commands: a crm_mon takes a while)
+within() {
+	local end=$((SECONDS + $1)); shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.5
+	done
+}
+
 # wait_while N command...: retry until the command fails, at most N seconds
 wait_while() {
 	local end=$(( $(date +%s) + $1 )); shift

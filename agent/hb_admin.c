@@ -24,7 +24,7 @@ int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_err
 		if (rc == 0)
 			rc = ipm_config_set_hb_volume(d->cfg, d->o->node, arg);
 		if (rc == 0)
-			ipm_fail(err, 0, "heartbeat volume %s installed on %s (add <heartbeat-volume path=\"%s\"/> to node %s in %s to keep it across restarts)",
+			ipm_note(err, "heartbeat volume %s installed on %s (add <heartbeat-volume path=\"%s\"/> to node %s in %s to keep it across restarts)",
 				 arg, d->o->node, arg, d->o->node, d->o->config);
 		return rc;
 	case IPC_CMD_HB_UNINSTALL:
@@ -32,7 +32,7 @@ int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_err
 		if (rc == 0)
 			rc = ipm_config_set_hb_volume(d->cfg, d->o->node, NULL);
 		if (rc == 0)
-			ipm_fail(err, 0, "heartbeat volume uninstalled on %s", d->o->node);
+			ipm_note(err, "heartbeat volume uninstalled on %s", d->o->node);
 		return rc;
 	case IPC_CMD_HB_METHOD:
 		if (ipm_method_parse(arg, &m) < 0)
@@ -41,7 +41,7 @@ int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_err
 		rc = ipm_engine_hb_set_method(engine, m, err);
 		if (rc == 0) {
 			ipm_config_set_hb_method(d->cfg, m);
-			ipm_fail(err, 0, "heartbeat method %s on %s", arg, d->o->node);
+			ipm_note(err, "heartbeat method %s on %s", arg, d->o->node);
 		}
 		return rc;
 	default:

@@ -26,7 +26,7 @@
 #define POLL_MS 200
 #define REQUEST_TIMEOUT_MS 10000
 
-/* the LUN states of DESIGN.md, to reject a misspelt --state up front */
+/* the LUN states of status (ipmirrorctl(8)), to reject a misspelt --state up front */
 static const char *const lun_states[] = {
 	"uptodate", "journaling", "probation", "resyncing", "outdated", "inconsistent",
 	"splitbrain",

@@ -107,8 +107,8 @@ static int check_demote(struct daemon *d, const char *lun, ipm_status **st,
 			    (unsigned long long)(*l)->journal_bytes);
 }
 
-/* Switch lun's primary to node; on failure put the old engine back. */
-/* A new engine from d->cfg under the running NBD server. */
+/* A new engine from d->cfg under the running NBD server; none (NULL) when
+ * it cannot be built or started. */
 static int engine_replace(struct daemon *d, ipm_error *err)
 {
 	int rc;
@@ -176,7 +176,7 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 		return rc;
 	snprintf(peer, sizeof(peer), "%s", st->peer);
 	if (l->role == (promote ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR)) {
-		rc = ipm_fail(err, 0, "lun \"%s\" is already %s here", lun,
+		rc = ipm_note(err, "lun \"%s\" is already %s here", lun,
 				  ipm_role_name(l->role));
 		goto out;
 	}
@@ -190,7 +190,7 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 	safe = rc == 0;
 	if (flags & IPC_F_DRY_RUN) {
 		if (safe)
-			ipm_fail(err, 0, "lun \"%s\" can be %s", lun,
+			ipm_note(err, "lun \"%s\" can be %s", lun,
 				     promote ? "promoted" : "demoted");
 		goto out;
 	}
@@ -218,7 +218,7 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 			ipm_fencing_demoted(d->fencing, lun, safe);
 		qb_log(LOG_NOTICE, "lun %s: %s%s", lun, promote ? "promoted (primary)" : "demoted (mirror)",
 		       safe ? "" : " by force");
-		ipm_fail(err, 0, "lun \"%s\" %s on %s%s", lun,
+		ipm_note(err, "lun \"%s\" %s on %s%s", lun,
 			     promote ? "promoted" : "demoted", d->o->node, safe ? "" : " (forced)");
 	}
 out:

@@ -1,6 +1,6 @@
 /* status_render.h - ipm_status as JSON (for scripts, keys fixed by
- * DESIGN.md) or as a human table. Pure functions over a growable buffer so
- * they can be tested without a daemon. */
+ * doc/ipmirrorctl.8) or as a human table. Pure functions over a growable
+ * buffer so they can be tested without a daemon. */
 #ifndef IPM_STATUS_RENDER_H
 #define IPM_STATUS_RENDER_H
 

@@ -1,4 +1,5 @@
-/* names.c - the strings of the status enums, as DESIGN.md spells them. */
+/* names.c - the strings of the status enums, as status spells them
+ * (doc/ipmirrorctl.8). */
 #include <errno.h>
 #include <string.h>
 #include "ipmirror.h"

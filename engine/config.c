@@ -711,15 +711,73 @@ static bool parse_lun(struct loader *ld, const xmlNode *n, struct ipm_lun_cfg *l
 	return true;
 }
 
+/* ---- string fields --------------------------------------------------------- */
+
+/* Every malloc'd string of the configuration, by struct: the one list that
+ * both ipm_config_dup and ipm_config_free walk, so a new field cannot be
+ * copied and leaked, or shared and freed twice. */
+static const size_t config_strs[] = {
+	offsetof(ipm_config, path), offsetof(ipm_config, secret_file),
+	offsetof(ipm_config, log_file), offsetof(ipm_config, hb_state_dir),
+};
+static const size_t node_strs[] = {
+	offsetof(struct ipm_node_cfg, name), offsetof(struct ipm_node_cfg, data.address),
+	offsetof(struct ipm_node_cfg, heartbeat.address),
+	offsetof(struct ipm_node_cfg, nbd.address), offsetof(struct ipm_node_cfg, nbd_unix),
+	offsetof(struct ipm_node_cfg, nbd_unix_group), offsetof(struct ipm_node_cfg, hb_volume),
+};
+static const size_t lun_strs[] = {
+	offsetof(struct ipm_lun_cfg, name), offsetof(struct ipm_lun_cfg, primary),
+	offsetof(struct ipm_lun_cfg, journal_path),
+};
+static const size_t backing_strs[] = {
+	offsetof(struct ipm_backing_cfg, node), offsetof(struct ipm_backing_cfg, path),
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Replace *s by a copy of itself; on failure leave NULL and flag it, so the
+ * copy never shares a pointer with the original and can always be freed. */
+static void dup_str(char **s, bool *ok)
+{
+	if (!*s)
+		return;
+	*s = strdup(*s);
+	if (!*s)
+		*ok = false;
+}
+
+/* ok NULL: free each string field of obj; else replace each by a copy. */
+static void each_str(void *obj, const size_t *offs, size_t n, bool *ok)
+{
+	for (size_t i = 0; i < n; i++) {
+		char **s = (char **)((char *)obj + offs[i]);
+
+		if (ok)
+			dup_str(s, ok);
+		else
+			free(*s);
+	}
+}
+
+static void lun_strs_each(struct ipm_lun_cfg *l, bool *ok)
+{
+	each_str(l, lun_strs, N_OF(lun_strs), ok);
+	for (unsigned i = 0; i < l->n_backing; i++)
+		each_str(&l->backing[i], backing_strs, N_OF(backing_strs), ok);
+}
+
+/* The whole configuration's strings except the LUNs' (see lun_strs_each). */
+static void config_strs_each(ipm_config *cfg, bool *ok)
+{
+	each_str(cfg, config_strs, N_OF(config_strs), ok);
+	for (unsigned i = 0; i < cfg->n_nodes; i++)
+		each_str(&cfg->nodes[i], node_strs, N_OF(node_strs), ok);
+}
+
 static void free_lun(struct ipm_lun_cfg *l)
 {
-	free(l->name);
-	free(l->primary);
-	free(l->journal_path);
-	for (unsigned i = 0; i < l->n_backing; i++) {
-		free(l->backing[i].node);
-		free(l->backing[i].path);
-	}
+	lun_strs_each(l, NULL);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -859,16 +917,9 @@ static void parse_doc(struct loader *ld, const xmlNode *root)
 
 /* The structure of engine/ipmirror.rng, checked by hand first because
  * libxml2's RelaxNG messages do not name the missing attribute or the
- * unknown element. The schema still runs afterwards as the authority. */
-struct rule {
-	const char *parent;        /* NULL: the root */
-	const char *name;
-	unsigned min, max;         /* occurrences in the parent; max 0 = any */
-	const char *required[3];
-	const char *optional[9];
-};
-
-static const struct rule rules[] = {
+ * unknown element. The schema still runs afterwards as the authority;
+ * tests/unit/test_schema.c keeps the two in agreement. */
+static const struct ipm_config_rule rules[] = {
 	{ NULL, "ipmirror", 1, 1, { "version" }, { NULL } },
 	{ "ipmirror", "secret", 0, 1, { "file" }, { NULL } },
 	{ "ipmirror", "heartbeat", 0, 1, { NULL },
@@ -891,7 +942,13 @@ static const struct rule rules[] = {
 
 #define N_RULES (sizeof(rules) / sizeof(rules[0]))
 
-static const struct rule *find_rule(const char *parent, const xmlNode *n)
+const struct ipm_config_rule *ipm_config_rules(unsigned *n)
+{
+	*n = N_RULES;
+	return rules;
+}
+
+static const struct ipm_config_rule *find_rule(const char *parent, const xmlNode *n)
 {
 	for (unsigned i = 0; i < N_RULES; i++)
 		if ((parent ? rules[i].parent && !strcmp(parent, rules[i].parent)
@@ -920,7 +977,8 @@ static void label(const xmlNode *n, char *buf, size_t len)
 	xmlFree(name);
 }
 
-static void check_attrs(struct loader *ld, const xmlNode *n, const struct rule *r)
+static void check_attrs(struct loader *ld, const xmlNode *n,
+			const struct ipm_config_rule *r)
 {
 	char what[128];
 	const xmlAttr *a;
@@ -930,20 +988,21 @@ static void check_attrs(struct loader *ld, const xmlNode *n, const struct rule *
 	for (a = n->properties; a; a = a->next) {
 		const char *an = (const char *)a->name;
 
-		if (a->ns || (!listed(r->required, 3, an) &&
-			      !listed(r->optional, sizeof(r->optional) / sizeof(r->optional[0]), an)))
+		if (a->ns || (!listed(r->required, IPM_RULE_REQUIRED, an) &&
+			      !listed(r->optional, IPM_RULE_OPTIONAL, an)))
 			report(ld, line_of(n), "%s: unknown attribute \"%s\"", what, an);
 	}
-	for (i = 0; i < 3 && r->required[i]; i++)
+	for (i = 0; i < IPM_RULE_REQUIRED && r->required[i]; i++)
 		if (!xmlHasProp(n, BAD_CAST r->required[i]))
 			report(ld, line_of(n), "%s: the attribute \"%s\" is required", what,
 			       r->required[i]);
 }
 
-static void check_element(struct loader *ld, const xmlNode *n, const struct rule *r)
+static void check_element(struct loader *ld, const xmlNode *n,
+			  const struct ipm_config_rule *r)
 {
 	unsigned count[N_RULES] = { 0 };
-	const struct rule *cr;
+	const struct ipm_config_rule *cr;
 	const xmlNode *c;
 	char what[128];
 	unsigned i;
@@ -1216,19 +1275,7 @@ void ipm_config_free(ipm_config *cfg)
 
 	if (!cfg)
 		return;
-	free(cfg->path);
-	free(cfg->secret_file);
-	free(cfg->log_file);
-	free(cfg->hb_state_dir);
-	for (i = 0; i < cfg->n_nodes; i++) {
-		free(cfg->nodes[i].name);
-		free(cfg->nodes[i].data.address);
-		free(cfg->nodes[i].heartbeat.address);
-		free(cfg->nodes[i].nbd.address);
-		free(cfg->nodes[i].nbd_unix);
-		free(cfg->nodes[i].nbd_unix_group);
-		free(cfg->nodes[i].hb_volume);
-	}
+	config_strs_each(cfg, NULL);
 	for (i = 0; i < cfg->n_luns; i++)
 		free_lun(&cfg->luns[i]);
 	free(cfg->luns);
@@ -1365,22 +1412,11 @@ const char *ipm_config_log_file(const ipm_config *cfg)
 
 /* ---- deep copy ------------------------------------------------------------ */
 
-/* Replace *s by a copy of itself; on failure leave NULL and flag it, so the
- * copy never shares a pointer with the original and can always be freed. */
-static void dup_str(char **s, bool *ok)
-{
-	if (!*s)
-		return;
-	*s = strdup(*s);
-	if (!*s)
-		*ok = false;
-}
-
 ipm_config *ipm_config_dup(const ipm_config *cfg)
 {
 	ipm_config *c;
 	bool ok = true;
-	unsigned i, j;
+	unsigned i;
 
 	if (!cfg)
 		return NULL;
@@ -1388,19 +1424,7 @@ ipm_config *ipm_config_dup(const ipm_config *cfg)
 	if (!c)
 		return NULL;
 	*c = *cfg;
-	dup_str(&c->path, &ok);
-	dup_str(&c->secret_file, &ok);
-	dup_str(&c->log_file, &ok);
-	dup_str(&c->hb_state_dir, &ok);
-	for (i = 0; i < c->n_nodes; i++) {
-		dup_str(&c->nodes[i].name, &ok);
-		dup_str(&c->nodes[i].data.address, &ok);
-		dup_str(&c->nodes[i].heartbeat.address, &ok);
-		dup_str(&c->nodes[i].nbd.address, &ok);
-		dup_str(&c->nodes[i].nbd_unix, &ok);
-		dup_str(&c->nodes[i].nbd_unix_group, &ok);
-		dup_str(&c->nodes[i].hb_volume, &ok);
-	}
+	config_strs_each(c, &ok);
 	c->luns = NULL;
 	c->n_luns = 0;
 	if (cfg->n_luns) {
@@ -1410,17 +1434,8 @@ ipm_config *ipm_config_dup(const ipm_config *cfg)
 		memcpy(c->luns, cfg->luns, cfg->n_luns * sizeof(*c->luns));
 		c->n_luns = cfg->n_luns;
 	}
-	for (i = 0; i < c->n_luns; i++) {
-		struct ipm_lun_cfg *l = &c->luns[i];
-
-		dup_str(&l->name, &ok);
-		dup_str(&l->primary, &ok);
-		dup_str(&l->journal_path, &ok);
-		for (j = 0; j < l->n_backing; j++) {
-			dup_str(&l->backing[j].node, &ok);
-			dup_str(&l->backing[j].path, &ok);
-		}
-	}
+	for (i = 0; i < c->n_luns; i++)
+		lun_strs_each(&c->luns[i], &ok);
 	if (ok)
 		return c;
 fail:

@@ -1,5 +1,5 @@
 /* config.h - the parsed configuration (internal to the engine).
- * The file format is fixed by DESIGN.md and engine/ipmirror.rng. */
+ * The file format is fixed by engine/ipmirror.rng (doc/config.md). */
 #ifndef IPM_CONFIG_H
 #define IPM_CONFIG_H
 
@@ -87,6 +87,22 @@ ipm_config *ipm_config_dup(const ipm_config *cfg);
 
 /* The node's slot in the heartbeat volume: its position in the config. */
 int ipm_config_node_index(const ipm_config *cfg, const char *node);
+
+/* One element of engine/ipmirror.rng as the loader checks it by hand
+ * (config.c); tests/unit/test_schema.c proves the table and the schema
+ * agree. */
+#define IPM_RULE_REQUIRED 3
+#define IPM_RULE_OPTIONAL 9
+struct ipm_config_rule {
+	const char *parent;        /* NULL: the root */
+	const char *name;
+	unsigned min, max;         /* occurrences in the parent; max 0 = any */
+	const char *required[IPM_RULE_REQUIRED];
+	const char *optional[IPM_RULE_OPTIONAL];
+};
+
+/* The loader's structure table, root first; *n is set to its length. */
+const struct ipm_config_rule *ipm_config_rules(unsigned *n);
 
 /* "1G" -> bytes (K/M/G/T are powers of two; no suffix = bytes).
  * Returns 0 or -EINVAL. */

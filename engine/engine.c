@@ -29,12 +29,6 @@ static int open_luns(ipm_engine *e, ipm_error *err)
 	return 0;
 }
 
-static uint64_t data_generation(void *opaque)
-{
-	(void)opaque;
-	return 0;
-}
-
 /* The heartbeat's state file (doc/heartbeat.md): in <heartbeat state-dir>,
  * else in the directory of this node's first mirrored backing, where the
  * generation files are; named by node, as both nodes may share a directory. */
@@ -71,7 +65,7 @@ static int setup_heartbeat(ipm_engine *e, ipm_error *err)
 		.secret = e->secret,
 		.interval = e->cfg->hb_interval, .timeout = e->cfg->hb_timeout,
 		.probation = e->cfg->hb_probation, .method = e->cfg->hb_method,
-		.generation = data_generation, .opaque = e, .state_path = state,
+		.state_path = state,
 	};
 	int rc;
 

@@ -33,6 +33,10 @@ typedef struct ipm_error {
  * errors are reported in the engine and the agent. */
 int ipm_fail(ipm_error *err, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Format a message that is not an error (what a command did, why a check
+ * passed) into err (NULL allowed); returns 0. */
+int ipm_note(ipm_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* ---- logging ---------------------------------------------------------- */
 

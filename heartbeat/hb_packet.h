@@ -24,7 +24,7 @@ struct hb_packet {
 	uint64_t serial;          /* strictly increasing per boot id, from 1 */
 	uint64_t boot_id;         /* random per sender process */
 	uint64_t timestamp_ms;    /* sender's realtime clock, strictly increasing per boot */
-	uint64_t generation;      /* sender's data generation */
+	uint64_t generation;      /* reserved: sent as 0, ignored on receipt */
 	uint64_t boot;            /* sender's boot counter: persistent, increasing */
 };
 

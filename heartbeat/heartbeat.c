@@ -46,8 +46,6 @@ struct heartbeat {
 	struct auth_secret secret;
 	int64_t interval_ms;
 	int64_t timeout_ms;
-	uint64_t (*generation)(void *opaque);
-	void *opaque;
 	uint64_t boot_id;
 	uint64_t boot;                    /* this process's boot counter */
 	int send_errno;                   /* sender thread only: last reported */
@@ -67,7 +65,6 @@ struct heartbeat {
 	enum ipm_hb_method method;
 	int failure;                      /* enum path_failure last logged */
 	struct hb_replay replay;
-	uint64_t peer_generation;
 	uint64_t dropped;
 	int64_t drop_log_ms;              /* when the last drop was logged */
 	uint64_t drop_unlogged;
@@ -271,8 +268,6 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 	memcpy(&hb->secret, p->secret, sizeof(hb->secret));
 	hb->interval_ms = (int64_t)(p->interval * 1000.0 + 0.5);
 	hb->timeout_ms = (int64_t)(p->timeout * 1000.0 + 0.5);
-	hb->generation = p->generation;
-	hb->opaque = p->opaque;
 	hb->boot_id = heartbeat_boot_id();
 	if (p->state_path && !(hb->state_path = strdup(p->state_path))) {
 		heartbeat_destroy(hb);
@@ -424,7 +419,6 @@ static void send_one(struct heartbeat *hb)
 	snprintf(p.to, sizeof(p.to), "%s", hb->peer);
 	p.serial = __atomic_add_fetch(&process_serial, 1, __ATOMIC_RELAXED);
 	p.timestamp_ms = next_timestamp();
-	p.generation = hb->generation ? hb->generation(hb->opaque) : 0;
 	hb_packet_encode(buf, &p, &hb->secret);
 	n = sendto(hb->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&hb->remote,
 		   hb->remote_len);
@@ -544,7 +538,6 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 		now = ipm_now_ms();
 	}
 	hb_replay_accept(&hb->replay, &p);
-	hb->peer_generation = p.generation;
 	prob_datagram(&hb->prob, now, p.boot_id);
 	st = gate_locked(hb, now) && !replication_broken_locked(hb, now) ? IPM_LINK_UP
 									  : IPM_LINK_DOWN;
@@ -815,16 +808,6 @@ int64_t heartbeat_probation_left_ms(struct heartbeat *hb)
 	left = prob_left_ms(&hb->prob, now);
 	pthread_mutex_unlock(&hb->lock);
 	return left;
-}
-
-uint64_t heartbeat_peer_generation(struct heartbeat *hb)
-{
-	uint64_t g;
-
-	pthread_mutex_lock(&hb->lock);
-	g = hb->peer_generation;
-	pthread_mutex_unlock(&hb->lock);
-	return g;
 }
 
 uint64_t heartbeat_dropped(struct heartbeat *hb)

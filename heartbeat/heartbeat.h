@@ -25,8 +25,6 @@ struct hb_params {
 	const struct auth_secret *secret;          /* copied */
 	double interval, timeout, probation;       /* seconds; timeout > interval */
 	enum ipm_hb_method method;                 /* which heartbeats decide */
-	uint64_t (*generation)(void *opaque);      /* our data generation; may be NULL */
-	void *opaque;
 	const char *state_path;                    /* hb_state.h file; NULL: none kept */
 };
 
@@ -75,8 +73,6 @@ void heartbeat_storage_peer_retired(struct heartbeat *hb);
 int64_t heartbeat_age_ms(struct heartbeat *hb);
 /* ms of probation still to go; 0 unless in PROBATION. */
 int64_t heartbeat_probation_left_ms(struct heartbeat *hb);
-/* The data generation the peer last announced; 0 before it is heard. */
-uint64_t heartbeat_peer_generation(struct heartbeat *hb);
 /* Datagrams dropped: bad size/format/HMAC, wrong node, replay. */
 uint64_t heartbeat_dropped(struct heartbeat *hb);
 

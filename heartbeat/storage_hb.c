@@ -29,8 +29,6 @@ struct storage_hb {
 	char self[IPM_NAME_MAX], peer[IPM_NAME_MAX];
 	unsigned self_slot, peer_slot;
 	int fd;
-	dev_t dev;
-	ino_t ino;
 	int64_t interval_ms;
 	struct heartbeat *hb;
 	int (*send)(void *opaque, unsigned slot, const uint8_t *data);
@@ -92,8 +90,6 @@ static int open_volume(struct storage_hb *s, ipm_error *err)
 				"heartbeat volume %s is too small: %llu bytes, need at least %u (%u slots of %u bytes)",
 				s->path, (unsigned long long)size, IPM_HBVOL_MIN, HBS_SLOTS,
 				HBS_SLOT_LEN);
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
 	if (created)
 		qb_log(LOG_NOTICE, "heartbeat volume %s created (%u bytes)", s->path, IPM_HBVOL_SIZE);
 	return 0;
@@ -319,12 +315,6 @@ void storage_hb_peer(struct storage_hb *s, struct hb_status *out)
 	pthread_mutex_lock(&s->lock);
 	*out = s->table;
 	pthread_mutex_unlock(&s->lock);
-}
-
-void storage_hb_ident(const struct storage_hb *s, uint64_t *dev, uint64_t *ino)
-{
-	*dev = (uint64_t)s->dev;
-	*ino = (uint64_t)s->ino;
 }
 
 /* ---- the frame ------------------------------------------------------------- */

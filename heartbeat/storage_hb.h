@@ -48,8 +48,6 @@ int storage_hb_apply(struct storage_hb *s, unsigned slot, const uint8_t *data, i
 const char *storage_hb_path(const struct storage_hb *s);
 /* The status table entry of the peer. */
 void storage_hb_peer(struct storage_hb *s, struct hb_status *out);
-/* Device and inode of the volume (the engine refuses data LUNs on it). */
-void storage_hb_ident(const struct storage_hb *s, uint64_t *dev, uint64_t *ino);
 
 /* Send one HBSLOT frame on a mirror connection whose sends the caller
  * serialises. Never blocks on a peer that does not read: -EAGAIN when the

@@ -63,6 +63,16 @@ wait_for() {
 	done
 }
 
+# within N command...: as wait_for, retrying every 0.5 s (for costly
+# commands: a crm_mon takes a while)
+within() {
+	local end=$((SECONDS + $1)); shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.5
+	done
+}
+
 # wait_while N command...: retry until the command fails, at most N seconds
 wait_while() {
 	local end=$(( $(date +%s) + $1 )); shift
@@ -184,13 +194,18 @@ pair_start() {
 	node_start node1 "$@" && node_start node2 "$@"
 }
 
-# pair_up SPEC...: the pair in network namespaces of its own (netns_pair,
-# pair_setup SPEC..., pair_start); bails out, with the daemons' logs, when
-# either fails. PAIR_HB and the other PAIR_* settings apply as to pair_setup.
-pair_up() {
-	netns_pair || bail "cannot create network namespaces"
+# pair_local SPEC...: the pair here, on loopback (pair_setup SPEC...,
+# pair_start); bails out, with the daemons' logs, when they do not start.
+# PAIR_HB and the other PAIR_* settings apply as to pair_setup.
+pair_local() {
 	pair_setup "$@"
 	pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+}
+
+# pair_up SPEC...: the same in network namespaces of its own (netns_pair first)
+pair_up() {
+	netns_pair || bail "cannot create network namespaces"
+	pair_local "$@"
 }
 
 ctl() { local node="$1"; shift; in_node "$node" "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"; }
@@ -261,11 +276,12 @@ fio_verify() {
 	[ "$(sed -n '/^{/,$p' "$T_DIR/$name.json" | jq '[.jobs[].error] | add')" = 0 ]
 }
 
-# load_start SIZE SECONDS: a verifying write load (fio_verify's job "load")
-# through node1's NBD server on vol0, in the background for SECONDS; its PID
-# in fio_pid (`wait $fio_pid` is fio_verify's verdict)
+# load_start SIZE SECONDS [FIO_ARGS...]: a verifying write load (fio_verify's
+# job "load") through node1's NBD server on vol0, in the background for
+# SECONDS; its PID in fio_pid (`wait $fio_pid` is fio_verify's verdict)
 load_start() {
-	FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size="$1" \
-		--time_based --runtime="$2" &
+	local size="$1" secs="$2"; shift 2
+	FIO_NODE=node1 fio_verify "nbd://${N1_ADDR:-127.0.0.1}:$N1_NBD/vol0" load --size="$size" \
+		--time_based --runtime="$secs" "$@" &
 	fio_pid=$!
 }

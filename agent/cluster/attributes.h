@@ -3,7 +3,7 @@
  * One thread per engine polls ipm_engine_status() about every 500 ms and
  * hands each attribute whose value changed since it was last published to a
  * publish function (by default ipm_attr_publish_attrd, which spawns
- * attrd_updater). Attributes, as fixed by DESIGN.md:
+ * attrd_updater). Attributes, as doc/pacemaker.md lists them:
  *   ipmirror-<LUN>-state    the LUN's state name
  *   ipmirror-<LUN>-journal  journal bytes
  *   ipmirror-peer           up|down|probation (off without a peer)

@@ -9,13 +9,13 @@ int ipm_quorum_decide(int init_rc, uint32_t quorum_type, int get_rc, int quorate
 {
 	/* the library cannot reach corosync: not part of a cluster */
 	if (init_rc == CS_ERR_LIBRARY)
-		return ipm_fail(err, 0, "no corosync running: no quorum check");
+		return ipm_note(err, "no corosync running: no quorum check");
 	if (init_rc != CS_OK)
 		return ipm_fail(err, -EAGAIN,
 				"cannot ask corosync for quorum (quorum_initialize: error %d): refusing to promote without knowing (--force overrides)",
 				init_rc);
 	if (quorum_type == QUORUM_FREE)
-		return ipm_fail(err, 0, "corosync has no quorum provider: no quorum check");
+		return ipm_note(err, "corosync has no quorum provider: no quorum check");
 	if (get_rc != CS_OK)
 		return ipm_fail(err, -EAGAIN,
 				"cannot ask corosync for quorum (quorum_getquorate: error %d): refusing to promote without knowing (--force overrides)",
@@ -23,7 +23,7 @@ int ipm_quorum_decide(int init_rc, uint32_t quorum_type, int get_rc, int quorate
 	if (!quorate)
 		return ipm_fail(err, -EPERM,
 				"this node's corosync partition has no quorum: the other side may promote too (--force overrides)");
-	return ipm_fail(err, 0, "quorate");
+	return ipm_note(err, "quorate");
 }
 
 int ipm_quorum_check(ipm_error *err)

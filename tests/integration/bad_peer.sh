@@ -6,8 +6,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 9
 
-pair_setup vol0:64M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_local vol0:64M:sync:yes:node1
 check "good pair connected" wait_for 15 connections_up node1 4
 
 # garbage instead of a handshake

@@ -6,8 +6,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 7
 
-pair_setup vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_local vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1
 check "4 connections up" wait_for 15 connections_up node1 4
 
 # one established connection from node1 to node2's data port

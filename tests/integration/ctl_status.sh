@@ -47,7 +47,7 @@ check "json: .connections is an (empty) array" \
 	test "$(jq -c .connections "$T_DIR/out")" = '[]'
 check "json: .luns[0].state is uptodate" test "$(jq -r '.luns[0].state' "$T_DIR/out")" = uptodate
 check "json: .luns[0].size is 64 MiB" test "$(jq '.luns[0].size' "$T_DIR/out")" = $((64 * MiB))
-check "json: every LUN key of DESIGN.md, with its type" test "$(jq -c '.luns[0] |
+check "json: every LUN key of ipmirrorctl(8), with its type" test "$(jq -c '.luns[0] |
 	[(.name, .role, .mode, .state, .generation | type),
 	 (.mirrored | type),
 	 (.journal_bytes, .journal_records, .resync_done_bytes, .resync_total_bytes,

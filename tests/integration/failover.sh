@@ -19,9 +19,7 @@ PY="/usr/bin/python3 $top_srcdir/tests/integration/py/stamp_io.py"
 BLOCKS=4096 # 16 MiB of the LUN: overwrites of a block happen often
 plan 8
 
-netns_pair || bail "cannot create network namespaces"
-pair_setup vol0:64M:$MODE:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_up vol0:64M:$MODE:yes:node1
 both_uptodate() { lun_state_is node1 vol0 uptodate && lun_state_is node2 vol0 uptodate; }
 check "$MODE LUN mirrored, up to date on both nodes" wait_for 30 both_uptodate
 

@@ -48,8 +48,7 @@ attach() {
 	LOOPS="$LOOPS $LOOP"
 }
 
-pair_setup vol0:128M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_local vol0:128M:sync:yes:node1
 both_uptodate() { lun_state_is node1 vol0 uptodate && lun_state_is node2 vol0 uptodate; }
 check "sync LUN mirrored, up to date on both nodes" wait_for 30 both_uptodate
 

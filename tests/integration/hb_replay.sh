@@ -11,8 +11,7 @@ plan 11
 
 CAP="$top_srcdir/tests/tools/udp_capture.py"
 REC="$T_DIR/recorded"
-PAIR_HB='interval="0.2" timeout="2.0" probation="1"' pair_setup vol0:16M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+PAIR_HB='interval="0.2" timeout="2.0" probation="1"' pair_local vol0:16M:sync:yes:node1
 peer_hb() { ctl node1 status --json | jq -r .peer.heartbeat; }
 peer_up() { [ "$(peer_hb)" = up ]; }
 check "node1 hears node2" wait_for 20 peer_up

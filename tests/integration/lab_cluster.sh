@@ -23,15 +23,6 @@ host_uts=$(uname -n)
 host_conf=$(cksum </etc/corosync/corosync.conf 2>/dev/null)
 
 lab() { "$LAB" "$@"; }
-# within N command...: retry every 0.5 s until it succeeds, for at most N
-# seconds of wall clock (wait_for counts tries, and a crm_mon takes a while)
-within() {
-	local end=$((SECONDS + $1)); shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$end" ] || return 1
-		sleep 0.5
-	done
-}
 # mon NODE: crm_mon -1 [-A] as seen from NODE, bounded
 mon() { local n="$1"; shift; lab exec "$n" timeout 10 crm_mon -1 "$@" 2>/dev/null; }
 both_online() { mon "$1" | grep -q '^  \* Online: \[ node1 node2 \]$'; }

@@ -6,9 +6,8 @@
 . "$top_srcdir/tests/lib.sh"
 plan 13
 
-pair_setup vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1 \
+pair_local vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1 \
 	vol2:128M:sync:yes:node2 vol3:64M:sync:no:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
 
 check "node1 has 4 outgoing and node2 4 incoming connections up" \
 	wait_for 15 connections_up node1 8

@@ -11,8 +11,7 @@ plan 8
 
 # a small journal, so the resync copies dirty extents (slowly: 2 MB/s)
 PAIR_RESYNC_RATE=2M PAIR_JOURNAL_MAX=4M \
-	pair_setup vol0:96M:sync:yes:node1 vol1:8M:sync:yes:node2
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+	pair_local vol0:96M:sync:yes:node1 vol1:8M:sync:yes:node2
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
 stop_pid "$n2_pid"

@@ -16,8 +16,7 @@ diag "seed $SEED (replay: PROPERTY_SEED=$SEED make check TESTS=tests/integration
 
 both_uptodate() { lun_state_is node1 "$1" uptodate && lun_state_is node2 "$1" uptodate; }
 
-pair_setup vol0:256M:sync:yes:node1 vol1:256M:async:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_local vol0:256M:sync:yes:node1 vol1:256M:async:yes:node1
 wait_for 20 both_uptodate vol0 && wait_for 20 both_uptodate vol1 || bail "not up to date"
 
 $PROP "nbd://127.0.0.1:$N1_NBD/vol0" "$SEED" "$SECONDS_RUN" >"$T_DIR/p0.out" 2>&1 &

@@ -4,7 +4,8 @@
 # through ipmirrorctl and the agent on two daemons on loopback (refusals,
 # role switch, data kept, monitor return codes). The agent is made visible to
 # crm_resource/pcs in a private mount namespace only.
-# TODO: the two-node drill in tests/lab (pcs resource move) is not written yet.
+# The two-node cluster (pcs resource move, the drill) is pacemaker_lab.sh's and
+# drill.sh's.
 . "$top_srcdir/tests/lib.sh"
 plan 23
 

@@ -7,8 +7,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 5
 
-pair_setup vol0:128M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_local vol0:128M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node2 vol0 uptodate
 
 stop_pid "$n2_pid"

@@ -8,8 +8,7 @@
 . "$top_srcdir/tests/lib.sh"
 plan 9
 
-pair_setup vol0:128M:sync:yes:node1 vol1:64M:sync:yes:node1
-pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+pair_local vol0:128M:sync:yes:node1 vol1:64M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node2 vol0 uptodate
 
 # a client of vol1 on node1 that stays connected (nbdsh reads every 0.2 s)
@@ -24,8 +23,7 @@ except Exception as e:
     print("disconnected:", e)
 ' >"$T_DIR/vol1-client.out" 2>&1 &
 vc=$!
-fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" load --size=64M --time_based --runtime=25 &
-f0=$!
+load_start 64M 25
 sleep 4
 ctl node1 demote vol1 >"$T_DIR/demote.out" 2>&1
 check "vol1 demoted on node1 under load: $(cat "$T_DIR/demote.out")" test $? = 0
@@ -40,7 +38,7 @@ check "a new vol1 client on node1 is refused, naming node2" \
 sleep 3
 ctl node2 demote vol1 >/dev/null 2>&1 && ctl node1 promote vol1 >/dev/null 2>&1
 check "vol1 moved back to node1 while the load goes on" test $? = 0
-wait "$f0"
+wait "$fio_pid"
 check "fio verify on vol0 across both role changes: no error, never disconnected" test $? = 0
 # both sides: the mirror's word alone once hid a resync still under way
 both_uptodate() {

@@ -45,9 +45,7 @@ check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
 peer() { ctl "$1" status --json | jq -r ".peer.$2"; }
 peer_is() { [ "$(peer "$1" "$2")" = "$3" ]; }
-URI="nbd://$N1_ADDR:$N1_NBD/vol0"
-FIO_NODE=node1 fio_verify "$URI" load --size=48M --time_based --runtime=150 --rate_iops=300 &
-fio_pid=$!
+load_start 48M 150 --rate_iops=300
 
 # ---- install: refusals, then a hot install under load ---------------------
 truncate -s 4K "$T_DIR/small.img"

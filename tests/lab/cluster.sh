@@ -6,10 +6,11 @@
 # visible inside the nodes only, creates the promotable resource vol0 and
 # waits until it has settled: P is then the Promoted node, Q the Unpromoted
 # one. It reports 4 checks of its own and defines the helpers the tests use
-# (lab, mon, roles, stays, within, attr, dump_logs, ...). The daemons mirror and
-# send heartbeats over the lab's replication network (10.203.1.x), hosts use
-# NBD on the cluster network (10.203.0.x); the agent's daemon runs the fence
-# handler of the source tree (agent/ipmirror-fence-peer).
+# (lab, mon, roles, stays, attr, dump_logs, ...; within is tests/lib.sh's).
+# The daemons mirror and send heartbeats over the lab's replication network
+# (10.203.1.x), hosts use NBD on the cluster network (10.203.0.x); the
+# agent's daemon runs the fence handler of the source tree
+# (agent/ipmirror-fence-peer).
 #
 # LUNS (default "vol0") lists the LUNs, each NAME or NAME:NODE: one <lun>
 # and one promotable resource NAME-clone per entry; NODE is the LUN's
@@ -44,14 +45,6 @@ trap '"$LAB" down >/dev/null 2>&1; t_cleanup' EXIT
 T_START=$SECONDS
 
 lab() { "$LAB" "$@"; }
-# within N command...: retry every 0.5 s until it succeeds, at most N s of wall clock
-within() {
-	local end=$((SECONDS + $1)); shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$end" ] || return 1
-		sleep 0.5
-	done
-}
 mon() { local n="$1"; shift; lab exec "$n" timeout 10 crm_mon -1 "$@" 2>/dev/null; }
 # roles and attr read crm_mon on node1, or on VIEW (VIEW=node2 roles vol0): in a
 # split cluster each partition has a view of its own

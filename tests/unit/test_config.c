@@ -215,6 +215,75 @@ static void test_queries(void **state)
 
 /* <nbd unix-group>: carried to the listener and through a copy; only with a
  * unix socket, never empty. */
+/* Set *s to v when the fixture left it empty. */
+static void fill(char **s, const char *v)
+{
+	if (!*s)
+		*s = strdup(v);
+	assert_non_null(*s);
+}
+
+/* The copy has a string of its own, equal to the original's. */
+static void own_copy(const char *copy, const char *orig)
+{
+	assert_string_equal(copy, orig);
+	assert_ptr_not_equal(copy, orig);
+}
+
+/* Every string field, each one set: the copy owns all of them (a field left
+ * out of config.c's field table would be shared, and leaked by free). */
+static void test_dup_every_string(void **state)
+{
+	ipm_config *cfg = load_good("good-pair.xml"), *c;
+	unsigned i, j;
+
+	fill(&cfg->log_file, "/var/log/x");
+	fill(&cfg->hb_state_dir, "/var/lib/x");
+	for (i = 0; i < cfg->n_nodes; i++) {
+		struct ipm_node_cfg *n = &cfg->nodes[i];
+
+		fill(&n->data.address, "a");
+		fill(&n->heartbeat.address, "a");
+		fill(&n->nbd.address, "a");
+		fill(&n->nbd_unix, "/run/x");
+		fill(&n->nbd_unix_group, "g");
+		fill(&n->hb_volume, "/dev/x");
+	}
+	for (i = 0; i < cfg->n_luns; i++) {
+		fill(&cfg->luns[i].journal_path, "/var/lib/j");
+		for (j = 0; j < cfg->luns[i].n_backing; j++)
+			fill(&cfg->luns[i].backing[j].node, "node1");
+	}
+	c = ipm_config_dup(cfg);
+	assert_non_null(c);
+	own_copy(c->path, cfg->path);
+	own_copy(c->secret_file, cfg->secret_file);
+	own_copy(c->log_file, cfg->log_file);
+	own_copy(c->hb_state_dir, cfg->hb_state_dir);
+	for (i = 0; i < c->n_nodes; i++) {
+		const struct ipm_node_cfg *a = &c->nodes[i], *b = &cfg->nodes[i];
+
+		own_copy(a->name, b->name);
+		own_copy(a->data.address, b->data.address);
+		own_copy(a->heartbeat.address, b->heartbeat.address);
+		own_copy(a->nbd.address, b->nbd.address);
+		own_copy(a->nbd_unix, b->nbd_unix);
+		own_copy(a->nbd_unix_group, b->nbd_unix_group);
+		own_copy(a->hb_volume, b->hb_volume);
+	}
+	for (i = 0; i < c->n_luns; i++) {
+		own_copy(c->luns[i].name, cfg->luns[i].name);
+		own_copy(c->luns[i].primary, cfg->luns[i].primary);
+		own_copy(c->luns[i].journal_path, cfg->luns[i].journal_path);
+		for (j = 0; j < c->luns[i].n_backing; j++) {
+			own_copy(c->luns[i].backing[j].node, cfg->luns[i].backing[j].node);
+			own_copy(c->luns[i].backing[j].path, cfg->luns[i].backing[j].path);
+		}
+	}
+	ipm_config_free(cfg);
+	ipm_config_free(c);
+}
+
 static void test_nbd_unix_group(void **state)
 {
 	ipm_config *cfg = load_good("good-unix-group.xml"), *copy;
@@ -649,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_schema_env),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_dup),
+		cmocka_unit_test(test_dup_every_string),
 		cmocka_unit_test(test_nbd_unix_group),
 		cmocka_unit_test(test_nbd_limits),
 		cmocka_unit_test(test_bad_nbd_limits),

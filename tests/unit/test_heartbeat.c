@@ -452,15 +452,9 @@ static uint16_t free_udp_port(void)
 	return ntohs(sa.sin_port);
 }
 
-static uint64_t gen_b(void *opaque)
-{
-	return *(uint64_t *)opaque;
-}
-
 struct pair {
 	struct ipm_endpoint ea, eb;
 	struct auth_secret secret;
-	uint64_t generation;
 };
 
 static int make(struct pair *pr, bool a, double probation, struct heartbeat **out,
@@ -471,7 +465,6 @@ static int make(struct pair *pr, bool a, double probation, struct heartbeat **ou
 		.local = a ? &pr->ea : &pr->eb, .remote = a ? &pr->eb : &pr->ea,
 		.secret = &pr->secret, .interval = 0.1, .timeout = 0.4,
 		.probation = probation,
-		.generation = a ? NULL : gen_b, .opaque = &pr->generation,
 	};
 	return heartbeat_create(&p, out, err);
 }
@@ -524,7 +517,6 @@ static void test_two_nodes(void **state)
 	struct pair pr = {
 		.ea = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
 		.eb = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
-		.generation = 42,
 	};
 	struct connection_array ca_in, ca_out;
 	struct heartbeat *a, *b, *c;
@@ -556,7 +548,6 @@ static void test_two_nodes(void **state)
 	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
 	assert_true(wait_state(b, IPM_LINK_UP, 2000) > 0);
 	assert_true(heartbeat_may_connect(a));
-	assert_true(heartbeat_peer_generation(a) == 42);
 	/* heartbeats keep the elements fresh well past the timeout */
 	usleep(800000);
 	assert_int_equal(ca_status(&ca_in, 0), IPM_LINK_UP);

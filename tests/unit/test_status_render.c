@@ -1,4 +1,4 @@
-/* test_status_render.c - status as JSON (valid, DESIGN.md keys, escaping,
+/* test_status_render.c - status as JSON (valid, ipmirrorctl(8) keys, escaping,
  * LUN filter) and as the human table. */
 #include <errno.h>
 #include <setjmp.h>

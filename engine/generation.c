@@ -417,7 +417,7 @@ int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
 	rc = lun_gen_discard(l, err);
 	if (rc < 0)
 		return rc;
-	return ipm_fail(err, 0,
+	return ipm_note(err,
 			"lun \"%s\": local changes will be discarded; the whole LUN is copied from %s when it connects",
 			l->cfg->name, l->engine->peer->name);
 }

@@ -14,7 +14,7 @@ FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=64M \
 	--time_based --runtime=30 &
 fio_pid=$!
 sleep 4
-kill -9 "$n2_pid"; wait "$n2_pid" 2>/dev/null
+kill9 "$n2_pid"
 diag "mirror killed at $(date +%T)"
 check "primary journals while the mirror is dead" wait_for 10 lun_state_is node1 vol0 journaling
 sleep 5

@@ -18,7 +18,7 @@ in_node node1 nbdcopy "$T_DIR/data" "nbd://$N1_ADDR:$N1_NBD/vol0"
 check "nbdcopy of 32 MiB through the primary completed" test $? = 0
 jb=$(lun_field node1 vol0 journal_bytes)
 check "journal holds the writes ($jb bytes)" test "$jb" -ge $((32 * 1024 * 1024))
-kill -9 "$n1_pid"; wait "$n1_pid" 2>/dev/null
+kill9 "$n1_pid"
 link_up
 node_start node1 || bail "primary did not restart: $(tail "$T_DIR"/n1.log)"
 check "restarted primary found its journal" wait_for 5 grep -q "from before" "$T_DIR/n1.log"

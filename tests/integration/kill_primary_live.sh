@@ -20,7 +20,7 @@ for l in vol0 vol1; do
 done
 sleep 5
 check "writes are being mirrored live" test "$(lun_field node1 vol0 mirrored_bytes)" -gt 0
-kill -9 "$n1_pid"; wait "$n1_pid" 2>/dev/null
+kill9 "$n1_pid"
 diag "primary killed at $(date +%T) under load"
 for p in $fios; do wait "$p"; done   # they fail: their server is gone
 node_start node1 || bail "primary did not restart: $(tail "$T_DIR"/n1.log)"

@@ -66,10 +66,10 @@ check "same generation again" \
 	bash -c "[ '$(lun_field node1 vol0 generation)' = '$(lun_field node2 vol0 generation)' ]"
 
 # ---- 2. the node behind resyncs from the one ahead --------------------------
-kill -9 "$n1_pid"; wait "$n1_pid" 2>/dev/null
+kill9 "$n1_pid"
 # the mirror's daemon restarts too: its copy is still known to be consistent
 # (kept in the generation file), so it may be promoted without --force
-kill -9 "$n2_pid"; wait "$n2_pid" 2>/dev/null
+kill9 "$n2_pid"
 node_start node2 || bail "node2 did not restart: $(tail "$T_DIR"/n2.log)"
 out=$(ctl node2 promote vol0 --dry-run 2>&1)
 check "restarted mirror still known consistent: $out" grep -q "can be promoted" <<<"$out"

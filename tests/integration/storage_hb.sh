@@ -142,7 +142,7 @@ wait $fio_pid
 check "fio: no verify error across all the cuts" test $? = 0
 
 # ---- kill the peer: both paths go down, failover is allowed -------------------------
-kill -9 "$n1_pid"
+kill9 "$n1_pid"
 check "peer killed: node2 sees both paths down" wait_for 8 paths_are node2 "down down down both"
 ctl node2 promote vol0 --dry-run >"$T_DIR/out" 2>&1
 check "peer dead: promotion allowed on the mirror (dry run)" test $? = 0

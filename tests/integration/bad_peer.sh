@@ -4,7 +4,7 @@
 # the real client handshake through tests/tools/fake_peer). Each is refused
 # with a log line naming the reason, while the good pair keeps mirroring.
 . "$top_srcdir/tests/lib.sh"
-plan 9
+plan 10
 
 pair_setup vol0:64M:sync:yes:node1
 pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"

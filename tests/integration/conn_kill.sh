@@ -4,7 +4,7 @@
 # re-sent on the others, fio's verify sees no error, the worker reconnects and
 # both backing files end byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 7
+plan 8
 
 pair_setup vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1
 pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"

@@ -4,7 +4,7 @@
 # reaching the state, usage errors (exit 2), root-only access, a second
 # daemon on the same --socket, and the message when the daemon is gone.
 . "$top_srcdir/tests/lib.sh"
-plan 24
+plan 25
 
 PORT=$(free_port ctl_status)
 SOCK="ipm-ctl-$$"

@@ -5,7 +5,7 @@
 # link is stable it reconnects after probation, resyncs, and both backing
 # files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 8
+plan 9
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="0.5" timeout="2.0" probation="5"' pair_setup vol0:128M:sync:yes:node1

@@ -4,7 +4,7 @@
 # after the link returns the resync replays the journal and copies the dirty
 # extents, and both backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 6
+plan 7
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_JOURNAL_MAX=2M pair_setup vol0:128M:async:yes:node1

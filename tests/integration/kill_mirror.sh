@@ -3,7 +3,7 @@
 # serving and journals, the restarted mirror is resynced after probation,
 # fio's verify sees no error and both backing files end byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 6
+plan 7
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:128M:sync:yes:node1

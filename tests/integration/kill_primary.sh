@@ -4,7 +4,7 @@
 # primary is killed, the link comes back, the restarted primary reopens its
 # journal and replays it: the mirror ends with exactly the acknowledged data.
 . "$top_srcdir/tests/lib.sh"
-plan 7
+plan 8
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:128M:sync:yes:node1

@@ -4,7 +4,7 @@
 # (extents with live writes, made durable before each write leaves) tells the
 # restarted primary which extents to resync, so both copies end identical.
 . "$top_srcdir/tests/lib.sh"
-plan 6
+plan 7
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:128M:async:yes:node1 vol1:128M:sync:yes:node1

@@ -4,7 +4,7 @@
 # sync FLUSH reaches the mirror, and in the end every mirrored LUN's two
 # backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 13
+plan 14
 
 pair_setup vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1 \
 	vol2:128M:sync:yes:node2 vol3:64M:sync:no:node1

@@ -5,7 +5,7 @@
 # resyncs when the heartbeat gives up), fio's verify sees no error, and once
 # the network is clean again both backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 6
+plan 7
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="0.5" timeout="3.0" probation="3"' pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node1

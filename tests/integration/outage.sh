@@ -5,7 +5,7 @@
 # the journal is replayed in order, the LUN is up to date again, fio saw no
 # verify error and both backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 10
+plan 11
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="1.5" timeout="4.0" probation="10"' \

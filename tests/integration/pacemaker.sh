@@ -6,7 +6,7 @@
 # crm_resource/pcs in a private mount namespace only.
 # TODO: the two-node drill in tests/lab (pcs resource move) is not written yet.
 . "$top_srcdir/tests/lib.sh"
-plan 23
+plan 24
 
 AGENT="$top_srcdir/ocf/ipmirror"
 RNG=/usr/share/pcs/data/ocf-1.1.rng

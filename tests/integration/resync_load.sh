@@ -5,7 +5,7 @@
 # writes lets it finish. The mirror is stopped under a verifying load, started
 # again while that load goes on, and must be up to date before the load ends.
 . "$top_srcdir/tests/lib.sh"
-plan 5
+plan 6
 
 pair_setup vol0:128M:sync:yes:node1
 pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"

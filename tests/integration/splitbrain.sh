@@ -11,7 +11,7 @@
 #     C; node1 comes back as mirror: it is behind, resyncs from node2 (its
 #     own unreplicated leftovers are overwritten), and both end equal.
 . "$top_srcdir/tests/lib.sh"
-plan 24
+plan 25
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:64M:sync:yes:node1

@@ -10,7 +10,7 @@
 # UDP up); uninstall/reinstall under load; killing the peer (both paths
 # down, promotion allowed, agent scores the peer dead). No data lost.
 . "$top_srcdir/tests/lib.sh"
-plan 36
+plan 37
 
 # ---- two links between two namespaces --------------------------------------
 tag=$$

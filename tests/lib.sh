@@ -252,6 +252,16 @@ field_grows() {
 	wait_for "${4:-20}" field_above "$1" "$2" "$3" "${b0:-0}"
 }
 
+# lun_watch NODE LUN SECONDS FILE: every 0.2 s for SECONDS, one line
+# "STATE JOURNAL_BYTES" of the LUN into FILE (run it in the background)
+lun_watch() {
+	local end=$(( $(date +%s) + $3 ))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		ctl "$1" status "$2" --json | jq -r '.luns[0] | "\(.state) \(.journal_bytes)"' >>"$4"
+		sleep 0.2
+	done
+}
+
 # ---- network namespaces for fault tests -----------------------------------
 # netns_pair: two namespaces joined by a veth pair, 10.201.0.1 (node1) and
 # 10.201.0.2 (node2); removed on exit. Sets NS_node1/NS_node2, N1_ADDR/N2_ADDR,

@@ -5,7 +5,7 @@
 # link is stable it reconnects after probation, resyncs, and both backing
 # files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 9
+plan 10
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="0.5" timeout="2.0" probation="5"' pair_setup vol0:128M:sync:yes:node1
@@ -15,7 +15,7 @@ check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=64M \
 	--time_based --runtime=50 &
 fio_pid=$!
-sleep 2
+check "the load is mirrored" field_grows node1 vol0 mirrored_bytes
 seen="$T_DIR/states"
 : >"$seen"
 end=$(( $(date +%s) + 30 ))

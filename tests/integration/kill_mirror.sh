@@ -3,7 +3,7 @@
 # serving and journals, the restarted mirror is resynced after probation,
 # fio's verify sees no error and both backing files end byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 7
+plan 9
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:128M:sync:yes:node1
@@ -13,11 +13,11 @@ check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=64M \
 	--time_based --runtime=30 &
 fio_pid=$!
-sleep 4
+check "the load is mirrored" field_grows node1 vol0 mirrored_bytes
 kill9 "$n2_pid"
 diag "mirror killed at $(date +%T)"
 check "primary journals while the mirror is dead" wait_for 10 lun_state_is node1 vol0 journaling
-sleep 5
+check "the journal grows while the mirror is dead" field_grows node1 vol0 journal_bytes
 node_start node2 || bail "mirror did not restart: $(tail "$T_DIR"/n2.log)"
 check "restarted mirror is resynced: primary up to date" wait_for 60 lun_state_is node1 vol0 uptodate
 wait $fio_pid

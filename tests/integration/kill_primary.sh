@@ -14,7 +14,8 @@ check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 link_down
 check "link down: primary journaling" wait_for 10 lun_state_is node1 vol0 journaling
 head -c 32M /dev/urandom >"$T_DIR/data"
-in_node node1 nbdcopy "$T_DIR/data" "nbd://$N1_ADDR:$N1_NBD/vol0"
+# --flush: nbdcopy ends with a FLUSH, so every byte is acknowledged as durable
+in_node node1 timeout 60 nbdcopy --flush "$T_DIR/data" "nbd://$N1_ADDR:$N1_NBD/vol0"
 check "nbdcopy of 32 MiB through the primary completed" test $? = 0
 jb=$(lun_field node1 vol0 journal_bytes)
 check "journal holds the writes ($jb bytes)" test "$jb" -ge $((32 * 1024 * 1024))

@@ -5,7 +5,7 @@
 # the journal is replayed in order, the LUN is up to date again, fio saw no
 # verify error and both backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 11
+plan 12
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="1.5" timeout="4.0" probation="10"' \
@@ -16,7 +16,7 @@ check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=200M \
 	--time_based --runtime=55 &
 fio_pid=$!
-sleep 4
+check "the load is mirrored" field_grows node1 vol0 mirrored_bytes
 link_down
 diag "link down at $(date +%T)"
 check "heartbeat timeout: primary is journaling" wait_for 10 lun_state_is node1 vol0 journaling

@@ -10,6 +10,8 @@
 #     copy stays known consistent), it is promoted without --force and writes
 #     C; node1 comes back as mirror: it is behind, resyncs from node2 (its
 #     own unreplicated leftovers are overwritten), and both end equal.
+# the split brain and the forced demotion that make it are logged as crit
+T_LOG_ALLOW='crit: lun vol0: (SPLIT BRAIN|FORCED demotion against the safety check)'
 . "$top_srcdir/tests/lib.sh"
 plan 25
 

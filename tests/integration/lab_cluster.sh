@@ -4,6 +4,7 @@
 # attribute set on node1 reaches node2, cutting the link makes node1 see node2
 # OFFLINE/UNCLEAN, healing brings both back, and `down` leaves no namespace,
 # process or mount behind (and may be repeated).
+T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB="$top_srcdir/tests/lab/lab"

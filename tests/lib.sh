@@ -292,15 +292,43 @@ connections_up() {
 # fio_verify URI JOBNAME [extra fio args...]: random writes with crc32c
 # verification (also during the write phase, so time-based runs verify too);
 # succeeds when fio exited 0 with no errors. FIO_NODE runs it
-# inside that node's namespace.
+# inside that node's namespace. The job's arguments and its verify state
+# stay in $T_DIR for fio_verify_only.
 fio_verify() {
 	local uri="$1" name="$2" rt=60 a; shift 2
 	for a in "$@"; do case $a in --runtime=*) rt=${a#--runtime=} ;; esac; done
+	printf '%s\n' "$@" >"$T_DIR/$name.args"
 	# bounded: a wedged server fails fio after its runtime and a minute
-	in_node "${FIO_NODE:-here}" timeout -k 10 $((rt + 60)) fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k \
-		--iodepth=32 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
-		--verify_backlog=1024 --verify_state_save=0 --runtime=60 --output-format=json \
-		--output="$T_DIR/$name.json" "$@" >"$T_DIR/$name.out" 2>&1 || return 1
+	(cd "$T_DIR" && in_node "${FIO_NODE:-here}" timeout -k 10 $((rt + 60)) fio --name="$name" \
+		--ioengine=nbd --uri="$uri" $(fio_job_args) --do_verify=1 \
+		--verify_backlog=1024 --verify_state_save=1 --runtime=60 --output-format=json \
+		--output="$T_DIR/$name.json" "$@") >"$T_DIR/$name.out" 2>&1 || return 1
 	# fio may put warnings before the JSON document
 	[ "$(sed -n '/^{/,$p' "$T_DIR/$name.json" | jq '[.jobs[].error] | add')" = 0 ]
+}
+fio_job_args() { echo "--rw=randwrite --bs=4k --iodepth=32 --size=32M --verify=crc32c --verify_fatal=1"; }
+
+# fio_verify_only URI JOBNAME: reads back through URI (another node after a
+# failover, FIO_NODE) what fio_verify's job JOBNAME wrote, with its saved
+# verify state: every block it completed must carry its own checksum there
+fio_verify_only() {
+	local uri="$1" name="$2" a args=()
+	while read -r a; do
+		case $a in --time_based | --runtime=* | --rate_iops=*) ;; *) args+=("$a") ;; esac
+	done <"$T_DIR/$name.args"
+	(cd "$T_DIR" && in_node "${FIO_NODE:-here}" timeout -k 10 120 fio --name="$name" \
+		--ioengine=nbd --uri="$uri" $(fio_job_args) --verify_only --verify_state_load=1 \
+		--output-format=json --output="$T_DIR/$name-verify.json" "${args[@]}") \
+		>"$T_DIR/$name-verify.out" 2>&1 || return 1
+	[ "$(sed -n '/^{/,$p' "$T_DIR/$name-verify.json" | jq '[.jobs[].error] | add')" = 0 ] &&
+		[ "$(sed -n '/^{/,$p' "$T_DIR/$name-verify.json" | jq '[.jobs[].read.io_bytes] | add')" -gt 0 ]
+}
+
+# failover_verify JOBNAME [LUN]: node1 stopped, the LUN (vol0) promoted on
+# node2, and job JOBNAME's blocks verified there (fio --verify_only)
+failover_verify() {
+	local name="$1" lun="${2:-vol0}"
+	kill -0 "$n1_pid" 2>/dev/null && { stop_pid "$n1_pid" || return 1; }
+	wait_for 20 ctl node2 promote "$lun" || { diag "promote: $(ctl node2 promote "$lun" 2>&1)"; return 1; }
+	FIO_NODE=node2 fio_verify_only "nbd://${N2_ADDR:-127.0.0.1}:$N2_NBD/$lun" "$name"
 }

@@ -5,7 +5,7 @@
 # link is stable it reconnects after probation, resyncs, and both backing
 # files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 10
+plan 11
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="0.5" timeout="2.0" probation="5"' pair_setup vol0:128M:sync:yes:node1
@@ -47,6 +47,9 @@ check "stable link: probation ends, resync completes, up to date" \
 wait $fio_pid
 check "fio: no verify error" test $? = 0
 check "journal emptied" test "$(lun_field node1 vol0 journal_bytes)" = 0
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
+stop_pid "$n2_pid"
 check "both backing files identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -3,7 +3,7 @@
 # serving and journals, the restarted mirror is resynced after probation,
 # fio's verify sees no error and both backing files end byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 9
+plan 10
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:128M:sync:yes:node1
@@ -23,6 +23,9 @@ check "restarted mirror is resynced: primary up to date" wait_for 60 lun_state_i
 wait $fio_pid
 check "fio: no verify error across the mirror's crash" test $? = 0
 check "journal emptied" test "$(lun_field node1 vol0 journal_bytes)" = 0
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
+stop_pid "$n2_pid"
 check "both backing files identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

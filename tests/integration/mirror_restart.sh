@@ -7,7 +7,7 @@
 # (doc/wire.md, "The record"). The extents whose copies were in flight are
 # marked again: afterwards both copies are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 11
+plan 12
 
 # a small journal, so the resync copies dirty extents (slowly: 2 MB/s)
 PAIR_RESYNC_RATE=2M PAIR_JOURNAL_MAX=4M \
@@ -36,6 +36,9 @@ check "the load was still running when the primary noticed the restart" kill -0 
 check "the resync ends: primary up to date" wait_for 120 lun_state_is node1 vol0 uptodate
 wait "$f1"
 check "fio verify during the restart: no error" test $? = 0
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load during the restart there" \
+	failover_verify during
+stop_pid "$n2_pid"
 check "both copies of vol0 identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -10,7 +10,7 @@
 # and, once it ends, resync; once the network is clean again both backing
 # files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 13
+plan 14
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="0.5" timeout="3.0" probation="3"' pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node1
@@ -120,7 +120,10 @@ check "fio verify without error across the burst and the resync" test $? = 0
 
 all_uptodate() { [ "$(ctl node1 status --json | jq -r '[.luns[].state] | unique | join(",")')" = uptodate ]; }
 check "clean network (the delay stays): both luns up to date" wait_for 60 all_uptodate
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: both luns promoted on node2, fio --verify_only finds every block written there" \
+	eval 'failover_verify burst vol0 && failover_verify async vol1'
+stop_pid "$n2_pid"
 check "backing files identical (vol0 and vol1)" \
 	bash -c "cmp '$T_DIR/node1-vol0.img' '$T_DIR/node2-vol0.img' && cmp '$T_DIR/node1-vol1.img' '$T_DIR/node2-vol1.img'"
 if [ "$DELAY" = relay ]; then

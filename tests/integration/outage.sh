@@ -5,7 +5,7 @@
 # the journal is replayed in order, the LUN is up to date again, fio saw no
 # verify error and both backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 12
+plan 13
 
 netns_pair || bail "cannot create network namespaces"
 PAIR_HB='interval="1.5" timeout="4.0" probation="10"' \
@@ -38,6 +38,9 @@ check "resync completes: primary up to date" wait_for 60 lun_state_is node1 vol0
 check "journal emptied after the resync" test "$(lun_field node1 vol0 journal_bytes)" = 0
 wait $fio_pid
 check "fio: no verify error across the outage" test $? = 0
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
+stop_pid "$n2_pid"
 check "both backing files identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -7,7 +7,7 @@
 # vol1 is written on each of its primaries, and both LUNs end byte-identical
 # on both nodes, holding what was written.
 . "$top_srcdir/tests/lib.sh"
-plan 14
+plan 15
 
 pair_setup vol0:128M:sync:yes:node1 vol1:64M:sync:yes:node1
 pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
@@ -59,7 +59,10 @@ both_uptodate() {
 	done
 }
 check "vol0 and vol1 up to date again on both nodes" wait_for 40 both_uptodate
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
+stop_pid "$n2_pid"
 check "both LUNs identical on both nodes" \
 	bash -c "cmp '$T_DIR/node1-vol0.img' '$T_DIR/node2-vol0.img' && cmp '$T_DIR/node1-vol1.img' '$T_DIR/node2-vol1.img'"
 has() { cmp -s -n 1048576 "$2" <(tail -c +$(($3 + 1)) "$1"); }

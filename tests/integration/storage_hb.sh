@@ -10,7 +10,7 @@
 # UDP up); uninstall/reinstall under load; killing the peer (both paths
 # down, promotion allowed, agent scores the peer dead). No data lost.
 . "$top_srcdir/tests/lib.sh"
-plan 39
+plan 40
 
 # ---- two links between two namespaces --------------------------------------
 tag=$$
@@ -149,6 +149,8 @@ ctl node2 promote vol0 --dry-run >"$T_DIR/out" 2>&1
 check "peer dead: promotion allowed on the mirror (dry run)" test $? = 0
 sc=$(score node2)
 check "peer dead: the agent scores the mirror alone (10, got $sc)" test "$sc" = 10
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
 check "no data lost: the mirror's copy of vol0 equals the dead primary's" \
 	cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -60,6 +60,15 @@ t_watchdog() {
 t_watchdog & T_WATCHDOG=$!
 trap 'exit 1' TERM
 
+# lab_lock: one Pacemaker lab at a time (make -j check), however long the
+# others take: the watchdog starts again once the lock is held
+lab_lock() {
+	exec 8>"${TMPDIR:-/tmp}/ipmirror-lab.lock"
+	flock -w "$T_LIMIT" 8 || bail "another Pacemaker lab held the lock for $T_LIMIT s"
+	kill "$T_WATCHDOG" 2>/dev/null
+	t_watchdog & T_WATCHDOG=$!
+}
+
 # free_port NAME [N]: the first of N consecutive free TCP ports on loopback,
 # from a range chosen by a hash of the test and NAME, so parallel tests do
 # not collide.

@@ -12,6 +12,7 @@ for c in corosync pacemakerd crm_mon attrd_updater unshare nsenter ip; do
 	command -v "$c" >/dev/null 2>&1 || { echo "1..0 # SKIP $c not installed"; exit 0; }
 done
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }
+lab_lock
 
 plan 14
 

@@ -24,6 +24,7 @@ for c in corosync pacemakerd crm_mon crm_resource pcs nbdcopy nbdinfo unshare ns
 done
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }
 [ -d /usr/lib/ocf/resource.d ] || { echo "1..0 # SKIP no /usr/lib/ocf/resource.d"; exit 0; }
+lab_lock
 
 
 # cluster_start = cluster_env (names, trap, helpers) + cluster_config (the

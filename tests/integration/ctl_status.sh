@@ -24,7 +24,7 @@ solo_config() { # FILE PORT IMAGE
 XML
 }
 solo_config "$T_DIR/solo.xml" "$PORT" "$T_DIR/vol0.img"
-ctl() { "$IPMIRRORCTL" --socket "$SOCK" "$@"; }
+ctl() { timeout -k 5 "$CTL_TIMEOUT" "$IPMIRRORCTL" --socket "$SOCK" "$@"; }
 # run CMD...: stdout in $T_DIR/out, stderr in $T_DIR/err, exit status in $RC
 run() { "$@" >"$T_DIR/out" 2>"$T_DIR/err"; RC=$?; }
 

@@ -104,8 +104,8 @@ dump_logs() {
 	local n
 	for n in node1 node2; do # what the daemon itself says of promoting here
 		diag "---- $n: ipmirrorctl promote $LUN1 --dry-run; status"
-		lab exec "$n" "$IPMIRRORCTL" --socket "$LAB_TAG" promote "$LUN1" --dry-run 2>&1 | sed 's/^/# /'
-		lab exec "$n" "$IPMIRRORCTL" --socket "$LAB_TAG" status "$LUN1" 2>&1 | sed 's/^/# /'
+		lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" promote "$LUN1" --dry-run 2>&1 | sed 's/^/# /'
+		lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" status "$LUN1" 2>&1 | sed 's/^/# /'
 	done
 	diag "---- crm_mon -1 -A (node1)"; mon node1 -A | sed 's/^/# /'
 	diag "---- ipmirrord log"; tail -n 40 "$T_DIR/ipmirrord.log" 2>/dev/null | sed 's/^/# /'

@@ -57,7 +57,9 @@ t_watchdog() {
 	# the test's own children (a foreground client would hold up the trap)
 	sleep 2; pkill -TERM -P $$
 }
+# disowned: a test's bare `wait` (for its own jobs) must not wait for it
 t_watchdog & T_WATCHDOG=$!
+disown "$T_WATCHDOG"
 trap 'exit 1' TERM
 
 # lab_lock: one Pacemaker lab at a time (make -j check), however long the
@@ -67,6 +69,7 @@ lab_lock() {
 	flock -w "$T_LIMIT" 8 || bail "another Pacemaker lab held the lock for $T_LIMIT s"
 	kill "$T_WATCHDOG" 2>/dev/null
 	t_watchdog & T_WATCHDOG=$!
+	disown "$T_WATCHDOG"
 }
 
 # free_port NAME [N]: the first of N consecutive free TCP ports on loopback,

@@ -15,6 +15,17 @@ T_NUM=0
 T_FAILED=0
 T_PIDS=""
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipmirror-test.XXXXXX")
+# daemons started by start_daemon/node_start: "PID:LOG" each; those stopped
+# (PID:STATUS) and those killed on purpose, for daemons_clean
+T_DAEMONS=""
+T_STOPPED=""
+T_KILLED=""
+# an ERE of the error/crit log lines a test provokes on purpose
+: "${T_LOG_ALLOW:=}"
+# seconds an ipmirrorctl call, a daemon's stop and the whole test may take
+: "${CTL_TIMEOUT:=20}"
+: "${STOP_TIMEOUT:=30}"
+: "${T_LIMIT:=900}"
 
 plan() { echo "1..$1"; }
 ok() { T_NUM=$((T_NUM + 1)); echo "ok $T_NUM - $*"; }
@@ -26,6 +37,7 @@ bail() { echo "Bail out! $*"; exit 1; }
 
 t_cleanup() {
 	local p
+	[ -z "${T_WATCHDOG:-}" ] || kill "$T_WATCHDOG" 2>/dev/null
 	for p in $T_PIDS; do kill "$p" 2>/dev/null; done
 	for p in $T_PIDS; do
 		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
@@ -35,6 +47,30 @@ t_cleanup() {
 	[ -n "${T_KEEP:-}" ] || rm -rf "$T_DIR"
 }
 trap t_cleanup EXIT
+# a wedged daemon or client fails the test instead of hanging make check
+# (it sleeps a second at a time: stopping it leaves no long sleep behind)
+t_watchdog() {
+	local end=$(( $(date +%s) + T_LIMIT ))
+	while [ "$(date +%s)" -lt "$end" ]; do sleep 1; done
+	echo "Bail out! the test ran out of its $T_LIMIT s (T_LIMIT)"
+	kill -TERM $$
+	# the test's own children (a foreground client would hold up the trap)
+	sleep 2; pkill -TERM -P $$
+}
+# disowned: a test's bare `wait` (for its own jobs) must not wait for it
+t_watchdog & T_WATCHDOG=$!
+disown "$T_WATCHDOG"
+trap 'exit 1' TERM
+
+# lab_lock: one Pacemaker lab at a time (make -j check), however long the
+# others take: the watchdog starts again once the lock is held
+lab_lock() {
+	exec 8>"${TMPDIR:-/tmp}/ipmirror-lab.lock"
+	flock -w "$T_LIMIT" 8 || bail "another Pacemaker lab held the lock for $T_LIMIT s"
+	kill "$T_WATCHDOG" 2>/dev/null
+	t_watchdog & T_WATCHDOG=$!
+	disown "$T_WATCHDOG"
+}
 
 # free_port NAME [N]: the first of N consecutive free TCP ports on loopback,
 # from a range chosen by a hash of the test and NAME, so parallel tests do
@@ -46,6 +82,8 @@ free_port() {
 		busy=
 		for i in $(seq 0 $((n - 1))); do
 			if (exec 3<>"/dev/tcp/127.0.0.1/$((p + i))") 2>/dev/null; then busy=1; break; fi
+			# heartbeats are UDP: a bound UDP port is taken too
+			if [ -n "$(ss -Hunl "( sport = :$((p + i)) )" 2>/dev/null)" ]; then busy=1; break; fi
 		done
 		[ -n "$busy" ] || { echo "$p"; return 0; }
 	done
@@ -92,17 +130,62 @@ start_daemon() {
 	"$IPMIRRORD" --foreground "$@" >"$T_DIR/$name.log" 2>&1 &
 	local pid=$!
 	T_PIDS="$T_PIDS $pid"
+	T_DAEMONS="$T_DAEMONS $pid:$T_DIR/$name.log"
 	eval "${name}_pid=$pid"
 }
 
-# stop_pid PID: terminate one process we started and wait for it
+# stop_pid PID: terminate one process we started and wait for it, at most
+# STOP_TIMEOUT s (then kill -9); returns its exit status, remembered for
+# daemons_clean
 stop_pid() {
+	local rc end=$(( $(date +%s) + STOP_TIMEOUT ))
 	kill "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
+	while kill -0 "$1" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 0.1; done
+	kill -0 "$1" 2>/dev/null && { echo "# PID $1 did not stop in $STOP_TIMEOUT s: kill -9"; kill -9 "$1"; }
+	wait "$1" 2>/dev/null; rc=$?
 	T_PIDS=$(echo "$T_PIDS" | sed "s/\b$1\b//")
+	T_STOPPED="$T_STOPPED $1:$rc"
+	return "$rc"
 }
 
-finish() { [ "$T_FAILED" -eq 0 ]; exit $?; }
+# kill9 PID: kill -9 a daemon on purpose (daemons_clean does not count it)
+kill9() {
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	T_PIDS=$(echo "$T_PIDS" | sed "s/\b$1\b//")
+	T_KILLED="$T_KILLED $1"
+}
+
+# daemons_clean: every daemon the test started and did not kill9 exits 0
+# (those still running are stopped here), and no daemon log holds an
+# error/crit line the test did not announce in T_LOG_ALLOW (an ERE).
+# finish runs it as the test's last check when daemons were started.
+daemons_clean() {
+	local d pid log rc bad="" logs="" lines
+	for d in $T_DAEMONS; do
+		pid=${d%%:*}; log=${d#*:}
+		case " $logs " in *" $log "*) ;; *) logs="$logs $log" ;; esac
+		case " $T_KILLED " in *" $pid "*) continue ;; esac
+		case " $T_STOPPED " in
+		*" $pid:"*) rc=$(echo "$T_STOPPED" | tr ' ' '\n' | sed -n "s/^$pid://p" | tail -n1) ;;
+		*) if kill -0 "$pid" 2>/dev/null; then stop_pid "$pid"; rc=$?
+		   else wait "$pid" 2>/dev/null; rc=$?; fi ;;
+		esac
+		[ "$rc" = 0 ] || bad="$bad $pid($(basename "$log"))=$rc"
+	done
+	# shellcheck disable=SC2086
+	lines=$(grep -hE '\] (error|crit|alert|emerg): ' $logs 2>/dev/null |
+		{ if [ -n "$T_LOG_ALLOW" ]; then grep -vE "$T_LOG_ALLOW"; else cat; fi; })
+	[ -z "$bad" ] || diag "daemons that did not exit cleanly (pid(log)=status):$bad"
+	[ -z "$lines" ] || echo "$lines" | head -n 20 | sed 's/^/# unexpected: /'
+	check "the daemons exited cleanly and logged no unexpected error/crit line" \
+		test -z "$bad$lines"
+}
+
+finish() {
+	[ -z "$T_DAEMONS" ] || daemons_clean
+	[ "$T_FAILED" -eq 0 ]; exit $?
+}
 
 # ---- two nodes on loopback -------------------------------------------------
 # pair_setup: writes $T_DIR/pair.xml for node1/node2 on 127.0.0.1 with
@@ -182,6 +265,7 @@ node_start() {
 	fi
 	local pid=$!
 	T_PIDS="$T_PIDS $pid"
+	T_DAEMONS="$T_DAEMONS $pid:$T_DIR/$short.log"
 	eval "${short}_pid=$pid"
 	local addr port
 	addr=$(eval echo "\${N${node#node}_ADDR:-127.0.0.1}")
@@ -208,11 +292,32 @@ pair_up() {
 	pair_local "$@"
 }
 
-ctl() { local node="$1"; shift; in_node "$node" "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"; }
+# ctl NODE ARGS...: ipmirrorctl on NODE's daemon, at most CTL_TIMEOUT s
+ctl() {
+	local node="$1"; shift
+	in_node "$node" timeout -k 5 "$CTL_TIMEOUT" "$IPMIRRORCTL" --socket "ipm-$$-$node" "$@"
+}
 
 # lun_field NODE LUN FIELD: one field of the LUN in NODE's status JSON
 lun_field() { ctl "$1" status "$2" --json | jq -r ".luns[0].$3"; }
 lun_state_is() { [ "$(lun_field "$1" "$2" state)" = "$3" ]; }
+field_above() { [ "$(lun_field "$1" "$2" "$3")" -gt "$4" ]; }
+# field_grows NODE LUN FIELD [SECONDS]: wait until a counter of the LUN
+# (mirrored_bytes, journal_bytes) grows: a load is really running
+field_grows() {
+	local b0; b0=$(lun_field "$1" "$2" "$3")
+	wait_for "${4:-20}" field_above "$1" "$2" "$3" "${b0:-0}"
+}
+
+# lun_watch NODE LUN SECONDS FILE: every 0.2 s for SECONDS, one line
+# "STATE JOURNAL_BYTES" of the LUN into FILE (run it in the background)
+lun_watch() {
+	local end=$(( $(date +%s) + $3 ))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		ctl "$1" status "$2" --json | jq -r '.luns[0] | "\(.state) \(.journal_bytes)"' >>"$4"
+		sleep 0.2
+	done
+}
 
 # ---- network namespaces for fault tests -----------------------------------
 # netns_pair: two namespaces joined by a veth pair, 10.201.0.1 (node1) and
@@ -265,13 +370,17 @@ connections_up() {
 # fio_verify URI JOBNAME [extra fio args...]: random writes with crc32c
 # verification (also during the write phase, so time-based runs verify too);
 # succeeds when fio exited 0 with no errors. FIO_NODE runs it
-# inside that node's namespace.
+# inside that node's namespace. The job's arguments and its verify state
+# stay in $T_DIR for fio_verify_only.
 fio_verify() {
-	local uri="$1" name="$2"; shift 2
-	in_node "${FIO_NODE:-here}" fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k \
-		--iodepth=32 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
-		--verify_backlog=1024 --verify_state_save=0 --runtime=60 --output-format=json \
-		--output="$T_DIR/$name.json" "$@" >"$T_DIR/$name.out" 2>&1 || return 1
+	local uri="$1" name="$2" rt=60 a; shift 2
+	for a in "$@"; do case $a in --runtime=*) rt=${a#--runtime=} ;; esac; done
+	printf '%s\n' "$@" >"$T_DIR/$name.args"
+	# bounded: a wedged server fails fio after its runtime and a minute
+	(cd "$T_DIR" && in_node "${FIO_NODE:-here}" timeout -k 10 $((rt + 60)) fio --name="$name" \
+		--ioengine=nbd --uri="$uri" $(fio_job_args) --do_verify=1 \
+		--verify_backlog=1024 --verify_state_save=1 --runtime=60 --output-format=json \
+		--output="$T_DIR/$name.json" "$@") >"$T_DIR/$name.out" 2>&1 || return 1
 	# fio may put warnings before the JSON document
 	[ "$(sed -n '/^{/,$p' "$T_DIR/$name.json" | jq '[.jobs[].error] | add')" = 0 ]
 }
@@ -284,4 +393,31 @@ load_start() {
 	FIO_NODE=node1 fio_verify "nbd://${N1_ADDR:-127.0.0.1}:$N1_NBD/vol0" load --size="$size" \
 		--time_based --runtime="$secs" "$@" &
 	fio_pid=$!
+}
+
+fio_job_args() { echo "--rw=randwrite --bs=4k --iodepth=32 --size=32M --verify=crc32c --verify_fatal=1"; }
+
+# fio_verify_only URI JOBNAME: reads back through URI (another node after a
+# failover, FIO_NODE) what fio_verify's job JOBNAME wrote, with its saved
+# verify state: every block it completed must carry its own checksum there
+fio_verify_only() {
+	local uri="$1" name="$2" a args=()
+	while read -r a; do
+		case $a in --time_based | --runtime=* | --rate_iops=*) ;; *) args+=("$a") ;; esac
+	done <"$T_DIR/$name.args"
+	(cd "$T_DIR" && in_node "${FIO_NODE:-here}" timeout -k 10 120 fio --name="$name" \
+		--ioengine=nbd --uri="$uri" $(fio_job_args) --verify_only --verify_state_load=1 \
+		--output-format=json --output="$T_DIR/$name-verify.json" "${args[@]}") \
+		>"$T_DIR/$name-verify.out" 2>&1 || return 1
+	[ "$(sed -n '/^{/,$p' "$T_DIR/$name-verify.json" | jq '[.jobs[].error] | add')" = 0 ] &&
+		[ "$(sed -n '/^{/,$p' "$T_DIR/$name-verify.json" | jq '[.jobs[].read.io_bytes] | add')" -gt 0 ]
+}
+
+# failover_verify JOBNAME [LUN]: node1 stopped, the LUN (vol0) promoted on
+# node2, and job JOBNAME's blocks verified there (fio --verify_only)
+failover_verify() {
+	local name="$1" lun="${2:-vol0}"
+	kill -0 "$n1_pid" 2>/dev/null && { stop_pid "$n1_pid" || return 1; }
+	wait_for 20 ctl node2 promote "$lun" || { diag "promote: $(ctl node2 promote "$lun" 2>&1)"; return 1; }
+	FIO_NODE=node2 fio_verify_only "nbd://${N2_ADDR:-127.0.0.1}:$N2_NBD/$lun" "$name"
 }

@@ -4,7 +4,7 @@
 # the real client handshake through tests/tools/fake_peer). Each is refused
 # with a log line naming the reason, while the good pair keeps mirroring.
 . "$top_srcdir/tests/lib.sh"
-plan 9
+plan 10
 
 pair_local vol0:64M:sync:yes:node1
 check "good pair connected" wait_for 15 connections_up node1 4

@@ -6,7 +6,7 @@
 # read through NBD returns the last bytes written, whichever path wrote
 # them, fio verify passes with unaligned sizes, and both copies end equal.
 . "$top_srcdir/tests/lib.sh"
-plan 9
+plan 10
 
 pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node1
 # vol0 asks for direct I/O, vol1 for the page cache, on both nodes

@@ -9,6 +9,7 @@
 # nodes uptodate in crm_mon -1 -A, no fio verify error, backing files equal.
 # Then ipmirror-drill --event link-cut (cut by `ip link set ... down` on the
 # Promoted node) must PASS with fenced true. T_KEEP=1 keeps $T_DIR.
+T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB_TAG=ipmfl

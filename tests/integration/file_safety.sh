@@ -11,7 +11,7 @@ plan 29
 
 BASE=$(free_port file_safety 6)
 SOCK="ipm-fs-$$"
-ctl() { "$IPMIRRORCTL" --socket "$SOCK" "$@"; }
+ctl() { timeout -k 5 "$CTL_TIMEOUT" "$IPMIRRORCTL" --socket "$SOCK" "$@"; }
 # run CMD...: stdout in $T_DIR/out, stderr in $T_DIR/err, exit status in $RC
 run() { "$@" >"$T_DIR/out" 2>"$T_DIR/err"; RC=$?; }
 
@@ -144,11 +144,11 @@ imp_pid=$!
 T_PIDS="$T_PIDS $imp_pid"
 wait_for 10 grep -q ready "$T_DIR/imp.out" || bail "the impostor did not start: $(cat "$T_DIR/imp.out")"
 ok "a non-root process (uid 65534) holds the service name $IMP"
-run "$IPMIRRORCTL" --socket "$IMP" status
+run timeout -k 5 "$CTL_TIMEOUT" "$IPMIRRORCTL" --socket "$IMP" status
 check "ipmirrorctl status: exit 1, says the server has uid 65534, not root" eval '[ "$RC" = 1 ] &&
 	grep -qF "is served by pid $imp_pid with uid 65534, not root" "$T_DIR/err"'
 check "ipmirrorctl printed nothing the impostor sent" eval '! grep -q IMPOSTOR "$T_DIR/out" "$T_DIR/err"'
-run "$IPMIRRORCTL" --socket "$IMP" promote vol0
+run timeout -k 5 "$CTL_TIMEOUT" "$IPMIRRORCTL" --socket "$IMP" promote vol0
 check "ipmirrorctl promote: refused the same way (exit 1, nothing sent)" eval '[ "$RC" = 1 ] &&
 	grep -q "not root" "$T_DIR/err" && ! grep -q IMPOSTOR "$T_DIR/out" "$T_DIR/err"'
 stop_pid "$imp_pid"

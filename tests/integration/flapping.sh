@@ -5,13 +5,15 @@
 # link is stable it reconnects after probation, resyncs, and both backing
 # files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 8
+plan 11
 
 PAIR_HB='interval="0.5" timeout="2.0" probation="5"' pair_up vol0:128M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 
-load_start 64M 50
-sleep 2
+FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" load --size=64M \
+	--time_based --runtime=50 &
+fio_pid=$!
+check "the load is mirrored" field_grows node1 vol0 mirrored_bytes
 seen="$T_DIR/states"
 : >"$seen"
 end=$(( $(date +%s) + 30 ))
@@ -43,6 +45,9 @@ check "stable link: probation ends, resync completes, up to date" \
 wait $fio_pid
 check "fio: no verify error" test $? = 0
 check "journal emptied" test "$(lun_field node1 vol0 journal_bytes)" = 0
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
+stop_pid "$n2_pid"
 check "both backing files identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -7,7 +7,7 @@
 # restarts once more: the replays, the only datagrams it gets now, do not
 # make the dead peer look alive.
 . "$top_srcdir/tests/lib.sh"
-plan 11
+plan 12
 
 CAP="$top_srcdir/tests/tools/udp_capture.py"
 REC="$T_DIR/recorded"

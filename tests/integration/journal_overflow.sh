@@ -4,7 +4,7 @@
 # after the link returns the resync replays the journal and copies the dirty
 # extents, and both backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 6
+plan 7
 
 PAIR_JOURNAL_MAX=2M pair_up vol0:128M:async:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate

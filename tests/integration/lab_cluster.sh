@@ -4,6 +4,7 @@
 # attribute set on node1 reaches node2, cutting the link makes node1 see node2
 # OFFLINE/UNCLEAN, healing brings both back, and `down` leaves no namespace,
 # process or mount behind (and may be repeated).
+T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB="$top_srcdir/tests/lab/lab"
@@ -11,6 +12,7 @@ for c in corosync pacemakerd crm_mon attrd_updater unshare nsenter ip; do
 	command -v "$c" >/dev/null 2>&1 || { echo "1..0 # SKIP $c not installed"; exit 0; }
 done
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }
+lab_lock
 
 plan 14
 

@@ -6,7 +6,7 @@
 # reaches the mirror's copy while the 2000 are held open. Refusals are
 # logged in a burst of 5 lines, then at most one a second.
 . "$top_srcdir/tests/lib.sh"
-plan 8
+plan 9
 
 CAP=8   # 2 x the pair's 4 connections
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }

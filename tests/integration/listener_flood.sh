@@ -7,7 +7,7 @@
 # write reaches the mirror's copy while the flood goes on; the mirror's
 # threads grow by no more than the two pools and the primary's connections.
 . "$top_srcdir/tests/lib.sh"
-plan 5
+plan 6
 
 [ "$(id -u)" = 0 ] && ip netns list >/dev/null 2>&1 || { echo "1..0 # SKIP needs root and ip netns"; exit 77; }
 netns_pair || bail "cannot create network namespaces"

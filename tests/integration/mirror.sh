@@ -4,7 +4,7 @@
 # sync FLUSH reaches the mirror, and in the end every mirrored LUN's two
 # backing files are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 13
+plan 15
 
 pair_local vol0:128M:sync:yes:node1 vol1:128M:async:yes:node1 \
 	vol2:128M:sync:yes:node2 vol3:64M:sync:no:node1
@@ -29,12 +29,31 @@ out=$(LIBNBD_DEBUG=1 nbdinfo "nbd://127.0.0.1:$N2_NBD/vol0" 2>&1)
 check "role guard: node2 refuses vol0 with a message naming its primary node1" \
 	grep -q 'server error message: lun "vol0" is mirrored here; node "node1" is its primary' <<<"$out"
 
-# sync FLUSH completes only once the mirror has the data
+# sync FLUSH completes only once the mirror has the data on its disk: the
+# mirror's fdatasync of its backing file (seen by strace) falls between the
+# client's FLUSH and its reply, and the data is there when the reply comes
 head -c 1M /dev/urandom >"$T_DIR/pattern"
-PATH=/usr/bin:$PATH nbdsh -u "nbd://127.0.0.1:$N1_NBD/vol0" \
-	-c "h.pwrite(open('$T_DIR/pattern','rb').read(), 100*1024*1024); h.flush()"
+timeout 60 strace -f -y -ttt -T -e trace=fdatasync -p "$n2_pid" -o "$T_DIR/n2.strace" \
+	2>"$T_DIR/strace.err" &
+st=$!
+wait_for 10 grep -q attached "$T_DIR/strace.err" || diag "strace: $(cat "$T_DIR/strace.err")"
+PATH=/usr/bin:$PATH timeout 30 nbdsh -u "nbd://127.0.0.1:$N1_NBD/vol0" -c "
+import time
+h.pwrite(open('$T_DIR/pattern','rb').read(), 100*1024*1024)
+t0 = time.time(); h.flush(); t1 = time.time()
+print('%.6f %.6f' % (t0, t1))" >"$T_DIR/flush.times"
 check "sync flush: the data is in node2's backing file when flush returns" \
 	cmp -s -n 1048576 "$T_DIR/pattern" <(tail -c +$((100 * 1024 * 1024 + 1)) "$T_DIR/node2-vol0.img")
+kill "$st" 2>/dev/null; wait "$st" 2>/dev/null
+read -r t0 t1 <"$T_DIR/flush.times"
+# "PID 1796.123456 fdatasync(9</path/node2-vol0.img>) = 0 <0.000321>"
+syncs=$(awk -v t0="${t0:-0}" -v t1="${t1:-0}" -v f="node2-vol0.img>" '
+	$3 ~ /^fdatasync\(/ && index($3, f) && $(NF - 1) == 0 {
+		d = $NF; gsub(/[<>]/, "", d)
+		if ($2 >= t0 && $2 + d <= t1) n++
+	} END { print n + 0 }' "$T_DIR/n2.strace")
+check "sync flush: node2 fdatasynced its vol0 backing file within the FLUSH ($syncs time(s))" \
+	test "$syncs" -ge 1
 
 # an unmirrored LUN never goes on the wire
 PATH=/usr/bin:$PATH nbdsh -u "nbd://127.0.0.1:$N1_NBD/vol3" \

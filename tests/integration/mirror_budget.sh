@@ -7,7 +7,7 @@
 # a real primary would journal and resync (doc/wire.md). The real primary,
 # which keeps within both, then mirrors with no such refusal.
 . "$top_srcdir/tests/lib.sh"
-plan 10
+plan 11
 
 pair_setup vol0:64M:sync:yes:node1
 node_start node2 || bail "mirror did not start: $(cat "$T_DIR"/n2.log)"

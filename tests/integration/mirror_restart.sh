@@ -7,7 +7,7 @@
 # (doc/wire.md, "The record"). The extents whose copies were in flight are
 # marked again: afterwards both copies are byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 8
+plan 12
 
 # a small journal, so the resync copies dirty extents (slowly: 2 MB/s)
 PAIR_RESYNC_RATE=2M PAIR_JOURNAL_MAX=4M \
@@ -20,18 +20,24 @@ fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" offline --size=64M --rw=write --bs=1M 
 check "64 MiB written while the mirror is stopped" test $? = 0
 node_start node2 || bail "mirror did not restart: $(tail "$T_DIR"/n2.log)"
 check "the resync runs" wait_for 20 lun_state_is node1 vol0 resyncing
-sleep 3
 diag "node1 vol0 is $(lun_field node1 vol0 state) before the restart"
-fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" during --size=16M --runtime=15 &
+# time-based: the load lasts across the restart and the resync after it
+fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" during --size=16M --time_based --runtime=30 &
 f1=$!
+check "fio is writing before the restart (mirrored bytes grow)" \
+	field_grows node1 vol0 mirrored_bytes
 # node2 re-creates its engine: its receiver for vol0 restarts
-ctl node2 demote vol1 >"$T_DIR/demote.out" 2>&1
-check "node2's engine restarted by a role change: $(cat "$T_DIR/demote.out")" test $? = 0
+ctl node2 demote vol1 >"$T_DIR/demote.out" 2>&1; rc=$?
+check "node2's engine restarted by a role change: $(cat "$T_DIR/demote.out")" test "$rc" = 0
 check "the primary notices the mirror's new ordering record" \
 	wait_for 20 grep -q "its mirror restarted under a live link" "$T_DIR/n1.log"
+check "the load was still running when the primary noticed the restart" kill -0 "$f1" 2>/dev/null
 check "the resync ends: primary up to date" wait_for 120 lun_state_is node1 vol0 uptodate
 wait "$f1"
 check "fio verify during the restart: no error" test $? = 0
-stop_pid "$n1_pid"; stop_pid "$n2_pid"
+stop_pid "$n1_pid"
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load during the restart there" \
+	failover_verify during
+stop_pid "$n2_pid"
 check "both copies of vol0 identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -17,7 +17,7 @@
 # in pieces through the sender thread). Attackers use 127.0.0.2-15
 # (loopback), the good client 127.0.0.1.
 . "$top_srcdir/tests/lib.sh"
-plan 28
+plan 29
 
 PORT=$(free_port nbd_abuse)
 HS=3 IDLE=4 SEND=5 PER_ADDR=16

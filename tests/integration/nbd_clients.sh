@@ -4,7 +4,7 @@
 # socket, two clients at once, FLUSH/TRIM/WRITE_ZEROES/FUA, unknown exports,
 # and a clean stop with a client connected. One node, one unmirrored LUN.
 . "$top_srcdir/tests/lib.sh"
-plan 20
+plan 21
 
 PORT=$(free_port nbd_clients)
 SOCK="$T_DIR/nbd.sock"

@@ -8,7 +8,7 @@
 # (answered as no-ops, the connection stays) and as journal records (the
 # resync skips them and finishes).
 . "$top_srcdir/tests/lib.sh"
-plan 19
+plan 20
 
 EDGE="/usr/bin/python3 $top_srcdir/tests/integration/py/nbd_edge.py"
 FAKE="$top_builddir/tests/tools/fake_peer"

@@ -5,7 +5,7 @@
 # flight, a client that says nothing. After each: the daemon is alive, a good
 # client still reads and writes, and the log has a line naming the problem.
 . "$top_srcdir/tests/lib.sh"
-plan 31
+plan 32
 
 PORT=$(free_port nbd_hostile)
 solo_setup "$PORT" 64M

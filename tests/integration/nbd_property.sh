@@ -7,7 +7,7 @@
 # byte-identical. The seed is printed (and taken from PROPERTY_SEED to replay
 # a failure).
 . "$top_srcdir/tests/lib.sh"
-plan 6
+plan 7
 
 SEED=${PROPERTY_SEED:-$(( $(date +%s) % 100000 ))}
 SECONDS_RUN=${PROPERTY_SECONDS:-20}

@@ -7,7 +7,7 @@
 # The two-node cluster (pcs resource move, the drill) is pacemaker_lab.sh's and
 # drill.sh's.
 . "$top_srcdir/tests/lib.sh"
-plan 23
+plan 24
 
 AGENT="$top_srcdir/ocf/ipmirror"
 RNG=/usr/share/pcs/data/ocf-1.1.rng

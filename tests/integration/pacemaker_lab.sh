@@ -14,6 +14,7 @@
 # inside each node's private mount namespace only: a copy of resource.d
 # (bind mounts of the host's provider directories plus ours) is bind-mounted
 # over it there. The host's /usr is not touched.
+T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB_TAG=ipmpl

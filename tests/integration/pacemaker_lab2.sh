@@ -19,6 +19,7 @@
 #     `crm_resource --cleanup`: one Promoted and one Unpromoted again. vol1
 #     (written on neither side) comes back without a split brain.
 #     doc/pacemaker.md "Split brain under Pacemaker". T_KEEP=1 keeps $T_DIR.
+T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB_TAG=ipmp2

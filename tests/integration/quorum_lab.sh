@@ -7,6 +7,7 @@
 # `ipmirrorctl promote` on node2 is refused naming the lost quorum, --force
 # promotes anyway with a LOG_CRIT line; after the heal the check passes again.
 # T_KEEP=1 keeps $T_DIR.
+T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 LAB_TAG=ipmqu

@@ -4,7 +4,7 @@
 # doubles from 100 ms to 5 s per connection, not a fixed pause that other
 # connections' wake-ups cut short; the primary keeps serving its hosts.
 . "$top_srcdir/tests/lib.sh"
-plan 4
+plan 5
 
 pair_setup vol0:16M:sync:yes:node1 vol1:16M:sync:yes:node1
 # node2 has never heard of vol1
@@ -14,6 +14,7 @@ node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
 	>>"$T_DIR/n2.log" 2>&1 &
 n2_pid=$!
 T_PIDS="$T_PIDS $n2_pid"
+T_DAEMONS="$T_DAEMONS $n2_pid:$T_DIR/n2.log"
 check "the mirror refuses the primary's handshake (unknown lun vol1)" \
 	wait_for 20 grep -q 'vol1' "$T_DIR/n2.log"
 t0=$(date +%s)

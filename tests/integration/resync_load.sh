@@ -5,20 +5,22 @@
 # writes lets it finish. The mirror is stopped under a verifying load, started
 # again while that load goes on, and must be up to date before the load ends.
 . "$top_srcdir/tests/lib.sh"
-plan 5
+plan 7
 
 pair_local vol0:128M:sync:yes:node1
 check "mirroring is up" wait_for 20 lun_state_is node2 vol0 uptodate
 
 stop_pid "$n2_pid"
-# started directly, so that $! is fio itself
-fio --name=load --ioengine=nbd --uri="nbd://127.0.0.1:$N1_NBD/vol0" --rw=randwrite --bs=4k \
+# started directly (under timeout, which passes SIGINT on), so that $! is
+# fio's and the test can stop it
+timeout -k 10 150 fio --name=load --ioengine=nbd --uri="nbd://127.0.0.1:$N1_NBD/vol0" --rw=randwrite --bs=4k \
 	--iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 --do_verify=1 \
 	--verify_backlog=1024 --verify_state_save=0 --time_based --runtime=90 \
 	--output-format=json --output="$T_DIR/load.json" >"$T_DIR/load.out" 2>&1 &
 fio_pid=$!
 T_PIDS="$T_PIDS $fio_pid"
-sleep 8
+check "a backlog builds in the journal (16 MiB)" \
+	wait_for 40 field_above node1 vol0 journal_bytes $((16 << 20))
 node_start node2 || bail "mirror did not restart: $(tail "$T_DIR"/n2.log)"
 resynced_under_load() { lun_state_is node1 vol0 uptodate && kill -0 "$fio_pid" 2>/dev/null; }
 check "the resync ends while fio still writes (journal replayed, writes live again)" \

@@ -10,7 +10,7 @@
 # UDP up); uninstall/reinstall under load; killing the peer (both paths
 # down, promotion allowed, agent scores the peer dead). No data lost.
 . "$top_srcdir/tests/lib.sh"
-plan 36
+plan 40
 
 # ---- two links between two namespaces --------------------------------------
 tag=$$
@@ -138,12 +138,17 @@ check "the data path never noticed (up to date)" lun_state_is node1 vol0 uptodat
 
 wait $fio_pid
 check "fio: no verify error across all the cuts" test $? = 0
+check "after the load: the primary up to date" wait_for 30 lun_state_is node1 vol0 uptodate
 
 # ---- kill the peer: both paths go down, failover is allowed -------------------------
-kill -9 "$n1_pid"
+kill9 "$n1_pid"
 check "peer killed: node2 sees both paths down" wait_for 8 paths_are node2 "down down down both"
 ctl node2 promote vol0 --dry-run >"$T_DIR/out" 2>&1
 check "peer dead: promotion allowed on the mirror (dry run)" test $? = 0
 sc=$(score node2)
 check "peer dead: the agent scores the mirror alone (10, got $sc)" test "$sc" = 10
+check "failover: vol0 promoted on node2, fio --verify_only finds every block of the load there" \
+	failover_verify load
+check "no data lost: the mirror's copy of vol0 equals the dead primary's" \
+	cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -26,6 +26,7 @@ for c in corosync pacemakerd crm_mon crm_resource pcs nbdcopy nbdinfo unshare ns
 done
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }
 [ -d /usr/lib/ocf/resource.d ] || { echo "1..0 # SKIP no /usr/lib/ocf/resource.d"; exit 0; }
+lab_lock
 
 
 # cluster_start = cluster_env (names, trap, helpers) + cluster_config (the
@@ -105,8 +106,8 @@ dump_logs() {
 	local n
 	for n in node1 node2; do # what the daemon itself says of promoting here
 		diag "---- $n: ipmirrorctl promote $LUN1 --dry-run; status"
-		lab exec "$n" "$IPMIRRORCTL" --socket "$LAB_TAG" promote "$LUN1" --dry-run 2>&1 | sed 's/^/# /'
-		lab exec "$n" "$IPMIRRORCTL" --socket "$LAB_TAG" status "$LUN1" 2>&1 | sed 's/^/# /'
+		lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" promote "$LUN1" --dry-run 2>&1 | sed 's/^/# /'
+		lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" status "$LUN1" 2>&1 | sed 's/^/# /'
 	done
 	diag "---- crm_mon -1 -A (node1)"; mon node1 -A | sed 's/^/# /'
 	diag "---- ipmirrord log"; tail -n 40 "$T_DIR/ipmirrord.log" 2>/dev/null | sed 's/^/# /'

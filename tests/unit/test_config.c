@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "config.h"
@@ -509,6 +511,140 @@ static void test_good_bounds(void **state)
 	ipm_config_free(cfg);
 }
 
+/* ---- one diagnostic each, from a document written here ------------------- */
+
+#define SOLO_NODE "<node name=\"solo\"><nbd unix=\"/run/s.sock\"/></node>\n"
+#define SOLO_LUN "<lun name=\"vol0\" size=\"64M\"><backing path=\"/srv/v.img\"/></lun>\n"
+/* 64 characters (one too many for a name), an address past 63 bytes and a
+ * unix path past 107 */
+#define N16 "nnnnnnnnnnnnnnnn"
+#define N64 N16 N16 N16 N16
+#define A70 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define U142 "/run/" N64 N16 N16 "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"
+#define PAIR_HEAD "<ipmirror version=\"1\">\n<secret file=\"/etc/ipmirror/secret\"/>\n"
+#define PAIR_LUN "<lun name=\"vol0\" size=\"64M\" primary=\"n1\"><backing path=\"/srv/v.img\"/></lun>\n"
+
+static const struct one_diag {
+	const char *xml;
+	int line;
+	const char *msg;
+	int also; /* follow-on diagnostics this problem brings */
+} one_diags[] = {
+	{ "<ipmirror version=\"1\">\n<node name=\"\"><nbd unix=\"/run/s.sock\"/></node>\n" SOLO_LUN
+	  "</ipmirror>\n", 2, "node name is empty", 1 /* lun "vol0" has no primary */ },
+	{ "<ipmirror version=\"1\">\n<node name=\"" N64 "\"><nbd unix=\"/run/s.sock\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 2, "node name \"" N64 "\" is too long (at most 63 characters)", 1 },
+	{ "<ipmirror version=\"1\">\n" SOLO_NODE
+	  "<lun name=\"\" size=\"64M\"><backing path=\"/srv/v.img\"/></lun>\n</ipmirror>\n",
+	  3, "lun name is empty", 0 },
+	{ "<ipmirror version=\"1\">\n" SOLO_NODE
+	  "<lun name=\"" N64 "\" size=\"64M\"><backing path=\"/srv/v.img\"/></lun>\n</ipmirror>\n",
+	  3, "lun name \"" N64 "\" is too long (at most 63 characters)", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">\n<nbd address=\"\" port=\"10809\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 3, "node \"solo\": nbd address is empty", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">\n<nbd address=\"" A70 "\" port=\"10809\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 3, "node \"solo\": nbd address \"" A70 "\" is too long (at most 63 bytes)", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">\n<nbd unix=\"" U142 "\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 3, "node \"solo\": nbd unix \"" U142 "\" is too long (at most 107 bytes)", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">\n<nbd address=\"127.0.0.1\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 3, "node \"solo\": nbd needs both address and port", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">\n<nbd/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 3, "node \"solo\": nbd needs address and port, or unix", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\"/>\n" SOLO_LUN "</ipmirror>\n",
+	  2, "node \"solo\" has no <nbd> element: hosts could not reach its luns", 0 },
+	{ PAIR_HEAD
+	  "<node name=\"n1\"><data address=\"10.0.0.1\" port=\"7788\"/><heartbeat address=\"10.0.9.9\" port=\"7789\"/><nbd unix=\"/run/1.sock\"/></node>\n"
+	  "<node name=\"n2\"><data address=\"10.0.0.2\" port=\"7788\"/>\n<heartbeat address=\"10.0.9.9\" port=\"7789\"/><nbd unix=\"/run/2.sock\"/></node>\n"
+	  PAIR_LUN "</ipmirror>\n",
+	  5, "node \"n2\": heartbeat address 10.0.9.9 port 7789 is also node \"n1\"'s (line 3)", 0 },
+	{ "<ipmirror version=\"1\">\n" SOLO_NODE "<lun name=\"vol0\" size=\"64M\">\n"
+	  "<backing node=\"a\" path=\"/srv/a\"/><backing node=\"b\" path=\"/srv/b\"/>\n"
+	  "<backing node=\"c\" path=\"/srv/c\"/><backing node=\"d\" path=\"/srv/d\"/>\n"
+	  "<backing path=\"/srv/e\"/></lun>\n</ipmirror>\n",
+	  6, "lun \"vol0\": too many <backing> elements (at most 4)",
+	  5 /* 4 x not a defined node, solo has no backing */ },
+	{ "<ipmirror version=\"1\">\n<log file=\"ipmirror.log\"/>\n" SOLO_NODE SOLO_LUN "</ipmirror>\n",
+	  2, "log file \"ipmirror.log\" must be an absolute path", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">\n<nbd unix=\"run/s.sock\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 3, "nbd unix \"run/s.sock\" must be an absolute path", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\"><nbd unix=\"/run/s.sock\"/>\n"
+	  "<heartbeat-volume path=\"hb.img\"/></node>\n" SOLO_LUN "</ipmirror>\n",
+	  3, "heartbeat volume path \"hb.img\" must be an absolute path", 0 },
+	{ "<ipmirror version=\"1\">\n" SOLO_NODE
+	  "<lun name=\"vol0\" size=\"64M\">\n<backing path=\"./v.img\"/></lun>\n</ipmirror>\n",
+	  4, "backing path \"./v.img\" must be an absolute path", 1 /* solo has no backing */ },
+	{ "<ipmirror version=\"1\">\n" SOLO_NODE "<lun name=\"vol0\" size=\"64M\">"
+	  "<backing path=\"/srv/v.img\"/>\n<journal path=\"v.journal\"/></lun>\n</ipmirror>\n",
+	  4, "journal path \"v.journal\" must be an absolute path", 0 },
+	{ "<ipmirror version=\"1\">\n<secret file=\"secret\"/>\n" SOLO_NODE SOLO_LUN "</ipmirror>\n",
+	  2, "secret file \"secret\" must be an absolute path", 0 },
+	{ "<ipmirror version=\"1\">\n<node name=\"solo\">port 10809<nbd unix=\"/run/s.sock\"/></node>\n"
+	  SOLO_LUN "</ipmirror>\n", 2, "unexpected text (settings go in attributes)", 0 },
+	{ "<ipmirror version=\"1\">\n<connections count=\"2\"/>\n<connections count=\"4\"/>\n"
+	  SOLO_NODE SOLO_LUN "</ipmirror>\n", 3, "<connections> may appear only once", 0 },
+	{ "<ipmirror version=\"1\">\n" SOLO_NODE "<lun name=\"vol0\" size=\"64M\">\n</lun>\n</ipmirror>\n",
+	  3, "at least one <backing> is required", 0 },
+	{ "<ipmirror version=\"1\">\n" SOLO_LUN "</ipmirror>\n", 1, "at least one <node> is required", 0 },
+	{ "<?xml version=\"1.0\"?>\n<config version=\"1\">\n" SOLO_NODE SOLO_LUN "</config>\n",
+	  2, "the root element must be <ipmirror>, not <config>", 0 },
+	{ "<ipmirror version=\"2\">\n" SOLO_NODE SOLO_LUN "</ipmirror>\n",
+	  1, "<ipmirror>: version \"2\" is not supported (use 1)", 0 },
+	{ "", 0, "the file is empty", 0 },
+};
+
+/* Writes the document to a file of its own and loads it. */
+static int load_text(const char *xml, struct diags *d, ipm_config **cfg)
+{
+	char path[] = "/tmp/test_config.XXXXXX";
+	int fd = mkstemp(path), rc;
+	FILE *f;
+
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(xml, f) < 0 && *xml, 0);
+	assert_int_equal(fclose(f), 0);
+	memset(d, 0, sizeof(*d));
+	rc = ipm_config_load(path, schema(), collect, d, cfg);
+	unlink(path);
+	return rc;
+}
+
+/* Some diag on `line` contains substr (no failure: the caller counts). */
+static bool has_diag(const struct diags *d, int line, const char *substr)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		if (d->line[i] == line && strstr(d->msg[i], substr))
+			return true;
+	return false;
+}
+
+/* Each document has one problem: its diagnostic on its line, and only
+ * the follow-ons counted in the table (every case is tried; the failures are listed together). */
+static void test_one_diagnostic_each(void **state)
+{
+	struct diags d;
+	ipm_config *cfg;
+	unsigned bad = 0;
+	int rc, want;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(one_diags) / sizeof(one_diags[0]); i++) {
+		cfg = NULL;
+		rc = load_text(one_diags[i].xml, &d, &cfg);
+		want = 1 + one_diags[i].also;
+		if (has_diag(&d, one_diags[i].line, one_diags[i].msg) && rc == want &&
+		    d.n == (unsigned)want && !cfg)
+			continue;
+		print_message("# case %zu: want line %d \"%s\" (%d in all), got %d:\n", i,
+			      one_diags[i].line, one_diags[i].msg, want, rc);
+		dump(&d);
+		ipm_config_free(cfg);
+		bad++;
+	}
+	assert_int_equal(bad, 0);
+}
+
 static void test_bad_single(void **state)
 {
 	struct diags d;
@@ -710,6 +846,7 @@ int main(void)
 		cmocka_unit_test(test_bad_bounds),
 		cmocka_unit_test(test_good_bounds),
 		cmocka_unit_test(test_bad_single),
+		cmocka_unit_test(test_one_diagnostic_each),
 		cmocka_unit_test(test_bad_mirror_needs),
 		cmocka_unit_test(test_no_diag_callback),
 		cmocka_unit_test(test_unreadable),

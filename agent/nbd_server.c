@@ -1121,11 +1121,48 @@ static struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
 	return c;
 }
 
-static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
+/* Serve the connected socket fd (the client owns it from here): -ENOMEM,
+ * -EBUSY (too many clients) or -errno of the thread, fd closed then. */
+static int client_add(struct nbd_server *s, int fd, bool is_unix)
 {
 	struct nbd_client *c;
 	pthread_attr_t attr;
-	int fd, one = 1, rc;
+	int rc;
+
+	set_timeout(fd, SO_SNDTIMEO, SEND_TIMEOUT);
+	c = client_new(s, fd, is_unix);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->clock);
+	if (s->n_clients >= MAX_CLIENTS) {
+		pthread_mutex_unlock(&s->clock);
+		client_log(c, LOG_WARNING, "refused: already %d clients", MAX_CLIENTS);
+		client_unref(c);
+		return -EBUSY;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, READER_STACK);
+	rc = pthread_create(&c->reader, &attr, reader_main, c);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		pthread_mutex_unlock(&s->clock);
+		client_log(c, LOG_ERR, "cannot start a thread: %s", strerror(rc));
+		client_unref(c);
+		return -rc;
+	}
+	c->next = s->clients;
+	s->clients = c;
+	s->n_clients++;
+	pthread_mutex_unlock(&s->clock);
+	client_log(c, LOG_DEBUG, "connected");
+	return 0;
+}
+
+static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
+{
+	int fd, one = 1;
 
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0) {
@@ -1137,34 +1174,7 @@ static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
 	}
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	set_timeout(fd, SO_SNDTIMEO, SEND_TIMEOUT);
-	c = client_new(s, fd, is_unix);
-	if (!c) {
-		close(fd);
-		return;
-	}
-	pthread_mutex_lock(&s->clock);
-	if (s->n_clients >= MAX_CLIENTS) {
-		pthread_mutex_unlock(&s->clock);
-		client_log(c, LOG_WARNING, "refused: already %d clients", MAX_CLIENTS);
-		client_unref(c);
-		return;
-	}
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, READER_STACK);
-	rc = pthread_create(&c->reader, &attr, reader_main, c);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		pthread_mutex_unlock(&s->clock);
-		client_log(c, LOG_ERR, "cannot start a thread: %s", strerror(rc));
-		client_unref(c);
-		return;
-	}
-	c->next = s->clients;
-	s->clients = c;
-	s->n_clients++;
-	pthread_mutex_unlock(&s->clock);
-	client_log(c, LOG_DEBUG, "connected");
+	client_add(s, fd, is_unix);
 }
 
 static void *acceptor_main(void *arg)
@@ -1405,6 +1415,24 @@ void nbd_server_stop(struct nbd_server *s)
 		close(s->wake_fd);
 	s->wake_fd = -1;
 	s->started = false;
+}
+
+int nbd_server_adopt(struct nbd_server *s, int fd, ipm_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->clock);
+	bool stopping = s->stopping || !s->started;
+
+	pthread_mutex_unlock(&s->clock);
+	if (stopping) {
+		close(fd);
+		return ipm_fail(err, -ESHUTDOWN, "the NBD server is not running");
+	}
+	rc = client_add(s, fd, true);
+	if (rc < 0)
+		return ipm_fail(err, rc, "cannot serve the NBD connection: %s", strerror(-rc));
+	return 0;
 }
 
 void nbd_server_destroy(struct nbd_server *s)

@@ -45,8 +45,11 @@ static void fuzz_hs(unsigned kind, const uint8_t *d, size_t n)
 			abort();
 		break;
 	case K_HELLO:
-		if (wire_hello_decode(d, n, &h, &err) == 0)
+		if (wire_hello_decode(d, n, &h, &err) == 0) {
+			if (strpbrk(h.from, "\n\r\033") || strpbrk(h.to, "\n\r\033"))
+				abort();
 			ROUND_TRIP(hello, h);
+		}
 		break;
 	case K_CHALLENGE:
 		if (wire_challenge_decode(d, n, &c, &err) == 0)
@@ -61,7 +64,9 @@ static void fuzz_hs(unsigned kind, const uint8_t *d, size_t n)
 		break;
 	case K_WELCOME:
 		if (wire_welcome_decode(d, n, &w, &err) == 0) {
-			if (w.n_luns > WIRE_MAX_LUNS)
+			/* the status becomes a -errno, the message a log line */
+			if (w.n_luns > WIRE_MAX_LUNS || w.status < 0 || w.status > WIRE_MAX_ERRNO ||
+			    strpbrk(w.message, "\n\r\033"))
 				abort();
 			ROUND_TRIP(welcome, w);
 		}
@@ -83,7 +88,8 @@ static void fuzz_frames(const uint8_t *d, size_t n)
 	for (d++, n--; n >= WIRE_FRAME_LEN; d += WIRE_FRAME_LEN, n -= WIRE_FRAME_LEN) {
 		if (wire_frame_decode(d, n_luns, &f, &err) < 0)
 			continue;
-		if (f.len > WIRE_MAX_PAYLOAD)
+		if (f.len > WIRE_MAX_PAYLOAD ||
+		    (f.type == WIRE_ACK && (f.status < 0 || f.status > WIRE_MAX_ERRNO)))
 			abort();
 		wire_frame_encode(buf, &f);
 		if (wire_frame_decode(buf, n_luns, &f2, &err) < 0)

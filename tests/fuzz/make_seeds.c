@@ -235,6 +235,49 @@ static void wire_seeds(void)
 	emit("wire", "frames", buf, pos);
 }
 
+/* HELLO and AUTH (or a WELCOME of the client's) as the primary sends them;
+ * the first byte tells fuzz_handshake to sign the AUTH (bit 0) and the
+ * mirror's check to refuse (bit 1). */
+static void handshake_seed(const char *name, uint8_t mode, uint16_t second,
+			   const struct wire_hello *h, const struct wire_auth *a)
+{
+	static struct wire_welcome w = { .status = 13, .message = "bad proof" };
+	size_t n;
+
+	pos = 0;
+	b8(mode);
+	n = wire_hello_encode(buf + pos + WIRE_HS_HDR_LEN, h);
+	pos += wire_hs_hdr_encode(buf + pos, WIRE_HELLO, (uint32_t)n) + n;
+	if (second == WIRE_AUTH)
+		n = wire_auth_encode(buf + pos + WIRE_HS_HDR_LEN, a);
+	else
+		n = wire_welcome_encode(buf + pos + WIRE_HS_HDR_LEN, &w);
+	pos += wire_hs_hdr_encode(buf + pos, second, (uint32_t)n) + n;
+	emit("handshake", name, buf, pos);
+}
+
+static void handshake_seeds(void)
+{
+	static struct wire_auth a = { .session = 9, .base_seq = 0, .window = 64, .n_luns = 2 };
+	struct wire_hello h = { .from = "node1", .to = "node2", .conn_index = 0,
+				.conn_count = 2 };
+
+	memset(h.nonce, 0x3c, sizeof(h.nonce));
+	for (unsigned i = 0; i < a.n_luns; i++) {
+		snprintf(a.luns[i].name, sizeof(a.luns[i].name), "vol%u", i);
+		a.luns[i].size = 1u << 20;
+		a.luns[i].generation = 0x4242 + i;
+		a.luns[i].n_history = 1;
+		a.luns[i].history[0] = 0x4141;
+	}
+	handshake_seed("accepted", 1, WIRE_AUTH, &h, &a);
+	handshake_seed("refused-by-check", 3, WIRE_AUTH, &h, &a);
+	handshake_seed("bad-mac", 0, WIRE_AUTH, &h, &a);
+	handshake_seed("client-gives-up", 1, WIRE_WELCOME, &h, &a);
+	snprintf(h.to, sizeof(h.to), "node3");
+	handshake_seed("wrong-node", 1, WIRE_AUTH, &h, &a);
+}
+
 /* ---- heartbeats ---------------------------------------------------------- */
 
 static void heartbeat_seeds(void)
@@ -390,6 +433,7 @@ int main(int argc, char **argv)
 		die(outdir, strerror(errno));
 	nbd_server_seeds();
 	wire_seeds();
+	handshake_seeds();
 	heartbeat_seeds();
 	journal_seeds();
 	bitmap_seeds();

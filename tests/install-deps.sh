@@ -10,4 +10,5 @@ apt-get install -y --no-install-recommends \
 	libnbd-bin python3-libnbd qemu-utils qemu-system-common nbdkit fio \
 	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \
 	corosync pacemaker pacemaker-cli-utils pcs resource-agents \
-	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev
+	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev \
+	clang libclang-rt-14-dev

@@ -132,7 +132,9 @@ static void client(int fd, const uint8_t *d, size_t n, bool sign)
 	size_t hello_len = msg_len(d, n), l;
 	ipm_error err;
 
-	if (write_all(fd, d, hello_len) < 0)
+	/* a HELLO shorter than its header says: no CHALLENGE will come */
+	if (write_all(fd, d, hello_len) < 0 || hello_len < WIRE_HS_HDR_LEN ||
+	    hello_len < WIRE_HS_HDR_LEN + get32(d + 8))
 		goto out;
 	d += hello_len;
 	n -= hello_len;

@@ -11,4 +11,5 @@ apt-get install -y --no-install-recommends \
 	nbdfuse e2fsprogs sqlite3 \
 	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \
 	corosync pacemaker pacemaker-cli-utils pcs resource-agents \
-	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev
+	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev \
+	clang libclang-rt-14-dev

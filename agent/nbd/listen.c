@@ -75,13 +75,50 @@ static void log_refused(struct nbd_client *c, const char *limit, unsigned count)
 				   count, c->host, limit);
 }
 
-static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
+/* Serve the connected socket fd (the client owns it from here): 0, or
+ * -ENOMEM, -EBUSY (a client limit) or -errno of the thread, fd closed then. */
+static int client_add(struct nbd_server *s, int fd, bool is_unix)
 {
 	struct nbd_client *c;
 	pthread_attr_t attr;
 	const char *limit;
 	unsigned count;
-	int fd, one = 1, rc;
+	int rc;
+
+	c = client_new(s, fd, is_unix);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->clock);
+	limit = admit_locked(s, c, &count);
+	if (limit) {
+		pthread_mutex_unlock(&s->clock);
+		log_refused(c, limit, count);
+		client_unref(c);
+		return -EBUSY;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, READER_STACK);
+	rc = pthread_create(&c->reader, &attr, reader_main, c);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		pthread_mutex_unlock(&s->clock);
+		client_log(c, LOG_ERR, "cannot start a thread: %s", strerror(rc));
+		client_unref(c);
+		return -rc;
+	}
+	c->next = s->clients;
+	s->clients = c;
+	s->n_clients++;
+	pthread_mutex_unlock(&s->clock);
+	client_log(c, LOG_DEBUG, "connected");
+	return 0;
+}
+
+static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
+{
+	int fd, one = 1;
 
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0) {
@@ -93,34 +130,7 @@ static void accept_one(struct nbd_server *s, int lfd, bool is_unix)
 	}
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c = client_new(s, fd, is_unix);
-	if (!c) {
-		close(fd);
-		return;
-	}
-	pthread_mutex_lock(&s->clock);
-	limit = admit_locked(s, c, &count);
-	if (limit) {
-		pthread_mutex_unlock(&s->clock);
-		log_refused(c, limit, count);
-		client_unref(c);
-		return;
-	}
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, READER_STACK);
-	rc = pthread_create(&c->reader, &attr, reader_main, c);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		pthread_mutex_unlock(&s->clock);
-		client_log(c, LOG_ERR, "cannot start a thread: %s", strerror(rc));
-		client_unref(c);
-		return;
-	}
-	c->next = s->clients;
-	s->clients = c;
-	s->n_clients++;
-	pthread_mutex_unlock(&s->clock);
-	client_log(c, LOG_DEBUG, "connected");
+	client_add(s, fd, is_unix);
 }
 
 static void *acceptor_main(void *arg)
@@ -374,6 +384,24 @@ out:
 	if (rc < 0)
 		nbd_server_stop(s);
 	return rc;
+}
+
+int nbd_server_adopt(struct nbd_server *s, int fd, ipm_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->clock);
+	bool stopping = s->stopping || !s->started;
+
+	pthread_mutex_unlock(&s->clock);
+	if (stopping) {
+		close(fd);
+		return ipm_fail(err, -ESHUTDOWN, "the NBD server is not running");
+	}
+	rc = client_add(s, fd, true);
+	if (rc < 0)
+		return ipm_fail(err, rc, "cannot serve the NBD connection: %s", strerror(-rc));
+	return 0;
 }
 
 void nbd_server_stop(struct nbd_server *s)

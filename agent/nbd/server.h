@@ -15,6 +15,14 @@ int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
 int nbd_server_start(struct nbd_server *s, ipm_error *err);
 /* close listeners, shut down clients, join all threads */
 void nbd_server_stop(struct nbd_server *s);
+/* Serve an already connected stream socket (a socketpair in the fuzz harness)
+ * as if it had been accepted on the Unix listener; the server owns fd from
+ * here, also on failure (-ESHUTDOWN when not started, -EBUSY, -ENOMEM). */
+int nbd_server_adopt(struct nbd_server *s, int fd, ipm_error *err);
+/* Serve an already connected stream socket (a socketpair in the fuzz harness)
+ * as if it had been accepted on the Unix listener; the server owns fd from
+ * here, also on failure (-ESHUTDOWN when not started, -EBUSY, -ENOMEM). */
+int nbd_server_adopt(struct nbd_server *s, int fd, ipm_error *err);
 /* A role change without dropping the clients of the other LUNs: pause waits
  * for the requests being executed and holds new ones back; resume puts e
  * (NULL: none) under the clients and disconnects those whose LUN e does

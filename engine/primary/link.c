@@ -1,6 +1,6 @@
 /* link.c - the link state machine: the one place that switches a
  * replicator between live, journaling (down) and resync, from what the
- * heartbeat and the connections say (monitor_main). */
+ * heartbeat and the connections say (rep_monitor_main). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -159,7 +159,7 @@ static void monitor_down_locked(struct replicator *r)
 	}
 }
 
-void *monitor_main(void *arg)
+void *rep_monitor_main(void *arg)
 {
 	struct replicator *r = arg;
 	int64_t settled = 0;

@@ -539,12 +539,12 @@ int replicator_start(struct replicator *r, ipm_error *err)
 	unsigned i;
 	int rc;
 
-	rc = pthread_create(&r->monitor, NULL, monitor_main, r);
+	rc = pthread_create(&r->monitor, NULL, rep_monitor_main, r);
 	if (rc)
 		return ipm_fail(err, -rc, "cannot start the link monitor thread");
 	r->started = true;
 	for (i = 0; i < r->n_conns; i++) {
-		rc = pthread_create(&r->workers[i].thread, NULL, worker_main, &r->workers[i]);
+		rc = pthread_create(&r->workers[i].thread, NULL, rep_worker_main, &r->workers[i]);
 		if (rc) {
 			r->n_conns = i;
 			replicator_stop(r);

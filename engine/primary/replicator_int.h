@@ -174,7 +174,7 @@ void active_add(struct rep_lun *rl, struct mreq *m);
 void active_remove(struct rep_lun *rl, struct mreq *m);
 
 /* worker.c */
-void *worker_main(void *arg);          /* one per connection */
+void *rep_worker_main(void *arg);          /* one per connection */
 /* A small live request goes out from the host's own thread when a
  * connection is idle (r->lock held, dropped while sending). */
 void send_now_locked(struct replicator *r, size_t len);
@@ -182,7 +182,7 @@ void send_now_locked(struct replicator *r, size_t len);
 void forget_record_locked(struct replicator *r);
 
 /* link.c */
-void *monitor_main(void *arg);         /* the link state machine's thread */
+void *rep_monitor_main(void *arg);         /* the link state machine's thread */
 /* The link broke: journal what is unanswered, go LINK_DOWN. */
 void go_down_locked(struct replicator *r, const char *why);
 /* Stopping live with nothing outstanding: the copies are equal. */

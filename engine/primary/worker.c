@@ -25,7 +25,7 @@
 #include "storage_hb.h"
 
 #define CONNECT_TIMEOUT_MS 3000
-/* reconnect backoff of a worker (worker_main) */
+/* reconnect backoff of a worker (rep_worker_main) */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define BACKOFF_RESET_MS 10000
@@ -531,7 +531,7 @@ static int backoff_next(int ms)
 /* Dial, serve, and after each failed dial or lost connection pause for a
  * backoff that doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS; it starts over
  * once a connection stayed up BACKOFF_RESET_MS, or after an outage. */
-void *worker_main(void *arg)
+void *rep_worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct replicator *r = w->r;

@@ -38,17 +38,43 @@ static uint8_t *put_name(uint8_t *p, const char *name, size_t field)
 }
 
 /* Copy a text field, refusing one without a NUL inside it. */
+static bool is_control(uint8_t c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+/* A name from the peer goes into our log lines: a control character in it
+ * (a newline forging a line, a terminal escape) refuses the message. */
 static int get_text(const uint8_t *p, size_t field, char *out, bool allow_empty,
 		    const char *what, ipm_error *err)
 {
-	size_t n = strnlen((const char *)p, field);
+	size_t i, n = strnlen((const char *)p, field);
 
 	if (n == field)
 		return ipm_fail(err, -EPROTO, "%s is not NUL-terminated within %zu bytes",
 				what, field);
 	if (n == 0 && !allow_empty)
 		return ipm_fail(err, -EPROTO, "%s is empty", what);
+	for (i = 0; i < n; i++)
+		if (is_control(p[i]))
+			return ipm_fail(err, -EPROTO, "%s has a control character at byte %zu",
+					what, i);
 	memcpy(out, p, n);
+	memset(out + n, 0, field - n);
+	return 0;
+}
+
+/* The peer's reason text is logged as it came, less its control characters. */
+static int get_message(const uint8_t *p, size_t field, char *out, const char *what,
+		       ipm_error *err)
+{
+	size_t i, n = strnlen((const char *)p, field);
+
+	if (n == field)
+		return ipm_fail(err, -EPROTO, "%s is not NUL-terminated within %zu bytes",
+				what, field);
+	for (i = 0; i < n; i++)
+		out[i] = is_control(p[i]) ? '?' : (char)p[i];
 	memset(out + n, 0, field - n);
 	return 0;
 }
@@ -281,9 +307,10 @@ int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 		return ipm_fail(err, -EPROTO, "WELCOME body is %zu bytes, expected at least %d", len,
 				WELCOME_LEN + 4);
 	m->status = (int32_t)be_get32(buf);
-	if (m->status < 0)
-		return ipm_fail(err, -EINVAL, "WELCOME status %d is negative", m->status);
-	rc = get_text(buf + 4, WIRE_MSG_LEN, m->message, true, "WELCOME message", err);
+	/* it becomes our -errno: a value no errno has would travel up as one */
+	if (m->status < 0 || m->status > WIRE_MAX_ERRNO)
+		return ipm_fail(err, -EINVAL, "WELCOME status %d is not 0 or an errno", m->status);
+	rc = get_message(buf + 4, WIRE_MSG_LEN, m->message, "WELCOME message", err);
 	if (rc < 0)
 		return rc;
 	m->record = be_get64(buf + 4 + WIRE_MSG_LEN);
@@ -381,7 +408,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	if (f->type <= WIRE_FLUSH && f->lun >= n_luns)
 		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
 				n_luns);
-	if (f->type == WIRE_ACK && f->status < 0)
-		return ipm_fail(err, -EINVAL, "ACK status %d is negative", f->status);
+	if (f->type == WIRE_ACK && (f->status < 0 || f->status > WIRE_MAX_ERRNO))
+		return ipm_fail(err, -EINVAL, "ACK status %d is not 0 or an errno", f->status);
 	return 0;
 }

@@ -28,6 +28,7 @@
 					       * what the mirror holds waiting */
 #define WIRE_MSG_LEN 128               /* reason text in WELCOME */
 #define WIRE_GEN_HISTORY 8             /* earlier generations sent per LUN */
+#define WIRE_MAX_ERRNO 4095            /* WELCOME/ACK status: 0 or a positive errno */
 
 enum wire_hs_type {
 	WIRE_HELLO = 1,      /* client -> server */

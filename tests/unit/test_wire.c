@@ -165,7 +165,11 @@ static void test_frame_malformed(void **state)
 
 	f = sample_frame(WIRE_ACK);
 	f.status = -5;
-	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "ACK status -5 is negative");
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "ACK status -5 is not 0 or an errno");
+	f.status = WIRE_MAX_ERRNO + 1;	/* would travel up as a -errno */
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "ACK status 4096 is not");
+	f.status = WIRE_MAX_ERRNO;
+	assert_int_equal(decode_modified(f, 2, &err), 0);
 }
 
 /* ---- handshake messages -------------------------------------------------------- */
@@ -234,6 +238,12 @@ static void test_hello(void **state)
 	memset(buf + WIRE_NAME_LEN, 0, WIRE_NAME_LEN);
 	check_fail(wire_hello_decode(buf, n, &g, &err), -EPROTO, &err,
 		   "HELLO receiver name is empty");
+
+	/* a name from the peer goes into log lines: no control characters */
+	wire_hello_encode(buf, &m);
+	buf[3] = '\n';
+	check_fail(wire_hello_decode(buf, n, &g, &err), -EPROTO, &err,
+		   "HELLO sender name has a control character at byte 3");
 
 	m.conn_index = 4;
 	wire_hello_encode(buf, &m);
@@ -389,7 +399,16 @@ static void test_welcome(void **state)
 	m.status = -1;
 	wire_welcome_encode(buf, &m);
 	check_fail(wire_welcome_decode(buf, n, &g, &err), -EINVAL, &err,
-		   "WELCOME status -1 is negative");
+		   "WELCOME status -1 is not 0 or an errno");
+	m.status = 1003515641;	/* from fuzzing: it came back as rc -1003515641 */
+	wire_welcome_encode(buf, &m);
+	check_fail(wire_welcome_decode(buf, n, &g, &err), -EINVAL, &err,
+		   "WELCOME status 1003515641 is not");
+	/* the peer's reason is logged without its control characters */
+	m = (struct wire_welcome){ .status = 5, .message = "gave up\n\033[2Jfake line" };
+	n = wire_welcome_encode(buf, &m);
+	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
+	assert_string_equal(g.message, "gave up??[2Jfake line");
 
 	/* per-LUN verdicts */
 	m = (struct wire_welcome){ .status = 18, .n_luns = 3,

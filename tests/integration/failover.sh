@@ -17,7 +17,7 @@ MODE=${FAILOVER_MODE:-sync}
 case "$MODE" in sync) RULE=sync ;; async) RULE=prefix ;; *) bail "FAILOVER_MODE sync|async" ;; esac
 PY="/usr/bin/python3 $top_srcdir/tests/integration/py/stamp_io.py"
 BLOCKS=4096 # 16 MiB of the LUN: overwrites of a block happen often
-plan 8
+plan 9
 
 pair_up vol0:64M:$MODE:yes:node1
 both_uptodate() { lun_state_is node1 vol0 uptodate && lun_state_is node2 vol0 uptodate; }
@@ -39,6 +39,7 @@ W=$!
 acks() { [ "$(grep -c '^A ' "$LOG" 2>/dev/null)" -ge "$1" ]; }
 check "host writing through node1: 1500 writes acknowledged" wait_for 30 acks 1500
 kill -9 "$n1_pid"
+T_KILLED="$T_KILLED $n1_pid"   # on purpose: daemons_clean does not count it
 t_kill=$(date +%s.%N)
 wait "$W" 2>/dev/null
 RC=$?

@@ -16,7 +16,7 @@ done
 [ -e /dev/fuse ] || { echo "1..0 # SKIP no /dev/fuse"; exit 0; }
 PY=/usr/bin/python3
 APP="$top_srcdir/tests/integration/py/sqlite_rows.py"
-plan 11
+plan 12
 
 MNT="$T_DIR/mnt"
 mkdir -p "$MNT" "$T_DIR/fuse1" "$T_DIR/fuse2"
@@ -62,6 +62,7 @@ A=$!
 rows() { [ "$(wc -l <"$LOG" 2>/dev/null)" -ge "$1" ]; }
 check "SQLite committing through node1: 100 rows" wait_for 30 rows 100
 kill -9 "$n1_pid"
+T_KILLED="$T_KILLED $n1_pid"   # on purpose: daemons_clean does not count it
 wait "$A" 2>/dev/null
 RC=$?
 wait "$n1_pid" 2>/dev/null

@@ -1,5 +1,5 @@
 /* fuzz_bitmap.c - the dirty-extent bitmap file and the activity log (the
- * same file format, engine/dirty_bitmap.c, with the resync's 1 MiB extents
+ * same file format, engine/storage/dirty_bitmap.c, with the resync's 1 MiB extents
  * or the activity log's 4 MiB ones) as they may be found on disk. The first
  * byte picks the geometry. Whatever opens must list its dirty runs inside
  * the LUN, keep a mark across a sync and a reopen, and clear. */

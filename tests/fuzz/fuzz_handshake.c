@@ -1,4 +1,4 @@
-/* fuzz_handshake.c - the handshake state machine (engine/handshake.c) of
+/* fuzz_handshake.c - the handshake state machine (engine/proto/handshake.c) of
  * the mirror side, handshake_server, with a hostile primary through a
  * socketpair: the input is the client's message stream (HELLO, then AUTH or
  * a WELCOME of its own, then anything). The harness plays that client: it

@@ -1,4 +1,4 @@
-/* fuzz_journal.c - a LUN's journal file (engine/journal.c) as it may be
+/* fuzz_journal.c - a LUN's journal file (engine/storage/journal.c) as it may be
  * found after a crash or damage: opened (the torn tail dropped, or refused
  * with a reason naming the file), every record iterated, one appended and
  * seen by a new iterator. */

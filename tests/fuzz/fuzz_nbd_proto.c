@@ -1,4 +1,4 @@
-/* fuzz_nbd_proto.c - the NBD decoders (agent/nbd_proto.c) on what a client
+/* fuzz_nbd_proto.c - the NBD decoders (agent/nbd/proto.c) on what a client
  * may send: client flags, an option header and its INFO/GO data, and a
  * stream of transmission requests checked against exports of several sizes. */
 #include <errno.h>

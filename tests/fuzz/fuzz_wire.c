@@ -1,4 +1,4 @@
-/* fuzz_wire.c - the mirror protocol's decoders (engine/wire.c): the
+/* fuzz_wire.c - the mirror protocol's decoders (engine/proto/wire.c): the
  * handshake header and messages (HELLO, CHALLENGE, AUTH, WELCOME) and a
  * stream of frames. The first byte picks the decoder. Whatever decodes must
  * survive a round trip: encode(decode(x)) decodes to the same encoding. */

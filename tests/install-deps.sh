@@ -8,7 +8,7 @@ apt-get install -y --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
 	libqb-dev libxml2-dev libxml2-utils libcmocka-dev nettle-dev liburing-dev \
 	libnbd-bin python3-libnbd qemu-utils qemu-system-common nbdkit fio \
-	nbdfuse e2fsprogs sqlite3 \
+	nbdfuse e2fsprogs sqlite3 libfuse3-dev fuse3 \
 	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \
 	corosync pacemaker pacemaker-cli-utils pcs resource-agents \
 	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev \

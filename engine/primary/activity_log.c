@@ -137,6 +137,35 @@ int al_note(struct rep_lun *rl, const struct wire_frame *f)
 	return rc;
 }
 
+/* The link broke. The mirror answered the live writes in the log's
+ * extents, but an answer is not durability: if it lost its power, the
+ * writes it had not flushed are gone, and nothing else says where they
+ * were. So those extents go into the dirty-extent bitmap and the resync
+ * copies them again (besides replaying the journal). */
+void al_fold_locked(struct replicator *r)
+{
+	ipm_error err = { "" };
+	uint64_t off, len, from;
+	unsigned i;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+		bool marked = false;
+
+		if (!rl->al || !rl->bitmap)
+			continue;
+		pthread_mutex_lock(&rl->al_lock);
+		for (from = 0; dirty_bitmap_next(rl->al, from, &off, &len); from = off + len) {
+			dirty_bitmap_mark(rl->bitmap, off, len);
+			marked = true;
+		}
+		pthread_mutex_unlock(&rl->al_lock);
+		if (marked && dirty_bitmap_sync(rl->bitmap, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+	}
+}
+
 /* Nothing in flight and no host request pending: the mirror has applied
  * everything the host wrote, so no extent can differ. */
 void al_settle_locked(struct replicator *r)

@@ -107,6 +107,7 @@ void go_down_locked(struct replicator *r, const char *why)
 	}
 	journal_sync_all_locked(r);
 	remark_replays_locked(r, v, n);
+	al_fold_locked(r);
 	for (i = 0; i < n; i++)
 		finish_locked(r, v[i], 0);
 	free(v);

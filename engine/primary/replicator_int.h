@@ -210,5 +210,7 @@ int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err);
 void al_close(struct rep_lun *rl);
 int al_note(struct rep_lun *rl, const struct wire_frame *f);
 void al_settle_locked(struct replicator *r);
+/* The link broke: the log's extents are resynced (r->lock held). */
+void al_fold_locked(struct replicator *r);
 
 #endif

@@ -311,7 +311,7 @@ static bool caught_up_locked(struct replicator *r)
 	for (i = 0; i < r->n_luns; i++) {
 		if (r->luns[i].replayed_records < journal_records(r->luns[i].journal))
 			return false;
-		if (r->luns[i].overflowed && dirty_bitmap_dirty_bytes(r->luns[i].bitmap))
+		if (dirty_bitmap_dirty_bytes(r->luns[i].bitmap))
 			return false;
 	}
 	return true;
@@ -339,7 +339,7 @@ static void begin_locked(struct replicator *r)
 		rl->replayed_records = 0;
 		rl->resync_done = 0;
 		rl->resync_total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
-				   (rl->overflowed ? dirty_bitmap_dirty_bytes(rl->bitmap) : 0);
+				   dirty_bitmap_dirty_bytes(rl->bitmap);
 	}
 }
 
@@ -355,7 +355,7 @@ static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0
 
 		if (journal_records(rl->journal) && journal_reset(rl->journal, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
-		if (rl->overflowed && dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
+		if (dirty_bitmap_dirty_bytes(rl->bitmap) && dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
 		rl->overflowed = false;
 		rl->full_pending = false;
@@ -381,8 +381,7 @@ static uint64_t backlog_locked(struct replicator *r)
 
 		if (recs > r->luns[i].replayed_records)
 			n += recs - r->luns[i].replayed_records;
-		if (r->luns[i].overflowed)
-			n += dirty_bitmap_dirty_bytes(r->luns[i].bitmap) / BITMAP_EXTENT;
+		n += dirty_bitmap_dirty_bytes(r->luns[i].bitmap) / BITMAP_EXTENT;
 	}
 	return n;
 }
@@ -428,7 +427,9 @@ static int resync_passes(struct replicator *r, int64_t t0)
 			rc = replay_journal(r, &r->luns[i], &sent, t0);
 			if (rc < 0)
 				return rc;
-			if (r->luns[i].overflowed) {
+			/* past the journal's limit, or extents the activity log
+			 * handed over at an outage (al_fold_locked) */
+			if (dirty_bitmap_dirty_bytes(r->luns[i].bitmap)) {
 				rc = copy_dirty(r, &r->luns[i], &sent, t0);
 				if (rc < 0)
 					return rc;

@@ -14,7 +14,10 @@
 # primary's NBD, and both copies are identical.
 #
 # POWER_SEED reproduces the random points (printed first); POWER_ROUNDS,
-# POWER_SECONDS (per round), POWER_KEEP (percent of dirty pages written
+# POWER_SECONDS (per round), POWER_WHO (primary, mirror, both), POWER_WHEN
+# (load; idle: the cut comes once a load that ended without a flush has
+# been idle long enough for the primary to clear its activity log; both:
+# two rounds of each in turn), POWER_KEEP (percent of dirty pages written
 # back before the cut; "random": per round), POWER_IO (backing io, e.g.
 # direct) and POWER_PRELOAD (an LD_PRELOAD for the daemons, e.g.
 # tests/tools/.libs/nofsync.so to see the test fail) vary it;
@@ -51,21 +54,36 @@ dropped_any=0
 # new_lines FILE FROM: FILE's lines after byte FROM
 new_lines() { tail -c +$(( $2 + 1 )) "$1"; }
 
-# round R WHO: the host writes; WHO's power goes at a random point; restart
+# round R WHO WHEN: the host writes; WHO's power goes at a random point of
+# the load (WHEN=load) or once the load ended without a last flush and the
+# nodes were idle long enough for the primary to clear its activity log
+# (WHEN=idle); restart
 round() {
-	local r=$1 who=$2 node n pid log="$T_DIR/host$r.log" delay keep wseed w rc from \
-		d0 d1 cutcmd
+	local r=$1 who=$2 when=$3 node n pid log="$T_DIR/host$r.log" delay keep wseed w rc \
+		wrc from d0 d1 cutcmd secs=$SECS
 	case $who in primary) node=node1; n=1 ;; mirror) node=node2; n=2 ;; esac
 	delay=$(( 500 + RANDOM % 3000 ))       # ms after the first durable write
 	wseed=$RANDOM
 	case $KEEP in random) keep=$(( RANDOM % 5 * 25 )) ;; *) keep=$KEEP ;; esac
 	if [ "$keep" = 0 ]; then cutcmd=powercut; else cutcmd="powercut keep=$keep seed=$RANDOM"; fi
-	diag "round $r: the $who's power goes $delay ms into the load ($cutcmd; writer seed $wseed)"
-	timeout -k 5 $((SECS + 60)) $PY write "$URI1" "$log" --blocks $BLOCKS --seconds "$SECS" \
+	if [ "$when" = idle ]; then
+		secs=2
+		diag "round $r: the $who's power goes 6 s after a ${secs} s load ended unflushed ($cutcmd; writer seed $wseed)"
+	else
+		diag "round $r: the $who's power goes $delay ms into the load ($cutcmd; writer seed $wseed)"
+	fi
+	timeout -k 5 $((secs + 60)) $PY write "$URI1" "$log" --blocks $BLOCKS --seconds "$secs" \
 		--seed "$wseed" --run "r$r-$SEED" >"$T_DIR/writer$r.out" 2>&1 &
 	w=$!
 	wait_for 20 grep -q '^D ' "$log"
-	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+	if [ "$when" = idle ]; then
+		# the primary clears its activity log after 3 s without a write
+		wait "$w"
+		wrc=$?
+		sleep 6
+	else
+		sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+	fi
 	kill -0 "$w" 2>/dev/null
 	rc=$?
 	eval "pid=\$n${n}_pid"
@@ -85,9 +103,8 @@ round() {
 		not_ok "round $r: the $who ($node) restarted on what survived the cut"
 		new_lines "$T_DIR/n$n.log" "$from" | tail -n 20 | sed 's/^/# /'
 	fi
-	wait "$w"
-	rc=$?
-	diag "round $r: writer (exit $rc): $(cat "$T_DIR/writer$r.out")"
+	if [ "$when" = load ]; then wait "$w"; wrc=$?; fi
+	diag "round $r: writer (exit $wrc): $(cat "$T_DIR/writer$r.out")"
 	check "round $r: the host saw durable writes before the cut" \
 		eval "grep -q '^D ' '$log' && ! grep -q Traceback '$T_DIR/writer$r.out'"
 	if wait_for 60 both_uptodate; then
@@ -103,11 +120,14 @@ round() {
 	new_lines "$T_DIR/n$n.log" "$from" | grep -E '\] (warning|error|crit): ' | head -n 5 | sed 's/^/#   restart: /'
 }
 
+# odd rounds cut the primary's power, even ones the mirror's (POWER_WHO:
+# primary or mirror only); under load (POWER_WHEN=both: rounds 1, 2 under
+# load, 3, 4 idle, and so on; idle alone is a known failure, see README)
 for r in $(seq 1 "$ROUNDS"); do
-	case ${POWER_WHO:-both} in
-	both) if [ $((r % 2)) = 1 ]; then round "$r" primary; else round "$r" mirror; fi ;;
-	*) round "$r" "$POWER_WHO" ;;
-	esac
+	who=${POWER_WHO:-both} when=${POWER_WHEN:-load}
+	[ "$who" = both ] && { [ $((r % 2)) = 1 ] && who=primary || who=mirror; }
+	[ "$when" = both ] && { [ $(((r - 1) / 2 % 2)) = 0 ] && when=load || when=idle; }
+	round "$r" "$who" "$when"
 done
 check "the cuts dropped data not yet synced in $dropped_any of $ROUNDS rounds" test "$dropped_any" -gt 0
 check "no split brain was declared" eval "! grep -h 'SPLIT BRAIN' '$T_DIR'/n?.log"

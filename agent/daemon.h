@@ -13,6 +13,8 @@ struct options {
 	const char *node;
 	const char *socket;
 	bool foreground;
+	bool syslog;      /* log to syslog also in the foreground (the systemd unit) */
+	const char *pidfile; /* NULL: the default for socket; "": none */
 	bool check_config;
 	bool attributes; /* publish node attributes (also IPMIRROR_ATTRIBUTES=1) */
 	bool no_fencing; /* cluster mode without resource-level fencing */

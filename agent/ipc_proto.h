@@ -29,6 +29,7 @@ enum ipc_cmd {
 	IPC_CMD_HB_UNINSTALL = 6,
 	IPC_CMD_HB_METHOD = 7,    /* arg: udp|storage|both */
 	IPC_CMD_RESOLVE = 8,      /* lun; flags IPC_F_DISCARD_LOCAL; text: done / why not */
+	IPC_CMD_LOG_REOPEN = 9,   /* text: the log file reopened, or that there is none */
 };
 
 enum ipc_flags {

@@ -210,6 +210,15 @@ static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
+/* After logrotate moved the log file away (also SIGUSR1). */
+static void do_log_reopen(qb_ipcs_connection_t *c, const struct ipc_request *req)
+{
+	ipm_error err = { "" };
+	int rc = ipm_log_reopen(&err);
+
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 {
 	s->hb_fn = fn;
@@ -253,6 +262,9 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_RESOLVE:
 		do_resolve(s, c, &req);
+		break;
+	case IPC_CMD_LOG_REOPEN:
+		do_log_reopen(c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

@@ -1,5 +1,6 @@
 /* ipmirrorctl - admin CLI of ipmirrord, over libqb IPC (see ipc_proto.h).
- * Exit codes: 0 ok, 1 refused/failed, 2 usage error. */
+ * Exit codes: 0 ok, 1 refused/failed, 2 usage error, 3 no daemon answers,
+ * 4 (status, wait) no such LUN. */
 #ifdef HAVE_CONFIG_H
 #include "ac_config.h"
 #endif
@@ -23,6 +24,8 @@
 #endif
 
 #define EXIT_USAGE 2
+#define EXIT_NO_DAEMON 3  /* like an LSB init script's status: not running */
+#define EXIT_NO_LUN 4     /* status, wait: the daemon does not know the LUN */
 #define POLL_MS 200
 #define REQUEST_TIMEOUT_MS 10000
 
@@ -232,6 +235,18 @@ static int check_heartbeat(struct ctl_args *a, int nargs, char **args)
 	return sub->check_arg(a->hb_arg);
 }
 
+/* log-reopen: no arguments, no options */
+static int check_no_args(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs > 1)
+		return usage_error("%s: unexpected argument \"%s\"", a->command, args[1]);
+	if (stray_role_options(a) < 0)
+		return -1;
+	if (a->state || a->has_timeout || a->json)
+		return usage_error("%s: no options apply", a->command);
+	return 0;
+}
+
 /* Positional arguments after the options: COMMAND [ARGS], checked by the
  * command's row. */
 static int check_command(struct ctl_args *a, int nargs, char **args)
@@ -280,7 +295,7 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		case 'D': a->dry_run = true; break;
 		case 'L': a->discard_local = true; break;
 		case 'h': usage(stdout); return 1;
-		case 'V': printf("ipmirrorctl %s\n", PACKAGE_VERSION); return 1;
+		case 'V': printf("ipmirrorctl (ipmirror) %s\n", PACKAGE_VERSION); return 1;
 		case ':':
 			return usage_error("option \"%s\" needs an argument", argv[optind - 1]);
 		default:
@@ -337,23 +352,27 @@ static bool server_is_root(qb_ipcc_connection_t *c, const char *service)
 	return false;
 }
 
-static qb_ipcc_connection_t *connect_daemon(const char *service)
+/* NULL with *exit_code set when no root daemon answers on service. */
+static qb_ipcc_connection_t *connect_daemon(const char *service, int *exit_code)
 {
 	qb_ipcc_connection_t *c = qb_ipcc_connect(service, IPC_MAX_MSG);
 	int e = errno;
 
+	*exit_code = 1;
 	if (c && server_is_root(c, service))
 		return c;
 	if (c) {
 		qb_ipcc_disconnect(c);
 		return NULL;
 	}
-	if (e == EPERM || e == EACCES)
+	if (e == EPERM || e == EACCES) {
 		fprintf(stderr, "ipmirrorctl: ipmirrord (service \"%s\") refused the connection: "
 			"root only (%s)\n", service, strerror(e));
-	else
+	} else {
 		fprintf(stderr, "ipmirrorctl: cannot reach ipmirrord (service \"%s\"): "
 			"is the daemon running? (%s)\n", service, strerror(e));
+		*exit_code = EXIT_NO_DAEMON;
+	}
 	return NULL;
 }
 
@@ -409,6 +428,13 @@ static int refused(const struct reply *r)
 	return 1;
 }
 
+/* status and wait: an unknown LUN has an exit code of its own. */
+static int lun_refused(const struct reply *r)
+{
+	refused(r);
+	return r->status == -ENOENT ? EXIT_NO_LUN : 1;
+}
+
 static int cmd_status(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
 	struct reply r;
@@ -418,7 +444,7 @@ static int cmd_status(qb_ipcc_connection_t *c, const struct ctl_args *a, char *b
 	if (rc < 0)
 		return channel_failed(a->service, rc);
 	if (r.status < 0)
-		return refused(&r);
+		return lun_refused(&r);
 	fwrite(r.text, 1, r.len, stdout);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -451,7 +477,7 @@ static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 		if (rc < 0)
 			return channel_failed(a->service, rc);
 		if (r.status < 0)
-			return refused(&r);
+			return lun_refused(&r);
 		if (strcmp(r.text, a->state) == 0)
 			return 0;
 		left = deadline - now_s();
@@ -505,6 +531,15 @@ static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char
 	return answered(a, rc, &r);
 }
 
+static int cmd_simple(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request(c, a->cmd->ipc, 0, NULL, buf, &r);
+	return answered(a, rc, &r);
+}
+
 /* ---- the commands -------------------------------------------------------- */
 
 static const struct ctl_command commands[] = {
@@ -523,6 +558,8 @@ static const struct ctl_command commands[] = {
 	{ "resolve", check_resolve, cmd_resolve, IPC_CMD_RESOLVE,
 	  "  resolve LUN --discard-local                end a split brain: drop this node's\n"
 	  "                                             changes, copy the LUN from the primary\n" },
+	{ "log-reopen", check_no_args, cmd_simple, IPC_CMD_LOG_REOPEN,
+	  "  log-reopen                                 reopen the log file (after logrotate)\n" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -552,7 +589,8 @@ static void usage(FILE *f)
 		"  -h, --help          this text\n"
 		"  -V, --version       program version\n"
 		"states: uptodate journaling probation resyncing outdated inconsistent splitbrain\n"
-		"exit: 0 ok, 1 refused or failed, 2 usage error\n",
+		"exit: 0 ok, 1 refused or failed, 2 usage error, 3 the daemon does not answer,\n"
+		"      4 no such LUN (status, wait)\n",
 		IPC_DEFAULT_SERVICE);
 }
 
@@ -571,10 +609,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ipmirrorctl: out of memory\n");
 		return 1;
 	}
-	c = connect_daemon(a.service);
+	c = connect_daemon(a.service, &rc);
 	if (!c) {
 		free(buf);
-		return 1;
+		return rc;
 	}
 	rc = a.cmd->run(c, &a, buf);
 	qb_ipcc_disconnect(c);

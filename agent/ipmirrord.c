@@ -1,6 +1,10 @@
 /* ipmirrord - the ipmirror daemon: the engine, its NBD server and admin IPC.
  * Here: main, arguments, detaching, start-up and signals; promote/demote
- * is roles.c, the heartbeat's admin hb_admin.c, cluster policy cluster/. */
+ * is roles.c, the heartbeat's admin hb_admin.c, cluster policy cluster/,
+ * systemd's notify protocol and watchdog service.c, the pidfile pidfile.c. */
+#ifdef HAVE_CONFIG_H
+#include "ac_config.h"
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -23,6 +27,12 @@
 #include "daemon.h"
 #include "ipc_server.h"
 #include "nbd/server.h"
+#include "pidfile.h"
+#include "service.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
 
 #define DEFAULT_CONFIG IPM_SYSCONFDIR "/ipmirror/ipmirror.xml"
 #define DEFAULT_FENCE_HANDLER IPM_SBINDIR "/ipmirror-fence-peer"
@@ -31,19 +41,24 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ipmirrord [--config FILE] [--node NAME] [--socket NAME] [--foreground]\n"
-		"                 [--attributes [--no-fencing]] [-v]...\n"
+		"usage: ipmirrord [--config FILE] [--node NAME] [--socket NAME] [--foreground [--syslog]]\n"
+		"                 [--pidfile FILE] [--attributes [--no-fencing]] [-v]...\n"
 		"       ipmirrord --check-config [--config FILE] [--node NAME]\n"
+		"       ipmirrord --version\n"
 		"  -c, --config FILE   configuration (default %s)\n"
 		"  -n, --node NAME     this node's name in the config (default: uname -n)\n"
 		"  -s, --socket NAME   admin IPC service name (default ipmirror)\n"
 		"  -f, --foreground    do not detach; log to stderr\n"
+		"      --syslog        in the foreground, log to syslog (the journal) all the same\n"
+		"  -p, --pidfile FILE  locked while the daemon runs (default " IPM_RUNDIR "/ipmirrord.pid,\n"
+		"                      ipmirrord-SOCKET.pid for another --socket; \"\" = none)\n"
 		"      --attributes    publish Pacemaker node attributes with attrd_updater\n"
 		"                      (also when IPMIRROR_ATTRIBUTES=1); this is cluster mode,\n"
 		"                      with resource-level fencing of the peer\n"
 		"      --no-fencing    cluster mode without resource-level fencing\n"
 		"      --check-config  validate the configuration and exit\n"
-		"  -v, --verbose       more logging (repeat for debug)\n",
+		"  -v, --verbose       more logging (repeat for debug)\n"
+		"  -V, --version       print the version and exit\n",
 		DEFAULT_CONFIG);
 }
 
@@ -58,12 +73,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "attributes", no_argument, NULL, 'A' },
 		{ "no-fencing", no_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "syslog", no_argument, NULL, 'L' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:n:s:fvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:s:fp:vVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': o->config = optarg; break;
 		case 'n': o->node = optarg; break;
@@ -73,6 +91,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'A': o->attributes = true; break;
 		case 'F': o->no_fencing = true; break;
 		case 'v': o->verbose++; break;
+		case 'L': o->syslog = true; break;
+		case 'p': o->pidfile = optarg; break;
+		case 'V': printf("ipmirrord (ipmirror) %s\n", PACKAGE_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -270,6 +291,7 @@ static void daemon_stop(struct daemon *d)
 /* All threads inherit a blocked signal mask; the main thread waits here. */
 static int wait_for_signal(const sigset_t *set)
 {
+	ipm_error err;
 	int sig;
 
 	for (;;) {
@@ -279,15 +301,47 @@ static int wait_for_signal(const sigset_t *set)
 			qb_log(LOG_NOTICE, "SIGHUP: configuration reload is not supported; restart to apply changes");
 			continue;
 		}
+		if (sig == SIGUSR1) {  /* logrotate's postrotate */
+			err.msg[0] = '\0';
+			if (ipm_log_reopen(&err) < 0)
+				fprintf(stderr, "ipmirrord: SIGUSR1: %s\n", err.msg);
+			continue;
+		}
 		qb_log(LOG_NOTICE, "signal %d: shutting down", sig);
 		return 0;
 	}
+}
+
+/* The pidfile named by --pidfile, or the socket's default; none for "". */
+static int pidfile_take(const struct options *o, struct pidfile *pf)
+{
+	char path[sizeof(pf->path)];
+	ipm_error err = { "" };
+	int rc;
+
+	pf->fd = -1;
+	if (o->pidfile && !o->pidfile[0])
+		return 0;
+	if (o->pidfile) {
+		snprintf(path, sizeof(path), "%s", o->pidfile);
+	} else if (pidfile_default(o->socket, path, sizeof(path)) < 0) {
+		fprintf(stderr, "ipmirrord: no default pidfile for --socket \"%s\": use --pidfile\n",
+			o->socket);
+		return -1;
+	}
+	rc = pidfile_lock(pf, path, &err);
+	if (rc < 0)
+		fprintf(stderr, "ipmirrord: %s\n", err.msg);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
 	struct options o = { .config = DEFAULT_CONFIG, .socket = "ipmirror" };
 	struct daemon d = { 0 };
+	struct pidfile pf = { .fd = -1 };
+	struct service *sv = NULL;
+	ipm_error err = { "" };
 	struct utsname un;
 	ipm_config *cfg = NULL;
 	int ready_fd = -1;
@@ -318,34 +372,56 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	/* before any thread: it edits the environment */
+	if (service_init(&sv, &err) < 0) {
+		fprintf(stderr, "ipmirrord: %s\n", err.msg);
+		goto out;
+	}
 	if (ipm_log_init("ipmirrord", log_level(&o, cfg),
-			 o.foreground ? IPM_LOG_STDERR : IPM_LOG_SYSLOG,
+			 o.foreground && !o.syslog ? IPM_LOG_STDERR : IPM_LOG_SYSLOG,
 			 ipm_config_log_file(cfg)) < 0)
 		fprintf(stderr, "ipmirrord: cannot open log file %s\n", ipm_config_log_file(cfg));
+	/* before detaching, so that a second daemon says so on the terminal */
+	if (pidfile_take(&o, &pf) < 0)
+		goto out;
 	if (!o.foreground && daemonize(&ready_fd) < 0) {
 		fprintf(stderr, "ipmirrord: cannot detach: %s\n", strerror(errno));
 		goto out;
 	}
+	if (pidfile_write(&pf, getpid(), &err) < 0)
+		qb_log(LOG_WARNING, "%s", err.msg);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	d.cfg = cfg;
 	d.o = &o;
+	service_notify(sv, "STATUS=starting (config %s)", o.config);
 	if (daemon_start(&d, cfg, &o) < 0) {
 		report_ready(ready_fd, false);
+		service_notify(sv, "STATUS=cannot start (see the log)");
 		goto stop;
 	}
 	qb_log(LOG_NOTICE, "node %s serving (config %s, admin socket %s)", o.node, o.config,
 	       o.socket);
 	report_ready(ready_fd, true);
+	service_notify(sv, "READY=1\nSTATUS=node %s serving", o.node);
+	if (service_watch(sv, d.nbd, &err) < 0) {
+		qb_log(LOG_ERR, "%s", err.msg);
+		goto stop;
+	}
 	rc = wait_for_signal(&set) < 0 ? 1 : 0;
 stop:
+	service_notify(sv, "STOPPING=1\nSTATUS=stopping");
+	service_unwatch(sv);
 	daemon_stop(&d);
 out:
+	pidfile_release(&pf);
+	service_free(sv);
 	ipm_config_free(cfg);
 	ipm_log_fini();
 	return rc;

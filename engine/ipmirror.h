@@ -48,6 +48,10 @@ enum ipm_log_target {
 /* Set up libqb logging. level is a syslog priority (LOG_ERR..LOG_DEBUG);
  * file may be NULL. Safe to call again to change level or file. */
 int ipm_log_init(const char *ident, int level, unsigned targets, const char *file);
+/* Reopen the log file under the same name (after logrotate moved it away):
+ * 0 with what was done in err (also when there is no log file), or a
+ * negative errno when it cannot be opened (logging to it stops). */
+int ipm_log_reopen(ipm_error *err);
 void ipm_log_fini(void);
 
 /* ---- configuration ------------------------------------------------------ */

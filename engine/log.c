@@ -2,7 +2,10 @@
  * and the lock that makes it safe to log from many threads. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <syslog.h>
@@ -13,6 +16,7 @@
 QB_LOG_INIT_DATA(ipmirror);
 
 static int log_file_target = -1;
+static char log_file_name[PATH_MAX];  /* of log_file_target */
 
 /* ---- one writer at a time ------------------------------------------------
  *
@@ -103,11 +107,32 @@ int ipm_log_init(const char *ident, int level, unsigned targets, const char *fil
 		log_file_target = qb_log_file_open(file);
 		if (log_file_target < 0)
 			return log_file_target;
+		snprintf(log_file_name, sizeof(log_file_name), "%s", file);
 		enable_target(log_file_target, level);
 	}
 	if (!log_lock_active())
 		qb_log(LOG_WARNING, "log lock not in effect (libqb resolved ahead of libipmirror): lines logged by two threads at once may be lost");
 	return 0;
+}
+
+/* Under the log lock: no line is half written to the old file, none is
+ * lost between close and open (libqb's own reopen has no lock of its own
+ * against writers). */
+int ipm_log_reopen(ipm_error *err)
+{
+	int rc;
+
+	if (log_file_target < 0)
+		return ipm_note(err, "no log file configured (<log file=...>): nothing to reopen");
+	pthread_once(&log_once, log_once_init);
+	pthread_mutex_lock(&log_lock);
+	rc = qb_log_file_reopen(log_file_target, NULL);
+	pthread_mutex_unlock(&log_lock);
+	if (rc < 0)
+		return ipm_fail(err, rc, "cannot reopen log file %s: %s", log_file_name,
+				strerror(-rc));
+	qb_log(LOG_NOTICE, "log file %s reopened", log_file_name);
+	return ipm_note(err, "log file %s reopened", log_file_name);
 }
 
 void ipm_log_fini(void)

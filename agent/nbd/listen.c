@@ -147,6 +147,7 @@ static void *acceptor_main(void *arg)
 			pfd[n++] = (struct pollfd){ .fd = s->tcp_fd, .events = POLLIN };
 		if (s->unix_fd >= 0)
 			pfd[n++] = (struct pollfd){ .fd = s->unix_fd, .events = POLLIN };
+		atomic_store(&s->acceptor_tick_ms, ipm_now_ms());
 		if (poll(pfd, n, 1000) < 0 && errno != EINTR)
 			break;
 		pthread_mutex_lock(&s->clock);
@@ -357,7 +358,9 @@ int nbd_server_start(struct nbd_server *s, ipm_error *err)
 	if (s->listen.unix_path[0] && (rc = listen_unix(s, err)) < 0)
 		goto out;
 	s->workers = calloc(s->n_threads, sizeof(*s->workers));
-	if (!s->workers) {
+	s->busy_since_ms = calloc(s->n_threads, sizeof(*s->busy_since_ms));
+	atomic_store(&s->next_slot, 0);
+	if (!s->workers || !s->busy_since_ms) {
 		rc = ipm_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -374,6 +377,7 @@ int nbd_server_start(struct nbd_server *s, ipm_error *err)
 			goto out;
 		}
 	}
+	atomic_store(&s->acceptor_tick_ms, ipm_now_ms());
 	rc = -pthread_create(&s->acceptor, NULL, acceptor_main, s);
 	if (rc < 0) {
 		ipm_fail(err, rc, "cannot start the NBD acceptor: %s", strerror(-rc));
@@ -445,6 +449,8 @@ void nbd_server_stop(struct nbd_server *s)
 	s->n_workers = 0;
 	free(s->workers);
 	s->workers = NULL;
+	free((void *)s->busy_since_ms);
+	s->busy_since_ms = NULL;
 	/* after the workers: they hand the sender full sockets until they end */
 	if (s->sender_started) {
 		pthread_mutex_lock(&s->slock);
@@ -510,4 +516,36 @@ void nbd_server_resume(struct nbd_server *s, ipm_engine *e)
 	}
 	pthread_mutex_unlock(&s->clock);
 	pthread_rwlock_unlock(&s->elock);
+}
+
+/* ---- liveness, for the service watchdog ---------------------------------- */
+
+void nbd_server_health(struct nbd_server *s, struct nbd_health *h)
+{
+	int64_t now = ipm_now_ms();
+
+	memset(h, 0, sizeof(*h));
+	if (!s->started)
+		return;
+	if (s->acceptor_started)
+		h->acceptor_idle_ms = now - atomic_load(&s->acceptor_tick_ms);
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		int64_t since = atomic_load(&s->busy_since_ms[i]);
+
+		if (!since)
+			continue;
+		h->busy++;
+		if (now - since > h->oldest_busy_ms)
+			h->oldest_busy_ms = now - since;
+	}
+}
+
+int nbd_server_status(struct nbd_server *s, ipm_status **st)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->elock);
+	rc = s->e ? ipm_engine_status(s->e, st) : -EIO;
+	pthread_rwlock_unlock(&s->elock);
+	return rc;
 }

@@ -117,6 +117,12 @@ struct nbd_server {
 	bool acceptor_started;
 	pthread_t *workers;
 	unsigned n_workers;
+	/* for nbd_server_health (the service watchdog): when the acceptor last
+	 * went round its loop, and per worker since when it executes its
+	 * current request (0: idle) */
+	_Atomic int64_t acceptor_tick_ms;
+	_Atomic int64_t *busy_since_ms;
+	atomic_uint next_slot;
 	/* work queue and recycled work items */
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;

@@ -31,4 +31,15 @@ void nbd_server_pause(struct nbd_server *s);
 void nbd_server_resume(struct nbd_server *s, ipm_engine *e);
 void nbd_server_destroy(struct nbd_server *s);
 
+/* The I/O path's liveness, for the service watchdog (agent/service.c). */
+struct nbd_health {
+	int64_t acceptor_idle_ms; /* since the acceptor last went round (it polls every second) */
+	int64_t oldest_busy_ms;   /* the longest one worker has been executing its request; 0: none */
+	unsigned busy;            /* workers executing a request */
+};
+void nbd_server_health(struct nbd_server *s, struct nbd_health *h);
+/* The status of the engine under the clients (-EIO when there is none),
+ * read-locked against a role change swapping it. */
+int nbd_server_status(struct nbd_server *s, ipm_status **st);
+
 #endif /* IPM_NBD_SERVER_H */

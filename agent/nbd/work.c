@@ -476,6 +476,7 @@ static struct nbd_work *take_work_locked(struct nbd_server *s, unsigned *n)
 void *worker_main(void *arg)
 {
 	struct nbd_server *s = arg;
+	unsigned slot = atomic_fetch_add(&s->next_slot, 1);
 	struct nbd_work *w;
 	unsigned n;
 
@@ -492,10 +493,12 @@ void *worker_main(void *arg)
 		pthread_mutex_unlock(&s->qlock);
 		if (!w)
 			return NULL;
+		atomic_store(&s->busy_since_ms[slot], ipm_now_ms());
 		if (is_write(w))
 			work_run_writes(w, n);
 		else
 			work_run(w);
+		atomic_store(&s->busy_since_ms[slot], 0);
 	}
 }
 

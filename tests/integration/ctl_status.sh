@@ -60,8 +60,8 @@ check "status vol0 --json: one LUN, vol0" \
 
 # ---- unknown LUN ---------------------------------------------------------
 run ctl status nope
-check "status nope: exit 1 with 'no lun' message" \
-	test "$RC" = 1 -a "$(cat "$T_DIR/err")" = 'ipmirrorctl: no lun "nope" on node1'
+check "status nope: exit 4 (no such LUN) with 'no lun' message" \
+	test "$RC" = 4 -a "$(cat "$T_DIR/err")" = 'ipmirrorctl: no lun "nope" on node1'
 
 # ---- wait --------------------------------------------------------------
 run ctl wait vol0 --state uptodate --timeout 5
@@ -73,7 +73,7 @@ check "wait for an unreached state: exit 1 after the timeout (${elapsed_ms} ms)"
 	test "$RC" = 1 -a "$elapsed_ms" -ge 1000 -a "$elapsed_ms" -lt 4000
 check "wait timeout message names the current state" grep -q 'is uptodate, not resyncing' "$T_DIR/err"
 run ctl wait nope --state uptodate --timeout 1
-check "wait on an unknown LUN: exit 1" test "$RC" = 1 -a -s "$T_DIR/err"
+check "wait on an unknown LUN: exit 4" test "$RC" = 4 -a -s "$T_DIR/err"
 
 # ---- usage errors: exit 2 with the usage on stderr ----------------------
 usage_error() { run ctl "$@"; [ "$RC" = 2 ] && grep -q '^usage: ipmirrorctl' "$T_DIR/err"; }
@@ -108,6 +108,6 @@ check "a second daemon on the same --socket exits 1 saying it is in use" \
 # ---- daemon gone ------------------------------------------------------------
 stop_pid "$d_pid"
 run ctl status
-check "after the daemon stopped: exit 1, 'cannot reach' message" test "$RC" = 1 -a \
+check "after the daemon stopped: exit 3, 'cannot reach' message" test "$RC" = 3 -a \
 	"$(cat "$T_DIR/err")" = "ipmirrorctl: cannot reach ipmirrord (service \"$SOCK\"): is the daemon running? (Connection refused)"
 finish

@@ -9,6 +9,7 @@
 # completion offers the commands and the running daemon's LUN names;
 # --version; the OCF agent's generated man page lists every parameter and
 # action of its meta-data.
+: "${PYTHON3:=/usr/bin/python3}"
 . "$top_srcdir/tests/lib.sh"
 plan 17
 

@@ -12,4 +12,5 @@ apt-get install -y --no-install-recommends \
 	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \
 	corosync pacemaker pacemaker-cli-utils pcs resource-agents \
 	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev \
+	systemd logrotate bash-completion debhelper lintian

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <qb/qbipcc.h>
@@ -169,6 +170,19 @@ static int check_resolve(struct ctl_args *a, int nargs, char **args)
 		return usage_error("resolve: say --discard-local (this node's changes are dropped)");
 	if (a->state || a->has_timeout || a->json || a->force || a->dry_run)
 		return usage_error("resolve: only --discard-local applies");
+	a->lun = args[1];
+	return 0;
+}
+
+/* attach|detach LUN */
+static int check_attach(struct ctl_args *a, int nargs, char **args)
+{
+	if (stray_role_options(a) < 0)
+		return -1;
+	if (nargs != 2)
+		return usage_error("%s: expected one LUN", a->command);
+	if (a->state || a->has_timeout || a->json)
+		return usage_error("%s: no options apply", a->command);
 	a->lun = args[1];
 	return 0;
 }
@@ -540,6 +554,29 @@ static int cmd_simple(qb_ipcc_connection_t *c, const struct ctl_args *a, char *b
 	return answered(a, rc, &r);
 }
 
+/* attach|detach: ipmirror-attach does it (the OCF agent ocf:ipmirror:attach
+ * runs the same program), told which daemon and which ipmirrorctl to ask;
+ * detach needs no daemon (it also cleans up after a crashed one).
+ * IPMIRROR_ATTACH_HELPER names another program (an uninstalled tree). */
+static int cmd_attach(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	const char *helper = getenv("IPMIRROR_ATTACH_HELPER");
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (!helper || !*helper)
+		helper = IPM_SBINDIR "/ipmirror-attach";
+	if (n <= 0)
+		snprintf(self, sizeof(self), "ipmirrorctl");
+	else
+		self[n] = '\0';
+	fflush(stdout);
+	execl(helper, "ipmirror-attach", "--socket", a->service, "--ipmirrorctl", self,
+	      a->command, a->lun, (char *)NULL);
+	fprintf(stderr, "ipmirrorctl: cannot run %s: %s\n", helper, strerror(errno));
+	return 1;
+}
+
 /* ---- the commands -------------------------------------------------------- */
 
 static const struct ctl_command commands[] = {
@@ -560,6 +597,10 @@ static const struct ctl_command commands[] = {
 	  "                                             changes, copy the LUN from the primary\n" },
 	{ "log-reopen", check_no_args, cmd_simple, IPC_CMD_LOG_REOPEN,
 	  "  log-reopen                                 reopen the log file (after logrotate)\n" },
+	{ "attach", check_attach, cmd_attach, 0,
+	  "  attach LUN                                 LUN as block device /dev/ipmirror/LUN here\n" },
+	{ "detach", check_attach, cmd_attach, 0,
+	  "  detach LUN                                 remove it (and what a crash left)\n" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -604,6 +645,8 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
+	if (a.cmd->run == cmd_attach) /* its own program asks the daemon, if at all */
+		return cmd_attach(NULL, &a, NULL);
 	buf = malloc(IPC_MAX_MSG);
 	if (!buf) {
 		fprintf(stderr, "ipmirrorctl: out of memory\n");

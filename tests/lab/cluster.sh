@@ -30,9 +30,14 @@ lab_lock
 
 
 # cluster_start = cluster_env (names, trap, helpers) + cluster_config (the
-# agent, the daemon wrapper, $CFG) + cluster_up (lab up, resource, settle).
-# A test that wants a different lab calls the first two and does the rest.
+# agents, the daemon wrapper, $CFG) + cluster_up (cluster_lab_up: lab up, the
+# agents inside the nodes; cluster_create: the promotable resources;
+# cluster_settle: one Promoted, one Unpromoted, P and Q). A test that wants a
+# different lab calls the first two and does the rest (service_lab.sh loads
+# a CIB example instead of cluster_create). LAB_NBD_UNIX=PATH gives each
+# node's <nbd> a unix= socket too (inside the node: its /run is its own).
 cluster_start() { cluster_env; cluster_config; cluster_up; }
+cluster_up() { cluster_lab_up; cluster_create; cluster_settle; }
 
 # the bodies are not indented: they hold here-documents
 cluster_env() {
@@ -139,7 +144,8 @@ cluster_config() {
 RA="$T_DIR/resource.d"
 mkdir -p "$RA/ipmirror"
 cp "$top_srcdir/ocf/ipmirror" "$RA/ipmirror/ipmirror"
-chmod 755 "$RA/ipmirror/ipmirror"
+cp "$top_srcdir/ocf/attach" "$RA/ipmirror/attach"
+chmod 755 "$RA/ipmirror/ipmirror" "$RA/ipmirror/attach"
 PROVIDERS=""
 for d in /usr/lib/ocf/resource.d/*/; do
 	p=$(basename "$d")
@@ -159,7 +165,7 @@ EOF
 chmod 755 "$WRAP"
 
 CFG="$T_DIR/ipmirror.xml"
-LUN_SIZE=32M
+: "${LUN_SIZE:=32M}"
 ( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T_DIR/secret" )
 cat >"$CFG" <<EOF
 <ipmirror version="1">
@@ -167,8 +173,8 @@ cat >"$CFG" <<EOF
   <connections count="2"/>
   <heartbeat interval="0.5" timeout="2" probation="2"/>
   <log level="info" file="$T_DIR/ipmirrord.log"/>
-  <node name="node1"><data address="10.203.1.1" port="7788"/><heartbeat address="10.203.1.1" port="7789"/><nbd address="10.203.0.1" port="10809"/></node>
-  <node name="node2"><data address="10.203.1.2" port="7788"/><heartbeat address="10.203.1.2" port="7789"/><nbd address="10.203.0.2" port="10809"/></node>
+  <node name="node1"><data address="10.203.1.1" port="7788"/><heartbeat address="10.203.1.1" port="7789"/><nbd address="10.203.0.1" port="10809"${LAB_NBD_UNIX:+ unix=\"$LAB_NBD_UNIX\"}/></node>
+  <node name="node2"><data address="10.203.1.2" port="7788"/><heartbeat address="10.203.1.2" port="7789"/><nbd address="10.203.0.2" port="10809"${LAB_NBD_UNIX:+ unix=\"$LAB_NBD_UNIX\"}/></node>
 $(cluster_luns_xml)
 </ipmirror>
 EOF
@@ -177,7 +183,7 @@ EOF
 
 }
 
-cluster_up() {
+cluster_lab_up() {
 # ---- 1. the lab, with the agent installed inside each node ------------------
 t0=$SECONDS
 if lab up >"$T_DIR/up.log" 2>&1; then
@@ -200,7 +206,9 @@ check "agent visible as ocf:ipmirror:ipmirror inside both nodes (not on the host
 		lab exec $n test -x /usr/lib/ocf/resource.d/ipmirror/ipmirror || exit 1
 		lab exec $n test -x /usr/lib/ocf/resource.d/heartbeat/IPaddr2 || exit 1
 	done; test ! -e /usr/lib/ocf/resource.d/ipmirror'
+}
 
+cluster_create() {
 # ---- 2./3. the promotable resources --------------------------------------------
 t0=$SECONDS
 # one CIB push: the location constraints are there before the first promotion
@@ -243,7 +251,9 @@ for l in $LUNS; do
 		--delete-parameter target-role >>"$T_DIR/pcs.out" 2>&1 &
 done
 wait
+}
 
+cluster_settle() {
 # settled: one of each for every LUN, still so 2 s later (right after create
 # the cluster may still be moving the roles, shown per instance rather than
 # collapsed)

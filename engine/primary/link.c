@@ -57,25 +57,15 @@ static unsigned drain_inflight_locked(struct replicator *r, struct mreq ***out)
 /* Replays dropped by a go_down are sent again by the next resync: journal
  * records from the journal, which is kept until a resync ends; but copied
  * extents were cleared from the bitmap when read, so they are marked again
- * (a journal record marked too only costs one more copy). */
+ * (resync_dropped_locked; made durable by the caller's resync_sync_locked). */
 static void remark_replays_locked(struct replicator *r, struct mreq **v, unsigned n)
 {
-	ipm_error err = { "" };
-	bool marked = false;
 	unsigned i;
 
 	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < n; i++) {
-		struct rep_lun *rl = v[i]->rl;
-
-		if (!v[i]->replay || !rl->overflowed || v[i]->f.type == WIRE_FLUSH)
-			continue;
-		dirty_bitmap_mark(rl->bitmap, v[i]->f.offset, v[i]->f.length);
-		marked = true;
-	}
-	for (i = 0; marked && i < r->n_luns; i++)
-		if (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)
-			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+	for (i = 0; i < n; i++)
+		if (v[i]->replay)
+			resync_dropped_locked(&r->rs, &v[i]->f);
 }
 
 /* The peer is unreachable: from now on writes go to the journals. Requests
@@ -101,13 +91,14 @@ void go_down_locked(struct replicator *r, const char *why)
 	n = drain_inflight_locked(r, &v);
 	for (i = 0; i < n; i++) {
 		if (!v[i]->replay && v[i]->f.seq > r->landed_floor) {
-			journal_request_locked(r, v[i]);
+			resync_journal_locked(&r->rs, &v[i]->f, v[i]->data);
 			journaled++;
 		}
 	}
-	journal_sync_all_locked(r);
 	remark_replays_locked(r, v, n);
-	al_fold_locked(r);
+	for (i = 0; i < r->n_luns; i++)   /* the live writes' extents: resynced too */
+		al_fold(&r->luns[i].al, r->rs.luns[i].bitmap);
+	resync_sync_locked(&r->rs);
 	for (i = 0; i < n; i++)
 		finish_locked(r, v[i], 0);
 	free(v);
@@ -184,7 +175,7 @@ void *rep_monitor_main(void *arg)
 			break;
 		case LINK_RESYNC:
 			pthread_mutex_unlock(&r->lock);
-			int rc = resync_run(r);
+			int rc = resync_run(&r->rs);
 
 			pthread_mutex_lock(&r->lock);
 			if (rc < 0 && r->running)
@@ -205,16 +196,67 @@ void mark_clean_stop_locked(struct replicator *r)
 	unsigned i;
 
 	IPM_ASSERT_HELD(&r->lock);
-	if (r->link != LINK_LIVE || r->inflight || r->al_users)
+	if (r->link != LINK_LIVE || r->inflight || r->al_users || !resync_empty_locked(&r->rs))
 		return;
-	for (i = 0; i < r->n_luns; i++) {
-		struct rep_lun *rl = &r->luns[i];
-
-		if (journal_records(rl->journal) || rl->overflowed ||
-		    (rl->al && dirty_bitmap_dirty_bytes(rl->al)))
+	for (i = 0; i < r->n_luns; i++)
+		if (al_marked(&r->luns[i].al))
 			return;
-	}
 	for (i = 0; i < r->n_luns; i++)
 		lun_gen_clean_stop(r->luns[i].lun);
 }
 
+
+/* ---- the replicator as the resync sees it (resync.h) -------------------- */
+
+static int rs_read_local(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off)
+{
+	struct replicator *r = ctx;
+
+	return lun_local_read(r->luns[lun].lun, buf, len, off);
+}
+
+static int rs_wait_answers_locked(void *ctx)
+{
+	struct replicator *r = ctx;
+
+	IPM_ASSERT_HELD(&r->lock);
+	while (r->running && r->link == LINK_RESYNC && r->replays)
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	return r->running && r->link == LINK_RESYNC ? 0 : -ECONNRESET;
+}
+
+static void rs_hold_locked(void *ctx, bool hold)
+{
+	struct replicator *r = ctx;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (hold) {
+		r->resync_hold = true;
+	} else if (r->resync_hold) {
+		r->resync_hold = false;
+		pthread_cond_broadcast(&r->space_cond);
+	}
+}
+
+/* The journals are empty now: live, and both copies hold the same data. */
+static void rs_go_live_locked(void *ctx)
+{
+	struct replicator *r = ctx;
+	unsigned i;
+
+	IPM_ASSERT_HELD(&r->lock);
+	r->link = LINK_LIVE;
+	if (r->next_seq > r->host_done_max)
+		r->host_done_max = r->next_seq;
+	for (i = 0; i < r->n_luns; i++)
+		lun_gen_shared(r->luns[i].lun);
+	set_states_locked(r, IPM_STATE_UPTODATE);
+}
+
+const struct resync_ops replicator_resync_ops = {
+	.submit = replay_submit,
+	.read_local = rs_read_local,
+	.wait_answers_locked = rs_wait_answers_locked,
+	.hold_locked = rs_hold_locked,
+	.go_live_locked = rs_go_live_locked,
+};

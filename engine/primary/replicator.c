@@ -42,7 +42,7 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 	m->done = true;
 	m->status = status;
 	if (m->replay) {
-		m->rl->replay_outstanding--;
+		r->replays--;
 		pthread_cond_broadcast(&r->link_cond);
 	}
 	if (status)
@@ -74,7 +74,7 @@ bool window_full_locked(const struct replicator *r, uint32_t len)
 	       (r->inflight && r->inflight_bytes + len > WIRE_MAX_INFLIGHT_BYTES);
 }
 
-void space_wait_locked(struct replicator *r, bool window_only)
+static void space_wait_locked(struct replicator *r, bool window_only)
 {
 	IPM_ASSERT_HELD(&r->lock);
 	r->window_waiters += window_only;
@@ -121,6 +121,37 @@ static struct rep_lun *rep_lun_of(struct replicator *r, struct ipm_lun *l)
 }
 
 
+/* Before a live request leaves: its extents are durably marked in the
+ * activity log (the first write to an extent costs one fdatasync of the
+ * small bitmap file). Called without r->lock. */
+static void al_mark(struct rep_lun *rl, const struct wire_frame *f)
+{
+	ipm_error err = { "" };
+
+	if (al_note(&rl->al, f->offset, f->length) &&
+	    al_sync(&rl->al, f->offset, f->length, &err) < 0)
+		qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
+}
+
+/* Nothing in flight and no host request pending: the mirror has applied
+ * everything the host wrote, so no extent can differ. */
+void al_settle_locked(struct replicator *r)
+{
+	ipm_error err = { "" };
+	unsigned i;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (r->inflight || r->al_users)
+		return;
+	for (i = 0; i < r->n_luns; i++)
+		if (r->luns[i].active)
+			return;
+	/* no al_note runs now (al_users is 0 under r->lock) */
+	for (i = 0; i < r->n_luns; i++)
+		if (al_clear(&r->luns[i].al, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+}
+
 /* Admit one request: live, it is queued and, with kick, sent at once with
  * whatever else is queued; otherwise journaled. Without may_wait it
  * returns -EAGAIN instead of waiting for window space or for an
@@ -161,7 +192,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		 * al_users keeps the monitor from clearing the log under us. */
 		r->al_users++;
 		pthread_mutex_unlock(&r->lock);
-		al_note(m->rl, &m->f);
+		al_mark(m->rl, &m->f);
 		pthread_mutex_lock(&r->lock);
 		r->al_users--;
 		if (!r->running) {
@@ -185,11 +216,54 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		m->f.seq = 0;
 		if (m->f.type != WIRE_FLUSH)
 			lun_gen_diverge(m->rl->lun);
-		rc = journal_request_locked(r, m);
+		rc = resync_journal_locked(&r->rs, &m->f, m->data);
 		finish_locked(r, m, 0);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+/* The resync's replayed request (resync_ops.submit): a copy of the data,
+ * sent strictly after everything queued before it: the journal's order is
+ * the host's completion order, so the mirror stays consistent. */
+int replay_submit(void *ctx, const struct wire_frame *f, const void *data)
+{
+	struct replicator *r = ctx;
+	struct mreq *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->f = *f;
+	if (data) {
+		m->owned = malloc(f->len ? f->len : 1);
+		if (!m->owned) {
+			free(m);
+			return -ENOMEM;
+		}
+		memcpy(m->owned, data, f->len);
+		m->data = m->owned;
+		m->f.csum = crc32c(0, m->data, m->f.len);
+	}
+	m->rl = &r->luns[f->lun];
+	m->replay = true;
+	m->refs = 1;
+	pthread_mutex_lock(&r->lock);
+	r->space_waiters++;
+	while (r->running && r->link == LINK_RESYNC && window_full_locked(r, m->f.len))
+		space_wait_locked(r, r->inflight >= r->window);
+	r->space_waiters--;
+	if (!r->running || r->link != LINK_RESYNC) {
+		pthread_mutex_unlock(&r->lock);
+		free(m->owned);
+		free(m);
+		return -ECONNRESET;
+	}
+	m->f.dep = r->next_seq;
+	m->f.seq = ++r->next_seq;
+	r->replays++;
+	enqueue_locked(r, m);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 /* The host sees this request completed: later requests depend on it. */
@@ -471,6 +545,28 @@ const struct lun_ops replicator_ops = {
 
 /* ---- life cycle ---------------------------------------------------------- */
 
+/* Each LUN's journal, dirty bitmap and activity log (whose marks from a
+ * crash become dirty extents). */
+static int open_journals(struct replicator *r, ipm_error *err)
+{
+	unsigned i;
+	int rc;
+
+	rc = resync_init(&r->rs, r->n_luns, err);
+	for (i = 0; rc == 0 && i < r->n_luns; i++) {
+		struct ipm_lun *l = r->luns[i].lun;
+
+		rc = resync_open_lun(&r->rs, i, l->cfg->name, l->size, l->journal_path,
+				     l->cfg->journal_max, err);
+		if (rc == 0)
+			rc = al_open(&r->luns[i].al, l->cfg->name, l->size, l->journal_path,
+				     r->rs.luns[i].bitmap, &r->rs.luns[i].overflowed, err);
+		if (rc == 0)
+			resync_report_lun(&r->rs, i);
+	}
+	return rc;
+}
+
 int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 		      struct ipm_lun **luns, unsigned n_luns, struct replicator **out,
 		      ipm_error *err)
@@ -509,7 +605,8 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 	pthread_cond_init(&r->queue_cond, NULL);
 	pthread_cond_init(&r->space_cond, NULL);
 	pthread_cond_init(&r->link_cond, NULL);
-	r->resync_rate = e->cfg->resync_rate;
+	r->rs = (struct resync){ .ops = &replicator_resync_ops, .ctx = r, .lock = &r->lock,
+				 .peer = e->peer->name, .rate = e->cfg->resync_rate };
 	/* until the first connection: journal, like after an outage */
 	r->link = LINK_DOWN;
 	set_states_locked(r, IPM_STATE_JOURNALING);
@@ -518,7 +615,7 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 		pthread_mutex_init(&r->workers[i].send_lock, NULL);
 	}
 	r->running = true;
-	rc = resync_open_journals(r, err);
+	rc = open_journals(r, err);
 	if (rc < 0) {
 		replicator_destroy(r);
 		return rc;
@@ -596,7 +693,9 @@ void replicator_destroy(struct replicator *r)
 		return;
 	if (r->started)
 		replicator_stop(r);
-	resync_close_journals(r);
+	for (unsigned i = 0; i < r->n_luns; i++)
+		al_close(&r->luns[i].al);
+	resync_close(&r->rs);
 	ca_destroy(&r->ca);
 	for (unsigned i = 0; i < r->n_conns; i++)
 		pthread_mutex_destroy(&r->workers[i].send_lock);
@@ -646,12 +745,10 @@ void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_stat
 	rl = rep_lun_of(r, l);
 	s->state = rl->state;
 	s->mirrored_bytes = rl->mirrored_bytes;
-	s->journal_bytes = rl->journal ? journal_bytes(rl->journal) : 0;
-	s->journal_records = rl->journal ? journal_records(rl->journal) : 0;
-	if (rl->bitmap)
-		s->journal_bytes += dirty_bitmap_dirty_bytes(rl->bitmap);
-	s->resync_done_bytes = rl->resync_done;
-	s->resync_total_bytes = rl->resync_total;
+	if (r->rs.luns)
+		resync_lun_status_locked(&r->rs, rl->index, &s->journal_bytes,
+					 &s->journal_records, &s->resync_done_bytes,
+					 &s->resync_total_bytes);
 	pthread_mutex_unlock(&r->lock);
 }
 

@@ -1,13 +1,16 @@
 /* replicator_int.h - the replicator's state, shared by the primary's files:
  * replicator.c (in-flight table, submission, completion, life cycle),
- * worker.c (connections: dial, send, answers), link.c (the link state
- * machine), resync.c (journaling and replay) and activity_log.c.
+ * worker.c (connections: dial, send, answers) and link.c (the link state
+ * machine). resync.c and activity_log.c have their own state and headers
+ * (resync.h, activity_log.h) and do not see this one.
  *
  * Locks, in precedence order: a lock further down may be taken while one
  * above is held, never the reverse.
- *   r->lock                      the replicator: queue, in-flight table, link
- *     rl->al_lock                the activity log (al_settle_locked); al_note
- *                                takes it alone, with r->lock dropped
+ *   r->lock                      the replicator: queue, in-flight table, link,
+ *                                and the resync's state (r->rs)
+ *     rl->al.lock                the activity log (al_clear, al_marked);
+ *                                al_note and al_sync take it alone, with
+ *                                r->lock dropped
  *     lun->gen_lock              generation.c
  *     ca->lock                   connection_array.c (a leaf)
  *     log_lock                   log.c (a leaf; any lock may be held)
@@ -21,10 +24,10 @@
 #define IPM_REPLICATOR_INT_H
 
 #include <pthread.h>
-#include "dirty_bitmap.h"
+#include "activity_log.h"
 #include "heartbeat.h"
-#include "journal.h"
 #include "replicator.h"
+#include "resync.h"
 
 #define BATCH_FRAMES 64
 #define BATCH_BYTES (1u << 20)
@@ -65,18 +68,7 @@ struct rep_lun {
 	struct mreq *active;
 	uint64_t mirrored_bytes;
 	enum ipm_lun_state state;
-	struct journal *journal;
-	struct dirty_bitmap *bitmap;  /* used once the journal is full */
-	bool full_pending;            /* the peer asked for the whole LUN */
-	struct dirty_bitmap *al;      /* activity log: extents with live writes */
-	pthread_mutex_t al_lock;      /* the activity log only; taken without r->lock */
-	uint64_t *al_durable;         /* a bit per extent whose mark is on disk:
-				       * read without al_lock, so writes to marked
-				       * extents never wait behind another's sync */
-	bool overflowed;
-	uint64_t replayed_records;    /* of the journal, in this resync */
-	unsigned replay_outstanding;  /* replayed requests not yet answered */
-	uint64_t resync_done, resync_total;
+	struct activity_log al;       /* extents with live writes */
 };
 
 struct worker {
@@ -133,9 +125,10 @@ struct replicator {
 	bool resync_hold;            /* the resync's closing pass: host writes wait
 				      * (else a load faster than the replay keeps
 				      * the journal growing and it never ends) */
+	struct resync rs;            /* the journals and the resync (resync.h) */
+	unsigned replays;            /* replayed requests not yet answered */
 	struct heartbeat *hb;        /* NULL: judge by the connections alone */
 	pthread_t monitor;
-	uint64_t resync_rate;        /* bytes/s, 0 = unlimited */
 	unsigned al_users;           /* submitters marking the activity log */
 	int64_t last_live_ms;        /* when the last live request was submitted */
 	unsigned next_direct;        /* where the search for an idle connection starts */
@@ -157,6 +150,9 @@ void finish_locked(struct replicator *r, struct mreq *m, int status);
 void complete_locked(struct replicator *r, struct mreq *m, int status);
 void enqueue_locked(struct replicator *r, struct mreq *m);
 void set_states_locked(struct replicator *r, enum ipm_lun_state s);
+/* No room in flight for len more payload bytes: the window is full, or the
+ * bytes would pass WIRE_MAX_INFLIGHT_BYTES (one request always fits). */
+bool window_full_locked(const struct replicator *r, uint32_t len);
 
 /* inflight.c: the requests in flight as data, no locks, no I/O (the caller
  * holds r->lock). The table by sequence number: */
@@ -187,30 +183,12 @@ void *rep_monitor_main(void *arg);         /* the link state machine's thread */
 void go_down_locked(struct replicator *r, const char *why);
 /* Stopping live with nothing outstanding: the copies are equal. */
 void mark_clean_stop_locked(struct replicator *r);
+/* The replicator as the resync sees it (resync.h). */
+extern const struct resync_ops replicator_resync_ops;
 
-/* resync.c */
-int resync_open_journals(struct replicator *r, ipm_error *err);
-void resync_close_journals(struct replicator *r);
-/* Journal one request (LINK_DOWN / LINK_RESYNC); r->lock held. */
-int journal_request_locked(struct replicator *r, struct mreq *m);
-/* Make the journals durable; r->lock held. */
-int journal_sync_all_locked(struct replicator *r);
-/* Replay every LUN's journal; returns 0 when caught up and switched to live,
- * negative when the link broke (caller goes back down). */
-int resync_run(struct replicator *r);
-void space_wait_locked(struct replicator *r, bool window_only);
-/* No room in flight for len more payload bytes: the window is full, or the
- * bytes would pass WIRE_MAX_INFLIGHT_BYTES (one request always fits). */
-bool window_full_locked(const struct replicator *r, uint32_t len);
-
-/* activity_log.c */
-/* The activity log is cleared only after this long without a live write. */
-#define AL_IDLE_MS 3000
-int al_open(struct rep_lun *rl, const char *journal_path, ipm_error *err);
-void al_close(struct rep_lun *rl);
-int al_note(struct rep_lun *rl, const struct wire_frame *f);
+/* Nothing in flight and no host request pending: clear the activity logs. */
 void al_settle_locked(struct replicator *r);
-/* The link broke: the log's extents are resynced (r->lock held). */
-void al_fold_locked(struct replicator *r);
+/* resync_ops.submit: queue a replayed request (ctx: the replicator). */
+int replay_submit(void *ctx, const struct wire_frame *f, const void *data);
 
 #endif

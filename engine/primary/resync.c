@@ -1,83 +1,86 @@
 /* resync.c - while the peer is unreachable, mirror requests go into each LUN's
  * journal (past its size limit, into a dirty-extent bitmap); once the peer is
  * back, the journal is replayed in order over the n connections, then the
- * dirty extents are copied, then the LUN goes back to live mirroring. */
+ * dirty extents are copied, then the LUN goes back to live mirroring. It
+ * reaches the replicator only through struct resync_ops (resync.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "clock.h"
 #include "lockdebug.h"
-#include "crc32c.h"
-#include "lun.h"
-#include "replicator_int.h"
+#include "resync.h"
 
 #define DEFAULT_JOURNAL_MAX (4ull << 30)
 #define BITMAP_EXTENT (1u << 20)
 #define RESYNC_HOLD_PASS 3     /* from this pass on, new writes always wait */
 #define RESYNC_HOLD_BACKLOG 64 /* records or 1 MiB extents: a short last pass */
 
-static int open_one(struct rep_lun *rl, ipm_error *err)
+int resync_init(struct resync *rs, unsigned n_luns, ipm_error *err)
 {
-	struct ipm_lun *l = rl->lun;
-	uint64_t max = l->cfg->journal_max ? l->cfg->journal_max : DEFAULT_JOURNAL_MAX;
+	rs->n_luns = n_luns;
+	rs->luns = calloc(n_luns ? n_luns : 1, sizeof(*rs->luns));
+	if (!rs->luns)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int resync_open_lun(struct resync *rs, uint32_t i, const char *name, uint64_t size,
+		    const char *path, uint64_t max, ipm_error *err)
+{
+	struct resync_lun *rl = &rs->luns[i];
 	uint64_t dropped = 0;
-	const char *path = l->journal_path;
-	char bitmap[sizeof(l->journal_path) + 8];
+	char bitmap[4200 + 8];
 	int rc;
 
-	rc = journal_open(path, l->cfg->name, l->size, max, &rl->journal, &dropped, err);
+	rl->name = name;
+	rl->size = size;
+	rc = journal_open(path, name, size, max ? max : DEFAULT_JOURNAL_MAX, &rl->journal,
+			  &dropped, err);
 	if (rc < 0)
 		return rc;
 	if (dropped)
 		qb_log(LOG_WARNING, "lun %s: journal %s: dropped a torn record at the tail (%llu bytes), left by a crash",
-		       l->cfg->name, path, (unsigned long long)dropped);
+		       name, path, (unsigned long long)dropped);
 	snprintf(bitmap, sizeof(bitmap), "%s.bitmap", path);
-	rc = dirty_bitmap_open(bitmap, l->size, BITMAP_EXTENT, &rl->bitmap, err);
+	rc = dirty_bitmap_open(bitmap, size, BITMAP_EXTENT, &rl->bitmap, err);
 	if (rc < 0)
 		return rc;
 	rl->overflowed = dirty_bitmap_dirty_bytes(rl->bitmap) > 0;
-	rc = al_open(rl, path, err);
-	if (rc < 0)
-		return rc;
+	return 0;
+}
+
+void resync_report_lun(struct resync *rs, uint32_t i)
+{
+	struct resync_lun *rl = &rs->luns[i];
+
 	if (journal_records(rl->journal) || rl->overflowed)
 		qb_log(LOG_NOTICE, "lun %s: %llu journaled request(s) and %llu dirty bytes from before; they will be resynced",
-		       l->cfg->name, (unsigned long long)journal_records(rl->journal),
+		       rl->name, (unsigned long long)journal_records(rl->journal),
 		       (unsigned long long)dirty_bitmap_dirty_bytes(rl->bitmap));
-	return 0;
 }
 
-int resync_open_journals(struct replicator *r, ipm_error *err)
-{
-	unsigned i;
-	int rc;
-
-	for (i = 0; i < r->n_luns; i++) {
-		rc = open_one(&r->luns[i], err);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-void resync_close_journals(struct replicator *r)
+void resync_close(struct resync *rs)
 {
 	unsigned i;
 
-	for (i = 0; i < r->n_luns; i++) {
-		if (r->luns[i].journal)
-			journal_close(r->luns[i].journal);
-		if (r->luns[i].bitmap)
-			dirty_bitmap_close(r->luns[i].bitmap);
-		al_close(&r->luns[i]);
+	for (i = 0; rs->luns && i < rs->n_luns; i++) {
+		if (rs->luns[i].journal)
+			journal_close(rs->luns[i].journal);
+		if (rs->luns[i].bitmap)
+			dirty_bitmap_close(rs->luns[i].bitmap);
 	}
+	free(rs->luns);
+	rs->luns = NULL;
 }
 
 /* A write marks its extents; the first time an extent turns dirty the
  * bitmap is made durable, so a crash never forgets a dirty extent. */
-static int mark_dirty(struct rep_lun *rl, const struct wire_frame *f, ipm_error *err)
+static int mark_dirty(struct resync_lun *rl, const struct wire_frame *f, ipm_error *err)
 {
 	uint64_t before = dirty_bitmap_dirty_bytes(rl->bitmap);
 	int rc;
@@ -114,24 +117,24 @@ static uint16_t wire_type_of(uint16_t journal_type)
 	}
 }
 
-int journal_request_locked(struct replicator *r, struct mreq *m)
+int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const void *data)
 {
-	struct rep_lun *rl = m->rl;
+	struct resync_lun *rl = &rs->luns[f->lun];
 	struct journal_rec rec = {
-		.type = journal_type_of(m->f.type),
-		.flags = m->f.flags & WIRE_F_FUA,
-		.offset = m->f.offset,
-		.length = m->f.length,
-		.data = m->f.type == WIRE_WRITE ? m->data : NULL,
+		.type = journal_type_of(f->type),
+		.flags = f->flags & WIRE_F_FUA,
+		.offset = f->offset,
+		.length = f->length,
+		.data = f->type == WIRE_WRITE ? data : NULL,
 	};
 	ipm_error err = { "" };
 	int rc;
 
-	IPM_ASSERT_HELD(&r->lock);
+	IPM_ASSERT_HELD(rs->lock);
 	if (!rl->overflowed) {
 		rc = journal_append(rl->journal, &rec, &err);
 		if (rc == 0) {
-			if (m->f.type == WIRE_FLUSH || (m->f.flags & WIRE_F_FUA))
+			if (f->type == WIRE_FLUSH || (f->flags & WIRE_F_FUA))
 				rc = journal_sync(rl->journal, &err);
 			goto out;
 		}
@@ -139,95 +142,118 @@ int journal_request_locked(struct replicator *r, struct mreq *m)
 			goto out;
 		rl->overflowed = true;
 		qb_log(LOG_WARNING, "lun %s: journal full (%llu bytes); tracking dirty extents from now on",
-		       ipm_lun_name(rl->lun), (unsigned long long)journal_bytes(rl->journal));
+		       rl->name, (unsigned long long)journal_bytes(rl->journal));
 	}
-	rc = mark_dirty(rl, &m->f, &err);
+	rc = mark_dirty(rl, f, &err);
 out:
 	if (rc < 0)
-		qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+		qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 	return rc;
 }
 
-int journal_sync_all_locked(struct replicator *r)
+int resync_sync_locked(struct resync *rs)
 {
 	ipm_error err = { "" };
 	unsigned i;
 	int rc = 0;
 
-	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < r->n_luns; i++) {
-		if (journal_sync(r->luns[i].journal, &err) < 0 ||
-		    (r->luns[i].overflowed && dirty_bitmap_sync(r->luns[i].bitmap, &err) < 0)) {
-			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+	IPM_ASSERT_HELD(rs->lock);
+	for (i = 0; i < rs->n_luns; i++) {
+		struct resync_lun *rl = &rs->luns[i];
+
+		/* a bitmap with nothing new marked costs no I/O */
+		if (journal_sync(rl->journal, &err) < 0 || dirty_bitmap_sync(rl->bitmap, &err) < 0) {
+			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 			rc = -EIO;
 		}
 	}
 	return rc;
 }
 
+bool resync_dropped_locked(struct resync *rs, const struct wire_frame *f)
+{
+	struct resync_lun *rl = &rs->luns[f->lun];
+
+	IPM_ASSERT_HELD(rs->lock);
+	if (!rl->overflowed || f->type == WIRE_FLUSH)
+		return false;
+	dirty_bitmap_mark(rl->bitmap, f->offset, f->length);
+	return true;
+}
+
+bool resync_want_full_locked(struct resync *rs, uint32_t i)
+{
+	struct resync_lun *rl = &rs->luns[i];
+	ipm_error err = { "" };
+
+	IPM_ASSERT_HELD(rs->lock);
+	if (rl->full_pending)
+		return false;
+	dirty_bitmap_mark(rl->bitmap, 0, rl->size);
+	if (dirty_bitmap_sync(rl->bitmap, &err) < 0)
+		qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
+	rl->overflowed = true;
+	rl->full_pending = true;
+	return true;
+}
+
+bool resync_empty_locked(struct resync *rs)
+{
+	unsigned i;
+
+	IPM_ASSERT_HELD(rs->lock);
+	for (i = 0; i < rs->n_luns; i++)
+		if (journal_records(rs->luns[i].journal) || rs->luns[i].overflowed)
+			return false;
+	return true;
+}
+
+void resync_lun_status_locked(struct resync *rs, uint32_t i, uint64_t *journal_bytes_,
+			      uint64_t *journal_records_, uint64_t *done, uint64_t *total)
+{
+	struct resync_lun *rl = &rs->luns[i];
+
+	IPM_ASSERT_HELD(rs->lock);
+	*journal_bytes_ = rl->journal ? journal_bytes(rl->journal) : 0;
+	*journal_records_ = rl->journal ? journal_records(rl->journal) : 0;
+	if (rl->bitmap)
+		*journal_bytes_ += dirty_bitmap_dirty_bytes(rl->bitmap);
+	*done = rl->done;
+	*total = rl->total;
+}
+
 /* ---- replay -------------------------------------------------------------- */
 
 /* Keep the resync under the configured rate (bytes/s). */
-static void pace(struct replicator *r, uint64_t sent, int64_t t0)
+static void pace(struct resync *rs, uint64_t sent, int64_t t0)
 {
 	int64_t due_ms;
 
-	if (!r->resync_rate)
+	if (!rs->rate)
 		return;
-	due_ms = (int64_t)(sent * 1000 / r->resync_rate);
+	due_ms = (int64_t)(sent * 1000 / rs->rate);
 	if (due_ms > ipm_now_ms() - t0)
 		usleep((useconds_t)(due_ms - (ipm_now_ms() - t0)) * 1000);
 }
 
 /* Send one replayed request, strictly after the previous one: the journal's
  * order is the host's completion order, so the mirror stays consistent. */
-static int send_replay(struct replicator *r, struct rep_lun *rl, const struct journal_rec *rec,
+static int send_replay(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
 		       uint16_t extra_flags)
 {
-	struct mreq *m = calloc(1, sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	m->f = (struct wire_frame){
+	struct wire_frame f = {
 		.magic = WIRE_FRAME_MAGIC, .type = wire_type_of(rec->type),
 		.flags = (uint16_t)((rec->flags & WIRE_F_FUA) | WIRE_F_REPLAY | extra_flags),
-		.lun = rl->index, .offset = rec->offset, .length = rec->length,
+		.lun = (uint32_t)(rl - rs->luns), .offset = rec->offset, .length = rec->length,
 	};
-	if (rec->type == JR_WRITE) {
-		m->owned = malloc(rec->length ? rec->length : 1);
-		if (!m->owned) {
-			free(m);
-			return -ENOMEM;
-		}
-		memcpy(m->owned, rec->data, rec->length);
-		m->data = m->owned;
-		m->f.len = (uint32_t)rec->length;
-		m->f.csum = crc32c(0, m->data, m->f.len);
-	}
-	m->rl = rl;
-	m->replay = true;
-	m->refs = 1;
-	pthread_mutex_lock(&r->lock);
-	r->space_waiters++;
-	while (r->running && r->link == LINK_RESYNC && window_full_locked(r, m->f.len))
-		space_wait_locked(r, r->inflight >= r->window);
-	r->space_waiters--;
-	if (!r->running || r->link != LINK_RESYNC) {
-		pthread_mutex_unlock(&r->lock);
-		free(m->owned);
-		free(m);
-		return -ECONNRESET;
-	}
-	m->f.dep = r->next_seq;
-	m->f.seq = ++r->next_seq;
-	rl->replay_outstanding++;
-	enqueue_locked(r, m);
-	pthread_mutex_unlock(&r->lock);
-	return 0;
+
+	if (rec->type == JR_WRITE)
+		f.len = (uint32_t)rec->length;
+	return rs->ops->submit(rs->ctx, &f, rec->type == JR_WRITE ? rec->data : NULL);
 }
 
 /* Replay the journal records not replayed yet in this resync. */
-static int replay_journal(struct replicator *r, struct rep_lun *rl, uint64_t *sent, int64_t t0)
+static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *sent, int64_t t0)
 {
 	struct journal_iter *it;
 	struct journal_rec rec;
@@ -248,28 +274,29 @@ static int replay_journal(struct replicator *r, struct rep_lun *rl, uint64_t *se
 			rl->replayed_records++;
 			continue;
 		}
-		rc = send_replay(r, rl, &rec, 0);
+		rc = send_replay(rs, rl, &rec, 0);
 		if (rc < 0)
 			break;
 		rl->replayed_records++;
-		pthread_mutex_lock(&r->lock);
-		rl->resync_done = journal_iter_offset(it);
-		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_lock(rs->lock);
+		rl->done = journal_iter_offset(it);
+		pthread_mutex_unlock(rs->lock);
 		*sent += rec.length;
-		pace(r, *sent, t0);
+		pace(rs, *sent, t0);
 	}
 	journal_iter_close(it);
 out:
 	if (rc < 0 && rc != -ECONNRESET)
-		qb_log(LOG_ERR, "lun %s: journal replay stopped: %s", ipm_lun_name(rl->lun), err.msg);
+		qb_log(LOG_ERR, "lun %s: journal replay stopped: %s", rl->name, err.msg);
 	return rc;
 }
 
 /* Copy the dirty extents from the local copy. An extent is cleared before it
  * is read, so a write that lands meanwhile marks it again for the next pass. */
-static int copy_dirty(struct replicator *r, struct rep_lun *rl, uint64_t *sent, int64_t t0)
+static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, int64_t t0)
 {
 	struct journal_rec rec = { .type = JR_WRITE };
+	uint32_t lun = (uint32_t)(rl - rs->luns);
 	uint64_t off, len, from = 0;
 	void *buf = NULL;
 	int rc = 0;
@@ -279,7 +306,7 @@ static int copy_dirty(struct replicator *r, struct rep_lun *rl, uint64_t *sent, 
 		if (posix_memalign(&buf, 4096, len) != 0)
 			return -ENOMEM;
 		dirty_bitmap_clear_range(rl->bitmap, off, len);
-		if (lun_local_read(rl->lun, buf, len, off) < 0) {
+		if (rs->ops->read_local(rs->ctx, lun, buf, len, off) < 0) {
 			rc = -EIO;
 			dirty_bitmap_mark(rl->bitmap, off, len);
 			break;
@@ -287,101 +314,89 @@ static int copy_dirty(struct replicator *r, struct rep_lun *rl, uint64_t *sent, 
 		rec.offset = off;
 		rec.length = len;
 		rec.data = buf;
-		rc = send_replay(r, rl, &rec, 0);
+		rc = send_replay(rs, rl, &rec, 0);
 		if (rc < 0) {
 			dirty_bitmap_mark(rl->bitmap, off, len);
 			break;
 		}
-		pthread_mutex_lock(&r->lock);
-		rl->resync_done += len;
-		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_lock(rs->lock);
+		rl->done += len;
+		pthread_mutex_unlock(rs->lock);
 		*sent += len;
-		pace(r, *sent, t0);
+		pace(rs, *sent, t0);
 		from = off + len;
 	}
 	free(buf);
 	return rc;
 }
 
-static bool caught_up_locked(struct replicator *r)
+static bool caught_up_locked(struct resync *rs)
 {
 	unsigned i;
 
-	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < r->n_luns; i++) {
-		if (r->luns[i].replayed_records < journal_records(r->luns[i].journal))
+	IPM_ASSERT_HELD(rs->lock);
+	for (i = 0; i < rs->n_luns; i++) {
+		if (rs->luns[i].replayed_records < journal_records(rs->luns[i].journal))
 			return false;
-		if (dirty_bitmap_dirty_bytes(r->luns[i].bitmap))
+		if (dirty_bitmap_dirty_bytes(rs->luns[i].bitmap))
 			return false;
 	}
 	return true;
 }
 
-static bool replays_outstanding_locked(struct replicator *r)
+static void begin_locked(struct resync *rs)
 {
 	unsigned i;
 
-	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < r->n_luns; i++)
-		if (r->luns[i].replay_outstanding)
-			return true;
-	return false;
-}
-
-static void begin_locked(struct replicator *r)
-{
-	unsigned i;
-
-	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < r->n_luns; i++) {
-		struct rep_lun *rl = &r->luns[i];
+	IPM_ASSERT_HELD(rs->lock);
+	for (i = 0; i < rs->n_luns; i++) {
+		struct resync_lun *rl = &rs->luns[i];
 
 		rl->replayed_records = 0;
-		rl->resync_done = 0;
-		rl->resync_total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
-				   dirty_bitmap_dirty_bytes(rl->bitmap);
+		rl->done = 0;
+		rl->total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
+			    dirty_bitmap_dirty_bytes(rl->bitmap);
 	}
 }
 
-/* Everything replayed was answered: empty the journals. */
-static void finish_resync_locked(struct replicator *r, uint64_t sent, int64_t t0)
+/* Everything replayed was answered: empty the journals, go live. */
+static void finish_resync_locked(struct resync *rs, uint64_t sent, int64_t t0)
 {
 	ipm_error err = { "" };
 	unsigned i;
 
-	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < r->n_luns; i++) {
-		struct rep_lun *rl = &r->luns[i];
+	IPM_ASSERT_HELD(rs->lock);
+	for (i = 0; i < rs->n_luns; i++) {
+		struct resync_lun *rl = &rs->luns[i];
 
 		if (journal_records(rl->journal) && journal_reset(rl->journal, &err) < 0)
-			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 		if (dirty_bitmap_dirty_bytes(rl->bitmap) && dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
-			qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
+			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 		rl->overflowed = false;
 		rl->full_pending = false;
-		rl->resync_done = rl->resync_total;
-		lun_gen_shared(rl->lun);
+		rl->done = rl->total;
 	}
-	set_states_locked(r, IPM_STATE_UPTODATE);
+	rs->ops->go_live_locked(rs->ctx);
 	qb_log(LOG_NOTICE, "peer %s: resync complete, %llu bytes in %lld ms; mirroring live",
-	       r->e->peer->name, (unsigned long long)sent, (long long)(ipm_now_ms() - t0));
+	       rs->peer, (unsigned long long)sent, (long long)(ipm_now_ms() - t0));
 }
 
 static const struct journal_rec insync_marker = { .type = JR_FLUSH };
 
 /* Journal records not replayed yet, plus dirty 1 MiB extents not copied yet. */
-static uint64_t backlog_locked(struct replicator *r)
+static uint64_t backlog_locked(struct resync *rs)
 {
 	uint64_t n = 0;
 	unsigned i;
 
-	IPM_ASSERT_HELD(&r->lock);
-	for (i = 0; i < r->n_luns; i++) {
-		uint64_t recs = journal_records(r->luns[i].journal);
+	IPM_ASSERT_HELD(rs->lock);
+	for (i = 0; i < rs->n_luns; i++) {
+		uint64_t recs = journal_records(rs->luns[i].journal);
 
-		if (recs > r->luns[i].replayed_records)
-			n += recs - r->luns[i].replayed_records;
-		n += dirty_bitmap_dirty_bytes(r->luns[i].bitmap) / BITMAP_EXTENT;
+		if (recs > rs->luns[i].replayed_records)
+			n += recs - rs->luns[i].replayed_records;
+		n += dirty_bitmap_dirty_bytes(rs->luns[i].bitmap) / BITMAP_EXTENT;
 	}
 	return n;
 }
@@ -396,86 +411,83 @@ static bool hold_now(unsigned pass, uint64_t backlog)
 	return pass >= RESYNC_HOLD_PASS || backlog <= RESYNC_HOLD_BACKLOG;
 }
 
-static int resync_passes(struct replicator *r, int64_t t0);
+static int resync_passes(struct resync *rs, bool *held, int64_t t0);
 
-int resync_run(struct replicator *r)
+int resync_run(struct resync *rs)
 {
-	int rc = resync_passes(r, ipm_now_ms());
+	bool held = false;
+	int rc = resync_passes(rs, &held, ipm_now_ms());
 
-	pthread_mutex_lock(&r->lock);
-	if (r->resync_hold) {
-		r->resync_hold = false;
-		pthread_cond_broadcast(&r->space_cond);
+	if (held) {
+		pthread_mutex_lock(rs->lock);
+		rs->ops->hold_locked(rs->ctx, false);
+		pthread_mutex_unlock(rs->lock);
 	}
-	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
 
-static int resync_passes(struct replicator *r, int64_t t0)
+static int resync_passes(struct resync *rs, bool *held, int64_t t0)
 {
 	uint64_t sent = 0, backlog;
 	unsigned i, pass;
 	bool final;
 	int rc;
 
-	pthread_mutex_lock(&r->lock);
-	begin_locked(r);
-	pthread_mutex_unlock(&r->lock);
-	qb_log(LOG_NOTICE, "peer %s: connected again, resync starts", r->e->peer->name);
+	pthread_mutex_lock(rs->lock);
+	begin_locked(rs);
+	pthread_mutex_unlock(rs->lock);
+	qb_log(LOG_NOTICE, "peer %s: connected again, resync starts", rs->peer);
 	for (pass = 1;; pass++) {
-		for (i = 0; i < r->n_luns; i++) {
-			rc = replay_journal(r, &r->luns[i], &sent, t0);
+		for (i = 0; i < rs->n_luns; i++) {
+			rc = replay_journal(rs, &rs->luns[i], &sent, t0);
 			if (rc < 0)
 				return rc;
 			/* past the journal's limit, or extents the activity log
-			 * handed over at an outage (al_fold_locked) */
-			if (dirty_bitmap_dirty_bytes(r->luns[i].bitmap)) {
-				rc = copy_dirty(r, &r->luns[i], &sent, t0);
+			 * handed over at an outage (al_fold) */
+			if (dirty_bitmap_dirty_bytes(rs->luns[i].bitmap)) {
+				rc = copy_dirty(rs, &rs->luns[i], &sent, t0);
 				if (rc < 0)
 					return rc;
 			}
 		}
-		pthread_mutex_lock(&r->lock);
-		backlog = backlog_locked(r);
-		if (!r->resync_hold && hold_now(pass, backlog)) {
-			r->resync_hold = true;
+		pthread_mutex_lock(rs->lock);
+		backlog = backlog_locked(rs);
+		if (!*held && hold_now(pass, backlog)) {
+			*held = true;
+			rs->ops->hold_locked(rs->ctx, true);
 			if (backlog)
 				qb_log(LOG_INFO, "peer %s: resync pass %u: %llu new record(s) or extent(s) to replay; new writes wait until then",
-				       r->e->peer->name, pass, (unsigned long long)backlog);
+				       rs->peer, pass, (unsigned long long)backlog);
 		}
 		/* held and nothing left: this pass makes the copies equal */
-		final = r->resync_hold && caught_up_locked(r);
-		pthread_mutex_unlock(&r->lock);
+		final = *held && caught_up_locked(rs);
+		pthread_mutex_unlock(rs->lock);
 		/* only then tell the mirror (a durable barrier after everything
 		 * replayed): a marker after an earlier pass would have it say
 		 * "up to date" while the journal still holds newer writes */
-		for (i = 0; final && i < r->n_luns; i++) {
-			rc = send_replay(r, &r->luns[i], &insync_marker, WIRE_F_INSYNC);
+		for (i = 0; final && i < rs->n_luns; i++) {
+			rc = send_replay(rs, &rs->luns[i], &insync_marker, WIRE_F_INSYNC);
 			if (rc < 0)
 				return rc;
 		}
-		pthread_mutex_lock(&r->lock);
+		pthread_mutex_lock(rs->lock);
 		/* wait for the mirror's answers while new writes go to the
 		 * journal (or wait, once held): only when everything replayed
 		 * was applied and nothing new arrived may the journal be
 		 * emptied and writes go live, in one step under the lock.
 		 * Going live earlier would let a later outage replay old
 		 * records over newer live data. */
-		while (r->running && r->link == LINK_RESYNC && replays_outstanding_locked(r))
-			pthread_cond_wait(&r->link_cond, &r->lock);
-		if (r->link != LINK_RESYNC || !r->running) {
-			pthread_mutex_unlock(&r->lock);
-			return -ECONNRESET;
+		rc = rs->ops->wait_answers_locked(rs->ctx);
+		if (rc < 0) {
+			pthread_mutex_unlock(rs->lock);
+			return rc;
 		}
-		if (final && caught_up_locked(r)) {
-			r->link = LINK_LIVE;
-			if (r->next_seq > r->host_done_max)
-				r->host_done_max = r->next_seq;
-			finish_resync_locked(r, sent, t0);
+		if (final && caught_up_locked(rs)) {
+			finish_resync_locked(rs, sent, t0);
 			break;
 		}
-		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_unlock(rs->lock);
 	}
-	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(rs->lock);
 	return 0;
 }

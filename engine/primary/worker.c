@@ -208,7 +208,6 @@ static void wire_luns_generations(struct replicator *r)
 /* The mirror's per-LUN verdicts: split brain, or a full copy needed. */
 static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool accepted)
 {
-	ipm_error err = { "" };
 	unsigned i;
 
 	for (i = 0; i < r->n_luns; i++) {
@@ -218,14 +217,9 @@ static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool ac
 		if (!accepted || !(verdicts[i] & WIRE_LV_FULL))
 			continue;
 		pthread_mutex_lock(&r->lock);
-		if (!rl->full_pending) {
+		if (resync_want_full_locked(&r->rs, i)) {
 			qb_log(LOG_WARNING, "lun %s: %s needs the whole LUN (its data is no ancestor of ours): full resync",
 			       ipm_lun_name(rl->lun), r->e->peer->name);
-			dirty_bitmap_mark(rl->bitmap, 0, rl->lun->size);
-			if (dirty_bitmap_sync(rl->bitmap, &err) < 0)
-				qb_log(LOG_ERR, "lun %s: %s", ipm_lun_name(rl->lun), err.msg);
-			rl->overflowed = true;
-			rl->full_pending = true;
 			if (r->link == LINK_LIVE) {
 				r->force_resync = true;
 				pthread_cond_broadcast(&r->link_cond);

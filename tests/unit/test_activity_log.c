@@ -19,10 +19,12 @@
 #define EXT (4ull << 20)
 
 struct fixture {
-	char dir[256], journal[300], bitmap[320], al[320];
+	char dir[256], journal[300], bitmap_path[320], al[320];
 	struct ipm_lun_cfg cfg;
 	struct ipm_lun lun;
-	struct rep_lun rl;
+	struct rep_lun rl;               /* its activity log: rl.al */
+	struct dirty_bitmap *bitmap;     /* the resync's dirty extents */
+	bool overflowed;                 /* set when a crash's marks moved there */
 };
 
 static void open_rl(struct fixture *fx)
@@ -31,14 +33,16 @@ static void open_rl(struct fixture *fx)
 
 	memset(&fx->rl, 0, sizeof(fx->rl));
 	fx->rl.lun = &fx->lun;
-	assert_int_equal(dirty_bitmap_open(fx->bitmap, LUN_SIZE, 1u << 20, &fx->rl.bitmap, &err), 0);
-	assert_int_equal(al_open(&fx->rl, fx->journal, &err), 0);
+	fx->overflowed = false;
+	assert_int_equal(dirty_bitmap_open(fx->bitmap_path, LUN_SIZE, 1u << 20, &fx->bitmap, &err), 0);
+	assert_int_equal(al_open(&fx->rl.al, "vol0", LUN_SIZE, fx->journal, fx->bitmap,
+				 &fx->overflowed, &err), 0);
 }
 
 static void close_rl(struct fixture *fx)
 {
-	al_close(&fx->rl);
-	dirty_bitmap_close(fx->rl.bitmap);
+	al_close(&fx->rl.al);
+	dirty_bitmap_close(fx->bitmap);
 }
 
 static int setup(void **state)
@@ -47,7 +51,7 @@ static int setup(void **state)
 
 	assert_int_equal(scratch_dir_make(fx->dir, sizeof(fx->dir), "al"), 0);
 	snprintf(fx->journal, sizeof(fx->journal), "%s/vol0.journal", fx->dir);
-	snprintf(fx->bitmap, sizeof(fx->bitmap), "%s.bitmap", fx->journal);
+	snprintf(fx->bitmap_path, sizeof(fx->bitmap_path), "%s.bitmap", fx->journal);
 	snprintf(fx->al, sizeof(fx->al), "%s.al", fx->journal);
 	fx->cfg.name = "vol0";
 	fx->lun.cfg = &fx->cfg;
@@ -67,11 +71,17 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* What the replicator does before a live request leaves (al_mark):
+ * flushes mark nothing; a new mark is made durable. */
 static int note(struct fixture *fx, uint16_t type, uint64_t off, uint64_t len)
 {
-	struct wire_frame f = { .type = type, .offset = off, .length = len };
+	ipm_error err = { "" };
 
-	return al_note(&fx->rl, &f);
+	if (type == WIRE_FLUSH)
+		return 0;
+	if (al_note(&fx->rl.al, off, len))
+		return al_sync(&fx->rl.al, off, len, &err);
+	return 0;
 }
 
 /* The bytes the file on disk holds marked (the file must be closed: it is
@@ -88,26 +98,64 @@ static uint64_t on_disk(const char *path)
 	return n;
 }
 
-/* Every extent a write touches is marked, on disk, before al_note returns;
- * flushes and empty requests mark nothing. */
+/* Every extent a write touches is marked, on disk, once al_note said so and
+ * al_sync returned; flushes and empty requests mark nothing. */
 static void test_note_marks_extents(void **state)
 {
 	struct fixture *fx = *state;
 
 	assert_int_equal(note(fx, WIRE_FLUSH, 0, 0), 0);
 	assert_int_equal(note(fx, WIRE_WRITE, 0, 0), 0);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 0);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 0);
 	assert_int_equal(note(fx, WIRE_WRITE, 4096, 4096), 0);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
 	assert_int_equal(note(fx, WIRE_WRITE, 8192, 512), 0);      /* the same extent */
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
 	assert_int_equal(note(fx, WIRE_ZERO, 2 * EXT - 1, 2), 0);  /* extents 1 and 2 */
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 3 * EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 3 * EXT);
 	assert_int_equal(note(fx, WIRE_TRIM, LUN_SIZE - 1, 1), 0); /* the last extent */
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 4 * EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 4 * EXT);
 	close_rl(fx);
 	assert_int_equal(on_disk(fx->al), 4 * EXT);
 	open_rl(fx);
+}
+
+/* al_note tells the caller to sync while a mark is not on disk: a second
+ * writer of the same extent too, until someone's al_sync made it durable;
+ * al_clear starts over. */
+static void test_note_says_must_sync(void **state)
+{
+	struct fixture *fx = *state;
+	struct activity_log *al = &fx->rl.al;
+	ipm_error err = { "" };
+
+	assert_false(al_marked(al));
+	assert_false(al_note(al, 4096, 0));               /* empty: nothing */
+	assert_true(al_note(al, 4096, 4096));
+	assert_true(al_note(al, 8192, 4096));             /* marked, not durable */
+	assert_true(al_marked(al));
+	assert_int_equal(al_sync(al, 4096, 4096, &err), 0);
+	assert_false(al_note(al, 8192, 4096));            /* durable now */
+	assert_true(al_note(al, EXT - 1, 2));             /* reaches extent 1 */
+	assert_int_equal(al_sync(al, EXT - 1, 2, &err), 0);
+	assert_false(al_note(al, EXT, 4096));
+	assert_int_equal(al_clear(al, &err), 0);
+	assert_false(al_marked(al));
+	assert_true(al_note(al, 8192, 4096));             /* must sync again */
+}
+
+/* At an outage the log's extents go into the dirty-extent bitmap (the
+ * mirror's answers were not durability); the log keeps them. */
+static void test_fold(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_false(al_fold(&fx->rl.al, fx->bitmap));          /* nothing logged */
+	assert_int_equal(note(fx, WIRE_WRITE, 4096, 4096), 0);
+	assert_int_equal(note(fx, WIRE_WRITE, 9 * EXT, 1), 0);
+	assert_true(al_fold(&fx->rl.al, fx->bitmap));
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->bitmap), 2 * EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 2 * EXT);
 }
 
 /* A crash leaves the marks; the next start turns them into dirty extents
@@ -120,9 +168,9 @@ static void test_crash_marks_become_dirty(void **state)
 	assert_int_equal(note(fx, WIRE_WRITE, 9 * EXT, EXT + 1), 0);
 	close_rl(fx);                        /* no settle: the process died */
 	open_rl(fx);
-	assert_true(fx->rl.overflowed);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.bitmap), 3 * EXT);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 0);
+	assert_true(fx->overflowed);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->bitmap), 3 * EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 0);
 	close_rl(fx);
 	assert_int_equal(on_disk(fx->al), 0);
 	open_rl(fx);
@@ -141,20 +189,20 @@ static void test_settle(void **state)
 	assert_int_equal(note(fx, WIRE_WRITE, 0, 4096), 0);
 	r.inflight = 1;
 	al_settle_locked(&r);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
 	r.inflight = 0;
 	fx->rl.active = &busy;               /* a host request still pending */
 	al_settle_locked(&r);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
 	fx->rl.active = NULL;
 	al_settle_locked(&r);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), 0);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 0);
 	close_rl(fx);                        /* the clearing is on disk */
 	assert_int_equal(on_disk(fx->al), 0);
 	open_rl(fx);
-	assert_false(fx->rl.overflowed);     /* nothing left to resync */
+	assert_false(fx->overflowed);     /* nothing left to resync */
 	assert_int_equal(note(fx, WIRE_WRITE, 0, 4096), 0);
-	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al), EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
 	pthread_mutex_unlock(&r.lock);
 	pthread_mutex_destroy(&r.lock);
 }
@@ -163,6 +211,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_note_marks_extents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_note_says_must_sync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_marks_become_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_settle, setup, teardown),
 	};

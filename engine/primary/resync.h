@@ -1,0 +1,98 @@
+/* resync.h - the primary's journaling and resync, apart from the
+ * replicator: while the peer is unreachable requests go into each LUN's
+ * journal (past its limit, into a dirty-extent bitmap); once it is back the
+ * resync replays the journal and copies the dirty extents, in passes,
+ * through the small interface below (struct resync_ops), then switches the
+ * replicator to live. The replicator implements the ops; the unit test
+ * tests/unit/test_resync.c implements them with a fake.
+ *
+ * Locks: everything in struct resync is guarded by the owner's lock
+ * (rs->lock, the replicator's r->lock). The ops marked _locked are called
+ * with it held; submit and read_local without it. */
+#ifndef IPM_RESYNC_H
+#define IPM_RESYNC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "dirty_bitmap.h"
+#include "journal.h"
+#include "wire.h"
+
+/* One LUN's journal side. */
+struct resync_lun {
+	const char *name;             /* the LUN's, for the log */
+	uint64_t size;
+	struct journal *journal;
+	struct dirty_bitmap *bitmap;  /* used once the journal is full */
+	bool overflowed;              /* past the journal's limit: writes mark the bitmap */
+	bool full_pending;            /* the peer asked for the whole LUN */
+	uint64_t replayed_records;    /* of the journal, in this resync */
+	uint64_t done, total;         /* bytes, for the status */
+};
+
+/* What the resync asks of the replicator. */
+struct resync_ops {
+	/* Queue one replayed request (f->lun says which LUN; data is copied)
+	 * once the window has room, numbered after everything queued before
+	 * it. -ECONNRESET when the link left the resync or the replicator is
+	 * stopping. Called without the lock. */
+	int (*submit)(void *ctx, const struct wire_frame *f, const void *data);
+	/* Read the local copy of a LUN. Called without the lock. */
+	int (*read_local)(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off);
+	/* Wait until every replayed request was answered: 0, or -ECONNRESET
+	 * when the link left the resync (or stopping) meanwhile. */
+	int (*wait_answers_locked)(void *ctx);
+	/* New host writes wait (true) or go on to the journal (false). */
+	void (*hold_locked)(void *ctx, bool hold);
+	/* Everything replayed was applied and nothing new came: host writes
+	 * go to the mirror live from now on, every LUN is up to date. */
+	void (*go_live_locked)(void *ctx);
+};
+
+struct resync {
+	const struct resync_ops *ops;
+	void *ctx;
+	pthread_mutex_t *lock;        /* the owner's; guards all of this */
+	const char *peer;             /* the peer's name, for the log */
+	uint64_t rate;                /* bytes/s, 0 = unlimited */
+	unsigned n_luns;
+	struct resync_lun *luns;      /* indexed by wire LUN index */
+};
+
+/* Allocate rs->luns (n of them, closed); the caller fills ops, ctx, lock,
+ * peer and rate. */
+int resync_init(struct resync *rs, unsigned n_luns, ipm_error *err);
+/* Open LUN i's journal and bitmap beside journal_path (max: its size limit,
+ * 0 for the default). */
+int resync_open_lun(struct resync *rs, uint32_t i, const char *name, uint64_t size,
+		    const char *journal_path, uint64_t max, ipm_error *err);
+/* Log what LUN i has from before (call after al_open's recovery). */
+void resync_report_lun(struct resync *rs, uint32_t i);
+void resync_close(struct resync *rs);
+
+/* Journal one request (f->lun; data for a WRITE) while the link is down or
+ * resyncing. */
+int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const void *data);
+/* Make the journals and bitmaps durable. */
+int resync_sync_locked(struct resync *rs);
+/* A replayed request that a go_down dropped unanswered: a copied extent
+ * was cleared from the bitmap when read, so it is marked again (a journal
+ * record stays in the journal; marking it too costs one more copy). true
+ * when something was marked: call resync_sync_locked after the batch. */
+bool resync_dropped_locked(struct resync *rs, const struct wire_frame *f);
+/* The peer asked for the whole LUN: mark it all dirty. false when a full
+ * resync was already pending. */
+bool resync_want_full_locked(struct resync *rs, uint32_t i);
+/* Nothing journaled or marked on any LUN. */
+bool resync_empty_locked(struct resync *rs);
+/* LUN i's journal and resync figures. */
+void resync_lun_status_locked(struct resync *rs, uint32_t i, uint64_t *journal_bytes,
+			      uint64_t *journal_records, uint64_t *done, uint64_t *total);
+
+/* Replay every LUN's journal and copy its dirty extents, in passes, until
+ * caught up; then go live (ops->go_live_locked). 0 when live, negative
+ * when the link broke (the caller goes back down). Without the lock. */
+int resync_run(struct resync *rs);
+
+#endif

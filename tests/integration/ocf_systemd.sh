@@ -78,6 +78,8 @@ chmod 755 "$T_DIR/node.sh"
 timeout -k 5 180 unshare --mount --uts "$T_DIR/node.sh" >"$T_DIR/node.out" 2>&1
 NRC=$?
 [ "$NRC" = 0 ] || diag "node.sh exit $NRC: $(cat "$T_DIR/node.out")"
+# a daemon this test started that a failure left behind (by its pid)
+for p in $(pgrep -f -- "--socket $SOCK( |\$)"); do diag "left running: $p"; kill "$p"; done
 sed 's/^/# agent: /' "$T_DIR/ra.rc"
 sed 's/^/# systemctl /' "$T_DIR/systemctl.log"
 

@@ -27,6 +27,7 @@
 #include "hb_state.h"
 #include "probation.h"
 #include "heartbeat.h"
+#include "netaddr.h"
 
 #define RECV_POLL_MS 100        /* bounds how late timeouts are noticed */
 #define DROP_LOG_EVERY_MS 5000  /* a flood of bad datagrams must not flood the log */
@@ -74,29 +75,6 @@ struct heartbeat {
 
 /* ---- setup --------------------------------------------------------------- */
 
-static int resolve(const struct ipm_endpoint *ep, int family, bool passive,
-		   struct sockaddr_storage *sa, socklen_t *len, ipm_error *err)
-{
-	struct addrinfo hints = {
-		.ai_family = family,
-		.ai_socktype = SOCK_DGRAM,
-		.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
-	};
-	struct addrinfo *ai;
-	char port[8];
-	int rc;
-
-	snprintf(port, sizeof(port), "%u", ep->port);
-	rc = getaddrinfo(ep->address, port, &hints, &ai);
-	if (rc != 0)
-		return ipm_fail(err, -EINVAL, "heartbeat address %s:%u: %s", ep->address,
-				ep->port, gai_strerror(rc));
-	memcpy(sa, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 static int check_params(const struct hb_params *p, ipm_error *err)
 {
 	if (!p->self || !p->peer || strlen(p->self) >= IPM_NAME_MAX ||
@@ -116,21 +94,16 @@ static int check_params(const struct hb_params *p, ipm_error *err)
 static int open_socket(struct heartbeat *hb, const struct hb_params *p, ipm_error *err)
 {
 	struct sockaddr_storage local;
-	socklen_t local_len;
 	int rc;
 
-	rc = resolve(p->local, AF_UNSPEC, true, &local, &local_len, err);
-	if (rc < 0)
-		return rc;
-	rc = resolve(p->remote, local.ss_family, false, &hb->remote, &hb->remote_len, err);
-	if (rc < 0)
-		return rc;
-	hb->fd = socket(local.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	hb->fd = net_bind_udp(p->local->address, p->local->port, &local, "heartbeat address", err);
 	if (hb->fd < 0)
-		return ipm_fail(err, -errno, "heartbeat socket: %s", strerror(errno));
-	if (bind(hb->fd, (struct sockaddr *)&local, local_len) < 0)
-		return ipm_fail(err, -errno, "cannot bind UDP heartbeat socket to %s:%u: %s",
-				p->local->address, p->local->port, strerror(errno));
+		return hb->fd;
+	rc = net_resolve(p->remote->address, p->remote->port, SOCK_DGRAM, local.ss_family, false,
+			 &hb->remote, &hb->remote_len);
+	if (rc)
+		return ipm_fail(err, -EINVAL, "heartbeat address %s:%u: %s", p->remote->address,
+				p->remote->port, gai_strerror(rc));
 	hb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (hb->wake_fd < 0)
 		return ipm_fail(err, -errno, "heartbeat eventfd: %s", strerror(errno));

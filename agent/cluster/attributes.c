@@ -1,25 +1,21 @@
 /* attributes.c - the node-attribute publisher (see attributes.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <qb/qblog.h>
 
 #include "clock.h"
 #include "attributes.h"
+#include "ipm_spawn.h"
 
 #define POLL_MS 500
 #define NOCLUSTER_RETRY_MS 10000
 #define ATTRD_NOT_CONNECTED 102 /* attrd_updater: no cluster running */
-
-extern char **environ;
 
 struct cached {
 	struct ipm_attr attr;
@@ -397,25 +393,15 @@ int ipm_attr_publish_attrd(void *opaque, const char *name, const char *value)
 {
 	char *argv[] = { "attrd_updater", "-n", (char *)name, "-U", (char *)value,
 			 "-d", "5s", NULL };
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int rc, status;
+	int rc;
 
 	(void)opaque;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	rc = posix_spawnp(&pid, "attrd_updater", &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (rc)
-		return -rc;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	rc = ipm_spawn(argv, true, 0, NULL, 0);
+	if (rc == 0)
 		return 0;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == ATTRD_NOT_CONNECTED)
+	if (rc == ATTRD_NOT_CONNECTED)
 		return -ENOTCONN;
+	if (rc < 0 && rc != -EINTR)   /* could not run it */
+		return rc;
 	return -EIO;
 }

@@ -1,26 +1,20 @@
 /* fencing.c - resource-level fencing of the peer (see fencing.h). */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <qb/qblog.h>
 
 #include "clock.h"
 #include "fencing.h"
+#include "ipm_spawn.h"
 
 #define HANDLER_TIMEOUT_MS 60000
 #define IDLE_WAIT_MS 1000
 #define OUT_MAX 512
-
-extern char **environ;
 
 enum fence_done { DONE_UNKNOWN, DONE_FENCED, DONE_UNFENCED };
 
@@ -298,36 +292,6 @@ void ipm_fencing_stop(struct ipm_fencing *f)
 
 /* ---- the default runner: the handler program ------------------------------- */
 
-/* Read the child's output until EOF or the deadline; 0, or -ETIMEDOUT. */
-static int collect_output(int fd, int64_t deadline, char *out, size_t outlen)
-{
-	size_t len = 0;
-	char junk[256];
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	ssize_t n;
-
-	for (;;) {
-		int64_t left = deadline - ipm_now_ms();
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		if (len + 1 < outlen)
-			n = read(fd, out + len, outlen - 1 - len);
-		else
-			n = read(fd, junk, sizeof(junk));
-		if (n == 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (n > 0 && len + 1 < outlen) {
-			len += (size_t)n;
-			out[len] = 0;
-		}
-	}
-}
-
 /* One line for the log: newlines become "; ", no trailing separator. */
 static void one_line(char *s)
 {
@@ -344,39 +308,11 @@ int ipm_fence_run_handler(void *opaque, const char *action, const char *lun, cha
 			  size_t outlen)
 {
 	char *argv[] = { (char *)opaque, (char *)action, (char *)lun, NULL };
-	posix_spawn_file_actions_t fa;
-	int pipefd[2], rc, status;
-	pid_t pid;
+	int rc = ipm_spawn(argv, false, HANDLER_TIMEOUT_MS, out, outlen);
 
-	out[0] = 0;
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return -errno;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (rc) {
-		close(pipefd[0]);
-		snprintf(out, outlen, "cannot run %s: %s", argv[0], strerror(rc));
-		return -rc;
-	}
-	rc = collect_output(pipefd[0], ipm_now_ms() + HANDLER_TIMEOUT_MS, out, outlen);
-	close(pipefd[0]);
-	if (rc == -ETIMEDOUT) {
-		kill(pid, SIGKILL);
+	if (rc == -ETIMEDOUT)
 		snprintf(out, outlen, "%s %s %s: killed after %d s", argv[0], action, lun,
 			 HANDLER_TIMEOUT_MS / 1000);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
 	one_line(out);
-	if (rc < 0)
-		return rc;
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return -EINTR;
+	return rc;
 }

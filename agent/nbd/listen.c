@@ -18,6 +18,7 @@
 #include <qb/qblog.h>
 
 #include "nbd_int.h"
+#include "netaddr.h"
 
 #define DEFAULT_THREADS    64
 #define READER_STACK       (256U << 10)
@@ -170,37 +171,10 @@ static void *acceptor_main(void *arg)
 
 static int listen_tcp(struct nbd_server *s, ipm_error *err)
 {
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-	};
-	struct addrinfo *res, *ai;
-	char port[8];
-	int rc, fd = -1, one = 1, saved = 0;
+	int fd = net_listen_tcp(s->listen.address, s->listen.port, 128, 0, "NBD address", err);
 
-	snprintf(port, sizeof(port), "%u", s->listen.port);
-	rc = getaddrinfo(s->listen.address, port, &hints, &res);
-	if (rc != 0)
-		return ipm_fail(err, -EINVAL, "NBD address %s: %s", s->listen.address,
-			    gai_strerror(rc));
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			saved = errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0)
-			break;
-		saved = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
 	if (fd < 0)
-		return ipm_fail(err, -saved, "cannot listen for NBD on %s:%u: %s", s->listen.address,
-			    s->listen.port, strerror(saved));
+		return fd;
 	s->tcp_fd = fd;
 	qb_log(LOG_NOTICE, "NBD listening on %s:%u", s->listen.address, s->listen.port);
 	return 0;

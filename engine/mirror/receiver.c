@@ -25,6 +25,7 @@
 #include "apply_order.h"
 #include "handshake.h"
 #include "lun.h"
+#include "netaddr.h"
 #include "receiver.h"
 #include "storage_hb.h"
 
@@ -1093,36 +1094,13 @@ static void *listener_main(void *arg)
 	return NULL;
 }
 
+/* Non-blocking: the listener takes connections until the queue is empty.
+ * A deep queue: a burst of connections waits there for accept_burst instead
+ * of being dropped, so the primary's is not lost among them. */
 static int listen_on(const struct ipm_endpoint *ep, ipm_error *err)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *ai;
-	char port[8];
-	int fd, one = 1, rc;
-
-	snprintf(port, sizeof(port), "%u", ep->port);
-	rc = getaddrinfo(ep->address, port, &hints, &ai);
-	if (rc)
-		return ipm_fail(err, -EINVAL, "data address %s: %s", ep->address, gai_strerror(rc));
-	/* non-blocking: the listener takes connections until the queue is empty */
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = ipm_fail(err, -errno, "socket: %s", strerror(errno));
-		goto out;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* a deep queue: a burst of connections waits there for accept_burst
-	 * instead of being dropped, so the primary's is not lost among them */
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-		rc = ipm_fail(err, -errno, "cannot listen on data address %s:%u: %s", ep->address,
-			      ep->port, strerror(errno));
-		close(fd);
-		goto out;
-	}
-	rc = fd;
-out:
-	freeaddrinfo(ai);
-	return rc;
+	return net_listen_tcp(ep->address, ep->port, LISTEN_BACKLOG, SOCK_NONBLOCK, "data address",
+			      err);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */

@@ -3,7 +3,6 @@
  * its reader thread takes the mirror's answers. */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -21,6 +20,7 @@
 #include "handshake.h"
 #include "lockdebug.h"
 #include "lun.h"
+#include "netaddr.h"
 #include "replicator_int.h"
 #include "storage_hb.h"
 
@@ -127,24 +127,6 @@ out:
 	return NULL;
 }
 
-static int resolve(const char *address, uint16_t port, struct sockaddr_storage *ss,
-		   socklen_t *len)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *ai;
-	char ps[8];
-	int rc;
-
-	snprintf(ps, sizeof(ps), "%u", port);
-	rc = getaddrinfo(address, ps, &hints, &ai);
-	if (rc)
-		return -EHOSTUNREACH;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 /* Non-blocking connect bounded by CONNECT_TIMEOUT_MS, from our data address
  * so replication uses the network the config names. */
 static int dial(struct replicator *r, ipm_error *err)
@@ -156,13 +138,13 @@ static int dial(struct replicator *r, ipm_error *err)
 	int fd, rc, one = 1, so_err = 0;
 	socklen_t el = sizeof(so_err);
 
-	rc = resolve(to->address, to->port, &ss, &len);
-	if (rc < 0)
-		return ipm_fail(err, rc, "cannot resolve %s", to->address);
+	if (net_resolve(to->address, to->port, SOCK_STREAM, AF_UNSPEC, false, &ss, &len))
+		return ipm_fail(err, -EHOSTUNREACH, "cannot resolve %s", to->address);
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return ipm_fail(err, -errno, "socket: %s", strerror(errno));
-	if (from->address && resolve(from->address, 0, &src, &slen) == 0 &&
+	if (from->address &&
+	    net_resolve(from->address, 0, SOCK_STREAM, AF_UNSPEC, false, &src, &slen) == 0 &&
 	    src.ss_family == ss.ss_family &&
 	    bind(fd, (struct sockaddr *)&src, slen) < 0) {
 		rc = ipm_fail(err, -errno, "bind to %s: %s", from->address, strerror(errno));

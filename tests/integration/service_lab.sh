@@ -18,7 +18,11 @@
 #      journal, the database passes PRAGMA integrity_check and holds every
 #      committed row; e2fsck -fn is clean once the services are stopped.
 #      Prints the seconds from the kill to the service's first commit on
-#      the survivor.
+#      the survivor;
+#  (c) (with (a), before (b)) nbdfuse killed -9 under the running stack:
+#      the attach's monitor fails, Pacemaker's recovery stops the stack
+#      (the attach's stop cleans up the dead attachment) and starts it again
+#      on the same node, the database holds every committed row.
 # SERVICE_MOVE=0 skips (a) (service_lab_fast.sh: (b) with a 1 s corosync
 # token, IPM_LAB_TOKEN=1000). SERVICE_SYNC sets the service's synchronous
 # pragma (OFF shows the test failing). T_KEEP=1 keeps $T_DIR.
@@ -37,7 +41,7 @@ WRITER="$top_srcdir/cib-examples/sqlite-writer.py"
 MNT="$T_DIR/srv/vol0" ROWS="$T_DIR/rows.log"
 FUSEFILE=/run/ipmirror/attach/vol0/fuse/nbd   # inside a node
 
-if [ "$SERVICE_MOVE" = 1 ]; then plan 28; else plan 20; fi
+if [ "$SERVICE_MOVE" = 1 ]; then plan 32; else plan 20; fi
 cluster_env
 cluster_config
 # loop devices on an attachment's FUSE file (see nothing_attached), those
@@ -176,8 +180,30 @@ if [ "$SERVICE_MOVE" = 1 ]; then
 	RC=$?
 	sed 's/^/# /' "$T_DIR/check.out"
 	check "on $Q the database passes integrity_check and holds every committed row" test $RC = 0
-	# the next part kills the node that is Promoted now
+	# the next parts act on the node that is Promoted now
 	X=$P P=$Q Q=$X
+
+# ---- (c) nbdfuse killed -9 under the stack: the attach's monitor notices ---------------
+	NF=$(lab exec "$P" cat /run/ipmirror/attach/vol0/nbdfuse.pid)
+	L=$(lab exec "$P" readlink /dev/ipmirror/vol0)
+	case "$NF" in '' | *[!0-9]*) bail "no nbdfuse pid on $P" ;; esac
+	lab exec "$P" kill -9 "$NF"
+	t_nf=$(date +%s.%N)
+	diag "nbdfuse (pid $NF in $P) killed at $(date -u +%T.%N | cut -c1-12), after row $(last_row "$P")"
+	attach_failed() { grep -q "Result of monitor operation for vol0-attach on $P: error" "$IPM_LAB_DIR/$P/log/pacemaker.log"; }
+	check "$P's pacemaker: the monitor of vol0-attach failed (a dead attachment)" within 60 attach_failed
+	check "the stack recovered on $P: the service commits again" within 90 rows_from "$P" 1 "$(awk "BEGIN { printf \"%.3f\", $t_nf + 1 }")"
+	diag "nbdfuse kill to the service's first commit again: $(awk -v n="$P" -v t="$t_nf" '$2 == n && $3 > t + 1 { printf "%.1f", $3 - t; exit }' "$ROWS") s"
+	grep -m1 "vol0-attach_monitor_10000.*error output" "$IPM_LAB_DIR/$P/log/pacemaker.log" | cut -c1-220 | sed 's/^/# /'
+	L2=$(lab exec "$P" readlink /dev/ipmirror/vol0)
+	LOOPS="$LOOPS $L2"
+	check "the dead attachment's loop device $L was detached (now $L2), nothing else left" \
+		nothing_attached "$Q" "$L2"
+	lab exec "$P" timeout 60 /usr/bin/python3 "$WRITER" check "$MNT/app.db" "$ROWS" >"$T_DIR/check.out" 2>&1
+	RC=$?
+	sed 's/^/# /' "$T_DIR/check.out"
+	check "on $P the database passes integrity_check and holds every committed row" test $RC = 0
+	lab exec "$P" timeout 30 crm_resource --cleanup --resource vol0-services >/dev/null 2>&1
 fi
 
 # ---- (b) the Promoted node killed -9 under load -------------------------------------

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "fullio.h"
 #include "nbd_int.h"
 
 #define MAX_OPTIONS        1024        /* per handshake; more is a denial of service */
@@ -70,36 +71,6 @@ struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
 
 /* ---- clients: I/O ------------------------------------------------------ */
 
-static int send_all(int fd, struct iovec *iov, int iovcnt)
-{
-	struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-
-	while (m.msg_iovlen > 0) {
-		ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		while (n > 0) {
-			if ((size_t)n >= m.msg_iov->iov_len) {
-				n -= (ssize_t)m.msg_iov->iov_len;
-				m.msg_iov++;
-				m.msg_iovlen--;
-			} else {
-				m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + n;
-				m.msg_iov->iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
-		while (m.msg_iovlen > 0 && m.msg_iov->iov_len == 0) {
-			m.msg_iov++;
-			m.msg_iovlen--;
-		}
-	}
-	return 0;
-}
-
 static void set_timeout_ms(int fd, int opt, int64_t ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
@@ -133,7 +104,7 @@ static int client_send(struct nbd_client *c, struct iovec *iov, int iovcnt)
 	if (!atomic_load(&c->dead)) {
 		rc = hs_arm(c);
 		if (rc == 0)
-			rc = send_all(c->fd, iov, iovcnt);
+			rc = sendmsg_full(c->fd, iov, iovcnt);
 		if (rc == -EAGAIN)
 			client_log_limited(c, RL_HANDSHAKE,
 					   "handshake timed out after %lld s (not reading replies), closing",

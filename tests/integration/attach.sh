@@ -28,6 +28,7 @@ RUN="$T_DIR/run"           # the attachments' state
 FUSEFILE="$RUN/vol0/fuse/nbd"
 MNT="$T_DIR/mnt"
 mkdir -p "$MNT"
+export DEV MNT T_DIR SOCK IPMIRRORCTL
 export IPMIRROR_ATTACH_HELPER="$HELPER" IPMIRROR_CONFIG="$T_DIR/solo.xml"
 export IPMIRROR_DEVICE_DIR="$DEV" IPMIRROR_STATE_DIR="$RUN"
 
@@ -98,16 +99,25 @@ check "bytes of the backing file read back through $DEV/vol0 (O_DIRECT)" \
 c attach vol0 >"$T_DIR/again.out" 2>&1
 check "attach again: nothing to do, the same device ($(cat "$T_DIR/again.out"))" \
 	eval 'grep -q "already attached" "$T_DIR/again.out" && test "$(losetup -n -O BACK-FILE | grep -cF "$FUSEFILE")" = 1'
-timeout 60 mkfs.ext4 -q -F "$DEV/vol0" && timeout 30 mount -t ext4 "$DEV/vol0" "$MNT" &&
-	echo hello >"$MNT/f" && sync -f "$MNT/f"
-check "ext4 made on $DEV/vol0 and mounted" test $? = 0
-c detach vol0 >"$T_DIR/busy.out" 2>&1
+# The mount lives in a mount namespace of its own, with the detach that
+# must see it: a namespace another process makes on this shared host (ip
+# netns exec, unshare) while it is mounted would keep a copy of the mount,
+# and with it the loop device, open after our umount.
+# shellcheck disable=SC2016 # expanded by the inner shell
+timeout -k 5 120 unshare --mount --propagation private bash -c '
+	timeout 60 mkfs.ext4 -q -F "$DEV/vol0" && timeout 30 mount -t ext4 "$DEV/vol0" "$MNT" &&
+		echo hello >"$MNT/f" && sync -f "$MNT/f" || exit 1
+	timeout -k 5 60 "$IPMIRRORCTL" --socket "$SOCK" detach vol0 >"$T_DIR/busy.out" 2>&1
+	echo $? >"$T_DIR/busy.rc"
+	echo 3 >/proc/sys/vm/drop_caches
+	test "$(cat "$MNT/f")" = hello && test -b "$DEV/vol0" && echo yes >"$T_DIR/still.out"
+	timeout 30 umount "$MNT"' >"$T_DIR/ns.out" 2>&1
 RC=$?
+check "ext4 made on $DEV/vol0 and mounted (in a mount namespace of the test's own; exit $RC)" test $RC = 0
+RC=$(cat "$T_DIR/busy.rc" 2>/dev/null)
 check "ipmirrorctl detach refused while mounted (exit $RC): $(cat "$T_DIR/busy.out")" \
-	eval 'test $RC = 1 && grep -q "in use (mounted on $MNT)" "$T_DIR/busy.out"'
-check "... and the file system is still there and readable" \
-	eval 'echo 3 >/proc/sys/vm/drop_caches; test "$(cat "$MNT/f")" = hello && test -b "$DEV/vol0"'
-timeout 30 umount "$MNT"
+	eval 'test "$RC" = 1 && grep -q "in use (mounted on $MNT)" "$T_DIR/busy.out"'
+check "... and the file system is still there and readable" test -s "$T_DIR/still.out"
 c detach vol0 >"$T_DIR/detach.out" 2>&1
 RC=$?
 check "ipmirrorctl detach vol0 after the unmount (exit $RC): $(cat "$T_DIR/detach.out")" test $RC = 0

@@ -219,6 +219,30 @@ static void do_log_reopen(qb_ipcs_connection_t *c, const struct ipc_request *req
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
+/* invalidate LUN [--force], assume-clean LUN: the engine decides */
+static void do_copy_admin(struct ipc_server *s, qb_ipcs_connection_t *c,
+			  const struct ipc_request *req)
+{
+	ipm_lun *l = s->engine ? ipm_engine_lun_by_name(s->engine, req->lun) : NULL;
+	ipm_error err = { "" };
+	int rc;
+
+	if (!s->engine) {
+		reply_error(c, req->hdr.id, -EIO, "the engine is down");
+		return;
+	}
+	if (!l) {
+		reply_error(c, req->hdr.id, -ENOENT, "no lun \"%s\" on %s", req->lun,
+			    ipm_engine_node(s->engine));
+		return;
+	}
+	if (req->hdr.id == IPC_CMD_INVALIDATE)
+		rc = ipm_lun_invalidate(l, req->flags & IPC_F_FORCE, &err);
+	else
+		rc = ipm_lun_assume_clean(l, &err);
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 {
 	s->hb_fn = fn;
@@ -265,6 +289,10 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_LOG_REOPEN:
 		do_log_reopen(c, &req);
+		break;
+	case IPC_CMD_INVALIDATE:
+	case IPC_CMD_ASSUME_CLEAN:
+		do_copy_admin(s, c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

@@ -118,7 +118,7 @@ static int stray_role_options(const struct ctl_args *a)
 	if (a->discard_local)
 		return usage_error("--discard-local belongs to resolve");
 	if (a->force || a->dry_run)
-		return usage_error("--force and --dry-run belong to promote and demote");
+		return usage_error("--force and --dry-run belong to promote and demote (--force also to invalidate)");
 	return 0;
 }
 
@@ -183,6 +183,21 @@ static int check_attach(struct ctl_args *a, int nargs, char **args)
 		return usage_error("%s: expected one LUN", a->command);
 	if (a->state || a->has_timeout || a->json)
 		return usage_error("%s: no options apply", a->command);
+	a->lun = args[1];
+	return 0;
+}
+
+/* invalidate LUN [--force] | assume-clean LUN */
+static int check_copy_admin(struct ctl_args *a, int nargs, char **args)
+{
+	bool invalidate = strcmp(a->command, "invalidate") == 0;
+
+	if (nargs != 2)
+		return usage_error("%s: expected one LUN", a->command);
+	if (a->state || a->has_timeout || a->json || a->dry_run || a->discard_local ||
+	    (a->force && !invalidate))
+		return usage_error("%s: %s", a->command,
+				   invalidate ? "only --force applies" : "no options apply");
 	a->lun = args[1];
 	return 0;
 }
@@ -536,6 +551,15 @@ static int cmd_resolve(qb_ipcc_connection_t *c, const struct ctl_args *a, char *
 	return answered(a, rc, &r);
 }
 
+static int cmd_copy_admin(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request(c, a->cmd->ipc, a->force ? IPC_F_FORCE : 0, a->lun, buf, &r);
+	return answered(a, rc, &r);
+}
+
 static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
 	struct reply r;
@@ -588,6 +612,12 @@ static const struct ctl_command commands[] = {
 	  "  promote LUN [--force] [--dry-run]          make this node LUN's primary\n" },
 	{ "demote", check_role, cmd_role, IPC_CMD_DEMOTE,
 	  "  demote LUN [--force] [--dry-run]           make this node LUN's mirror\n" },
+	{ "invalidate", check_copy_admin, cmd_copy_admin, IPC_CMD_INVALIDATE,
+	  "  invalidate LUN [--force]                   this node's copy is bad: copy it whole\n"
+	  "                                             from the peer (inconsistent meanwhile)\n" },
+	{ "assume-clean", check_copy_admin, cmd_copy_admin, IPC_CMD_ASSUME_CLEAN,
+	  "  assume-clean LUN                           a new LUN's copies are equal: skip the\n"
+	  "                                             initial sync (on the mirror; logged)\n" },
 	{ "heartbeat", check_heartbeat, cmd_heartbeat, 0,
 	  "  heartbeat install PATH                     add the storage-path heartbeat volume\n"
 	  "  heartbeat uninstall                        remove it\n"

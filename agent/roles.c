@@ -28,10 +28,16 @@ static const ipm_lun_status *find_lun(const ipm_status *st, const char *lun)
 	return NULL;
 }
 
-/* The peer has everything: no journaled request it has not confirmed. */
+/* The peer has everything: no journaled request it has not confirmed. Or
+ * the peer's copy is being replaced whole (the initial sync): it holds
+ * nothing to keep, stays inconsistent and is copied whole again from
+ * whoever is promoted next, which can only be this node. */
 static bool demote_safe(const ipm_lun_status *l)
 {
 	if (!l->mirrored)
+		return true;
+	if (l->role == IPM_ROLE_PRIMARY && l->peer_inconsistent &&
+	    l->state != IPM_STATE_SPLITBRAIN && l->state != IPM_STATE_INCONSISTENT)
 		return true;
 	if (l->journal_bytes || l->journal_records)
 		return false;
@@ -74,6 +80,10 @@ static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_st
 		return ipm_fail(err, -EBUSY,
 				    "lun \"%s\": node \"%s\" is alive (its storage heartbeat advanced %lld ms ago) although its UDP heartbeat is lost: a heartbeat-network failure is no reason to promote (--force overrides)",
 				    l->name, st->peer, (long long)st->storage_age_ms);
+	if (l->mirrored && l->state == IPM_STATE_INCONSISTENT)
+		return ipm_fail(err, -EPERM,
+				    "lun \"%s\": this copy is inconsistent (never synced, or being filled from %s): it does not hold the LUN's data, promoting would lose writes (--force makes it a source of its own)",
+				    l->name, st->peer[0] ? st->peer : "the peer");
 	if (l->state == IPM_STATE_UPTODATE && l->mirrored)
 		return ipm_fail(err, -EBUSY,
 				    "lun \"%s\": node \"%s\" is still its primary and connected; demote it there first",
@@ -197,6 +207,15 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 	if (!safe)
 		qb_log(LOG_CRIT, "lun %s: FORCED %s against the safety check: %s", lun,
 		       promote ? "promotion" : "demotion", err->msg);
+	/* a forced promotion of an inconsistent copy makes it a source: a
+	 * line of its own, which no peer can take for its own */
+	if (promote && l->mirrored && l->state == IPM_STATE_INCONSISTENT) {
+		ipm_lun *lp = ipm_engine_lun_by_name(d->engine, lun);
+
+		rc = lp ? ipm_lun_take_source(lp, err) : ipm_fail(err, -ENOENT, "no lun \"%s\"", lun);
+		if (rc < 0)
+			goto out;
+	}
 	/* a fresh primary that never wrote has no record of being whole: a
 	 * clean hand-over must leave it promotable after the engine restart
 	 * (its view of the LUN is then "outdated", judged by that record) */

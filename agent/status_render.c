@@ -164,12 +164,15 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 	sb_printf(sb, ",\"role\":\"%s\",\"mode\":\"%s\",\"mirrored\":%s,\"state\":\"%s\","
 		  "\"size\":%" PRIu64 ",\"journal_bytes\":%" PRIu64
 		  ",\"journal_records\":%" PRIu64 ",\"resync_done_bytes\":%" PRIu64
-		  ",\"resync_total_bytes\":%" PRIu64 ",\"mirrored_bytes\":%" PRIu64
-		  ",\"io\":\"%s\",\"generation\":",
+		  ",\"resync_total_bytes\":%" PRIu64 ",\"resync_rate\":%" PRIu64
+		  ",\"resync_eta_s\":%" PRId64 ",\"consistent\":%s,\"peer_inconsistent\":%s"
+		  ",\"mirrored_bytes\":%" PRIu64 ",\"io\":\"%s\",\"generation\":",
 		  ipm_role_name(l->role), ipm_mode_name(l->mode),
 		  l->mirrored ? "true" : "false", ipm_state_name(l->state), l->size,
 		  l->journal_bytes, l->journal_records, l->resync_done_bytes,
-		  l->resync_total_bytes, l->mirrored_bytes, l->direct_io ? "direct" : "buffered");
+		  l->resync_total_bytes, l->resync_rate, l->resync_eta_s,
+		  l->consistent ? "true" : "false", l->peer_inconsistent ? "true" : "false",
+		  l->mirrored_bytes, l->direct_io ? "direct" : "buffered");
 	/* generation is a fixed array: never read past it */
 	memcpy(gen, l->generation, sizeof(l->generation));
 	gen[sizeof(l->generation)] = '\0';
@@ -254,18 +257,35 @@ static void text_peer(const ipm_status *st, struct strbuf *sb)
 			  ipm_link_name(ipm_status_storage(st)));
 }
 
+/* "42.0%", then the rate and the time left once known */
+static void text_resync(const ipm_lun_status *l, char *buf, size_t size)
+{
+	char rate[24];
+	int n;
+
+	if (!l->resync_total_bytes) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	n = snprintf(buf, size, "%.1f%%",
+		     100.0 * (double)l->resync_done_bytes / (double)l->resync_total_bytes);
+	if (n < 0 || (size_t)n >= size || !l->resync_rate)
+		return;
+	human_bytes(rate, sizeof(rate), l->resync_rate);
+	if (l->resync_eta_s >= 0)
+		snprintf(buf + n, size - (size_t)n, " %s/s eta %" PRId64 "s", rate, l->resync_eta_s);
+	else
+		snprintf(buf + n, size - (size_t)n, " %s/s", rate);
+}
+
 static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)
 {
-	char size[24], jb[24], journal[64], resync[24];
+	char size[24], jb[24], journal[64], resync[80];
 
 	human_bytes(size, sizeof(size), l->size);
 	human_bytes(jb, sizeof(jb), l->journal_bytes);
 	snprintf(journal, sizeof(journal), "%s/%" PRIu64, jb, l->journal_records);
-	if (l->resync_total_bytes)
-		snprintf(resync, sizeof(resync), "%.1f%%",
-			 100.0 * (double)l->resync_done_bytes / (double)l->resync_total_bytes);
-	else
-		snprintf(resync, sizeof(resync), "-");
+	text_resync(l, resync, sizeof(resync));
 	sb_printf(sb, "%-*s  %-7s  %-5s  %-8s  %-12s  %10s  %-18s  %s\n", w, l->name,
 		  ipm_role_name(l->role), ipm_mode_name(l->mode), l->mirrored ? "yes" : "no",
 		  ipm_state_name(l->state), size, journal, resync);

@@ -6,7 +6,10 @@
  *   16 current u64          24 n_history u32       28 reserved u32 (0)
  *   32 history[8] u64       96 reserved (28 bytes of 0)
  *   124 crc32c of bytes 0..123
- * flags: 1 shared, 2 splitbrain, 4 discard, 8 was_primary, 16 consistent.
+ * flags: 1 shared, 2 splitbrain, 4 discard, 8 was_primary, 16 consistent,
+ * 32 invalid, 64 never_synced, 128 fill_asked, 256 peer_invalid (the last
+ * four since the initial sync: older files have none of them, an older
+ * ipmirror refuses a file with them as "unknown flags").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +33,21 @@
 #define GEN_FILE_LEN 128
 #define GEN_CRC_OFF 124
 
-enum { F_SHARED = 1, F_SPLITBRAIN = 2, F_DISCARD = 4, F_WAS_PRIMARY = 8, F_CONSISTENT = 16 };
-#define F_ALL (F_SHARED | F_SPLITBRAIN | F_DISCARD | F_WAS_PRIMARY | F_CONSISTENT)
+enum {
+	F_SHARED = 1, F_SPLITBRAIN = 2, F_DISCARD = 4, F_WAS_PRIMARY = 8, F_CONSISTENT = 16,
+	F_INVALID = 32, F_NEVER_SYNCED = 64, F_FILL_ASKED = 128, F_PEER_INVALID = 256,
+};
+#define F_ALL (F_SHARED | F_SPLITBRAIN | F_DISCARD | F_WAS_PRIMARY | F_CONSISTENT | \
+	       F_INVALID | F_NEVER_SYNCED | F_FILL_ASKED | F_PEER_INVALID)
+
+static uint32_t flags_of(const struct generation *g)
+{
+	return (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
+	       (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0) |
+	       (g->consistent ? F_CONSISTENT : 0) | (g->invalid ? F_INVALID : 0) |
+	       (g->never_synced ? F_NEVER_SYNCED : 0) | (g->fill_asked ? F_FILL_ASKED : 0) |
+	       (g->peer_invalid ? F_PEER_INVALID : 0);
+}
 
 static void encode(const struct generation *g, uint8_t *b)
 {
@@ -41,9 +57,7 @@ static void encode(const struct generation *g, uint8_t *b)
 	memset(b, 0, GEN_FILE_LEN);
 	memcpy(p, GEN_MAGIC, 8);
 	p = be_put32(p + 8, GEN_VERSION);
-	p = be_put32(p, (g->shared ? F_SHARED : 0) | (g->splitbrain ? F_SPLITBRAIN : 0) |
-			     (g->discard ? F_DISCARD : 0) | (g->was_primary ? F_WAS_PRIMARY : 0) |
-			     (g->consistent ? F_CONSISTENT : 0));
+	p = be_put32(p, flags_of(g));
 	p = be_put64(p, g->current);
 	p = be_put32(p, g->n_history);
 	p += 4;
@@ -75,6 +89,10 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 		.discard = flags & F_DISCARD,
 		.was_primary = flags & F_WAS_PRIMARY,
 		.consistent = flags & F_CONSISTENT,
+		.invalid = flags & F_INVALID,
+		.never_synced = flags & F_NEVER_SYNCED,
+		.fill_asked = flags & F_FILL_ASKED,
+		.peer_invalid = flags & F_PEER_INVALID,
 	};
 	if (g->n_history > GEN_HISTORY)
 		return ipm_fail(err, -EINVAL, "%s: %u history entries, at most %d", path,
@@ -132,6 +150,20 @@ uint64_t gen_initial(const char *lun, uint64_t size)
 	return h ? h : 1;
 }
 
+void gen_new(struct generation *g, bool source)
+{
+	*g = (struct generation){ .never_synced = true };
+	if (source) {
+		/* a line of its own: no peer can hold it by chance, so a peer
+		 * with data of its own is a split brain, never "the same" */
+		gen_rotate(g);
+		g->consistent = true;
+		g->peer_invalid = true;
+	} else {
+		g->invalid = true;
+	}
+}
+
 void gen_rotate(struct generation *g)
 {
 	uint64_t next = 0;
@@ -160,6 +192,10 @@ void gen_adopt(struct generation *g, uint64_t current, const uint64_t *history, 
 	g->discard = false;
 	g->was_primary = false;
 	g->consistent = true;
+	g->invalid = false;
+	g->never_synced = false;
+	g->fill_asked = false;
+	g->peer_invalid = false;
 }
 
 static bool in(uint64_t v, const uint64_t *list, unsigned n)
@@ -184,6 +220,23 @@ enum gen_relation gen_compare(const struct generation *mine, uint64_t peer_curre
 	return GEN_DIVERGED;
 }
 
+unsigned gen_verdict(const struct generation *mine, uint64_t peer_current,
+		     const uint64_t *peer_history, unsigned n, enum gen_relation *rel)
+{
+	*rel = gen_compare(mine, peer_current, peer_history, n);
+	/* a copy the admin gave up, or that never held anything, is replaced
+	 * whole whatever its line: nothing in it is to be kept */
+	if (mine->discard || mine->invalid)
+		return WIRE_LV_FULL;
+	if (*rel == GEN_PEER_BEHIND || *rel == GEN_DIVERGED)
+		return WIRE_LV_SPLITBRAIN;
+	/* our disk may hold writes the primary never saw: no journal of
+	 * theirs covers them, so everything is copied */
+	if (mine->was_primary || mine->splitbrain)
+		return WIRE_LV_FULL;
+	return 0;
+}
+
 const char *gen_relation_name(enum gen_relation r)
 {
 	switch (r) {
@@ -206,6 +259,29 @@ static void save_locked(struct ipm_lun *l)
 		qb_log(LOG_ERR, "lun %s: %s", l->cfg->name, err.msg);
 }
 
+/* A LUN without a generation file: the source is its primary (the config's
+ * primary at a first start, or whoever is promoted); written at once, so
+ * that a role change, which re-opens the LUN, finds it. */
+static int gen_create(struct ipm_lun *l, ipm_error *err)
+{
+	bool source = l->role == IPM_ROLE_PRIMARY;
+	ipm_error e;
+	int rc;
+
+	gen_new(&l->gen, source);
+	rc = gen_save(l->gen_path, &l->gen, &e);
+	if (rc < 0)
+		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, e.msg);
+	if (source)
+		qb_log(LOG_NOTICE, "lun %s: new, no generation file: this node's copy is the source of the initial sync (data generation %016llx); %s's copy is replaced whole",
+		       l->cfg->name, (unsigned long long)l->gen.current,
+		       l->engine->peer ? l->engine->peer->name : "the peer");
+	else
+		qb_log(LOG_WARNING, "lun %s: new, no generation file: this node's copy is inconsistent until the initial sync from %s has copied it whole",
+		       l->cfg->name, l->cfg->primary);
+	return 0;
+}
+
 int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 {
 	ipm_error e;
@@ -216,12 +292,10 @@ int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 	rc = gen_load(l->gen_path, &l->gen, &e);
 	if (rc < 0)
 		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, e.msg);
-	if (!l->gen.current) {
-		/* a new LUN: both nodes start from the same generation (the two
-		 * backing files start identical), held in common */
-		l->gen.current = gen_initial(l->cfg->name, l->size);
-		l->gen.shared = true;
-	}
+	/* only a missing file loads as no line and no flag: every file
+	 * written has a current or the invalid flag */
+	if (!l->gen.current && !l->gen.invalid)
+		return gen_create(l, err);
 	return 0;
 }
 
@@ -256,12 +330,20 @@ void lun_gen_diverge(struct ipm_lun *l)
 
 void lun_gen_shared(struct ipm_lun *l)
 {
+	bool first;
+
 	pthread_mutex_lock(&l->gen_lock);
-	if (!l->gen.shared) {
+	first = l->gen.peer_invalid;
+	if (!l->gen.shared || l->gen.peer_invalid || l->gen.never_synced) {
 		l->gen.shared = true;
+		l->gen.peer_invalid = false;
+		l->gen.never_synced = false;
 		save_locked(l);
 	}
 	pthread_mutex_unlock(&l->gen_lock);
+	if (first)
+		qb_log(LOG_NOTICE, "lun %s: %s's copy is complete: both copies are equal",
+		       l->cfg->name, l->engine->peer->name);
 }
 
 void lun_gen_clean_stop(struct ipm_lun *l)
@@ -277,6 +359,13 @@ void lun_gen_clean_stop(struct ipm_lun *l)
 void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted)
 {
 	pthread_mutex_lock(&l->gen_lock);
+	if (accepted && (verdict & WIRE_LV_FULL) && !l->gen.peer_invalid) {
+		/* the peer's copy is no whole image until the copy ends: this
+		 * node may hand the role over meanwhile (nothing of the peer's
+		 * needs keeping), the peer may not take it */
+		l->gen.peer_invalid = true;
+		save_locked(l);
+	}
 	if ((verdict & WIRE_LV_SPLITBRAIN) && !l->gen.splitbrain) {
 		l->gen.splitbrain = true;
 		save_locked(l);
@@ -312,12 +401,8 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 	int rc = 0;
 
 	pthread_mutex_lock(&l->gen_lock);
-	*verdict = 0;
-	rel = gen_compare(&l->gen, peer->generation, peer->history, peer->n_history);
-	if (l->gen.discard) {
-		*verdict = WIRE_LV_FULL;
-	} else if (rel == GEN_PEER_BEHIND || rel == GEN_DIVERGED) {
-		*verdict = WIRE_LV_SPLITBRAIN;
+	*verdict = gen_verdict(&l->gen, peer->generation, peer->history, peer->n_history, &rel);
+	if (*verdict & WIRE_LV_SPLITBRAIN) {
 		if (!l->gen.splitbrain) {
 			l->gen.splitbrain = true;
 			save_locked(l);
@@ -331,10 +416,13 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 			 rel == GEN_DIVERGED ? "both nodes wrote without the other"
 					     : "this node holds newer data");
 		rc = EXDEV;
-	} else if (l->gen.was_primary || l->gen.splitbrain) {
-		/* our disk may hold writes the primary never saw: no journal
-		 * of theirs covers them, so everything is copied */
-		*verdict = WIRE_LV_FULL;
+	} else if (l->gen.invalid && !l->gen.fill_asked) {
+		/* the primary marks the whole LUN from now on: assume-clean
+		 * can no longer skip the copy */
+		l->gen.fill_asked = true;
+		save_locked(l);
+		qb_log(LOG_NOTICE, "lun %s: this copy is inconsistent: %s copies it whole",
+		       l->cfg->name, l->engine->peer->name);
 	}
 	/* taken over when the resync pass completes (lun_gen_insync) */
 	if (rc == 0) {
@@ -348,9 +436,15 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 void lun_gen_insync(struct ipm_lun *l)
 {
 	pthread_mutex_lock(&l->gen_lock);
+	if (l->gen.invalid && !l->gen.fill_asked) {
+		/* the end of a pass that began before this copy was invalidated:
+		 * only the whole copy asked for since makes it whole */
+		pthread_mutex_unlock(&l->gen_lock);
+		return;
+	}
 	if (l->gen.current != l->peer_gen.current || !l->gen.shared || l->gen.discard ||
-	    l->gen.was_primary) {
-		if (l->gen.was_primary || l->gen.discard)
+	    l->gen.was_primary || l->gen.invalid || l->gen.never_synced) {
+		if (l->gen.was_primary || l->gen.discard || l->gen.invalid)
 			forget_primary_files(l);
 		gen_adopt(&l->gen, l->peer_gen.current, l->peer_gen.history, l->peer_gen.n_history);
 		save_locked(l);
@@ -455,7 +549,115 @@ bool lun_gen_consistent(struct ipm_lun *l)
 	bool c;
 
 	pthread_mutex_lock(&l->gen_lock);
-	c = l->gen.consistent && !l->gen.splitbrain;
+	c = l->gen.consistent && !l->gen.splitbrain && !l->gen.invalid;
 	pthread_mutex_unlock(&l->gen_lock);
 	return c;
+}
+
+bool lun_gen_invalid(struct ipm_lun *l)
+{
+	bool v;
+
+	pthread_mutex_lock(&l->gen_lock);
+	v = l->gen.invalid;
+	pthread_mutex_unlock(&l->gen_lock);
+	return v;
+}
+
+bool lun_gen_peer_invalid(struct ipm_lun *l)
+{
+	bool v;
+
+	pthread_mutex_lock(&l->gen_lock);
+	v = l->gen.peer_invalid;
+	pthread_mutex_unlock(&l->gen_lock);
+	return v;
+}
+
+uint64_t lun_gen_peer_current(struct ipm_lun *l)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&l->gen_lock);
+	v = l->peer_gen.current;
+	pthread_mutex_unlock(&l->gen_lock);
+	return v;
+}
+
+/* Persist g as the LUN's record, or leave the old one in place. */
+static int replace_locked(struct ipm_lun *l, const struct generation *g, ipm_error *err)
+{
+	int rc;
+
+	IPM_ASSERT_HELD(&l->gen_lock);
+	rc = gen_save(l->gen_path, g, err);
+	if (rc == 0)
+		l->gen = *g;
+	return rc;
+}
+
+int lun_gen_invalidate(struct ipm_lun *l, ipm_error *err)
+{
+	struct generation g;
+	int rc;
+
+	pthread_mutex_lock(&l->gen_lock);
+	g = l->gen;
+	/* the line is kept (history): only the data is given up */
+	g.invalid = true;
+	g.consistent = false;
+	g.fill_asked = false;
+	rc = replace_locked(l, &g, err);
+	pthread_mutex_unlock(&l->gen_lock);
+	return rc;
+}
+
+int lun_gen_assume_clean(struct ipm_lun *l, ipm_error *err)
+{
+	struct generation g;
+	int rc;
+
+	pthread_mutex_lock(&l->gen_lock);
+	g = l->gen;
+	if (!g.never_synced || !g.invalid) {
+		rc = ipm_fail(err, -EALREADY,
+			      "lun \"%s\": this copy is not a never-synced one (it was synced, or holds data of its own): assume-clean only skips the initial sync of a new LUN",
+			      l->cfg->name);
+		goto out;
+	}
+	if (g.fill_asked) {
+		rc = ipm_fail(err, -EALREADY,
+			      "lun \"%s\": the initial sync from %s has begun (its primary marked the whole LUN for copying): it runs to the end; assume-clean applies before the nodes first connect",
+			      l->cfg->name, l->engine->peer->name);
+		goto out;
+	}
+	/* the copy counts as whole; the first resync pass that ends (journal
+	 * only) makes it take the primary's line */
+	g.invalid = false;
+	g.consistent = true;
+	rc = replace_locked(l, &g, err);
+out:
+	pthread_mutex_unlock(&l->gen_lock);
+	return rc;
+}
+
+int lun_gen_take_source(struct ipm_lun *l, ipm_error *err)
+{
+	struct generation g = { 0 };
+	uint64_t old;
+	int rc;
+
+	pthread_mutex_lock(&l->gen_lock);
+	old = l->gen.current;
+	/* no history: the peer's line, whatever it is, is no ancestor */
+	gen_rotate(&g);
+	g.consistent = true;
+	g.peer_invalid = true;
+	g.never_synced = l->gen.never_synced;
+	rc = replace_locked(l, &g, err);
+	pthread_mutex_unlock(&l->gen_lock);
+	if (rc == 0)
+		qb_log(LOG_CRIT, "lun %s: FORCED: this inconsistent copy becomes a source of its own (data generation %016llx, was %016llx): a peer holding data meets a split brain",
+		       l->cfg->name, (unsigned long long)g.current, (unsigned long long)old);
+	return rc;
 }

@@ -18,7 +18,7 @@
 #define GEN_HISTORY 8
 
 struct generation {
-	uint64_t current;               /* 0 only in a missing file: see gen_initial */
+	uint64_t current;               /* 0: no line (a new or invalidated copy) */
 	uint64_t history[GEN_HISTORY];  /* earlier currents, newest first */
 	unsigned n_history;
 	bool shared;        /* the peer is known to hold `current` */
@@ -28,6 +28,16 @@ struct generation {
 			     * its disk may hold writes the peer lacks */
 	bool consistent;    /* the copy is a whole image of the primary's data at
 			     * some moment: not in the middle of a resync */
+	/* the initial sync and invalidate (doc/generations.md); files written
+	 * before these flags existed have none of them, and keep their meaning */
+	bool invalid;       /* this copy holds no whole image: it is copied whole
+			     * from the peer (a new mirror, invalidate) */
+	bool never_synced;  /* created by this version and no resync has ended
+			     * yet: the copies never were equal (assume-clean) */
+	bool fill_asked;    /* mirror: the primary was asked for the whole LUN
+			     * (the copy has begun: too late for assume-clean) */
+	bool peer_invalid;  /* primary: the peer's copy is being replaced whole
+			     * (initial sync, its invalidate, a resolve) */
 };
 
 /* How the peer's generation relates to ours. */
@@ -44,9 +54,19 @@ int gen_load(const char *path, struct generation *g, ipm_error *err);
 /* Replace path atomically and durably. */
 int gen_save(const char *path, const struct generation *g, ipm_error *err);
 
-/* The generation a new LUN starts with: the same on both nodes (from the
- * LUN's name and size), never 0. */
+/* The shared generation versions before the initial sync gave a new LUN on
+ * both nodes (from its name and size), never 0. Files that hold it keep it:
+ * such a pair was taken as equal from the start. */
 uint64_t gen_initial(const char *lun, uint64_t size);
+/* A LUN without a generation file (first start, a replaced disk): the
+ * source (the LUN's primary) starts a line of its own and knows its peer
+ * has nothing; any other copy has no generation and is invalid, so the
+ * source copies it whole before either is up to date. */
+void gen_new(struct generation *g, bool source);
+/* The mirror's per-LUN verdict (WIRE_LV_*) on the primary's line; *rel
+ * says how the lines relate. Pure: lun_gen_judge applies it. */
+unsigned gen_verdict(const struct generation *mine, uint64_t peer_current,
+		     const uint64_t *peer_history, unsigned n, enum gen_relation *rel);
 /* Start a new generation: current goes into the history. */
 void gen_rotate(struct generation *g);
 /* Take the peer's line after a complete resync from it. */
@@ -59,8 +79,9 @@ struct ipm_lun;
 struct wire_lun;
 
 /* ---- a LUN's generations (struct ipm_lun's gen fields, under its gen_lock) ---- */
-/* Load the LUN's generation file; a missing one is a new LUN, which starts
- * at gen_initial(), held in common with the peer. */
+/* Load the LUN's generation file; a missing one is a new LUN (gen_new:
+ * the source when this node is its primary), written at once so that a
+ * role change (which re-opens the LUN) does not make it new again. */
 int lun_gen_open(struct ipm_lun *l, ipm_error *err);
 /* Primary: before the first write of this run reaches anything (the
  * caller checks l->wrote first): from now on this node may hold writes the
@@ -86,6 +107,21 @@ void lun_gen_insync(struct ipm_lun *l);
 void lun_gen_resyncing(struct ipm_lun *l);
 /* The copy is consistent (persisted: survives a restart of the daemon). */
 bool lun_gen_consistent(struct ipm_lun *l);
+/* This copy is invalid: it holds no whole image until copied from the peer. */
+bool lun_gen_invalid(struct ipm_lun *l);
+/* Primary: the peer's copy is being replaced whole. */
+bool lun_gen_peer_invalid(struct ipm_lun *l);
+/* Mirror: invalidate this copy (ipm_lun_invalidate checked it may be). */
+int lun_gen_invalidate(struct ipm_lun *l, ipm_error *err);
+/* Mirror: assume-clean on a never-synced copy; -EALREADY and a reason when
+ * it is not one, or its copy has begun. */
+int lun_gen_assume_clean(struct ipm_lun *l, ipm_error *err);
+/* A forced promotion of an invalid copy: it becomes a source of its own,
+ * with a new line no peer knows (so a peer holding data is a split brain,
+ * never silently overwritten or taken as equal). */
+int lun_gen_take_source(struct ipm_lun *l, ipm_error *err);
+/* Mirror: the primary's generation of its last handshake (0: none yet). */
+uint64_t lun_gen_peer_current(struct ipm_lun *l);
 /* Mirror: resolve --discard-local. */
 int lun_gen_discard(struct ipm_lun *l, ipm_error *err);
 bool lun_gen_splitbrain(struct ipm_lun *l);

@@ -193,6 +193,21 @@ int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err);
  * LUN's primary; otherwise a negative errno and err says why. */
 int ipm_lun_mark_consistent(ipm_lun *l, ipm_error *err);
 
+/* Invalidate this node's copy: it is inconsistent (not promotable) until
+ * copied whole from the peer. On the mirror the primary must be connected
+ * (else this copy may be the only good one), and its connections are
+ * re-made so that the copy starts at once. On the primary only with force,
+ * and only while the peer is up to date; it takes effect once this node is
+ * the mirror. Refusals: a negative errno, err says why. */
+int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err);
+/* Declare a never-synced copy (this node the mirror of a new LUN, before
+ * the initial sync has begun) equal to the primary's: the initial sync is
+ * skipped. Logged at critical level. */
+int ipm_lun_assume_clean(ipm_lun *l, ipm_error *err);
+/* A forced promotion of an inconsistent copy: make it a source of its own
+ * (a new line no peer knows). 0 and nothing done for any other copy. */
+int ipm_lun_take_source(ipm_lun *l, ipm_error *err);
+
 /* ---- status snapshot ---------------------------------------------------- */
 
 enum ipm_role { IPM_ROLE_PRIMARY, IPM_ROLE_MIRROR };
@@ -233,6 +248,11 @@ typedef struct ipm_lun_status {
 	uint64_t journal_records;
 	uint64_t resync_done_bytes;
 	uint64_t resync_total_bytes;
+	int64_t resync_elapsed_ms; /* since the running resync started (0: none) */
+	uint64_t resync_rate;      /* bytes/s of the running resync so far (0: none) */
+	int64_t resync_eta_s;      /* seconds left at that rate; -1: unknown */
+	bool peer_inconsistent;    /* primary: the peer's copy is being replaced
+				    * whole (initial sync, invalidate, resolve) */
 	uint64_t mirrored_bytes;   /* bytes sent to the peer since start */
 	char generation[40];
 	bool direct_io;            /* aligned requests bypass the page cache */

@@ -9,6 +9,24 @@
 #include "receiver.h"
 #include "replicator.h"
 
+/* The running resync's average rate since it started, and the time left
+ * at that rate (the resync rate limit, when set, caps both). */
+static void resync_progress(ipm_lun_status *s)
+{
+	uint64_t left;
+
+	s->resync_rate = 0;
+	s->resync_eta_s = -1;
+	if (s->state != IPM_STATE_RESYNCING || s->resync_elapsed_ms <= 0 ||
+	    !s->resync_total_bytes)
+		return;
+	s->resync_rate = s->resync_done_bytes * 1000 / (uint64_t)s->resync_elapsed_ms;
+	left = s->resync_total_bytes > s->resync_done_bytes ?
+	       s->resync_total_bytes - s->resync_done_bytes : 0;
+	if (s->resync_rate)
+		s->resync_eta_s = (int64_t)((left + s->resync_rate - 1) / s->resync_rate);
+}
+
 static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 {
 	snprintf(s->name, sizeof(s->name), "%s", l->cfg->name);
@@ -28,9 +46,15 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	}
 	lun_gen_string(l, s->generation, sizeof(s->generation));
 	s->consistent = lun_gen_consistent(l);
+	s->peer_inconsistent = l->role == IPM_ROLE_PRIMARY && lun_gen_peer_invalid(l);
+	/* a copy being filled whole holds no image of anything until the
+	 * copy ends: never up to date, never promotable */
+	if (l->role == IPM_ROLE_MIRROR && lun_gen_invalid(l))
+		s->state = IPM_STATE_INCONSISTENT;
 	/* a split brain holds until resolved, whatever the link does */
 	if (lun_gen_splitbrain(l))
 		s->state = IPM_STATE_SPLITBRAIN;
+	resync_progress(s);
 }
 
 /* Outgoing connections (we are primary) first, then incoming ones. */

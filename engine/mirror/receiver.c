@@ -7,6 +7,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -192,6 +194,20 @@ static void apply_begin(struct rreq *q)
 	}
 }
 
+/* A resync's ZERO (a hole or zeros of the primary's copy, up to the whole
+ * LUN): a regular file punches a hole there first, which reads as zeros
+ * and costs no space (ZERO_RANGE would allocate it all). */
+static int apply_zero(struct rreq *q)
+{
+	const struct wire_frame *f = &q->f;
+
+	if ((f->flags & WIRE_F_REPLAY) && !q->lun->is_blockdev &&
+	    fallocate(q->lun->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)f->offset, (off_t)f->length) == 0)
+		return 0;
+	return lun_local_zero(q->lun, f->length, f->offset);
+}
+
 /* Everything but a WRITE (those go in batches: apply_batch). */
 static int apply_other(struct rreq *q)
 {
@@ -204,7 +220,7 @@ static int apply_other(struct rreq *q)
 		rc = lun_local_trim(q->lun, f->length, f->offset);
 		break;
 	case WIRE_ZERO:
-		rc = lun_local_zero(q->lun, f->length, f->offset);
+		rc = apply_zero(q);
 		break;
 	case WIRE_FLUSH:
 		rc = lun_local_flush(q->lun);
@@ -1249,6 +1265,23 @@ static bool lun_served(struct receiver *rc, struct ipm_lun *l)
 	}
 	pthread_mutex_unlock(&rc->lock);
 	return served;
+}
+
+void receiver_reconnect(struct receiver *rc, const char *why)
+{
+	struct rconn *c;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&rc->lock);
+	for (c = rc->conns; c; c = c->next) {
+		if (c->session) {
+			shutdown(c->fd, SHUT_RDWR);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&rc->lock);
+	if (n)
+		qb_log(LOG_NOTICE, "peer %s: %u connection(s) closed: %s", rc->e->peer->name, n, why);
 }
 
 enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l)

@@ -25,6 +25,12 @@ int receiver_send_hbslot(struct receiver *rc, unsigned slot, const uint8_t *data
  * replaying a journal to it; otherwise outdated or resyncing. */
 enum ipm_lun_state receiver_lun_state(struct receiver *rc, struct ipm_lun *l);
 
+/* Close the primary's connections (why: for the log) so that it shakes
+ * hands again and hears the LUNs' new verdicts (an invalidated copy asks
+ * for the whole LUN). Its unanswered requests are journaled and resynced,
+ * as after a short outage. */
+void receiver_reconnect(struct receiver *rc, const char *why);
+
 /* The sink of the HBSLOT frames this side receives (before start). */
 void receiver_set_hbslot_sink(struct receiver *rc, wire_hbslot_fn fn, void *opaque);
 

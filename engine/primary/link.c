@@ -20,6 +20,7 @@
 #include "fullio.h"
 #include "handshake.h"
 #include "lockdebug.h"
+#include "extent_scan.h"
 #include "lun.h"
 #include "replicator_int.h"
 #include "storage_hb.h"
@@ -215,6 +216,28 @@ static int rs_read_local(void *ctx, uint32_t lun, void *buf, size_t len, uint64_
 	return lun_local_read(r->luns[lun].lun, buf, len, off);
 }
 
+static uint64_t rs_hole_end(void *ctx, uint32_t lun, uint64_t off, uint64_t end)
+{
+	struct replicator *r = ctx;
+
+	return extent_hole_end(r->luns[lun].lun->fd, off, end);
+}
+
+/* Host writes mark their extents (journaled, under r->lock) before their
+ * local write and leave the LUN's active list after it. */
+static void rs_quiesce_locked(void *ctx, uint32_t lun, uint64_t off, uint64_t len)
+{
+	struct replicator *r = ctx;
+	struct wire_frame f = { .type = WIRE_WRITE, .offset = off, .length = len };
+
+	IPM_ASSERT_HELD(&r->lock);
+	r->space_waiters++;
+	/* host_release broadcasts space_cond while someone waits */
+	while (r->running && overlaps(&r->luns[lun], &f))
+		pthread_cond_wait(&r->space_cond, &r->lock);
+	r->space_waiters--;
+}
+
 static int rs_wait_answers_locked(void *ctx)
 {
 	struct replicator *r = ctx;
@@ -256,6 +279,8 @@ static void rs_go_live_locked(void *ctx)
 const struct resync_ops replicator_resync_ops = {
 	.submit = replay_submit,
 	.read_local = rs_read_local,
+	.hole_end = rs_hole_end,
+	.quiesce_locked = rs_quiesce_locked,
 	.wait_answers_locked = rs_wait_answers_locked,
 	.hold_locked = rs_hold_locked,
 	.go_live_locked = rs_go_live_locked,

@@ -749,6 +749,8 @@ void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_stat
 		resync_lun_status_locked(&r->rs, rl->index, &s->journal_bytes,
 					 &s->journal_records, &s->resync_done_bytes,
 					 &s->resync_total_bytes);
+	if (r->rs.luns && rl->state == IPM_STATE_RESYNCING && r->rs.luns[rl->index].t0)
+		s->resync_elapsed_ms = ipm_now_ms() - r->rs.luns[rl->index].t0;
 	pthread_mutex_unlock(&r->lock);
 }
 

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "lockdebug.h"
 #include "resync.h"
+#include "extent_scan.h"
 
 #define DEFAULT_JOURNAL_MAX (4ull << 30)
 #define BITMAP_EXTENT (1u << 20)
@@ -291,39 +292,124 @@ out:
 	return rc;
 }
 
-/* Copy the dirty extents from the local copy. An extent is cleared before it
- * is read, so a write that lands meanwhile marks it again for the next pass. */
+/* Take [off, off+len) for copying: once no host write in flight overlaps
+ * it, clear its extents; a later write marks them again for the next pass.
+ * Under the lock, where host writes mark the bitmap. */
+static void take_range(struct resync *rs, struct resync_lun *rl, uint64_t off, uint64_t len)
+{
+	pthread_mutex_lock(rs->lock);
+	if (rs->ops->quiesce_locked)
+		rs->ops->quiesce_locked(rs->ctx, (uint32_t)(rl - rs->luns), off, len);
+	dirty_bitmap_clear_range(rl->bitmap, off, len);
+	pthread_mutex_unlock(rs->lock);
+}
+
+static void remark(struct resync *rs, struct resync_lun *rl, uint64_t off, uint64_t len)
+{
+	pthread_mutex_lock(rs->lock);
+	dirty_bitmap_mark(rl->bitmap, off, len);
+	pthread_mutex_unlock(rs->lock);
+}
+
+static uint64_t hole_end(struct resync *rs, struct resync_lun *rl, uint64_t off, uint64_t end)
+{
+	if (!rs->ops->hole_end)
+		return off;
+	return rs->ops->hole_end(rs->ctx, (uint32_t)(rl - rs->luns), off, end);
+}
+
+/* A hole of the local copy from off (a run's start, on an extent boundary)
+ * over whole extents: taken and sent as one ZERO, however many dirty runs
+ * it spans. Returns where it ends (off: no such hole). */
+static uint64_t zero_hole(struct resync *rs, struct resync_lun *rl, uint64_t off, int *rc)
+{
+	uint64_t end = hole_end(rs, rl, off, rl->size);
+	struct journal_rec rec = { .type = JR_ZERO, .offset = off };
+
+	if (end < rl->size)
+		end -= end % BITMAP_EXTENT;
+	if (end <= off)
+		return off;
+	take_range(rs, rl, off, end - off);
+	/* a write that landed before the take is data now: only the hole
+	 * that is left goes as zeros, the rest is marked again */
+	rec.length = hole_end(rs, rl, off, end);
+	if (rec.length < end && rec.length > off)
+		rec.length -= rec.length % BITMAP_EXTENT;
+	if (rec.length < end)
+		remark(rs, rl, rec.length, end - rec.length);
+	if (rec.length <= off)
+		return off;
+	rec.length -= off;
+	*rc = send_replay(rs, rl, &rec, 0);
+	if (*rc < 0) {
+		remark(rs, rl, off, rec.length);
+		return off;
+	}
+	return off + rec.length;
+}
+
+static bool next_run(struct resync *rs, struct resync_lun *rl, uint64_t from, uint64_t *off,
+		     uint64_t *len)
+{
+	bool more;
+
+	pthread_mutex_lock(rs->lock);
+	more = dirty_bitmap_next(rl->bitmap, from, off, len);
+	pthread_mutex_unlock(rs->lock);
+	return more;
+}
+
+static void add_done(struct resync *rs, struct resync_lun *rl, uint64_t n)
+{
+	pthread_mutex_lock(rs->lock);
+	rl->done += n;
+	pthread_mutex_unlock(rs->lock);
+}
+
+/* Copy the dirty extents from the local copy. Holes go as one ZERO each and
+ * extents of zeros as a ZERO of their own: neither carries a payload, nor
+ * counts against the resync rate. */
 static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, int64_t t0)
 {
 	struct journal_rec rec = { .type = JR_WRITE };
 	uint32_t lun = (uint32_t)(rl - rs->luns);
-	uint64_t off, len, from = 0;
+	uint64_t off, len, from = 0, to;
 	void *buf = NULL;
 	int rc = 0;
 
-	while (dirty_bitmap_next(rl->bitmap, from, &off, &len)) {
+	while (next_run(rs, rl, from, &off, &len)) {
+		to = zero_hole(rs, rl, off, &rc);
+		if (rc < 0)
+			break;
+		if (to > off) {
+			add_done(rs, rl, to - off);
+			from = to;
+			continue;
+		}
 		free(buf);
 		if (posix_memalign(&buf, 4096, len) != 0)
 			return -ENOMEM;
-		dirty_bitmap_clear_range(rl->bitmap, off, len);
+		take_range(rs, rl, off, len);
 		if (rs->ops->read_local(rs->ctx, lun, buf, len, off) < 0) {
 			rc = -EIO;
-			dirty_bitmap_mark(rl->bitmap, off, len);
+			remark(rs, rl, off, len);
 			break;
 		}
+		rec.type = extent_all_zero(buf, len) ? JR_ZERO : JR_WRITE;
 		rec.offset = off;
 		rec.length = len;
 		rec.data = buf;
 		rc = send_replay(rs, rl, &rec, 0);
 		if (rc < 0) {
-			dirty_bitmap_mark(rl->bitmap, off, len);
+			remark(rs, rl, off, len);
 			break;
 		}
-		pthread_mutex_lock(rs->lock);
-		rl->done += len;
-		pthread_mutex_unlock(rs->lock);
-		*sent += len;
-		pace(rs, *sent, t0);
+		add_done(rs, rl, len);
+		if (rec.type == JR_WRITE) {
+			*sent += len;
+			pace(rs, *sent, t0);
+		}
 		from = off + len;
 	}
 	free(buf);
@@ -354,6 +440,7 @@ static void begin_locked(struct resync *rs)
 
 		rl->replayed_records = 0;
 		rl->done = 0;
+		rl->t0 = ipm_now_ms();
 		rl->total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
 			    dirty_bitmap_dirty_bytes(rl->bitmap);
 	}
@@ -371,7 +458,10 @@ static void finish_resync_locked(struct resync *rs, uint64_t sent, int64_t t0)
 
 		if (journal_records(rl->journal) && journal_reset(rl->journal, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
-		if (dirty_bitmap_dirty_bytes(rl->bitmap) && dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
+		/* always: the copy cleared the extents in memory only, and the
+		 * file keeps them (a full resync's, the activity log's) until
+		 * now, else every restart would copy them again */
+		if (dirty_bitmap_clear_all(rl->bitmap, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 		rl->overflowed = false;
 		rl->full_pending = false;

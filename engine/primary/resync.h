@@ -29,6 +29,7 @@ struct resync_lun {
 	bool full_pending;            /* the peer asked for the whole LUN */
 	uint64_t replayed_records;    /* of the journal, in this resync */
 	uint64_t done, total;         /* bytes, for the status */
+	int64_t t0;                   /* when the running resync started (ms) */
 };
 
 /* What the resync asks of the replicator. */
@@ -40,6 +41,14 @@ struct resync_ops {
 	int (*submit)(void *ctx, const struct wire_frame *f, const void *data);
 	/* Read the local copy of a LUN. Called without the lock. */
 	int (*read_local)(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off);
+	/* Where the hole of the local copy at off ends (extent_hole_end):
+	 * off when off holds data or it cannot tell. NULL: no holes. Called
+	 * without the lock. */
+	uint64_t (*hole_end)(void *ctx, uint32_t lun, uint64_t off, uint64_t end);
+	/* Wait until no host write in flight overlaps [off, off+len): such a
+	 * write marked its extents before its local write, which must land
+	 * before the copy reads them. NULL: nothing to wait for. */
+	void (*quiesce_locked)(void *ctx, uint32_t lun, uint64_t off, uint64_t len);
 	/* Wait until every replayed request was answered: 0, or -ECONNRESET
 	 * when the link left the resync (or stopping) meanwhile. */
 	int (*wait_answers_locked)(void *ctx);

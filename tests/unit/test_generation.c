@@ -12,6 +12,7 @@
 
 #include "ipmirror.h"
 #include "generation.h"
+#include "wire.h"
 #include "unit_util.h"
 
 static void test_compare(void **state)
@@ -43,6 +44,66 @@ static void test_compare(void **state)
 	assert_true(gen_initial("vol0", 1ull << 30) != gen_initial("vol1", 1ull << 30));
 	assert_true(gen_initial("vol0", 1ull << 30) != gen_initial("vol0", 2ull << 30));
 	assert_true(gen_initial("", 0) != 0);
+}
+
+/* The initial sync's rule: a new LUN's source has a line of its own, any
+ * other new copy none, and is replaced whole; never "the same". */
+static void test_new_lun(void **state)
+{
+	struct generation src, dst, old = { 0 }, g;
+	enum gen_relation rel;
+	ipm_error err = { "" };
+	char dir[256], path[300];
+
+	(void)state;
+	gen_new(&src, true);
+	gen_new(&dst, false);
+	assert_int_not_equal(src.current, 0);
+	assert_true(src.consistent && src.peer_invalid && src.never_synced && !src.invalid);
+	assert_false(src.shared);
+	assert_int_equal(dst.current, 0);
+	assert_true(dst.invalid && dst.never_synced && !dst.consistent);
+	/* the mirror asks for the whole LUN */
+	assert_int_equal(gen_verdict(&dst, src.current, src.history, src.n_history, &rel),
+			 WIRE_LV_FULL);
+	assert_int_equal(rel, GEN_PEER_AHEAD);
+	/* two sources (both nodes thought they were primary) never match */
+	gen_new(&g, true);
+	assert_int_equal(gen_verdict(&g, src.current, src.history, src.n_history, &rel),
+			 WIRE_LV_SPLITBRAIN);
+	/* a replaced primary disk (new source) meets a mirror that holds the
+	 * old shared line: a split brain, the mirror's data is not overwritten */
+	old.current = gen_initial("vol0", 1ull << 30);
+	old.shared = old.consistent = true;
+	assert_int_equal(gen_verdict(&old, src.current, src.history, src.n_history, &rel),
+			 WIRE_LV_SPLITBRAIN);
+	/* an old pair (both at the shared initial line) stays as it was */
+	assert_int_equal(gen_verdict(&old, old.current, old.history, old.n_history, &rel), 0);
+	assert_int_equal(rel, GEN_SAME);
+	/* an invalidated copy on the same line is replaced whole */
+	g = old;
+	g.invalid = true;
+	assert_int_equal(gen_verdict(&g, old.current, old.history, old.n_history, &rel),
+			 WIRE_LV_FULL);
+	/* after the copy the mirror takes the source's line: flags cleared */
+	gen_adopt(&dst, src.current, src.history, src.n_history);
+	assert_true(dst.consistent && dst.shared && !dst.invalid && !dst.never_synced);
+	assert_int_equal(gen_verdict(&dst, src.current, src.history, src.n_history, &rel), 0);
+	/* the new flags survive the file; an old file has none of them */
+	assert_int_equal(scratch_dir_make(dir, sizeof(dir), "gennew"), 0);
+	snprintf(path, sizeof(path), "%s/vol0.journal.gen", dir);
+	gen_new(&dst, false);
+	dst.fill_asked = true;
+	assert_int_equal(gen_save(path, &dst, &err), 0);
+	assert_int_equal(gen_load(path, &g, &err), 0);
+	assert_true(g.invalid && g.never_synced && g.fill_asked && !g.peer_invalid);
+	assert_int_equal(gen_save(path, &src, &err), 0);
+	assert_int_equal(gen_load(path, &g, &err), 0);
+	assert_true(g.peer_invalid && g.consistent && !g.invalid && g.current == src.current);
+	assert_int_equal(gen_save(path, &old, &err), 0);
+	assert_int_equal(gen_load(path, &g, &err), 0);
+	assert_false(g.invalid || g.never_synced || g.fill_asked || g.peer_invalid);
+	assert_int_equal(scratch_dir_remove(dir), 0);
 }
 
 static void test_history_bounded(void **state)
@@ -146,6 +207,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_compare),
+		cmocka_unit_test(test_new_lun),
 		cmocka_unit_test(test_history_bounded),
 		cmocka_unit_test(test_file),
 		cmocka_unit_test(test_file_links),

@@ -202,7 +202,8 @@ static void test_json_keys(void **state)
 		   "\"mirrored\":true,\"state\":\"resyncing\",\"size\":1073741824,"
 		   "\"journal_bytes\":12288,\"journal_records\":3,"
 		   "\"resync_done_bytes\":536870912,\"resync_total_bytes\":1073741824,"
-		   "\"mirrored_bytes\":99,\"io\":\"direct\",\"generation\":\"abcdef0123456789\"}");
+		   "\"resync_rate\":0,\"resync_eta_s\":0,\"consistent\":false,"
+		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\",\"generation\":\"abcdef0123456789\"}");
 	assert_has(sb.buf, "{\"name\":\"vol1\",\"role\":\"mirror\",\"mode\":\"async\","
 		   "\"mirrored\":false,\"state\":\"uptodate\",\"size\":4096,");
 	assert_has(sb.buf, "\"generation\":\"0\"}]}\n");

@@ -51,8 +51,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (g2.current != g.current || g2.n_history != g.n_history ||
 	    memcmp(g2.history, g.history, sizeof(g.history[0]) * g.n_history) ||
 	    g2.shared != g.shared || g2.splitbrain != g.splitbrain || g2.discard != g.discard ||
-	    g2.was_primary != g.was_primary || g2.consistent != g.consistent)
+	    g2.was_primary != g.was_primary || g2.consistent != g.consistent ||
+	    g2.invalid != g.invalid || g2.never_synced != g.never_synced ||
+	    g2.fill_asked != g.fill_asked || g2.peer_invalid != g.peer_invalid)
 		abort();
+	{
+		enum gen_relation rel;
+		unsigned v = gen_verdict(&g, ~g.current, g.history, g.n_history, &rel);
+
+		/* a verdict is FULL or SPLITBRAIN or nothing, never both */
+		if (v & ~(unsigned)(WIRE_LV_FULL | WIRE_LV_SPLITBRAIN) ||
+		    v == (WIRE_LV_FULL | WIRE_LV_SPLITBRAIN))
+			abort();
+	}
 	gen_rotate(&g2);
 	return 0;
 }

@@ -72,8 +72,9 @@ truncate -s 512M "$T_DIR/node2-vol0.img"
 node_start node2 || bail "node2 did not restart: $(cat "$T_DIR/n2.log")"
 check "node2's replaced disk (no generation file): inconsistent" \
 	wait_for 10 lun_state_is node2 vol0 inconsistent
-# random writes across the data and the holes around it while the copy runs
-load_start 160M 10 --offset=60M
+# random writes over part of the data and the hole after it while the copy
+# runs (the rest of the data reaches node2 only by the copy)
+load_start 64M 10 --offset=150M
 check "the copy runs while fio writes node1" wait_for 20 lun_state_is node1 vol0 resyncing
 wait "$fio_pid"; rc=$?
 check "fio randwrite --verify on node1 during the copy: no error" test "$rc" = 0

@@ -16,7 +16,8 @@ check "mirroring is up" wait_for 30 lun_state_is node2 vol0 uptodate
 head -c 8M /dev/urandom >"$T_DIR/data"
 nbdcopy "$T_DIR/data" "nbd://127.0.0.1:$N1_NBD/vol0" || bail "nbdcopy failed"
 head -c 1M /dev/urandom >"$T_DIR/junk"
-dd if="$T_DIR/junk" of="$T_DIR/node2-vol0.img" bs=1M seek=2 conv=notrunc status=none
+# outside the region fio rewrites later ([0, 64M))
+dd if="$T_DIR/junk" of="$T_DIR/node2-vol0.img" bs=1M seek=100 conv=notrunc status=none
 check "node2's copy is damaged behind the daemons' back" \
 	eval '! cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"'
 

@@ -164,6 +164,37 @@ static const struct resync_ops fake_ops = {
 	.go_live_locked = fake_go_live_locked,
 };
 
+/* The local copy of LUN 0 has a hole below 2 MiB (what SEEK_DATA says);
+ * elsewhere the fake cannot tell, so the data is read. */
+static uint64_t fake_hole_end(void *ctx, uint32_t lun, uint64_t off, uint64_t end)
+{
+	(void)ctx;
+	if (lun == 0 && off < 2 * MiB)
+		return end < 2 * MiB ? end : 2 * MiB;
+	return off;
+}
+
+static unsigned quiesced;
+
+static void fake_quiesce_locked(void *ctx, uint32_t lun, uint64_t off, uint64_t len)
+{
+	(void)ctx;
+	(void)lun;
+	(void)off;
+	(void)len;
+	quiesced++;
+}
+
+static const struct resync_ops fake_ops_holes = {
+	.submit = fake_submit,
+	.read_local = fake_read_local,
+	.hole_end = fake_hole_end,
+	.quiesce_locked = fake_quiesce_locked,
+	.wait_answers_locked = fake_wait_answers_locked,
+	.hold_locked = fake_hold_locked,
+	.go_live_locked = fake_go_live_locked,
+};
+
 static void open_luns(struct fake *fx, unsigned n, uint64_t journal_max)
 {
 	ipm_error err = { "" };
@@ -270,6 +301,35 @@ static bool empty(struct fake *fx)
 	e = resync_empty_locked(&fx->rs);
 	pthread_mutex_unlock(&fx->lock);
 	return e;
+}
+
+/* A full resync (the initial sync) of a LUN whose local copy is a hole up to
+ * 2 MiB, data up to 3 MiB and zeros after: the hole goes as one ZERO, the
+ * 4 MiB run with data as a WRITE, the run of zeros as a ZERO; each range is
+ * quiesced (host writes in flight waited for) before it is taken. */
+static void test_holes_and_zeros(void **state)
+{
+	struct fake *fx = *state;
+	const uint16_t R = WIRE_F_REPLAY;
+
+	memset(fx->local[0], 0, LUN_SIZE);
+	memset(fx->local[0] + 2 * MiB, 0x5a, MiB);
+	open_luns(fx, 1, 0);
+	fx->rs.ops = &fake_ops_holes;
+	quiesced = 0;
+	pthread_mutex_lock(&fx->lock);
+	assert_true(resync_want_full_locked(&fx->rs, 0));
+	pthread_mutex_unlock(&fx->lock);
+	assert_int_equal(resync_run(&fx->rs), 0);
+	assert_int_equal(fx->n_subs, 4);
+	check_sub(&fx->subs[0], WIRE_ZERO, R, 0, 0, 2 * MiB);
+	check_sub(&fx->subs[1], WIRE_WRITE, R, 0, 2 * MiB, 4 * MiB);
+	check_copy(fx, &fx->subs[1]);
+	check_sub(&fx->subs[2], WIRE_ZERO, R, 0, 6 * MiB, 2 * MiB);
+	check_sub(&fx->subs[3], WIRE_FLUSH, R | WIRE_F_INSYNC, 0, 0, 0);
+	assert_int_equal(quiesced, 3);
+	assert_int_equal(fx->lives, 1);
+	assert_true(empty(fx));
 }
 
 /* Every journaled request is replayed once, in the order it was journaled,
@@ -463,6 +523,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_journal_replayed_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_holes_and_zeros, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_extents_copied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folded_extents_copied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closing_pass_holds, setup, teardown),

@@ -250,12 +250,37 @@ const char *gen_relation_name(enum gen_relation r)
 
 /* ---- a LUN's generations ------------------------------------------------- */
 
+void lun_gen_init(struct lun_gen *g)
+{
+	memset(g, 0, sizeof(*g));
+	pthread_mutex_init(&g->lock, NULL);
+}
+
+void lun_gen_fini(struct lun_gen *g)
+{
+	pthread_mutex_destroy(&g->lock);
+}
+
+bool lun_gen_wrote(struct ipm_lun *l)
+{
+	return __atomic_load_n(&l->g.wrote, __ATOMIC_ACQUIRE);
+}
+
+void lun_gen_announce(struct ipm_lun *l, struct wire_lun *wl)
+{
+	pthread_mutex_lock(&l->g.lock);
+	wl->generation = l->g.gen.current;
+	wl->n_history = (uint8_t)l->g.gen.n_history;
+	memcpy(wl->history, l->g.gen.history, sizeof(wl->history));
+	pthread_mutex_unlock(&l->g.lock);
+}
+
 static void save_locked(struct ipm_lun *l)
 {
 	ipm_error err = { "" };
 
-	IPM_ASSERT_HELD(&l->gen_lock);
-	if (gen_save(l->gen_path, &l->gen, &err) < 0)
+	IPM_ASSERT_HELD(&l->g.lock);
+	if (gen_save(l->g.path, &l->g.gen, &err) < 0)
 		qb_log(LOG_ERR, "lun %s: %s", l->cfg->name, err.msg);
 }
 
@@ -268,13 +293,13 @@ static int gen_create(struct ipm_lun *l, ipm_error *err)
 	ipm_error e;
 	int rc;
 
-	gen_new(&l->gen, source);
-	rc = gen_save(l->gen_path, &l->gen, &e);
+	gen_new(&l->g.gen, source);
+	rc = gen_save(l->g.path, &l->g.gen, &e);
 	if (rc < 0)
 		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, e.msg);
 	if (source)
 		qb_log(LOG_NOTICE, "lun %s: new, no generation file: this node's copy is the source of the initial sync (data generation %016llx); %s's copy is replaced whole",
-		       l->cfg->name, (unsigned long long)l->gen.current,
+		       l->cfg->name, (unsigned long long)l->g.gen.current,
 		       l->engine->peer ? l->engine->peer->name : "the peer");
 	else
 		qb_log(LOG_WARNING, "lun %s: new, no generation file: this node's copy is inconsistent until the initial sync from %s has copied it whole",
@@ -287,60 +312,60 @@ int lun_gen_open(struct ipm_lun *l, ipm_error *err)
 	ipm_error e;
 	int rc;
 
-	snprintf(l->gen_path, sizeof(l->gen_path), "%s.gen", l->journal_path);
+	snprintf(l->g.path, sizeof(l->g.path), "%s.gen", l->journal_path);
 	/* its own buffer: a message formatted into the one it reads comes out garbled */
-	rc = gen_load(l->gen_path, &l->gen, &e);
+	rc = gen_load(l->g.path, &l->g.gen, &e);
 	if (rc < 0)
 		return ipm_fail(err, rc, "lun \"%s\": %s", l->cfg->name, e.msg);
 	/* only a missing file loads as no line and no flag: every file
 	 * written has a current or the invalid flag */
-	if (!l->gen.current && !l->gen.invalid)
+	if (!l->g.gen.current && !l->g.gen.invalid)
 		return gen_create(l, err);
 	return 0;
 }
 
 void lun_gen_first_write(struct ipm_lun *l)
 {
-	pthread_mutex_lock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
 	/* until a clean stop this node may hold writes the peer lacks; the
 	 * primary's copy is the reference, so it is consistent */
-	if (!l->gen.was_primary || !l->gen.consistent) {
-		l->gen.was_primary = true;
-		l->gen.consistent = true;
+	if (!l->g.gen.was_primary || !l->g.gen.consistent) {
+		l->g.gen.was_primary = true;
+		l->g.gen.consistent = true;
 		save_locked(l);
 	}
-	__atomic_store_n(&l->wrote, true, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&l->gen_lock);
+	__atomic_store_n(&l->g.wrote, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 void lun_gen_diverge(struct ipm_lun *l)
 {
 	uint64_t old;
 
-	pthread_mutex_lock(&l->gen_lock);
-	if (l->gen.shared) {
-		old = l->gen.current;
-		gen_rotate(&l->gen);
+	pthread_mutex_lock(&l->g.lock);
+	if (l->g.gen.shared) {
+		old = l->g.gen.current;
+		gen_rotate(&l->g.gen);
 		save_locked(l);
 		qb_log(LOG_NOTICE, "lun %s: writing without the peer: new data generation %016llx (was %016llx)",
-		       l->cfg->name, (unsigned long long)l->gen.current, (unsigned long long)old);
+		       l->cfg->name, (unsigned long long)l->g.gen.current, (unsigned long long)old);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 void lun_gen_shared(struct ipm_lun *l)
 {
 	bool first;
 
-	pthread_mutex_lock(&l->gen_lock);
-	first = l->gen.peer_invalid;
-	if (!l->gen.shared || l->gen.peer_invalid || l->gen.never_synced) {
-		l->gen.shared = true;
-		l->gen.peer_invalid = false;
-		l->gen.never_synced = false;
+	pthread_mutex_lock(&l->g.lock);
+	first = l->g.gen.peer_invalid;
+	if (!l->g.gen.shared || l->g.gen.peer_invalid || l->g.gen.never_synced) {
+		l->g.gen.shared = true;
+		l->g.gen.peer_invalid = false;
+		l->g.gen.never_synced = false;
 		save_locked(l);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 	if (first)
 		qb_log(LOG_NOTICE, "lun %s: %s's copy is complete: both copies are equal",
 		       l->cfg->name, l->engine->peer->name);
@@ -348,36 +373,36 @@ void lun_gen_shared(struct ipm_lun *l)
 
 void lun_gen_clean_stop(struct ipm_lun *l)
 {
-	pthread_mutex_lock(&l->gen_lock);
-	if (l->gen.was_primary) {
-		l->gen.was_primary = false;
+	pthread_mutex_lock(&l->g.lock);
+	if (l->g.gen.was_primary) {
+		l->g.gen.was_primary = false;
 		save_locked(l);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted)
 {
-	pthread_mutex_lock(&l->gen_lock);
-	if (accepted && (verdict & WIRE_LV_FULL) && !l->gen.peer_invalid) {
+	pthread_mutex_lock(&l->g.lock);
+	if (accepted && (verdict & WIRE_LV_FULL) && !l->g.gen.peer_invalid) {
 		/* the peer's copy is no whole image until the copy ends: this
 		 * node may hand the role over meanwhile (nothing of the peer's
 		 * needs keeping), the peer may not take it */
-		l->gen.peer_invalid = true;
+		l->g.gen.peer_invalid = true;
 		save_locked(l);
 	}
-	if ((verdict & WIRE_LV_SPLITBRAIN) && !l->gen.splitbrain) {
-		l->gen.splitbrain = true;
+	if ((verdict & WIRE_LV_SPLITBRAIN) && !l->g.gen.splitbrain) {
+		l->g.gen.splitbrain = true;
 		save_locked(l);
 		qb_log(LOG_CRIT, "lun %s: SPLIT BRAIN: the peer %s holds writes this node lacks and this node holds writes it lacks; nothing is overwritten: run `ipmirrorctl resolve %s --discard-local` on the node whose changes are to be dropped",
 		       l->cfg->name, l->engine->peer->name, l->cfg->name);
-	} else if (accepted && !(verdict & WIRE_LV_SPLITBRAIN) && l->gen.splitbrain) {
-		l->gen.splitbrain = false;
+	} else if (accepted && !(verdict & WIRE_LV_SPLITBRAIN) && l->g.gen.splitbrain) {
+		l->g.gen.splitbrain = false;
 		save_locked(l);
 		qb_log(LOG_NOTICE, "lun %s: split brain resolved: the peer takes this node's data",
 		       l->cfg->name);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 static void forget_primary_files(struct ipm_lun *l)
@@ -400,15 +425,15 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 	enum gen_relation rel;
 	int rc = 0;
 
-	pthread_mutex_lock(&l->gen_lock);
-	*verdict = gen_verdict(&l->gen, peer->generation, peer->history, peer->n_history, &rel);
+	pthread_mutex_lock(&l->g.lock);
+	*verdict = gen_verdict(&l->g.gen, peer->generation, peer->history, peer->n_history, &rel);
 	if (*verdict & WIRE_LV_SPLITBRAIN) {
-		if (!l->gen.splitbrain) {
-			l->gen.splitbrain = true;
+		if (!l->g.gen.splitbrain) {
+			l->g.gen.splitbrain = true;
 			save_locked(l);
 			qb_log(LOG_CRIT, "lun %s: SPLIT BRAIN with %s (generations: ours %016llx, theirs %016llx, %s); nothing is overwritten: run `ipmirrorctl resolve %s --discard-local` on the node whose changes are to be dropped",
 			       l->cfg->name, l->engine->peer->name,
-			       (unsigned long long)l->gen.current,
+			       (unsigned long long)l->g.gen.current,
 			       (unsigned long long)peer->generation, gen_relation_name(rel),
 			       l->cfg->name);
 		}
@@ -416,56 +441,56 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 			 rel == GEN_DIVERGED ? "both nodes wrote without the other"
 					     : "this node holds newer data");
 		rc = EXDEV;
-	} else if (l->gen.invalid && !l->gen.fill_asked) {
+	} else if (l->g.gen.invalid && !l->g.gen.fill_asked) {
 		/* the primary marks the whole LUN from now on: assume-clean
 		 * can no longer skip the copy */
-		l->gen.fill_asked = true;
+		l->g.gen.fill_asked = true;
 		save_locked(l);
 		qb_log(LOG_NOTICE, "lun %s: this copy is inconsistent: %s copies it whole",
 		       l->cfg->name, l->engine->peer->name);
 	}
 	/* taken over when the resync pass completes (lun_gen_insync) */
 	if (rc == 0) {
-		l->peer_gen = (struct generation){ 0 };
-		gen_adopt(&l->peer_gen, peer->generation, peer->history, peer->n_history);
+		l->g.peer = (struct generation){ 0 };
+		gen_adopt(&l->g.peer, peer->generation, peer->history, peer->n_history);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 	return rc;
 }
 
 void lun_gen_insync(struct ipm_lun *l)
 {
-	pthread_mutex_lock(&l->gen_lock);
-	if (l->gen.invalid && !l->gen.fill_asked) {
+	pthread_mutex_lock(&l->g.lock);
+	if (l->g.gen.invalid && !l->g.gen.fill_asked) {
 		/* the end of a pass that began before this copy was invalidated:
 		 * only the whole copy asked for since makes it whole */
-		pthread_mutex_unlock(&l->gen_lock);
+		pthread_mutex_unlock(&l->g.lock);
 		return;
 	}
-	if (l->gen.current != l->peer_gen.current || !l->gen.shared || l->gen.discard ||
-	    l->gen.was_primary || l->gen.invalid || l->gen.never_synced) {
-		if (l->gen.was_primary || l->gen.discard || l->gen.invalid)
+	if (l->g.gen.current != l->g.peer.current || !l->g.gen.shared || l->g.gen.discard ||
+	    l->g.gen.was_primary || l->g.gen.invalid || l->g.gen.never_synced) {
+		if (l->g.gen.was_primary || l->g.gen.discard || l->g.gen.invalid)
 			forget_primary_files(l);
-		gen_adopt(&l->gen, l->peer_gen.current, l->peer_gen.history, l->peer_gen.n_history);
+		gen_adopt(&l->g.gen, l->g.peer.current, l->g.peer.history, l->g.peer.n_history);
 		save_locked(l);
 		qb_log(LOG_NOTICE, "lun %s: up to date with %s at data generation %016llx",
-		       l->cfg->name, l->engine->peer->name, (unsigned long long)l->gen.current);
-	} else if (!l->gen.consistent) {
-		l->gen.consistent = true;
+		       l->cfg->name, l->engine->peer->name, (unsigned long long)l->g.gen.current);
+	} else if (!l->g.gen.consistent) {
+		l->g.gen.consistent = true;
 		save_locked(l);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 int lun_gen_discard(struct ipm_lun *l, ipm_error *err)
 {
 	int rc;
 
-	pthread_mutex_lock(&l->gen_lock);
-	l->gen.discard = true;
-	l->gen.splitbrain = false;
-	rc = gen_save(l->gen_path, &l->gen, err);
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
+	l->g.gen.discard = true;
+	l->g.gen.splitbrain = false;
+	rc = gen_save(l->g.path, &l->g.gen, err);
+	pthread_mutex_unlock(&l->g.lock);
 	if (rc == 0)
 		qb_log(LOG_WARNING, "lun %s: local changes will be discarded: the whole LUN is copied from %s at the next connection",
 		       l->cfg->name, l->engine->peer->name);
@@ -476,20 +501,20 @@ bool lun_gen_splitbrain(struct ipm_lun *l)
 {
 	bool sb;
 
-	pthread_mutex_lock(&l->gen_lock);
-	sb = l->gen.splitbrain;
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
+	sb = l->g.gen.splitbrain;
+	pthread_mutex_unlock(&l->g.lock);
 	return sb;
 }
 
 void lun_gen_string(struct ipm_lun *l, char *out, size_t len)
 {
-	pthread_mutex_lock(&l->gen_lock);
-	if (l->gen.current)
-		snprintf(out, len, "%016llx", (unsigned long long)l->gen.current);
+	pthread_mutex_lock(&l->g.lock);
+	if (l->g.gen.current)
+		snprintf(out, len, "%016llx", (unsigned long long)l->g.gen.current);
 	else
 		snprintf(out, len, "none");
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 int ipm_lun_resolve_discard(ipm_lun *l, ipm_error *err)
@@ -525,32 +550,32 @@ int ipm_lun_mark_consistent(ipm_lun *l, ipm_error *err)
 	if (role != IPM_ROLE_PRIMARY)
 		return ipm_fail(err, -EINVAL, "lun \"%s\": only its primary's copy is the reference",
 				l->cfg->name);
-	pthread_mutex_lock(&l->gen_lock);
-	if (!l->gen.consistent) {
-		l->gen.consistent = true;
-		rc = gen_save(l->gen_path, &l->gen, err);
+	pthread_mutex_lock(&l->g.lock);
+	if (!l->g.gen.consistent) {
+		l->g.gen.consistent = true;
+		rc = gen_save(l->g.path, &l->g.gen, err);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 	return rc;
 }
 
 void lun_gen_resyncing(struct ipm_lun *l)
 {
-	pthread_mutex_lock(&l->gen_lock);
-	if (l->gen.consistent) {
-		l->gen.consistent = false;
+	pthread_mutex_lock(&l->g.lock);
+	if (l->g.gen.consistent) {
+		l->g.gen.consistent = false;
 		save_locked(l);
 	}
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 }
 
 bool lun_gen_consistent(struct ipm_lun *l)
 {
 	bool c;
 
-	pthread_mutex_lock(&l->gen_lock);
-	c = l->gen.consistent && !l->gen.splitbrain && !l->gen.invalid;
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
+	c = l->g.gen.consistent && !l->g.gen.splitbrain && !l->g.gen.invalid;
+	pthread_mutex_unlock(&l->g.lock);
 	return c;
 }
 
@@ -558,9 +583,9 @@ bool lun_gen_invalid(struct ipm_lun *l)
 {
 	bool v;
 
-	pthread_mutex_lock(&l->gen_lock);
-	v = l->gen.invalid;
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
+	v = l->g.gen.invalid;
+	pthread_mutex_unlock(&l->g.lock);
 	return v;
 }
 
@@ -568,9 +593,9 @@ bool lun_gen_peer_invalid(struct ipm_lun *l)
 {
 	bool v;
 
-	pthread_mutex_lock(&l->gen_lock);
-	v = l->gen.peer_invalid;
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
+	v = l->g.gen.peer_invalid;
+	pthread_mutex_unlock(&l->g.lock);
 	return v;
 }
 
@@ -578,9 +603,9 @@ uint64_t lun_gen_peer_current(struct ipm_lun *l)
 {
 	uint64_t v;
 
-	pthread_mutex_lock(&l->gen_lock);
-	v = l->peer_gen.current;
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_lock(&l->g.lock);
+	v = l->g.peer.current;
+	pthread_mutex_unlock(&l->g.lock);
 	return v;
 }
 
@@ -589,10 +614,10 @@ static int replace_locked(struct ipm_lun *l, const struct generation *g, ipm_err
 {
 	int rc;
 
-	IPM_ASSERT_HELD(&l->gen_lock);
-	rc = gen_save(l->gen_path, g, err);
+	IPM_ASSERT_HELD(&l->g.lock);
+	rc = gen_save(l->g.path, g, err);
 	if (rc == 0)
-		l->gen = *g;
+		l->g.gen = *g;
 	return rc;
 }
 
@@ -601,14 +626,14 @@ int lun_gen_invalidate(struct ipm_lun *l, ipm_error *err)
 	struct generation g;
 	int rc;
 
-	pthread_mutex_lock(&l->gen_lock);
-	g = l->gen;
+	pthread_mutex_lock(&l->g.lock);
+	g = l->g.gen;
 	/* the line is kept (history): only the data is given up */
 	g.invalid = true;
 	g.consistent = false;
 	g.fill_asked = false;
 	rc = replace_locked(l, &g, err);
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 	return rc;
 }
 
@@ -617,8 +642,8 @@ int lun_gen_assume_clean(struct ipm_lun *l, ipm_error *err)
 	struct generation g;
 	int rc;
 
-	pthread_mutex_lock(&l->gen_lock);
-	g = l->gen;
+	pthread_mutex_lock(&l->g.lock);
+	g = l->g.gen;
 	if (!g.never_synced || !g.invalid) {
 		rc = ipm_fail(err, -EALREADY,
 			      "lun \"%s\": this copy is not a never-synced one (it was synced, or holds data of its own): assume-clean only skips the initial sync of a new LUN",
@@ -637,7 +662,7 @@ int lun_gen_assume_clean(struct ipm_lun *l, ipm_error *err)
 	g.consistent = true;
 	rc = replace_locked(l, &g, err);
 out:
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 	return rc;
 }
 
@@ -647,15 +672,15 @@ int lun_gen_take_source(struct ipm_lun *l, ipm_error *err)
 	uint64_t old;
 	int rc;
 
-	pthread_mutex_lock(&l->gen_lock);
-	old = l->gen.current;
+	pthread_mutex_lock(&l->g.lock);
+	old = l->g.gen.current;
 	/* no history: the peer's line, whatever it is, is no ancestor */
 	gen_rotate(&g);
 	g.consistent = true;
 	g.peer_invalid = true;
-	g.never_synced = l->gen.never_synced;
+	g.never_synced = l->g.gen.never_synced;
 	rc = replace_locked(l, &g, err);
-	pthread_mutex_unlock(&l->gen_lock);
+	pthread_mutex_unlock(&l->g.lock);
 	if (rc == 0)
 		qb_log(LOG_CRIT, "lun %s: FORCED: this inconsistent copy becomes a source of its own (data generation %016llx, was %016llx): a peer holding data meets a split brain",
 		       l->cfg->name, (unsigned long long)g.current, (unsigned long long)old);

@@ -11,6 +11,7 @@
 #ifndef IPM_GENERATION_H
 #define IPM_GENERATION_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "ipmirror.h"
@@ -78,15 +79,37 @@ const char *gen_relation_name(enum gen_relation r);
 struct ipm_lun;
 struct wire_lun;
 
-/* ---- a LUN's generations (struct ipm_lun's gen fields, under its gen_lock) ---- */
+/* A LUN's generations on this node (struct ipm_lun's g). Lock order: after
+ * the replicator's r->lock, or alone; the file is saved under it (rare:
+ * state changes only). */
+struct lun_gen {
+	pthread_mutex_t lock;
+	struct generation gen;        /* this copy's, persisted in path */
+	struct generation peer;       /* mirror here: the primary's line of the
+				       * last handshake, taken over when a
+				       * resync pass completes */
+	char path[4300];
+	bool wrote;                   /* primary here: lun_gen_first_write done
+				       * (atomic, read without the lock) */
+};
+
+void lun_gen_init(struct lun_gen *g);
+void lun_gen_fini(struct lun_gen *g);
+
+/* ---- a LUN's generations (struct ipm_lun's g, under g.lock) ---- */
 /* Load the LUN's generation file; a missing one is a new LUN (gen_new:
  * the source when this node is its primary), written at once so that a
  * role change (which re-opens the LUN) does not make it new again. */
 int lun_gen_open(struct ipm_lun *l, ipm_error *err);
 /* Primary: before the first write of this run reaches anything (the
- * caller checks l->wrote first): from now on this node may hold writes the
- * peer lacks, until a clean stop. */
+ * caller checks lun_gen_wrote first): from now on this node may hold
+ * writes the peer lacks, until a clean stop. */
 void lun_gen_first_write(struct ipm_lun *l);
+/* lun_gen_first_write was done in this run (no lock: an atomic load). */
+bool lun_gen_wrote(struct ipm_lun *l);
+/* Primary: our line as the handshake announces it (wire_lun's generation
+ * and history). */
+void lun_gen_announce(struct ipm_lun *l, struct wire_lun *wl);
 /* Primary: a write the peer cannot see yet. Starts a new generation the
  * first time after the peer held the current one. */
 void lun_gen_diverge(struct ipm_lun *l);

@@ -93,7 +93,7 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	else
 		snprintf(l->journal_path, sizeof(l->journal_path), "%s.journal", path);
 	l->ops = &backing_ops;
-	pthread_mutex_init(&l->gen_lock, NULL);
+	lun_gen_init(&l->g);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
 
@@ -137,7 +137,7 @@ void lun_close(struct ipm_lun *l)
 		close(l->fd);
 	if (l->dfd >= 0)
 		close(l->dfd);
-	pthread_mutex_destroy(&l->gen_lock);
+	lun_gen_fini(&l->g);
 	free(l);
 }
 

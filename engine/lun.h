@@ -29,13 +29,8 @@ struct ipm_lun {
 	/* mirroring: set when the LUN is mirrored, by the side that uses it */
 	uint32_t wire_index;          /* index in its direction's LUN list */
 	struct replicator *rep;       /* primary here: sends our writes */
-	/* data generations (mirrored LUNs; doc/generations.md), under gen_lock */
-	pthread_mutex_t gen_lock;
-	struct generation gen;
-	struct generation peer_gen;   /* mirror here: the primary's line, taken
-				       * over when a resync pass completes */
-	char gen_path[4300];
-	bool wrote;                   /* primary here: lun_gen_first_write done (atomic) */
+	/* data generations (mirrored LUNs; doc/generations.md): generation.c's */
+	struct lun_gen g;
 };
 
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,

@@ -183,7 +183,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 	}
 	if (m->f.type != WIRE_FLUSH)
 		active_add(m->rl, m);
-	if (m->f.type != WIRE_FLUSH && !__atomic_load_n(&m->rl->lun->wrote, __ATOMIC_ACQUIRE))
+	if (m->f.type != WIRE_FLUSH && !lun_gen_wrote(m->rl->lun))
 		lun_gen_first_write(m->rl->lun);
 	if (r->link == LINK_LIVE && m->f.type != WIRE_FLUSH) {
 		/* a crash from here on must not forget this extent. The mark may

@@ -11,7 +11,7 @@
  *     rl->al.lock                the activity log (al_clear, al_marked);
  *                                al_note and al_sync take it alone, with
  *                                r->lock dropped
- *     lun->gen_lock              generation.c
+ *     lun->g.lock                generation.c
  *     ca->lock                   connection_array.c (a leaf)
  *     log_lock                   log.c (a leaf; any lock may be held)
  *   w->send_lock                 one sender per socket; taken with r->lock

@@ -179,11 +179,7 @@ static void wire_luns_generations(struct replicator *r)
 		struct ipm_lun *l = r->luns[i].lun;
 		struct wire_lun *wl = &r->wire_luns[i];
 
-		pthread_mutex_lock(&l->gen_lock);
-		wl->generation = l->gen.current;
-		wl->n_history = (uint8_t)l->gen.n_history;
-		memcpy(wl->history, l->gen.history, sizeof(wl->history));
-		pthread_mutex_unlock(&l->gen_lock);
+		lun_gen_announce(l, wl);
 	}
 }
 

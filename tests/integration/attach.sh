@@ -18,7 +18,7 @@ for c in nbdfuse losetup mkfs.ext4 xmllint ocf-tester; do
 done
 [ -e /dev/fuse ] || { echo "1..0 # SKIP no /dev/fuse"; exit 0; }
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root (loop devices, mounts)"; exit 0; }
-plan 26
+plan 27
 
 HELPER="$top_srcdir/agent/ipmirror-attach"
 AGENT="$top_srcdir/ocf/attach"
@@ -149,6 +149,15 @@ check "validate-all returns 0 (exit $RC)" test $RC = 0
 OCF_RESKEY_method=bogus agent validate-all
 RC=$?
 check "validate-all with method=bogus returns 6, not configured (exit $RC)" test $RC = 6
+
+if [ ! -d /sys/module/nbd ]; then
+	OCF_RESKEY_method=kernel agent start
+	RC=$?
+	check "method=kernel without the nbd module: start fails (exit $RC), saying so, and leaves nothing" \
+		eval 'test $RC = 1 && grep -q "no kernel nbd here" "$T_DIR/agent.out" && nothing_left'
+else
+	ok "# SKIP the kernel has nbd: the refusal without it is not shown"
+fi
 
 # ---- crashes under the agent ------------------------------------------------------------
 crash() { # WHAT: start, break it with WHAT, monitor 1, stop 0, nothing left, monitor 7

@@ -276,6 +276,15 @@ static void rs_go_live_locked(void *ctx)
 	set_states_locked(r, IPM_STATE_UPTODATE);
 }
 
+/* Under r->lock: host writes are held at the resync's end anyway. */
+static int rs_flush_local_locked(void *ctx, uint32_t lun)
+{
+	struct replicator *r = ctx;
+
+	IPM_ASSERT_HELD(&r->lock);
+	return lun_local_flush(r->luns[lun].lun);
+}
+
 const struct resync_ops replicator_resync_ops = {
 	.submit = replay_submit,
 	.read_local = rs_read_local,
@@ -284,4 +293,5 @@ const struct resync_ops replicator_resync_ops = {
 	.wait_answers_locked = rs_wait_answers_locked,
 	.hold_locked = rs_hold_locked,
 	.go_live_locked = rs_go_live_locked,
+	.flush_local_locked = rs_flush_local_locked,
 };

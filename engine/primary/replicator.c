@@ -133,23 +133,77 @@ static void al_mark(struct rep_lun *rl, const struct wire_frame *f)
 		qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
 }
 
+/* Before the log is cleared both copies must hold its writes durably: a
+ * node that loses its power loses what it had not flushed, and with the
+ * marks gone nothing would resync it. So the local copies are synced
+ * (r->lock dropped: an fdatasync may take long) and the mirror is sent a
+ * FLUSH per LUN; r->al_flushed says so until the next live write. */
+static void al_flush_locked(struct replicator *r)
+{
+	uint64_t seq = r->next_seq;
+	unsigned i;
+	int rc = 0;
+
+	IPM_ASSERT_HELD(&r->lock);
+	r->al_users++; /* no other settle and no clean stop meanwhile */
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < r->n_luns && rc == 0; i++)
+		if (r->luns[i].al.map)
+			rc = lun_local_flush(r->luns[i].lun);
+	pthread_mutex_lock(&r->lock);
+	r->al_users--;
+	/* a request since, or the link went: again when idle */
+	if (rc < 0 || r->next_seq != seq || r->link != LINK_LIVE || !r->running)
+		return;
+	for (i = 0; i < r->n_luns; i++) {
+		struct rep_lun *rl = &r->luns[i];
+		struct mreq *m;
+
+		if (!rl->al.map)
+			continue;
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			return;
+		m->f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_FLUSH,
+					    .lun = rl->index };
+		m->f.seq = ++r->next_seq;
+		m->f.dep = r->host_done_max;
+		m->rl = rl;
+		m->refs = 1;
+		enqueue_locked(r, m);
+	}
+	r->al_flushed = true;
+}
+
 /* Nothing in flight and no host request pending: the mirror has applied
- * everything the host wrote, so no extent can differ. */
-void al_settle_locked(struct replicator *r)
+ * everything the host wrote, so no extent can differ once both copies
+ * made it durable. The first call syncs them (al_flush_locked) and returns
+ * true; one after the mirror answered, with no live write since, clears. */
+bool al_settle_locked(struct replicator *r)
 {
 	ipm_error err = { "" };
+	bool marked = false;
 	unsigned i;
 
 	IPM_ASSERT_HELD(&r->lock);
 	if (r->inflight || r->al_users)
-		return;
+		return false;
 	for (i = 0; i < r->n_luns; i++)
 		if (r->luns[i].active)
-			return;
+			return false;
+	for (i = 0; i < r->n_luns; i++)
+		marked |= al_marked(&r->luns[i].al);
+	if (!marked)
+		return false;
+	if (!r->al_flushed) {
+		al_flush_locked(r);
+		return r->al_flushed;
+	}
 	/* no al_note runs now (al_users is 0 under r->lock) */
 	for (i = 0; i < r->n_luns; i++)
 		if (al_clear(&r->luns[i].al, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+	return false;
 }
 
 /* Admit one request: live, it is queued and, with kick, sent at once with
@@ -203,6 +257,8 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 	}
 	if (r->link == LINK_LIVE) {
 		r->last_live_ms = ipm_now_ms();
+		if (m->f.type != WIRE_FLUSH)
+			r->al_flushed = false;
 		m->f.seq = ++r->next_seq;
 		m->f.dep = r->host_done_max;
 		queue_locked(r, m);
@@ -662,10 +718,19 @@ void replicator_stop(struct replicator *r)
 		ipm_cond_wait_ms(&r->space_cond, &r->lock, 100);
 	r->space_waiters--;
 	/* what the mirror has not answered by now is kept in the journal */
-	if (r->inflight)
+	if (r->inflight) {
 		go_down_locked(r, "stopping");
-	else if (r->link == LINK_LIVE)
-		al_settle_locked(r);
+	} else if (r->link == LINK_LIVE && al_settle_locked(r)) {
+		/* both copies were flushed first: the mirror's answer, then clear */
+		r->space_waiters++;
+		while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
+			ipm_cond_wait_ms(&r->space_cond, &r->lock, 100);
+		r->space_waiters--;
+		if (r->inflight)
+			go_down_locked(r, "stopping");
+		else
+			al_settle_locked(r);
+	}
 	mark_clean_stop_locked(r);
 	r->running = false;
 	pthread_cond_broadcast(&r->queue_cond);

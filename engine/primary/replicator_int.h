@@ -131,6 +131,8 @@ struct replicator {
 	pthread_t monitor;
 	unsigned al_users;           /* submitters marking the activity log */
 	int64_t last_live_ms;        /* when the last live request was submitted */
+	bool al_flushed;             /* both copies were flushed after the last
+				      * live write: the activity logs may go */
 	unsigned next_direct;        /* where the search for an idle connection starts */
 	bool force_resync;           /* live, but a LUN needs a full resync */
 	uint64_t peer_record;        /* the mirror's ordering record our numbered
@@ -187,7 +189,10 @@ void mark_clean_stop_locked(struct replicator *r);
 extern const struct resync_ops replicator_resync_ops;
 
 /* Nothing in flight and no host request pending: clear the activity logs. */
-void al_settle_locked(struct replicator *r);
+/* Idle: clear the activity logs once both copies hold their writes
+ * durably; true when it sent the mirror a FLUSH first (call again once it
+ * is answered). */
+bool al_settle_locked(struct replicator *r);
 /* resync_ops.submit: queue a replayed request (ctx: the replicator). */
 int replay_submit(void *ctx, const struct wire_frame *f, const void *data);
 

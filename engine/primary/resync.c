@@ -451,11 +451,19 @@ static void finish_resync_locked(struct resync *rs, uint64_t sent, int64_t t0)
 {
 	ipm_error err = { "" };
 	unsigned i;
+	int rc;
 
 	IPM_ASSERT_HELD(rs->lock);
 	for (i = 0; i < rs->n_luns; i++) {
 		struct resync_lun *rl = &rs->luns[i];
 
+		/* the mirror holds the replays durably (the INSYNC marker is a
+		 * FLUSH); the local copy must too before the journal, their
+		 * only record, goes: the host may never have flushed them */
+		if ((journal_records(rl->journal) || dirty_bitmap_dirty_bytes(rl->bitmap)) &&
+		    rs->ops->flush_local_locked && (rc = rs->ops->flush_local_locked(rs->ctx, i)) < 0)
+			qb_log(LOG_ERR, "lun %s: cannot sync the local copy: %s", rl->name,
+			       strerror(-rc));
 		if (journal_records(rl->journal) && journal_reset(rl->journal, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 		/* always: the copy cleared the extents in memory only, and the

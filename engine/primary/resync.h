@@ -57,6 +57,9 @@ struct resync_ops {
 	/* Everything replayed was applied and nothing new came: host writes
 	 * go to the mirror live from now on, every LUN is up to date. */
 	void (*go_live_locked)(void *ctx);
+	/* Optional: make the local copy of a LUN durable (the journal, the
+	 * only record of what was written meanwhile, is emptied next). */
+	int (*flush_local_locked)(void *ctx, uint32_t lun);
 };
 
 struct resync {

@@ -176,8 +176,9 @@ static void test_crash_marks_become_dirty(void **state)
 	open_rl(fx);
 }
 
-/* Settling clears the log only when nothing is in flight or pending, and
- * a later write to a cleared extent is marked again. */
+/* Settling clears the log only when nothing is in flight or pending and
+ * both copies were flushed since the last write, and a later write to a
+ * cleared extent is marked again. */
 static void test_settle(void **state)
 {
 	struct fixture *fx = *state;
@@ -195,6 +196,12 @@ static void test_settle(void **state)
 	al_settle_locked(&r);
 	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
 	fx->rl.active = NULL;
+	/* idle, but the copies were not flushed since the write (here the
+	 * local flush fails: no descriptor): the log stays */
+	fx->lun.fd = -1;
+	assert_false(al_settle_locked(&r));
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), EXT);
+	r.al_flushed = true;                 /* both copies flushed since */
 	al_settle_locked(&r);
 	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rl.al.map), 0);
 	close_rl(fx);                        /* the clearing is on disk */

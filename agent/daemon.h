@@ -30,6 +30,7 @@ struct daemon {
 	struct ipm_attributes *attrs;
 	struct ipm_fencing *fencing; /* cluster mode only; NULL otherwise */
 	const char *fence_handler;
+	struct metrics *metrics;     /* <metrics> configured; NULL otherwise */
 };
 
 /* The IPC server's role handler (ipc_role_fn): promote or demote lun here. */

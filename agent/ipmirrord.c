@@ -26,6 +26,7 @@
 #include "cluster/fencing.h"
 #include "daemon.h"
 #include "ipc_server.h"
+#include "metrics.h"
 #include "nbd/server.h"
 #include "pidfile.h"
 #include "service.h"
@@ -223,9 +224,26 @@ static void engine_down(struct daemon *d)
 	d->engine = NULL;
 }
 
-static void fencing_observe(void *opaque, const ipm_status *st)
+/* Every snapshot of the attributes poller: fencing watches the states,
+ * the metrics server keeps a copy. */
+static void daemon_observe(void *opaque, const ipm_status *st)
 {
-	ipm_fencing_update(opaque, st);
+	struct daemon *d = opaque;
+
+	if (d->fencing)
+		ipm_fencing_update(d->fencing, st);
+	metrics_update(d->metrics, st);
+}
+
+/* The node's <metrics> listener, if it has one (doc/metrics.md). */
+static int metrics_up(struct daemon *d, ipm_error *err)
+{
+	char address[64];
+	uint16_t port;
+
+	if (ipm_config_metrics_listen(d->cfg, d->o->node, address, sizeof(address), &port) < 0)
+		return 0;
+	return metrics_start(address, port, PACKAGE_VERSION, &d->metrics, err);
 }
 
 /* Cluster mode: fence the peer through the handler (doc/pacemaker.md). */
@@ -242,7 +260,6 @@ static int fencing_start(struct daemon *d, ipm_error *err)
 			       &d->fencing, err);
 	if (rc < 0)
 		return rc;
-	ipm_attributes_set_observer(d->attrs, fencing_observe, d->fencing);
 	qb_log(LOG_NOTICE, "resource-level fencing on (handler %s)", d->fence_handler);
 	return 0;
 }
@@ -266,6 +283,11 @@ static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct op
 		if (rc < 0)
 			goto out;
 	}
+	rc = metrics_up(d, &err);
+	if (rc < 0)
+		goto out;
+	ipm_attributes_set_observer(d->attrs, daemon_observe, d);
+	ipm_attributes_wake(d->attrs);
 	rc = ipc_server_start(d->engine, o->socket, &d->ipc, &err);
 	if (rc < 0)
 		goto out;
@@ -285,6 +307,9 @@ static void daemon_stop(struct daemon *d)
 	/* the poller first: it feeds the fencing thread */
 	ipm_attributes_stop(d->attrs);
 	ipm_fencing_stop(d->fencing);
+	metrics_stop(d->metrics);
+	d->fencing = NULL;
+	d->metrics = NULL;
 	engine_down(d);
 }
 

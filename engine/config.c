@@ -529,6 +529,8 @@ static void parse_node(struct loader *ld, const xmlNode *n)
 			parse_nbd(ld, c, nc);
 		else if (is(c, "heartbeat-volume"))
 			nc->hb_volume = path_attr(ld, c, "path", "heartbeat volume path");
+		else if (is(c, "metrics"))
+			parse_endpoint(ld, c, nc->name, &nc->metrics);
 	}
 	if (!nc->nbd.line)
 		report(ld, line, "node \"%s\" has no <nbd> element: hosts could not reach its luns",
@@ -569,6 +571,11 @@ static void check_ports(struct loader *ld)
 			report(ld, a->nbd.line,
 			       "node \"%s\": nbd port %u clashes with the data port (line %d)",
 			       a->name, a->nbd.port, a->data.line);
+		if (same_listener(&a->metrics, &a->data) || same_listener(&a->metrics, &a->nbd))
+			report(ld, a->metrics.line,
+			       "node \"%s\": metrics port %u clashes with the %s port", a->name,
+			       a->metrics.port,
+			       same_listener(&a->metrics, &a->data) ? "data" : "nbd");
 	}
 	if (cfg->n_nodes < 2)
 		return;
@@ -725,6 +732,7 @@ static const size_t node_strs[] = {
 	offsetof(struct ipm_node_cfg, heartbeat.address),
 	offsetof(struct ipm_node_cfg, nbd.address), offsetof(struct ipm_node_cfg, nbd_unix),
 	offsetof(struct ipm_node_cfg, nbd_unix_group), offsetof(struct ipm_node_cfg, hb_volume),
+	offsetof(struct ipm_node_cfg, metrics.address),
 };
 static const size_t lun_strs[] = {
 	offsetof(struct ipm_lun_cfg, name), offsetof(struct ipm_lun_cfg, primary),
@@ -936,6 +944,7 @@ static const struct ipm_config_rule rules[] = {
 	  { "address", "port", "unix", "unix-group", "handshake-timeout", "idle-timeout",
 	    "send-timeout", "max-clients", "max-clients-per-address" } },
 	{ "node", "heartbeat-volume", 0, 1, { "path" }, { NULL } },
+	{ "node", "metrics", 0, 1, { "address", "port" }, { NULL } },
 	{ "lun", "backing", 1, 0, { "path" }, { "node", "io" } },
 	{ "lun", "journal", 0, 1, { NULL }, { "path", "max-size" } },
 };
@@ -1397,6 +1406,18 @@ int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *o
 	out->send_timeout = nc->nbd_send_timeout;
 	out->max_clients = nc->nbd_max_clients;
 	out->max_clients_per_address = nc->nbd_max_per_address;
+	return 0;
+}
+
+int ipm_config_metrics_listen(const ipm_config *cfg, const char *node, char *address,
+			      size_t len, uint16_t *port)
+{
+	const struct ipm_node_cfg *nc = ipm_config_node(cfg, node);
+
+	if (!nc || !nc->metrics.address || !nc->metrics.port)
+		return -ENOENT;
+	snprintf(address, len, "%s", nc->metrics.address);
+	*port = nc->metrics.port;
 	return 0;
 }
 

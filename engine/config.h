@@ -26,6 +26,7 @@ struct ipm_node_cfg {
 	unsigned nbd_handshake_timeout, nbd_idle_timeout, nbd_send_timeout;
 	unsigned nbd_max_clients, nbd_max_per_address;
 	char *hb_volume;                /* <heartbeat-volume path>; NULL: none */
+	struct ipm_endpoint metrics;    /* Prometheus /metrics (the daemon's) */
 	int line;
 };
 

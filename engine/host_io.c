@@ -4,7 +4,10 @@
  *
  * A zero-length request inside the LUN is a no-op that succeeds
  * (doc/nbd.md): it is checked like any other, then answered here without
- * touching either copy, so it is never mirrored or journaled. */
+ * touching either copy, so it is never mirrored or journaled.
+ *
+ * It also counts what hosts did (bytes read and written, requests in
+ * flight) for the status snapshot: relaxed atomics, nothing else shared. */
 #include <errno.h>
 
 #include "lun.h"
@@ -17,6 +20,21 @@ static int host_begin(struct ipm_lun *l, uint64_t len, uint64_t off)
 	if (!lun_range_ok(l, len, off))
 		return -EINVAL;
 	return l->role == IPM_ROLE_PRIMARY ? 0 : -EPERM;
+}
+
+static void host_enter(struct ipm_lun *l)
+{
+	__atomic_add_fetch(&l->host_inflight, 1, __ATOMIC_RELAXED);
+}
+
+static void host_leave(struct ipm_lun *l)
+{
+	__atomic_sub_fetch(&l->host_inflight, 1, __ATOMIC_RELAXED);
+}
+
+static void host_count(uint64_t *ctr, uint64_t bytes)
+{
+	__atomic_add_fetch(ctr, bytes, __ATOMIC_RELAXED);
 }
 
 int ipm_lun_check_open(ipm_lun *l, ipm_error *err)
@@ -34,7 +52,12 @@ int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
 
 	if (rc < 0 || len == 0)
 		return rc;
-	return l->ops->read(l, buf, len, off);
+	host_enter(l);
+	rc = l->ops->read(l, buf, len, off);
+	if (rc >= 0)
+		host_count(&l->host_read, len);
+	host_leave(l);
+	return rc;
 }
 
 int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigned flags)
@@ -43,7 +66,12 @@ int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigne
 
 	if (rc < 0 || len == 0)
 		return rc;
-	return l->ops->write(l, buf, len, off, flags);
+	host_enter(l);
+	rc = l->ops->write(l, buf, len, off, flags);
+	if (rc >= 0)
+		host_count(&l->host_written, len);
+	host_leave(l);
+	return rc;
 }
 
 /* An out-of-range request fails alone; an empty one is done. */
@@ -65,9 +93,14 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 	}
 	if (k == 0)
 		return;
+	host_enter(l);
 	l->ops->write_batch(l, ok, k);
-	for (i = 0; i < k; i++)
+	for (i = 0; i < k; i++) {
 		w[at[i]].rc = ok[i].rc;
+		if (ok[i].rc >= 0)
+			host_count(&l->host_written, ok[i].len);
+	}
+	host_leave(l);
 }
 
 int ipm_lun_flush(ipm_lun *l)

@@ -100,6 +100,12 @@ typedef struct ipm_listen {
  * is unknown. */
 int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *out);
 
+/* The Prometheus listener of node (<metrics address port/>, served by
+ * ipmirrord): 0 with address (len bytes) and port; -ENOENT when the node
+ * has none or is unknown. */
+int ipm_config_metrics_listen(const ipm_config *cfg, const char *node, char *address,
+			      size_t len, uint16_t *port);
+
 /* Make node the primary of lun in cfg (the daemon's promote/demote: the
  * engine is then re-created from cfg). -ENOENT for an unknown lun or node. */
 int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node);
@@ -256,6 +262,11 @@ typedef struct ipm_lun_status {
 	uint64_t mirrored_bytes;   /* bytes sent to the peer since start */
 	char generation[40];
 	bool direct_io;            /* aligned requests bypass the page cache */
+	/* host requests on this node since the engine started (a role change
+	 * re-creates it): bytes completed without error, requests in flight */
+	uint64_t written_bytes;
+	uint64_t read_bytes;
+	unsigned inflight;
 } ipm_lun_status;
 
 typedef struct ipm_status {

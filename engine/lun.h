@@ -31,6 +31,9 @@ struct ipm_lun {
 	struct replicator *rep;       /* primary here: sends our writes */
 	/* data generations (mirrored LUNs; doc/generations.md): generation.c's */
 	struct lun_gen g;
+	/* host requests (host_io.c; atomic, relaxed: statistics only) */
+	uint64_t host_written, host_read; /* bytes completed without error */
+	uint32_t host_inflight;           /* requests between entry and return */
 };
 
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,

@@ -36,6 +36,9 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->mirrored = l->cfg->mirrored;
 	s->size = l->size;
 	s->direct_io = l->dfd >= 0;
+	s->written_bytes = __atomic_load_n(&l->host_written, __ATOMIC_RELAXED);
+	s->read_bytes = __atomic_load_n(&l->host_read, __ATOMIC_RELAXED);
+	s->inflight = __atomic_load_n(&l->host_inflight, __ATOMIC_RELAXED);
 	if (l->rep)
 		replicator_lun_status(l->rep, l, s);
 	else if (l->cfg->mirrored && l->engine->rcv)

@@ -354,6 +354,40 @@ static void test_bad_nbd_limits(void **state)
 		    "node \"solo\": nbd max-clients-per-address \"many\" is out of range (1..1024)");
 }
 
+/* <metrics>: given, copied, absent; its port checked like the others. */
+static void test_metrics(void **state)
+{
+	ipm_config *cfg = load_good("good-metrics.xml"), *copy;
+	char addr[64];
+	uint16_t port = 0;
+	struct diags d;
+
+	assert_int_equal(ipm_config_metrics_listen(cfg, "solo", addr, sizeof(addr), &port), 0);
+	assert_string_equal(addr, "127.0.0.1");
+	assert_int_equal(port, 9943);
+	assert_int_equal(ipm_config_metrics_listen(cfg, "nobody", addr, sizeof(addr), &port),
+			 -ENOENT);
+	copy = ipm_config_dup(cfg);
+	ipm_config_free(cfg);
+	assert_non_null(copy);
+	assert_int_equal(ipm_config_metrics_listen(copy, "solo", addr, sizeof(addr), &port), 0);
+	assert_string_equal(addr, "127.0.0.1");
+	ipm_config_free(copy);
+
+	cfg = load_good("good-minimal.xml");
+	assert_int_equal(ipm_config_metrics_listen(cfg, "solo", addr, sizeof(addr), &port),
+			 -ENOENT);
+	ipm_config_free(cfg);
+
+	cfg = NULL;
+	assert_int_equal(load("bad-metrics.xml", &d, &cfg), 3);
+	expect_diag(&d, 4, "node \"node1\": metrics port 10809 clashes with the nbd port");
+	expect_diag(&d, 8, "node \"node2\": metrics address is empty");
+	expect_diag(&d, 8, "node \"node2\": metrics port \"0\" is not a port number (1..65535)");
+	assert_null(cfg);
+	(void)state;
+}
+
 /* A per-node backing wins over the shared one wherever it appears. */
 static void test_backing_lookup(void **state)
 {
@@ -859,6 +893,7 @@ int main(void)
 		cmocka_unit_test(test_nbd_unix_group),
 		cmocka_unit_test(test_nbd_limits),
 		cmocka_unit_test(test_bad_nbd_limits),
+		cmocka_unit_test(test_metrics),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

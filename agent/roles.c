@@ -29,9 +29,9 @@ static const ipm_lun_status *find_lun(const ipm_status *st, const char *lun)
 }
 
 /* The peer has everything: no journaled request it has not confirmed. Or
- * the peer's copy is being replaced whole (the initial sync): it holds
- * nothing to keep, stays inconsistent and is copied whole again from
- * whoever is promoted next, which can only be this node. */
+ * the peer's copy never held the LUN's data (the initial sync): it holds
+ * nothing to keep, stays inconsistent and is copied whole from whoever is
+ * promoted next, which can only be this node. */
 static bool demote_safe(const ipm_lun_status *l)
 {
 	if (!l->mirrored)

@@ -384,13 +384,6 @@ void lun_gen_clean_stop(struct ipm_lun *l)
 void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted)
 {
 	pthread_mutex_lock(&l->g.lock);
-	if (accepted && (verdict & WIRE_LV_FULL) && !l->g.gen.peer_invalid) {
-		/* the peer's copy is no whole image until the copy ends: this
-		 * node may hand the role over meanwhile (nothing of the peer's
-		 * needs keeping), the peer may not take it */
-		l->g.gen.peer_invalid = true;
-		save_locked(l);
-	}
 	if ((verdict & WIRE_LV_SPLITBRAIN) && !l->g.gen.splitbrain) {
 		l->g.gen.splitbrain = true;
 		save_locked(l);

@@ -37,8 +37,9 @@ struct generation {
 			     * yet: the copies never were equal (assume-clean) */
 	bool fill_asked;    /* mirror: the primary was asked for the whole LUN
 			     * (the copy has begun: too late for assume-clean) */
-	bool peer_invalid;  /* primary: the peer's copy is being replaced whole
-			     * (initial sync, its invalidate, a resolve) */
+	bool peer_invalid;  /* primary: the peer's copy never held this line (the
+			     * initial sync, or a forced source): nothing of
+			     * the peer's needs keeping until a resync ends */
 };
 
 /* How the peer's generation relates to ours. */
@@ -132,7 +133,7 @@ void lun_gen_resyncing(struct ipm_lun *l);
 bool lun_gen_consistent(struct ipm_lun *l);
 /* This copy is invalid: it holds no whole image until copied from the peer. */
 bool lun_gen_invalid(struct ipm_lun *l);
-/* Primary: the peer's copy is being replaced whole. */
+/* Primary: the peer's copy never held our line (the initial sync). */
 bool lun_gen_peer_invalid(struct ipm_lun *l);
 /* Mirror: invalidate this copy (ipm_lun_invalidate checked it may be). */
 int lun_gen_invalidate(struct ipm_lun *l, ipm_error *err);

@@ -257,8 +257,8 @@ typedef struct ipm_lun_status {
 	int64_t resync_elapsed_ms; /* since the running resync started (0: none) */
 	uint64_t resync_rate;      /* bytes/s of the running resync so far (0: none) */
 	int64_t resync_eta_s;      /* seconds left at that rate; -1: unknown */
-	bool peer_inconsistent;    /* primary: the peer's copy is being replaced
-				    * whole (initial sync, invalidate, resolve) */
+	bool peer_inconsistent;    /* primary: the peer's copy never held this
+				    * LUN's data (the initial sync runs or is due) */
 	uint64_t mirrored_bytes;   /* bytes sent to the peer since start */
 	char generation[40];
 	bool direct_io;            /* aligned requests bypass the page cache */

@@ -197,7 +197,7 @@ void mark_clean_stop_locked(struct replicator *r)
 	unsigned i;
 
 	IPM_ASSERT_HELD(&r->lock);
-	if (r->link != LINK_LIVE || r->inflight || r->al_users || !resync_empty_locked(&r->rs))
+	if (r->link != LINK_LIVE || r->inflight || r->outside || !resync_empty_locked(&r->rs))
 		return;
 	for (i = 0; i < r->n_luns; i++)
 		if (al_marked(&r->luns[i].al))
@@ -243,7 +243,8 @@ static int rs_wait_answers_locked(void *ctx)
 	struct replicator *r = ctx;
 
 	IPM_ASSERT_HELD(&r->lock);
-	while (r->running && r->link == LINK_RESYNC && r->replays)
+	/* a submitter outside may still journal a write (outside_locked) */
+	while (r->running && r->link == LINK_RESYNC && (r->replays || r->outside))
 		pthread_cond_wait(&r->link_cond, &r->lock);
 	return r->running && r->link == LINK_RESYNC ? 0 : -ECONNRESET;
 }
@@ -271,6 +272,10 @@ static void rs_go_live_locked(void *ctx)
 	r->link = LINK_LIVE;
 	if (r->next_seq > r->host_done_max)
 		r->host_done_max = r->next_seq;
+	/* saved under r->lock on purpose: a go_down may come as soon as it is
+	 * released, and its first journaled write's lun_gen_diverge must see
+	 * the generation shared, or the outage's writes would keep the
+	 * generation the peer holds */
 	for (i = 0; i < r->n_luns; i++)
 		lun_gen_shared(r->luns[i].lun);
 	set_states_locked(r, IPM_STATE_UPTODATE);

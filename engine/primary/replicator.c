@@ -133,6 +133,15 @@ static void al_mark(struct rep_lun *rl, const struct wire_frame *f)
 		qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(rl->lun), err.msg);
 }
 
+/* Back under r->lock from work done with it dropped (r->outside): the
+ * resync may wait for the last one (rs_wait_answers_locked). */
+static void outside_leave_locked(struct replicator *r)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	if (--r->outside == 0)
+		pthread_cond_broadcast(&r->link_cond);
+}
+
 /* Before the log is cleared both copies must hold its writes durably: a
  * node that loses its power loses what it had not flushed, and with the
  * marks gone nothing would resync it. So the local copies are synced
@@ -145,13 +154,13 @@ static void al_flush_locked(struct replicator *r)
 	int rc = 0;
 
 	IPM_ASSERT_HELD(&r->lock);
-	r->al_users++; /* no other settle and no clean stop meanwhile */
+	r->outside++; /* no other settle and no clean stop meanwhile */
 	pthread_mutex_unlock(&r->lock);
 	for (i = 0; i < r->n_luns && rc == 0; i++)
 		if (r->luns[i].al.map)
 			rc = lun_local_flush(r->luns[i].lun);
 	pthread_mutex_lock(&r->lock);
-	r->al_users--;
+	outside_leave_locked(r);
 	/* a request since, or the link went: again when idle */
 	if (rc < 0 || r->next_seq != seq || r->link != LINK_LIVE || !r->running)
 		return;
@@ -186,7 +195,7 @@ bool al_settle_locked(struct replicator *r)
 	unsigned i;
 
 	IPM_ASSERT_HELD(&r->lock);
-	if (r->inflight || r->al_users)
+	if (r->inflight || r->outside)
 		return false;
 	for (i = 0; i < r->n_luns; i++)
 		if (r->luns[i].active)
@@ -199,11 +208,55 @@ bool al_settle_locked(struct replicator *r)
 		al_flush_locked(r);
 		return r->al_flushed;
 	}
-	/* no al_note runs now (al_users is 0 under r->lock) */
+	/* no al_note runs now (outside is 0 under r->lock) */
 	for (i = 0; i < r->n_luns; i++)
 		if (al_clear(&r->luns[i].al, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(r->luns[i].lun), err.msg);
 	return false;
+}
+
+/* What may block on a file before a write leaves, done with r->lock
+ * dropped so that the mirror's answers and other requests go on: the
+ * generation's first save of a run (lun_gen_first_write: write, fsync,
+ * rename), before a live write the activity log's mark (an fdatasync of
+ * its bitmap: a crash from then on must not forget the extent), before a
+ * journaled one the outage's new generation (lun_gen_diverge: a save the
+ * first time). The link may change meanwhile, so the loop decides again
+ * until nothing is left to do. r->outside counts the requests in here:
+ * the monitor does not clear the log nor record a clean stop, and the
+ * resync does not go live (a diverge must not land after its
+ * lun_gen_shared), until they are back. -ESHUTDOWN when stopping. */
+static int outside_locked(struct replicator *r, struct mreq *m)
+{
+	struct ipm_lun *l = m->rl->lun;
+	bool data = m->f.type != WIRE_FLUSH, marked = false, diverged = false;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (;;) {
+		bool first = data && !lun_gen_wrote(l);
+		bool mark = data && r->link == LINK_LIVE && !marked;
+		bool diverge = data && r->link != LINK_LIVE && !diverged;
+
+		if (!first && !mark && !diverge)
+			return 0;
+		r->outside++;
+		pthread_mutex_unlock(&r->lock);
+		if (first)
+			lun_gen_first_write(l);
+		if (mark)
+			al_mark(m->rl, &m->f);
+		if (diverge)
+			lun_gen_diverge(l);
+		pthread_mutex_lock(&r->lock);
+		outside_leave_locked(r);
+		marked |= mark;
+		diverged |= diverge;
+		if (!r->running) {
+			if (data)
+				active_remove(m->rl, m);
+			return -ESHUTDOWN;
+		}
+	}
 }
 
 /* Admit one request: live, it is queued and, with kick, sent at once with
@@ -237,23 +290,10 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 	}
 	if (m->f.type != WIRE_FLUSH)
 		active_add(m->rl, m);
-	if (m->f.type != WIRE_FLUSH && !lun_gen_wrote(m->rl->lun))
-		lun_gen_first_write(m->rl->lun);
-	if (r->link == LINK_LIVE && m->f.type != WIRE_FLUSH) {
-		/* a crash from here on must not forget this extent. The mark may
-		 * cost an fdatasync: not under r->lock, so requests to extents
-		 * already marked and the answers of the mirror go on meanwhile;
-		 * al_users keeps the monitor from clearing the log under us. */
-		r->al_users++;
+	rc = outside_locked(r, m);
+	if (rc < 0) {
 		pthread_mutex_unlock(&r->lock);
-		al_mark(m->rl, &m->f);
-		pthread_mutex_lock(&r->lock);
-		r->al_users--;
-		if (!r->running) {
-			active_remove(m->rl, m);
-			pthread_mutex_unlock(&r->lock);
-			return -ESHUTDOWN;
-		}
+		return rc;
 	}
 	if (r->link == LINK_LIVE) {
 		r->last_live_ms = ipm_now_ms();
@@ -270,8 +310,9 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		 * every number it is told to wait for, and this request reaches
 		 * it later as a replay with a number of its own. */
 		m->f.seq = 0;
-		if (m->f.type != WIRE_FLUSH)
-			lun_gen_diverge(m->rl->lun);
+		/* under r->lock: the journal's order is the order requests
+		 * are admitted here (the host's), and the resync counts its
+		 * records under it to know it caught up */
 		rc = resync_journal_locked(&r->rs, &m->f, m->data);
 		finish_locked(r, m, 0);
 	}

@@ -8,18 +8,23 @@
  * above is held, never the reverse.
  *   r->lock                      the replicator: queue, in-flight table, link,
  *                                and the resync's state (r->rs)
- *     rl->al.lock                the activity log (al_clear, al_marked);
+ *     rl->al.lock                the activity log (al_clear, al_marked, al_fold);
  *                                al_note and al_sync take it alone, with
- *                                r->lock dropped
+ *                                r->lock dropped (outside_locked)
  *     lun->g.lock                generation.c
  *     ca->lock                   connection_array.c (a leaf)
  *     log_lock                   log.c (a leaf; any lock may be held)
  *   w->send_lock                 one sender per socket; taken with r->lock
  *                                dropped (send_batch_locked), never with it
- * What blocks under r->lock, on purpose and rarely: the generation file's
- * save (write, fsync, rename: at a run's first write and an outage's first
- * write) and journal appends and syncs while the peer is unreachable, whose
- * order must be r->lock's order. No network wait happens under it. */
+ * What blocks under r->lock, on purpose: journal appends and syncs while
+ * the peer is unreachable or a resync runs (the journal's order is the
+ * order requests are admitted under r->lock, and the resync counts its
+ * records under it), and the generation file's save (write, fsync, rename)
+ * where its order against the link's changes matters: when a resync goes
+ * live (lun_gen_shared, before any later go_down's diverge) and at a clean
+ * stop (with nothing outstanding, checked under the lock). The run's first
+ * save, an outage's new generation and the activity log's marks are made
+ * with r->lock dropped (outside_locked). No network wait happens under it. */
 #ifndef IPM_REPLICATOR_INT_H
 #define IPM_REPLICATOR_INT_H
 
@@ -129,7 +134,10 @@ struct replicator {
 	unsigned replays;            /* replayed requests not yet answered */
 	struct heartbeat *hb;        /* NULL: judge by the connections alone */
 	pthread_t monitor;
-	unsigned al_users;           /* submitters marking the activity log */
+	unsigned outside;            /* threads working with r->lock dropped:
+				      * submitters in outside_locked (a
+				      * generation save, an activity-log mark)
+				      * and al_flush_locked's local syncs */
 	int64_t last_live_ms;        /* when the last live request was submitted */
 	bool al_flushed;             /* both copies were flushed after the last
 				      * live write: the activity logs may go */

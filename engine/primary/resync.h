@@ -49,8 +49,9 @@ struct resync_ops {
 	 * write marked its extents before its local write, which must land
 	 * before the copy reads them. NULL: nothing to wait for. */
 	void (*quiesce_locked)(void *ctx, uint32_t lun, uint64_t off, uint64_t len);
-	/* Wait until every replayed request was answered: 0, or -ECONNRESET
-	 * when the link left the resync (or stopping) meanwhile. */
+	/* Wait until every replayed request was answered and no host write
+	 * is still on its way to the journal: 0, or -ECONNRESET when the link
+	 * left the resync (or stopping) meanwhile. */
 	int (*wait_answers_locked)(void *ctx);
 	/* New host writes wait (true) or go on to the journal (false). */
 	void (*hold_locked)(void *ctx, bool hold);

@@ -270,6 +270,7 @@ void lun_gen_announce(struct ipm_lun *l, struct wire_lun *wl)
 {
 	pthread_mutex_lock(&l->g.lock);
 	wl->generation = l->g.gen.current;
+	l->g.announced = l->g.gen.current;
 	wl->n_history = (uint8_t)l->g.gen.n_history;
 	memcpy(wl->history, l->g.gen.history, sizeof(wl->history));
 	pthread_mutex_unlock(&l->g.lock);
@@ -353,13 +354,14 @@ void lun_gen_diverge(struct ipm_lun *l)
 	pthread_mutex_unlock(&l->g.lock);
 }
 
-void lun_gen_shared(struct ipm_lun *l)
+bool lun_gen_shared(struct ipm_lun *l)
 {
-	bool first;
+	bool first, named;
 
 	pthread_mutex_lock(&l->g.lock);
-	first = l->g.gen.peer_invalid;
-	if (!l->g.gen.shared || l->g.gen.peer_invalid || l->g.gen.never_synced) {
+	named = l->g.announced == l->g.gen.current;
+	first = named && l->g.gen.peer_invalid;
+	if (named && (!l->g.gen.shared || l->g.gen.peer_invalid || l->g.gen.never_synced)) {
 		l->g.gen.shared = true;
 		l->g.gen.peer_invalid = false;
 		l->g.gen.never_synced = false;
@@ -369,6 +371,11 @@ void lun_gen_shared(struct ipm_lun *l)
 	if (first)
 		qb_log(LOG_NOTICE, "lun %s: %s's copy is complete: both copies are equal",
 		       l->cfg->name, l->engine->peer->name);
+	if (!named)
+		qb_log(LOG_NOTICE, "lun %s: data generation %016llx started after %s heard of %016llx: it shakes hands again",
+		       l->cfg->name, (unsigned long long)l->g.gen.current, l->engine->peer->name,
+		       (unsigned long long)l->g.announced);
+	return named;
 }
 
 void lun_gen_clean_stop(struct ipm_lun *l)

@@ -90,6 +90,8 @@ struct lun_gen {
 				       * last handshake, taken over when a
 				       * resync pass completes */
 	char path[4300];
+	uint64_t announced;           /* primary here: the line the last
+				       * handshake announced to the peer */
 	bool wrote;                   /* primary here: lun_gen_first_write done
 				       * (atomic, read without the lock) */
 };
@@ -114,8 +116,11 @@ void lun_gen_announce(struct ipm_lun *l, struct wire_lun *wl);
 /* Primary: a write the peer cannot see yet. Starts a new generation the
  * first time after the peer held the current one. */
 void lun_gen_diverge(struct ipm_lun *l);
-/* Primary: the peer has everything (resync complete). */
-void lun_gen_shared(struct ipm_lun *l);
+/* Primary: the peer has everything (resync complete). false when our line
+ * moved on after the handshake announced it (a write without the peer in
+ * the meantime): the peer holds the data but not the line's name, so the
+ * caller makes it shake hands again (nothing is marked shared until then). */
+bool lun_gen_shared(struct ipm_lun *l);
 /* Primary: stopped with nothing the peer lacks. */
 void lun_gen_clean_stop(struct ipm_lun *l);
 /* Primary: the peer's verdict on this LUN at a handshake. */

@@ -119,7 +119,7 @@ static void monitor_live_locked(struct replicator *r)
 	IPM_ASSERT_HELD(&r->lock);
 	if (r->force_resync) {
 		r->force_resync = false;
-		go_down_locked(r, "the peer needs a full resync");
+		go_down_locked(r, "the peer needs a new handshake (a full resync, or the name of a new data generation)");
 	} else if (peer_state(r) == IPM_LINK_DOWN)
 		go_down_locked(r, "heartbeat timeout");
 	else if (ca_count_up(&r->ca) == 0)
@@ -276,8 +276,13 @@ static void rs_go_live_locked(void *ctx)
 	 * released, and its first journaled write's lun_gen_diverge must see
 	 * the generation shared, or the outage's writes would keep the
 	 * generation the peer holds */
-	for (i = 0; i < r->n_luns; i++)
-		lun_gen_shared(r->luns[i].lun);
+	for (i = 0; i < r->n_luns; i++) {
+		/* a line the peer has not heard of: one more handshake names it */
+		if (!lun_gen_shared(r->luns[i].lun)) {
+			r->force_resync = true;
+			pthread_cond_broadcast(&r->link_cond);
+		}
+	}
 	set_states_locked(r, IPM_STATE_UPTODATE);
 }
 

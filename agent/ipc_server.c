@@ -186,26 +186,37 @@ static void do_hb(struct ipc_server *s, qb_ipcs_connection_t *c, const struct ip
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
-static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
-		       const struct ipc_request *req)
+/* The request's LUN, or NULL after replying why there is none. */
+static ipm_lun *lun_or_reply(struct ipc_server *s, qb_ipcs_connection_t *c,
+			     const struct ipc_request *req)
 {
-	ipm_lun *l = s->engine ? ipm_engine_lun_by_name(s->engine, req->lun) : NULL;
-	ipm_error err = { "" };
-	int rc;
+	ipm_lun *l;
 
 	if (!s->engine) {
 		reply_error(c, req->hdr.id, -EIO, "the engine is down");
-		return;
+		return NULL;
 	}
+	l = ipm_engine_lun_by_name(s->engine, req->lun);
+	if (!l)
+		reply_error(c, req->hdr.id, -ENOENT, "no lun \"%s\" on %s", req->lun,
+			    ipm_engine_node(s->engine));
+	return l;
+}
+
+static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
+		       const struct ipc_request *req)
+{
+	ipm_error err = { "" };
+	ipm_lun *l;
+	int rc;
+
 	if (!(req->flags & IPC_F_DISCARD_LOCAL)) {
 		reply_error(c, req->hdr.id, -EINVAL, "resolve: say --discard-local");
 		return;
 	}
-	if (!l) {
-		reply_error(c, req->hdr.id, -ENOENT, "no lun \"%s\" on %s", req->lun,
-			    ipm_engine_node(s->engine));
+	l = lun_or_reply(s, c, req);
+	if (!l)
 		return;
-	}
 	rc = ipm_lun_resolve_discard(l, &err);
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
@@ -223,19 +234,12 @@ static void do_log_reopen(qb_ipcs_connection_t *c, const struct ipc_request *req
 static void do_copy_admin(struct ipc_server *s, qb_ipcs_connection_t *c,
 			  const struct ipc_request *req)
 {
-	ipm_lun *l = s->engine ? ipm_engine_lun_by_name(s->engine, req->lun) : NULL;
+	ipm_lun *l = lun_or_reply(s, c, req);
 	ipm_error err = { "" };
 	int rc;
 
-	if (!s->engine) {
-		reply_error(c, req->hdr.id, -EIO, "the engine is down");
+	if (!l)
 		return;
-	}
-	if (!l) {
-		reply_error(c, req->hdr.id, -ENOENT, "no lun \"%s\" on %s", req->lun,
-			    ipm_engine_node(s->engine));
-		return;
-	}
 	if (req->hdr.id == IPC_CMD_INVALIDATE)
 		rc = ipm_lun_invalidate(l, req->flags & IPC_F_FORCE, &err);
 	else

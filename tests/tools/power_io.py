@@ -28,56 +28,17 @@ run, at its own offset, of a write issued there. Exit 0 when so; 1 with the
 first problem.
 """
 import argparse
-import hashlib
 import os
 import random
-import struct
 import sys
 import time
 
 import nbd
 
-BS = 4096
-MAGIC = b"IPMSTAMP"
-HDR = struct.Struct("<8s16sQQ")           # magic, run id, seq, offset
-SUM = 32
-
-
-def stamp(run, seq, off):
-    hdr = HDR.pack(MAGIC, run, seq, off)
-    fill = hashlib.sha256(hdr).digest()
-    body = hdr + (fill * (BS // len(fill)))[:BS - SUM - len(hdr)]
-    return body + hashlib.sha256(body).digest()
-
-
-def parse(block, run, off):
-    if block == bytes(BS):
-        return None, None
-    magic, brun, seq, boff = HDR.unpack_from(block)
-    if magic != MAGIC:
-        return None, "no stamp (not zero either)"
-    if hashlib.sha256(block[:-SUM]).digest() != block[-SUM:]:
-        return None, f"torn: checksum mismatch (header says seq {seq})"
-    if brun != run:
-        return None, f"stamp of another run ({brun!r})"
-    if boff != off:
-        return None, f"seq {seq} stamped for offset {boff}, found at {off}"
-    return seq, None
-
-
-class Log:
-    def __init__(self, path):
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.buf = []
-
-    def add(self, line):
-        self.buf.append(line)
-
-    def sync(self):
-        if self.buf:
-            os.write(self.fd, ("\n".join(self.buf) + "\n").encode())
-            self.buf = []
-            os.fsync(self.fd)
+# the block format and the host's log are stamp_io.py's
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration", "py"))
+from stamp_io import BS, Log, parse, stamp  # noqa: E402
 
 
 def runid(s):

@@ -157,6 +157,8 @@ last_row() { awk -v n="$1" '$2 == n { r = $1 } END { print r + 0 }' "$ROWS"; }
 if [ "$SERVICE_MOVE" = 1 ]; then
 # ---- (a) a clean move ------------------------------------------------------------
 	check "the service commits on $P: 200 rows" within 60 rows_from "$P" 200
+	# an admin moves to a peer that can take the role: up to date and scored
+	within 60 eval 'both_uptodate && scored vol0' || diag "before the move: not both up to date and scored"
 	t_move=$(date +%s.%N)
 	lab exec node1 timeout 150 pcs resource move vol0-clone --promoted --wait=120 >"$T_DIR/move.out" 2>&1
 	check "pcs resource move vol0-clone --promoted (exit 0)" test $? = 0

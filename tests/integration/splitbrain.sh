@@ -34,6 +34,9 @@ check "link down: node1 journaling" wait_for 15 lun_state_is node1 vol0 journali
 write_on node1 "$T_DIR/A"
 check "node1 wrote without its peer: new data generation" \
 	test "$(lun_field node1 vol0 generation)" != "$g1"
+# node2 must have seen its primary go (outdated), or the forced promotion
+# overrides "still its primary and connected" instead (a crit line)
+wait_for 15 lun_state_is node2 vol0 outdated || diag "node2 is $(lun_field node2 vol0 state), not outdated"
 ctl node2 promote vol0 --force >"$T_DIR/promote.out" 2>&1
 check "node2 force-promoted while the link is down" test $? = 0
 write_on node2 "$T_DIR/B"

@@ -53,6 +53,8 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "fullio.h"
+
 #define PG 4096u
 #define BUCKETS 16384u
 #define CTL_NAME ".powerfs"
@@ -183,26 +185,16 @@ static void page_free(struct ov *o, struct page **slot)
  * pending truncation or LOWER's end. */
 static int lower_read(struct ov *o, int fd, uint8_t *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
 	uint64_t limit = o ? o->trunc_low : NO_TRUNC;
+	ssize_t n;
 
 	memset(buf, 0, len);
 	if (off >= limit)
 		return 0;
 	if (limit - off < len)
 		len = (size_t)(limit - off);
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return 0;
+	n = pread_full(fd, buf, len, off);
+	return n < 0 ? (int)n : 0;
 }
 
 /* The page, made from LOWER's bytes when new; data allocated. */
@@ -236,22 +228,6 @@ static struct page *page_get(struct ov *o, uint64_t idx, int *err)
 		}
 	}
 	return p;
-}
-
-static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
 }
 
 /* One page to LOWER (clipped to the file's size). */

@@ -57,8 +57,8 @@ struct rconn {
 	unsigned n_acks;
 	bool hold_acks;
 	int refs;
-	struct ipm_lun *luns[WIRE_MAX_LUNS]; /* wire index -> our LUN */
-	uint32_t n_luns;
+	struct ipm_lun *luns[WIRE_MAX_LUNS]; /* wire id -> our LUN (NULL: none) */
+	uint32_t n_luns;              /* ids are below it */
 	unsigned pool;                /* its handshake slot's (POOL_*) */
 	struct rconn *next;
 };
@@ -600,6 +600,11 @@ static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 		return read_hbslot(b, hdr, err);
 	}
 	q->lun = c->luns[q->f.lun];
+	if (!q->lun) {
+		rc = ipm_fail(err, -EINVAL, "%s frame for lun id %u, not negotiated",
+			      q->f.type == WIRE_WRITE ? "WRITE" : "request", q->f.lun);
+		goto fail;
+	}
 	if (!lun_range_ok(q->lun, q->f.length, q->f.offset)) {
 		rc = ipm_fail(err, -EPROTO, "request %llu for lun %s is out of range",
 			      (unsigned long long)q->f.seq, ipm_lun_name(q->lun));
@@ -734,6 +739,7 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	ipm_engine *e = c->rc->e;
 	char why[WIRE_MSG_LEN] = "";
 	unsigned verdict;
+	struct ipm_lun *by_pos[WIRE_MAX_LUNS];
 	uint32_t i;
 	int refuse = 0, rc;
 
@@ -761,11 +767,11 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 				 (unsigned long long)wl->size, ipm_mode_name(wl->mode));
 			return EINVAL;
 		}
-		c->luns[i] = l;
+		by_pos[i] = l;
 	}
 	/* every LUN gets a verdict, so the primary learns all of them at once */
 	for (i = 0; i < auth->n_luns; i++) {
-		rc = lun_gen_judge(c->luns[i], &auth->luns[i], &verdict, why, sizeof(why));
+		rc = lun_gen_judge(by_pos[i], &auth->luns[i], &verdict, why, sizeof(why));
 		verdicts[i] = (uint8_t)verdict;
 		if (rc && !refuse) {
 			refuse = rc;
@@ -774,7 +780,12 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	}
 	if (refuse)
 		return refuse;
-	c->n_luns = auth->n_luns;
+	/* frames name them by id (the position in version 4) */
+	for (i = 0; i < auth->n_luns; i++) {
+		c->luns[auth->luns[i].id] = by_pos[i];
+		if (auth->luns[i].id >= c->n_luns)
+			c->n_luns = auth->luns[i].id + 1u;
+	}
 	/* joined before WELCOME, so that it names the record this connection
 	 * is served from */
 	pthread_mutex_lock(&c->rc->lock);
@@ -833,7 +844,8 @@ static void mark_behind(struct rconn *c)
 	unsigned i;
 
 	for (i = 0; i < c->n_luns; i++)
-		__atomic_store_n(&c->luns[i]->insync, false, __ATOMIC_RELAXED);
+		if (c->luns[i])
+			__atomic_store_n(&c->luns[i]->insync, false, __ATOMIC_RELAXED);
 }
 
 /* c joins its session. The same session with a higher base_seq settles
@@ -961,8 +973,8 @@ static void *conn_main(void *arg)
 	pthread_mutex_unlock(&rc->lock);
 	apply_chain(rc, ready, n_ready);
 	ca_set_up(&rc->ca, c->index, c->fd);
-	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s)", c->index,
-	       rc->e->peer->name, c->who, c->n_luns);
+	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s), protocol version %u",
+	       c->index, rc->e->peer->name, c->who, auth->n_luns, hello.version);
 	serve(c);
 	ca_release(&rc->ca, c->index, c->fd);
 	/* the primary goes on without us: we are behind until its next resync */

@@ -82,11 +82,23 @@ static void space_wait_locked(struct replicator *r, bool window_only)
 	r->window_waiters -= window_only;
 }
 
+/* The header as it goes out: from version 5 on the LUN is named by its
+ * id (wire_lun.id), before by its position in AUTH (f.lun, our index). */
+static void encode_locked(struct replicator *r, struct mreq *m)
+{
+	struct wire_frame f = m->f;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (r->wire_version >= 5)
+		f.lun = r->wire_luns[m->f.lun].id;
+	wire_frame_encode(m->hdr, &f);
+}
+
 static void queue_locked(struct replicator *r, struct mreq *m)
 {
 	IPM_ASSERT_HELD(&r->lock);
 	m->conn = -1;
-	wire_frame_encode(m->hdr, &m->f);
+	encode_locked(r, m);
 	hash_insert(r, m);
 	queue_append(r, m);
 	r->inflight++;
@@ -693,6 +705,9 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 	for (i = 0; i < n_luns; i++) {
 		r->luns[i] = (struct rep_lun){ .lun = luns[i], .index = i };
 		snprintf(r->wire_luns[i].name, WIRE_NAME_LEN, "%s", luns[i]->cfg->name);
+		/* stable: the LUN's place in the config, whatever else this
+		 * direction carries (version 5) */
+		r->wire_luns[i].id = (uint16_t)(luns[i]->cfg - e->cfg->luns);
 		r->wire_luns[i].size = luns[i]->size;
 		r->wire_luns[i].mode = (uint8_t)luns[i]->cfg->mode;
 		luns[i]->wire_index = i;

@@ -143,6 +143,8 @@ struct replicator {
 				      * live write: the activity logs may go */
 	unsigned next_direct;        /* where the search for an idle connection starts */
 	bool force_resync;           /* live, but a LUN needs a full resync */
+	uint16_t wire_version;       /* spoken with peer_record's engine: frames
+				      * name LUNs by id from version 5 on */
 	uint64_t peer_record;        /* the mirror's ordering record our numbered
 				      * requests went to; 0 until the first
 				      * connection after a go_down */

@@ -229,13 +229,19 @@ void forget_record_locked(struct replicator *r)
  * wait for them for ever. Only a fresh start is safe: journal what is
  * unanswered and resync. */
 static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t downs,
-			       ipm_error *err)
+			       uint16_t version, ipm_error *err)
 {
 	IPM_ASSERT_HELD(&r->lock);
 	if (r->downs != downs)
 		return ipm_fail(err, -ECONNRESET, "the link went down during the handshake");
-	if (!r->peer_record)
+	if (!r->peer_record) {
+		/* frames are encoded for it from now on (replicator.c) */
 		r->peer_record = record;
+		r->wire_version = version;
+	}
+	if (r->peer_record == record && r->wire_version != version)
+		return ipm_fail(err, -EPROTO, "%s spoke protocol version %u, before %u on this record",
+				r->e->peer->name, version, r->wire_version);
 	if (r->peer_record == record)
 		return 0;
 	if (r->link != LINK_DOWN) {
@@ -250,58 +256,84 @@ static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t d
 			r->e->peer->name);
 }
 
-static int worker_connect(struct worker *w)
+/* One dial and handshake offering version offer (0: ours): 0 with the
+ * connection in w->fd, or a negative errno (-EPROTONOSUPPORT with *spoken
+ * the version an older peer speaks). */
+static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_error *err)
 {
 	struct replicator *r = w->r;
 	struct hs_client_params p = {
 		.self = r->e->node, .peer = r->e->peer->name,
 		.conn_index = (uint16_t)w->index, .conn_count = (uint16_t)r->n_conns,
 		.secret = r->secret, .session = r->session, .window = r->window,
-		.n_luns = r->n_luns, .luns = r->wire_luns,
+		.n_luns = r->n_luns, .luns = r->wire_luns, .version_max = offer,
+		.version = spoken,
 	};
 	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
 	uint64_t record = 0, downs;
-	ipm_error err = { "" };
-	int fd = dial(r, &err), rc;
+	int fd = dial(r, err), rc;
 
 	p.verdicts = verdicts;
 	p.record = &record;
 	wire_luns_generations(r);
-
-	if (fd < 0) {
-		rc = fd;
-		goto fail;
-	}
+	if (fd < 0)
+		return fd;
 	pthread_mutex_lock(&r->lock);
 	p.base_seq = lowest_unacked(r) - 1;
 	downs = r->downs;
 	w->fd = fd;
 	w->failed = false;
 	pthread_mutex_unlock(&r->lock);
-	rc = handshake_client(fd, &p, &err);
-	take_verdicts(r, verdicts, rc == 0);
+	rc = handshake_client(fd, &p, err);
+	if (rc != -EPROTONOSUPPORT)
+		take_verdicts(r, verdicts, rc == 0);
 	if (rc < 0)
 		goto fail;
 	pthread_mutex_lock(&r->lock);
-	rc = adopt_record_locked(r, record, downs, &err);
+	rc = adopt_record_locked(r, record, downs, *spoken, err);
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0)
 		goto fail;
-	rc = pthread_create(&w->reader, NULL, reader_main, w);
-	if (rc) {
-		rc = ipm_fail(&err, -rc, "cannot start reader thread");
-		goto fail;
-	}
-	ca_set_up(&r->ca, w->index, fd);
-	qb_log(LOG_NOTICE, "connection %u to %s is up", w->index, r->e->peer->name);
-	w->quiet = false;
 	return 0;
 fail:
 	pthread_mutex_lock(&r->lock);
 	w->fd = -1;
 	pthread_mutex_unlock(&r->lock);
-	if (fd >= 0)
-		close(fd);
+	close(fd);
+	return rc;
+}
+
+static int worker_connect(struct worker *w)
+{
+	struct replicator *r = w->r;
+	ipm_error err = { "" };
+	uint16_t spoken = 0;
+	int rc;
+
+	rc = connect_once(w, 0, &spoken, &err);
+	if (rc == -EPROTONOSUPPORT) {
+		/* a peer of the previous release: at once in its version */
+		qb_log(w->quiet ? LOG_DEBUG : LOG_NOTICE, "connection %u to %s: %s", w->index,
+		       r->e->peer->name, err.msg);
+		rc = connect_once(w, spoken, &spoken, &err);
+	}
+	if (rc < 0)
+		goto fail;
+	rc = pthread_create(&w->reader, NULL, reader_main, w);
+	if (rc) {
+		rc = ipm_fail(&err, -rc, "cannot start reader thread");
+		pthread_mutex_lock(&r->lock);
+		close(w->fd);
+		w->fd = -1;
+		pthread_mutex_unlock(&r->lock);
+		goto fail;
+	}
+	ca_set_up(&r->ca, w->index, w->fd);
+	qb_log(LOG_NOTICE, "connection %u to %s is up (protocol version %u)", w->index,
+	       r->e->peer->name, spoken);
+	w->quiet = false;
+	return 0;
+fail:
 	qb_log(w->quiet ? LOG_DEBUG : LOG_WARNING, "connection %u to %s: %s", w->index,
 	       r->e->peer->name, err.msg);
 	w->quiet = true;

@@ -35,6 +35,8 @@ struct hs_conn {
 	uint32_t n_verdicts;		/* server: per-LUN verdicts for WELCOME */
 	uint8_t *verdicts;		/* client: where WELCOME's verdicts go (or NULL) */
 	uint64_t *record;		/* client: where WELCOME's record goes (or NULL) */
+	uint16_t version;		/* of our messages: offered, then agreed */
+	bool agreed;			/* the peer's messages must be in version too */
 	uint8_t lun_flags[WIRE_MAX_LUNS];
 };
 
@@ -126,7 +128,7 @@ static int64_t msg_deadline(const struct hs_conn *c)
 
 static int send_msg(struct hs_conn *c, uint16_t type, size_t body_len, const char *what)
 {
-	wire_hs_hdr_encode(c->buf, type, (uint32_t)body_len);
+	wire_hs_hdr_encode_v(c->buf, c->version, type, (uint32_t)body_len);
 	return io_full(c, true, c->buf, WIRE_HS_HDR_LEN + body_len, msg_deadline(c), what);
 }
 
@@ -143,6 +145,9 @@ static int recv_msg(struct hs_conn *c, uint16_t expect, struct wire_hs_hdr *h, c
 	rc = wire_hs_hdr_decode(c->buf, expect, h, &c->e);
 	if (rc < 0)
 		return rc;
+	if (c->agreed && h->version != c->version)
+		return ipm_fail(&c->e, -EPROTO, "%s sent %s in protocol version %u, agreed on %u",
+				c->peer, what, h->version, c->version);
 	return io_full(c, false, c->buf + WIRE_HS_HDR_LEN, h->len, deadline, what);
 }
 
@@ -203,6 +208,35 @@ static int client_welcome(struct hs_conn *c, const struct wire_hs_hdr *h)
 			w.message[0] ? w.message : strerror(w.status));
 }
 
+/* A server of an older release refused our HELLO in its own version
+ * (doc/wire.md, version negotiation): the caller dials again offering it. */
+static int older_server(struct hs_conn *c, const struct wire_hs_hdr *h,
+			const struct hs_client_params *p)
+{
+	client_welcome(c, h);
+	if (p->version)
+		*p->version = h->version;
+	return ipm_fail(&c->e, -EPROTONOSUPPORT,
+			"%s speaks protocol version %u only (it refused our %u): dialling again in %u",
+			c->peer, h->version, c->version, h->version);
+}
+
+/* CHALLENGE's version is the server's pick: one we offered, and from
+ * version 5 on it announces its range too. */
+static int client_agree(struct hs_conn *c, const struct wire_hs_hdr *h,
+			const struct wire_challenge *ch)
+{
+	if (h->version > c->version)
+		return ipm_fail(&c->e, -EPROTO, "%s picked protocol version %u, we offered up to %u",
+				c->peer, h->version, c->version);
+	if ((h->version >= 5) != (ch->version_max != 0))
+		return ipm_fail(&c->e, -EPROTO, "%s sent a CHALLENGE of version %u with a body of another",
+				c->peer, h->version);
+	c->version = h->version;
+	c->agreed = true;
+	return 0;
+}
+
 /* Read CHALLENGE (or an early refusal) and check the server's proof. */
 static int client_challenge(struct hs_conn *c, const struct hs_client_params *p,
 			    const struct wire_hello *hello, struct wire_challenge *ch)
@@ -214,6 +248,8 @@ static int client_challenge(struct hs_conn *c, const struct hs_client_params *p,
 	rc = recv_msg(c, 0, &h, "CHALLENGE");
 	if (rc < 0)
 		return rc;
+	if (h.type == WIRE_WELCOME && h.version < c->version)
+		return older_server(c, &h, p);
 	if (h.type == WIRE_WELCOME) {
 		rc = client_welcome(c, &h);
 		return rc ? rc : ipm_fail(&c->e, -EPROTO, "%s accepted before authentication",
@@ -223,6 +259,9 @@ static int client_challenge(struct hs_conn *c, const struct hs_client_params *p,
 		return ipm_fail(&c->e, -EPROTO, "expected CHALLENGE from %s, got message type %u",
 				c->peer, h.type);
 	rc = wire_challenge_decode(body(c), h.len, ch, &c->e);
+	if (rc < 0)
+		return rc;
+	rc = client_agree(c, &h, ch);
 	if (rc < 0)
 		return rc;
 	if (strcmp(ch->from, p->peer))
@@ -250,6 +289,10 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 
 	snprintf(hello.from, sizeof(hello.from), "%s", p->self);
 	snprintf(hello.to, sizeof(hello.to), "%s", p->peer);
+	if (c->version >= 5) {
+		hello.version_min = WIRE_VERSION_MIN;
+		hello.version_max = c->version;
+	}
 	auth_random(hello.nonce, sizeof(hello.nonce));
 	n = wire_hello_encode(c->buf + WIRE_HS_HDR_LEN, &hello);
 	rc = send_msg(c, WIRE_HELLO, n, "HELLO");
@@ -260,6 +303,7 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 		return rc;
 
 	auth_mac(p->secret, "client", ch.nonce, hello.nonce, p->self, p->peer, a->mac);
+	a->version = c->version;
 	a->session = p->session;
 	a->base_seq = p->base_seq;
 	a->window = p->window;
@@ -273,7 +317,10 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 	rc = recv_msg(c, WIRE_WELCOME, &h, "WELCOME");
 	if (rc < 0)
 		return rc;
-	return client_welcome(c, &h);
+	rc = client_welcome(c, &h);
+	if (p->version)
+		*p->version = c->version;
+	return rc;
 }
 
 int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err)
@@ -290,6 +337,9 @@ int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err)
 		goto out;
 	}
 	rc = io_begin(&c, fd, p->timeout_ms, p->peer);
+	c.version = wire_version_max();
+	if (p->version_max && p->version_max < c.version)
+		c.version = p->version_max < WIRE_VERSION_MIN ? WIRE_VERSION_MIN : p->version_max;
 	if (rc == 0)
 		rc = client_run(&c, p, a);
 	io_end(&c, err);
@@ -300,6 +350,33 @@ out:
 
 /* ---- server ------------------------------------------------------------------ */
 
+/* The version both speak: the highest of the client's range we know.
+ * A HELLO of version 4 has no range: 4 it is. */
+static int server_agree(struct hs_conn *c, const struct wire_hs_hdr *h, struct wire_hello *hello)
+{
+	uint16_t ours = wire_version_max(), pick;
+
+	if (!hello->version_max) {
+		if (h->version != WIRE_VERSION_MIN)
+			return ipm_fail(&c->e, -EPROTO, "HELLO of protocol version %u has a version %d body",
+					h->version, WIRE_VERSION_MIN);
+		pick = WIRE_VERSION_MIN;
+	} else {
+		if (h->version != hello->version_max)
+			return ipm_fail(&c->e, -EPROTO, "HELLO of protocol version %u announces up to %u",
+					h->version, hello->version_max);
+		pick = hello->version_max < ours ? hello->version_max : ours;
+		if (pick < hello->version_min)
+			return ipm_fail(&c->e, -EPROTO,
+					"no common protocol version: peer speaks %u to %u, we speak %d to %u",
+					hello->version_min, hello->version_max, WIRE_VERSION_MIN, ours);
+	}
+	hello->version = pick;
+	c->version = pick;
+	c->agreed = true;
+	return 0;
+}
+
 static int server_hello(struct hs_conn *c, const char *self, const char *expect_peer,
 			struct wire_hello *hello)
 {
@@ -309,7 +386,13 @@ static int server_hello(struct hs_conn *c, const char *self, const char *expect_
 	rc = recv_msg(c, WIRE_HELLO, &h, "HELLO");
 	if (rc < 0)
 		return rc;
+	/* an early refusal goes out in a version the client knows */
+	if (h.version < c->version)
+		c->version = h.version;
 	rc = wire_hello_decode(body(c), h.len, hello, &c->e);
+	if (rc < 0)
+		return rc;
+	rc = server_agree(c, &h, hello);
 	if (rc < 0)
 		return rc;
 	/* the log names the nodes; an unauthenticated peer learns none */
@@ -359,6 +442,7 @@ static int server_auth(struct hs_conn *c, const char *self, const struct auth_se
 	if (h.type != WIRE_AUTH)
 		return ipm_fail(&c->e, -EPROTO, "expected AUTH from %s, got message type %u",
 				c->peer, h.type);
+	a->version = c->version;
 	rc = wire_auth_decode(body(c), h.len, a, &c->e);
 	if (rc < 0)
 		return rc;
@@ -389,6 +473,10 @@ static int server_run(struct hs_conn *c, const char *self, const char *expect_pe
 	if (rc < 0)
 		return rc;
 	snprintf(ch.from, sizeof(ch.from), "%s", self);
+	if (c->version >= 5) {
+		ch.version_min = WIRE_VERSION_MIN;
+		ch.version_max = wire_version_max();
+	}
 	auth_random(ch.nonce, sizeof(ch.nonce));
 	auth_mac(secret, "server", hello->nonce, ch.nonce, hello->from, self, ch.mac);
 	n = wire_challenge_encode(c->buf + WIRE_HS_HDR_LEN, &ch);
@@ -419,6 +507,7 @@ int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
 	int rc;
 
 	rc = io_begin(&c, fd, timeout_ms, "peer");
+	c.version = wire_version_max();
 	/* one deadline for everything an unauthenticated client sends */
 	c.deadline = ipm_now_ms() + c.timeout_ms;
 	if (rc == 0)

@@ -23,9 +23,15 @@ struct hs_client_params {
 	uint8_t *verdicts;                  /* WIRE_MAX_LUNS bytes for WELCOME's per-LUN
 					     * verdicts (enum wire_lun_verdict), or NULL */
 	uint64_t *record;                   /* out: WELCOME's ordering record, or NULL */
+	uint16_t version_max;               /* the highest version to offer; 0: ours */
+	uint16_t *version;                  /* out, or NULL: the version spoken; with
+					     * -EPROTONOSUPPORT, the one an older server
+					     * speaks (dial again offering it) */
 };
 
-/* Run the client side. 0 when the server sent WELCOME status 0; otherwise a
+/* Run the client side. 0 when the server sent WELCOME status 0;
+ * -EPROTONOSUPPORT when the server is of a release that refuses our
+ * version (it answered in an older one, *p->version); otherwise a
  * negative errno and err says why (including the server's reason text, e.g.
  * "refused by node2: unknown lun \"vol9\""). The client verifies the
  * server's proof before it proves itself; a server without the secret is

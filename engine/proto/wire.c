@@ -5,13 +5,16 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "engine.h"
 #include "wire.h"
 #include "endian.h"
 
 #define HELLO_LEN (2 * WIRE_NAME_LEN + 4 + WIRE_NONCE_LEN)
+#define HELLO_V5_LEN (HELLO_LEN + 4)          /* + version_min, version_max */
 #define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
+#define CHALLENGE_V5_LEN (CHALLENGE_LEN + 4)
 #define AUTH_FIXED_LEN (WIRE_MAC_LEN + 8 + 8 + 4 + 4)
 #define AUTH_LUN_LEN (WIRE_NAME_LEN + 8 + 8 + 1 + 1 + 6 + 8 * WIRE_GEN_HISTORY)
 #define WELCOME_LEN (4 + WIRE_MSG_LEN + 8) /* to n_luns */
@@ -99,12 +102,30 @@ static const char *hs_type_name(unsigned type)
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
 }
 
+uint16_t wire_version_max(void)
+{
+	static int max;
+	const char *env;
+
+	if (!__atomic_load_n(&max, __ATOMIC_RELAXED)) {
+		env = getenv("IPM_WIRE_VERSION_MAX");
+		__atomic_store_n(&max, env && atoi(env) == WIRE_VERSION_MIN ? WIRE_VERSION_MIN
+					 : WIRE_VERSION_MAX, __ATOMIC_RELAXED);
+	}
+	return (uint16_t)max;
+}
+
 size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len)
+{
+	return wire_hs_hdr_encode_v(buf, wire_version_max(), type, body_len);
+}
+
+size_t wire_hs_hdr_encode_v(uint8_t *buf, uint16_t version, uint16_t type, uint32_t body_len)
 {
 	uint8_t *p = buf;
 
 	p = be_put32(p, WIRE_HELLO_MAGIC);
-	p = be_put16(p, WIRE_VERSION);
+	p = be_put16(p, version);
 	p = be_put16(p, type);
 	p = be_put32(p, body_len);
 	return (size_t)(p - buf);
@@ -121,9 +142,17 @@ int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_
 	h->len = be_get32(buf + 8);
 	if (h->magic != WIRE_HELLO_MAGIC)
 		return ipm_fail(err, -EPROTO, "bad handshake magic 0x%08x", h->magic);
-	if (h->version != WIRE_VERSION)
-		return ipm_fail(err, -EPROTO, "peer speaks protocol version %u, we speak %d",
-				h->version, WIRE_VERSION);
+	/* a later version's HELLO starts with version 5's: we can pick ours.
+	 * As the previous release, only its version 4. */
+	if (h->version < WIRE_VERSION_MIN ||
+	    (h->version > wire_version_max() &&
+	     (h->type != WIRE_HELLO || wire_version_max() < 5))) {
+		if (wire_version_max() == WIRE_VERSION_MIN)
+			return ipm_fail(err, -EPROTO, "peer speaks protocol version %u, we speak %d",
+					h->version, WIRE_VERSION_MIN);
+		return ipm_fail(err, -EPROTO, "peer speaks protocol version %u, we speak %d to %u",
+				h->version, WIRE_VERSION_MIN, wire_version_max());
+	}
 	if (h->type < WIRE_HELLO || h->type > WIRE_WELCOME)
 		return ipm_fail(err, -EPROTO, "unknown handshake message type %u", h->type);
 	if (expect_type && h->type != expect_type)
@@ -144,7 +173,19 @@ size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m)
 	p = be_put16(p, m->conn_index);
 	p = be_put16(p, m->conn_count);
 	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
+	if (m->version_max >= 5) {
+		p = be_put16(p, m->version_min);
+		p = be_put16(p, m->version_max);
+	}
 	return (size_t)(p - buf);
+}
+
+/* A version range as announced: min <= max, and version 4 on. */
+static int check_range(uint16_t min, uint16_t max, const char *what, ipm_error *err)
+{
+	if (min < WIRE_VERSION_MIN || min > max || max < 5)
+		return ipm_fail(err, -EPROTO, "%s announces versions %u to %u", what, min, max);
+	return 0;
 }
 
 int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_error *err)
@@ -152,9 +193,18 @@ int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_
 	const uint8_t *p = buf;
 	int rc;
 
-	rc = check_len(len, HELLO_LEN, "HELLO", err);
-	if (rc < 0)
-		return rc;
+	m->version_min = m->version_max = 0;
+	if (len == HELLO_V5_LEN) {
+		m->version_min = be_get16(buf + HELLO_LEN);
+		m->version_max = be_get16(buf + HELLO_LEN + 2);
+		rc = check_range(m->version_min, m->version_max, "HELLO", err);
+		if (rc < 0)
+			return rc;
+	} else {
+		rc = check_len(len, HELLO_LEN, "HELLO", err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = get_text(p, WIRE_NAME_LEN, m->from, false, "HELLO sender name", err);
 	if (rc < 0)
 		return rc;
@@ -180,6 +230,10 @@ size_t wire_challenge_encode(uint8_t *buf, const struct wire_challenge *m)
 	p = put_name(p, m->from, WIRE_NAME_LEN);
 	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
 	p = put_bytes(p, m->mac, WIRE_MAC_LEN);
+	if (m->version_max >= 5) {
+		p = be_put16(p, m->version_min);
+		p = be_put16(p, m->version_max);
+	}
 	return (size_t)(p - buf);
 }
 
@@ -188,9 +242,18 @@ int wire_challenge_decode(const uint8_t *buf, size_t len, struct wire_challenge 
 {
 	int rc;
 
-	rc = check_len(len, CHALLENGE_LEN, "CHALLENGE", err);
-	if (rc < 0)
-		return rc;
+	m->version_min = m->version_max = 0;
+	if (len == CHALLENGE_V5_LEN) {
+		m->version_min = be_get16(buf + CHALLENGE_LEN);
+		m->version_max = be_get16(buf + CHALLENGE_LEN + 2);
+		rc = check_range(m->version_min, m->version_max, "CHALLENGE", err);
+		if (rc < 0)
+			return rc;
+	} else {
+		rc = check_len(len, CHALLENGE_LEN, "CHALLENGE", err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = get_text(buf, WIRE_NAME_LEN, m->from, false, "CHALLENGE sender name", err);
 	if (rc < 0)
 		return rc;
@@ -219,7 +282,9 @@ size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m)
 		p = be_put64(p, l->generation);
 		*p++ = l->mode;
 		*p++ = l->n_history;
-		memset(p, 0, 6);	/* reserved */
+		memset(p, 0, 6);	/* reserved; version 5: the id first */
+		if (m->version >= 5)
+			be_put16(p, l->id);
 		p += 6;
 		for (k = 0; k < WIRE_GEN_HISTORY; k++)
 			p = be_put64(p, k < l->n_history ? l->history[k] : 0);
@@ -227,7 +292,8 @@ size_t wire_auth_encode(uint8_t *buf, const struct wire_auth *m)
 	return (size_t)(p - buf);
 }
 
-static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_error *err)
+static int lun_decode(const uint8_t *p, uint32_t i, uint16_t version, struct wire_lun *l,
+		      ipm_error *err)
 {
 	char what[48];
 	int rc, k;
@@ -241,7 +307,11 @@ static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_erro
 	l->generation = be_get64(p + 8);
 	l->mode = p[16];
 	l->n_history = p[17];
-	for (k = 18; k < 24; k++)
+	l->id = version >= 5 ? be_get16(p + 18) : (uint16_t)i;
+	if (l->id >= WIRE_MAX_LUNS)
+		return ipm_fail(err, -EINVAL, "AUTH lun %u: id %u, limit %d", i, l->id,
+				WIRE_MAX_LUNS - 1);
+	for (k = version >= 5 ? 20 : 18; k < 24; k++)
 		if (p[k])
 			return ipm_fail(err, -EPROTO, "AUTH lun %u: reserved bytes are not zero", i);
 	if (l->n_history > WIRE_GEN_HISTORY)
@@ -249,6 +319,20 @@ static int lun_decode(const uint8_t *p, uint32_t i, struct wire_lun *l, ipm_erro
 				l->n_history, WIRE_GEN_HISTORY);
 	for (k = 0; k < WIRE_GEN_HISTORY; k++)
 		l->history[k] = be_get64(p + 24 + 8 * k);
+	return 0;
+}
+
+/* Two LUNs of one AUTH with the same id would share their frames. */
+static int check_ids(const struct wire_auth *m, ipm_error *err)
+{
+	uint8_t seen[WIRE_MAX_LUNS] = { 0 };
+	uint32_t i;
+
+	for (i = 0; i < m->n_luns; i++) {
+		if (seen[m->luns[i].id]++)
+			return ipm_fail(err, -EINVAL, "AUTH lun %u: id %u is taken by another lun",
+					i, m->luns[i].id);
+	}
 	return 0;
 }
 
@@ -278,11 +362,11 @@ int wire_auth_decode(const uint8_t *buf, size_t len, struct wire_auth *m, ipm_er
 		return ipm_fail(err, -EINVAL, "AUTH window %u outside 1..%d", m->window,
 				WIRE_MAX_WINDOW);
 	for (i = 0; i < m->n_luns; i++, p += AUTH_LUN_LEN) {
-		rc = lun_decode(p, i, &m->luns[i], err);
+		rc = lun_decode(p, i, m->version, &m->luns[i], err);
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
+	return check_ids(m, err);
 }
 
 size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m)

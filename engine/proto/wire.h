@@ -13,9 +13,13 @@
 #include <stdint.h>
 #include "ipmirror.h"
 
-#define WIRE_VERSION 4                 /* 2: HBSLOT frames; 3: generations in AUTH,
-					 * per-LUN verdicts in WELCOME; 4: the
-					 * mirror's ordering record in WELCOME */
+/* Versions: 2 HBSLOT frames; 3 generations in AUTH, per-LUN verdicts in
+ * WELCOME; 4 the mirror's ordering record in WELCOME; 5 a negotiated
+ * version range in HELLO/CHALLENGE, stable LUN ids in AUTH and frames.
+ * A pair speaks the highest version both know (doc/wire.md). */
+#define WIRE_VERSION_MIN 4             /* the previous release's */
+#define WIRE_VERSION_MAX 5
+#define WIRE_VERSION WIRE_VERSION_MAX
 #define WIRE_HELLO_MAGIC 0x49504d48u   /* "IPMH" handshake messages */
 #define WIRE_FRAME_MAGIC 0x49504d46u   /* "IPMF" request/ack frames */
 #define WIRE_NONCE_LEN 32
@@ -53,16 +57,25 @@ struct wire_hello {
 	uint16_t conn_index;           /* 0..conn_count-1 */
 	uint16_t conn_count;
 	uint8_t nonce[WIRE_NONCE_LEN];
+	/* version 5 on: the versions the client speaks (a body of
+	 * HELLO_V5_LEN); both 0 in a version 4 HELLO. Not encoded: */
+	uint16_t version_min, version_max;
+	uint16_t version;              /* the server's pick, for its check callback */
 };
 
 struct wire_challenge {
 	char from[WIRE_NAME_LEN];      /* the accepting (mirror) node */
 	uint8_t nonce[WIRE_NONCE_LEN];
 	uint8_t mac[WIRE_MAC_LEN];     /* proves the server knows the secret */
+	/* version 5 on: the versions the server speaks (0 in version 4) */
+	uint16_t version_min, version_max;
 };
 
 struct wire_lun {
 	char name[WIRE_NAME_LEN];
+	uint16_t id;                   /* version 5: the LUN's id in frames (the
+					* primary's config index); version 4:
+					* its position in AUTH's list */
 	uint64_t size;
 	uint8_t mode;                  /* enum ipm_mode */
 	uint64_t generation;           /* the primary's current data generation */
@@ -71,6 +84,8 @@ struct wire_lun {
 };
 
 struct wire_auth {
+	uint16_t version;              /* not encoded: the layout (set before
+					* encoding or decoding; < 5 is version 4's) */
 	uint8_t mac[WIRE_MAC_LEN];     /* proves the client knows the secret */
 	uint64_t session;              /* random per primary process lifetime */
 	uint64_t base_seq;             /* every seq <= base_seq is already applied */
@@ -120,7 +135,7 @@ struct wire_frame {
 	uint32_t magic;
 	uint16_t type;
 	uint16_t flags;
-	uint32_t lun;        /* index into the handshake's LUN list */
+	uint32_t lun;        /* the LUN's wire id (struct wire_lun.id) */
 	uint32_t len;        /* payload bytes that follow (WRITE only) */
 	uint64_t seq;        /* request id, increasing per direction */
 	uint64_t dep;        /* apply only after every seq <= dep is applied */
@@ -134,11 +149,21 @@ struct wire_frame {
 /* Encoders write exactly the encoded length and return it. Decoders return 0,
  * or a negative errno with a reason in err (-EPROTO malformed, -EMSGSIZE too
  * large, -EBADMSG bad checksum / MAC, -EINVAL bad value). */
+/* The highest version this process speaks: WIRE_VERSION_MAX, or 4 when
+ * IPM_WIRE_VERSION_MAX=4 is in the environment (tests: the process then
+ * behaves as the previous release, which knew version 4 alone). */
+uint16_t wire_version_max(void);
+/* The header in version wire_version_max(), or in version v. */
 size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len);
-/* expect_type 0 accepts any handshake type (a refusal comes as WELCOME). */
+size_t wire_hs_hdr_encode_v(uint8_t *buf, uint16_t version, uint16_t type, uint32_t body_len);
+/* expect_type 0 accepts any handshake type (a refusal comes as WELCOME).
+ * Versions WIRE_VERSION_MIN..wire_version_max() are accepted, and a HELLO
+ * of any later version (its body starts with version 5's layout). */
 int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_hdr *h,
 		       ipm_error *err);
 
+/* HELLO and CHALLENGE: version 5's body (with the version range) when
+ * m->version_max >= 5, else version 4's; decoders tell them by length. */
 size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m);
 int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_error *err);
 size_t wire_challenge_encode(uint8_t *buf, const struct wire_challenge *m);

@@ -22,8 +22,8 @@
 #include "wire_samples.h"
 
 static const struct wire_lun test_luns[2] = {
-	{ .name = "vol0", .size = 1 << 20, .mode = 0, .generation = 11 },
-	{ .name = "vol1", .size = 1ull << 34, .mode = 1, .generation = 0x8000000000000001ull },
+	{ .name = "vol0", .id = 3, .size = 1 << 20, .mode = 0, .generation = 11 },
+	{ .name = "vol1", .id = 7, .size = 1ull << 34, .mode = 1, .generation = 0x8000000000000001ull },
 };
 
 struct server {
@@ -240,7 +240,8 @@ static void raw_send(int fd, uint16_t type, const uint8_t *body, size_t len)
 {
 	uint8_t hdr[WIRE_HS_HDR_LEN];
 
-	wire_hs_hdr_encode(hdr, type, (uint32_t)len);
+	/* the raw messages are version 4's (sample_hello has no range) */
+	wire_hs_hdr_encode_v(hdr, WIRE_VERSION_MIN, type, (uint32_t)len);
 	assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
 	if (len)
 		assert_int_equal(write(fd, body, len), (ssize_t)len);
@@ -339,10 +340,63 @@ static void test_hs_version_mismatch(void **state)
 	uint8_t hdr[WIRE_HS_HDR_LEN];
 
 	wire_hs_hdr_encode(hdr, WIRE_CHALLENGE, 0);
-	hdr[5] = 5;
+	hdr[5] = 6;
 	assert_int_equal(write(t->srv.fd, hdr, sizeof(hdr)), sizeof(hdr));
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTO, &t->err,
-		   "peer speaks protocol version 5, we speak 4");
+		   "peer speaks protocol version 6, we speak 4 to 5");
+}
+
+/* Both of this release: version 5, and the LUNs' ids reach the server. */
+static void test_hs_negotiates_5(void **state)
+{
+	struct pair *t = *state;
+	uint16_t spoken = 0;
+
+	t->p.version = &spoken;
+	assert_int_equal(run_pair(t, &t->srv.secret), 0);
+	assert_int_equal(spoken, 5);
+	assert_int_equal(t->srv.hello.version, 5);
+	assert_int_equal(t->srv.hello.version_min, WIRE_VERSION_MIN);
+	assert_int_equal(t->srv.hello.version_max, 5);
+	assert_int_equal(t->srv.auth->luns[0].id, 3);
+	assert_int_equal(t->srv.auth->luns[1].id, 7);
+}
+
+/* A client that offers version 4 alone (the previous release's HELLO):
+ * the server speaks 4, and LUN ids are the positions in AUTH. */
+static void test_hs_client_offers_4(void **state)
+{
+	struct pair *t = *state;
+	uint16_t spoken = 0;
+
+	t->p.version = &spoken;
+	t->p.version_max = 4;
+	assert_int_equal(run_pair(t, &t->srv.secret), 0);
+	assert_int_equal(spoken, 4);
+	assert_int_equal(t->srv.hello.version, 4);
+	assert_int_equal(t->srv.hello.version_max, 0);
+	assert_int_equal(t->srv.auth->luns[0].id, 0);
+	assert_int_equal(t->srv.auth->luns[1].id, 1);
+}
+
+/* A server of the previous release refuses our HELLO in its version 4
+ * (as 049e082 does): the client says to dial again in 4. */
+static void test_hs_older_server(void **state)
+{
+	struct pair *t = *state;
+	struct wire_welcome w = { .status = EPROTO };
+	uint8_t buf[WIRE_HS_HDR_LEN + 512];
+	uint16_t spoken = 0;
+	size_t n;
+
+	snprintf(w.message, sizeof(w.message), "peer speaks protocol version 5, we speak 4");
+	n = wire_welcome_encode(buf + WIRE_HS_HDR_LEN, &w);
+	wire_hs_hdr_encode_v(buf, 4, WIRE_WELCOME, (uint32_t)n);
+	assert_int_equal(write(t->srv.fd, buf, WIRE_HS_HDR_LEN + n), (ssize_t)(WIRE_HS_HDR_LEN + n));
+	t->p.version = &spoken;
+	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTONOSUPPORT, &t->err,
+		   "node2 speaks protocol version 4 only (it refused our 5): dialling again in 4");
+	assert_int_equal(spoken, 4);
 }
 
 /* A server that sends half a CHALLENGE and stalls: the client times out. */
@@ -411,6 +465,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_hs_accept, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_negotiates_5, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_client_offers_4, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_older_server, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_wrong_secret, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_check_refuses, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_wrong_node, pair_setup, pair_teardown),

@@ -181,7 +181,7 @@ static void test_hs_hdr(void **state)
 	ipm_error err = { "" };
 
 	assert_int_equal(wire_hs_hdr_encode(buf, WIRE_AUTH, 1234), WIRE_HS_HDR_LEN);
-	assert_memory_equal(buf, "IPMH\0\4\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
+	assert_memory_equal(buf, "IPMH\0\5\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
 	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), 0);
 	assert_int_equal(h.magic, WIRE_HELLO_MAGIC);
 	assert_int_equal(h.version, WIRE_VERSION);
@@ -198,7 +198,13 @@ static void test_hs_hdr(void **state)
 	buf[3] = 'H';
 	buf[5] = 1;
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
-		   "peer speaks protocol version 1, we speak 4");
+		   "peer speaks protocol version 1, we speak 4 to 5");
+	buf[5] = 6;	/* a later version: only its HELLO is read (for the range) */
+	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
+		   "peer speaks protocol version 6, we speak 4 to 5");
+	wire_hs_hdr_encode_v(buf, 6, WIRE_HELLO, 168);
+	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_HELLO, &h, &err), 0);
+	assert_int_equal(h.version, 6);
 
 	wire_hs_hdr_encode(buf, 9, 0);
 	check_fail(wire_hs_hdr_decode(buf, 0, &h, &err), -EPROTO, &err,

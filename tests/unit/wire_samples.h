@@ -33,6 +33,7 @@ static inline struct wire_auth *sample_auth(uint32_t n_luns)
 	a->n_luns = n_luns;
 	for (i = 0; i < n_luns; i++) {
 		snprintf(a->luns[i].name, WIRE_NAME_LEN, "vol%u", i);
+		a->luns[i].id = (uint16_t)i;
 		a->luns[i].size = (uint64_t)(i + 1) << 30;
 		a->luns[i].mode = (uint8_t)(i & 1);
 		a->luns[i].generation = 0xabcdef0000000000ull + i;

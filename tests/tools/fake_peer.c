@@ -212,6 +212,8 @@ int main(int argc, char **argv)
 		if (parse_lun(argv[i], &luns[n]) < 0) {
 			fprintf(stderr, "fake_peer: bad lun \"%s\"\n", argv[i]);
 			return 2;
+		} else {
+			luns[n].id = (uint16_t)n;	/* its frames' lun (version 5) */
 		}
 	if (auth_secret_load(argv[5], &secret, &err) < 0) {
 		fprintf(stderr, "fake_peer: %s\n", err.msg);

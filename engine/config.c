@@ -309,6 +309,56 @@ static void parse_connections(struct loader *ld, const xmlNode *n)
 	free(s);
 }
 
+/* A credential file of a tls attribute: absolute, and short enough for
+ * ipm_listen's buffers. NULL when absent or refused (reported). */
+static char *tls_path_attr(struct loader *ld, const xmlNode *n, const char *name,
+			   const char *what)
+{
+	size_t max = sizeof(((ipm_listen *)0)->tls_cert) - 1;
+	char *p = path_attr(ld, n, name, what);
+
+	if (p && strlen(p) > max) {
+		report(ld, line_of(n), "%s \"%s\" is too long (at most %zu bytes)", what, p, max);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+const char *ipm_tls_mode_name(enum ipm_tls_mode m)
+{
+	return m == IPM_TLS_PSK ? "psk" : m == IPM_TLS_X509 ? "x509" : "off";
+}
+
+/* <tls mode="off|psk|x509" cert key ca/>: psk needs nothing more (the key
+ * comes from the shared secret); x509 needs all three files. */
+static void parse_tls(struct loader *ld, const xmlNode *n)
+{
+	ipm_config *cfg = ld->cfg;
+	char *mode = attr(ld, n, "mode");
+
+	cfg->tls_line = line_of(n);
+	cfg->tls_cert = tls_path_attr(ld, n, "cert", "tls cert");
+	cfg->tls_key = tls_path_attr(ld, n, "key", "tls key");
+	cfg->tls_ca = tls_path_attr(ld, n, "ca", "tls ca");
+	if (!mode || !strcmp(mode, "off"))
+		cfg->tls_mode = IPM_TLS_OFF;
+	else if (!strcmp(mode, "psk"))
+		cfg->tls_mode = IPM_TLS_PSK;
+	else if (!strcmp(mode, "x509"))
+		cfg->tls_mode = IPM_TLS_X509;
+	else
+		report(ld, cfg->tls_line, "tls mode \"%s\" is not one of off, psk, x509", mode);
+	if (cfg->tls_mode == IPM_TLS_X509 && !(cfg->tls_cert && cfg->tls_key && cfg->tls_ca))
+		report(ld, cfg->tls_line, "tls mode \"x509\" needs cert, key and ca");
+	if (cfg->tls_mode != IPM_TLS_X509 && (cfg->tls_cert || cfg->tls_key || cfg->tls_ca))
+		report(ld, cfg->tls_line, "tls cert, key and ca are for mode \"x509\" only");
+	if (cfg->tls_mode != IPM_TLS_OFF)  /* TLS_MIRROR_PENDING: lands next */
+		report(ld, cfg->tls_line, "tls mode \"%s\": TLS on the mirror connections is not "
+		       "implemented yet", mode);
+	free(mode);
+}
+
 static void parse_log(struct loader *ld, const xmlNode *n)
 {
 	static const struct { const char *name; int prio; } levels[] = {
@@ -465,6 +515,38 @@ static void parse_nbd_limits(struct loader *ld, const xmlNode *n, struct ipm_nod
 	}
 }
 
+/* <nbd tls=... tls-psk-file tls-cert tls-key tls-ca>: TLS for hosts. */
+static void parse_nbd_tls(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *nc)
+{
+	char *mode = attr(ld, n, "tls");
+	bool creds;
+
+	nc->nbd_tls_psk_file = tls_path_attr(ld, n, "tls-psk-file", "nbd tls-psk-file");
+	nc->nbd_tls_cert = tls_path_attr(ld, n, "tls-cert", "nbd tls-cert");
+	nc->nbd_tls_key = tls_path_attr(ld, n, "tls-key", "nbd tls-key");
+	nc->nbd_tls_ca = tls_path_attr(ld, n, "tls-ca", "nbd tls-ca");
+	creds = nc->nbd_tls_psk_file || nc->nbd_tls_cert;
+	if (!mode || !strcmp(mode, "off"))
+		nc->nbd_tls = IPM_NBD_TLS_OFF;
+	else if (!strcmp(mode, "on"))
+		nc->nbd_tls = IPM_NBD_TLS_ON;
+	else if (!strcmp(mode, "require"))
+		nc->nbd_tls = IPM_NBD_TLS_REQUIRE;
+	else
+		report(ld, nc->nbd.line, "node \"%s\": nbd tls \"%s\" is not one of off, on, require",
+		       nc->name, mode);
+	if (nc->nbd_tls != IPM_NBD_TLS_OFF && !creds)
+		report(ld, nc->nbd.line, "node \"%s\": nbd tls \"%s\" needs tls-psk-file, or "
+		       "tls-cert and tls-key", nc->name, mode);
+	if (!nc->nbd_tls_cert != !nc->nbd_tls_key)
+		report(ld, nc->nbd.line, "node \"%s\": nbd tls-cert and tls-key go together",
+		       nc->name);
+	if (nc->nbd_tls_ca && !nc->nbd_tls_cert)
+		report(ld, nc->nbd.line, "node \"%s\": nbd tls-ca (client certificates) needs "
+		       "tls-cert and tls-key", nc->name);
+	free(mode);
+}
+
 static void parse_nbd(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *nc)
 {
 	bool has_port = xmlHasProp(n, BAD_CAST "port") != NULL;
@@ -491,6 +573,7 @@ static void parse_nbd(struct loader *ld, const xmlNode *n, struct ipm_node_cfg *
 	nc->nbd_unix = path;
 	parse_nbd_group(ld, n, nc);
 	parse_nbd_limits(ld, n, nc);
+	parse_nbd_tls(ld, n, nc);
 }
 
 static void parse_node(struct loader *ld, const xmlNode *n)
@@ -726,6 +809,7 @@ static bool parse_lun(struct loader *ld, const xmlNode *n, struct ipm_lun_cfg *l
 static const size_t config_strs[] = {
 	offsetof(ipm_config, path), offsetof(ipm_config, secret_file),
 	offsetof(ipm_config, log_file), offsetof(ipm_config, hb_state_dir),
+	offsetof(ipm_config, tls_cert), offsetof(ipm_config, tls_key), offsetof(ipm_config, tls_ca),
 };
 static const size_t node_strs[] = {
 	offsetof(struct ipm_node_cfg, name), offsetof(struct ipm_node_cfg, data.address),
@@ -733,6 +817,8 @@ static const size_t node_strs[] = {
 	offsetof(struct ipm_node_cfg, nbd.address), offsetof(struct ipm_node_cfg, nbd_unix),
 	offsetof(struct ipm_node_cfg, nbd_unix_group), offsetof(struct ipm_node_cfg, hb_volume),
 	offsetof(struct ipm_node_cfg, metrics.address),
+	offsetof(struct ipm_node_cfg, nbd_tls_psk_file), offsetof(struct ipm_node_cfg, nbd_tls_cert),
+	offsetof(struct ipm_node_cfg, nbd_tls_key), offsetof(struct ipm_node_cfg, nbd_tls_ca),
 };
 static const size_t lun_strs[] = {
 	offsetof(struct ipm_lun_cfg, name), offsetof(struct ipm_lun_cfg, primary),
@@ -905,6 +991,8 @@ static void parse_doc(struct loader *ld, const xmlNode *root)
 			parse_heartbeat(ld, c);
 		} else if (is(c, "connections")) {
 			parse_connections(ld, c);
+		} else if (is(c, "tls")) {
+			parse_tls(ld, c);
 		} else if (is(c, "log")) {
 			parse_log(ld, c);
 		} else if (is(c, "mirror")) {
@@ -933,6 +1021,7 @@ static const struct ipm_config_rule rules[] = {
 	{ "ipmirror", "heartbeat", 0, 1, { NULL },
 	  { "interval", "timeout", "probation", "method", "state-dir" } },
 	{ "ipmirror", "connections", 0, 1, { "count" }, { NULL } },
+	{ "ipmirror", "tls", 0, 1, { "mode" }, { "cert", "key", "ca" } },
 	{ "ipmirror", "log", 0, 1, { NULL }, { "level", "file" } },
 	{ "ipmirror", "mirror", 0, 1, { NULL }, { "async-window" } },
 	{ "ipmirror", "resync", 0, 1, { NULL }, { "rate" } },
@@ -942,7 +1031,8 @@ static const struct ipm_config_rule rules[] = {
 	{ "node", "heartbeat", 0, 1, { "address", "port" }, { NULL } },
 	{ "node", "nbd", 0, 1, { NULL },
 	  { "address", "port", "unix", "unix-group", "handshake-timeout", "idle-timeout",
-	    "send-timeout", "max-clients", "max-clients-per-address" } },
+	    "send-timeout", "max-clients", "max-clients-per-address", "tls", "tls-psk-file",
+	    "tls-cert", "tls-key", "tls-ca" } },
 	{ "node", "heartbeat-volume", 0, 1, { "path" }, { NULL } },
 	{ "node", "metrics", 0, 1, { "address", "port" }, { NULL } },
 	{ "lun", "backing", 1, 0, { "path" }, { "node", "io" } },
@@ -1406,6 +1496,15 @@ int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *o
 	out->send_timeout = nc->nbd_send_timeout;
 	out->max_clients = nc->nbd_max_clients;
 	out->max_clients_per_address = nc->nbd_max_per_address;
+	out->tls = nc->nbd_tls;
+	if (nc->nbd_tls_psk_file)
+		snprintf(out->tls_psk_file, sizeof(out->tls_psk_file), "%s", nc->nbd_tls_psk_file);
+	if (nc->nbd_tls_cert)
+		snprintf(out->tls_cert, sizeof(out->tls_cert), "%s", nc->nbd_tls_cert);
+	if (nc->nbd_tls_key)
+		snprintf(out->tls_key, sizeof(out->tls_key), "%s", nc->nbd_tls_key);
+	if (nc->nbd_tls_ca)
+		snprintf(out->tls_ca, sizeof(out->tls_ca), "%s", nc->nbd_tls_ca);
 	return 0;
 }
 

@@ -25,6 +25,9 @@ struct ipm_node_cfg {
 	/* <nbd> client limits; 0 = unset (default), except idle 0 = never */
 	unsigned nbd_handshake_timeout, nbd_idle_timeout, nbd_send_timeout;
 	unsigned nbd_max_clients, nbd_max_per_address;
+	/* <nbd tls=...>: enum ipm_nbd_tls, and its credentials (NULL: none) */
+	int nbd_tls;
+	char *nbd_tls_psk_file, *nbd_tls_cert, *nbd_tls_key, *nbd_tls_ca;
 	char *hb_volume;                /* <heartbeat-volume path>; NULL: none */
 	struct ipm_endpoint metrics;    /* Prometheus /metrics (the daemon's) */
 	int line;
@@ -69,6 +72,10 @@ struct ipm_config {
 	uint64_t resync_rate;      /* bytes/s, 0 = unlimited */
 	int log_level;             /* syslog priority, -1 unset */
 	char *log_file;
+	/* <tls mode cert key ca/>: the mirror connections (doc/wire.md) */
+	enum ipm_tls_mode tls_mode;
+	char *tls_cert, *tls_key, *tls_ca;
+	int tls_line;
 	struct ipm_node_cfg nodes[IPM_MAX_NODES];
 	unsigned n_nodes;
 	struct ipm_lun_cfg *luns;
@@ -93,7 +100,7 @@ int ipm_config_node_index(const ipm_config *cfg, const char *node);
  * (config.c); tests/unit/test_schema.c proves the table and the schema
  * agree. */
 #define IPM_RULE_REQUIRED 3
-#define IPM_RULE_OPTIONAL 9
+#define IPM_RULE_OPTIONAL 14
 struct ipm_config_rule {
 	const char *parent;        /* NULL: the root */
 	const char *name;

@@ -87,7 +87,20 @@ typedef struct ipm_listen {
 	unsigned send_timeout;      /* s of replies without progress */
 	unsigned max_clients;
 	unsigned max_clients_per_address;
+	/* NBD_OPT_STARTTLS (doc/nbd.md): enum ipm_nbd_tls and the credentials,
+	 * a psktool-format PSK file and/or an X.509 certificate and key (and a
+	 * CA to require client certificates); "" when unset */
+	int tls;
+	char tls_psk_file[256];
+	char tls_cert[256], tls_key[256], tls_ca[256];
 } ipm_listen;
+
+/* <nbd tls=...>: off (STARTTLS refused), on (offered), require (every TCP
+ * client must start TLS before anything else). */
+enum ipm_nbd_tls { IPM_NBD_TLS_OFF, IPM_NBD_TLS_ON, IPM_NBD_TLS_REQUIRE };
+/* <tls mode=...>: the mirror connections. */
+enum ipm_tls_mode { IPM_TLS_OFF, IPM_TLS_PSK, IPM_TLS_X509 };
+const char *ipm_tls_mode_name(enum ipm_tls_mode m);
 
 /* Defaults and bounds of the <nbd> client limits (doc/config.md). */
 #define IPM_NBD_HANDSHAKE_TIMEOUT 10

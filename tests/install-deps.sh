@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
-	libqb-dev libxml2-dev libxml2-utils libcmocka-dev nettle-dev liburing-dev \
+	libqb-dev libxml2-dev libxml2-utils libcmocka-dev nettle-dev libgnutls28-dev gnutls-bin liburing-dev \
 	libnbd-bin python3-libnbd qemu-utils qemu-system-common nbdkit fio \
 	nbdfuse e2fsprogs sqlite3 libfuse3-dev fuse3 \
 	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \

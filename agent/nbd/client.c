@@ -79,6 +79,9 @@ void client_unref(struct nbd_client *c)
 
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
+	if (c->tls && !atomic_load(&c->dead))
+		ipm_tls_bye(c->tls);  /* a clean end: close_notify, best effort */
+	ipm_tls_free(c->tls);
 	close(c->fd);
 	while ((w = c->cache)) {
 		c->cache = w->next;

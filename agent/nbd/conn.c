@@ -58,6 +58,7 @@ struct nbd_client *client_new(struct nbd_server *s, int fd, bool is_unix)
 		return NULL;
 	c->s = s;
 	c->fd = fd;
+	c->is_unix = is_unix;
 	atomic_init(&c->refs, 1);
 	atomic_init(&c->dead, false);
 	pthread_mutex_init(&c->send_lock, NULL);
@@ -104,7 +105,8 @@ static int client_send(struct nbd_client *c, struct iovec *iov, int iovcnt)
 	if (!atomic_load(&c->dead)) {
 		rc = hs_arm(c);
 		if (rc == 0)
-			rc = sendmsg_full(c->fd, iov, iovcnt);
+			rc = c->tls ? ipm_tls_sendv(c->tls, iov, iovcnt)
+				    : sendmsg_full(c->fd, iov, iovcnt);
 		if (rc == -EAGAIN)
 			client_log_limited(c, RL_HANDSHAKE,
 					   "handshake timed out after %lld s (not reading replies), closing",
@@ -129,6 +131,21 @@ static bool client_busy(struct nbd_client *c)
 	return busy;
 }
 
+/* recv(2) on the client's socket, or on its TLS session once started:
+ * -1 with errno on failure (EBADMSG: a TLS record failed authentication). */
+static ssize_t conn_recv(struct nbd_client *c, void *buf, size_t len, int flags)
+{
+	ssize_t n;
+
+	if (!c->tls)
+		return recv(c->fd, buf, len, flags);
+	n = ipm_tls_recv(c->tls, buf, len, flags & MSG_DONTWAIT);
+	if (n >= 0)
+		return n;
+	errno = (int)-n;
+	return -1;
+}
+
 /* recv into the read buffer: > 0 bytes, 0 at EOF, or -errno: -EAGAIN at
  * the handshake deadline, -ETIMEDOUT idle past idle-timeout */
 static ssize_t rd_fill(struct nbd_client *c)
@@ -139,7 +156,7 @@ static ssize_t rd_fill(struct nbd_client *c)
 
 		if (rc < 0)
 			return rc;
-		n = recv(c->fd, c->rbuf, RBUF_SIZE, c->bhead ? MSG_DONTWAIT : 0);
+		n = conn_recv(c, c->rbuf, RBUF_SIZE, c->bhead ? MSG_DONTWAIT : 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN && c->bhead) {
@@ -183,7 +200,7 @@ static int rd_exact(struct nbd_client *c, void *dst, size_t n)
 		}
 		if (n >= RBUF_SIZE / 2 && !c->deadline_ms) {
 			batch_flush(c);
-			r = recv(c->fd, d, n, MSG_WAITALL);
+			r = conn_recv(c, d, n, MSG_WAITALL);
 			if (r > 0) {
 				d += r;
 				n -= (size_t)r;
@@ -452,6 +469,75 @@ static int opt_export_name(struct nbd_client *c, const uint8_t *data, uint32_t l
 	return 1;
 }
 
+/* NBD_OPT_STARTTLS: acknowledge in the clear, then the TLS handshake
+ * within what is left of the handshake deadline; every byte after it goes
+ * through c->tls. 0 to go on haggling (refused or started), < 0 to close. */
+static int opt_starttls(struct nbd_client *c, uint32_t len)
+{
+	ipm_error err = { "" };
+	struct ipm_tls *t = NULL;
+	char how[96];
+	int rc;
+
+	if (len != 0)
+		return opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+				 "NBD_OPT_STARTTLS takes no data");
+	if (!c->s->tls)
+		return opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+				 "TLS is not enabled on this server");
+	if (c->tls)
+		return opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already on");
+	if (c->rend != c->rstart) {
+		/* they would be plaintext read as TLS, or lost */
+		client_log(c, LOG_WARNING, "handshake: data sent after NBD_OPT_STARTTLS before its "
+			   "reply, closing");
+		return -EPROTO;
+	}
+	rc = opt_reply(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0);
+	if (rc < 0)
+		return rc;
+	rc = ipm_tls_new(c->s->tls, c->fd, &t, &err);
+	if (rc == 0)
+		rc = hs_arm(c);
+	if (rc == -EAGAIN)
+		rc = ipm_fail(&err, -ETIMEDOUT, "handshake-timeout reached");
+	if (rc == 0)
+		rc = ipm_tls_handshake(t, (unsigned)(c->deadline_ms - ipm_now_ms()), &err);
+	if (rc < 0) {
+		client_log_limited(c, RL_HANDSHAKE, "TLS handshake failed: %s, closing", err.msg);
+		ipm_tls_free(t);
+		return rc;
+	}
+	pthread_mutex_lock(&c->send_lock);
+	c->tls = t;
+	pthread_mutex_unlock(&c->send_lock);
+	client_log(c, LOG_INFO, "TLS started (%s)", ipm_tls_describe(t, how, sizeof(how)));
+	return 0;
+}
+
+/* tls="require": before STARTTLS a TCP client may only start TLS or abort
+ * (the protocol's FORCEDTLS mode). Unix socket clients are local, admitted
+ * by the socket's permissions, and may go on in the clear. */
+static bool tls_required(const struct nbd_client *c, uint32_t opt)
+{
+	return c->s->tls_mode == IPM_NBD_TLS_REQUIRE && !c->tls && !c->is_unix &&
+	       opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT;
+}
+
+static int refuse_plaintext(struct nbd_client *c, uint32_t opt)
+{
+	if (opt == NBD_OPT_EXPORT_NAME) {
+		/* it cannot be answered with an error */
+		client_log_limited(c, RL_REFUSED, "NBD_OPT_EXPORT_NAME without TLS (tls=require), "
+				   "closing");
+		return -EACCES;
+	}
+	client_log_limited(c, RL_REFUSED, "NBD_OPT_%s refused: TLS is required (tls=require)",
+			   nbd_opt_name(opt));
+	return opt_error(c, opt, NBD_REP_ERR_TLS_REQD,
+			 "TLS is required: send NBD_OPT_STARTTLS first");
+}
+
 /* 0 when the transmission phase begins, < 0 to close the connection. */
 static int handshake(struct nbd_client *c, uint8_t *data)
 {
@@ -497,7 +583,16 @@ static int handshake(struct nbd_client *c, uint8_t *data)
 			log_read_error(c, rc, "handshake");
 			return rc;
 		}
+		if (tls_required(c, o.opt)) {
+			rc = refuse_plaintext(c, o.opt);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		switch (o.opt) {
+		case NBD_OPT_STARTTLS:
+			rc = opt_starttls(c, o.len);
+			break;
 		case NBD_OPT_EXPORT_NAME:
 			return opt_export_name(c, data, o.len, no_zeroes) > 0 ? 0 : -1;
 		case NBD_OPT_ABORT:

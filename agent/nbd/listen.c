@@ -301,6 +301,22 @@ int nbd_server_create(ipm_engine *e, const ipm_listen *listen, unsigned threads,
 	s->max_clients = listen->max_clients ? listen->max_clients : IPM_NBD_MAX_CLIENTS;
 	s->max_per_addr = listen->max_clients_per_address ? listen->max_clients_per_address
 							  : IPM_NBD_MAX_PER_ADDRESS;
+	s->tls_mode = listen->tls;
+	if (s->tls_mode != IPM_NBD_TLS_OFF) {
+		struct ipm_tls_config tc = {
+			.psk_file = listen->tls_psk_file[0] ? listen->tls_psk_file : NULL,
+			.cert = listen->tls_cert[0] ? listen->tls_cert : NULL,
+			.key = listen->tls_key[0] ? listen->tls_key : NULL,
+			.ca = listen->tls_ca[0] ? listen->tls_ca : NULL,
+		};
+		int rc = ipm_tls_creds_new(IPM_TLS_SERVER, &tc, &s->tls, err);
+
+		if (rc < 0) {
+			pthread_rwlock_destroy(&s->elock);
+			free(s);
+			return rc;
+		}
+	}
 	s->n_threads = threads ? threads : DEFAULT_THREADS;
 	/* leave workers for other clients when one stops reading replies */
 	s->max_inflight = s->n_threads / 2 > 32 ? s->n_threads / 2 : 32;
@@ -457,6 +473,7 @@ void nbd_server_destroy(struct nbd_server *s)
 	pthread_mutex_destroy(&s->slock);
 	pthread_mutex_destroy(&s->rl_lock);
 	pthread_rwlock_destroy(&s->elock);
+	ipm_tls_creds_free(s->tls);
 	free(s);
 }
 

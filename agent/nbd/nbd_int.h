@@ -40,6 +40,7 @@
 #include "ipmirror.h"
 #include "proto.h"
 #include "server.h"
+#include "tls.h"
 
 #define RBUF_SIZE          (64U << 10)  /* the reader's buffer */
 
@@ -63,6 +64,10 @@ struct nbd_client {
 	struct nbd_client *next;
 	pthread_t reader;
 	int fd;
+	bool is_unix;
+	/* after NBD_OPT_STARTTLS: every byte goes through it. Set by the reader
+	 * in the handshake, before any worker sends (see conn.c) */
+	struct ipm_tls *tls;
 	char peer[64];
 	char host[INET6_ADDRSTRLEN];  /* the address max-clients-per-address counts */
 	int64_t accepted_ms;
@@ -111,6 +116,8 @@ struct nbd_server {
 	/* limits from <nbd> (doc/nbd.md) */
 	int64_t handshake_ms, send_ms;
 	unsigned idle_s, max_clients, max_per_addr;
+	int tls_mode;                    /* enum ipm_nbd_tls */
+	struct ipm_tls_creds *tls;       /* NULL when tls is off */
 	int tcp_fd, unix_fd, wake_fd;
 	bool unix_bound, started;
 	pthread_t acceptor;

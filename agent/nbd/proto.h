@@ -45,6 +45,7 @@
 #define NBD_REP_ERR_UNSUP         (0x80000000U + 1)
 #define NBD_REP_ERR_POLICY        (0x80000000U + 2)
 #define NBD_REP_ERR_INVALID       (0x80000000U + 3)
+#define NBD_REP_ERR_TLS_REQD      (0x80000000U + 5)
 #define NBD_REP_ERR_UNKNOWN       (0x80000000U + 6)
 #define NBD_REP_ERR_SHUTDOWN      (0x80000000U + 7)
 #define NBD_REP_ERR_TOO_BIG       (0x80000000U + 9)

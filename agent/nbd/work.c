@@ -274,10 +274,34 @@ static void out_advance(struct nbd_client *c, size_t k)
 		work_release(c, done);
 }
 
+#define TLS_PUSH_MAX (1U << 20)  /* bytes copied into the TLS cork per round */
+
+/* The same through TLS: the session takes (copies) bytes of c->out, which
+ * count as sent; those it could not write yet go out on the next call. */
+static int out_push_tls(struct nbd_client *c)
+{
+	while (c->out || ipm_tls_send_pending(c->tls)) {
+		struct iovec iov[REPLY_IOV];
+		int n = c->out ? out_iov(c, iov) : 0;
+		ssize_t k = ipm_tls_sendv_nb(c->tls, iov, n, TLS_PUSH_MAX);
+
+		if (k < 0)
+			return (int)k;
+		c->out_progress_ms = ipm_now_ms();
+		if (k > 0)
+			out_advance(c, (size_t)k);
+		else if (!n && ipm_tls_send_pending(c->tls))
+			return -EAGAIN;
+	}
+	return 0;
+}
+
 /* Send c->out without blocking: 0 when all went out, -EAGAIN when the
  * socket is full, another -errno when the connection is lost. */
 static int out_push(struct nbd_client *c)
 {
+	if (c->tls)
+		return out_push_tls(c);
 	while (c->out) {
 		struct iovec iov[REPLY_IOV];
 		struct msghdr m = { .msg_iov = iov };
@@ -305,13 +329,16 @@ static int replies_flush(struct nbd_client *c)
 		int rc;
 
 		if (!c->out) {
+			bool flush = c->tls && !atomic_load(&c->dead) &&
+				     ipm_tls_send_pending(c->tls);
+
 			pthread_mutex_lock(&c->rlock);
 			list = c->rhead;
 			c->rhead = c->rtail = NULL;
-			if (!list)
+			if (!list && !flush)
 				c->sending = false;  /* c->out is the next owner's now */
 			pthread_mutex_unlock(&c->rlock);
-			if (!list)
+			if (!list && !flush)
 				return 0;
 			c->out = list;
 			c->out_off = 0;

@@ -241,6 +241,9 @@ static void test_dup_every_string(void **state)
 
 	fill(&cfg->log_file, "/var/log/x");
 	fill(&cfg->hb_state_dir, "/var/lib/x");
+	fill(&cfg->tls_cert, "/c");
+	fill(&cfg->tls_key, "/k");
+	fill(&cfg->tls_ca, "/ca");
 	for (i = 0; i < cfg->n_nodes; i++) {
 		struct ipm_node_cfg *n = &cfg->nodes[i];
 
@@ -250,6 +253,10 @@ static void test_dup_every_string(void **state)
 		fill(&n->nbd_unix, "/run/x");
 		fill(&n->nbd_unix_group, "g");
 		fill(&n->hb_volume, "/dev/x");
+		fill(&n->nbd_tls_psk_file, "/p");
+		fill(&n->nbd_tls_cert, "/c");
+		fill(&n->nbd_tls_key, "/k");
+		fill(&n->nbd_tls_ca, "/ca");
 	}
 	for (i = 0; i < cfg->n_luns; i++) {
 		fill(&cfg->luns[i].journal_path, "/var/lib/j");
@@ -262,6 +269,9 @@ static void test_dup_every_string(void **state)
 	own_copy(c->secret_file, cfg->secret_file);
 	own_copy(c->log_file, cfg->log_file);
 	own_copy(c->hb_state_dir, cfg->hb_state_dir);
+	own_copy(c->tls_cert, cfg->tls_cert);
+	own_copy(c->tls_key, cfg->tls_key);
+	own_copy(c->tls_ca, cfg->tls_ca);
 	for (i = 0; i < c->n_nodes; i++) {
 		const struct ipm_node_cfg *a = &c->nodes[i], *b = &cfg->nodes[i];
 
@@ -272,6 +282,10 @@ static void test_dup_every_string(void **state)
 		own_copy(a->nbd_unix, b->nbd_unix);
 		own_copy(a->nbd_unix_group, b->nbd_unix_group);
 		own_copy(a->hb_volume, b->hb_volume);
+		own_copy(a->nbd_tls_psk_file, b->nbd_tls_psk_file);
+		own_copy(a->nbd_tls_cert, b->nbd_tls_cert);
+		own_copy(a->nbd_tls_key, b->nbd_tls_key);
+		own_copy(a->nbd_tls_ca, b->nbd_tls_ca);
 	}
 	for (i = 0; i < c->n_luns; i++) {
 		own_copy(c->luns[i].name, cfg->luns[i].name);
@@ -384,6 +398,43 @@ static void test_metrics(void **state)
 	expect_diag(&d, 4, "node \"node1\": metrics port 10809 clashes with the nbd port");
 	expect_diag(&d, 8, "node \"node2\": metrics address is empty");
 	expect_diag(&d, 8, "node \"node2\": metrics port \"0\" is not a port number (1..65535)");
+	assert_null(cfg);
+	(void)state;
+}
+
+/* <tls> and <nbd tls=...>: modes, credentials, what each mode needs. */
+static void test_tls(void **state)
+{
+	ipm_config *cfg = load_good("good-tls.xml"), *copy;
+	ipm_listen l;
+	struct diags d;
+
+	copy = ipm_config_dup(cfg);
+	ipm_config_free(cfg);
+	assert_non_null(copy);
+	assert_int_equal(ipm_config_nbd_listen(copy, "solo", &l), 0);
+	assert_int_equal(l.tls, IPM_NBD_TLS_REQUIRE);
+	assert_string_equal(l.tls_psk_file, "/etc/ipmirror/nbd.psk");
+	assert_string_equal(l.tls_cert, "/etc/ipmirror/nbd.crt");
+	assert_string_equal(l.tls_key, "/etc/ipmirror/nbd.key");
+	assert_string_equal(l.tls_ca, "/etc/ipmirror/hosts-ca.crt");
+	ipm_config_free(copy);
+
+	cfg = load_good("good-minimal.xml");
+	assert_int_equal(cfg->tls_mode, IPM_TLS_OFF);
+	assert_int_equal(ipm_config_nbd_listen(cfg, "solo", &l), 0);
+	assert_int_equal(l.tls, IPM_NBD_TLS_OFF);
+	assert_string_equal(l.tls_psk_file, "");
+	ipm_config_free(cfg);
+
+	cfg = NULL;
+	assert_int_equal(load("bad-tls.xml", &d, &cfg), 6);
+	expect_diag(&d, 2, "tls cert \"etc/node.crt\" must be an absolute path");
+	expect_diag(&d, 2, "tls mode \"kerberos\" is not one of off, psk, x509");
+	expect_diag(&d, 4, "node \"node1\": nbd tls \"yes\" is not one of off, on, require");
+	expect_diag(&d, 7, "node \"node2\": nbd tls \"on\" needs tls-psk-file, or tls-cert and tls-key");
+	expect_diag(&d, 7, "node \"node2\": nbd tls-cert and tls-key go together");
+	expect_diag(&d, 7, "node \"node2\": nbd tls-ca (client certificates) needs tls-cert and tls-key");
 	assert_null(cfg);
 	(void)state;
 }
@@ -894,6 +945,7 @@ int main(void)
 		cmocka_unit_test(test_nbd_limits),
 		cmocka_unit_test(test_bad_nbd_limits),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_tls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

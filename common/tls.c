@@ -1,0 +1,508 @@
+/* tls.c - GnuTLS sessions over stream sockets (tls.h): credentials, the
+ * handshake, and socket-like send/receive with our own transport functions
+ * (MSG_NOSIGNAL, per-call MSG_DONTWAIT). */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include "tls.h"
+
+#define PRIO_TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
+#define PRIO_TLS12 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-PSK:+DHE-PSK:+PSK"
+#define PSK_LINE_MAX 1024
+
+struct ipm_tls_creds {
+	enum ipm_tls_side side;
+	gnutls_psk_server_credentials_t psk_srv;
+	gnutls_psk_client_credentials_t psk_cli;
+	gnutls_certificate_credentials_t x509;
+	gnutls_priority_t prio;
+	bool verify_peer;   /* a CA was given: the peer must show a certificate */
+	/* a fixed server key: its identity and key (the callback's) */
+	char *identity;
+	gnutls_datum_t key;
+};
+
+struct ipm_tls {
+	gnutls_session_t s;
+	int fd;
+	int recv_flags;     /* the receiving thread's, MSG_DONTWAIT per call */
+	int send_flags;     /* the sending thread's */
+	bool corked;        /* bytes taken by ipm_tls_sendv_nb wait in the cork */
+	int last;           /* last GnuTLS error */
+};
+
+/* ---- credentials ------------------------------------------------------- */
+
+static int gfail(ipm_error *err, int rc, int g, const char *what)
+{
+	return ipm_fail(err, rc, "%s: %s", what, gnutls_strerror(g));
+}
+
+/* A secret file: a regular file only its owner may read. */
+static int check_private(const char *path, const char *what, ipm_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return ipm_fail(err, -errno, "%s %s: %s", what, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return ipm_fail(err, -EINVAL, "%s %s is not a regular file", what, path);
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return ipm_fail(err, -EACCES, "%s %s is readable by others (mode %03o); "
+				"chmod 600 it", what, path, st.st_mode & 0777);
+	return 0;
+}
+
+/* psktool's format: "identity:hexkey" per line; at least one valid line,
+ * and no line that is not one (a typo would fail every handshake). */
+static int check_psk_file(const char *path, ipm_error *err)
+{
+	char line[PSK_LINE_MAX];
+	int n = 0, lineno = 0, rc;
+	FILE *f;
+
+	rc = check_private(path, "tls-psk-file", err);
+	if (rc < 0)
+		return rc;
+	f = fopen(path, "re");
+	if (!f)
+		return ipm_fail(err, -errno, "tls-psk-file %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':'), *p;
+		size_t hex = 0;
+
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!line[0])
+			continue;
+		for (p = colon ? colon + 1 : NULL; p && isxdigit((unsigned char)*p); p++)
+			hex++;
+		if (!colon || colon == line || !p || *p || hex == 0 || hex % 2) {
+			fclose(f);
+			return ipm_fail(err, -EINVAL, "tls-psk-file %s line %d: not "
+					"\"identity:hexkey\" (psktool's format)", path, lineno);
+		}
+		n++;
+	}
+	fclose(f);
+	if (n == 0)
+		return ipm_fail(err, -EINVAL, "tls-psk-file %s holds no key", path);
+	return 0;
+}
+
+/* The server's fixed key: any identity gets it (the key proves the peer). */
+static int psk_server_cb(gnutls_session_t s, const char *username, gnutls_datum_t *key)
+{
+	const struct ipm_tls_creds *c = gnutls_session_get_ptr(s);
+
+	(void)username;
+	key->data = gnutls_malloc(c->key.size);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, c->key.data, c->key.size);
+	key->size = c->key.size;
+	return 0;
+}
+
+static int creds_psk(struct ipm_tls_creds *c, const struct ipm_tls_config *cfg, ipm_error *err)
+{
+	gnutls_datum_t key = { (unsigned char *)cfg->psk_key, (unsigned)cfg->psk_len };
+	int g, rc;
+
+	if (c->side == IPM_TLS_SERVER) {
+		g = gnutls_psk_allocate_server_credentials(&c->psk_srv);
+		if (g < 0)
+			return gfail(err, -ENOMEM, g, "TLS PSK credentials");
+		if (cfg->psk_file) {
+			rc = check_psk_file(cfg->psk_file, err);
+			if (rc < 0)
+				return rc;
+			g = gnutls_psk_set_server_credentials_file(c->psk_srv, cfg->psk_file);
+			if (g < 0)
+				return gfail(err, -EINVAL, g, cfg->psk_file);
+			return 0;
+		}
+		c->key.data = malloc(cfg->psk_len);
+		if (!c->key.data)
+			return ipm_fail(err, -ENOMEM, "out of memory");
+		memcpy(c->key.data, cfg->psk_key, cfg->psk_len);
+		c->key.size = (unsigned)cfg->psk_len;
+		gnutls_psk_set_server_credentials_function(c->psk_srv, psk_server_cb);
+		return 0;
+	}
+	if (!cfg->psk_key)
+		return ipm_fail(err, -EINVAL, "a TLS PSK client needs a key");
+	g = gnutls_psk_allocate_client_credentials(&c->psk_cli);
+	if (g >= 0)
+		g = gnutls_psk_set_client_credentials(c->psk_cli, cfg->psk_identity, &key,
+						      GNUTLS_PSK_KEY_RAW);
+	return g < 0 ? gfail(err, -EINVAL, g, "TLS PSK credentials") : 0;
+}
+
+static int creds_x509(struct ipm_tls_creds *c, const struct ipm_tls_config *cfg, ipm_error *err)
+{
+	int g, rc;
+
+	g = gnutls_certificate_allocate_credentials(&c->x509);
+	if (g < 0)
+		return gfail(err, -ENOMEM, g, "TLS certificate credentials");
+	if (cfg->cert || cfg->key) {
+		if (!cfg->cert || !cfg->key)
+			return ipm_fail(err, -EINVAL, "TLS needs both a certificate and its key");
+		rc = check_private(cfg->key, "tls-key", err);
+		if (rc < 0)
+			return rc;
+		g = gnutls_certificate_set_x509_key_file(c->x509, cfg->cert, cfg->key,
+							 GNUTLS_X509_FMT_PEM);
+		if (g < 0)
+			return ipm_fail(err, -EINVAL, "tls-cert %s / tls-key %s: %s", cfg->cert,
+					cfg->key, gnutls_strerror(g));
+	}
+	if (cfg->ca) {
+		g = gnutls_certificate_set_x509_trust_file(c->x509, cfg->ca, GNUTLS_X509_FMT_PEM);
+		if (g <= 0)
+			return ipm_fail(err, -EINVAL, "tls-ca %s: %s", cfg->ca,
+					g < 0 ? gnutls_strerror(g) : "no certificate in it");
+		c->verify_peer = true;
+	}
+	return 0;
+}
+
+int ipm_tls_creds_new(enum ipm_tls_side side, const struct ipm_tls_config *cfg,
+		      struct ipm_tls_creds **out, ipm_error *err)
+{
+	struct ipm_tls_creds *c = calloc(1, sizeof(*c));
+	bool psk = cfg->psk_file || cfg->psk_key;
+	bool x509 = cfg->cert || cfg->key || cfg->ca;
+	int rc = 0, g;
+
+	if (!c)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	c->side = side;
+	if (!psk && !x509)
+		rc = ipm_fail(err, -EINVAL, "TLS needs a PSK or a certificate");
+	if (rc == 0 && psk)
+		rc = creds_psk(c, cfg, err);
+	if (rc == 0 && x509)
+		rc = creds_x509(c, cfg, err);
+	if (rc == 0 && side == IPM_TLS_SERVER && x509 && !(cfg->cert && cfg->key))
+		rc = ipm_fail(err, -EINVAL, "a TLS server needs tls-cert and tls-key");
+	if (rc == 0) {
+		g = gnutls_priority_init(&c->prio, cfg->tls13_only ? PRIO_TLS13 : PRIO_TLS12, NULL);
+		if (g < 0)
+			rc = gfail(err, -EINVAL, g, "TLS priorities");
+	}
+	if (rc < 0) {
+		ipm_tls_creds_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void ipm_tls_creds_free(struct ipm_tls_creds *c)
+{
+	if (!c)
+		return;
+	if (c->psk_srv)
+		gnutls_psk_free_server_credentials(c->psk_srv);
+	if (c->psk_cli)
+		gnutls_psk_free_client_credentials(c->psk_cli);
+	if (c->x509)
+		gnutls_certificate_free_credentials(c->x509);
+	if (c->prio)
+		gnutls_priority_deinit(c->prio);
+	if (c->key.data) {
+		gnutls_memset(c->key.data, 0, c->key.size);
+		free(c->key.data);
+	}
+	free(c->identity);
+	free(c);
+}
+
+/* ---- transport --------------------------------------------------------- */
+
+static ssize_t t_push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
+{
+	struct ipm_tls *t = p;
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt };
+	ssize_t n;
+
+	do
+		n = sendmsg(t->fd, &m, MSG_NOSIGNAL | t->send_flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		gnutls_transport_set_errno(t->s, errno == EWOULDBLOCK ? EAGAIN : errno);
+	return n;
+}
+
+static ssize_t t_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+	struct ipm_tls *t = p;
+	ssize_t n;
+
+	do
+		n = recv(t->fd, buf, len, t->recv_flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		gnutls_transport_set_errno(t->s, errno == EWOULDBLOCK ? EAGAIN : errno);
+	return n;
+}
+
+static int t_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
+{
+	struct ipm_tls *t = p;
+	struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
+	int n;
+
+	do
+		n = poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+int ipm_tls_new(const struct ipm_tls_creds *c, int fd, struct ipm_tls **out, ipm_error *err)
+{
+	struct ipm_tls *t = calloc(1, sizeof(*t));
+	unsigned flags = (c->side == IPM_TLS_SERVER ? GNUTLS_SERVER : GNUTLS_CLIENT) |
+			 GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS;
+	int g;
+
+	if (!t)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	t->fd = fd;
+	g = gnutls_init(&t->s, flags);
+	if (g < 0) {
+		free(t);
+		return gfail(err, -ENOMEM, g, "TLS session");
+	}
+	gnutls_session_set_ptr(t->s, (void *)c);
+	g = gnutls_priority_set(t->s, c->prio);
+	if (g >= 0 && (c->psk_srv || c->psk_cli))
+		g = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK,
+					   c->psk_srv ? (void *)c->psk_srv : (void *)c->psk_cli);
+	if (g >= 0 && c->x509)
+		g = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
+	if (g < 0) {
+		gnutls_deinit(t->s);
+		free(t);
+		return gfail(err, -EINVAL, g, "TLS session");
+	}
+	if (c->verify_peer) {
+		if (c->side == IPM_TLS_SERVER)
+			gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+		gnutls_session_set_verify_cert(t->s, NULL, 0);
+	}
+	gnutls_transport_set_ptr(t->s, t);
+	gnutls_transport_set_vec_push_function(t->s, t_push);
+	gnutls_transport_set_pull_function(t->s, t_pull);
+	gnutls_transport_set_pull_timeout_function(t->s, t_pull_timeout);
+	*out = t;
+	return 0;
+}
+
+int ipm_tls_handshake(struct ipm_tls *t, unsigned timeout_ms, ipm_error *err)
+{
+	int g;
+
+	gnutls_handshake_set_timeout(t->s, timeout_ms);
+	do
+		g = gnutls_handshake(t->s);
+	while (g < 0 && !gnutls_error_is_fatal(g) && g != GNUTLS_E_AGAIN);
+	t->last = g;
+	switch (g) {
+	case GNUTLS_E_SUCCESS:
+		return 0;
+	case GNUTLS_E_AGAIN:
+	case GNUTLS_E_TIMEDOUT:
+		return ipm_fail(err, -ETIMEDOUT, "TLS handshake timed out");
+	case GNUTLS_E_PREMATURE_TERMINATION:
+	case GNUTLS_E_PUSH_ERROR:
+	case GNUTLS_E_PULL_ERROR:
+		return ipm_fail(err, -ECONNRESET, "TLS handshake: %s", gnutls_strerror(g));
+	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
+	case GNUTLS_E_CERTIFICATE_ERROR:
+	case GNUTLS_E_NO_CERTIFICATE_FOUND:
+	case GNUTLS_E_DECRYPTION_FAILED:
+	case GNUTLS_E_KEYFILE_ERROR:
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
+		return ipm_fail(err, -EACCES, "TLS handshake refused: %s%s%s", gnutls_strerror(g),
+				g == GNUTLS_E_FATAL_ALERT_RECEIVED ? ": " : "",
+				g == GNUTLS_E_FATAL_ALERT_RECEIVED ?
+				gnutls_alert_get_name(gnutls_alert_get(t->s)) : "");
+	default:
+		return ipm_fail(err, -EPROTO, "TLS handshake: %s", gnutls_strerror(g));
+	}
+}
+
+static ssize_t g_to_errno(struct ipm_tls *t, ssize_t g)
+{
+	t->last = (int)g;
+	switch (g) {
+	case GNUTLS_E_AGAIN:
+		return -EAGAIN;
+	case GNUTLS_E_DECRYPTION_FAILED:
+	case GNUTLS_E_MAC_VERIFY_FAILED:
+	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+	case GNUTLS_E_RECORD_OVERFLOW:
+	case GNUTLS_E_UNEXPECTED_PACKET:
+		return -EBADMSG;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+		return -ECONNRESET;
+	case GNUTLS_E_PUSH_ERROR:
+		return -EPIPE;
+	default:
+		return -EPROTO;
+	}
+}
+
+ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock)
+{
+	ssize_t g;
+
+	t->recv_flags = nonblock ? MSG_DONTWAIT : 0;
+	do
+		g = gnutls_record_recv(t->s, buf, len);
+	while (g == GNUTLS_E_INTERRUPTED);
+	return g >= 0 ? g : g_to_errno(t, g);
+}
+
+bool ipm_tls_pending(struct ipm_tls *t)
+{
+	return gnutls_record_check_pending(t->s) > 0;
+}
+
+/* Flush the cork: 0, or a negative errno (-EAGAIN: the socket is full). */
+static int uncork(struct ipm_tls *t)
+{
+	int g;
+
+	if (!t->corked)
+		return 0;
+	do
+		g = gnutls_record_uncork(t->s, 0);
+	while (g == GNUTLS_E_INTERRUPTED);
+	if (g < 0)
+		return (int)g_to_errno(t, g);
+	t->corked = false;
+	return 0;
+}
+
+/* Copy up to max bytes of the vector into the cork. */
+static ssize_t cork_in(struct ipm_tls *t, const struct iovec *iov, int cnt, size_t max)
+{
+	size_t taken = 0;
+
+	gnutls_record_cork(t->s);
+	t->corked = true;
+	for (int i = 0; i < cnt && taken < max; i++) {
+		size_t k = iov[i].iov_len < max - taken ? iov[i].iov_len : max - taken;
+		ssize_t g;
+
+		if (!k)
+			continue;
+		g = gnutls_record_send(t->s, iov[i].iov_base, k);
+		if (g < 0)
+			return g_to_errno(t, g);
+		taken += (size_t)g;
+	}
+	return (ssize_t)taken;
+}
+
+int ipm_tls_sendv(struct ipm_tls *t, const struct iovec *iov, int cnt)
+{
+	ssize_t n;
+
+	t->send_flags = 0;
+	n = cork_in(t, iov, cnt, SIZE_MAX);
+	return n < 0 ? (int)n : uncork(t);
+}
+
+ssize_t ipm_tls_sendv_nb(struct ipm_tls *t, const struct iovec *iov, int cnt, size_t max)
+{
+	ssize_t n;
+	int rc;
+
+	t->send_flags = MSG_DONTWAIT;
+	rc = uncork(t);
+	if (rc < 0)
+		return rc;
+	if (cnt == 0)
+		return 0;
+	n = cork_in(t, iov, cnt, max);
+	if (n < 0)
+		return n;
+	rc = uncork(t);
+	return rc < 0 && rc != -EAGAIN ? rc : n;
+}
+
+bool ipm_tls_send_pending(const struct ipm_tls *t)
+{
+	return t->corked;
+}
+
+void ipm_tls_bye(struct ipm_tls *t)
+{
+	t->send_flags = MSG_DONTWAIT;
+	if (!t->corked)
+		gnutls_bye(t->s, GNUTLS_SHUT_WR);
+}
+
+void ipm_tls_free(struct ipm_tls *t)
+{
+	if (!t)
+		return;
+	gnutls_deinit(t->s);
+	free(t);
+}
+
+const char *ipm_tls_describe(struct ipm_tls *t, char *buf, size_t len)
+{
+	gnutls_kx_algorithm_t kx = gnutls_kx_get(t->s);
+	const char *auth;
+
+	switch (gnutls_auth_get_type(t->s)) {
+	case GNUTLS_CRD_PSK: auth = "PSK"; break;
+	case GNUTLS_CRD_CERTIFICATE: auth = "X.509"; break;
+	default: auth = "?"; break;
+	}
+	snprintf(buf, len, "%s %s%s%s, %s", gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
+		 auth, kx == GNUTLS_KX_ECDHE_PSK || kx == GNUTLS_KX_DHE_PSK ? "+DHE" : "",
+		 "", gnutls_cipher_get_name(gnutls_cipher_get(t->s)));
+	return buf;
+}
+
+const char *ipm_tls_error(const struct ipm_tls *t)
+{
+	return gnutls_strerror(t->last);
+}
+
+int ipm_tls_hkdf(const uint8_t *ikm, size_t ikm_len, const char *label, uint8_t *out,
+		 size_t len)
+{
+	uint8_t prk[32];
+	gnutls_datum_t k = { (unsigned char *)ikm, (unsigned)ikm_len };
+	gnutls_datum_t salt = { (unsigned char *)"ipmirror", 8 };
+	gnutls_datum_t info = { (unsigned char *)label, (unsigned)strlen(label) };
+	gnutls_datum_t p = { prk, sizeof(prk) };
+	int g;
+
+	g = gnutls_hkdf_extract(GNUTLS_MAC_SHA256, &k, &salt, prk);
+	if (g >= 0)
+		g = gnutls_hkdf_expand(GNUTLS_MAC_SHA256, &p, &info, out, len);
+	gnutls_memset(prk, 0, sizeof(prk));
+	return g < 0 ? -EINVAL : 0;
+}

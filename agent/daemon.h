@@ -23,6 +23,7 @@ struct options {
 
 struct daemon {
 	ipm_config *cfg;            /* role changes edit it, then re-create the engine */
+	ipm_config *file_cfg;       /* the file as last read (a reload's "before") */
 	const struct options *o;
 	ipm_engine *engine;
 	struct nbd_server *nbd;
@@ -38,5 +39,12 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 		ipm_engine **engine, ipm_error *err);
 /* The IPC server's heartbeat handler (ipc_hb_fn): install, uninstall, method. */
 int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_error *err);
+
+struct strbuf;
+/* The IPC server's reload handler (ipc_reload_fn), also run for SIGHUP:
+ * read the config file again and apply what changed (reload.c). */
+int daemon_reload(void *opaque, unsigned flags, struct strbuf *out, ipm_error *err);
+/* Log level and file from d->cfg (and -v), as at start (ipmirrord.c). */
+void daemon_log_apply(struct daemon *d);
 
 #endif /* IPM_DAEMON_H */

@@ -32,12 +32,14 @@ enum ipc_cmd {
 	IPC_CMD_LOG_REOPEN = 9,   /* text: the log file reopened, or that there is none */
 	IPC_CMD_INVALIDATE = 10,  /* lun; flags IPC_F_FORCE; text: done / why not */
 	IPC_CMD_ASSUME_CLEAN = 11, /* lun; text: done / why not */
+	IPC_CMD_RELOAD = 20,      /* flags IPC_F_DRY_RUN; text: one line per change */
 };
 
 enum ipc_flags {
 	IPC_F_JSON = 1 << 0,    /* IPC_CMD_STATUS: JSON instead of the table */
 	IPC_F_FORCE = 1 << 1,   /* PROMOTE/DEMOTE/INVALIDATE: even when unsafe (logged) */
-	IPC_F_DRY_RUN = 1 << 2, /* PROMOTE/DEMOTE: only check whether allowed */
+	IPC_F_DRY_RUN = 1 << 2, /* PROMOTE/DEMOTE: only check whether allowed;
+				 * RELOAD: only say what would change */
 	IPC_F_DISCARD_LOCAL = 1 << 3, /* RESOLVE: this node's changes are dropped */
 };
 

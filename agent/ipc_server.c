@@ -32,6 +32,9 @@ struct ipc_server {
 	void *role_opaque;
 	ipc_hb_fn hb_fn;
 	void *hb_opaque;
+	ipc_reload_fn reload_fn;
+	void *reload_opaque;
+	int reload_pipe[2];      /* SIGHUP: a byte asks the thread to reload */
 };
 
 static qb_loop_t *ipc_loop;
@@ -247,6 +250,56 @@ static void do_copy_admin(struct ipc_server *s, qb_ipcs_connection_t *c,
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
+/* reload [--dry-run]: the lines, then the summary (or why it was refused) */
+static void do_reload(struct ipc_server *s, qb_ipcs_connection_t *c,
+		      const struct ipc_request *req)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ipm_error err = { "" };
+	int rc;
+
+	if (!s->reload_fn) {
+		reply_error(c, req->hdr.id, -EOPNOTSUPP, "reload is not supported here");
+		return;
+	}
+	rc = s->reload_fn(s->reload_opaque, req->flags & IPC_F_DRY_RUN, &sb, &err);
+	sb_printf(&sb, "%s", err.msg);
+	if (sb.err)
+		reply_error(c, req->hdr.id, rc < 0 ? rc : sb.err, "%s", err.msg);
+	else
+		reply(c, req->hdr.id, rc, sb.buf, sb.len);
+	sb_free(&sb);
+}
+
+void ipc_server_set_reload_handler(struct ipc_server *s, ipc_reload_fn fn, void *opaque)
+{
+	s->reload_fn = fn;
+	s->reload_opaque = opaque;
+}
+
+void ipc_server_kick_reload(struct ipc_server *s)
+{
+	char c = 0;
+
+	if (s && write(s->reload_pipe[1], &c, 1) < 0)
+		qb_log(LOG_WARNING, "admin IPC: cannot ask for a reload: %s", strerror(errno));
+}
+
+static int32_t reload_requested(int32_t fd, int32_t revents, void *data)
+{
+	struct ipc_server *s = data;
+	ipm_error err = { "" };
+	char buf[64];
+
+	(void)revents;
+	/* several signals at once: one reload */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (s->reload_fn)
+		s->reload_fn(s->reload_opaque, 0, NULL, &err);
+	return 0;
+}
+
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 {
 	s->hb_fn = fn;
@@ -298,6 +351,9 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 	case IPC_CMD_ASSUME_CLEAN:
 		do_copy_admin(s, c, &req);
 		break;
+	case IPC_CMD_RELOAD:
+		do_reload(s, c, &req);
+		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,
 			    "unknown command %d (is ipmirrorctl newer than ipmirrord?)",
@@ -339,6 +395,10 @@ static void server_free(struct ipc_server *s)
 		close(s->stop_pipe[0]);
 	if (s->stop_pipe[1] >= 0)
 		close(s->stop_pipe[1]);
+	if (s->reload_pipe[0] >= 0)
+		close(s->reload_pipe[0]);
+	if (s->reload_pipe[1] >= 0)
+		close(s->reload_pipe[1]);
 	ipc_loop = NULL;
 	free(s);
 }
@@ -358,6 +418,7 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 		return ipm_fail(err, -ENOMEM, "admin IPC: out of memory");
 	s->engine = e;
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
+	s->reload_pipe[0] = s->reload_pipe[1] = -1;
 	s->loop = qb_loop_create();
 	if (!s->loop) {
 		rc = ipm_fail(err, -ENOMEM, "admin IPC: cannot create the event loop");
@@ -370,6 +431,16 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 	}
 	rc = qb_loop_poll_add(s->loop, QB_LOOP_HIGH, s->stop_pipe[0], POLLIN, s,
 			      stop_requested);
+	if (rc < 0) {
+		rc = ipm_fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));
+		goto fail;
+	}
+	if (pipe2(s->reload_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = ipm_fail(err, -errno, "admin IPC: pipe: %s", strerror(errno));
+		goto fail;
+	}
+	rc = qb_loop_poll_add(s->loop, QB_LOOP_MED, s->reload_pipe[0], POLLIN, s,
+			      reload_requested);
 	if (rc < 0) {
 		rc = ipm_fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));
 		goto fail;

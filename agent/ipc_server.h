@@ -26,6 +26,16 @@ typedef int (*ipc_hb_fn)(void *opaque, int cmd, const char *arg, ipm_engine *eng
 			 ipm_error *err);
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque);
 
+/* Reload (IPC_CMD_RELOAD), run in the IPC thread between requests: flags
+ * (IPC_F_DRY_RUN), one line per change into out, the summary into err. */
+struct strbuf;
+typedef int (*ipc_reload_fn)(void *opaque, unsigned flags, struct strbuf *out,
+			     ipm_error *err);
+void ipc_server_set_reload_handler(struct ipc_server *s, ipc_reload_fn fn, void *opaque);
+/* Run the reload handler in the IPC thread soon (SIGHUP, from any thread);
+ * what it does goes to the log only. */
+void ipc_server_kick_reload(struct ipc_server *s);
+
 /* Disconnect clients, stop the thread, free s. */
 void ipc_server_stop(struct ipc_server *s);
 

@@ -118,7 +118,7 @@ static int stray_role_options(const struct ctl_args *a)
 	if (a->discard_local)
 		return usage_error("--discard-local belongs to resolve");
 	if (a->force || a->dry_run)
-		return usage_error("--force and --dry-run belong to promote and demote (--force also to invalidate)");
+		return usage_error("--force and --dry-run belong to promote and demote (--force also to invalidate, --dry-run to reload)");
 	return 0;
 }
 
@@ -273,6 +273,16 @@ static int check_no_args(struct ctl_args *a, int nargs, char **args)
 		return -1;
 	if (a->state || a->has_timeout || a->json)
 		return usage_error("%s: no options apply", a->command);
+	return 0;
+}
+
+/* reload [--dry-run] */
+static int check_reload(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs > 1)
+		return usage_error("reload: unexpected argument \"%s\"", args[1]);
+	if (a->state || a->has_timeout || a->json || a->force || a->discard_local)
+		return usage_error("reload: only --dry-run applies");
 	return 0;
 }
 
@@ -569,6 +579,17 @@ static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char
 	return answered(a, rc, &r);
 }
 
+/* The daemon's lines (changes, or refusals with FILE:LINE), then its
+ * summary; refused: all of it on stderr, exit 1. */
+static int cmd_reload(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request(c, a->cmd->ipc, a->dry_run ? IPC_F_DRY_RUN : 0, NULL, buf, &r);
+	return answered(a, rc, &r);
+}
+
 static int cmd_simple(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
 	struct reply r;
@@ -625,6 +646,9 @@ static const struct ctl_command commands[] = {
 	{ "resolve", check_resolve, cmd_resolve, IPC_CMD_RESOLVE,
 	  "  resolve LUN --discard-local                end a split brain: drop this node's\n"
 	  "                                             changes, copy the LUN from the primary\n" },
+	{ "reload", check_reload, cmd_reload, IPC_CMD_RELOAD,
+	  "  reload [--dry-run]                         read the config file again, apply what\n"
+	  "                                             can change live (--dry-run: only show it)\n" },
 	{ "log-reopen", check_no_args, cmd_simple, IPC_CMD_LOG_REOPEN,
 	  "  log-reopen                                 reopen the log file (after logrotate)\n" },
 	{ "attach", check_attach, cmd_attach, 0,

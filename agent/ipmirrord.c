@@ -144,6 +144,19 @@ static int log_level(const struct options *o, const ipm_config *cfg)
 	return level > LOG_DEBUG ? LOG_DEBUG : level;
 }
 
+static int log_setup(const struct options *o, const ipm_config *cfg)
+{
+	return ipm_log_init("ipmirrord", log_level(o, cfg),
+			    o->foreground && !o->syslog ? IPM_LOG_STDERR : IPM_LOG_SYSLOG,
+			    ipm_config_log_file(cfg));
+}
+
+void daemon_log_apply(struct daemon *d)
+{
+	if (log_setup(d->o, d->cfg) < 0)
+		qb_log(LOG_ERR, "cannot open log file %s", ipm_config_log_file(d->cfg));
+}
+
 /* Detach, keeping a pipe to the child: the parent exits only once the child
  * says it is serving, so "ipmirrord && nbdinfo ..." works. */
 static int daemonize(int *ready_fd)
@@ -293,6 +306,7 @@ static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct op
 		goto out;
 	ipc_server_set_role_handler(d->ipc, role_change, d);
 	ipc_server_set_hb_handler(d->ipc, hb_admin, d);
+	ipc_server_set_reload_handler(d->ipc, daemon_reload, d);
 out:
 	if (rc < 0)
 		qb_log(LOG_ERR, "cannot start: %s", err.msg[0] ? err.msg : strerror(-rc));
@@ -314,7 +328,7 @@ static void daemon_stop(struct daemon *d)
 }
 
 /* All threads inherit a blocked signal mask; the main thread waits here. */
-static int wait_for_signal(const sigset_t *set)
+static int wait_for_signal(struct daemon *d, const sigset_t *set)
 {
 	ipm_error err;
 	int sig;
@@ -322,8 +336,9 @@ static int wait_for_signal(const sigset_t *set)
 	for (;;) {
 		if (sigwait(set, &sig) != 0)
 			return -1;
-		if (sig == SIGHUP) {
-			qb_log(LOG_NOTICE, "SIGHUP: configuration reload is not supported; restart to apply changes");
+		if (sig == SIGHUP) {  /* as ipmirrorctl reload, in the IPC thread */
+			qb_log(LOG_NOTICE, "SIGHUP: reloading the configuration");
+			ipc_server_kick_reload(d->ipc);
 			continue;
 		}
 		if (sig == SIGUSR1) {  /* logrotate's postrotate */
@@ -397,14 +412,18 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	/* a reload compares the file with this, while role changes edit cfg */
+	d.file_cfg = ipm_config_dup(cfg);
+	if (!d.file_cfg) {
+		fprintf(stderr, "ipmirrord: out of memory\n");
+		goto out;
+	}
 	/* before any thread: it edits the environment */
 	if (service_init(&sv, &err) < 0) {
 		fprintf(stderr, "ipmirrord: %s\n", err.msg);
 		goto out;
 	}
-	if (ipm_log_init("ipmirrord", log_level(&o, cfg),
-			 o.foreground && !o.syslog ? IPM_LOG_STDERR : IPM_LOG_SYSLOG,
-			 ipm_config_log_file(cfg)) < 0)
+	if (log_setup(&o, cfg) < 0)
 		fprintf(stderr, "ipmirrord: cannot open log file %s\n", ipm_config_log_file(cfg));
 	/* before detaching, so that a second daemon says so on the terminal */
 	if (pidfile_take(&o, &pf) < 0)
@@ -439,7 +458,7 @@ int main(int argc, char **argv)
 		qb_log(LOG_ERR, "%s", err.msg);
 		goto stop;
 	}
-	rc = wait_for_signal(&set) < 0 ? 1 : 0;
+	rc = wait_for_signal(&d, &set) < 0 ? 1 : 0;
 stop:
 	service_notify(sv, "STOPPING=1\nSTATUS=stopping");
 	service_unwatch(sv);
@@ -447,6 +466,7 @@ stop:
 out:
 	pidfile_release(&pf);
 	service_free(sv);
+	ipm_config_free(d.file_cfg);
 	ipm_config_free(cfg);
 	ipm_log_fini();
 	return rc;

@@ -610,8 +610,10 @@ static void parse_node(struct loader *ld, const xmlNode *n)
 			parse_endpoint(ld, c, nc->name, &nc->heartbeat);
 		else if (is(c, "nbd"))
 			parse_nbd(ld, c, nc);
-		else if (is(c, "heartbeat-volume"))
+		else if (is(c, "heartbeat-volume")) {
+			nc->hb_volume_line = line_of(c);
 			nc->hb_volume = path_attr(ld, c, "path", "heartbeat volume path");
+		}
 		else if (is(c, "metrics"))
 			parse_endpoint(ld, c, nc->name, &nc->metrics);
 	}
@@ -734,6 +736,7 @@ static void parse_journal(struct loader *ld, struct ipm_lun_cfg *l, const xmlNod
 {
 	char *max = attr(ld, n, "max-size");
 
+	l->journal_line = line_of(n);
 	l->journal_path = path_attr(ld, n, "path", "journal path");
 	if (max && (ipm_parse_size(max, &l->journal_max) < 0 || l->journal_max == 0))
 		report(ld, line_of(n), "lun \"%s\": journal max-size \"%s\" is not a size " SIZE_HINT,
@@ -985,19 +988,24 @@ static void parse_doc(struct loader *ld, const xmlNode *root)
 
 	for (c = root->children; c; c = c->next) {
 		if (is(c, "secret")) {
-			ld->secret_line = line_of(c);
+			ld->secret_line = cfg->secret_line = line_of(c);
 			cfg->secret_file = path_attr(ld, c, "file", "secret file");
 		} else if (is(c, "heartbeat")) {
+			cfg->hb_line = line_of(c);
 			parse_heartbeat(ld, c);
 		} else if (is(c, "connections")) {
+			cfg->conn_line = line_of(c);
 			parse_connections(ld, c);
 		} else if (is(c, "tls")) {
 			parse_tls(ld, c);
 		} else if (is(c, "log")) {
+			cfg->log_line = line_of(c);
 			parse_log(ld, c);
 		} else if (is(c, "mirror")) {
+			cfg->mirror_line = line_of(c);
 			parse_mirror(ld, c);
 		} else if (is(c, "resync")) {
+			cfg->resync_line = line_of(c);
 			parse_resync(ld, c);
 		} else if (is(c, "node")) {
 			parse_node(ld, c);

@@ -29,6 +29,7 @@ struct ipm_node_cfg {
 	int nbd_tls;
 	char *nbd_tls_psk_file, *nbd_tls_cert, *nbd_tls_key, *nbd_tls_ca;
 	char *hb_volume;                /* <heartbeat-volume path>; NULL: none */
+	int hb_volume_line;
 	struct ipm_endpoint metrics;    /* Prometheus /metrics (the daemon's) */
 	int line;
 };
@@ -56,6 +57,7 @@ struct ipm_lun_cfg {
 	unsigned n_backing;
 	char *journal_path;        /* NULL: none configured */
 	uint64_t journal_max;      /* bytes; 0 = default */
+	int journal_line;          /* of <journal>; 0 when absent */
 	int line;
 };
 
@@ -76,6 +78,8 @@ struct ipm_config {
 	enum ipm_tls_mode tls_mode;
 	char *tls_cert, *tls_key, *tls_ca;
 	int tls_line;
+	/* lines of the top-level elements (a reload names them); 0: absent */
+	int secret_line, hb_line, conn_line, log_line, mirror_line, resync_line;
 	struct ipm_node_cfg nodes[IPM_MAX_NODES];
 	unsigned n_nodes;
 	struct ipm_lun_cfg *luns;
@@ -90,8 +94,6 @@ const struct ipm_backing_cfg *ipm_lun_cfg_backing_entry(const struct ipm_lun_cfg
 const struct ipm_node_cfg *ipm_config_node(const ipm_config *cfg, const char *name);
 /* The other node of the pair; NULL with a single-node config. */
 const struct ipm_node_cfg *ipm_config_peer(const ipm_config *cfg, const char *name);
-/* Deep copy (the engine keeps its own). NULL on ENOMEM. */
-ipm_config *ipm_config_dup(const ipm_config *cfg);
 
 /* The node's slot in the heartbeat volume: its position in the config. */
 int ipm_config_node_index(const ipm_config *cfg, const char *node);

@@ -72,6 +72,9 @@ typedef void (*ipm_diag_fn)(void *opaque, const char *file, int line, const char
 int ipm_config_load(const char *path, const char *schema_path, ipm_diag_fn diag,
 		    void *opaque, ipm_config **out);
 void ipm_config_free(ipm_config *cfg);
+/* Deep copy (the engine keeps its own; the daemon the file as read). NULL
+ * on ENOMEM. */
+ipm_config *ipm_config_dup(const ipm_config *cfg);
 
 bool ipm_config_has_node(const ipm_config *cfg, const char *node);
 
@@ -151,6 +154,31 @@ const char *ipm_engine_node(const ipm_engine *e);
 size_t ipm_engine_lun_count(const ipm_engine *e);
 ipm_lun *ipm_engine_lun_at(ipm_engine *e, size_t i);
 ipm_lun *ipm_engine_lun_by_name(ipm_engine *e, const char *name);
+
+/* ---- reload (doc/config.md, "Reload") ------------------------------------ */
+
+/* One line of what a reload does, would do, or refuses. */
+typedef void (*ipm_adjust_fn)(void *opaque, const char *line);
+enum ipm_adjust_flags {
+	IPM_ADJUST_DRY_RUN = 1 << 0, /* only say what would change */
+};
+
+/* Make the running engine follow what changed between old and cur, two
+ * loads of its config file: per-LUN mode and journal max-size, the async
+ * window, the resync rate, the heartbeat's times and method, the log
+ * settings (listed; the caller owns the log and applies them). Each change
+ * is one line "FILE:LINE: what" through fn. When any change cannot be made
+ * live (addresses, ports, node names, a LUN's size, backing or journal
+ * path, ...) each is named "FILE:LINE: what: needs a restart", nothing is
+ * applied and -EINVAL is returned. Connections and NBD clients are not
+ * touched. err gets the summary. */
+int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cur,
+		      unsigned flags, ipm_adjust_fn fn, void *opaque, ipm_error *err);
+/* Copy into dst what a reload from old to cur applies live (the daemon's
+ * own config, which role changes edit): the values the file changed, and
+ * only those, so run-time changes of the others are kept. 0 or -ENOMEM. */
+int ipm_config_adjust(ipm_config *dst, const ipm_config *old, const ipm_config *cur,
+		      const char *node);
 
 /* ---- storage-path heartbeat (doc/heartbeat.md) --------------------------- */
 

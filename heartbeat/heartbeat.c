@@ -45,8 +45,8 @@ struct heartbeat {
 	struct sockaddr_storage remote;
 	socklen_t remote_len;
 	struct auth_secret secret;
-	int64_t interval_ms;
-	int64_t timeout_ms;
+	int64_t interval_ms;              /* written under lock (a reload); */
+	int64_t timeout_ms;               /* age_arrays reads it atomically */
 	uint64_t boot_id;
 	uint64_t boot;                    /* this process's boot counter */
 	int send_errno;                   /* sender thread only: last reported */
@@ -374,12 +374,14 @@ static void age_arrays(struct heartbeat *hb)
 {
 	struct connection_array *ca[HB_MAX_ARRAYS];
 	unsigned i, n = copy_arrays(hb, ca), marked = 0;
+	/* a reload may set it meanwhile (heartbeat_set_times) */
+	int64_t timeout_ms = __atomic_load_n(&hb->timeout_ms, __ATOMIC_RELAXED);
 
 	for (i = 0; i < n; i++)
-		marked += ca_mark_stale_down(ca[i], hb->timeout_ms);
+		marked += ca_mark_stale_down(ca[i], timeout_ms);
 	if (marked)
 		qb_log(LOG_WARNING, "peer %s: %u connection(s) marked down, no heartbeat for > %.1f s",
-		       hb->peer, marked, hb->timeout_ms / 1000.0);
+		       hb->peer, marked, timeout_ms / 1000.0);
 }
 
 static void send_one(struct heartbeat *hb)
@@ -714,6 +716,24 @@ void heartbeat_set_method(struct heartbeat *hb, enum ipm_hb_method m)
 		       ipm_method_name(hb->method), ipm_method_name(m));
 	hb->method = m;
 	pthread_mutex_unlock(&hb->lock);
+}
+
+int heartbeat_set_times(struct heartbeat *hb, double interval, double timeout,
+			double probation, ipm_error *err)
+{
+	if (!(interval > 0) || !(timeout > interval) || !(probation >= 0))
+		return ipm_fail(err, -EINVAL,
+				"heartbeat: need interval > 0, timeout > interval, probation >= 0 (got %g, %g, %g)",
+				interval, timeout, probation);
+	pthread_mutex_lock(&hb->lock);
+	__atomic_store_n(&hb->interval_ms, (int64_t)(interval * 1000.0 + 0.5), __ATOMIC_RELAXED);
+	__atomic_store_n(&hb->timeout_ms, (int64_t)(timeout * 1000.0 + 0.5), __ATOMIC_RELAXED);
+	prob_set_times(&hb->prob, interval, timeout, probation);
+	prob_set_times(&hb->sprob, interval, timeout, probation);
+	pthread_mutex_unlock(&hb->lock);
+	qb_log(LOG_NOTICE, "peer %s: heartbeat interval %g s, timeout %g s, probation %g s",
+	       hb->peer, interval, timeout, probation);
+	return 0;
 }
 
 void heartbeat_storage_enable(struct heartbeat *hb, bool on)

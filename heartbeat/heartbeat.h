@@ -61,6 +61,10 @@ enum ipm_link_state heartbeat_storage_state(struct heartbeat *hb);
 int64_t heartbeat_storage_age_ms(struct heartbeat *hb);
 enum ipm_hb_method heartbeat_method(struct heartbeat *hb);
 void heartbeat_set_method(struct heartbeat *hb, enum ipm_hb_method m);
+/* New interval, timeout and probation (a reload; seconds, timeout >
+ * interval): from the next send and the next check of the arrays. */
+int heartbeat_set_times(struct heartbeat *hb, double interval, double timeout,
+			double probation, ipm_error *err);
 /* A heartbeat volume was installed (true) or removed (false). */
 void heartbeat_storage_enable(struct heartbeat *hb, bool on);
 /* The peer's storage record advanced (its boot id): feeds the storage

@@ -25,6 +25,14 @@ void prob_init(struct probation *p, const char *peer, double interval, double ti
 	snprintf(p->path, sizeof(p->path), "heartbeat");
 }
 
+void prob_set_times(struct probation *p, double interval, double timeout, double probation)
+{
+	p->interval_ms = secs_to_ms(interval);
+	p->timeout_ms = secs_to_ms(timeout);
+	p->probation_ms = secs_to_ms(probation);
+	p->gap_ms = p->interval_ms + p->interval_ms / 2;
+}
+
 static void set_state(struct probation *p, enum ipm_link_state to, int prio, const char *why)
 {
 	qb_log(prio, "peer %s %s: %s -> %s (%s)", p->peer, p->path, ipm_link_name(p->state),

@@ -36,6 +36,9 @@ struct probation {
 /* Seconds as configured; probation 0 = reconnect at once. */
 void prob_init(struct probation *p, const char *peer, double interval, double timeout,
 	       double probation);
+/* New times (a reload), keeping the state and what was heard: a running
+ * probation now needs the new length, counted from its start. */
+void prob_set_times(struct probation *p, double interval, double timeout, double probation);
 /* A valid datagram from peer boot boot_id arrived at now. Returns the state. */
 enum ipm_link_state prob_datagram(struct probation *p, int64_t now, uint64_t boot_id);
 /* Time passes: apply timeouts and completed probation. Returns the state. */

@@ -29,7 +29,7 @@ struct storage_hb {
 	char self[IPM_NAME_MAX], peer[IPM_NAME_MAX];
 	unsigned self_slot, peer_slot;
 	int fd;
-	int64_t interval_ms;
+	int64_t interval_ms;              /* atomic: a reload sets it */
 	struct heartbeat *hb;
 	int (*send)(void *opaque, unsigned slot, const uint8_t *data);
 	void *opaque;
@@ -203,7 +203,7 @@ static void read_peer(struct storage_hb *s)
 static void *thread_main(void *arg)
 {
 	struct storage_hb *s = arg;
-	int64_t next_write = ipm_now_ms(), now;
+	int64_t next_write = ipm_now_ms(), now, interval;
 	struct timespec dl;
 
 	pthread_mutex_lock(&s->lock);
@@ -213,9 +213,10 @@ static void *thread_main(void *arg)
 		if (now >= next_write) {
 			write_own(s, 0);
 			/* a fixed schedule, like the UDP sender's */
-			next_write += s->interval_ms;
+			interval = __atomic_load_n(&s->interval_ms, __ATOMIC_RELAXED);
+			next_write += interval;
 			if (next_write < now)
-				next_write = now + s->interval_ms;
+				next_write = now + interval;
 		}
 		read_peer(s);
 		now = ipm_now_ms() + TICK_MS;
@@ -304,6 +305,11 @@ int storage_hb_apply(struct storage_hb *s, unsigned slot, const uint8_t *data, i
 }
 
 /* ---- queries ------------------------------------------------------------- */
+
+void storage_hb_set_interval(struct storage_hb *s, double interval)
+{
+	__atomic_store_n(&s->interval_ms, (int64_t)(interval * 1000.0 + 0.5), __ATOMIC_RELAXED);
+}
 
 const char *storage_hb_path(const struct storage_hb *s)
 {

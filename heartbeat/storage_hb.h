@@ -45,6 +45,8 @@ void storage_hb_destroy(struct storage_hb *s);
  * for its slot, then write it into our copy. */
 int storage_hb_apply(struct storage_hb *s, unsigned slot, const uint8_t *data, ipm_error *err);
 
+/* Seconds between our records, from the next one (a reload). */
+void storage_hb_set_interval(struct storage_hb *s, double interval);
 const char *storage_hb_path(const struct storage_hb *s);
 /* The status table entry of the peer. */
 void storage_hb_peer(struct storage_hb *s, struct hb_status *out);

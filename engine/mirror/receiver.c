@@ -760,13 +760,18 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 			snprintf(reason, reason_len, "lun \"%s\" is primary here too", wl->name);
 			return EBUSY;
 		}
-		if (wl->size != l->size || wl->mode != l->cfg->mode) {
+		if (wl->size != l->size) {
 			snprintf(reason, reason_len,
-				 "lun \"%s\": size %llu mode %s here, peer has size %llu mode %s",
-				 wl->name, (unsigned long long)l->size, ipm_mode_name(l->cfg->mode),
-				 (unsigned long long)wl->size, ipm_mode_name(wl->mode));
+				 "lun \"%s\": size %llu here, peer has size %llu",
+				 wl->name, (unsigned long long)l->size,
+				 (unsigned long long)wl->size);
 			return EINVAL;
 		}
+		/* the mode is the primary's business (the mirror applies
+		 * alike); they differ between the reloads of the two nodes */
+		if (wl->mode != l->cfg->mode)
+			qb_log(LOG_WARNING, "lun %s: mode %s here, %s on the primary: reload the configuration on both nodes",
+			       wl->name, ipm_mode_name(l->cfg->mode), ipm_mode_name(wl->mode));
 		by_pos[i] = l;
 	}
 	/* every LUN gets a verdict, so the primary learns all of them at once */

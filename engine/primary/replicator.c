@@ -693,6 +693,7 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 	r->window = e->cfg->async_window ? e->cfg->async_window : 1024;
 	if (r->window > WIRE_MAX_WINDOW)
 		r->window = WIRE_MAX_WINDOW;
+	r->window_told = r->window;
 	while (buckets < r->window * 2)
 		buckets <<= 1;
 	r->hash_mask = buckets - 1;
@@ -872,6 +873,43 @@ void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_stat
 					 &s->resync_total_bytes);
 	if (r->rs.luns && rl->state == IPM_STATE_RESYNCING && r->rs.luns[rl->index].t0)
 		s->resync_elapsed_ms = ipm_now_ms() - r->rs.luns[rl->index].t0;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- live settings (engine/adjust.c) ----------------------------------- */
+
+void replicator_set_mode(struct replicator *r, struct ipm_lun *l, enum ipm_mode mode)
+{
+	pthread_mutex_lock(&r->lock);
+	r->wire_luns[rep_lun_of(r, l)->index].mode = (uint8_t)mode;
+	pthread_mutex_unlock(&r->lock);
+}
+
+uint32_t replicator_set_window(struct replicator *r, uint32_t window)
+{
+	uint32_t now;
+
+	pthread_mutex_lock(&r->lock);
+	r->window = window < r->window_told ? window : r->window_told;
+	now = r->window;
+	/* hosts waiting for room see the new size */
+	pthread_cond_broadcast(&r->space_cond);
+	pthread_mutex_unlock(&r->lock);
+	return now;
+}
+
+void replicator_set_resync_rate(struct replicator *r, uint64_t rate)
+{
+	pthread_mutex_lock(&r->lock);
+	__atomic_store_n(&r->rs.rate, rate, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void replicator_set_journal_max(struct replicator *r, struct ipm_lun *l, uint64_t max)
+{
+	pthread_mutex_lock(&r->lock);
+	if (r->rs.luns)
+		resync_set_journal_max_locked(&r->rs, rep_lun_of(r, l)->index, max);
 	pthread_mutex_unlock(&r->lock);
 }
 

@@ -47,6 +47,17 @@ int replicator_send_hbslot(struct replicator *r, unsigned slot, const uint8_t *d
 /* Fill the mirroring fields of a LUN's status (state, journal, resync). */
 void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_status *s);
 
+/* Live settings (a reload, engine/adjust.c). The LUN's mode as its next
+ * handshake announces it (host requests read it from the LUN's config). */
+void replicator_set_mode(struct replicator *r, struct ipm_lun *l, enum ipm_mode mode);
+/* Requests in flight: at most the window the mirror was told at the
+ * session's handshake (its budget for us); returns the window now in force. */
+uint32_t replicator_set_window(struct replicator *r, uint32_t window);
+/* bytes/s, 0 = unlimited; from the next paced request. */
+void replicator_set_resync_rate(struct replicator *r, uint64_t rate);
+/* The LUN's journal size limit (0: the default); past it, the bitmap. */
+void replicator_set_journal_max(struct replicator *r, struct ipm_lun *l, uint64_t max);
+
 /* The sink of the HBSLOT frames this side receives (before start). */
 void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque);
 

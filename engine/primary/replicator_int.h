@@ -99,7 +99,8 @@ struct replicator {
 	unsigned n_luns;
 	struct connection_array ca;
 	unsigned n_conns;
-	uint32_t window;
+	uint32_t window;             /* under lock once started (a reload sets it) */
+	uint32_t window_told;        /* announced at the handshake: window <= it */
 	uint64_t session;
 
 	pthread_mutex_t lock;

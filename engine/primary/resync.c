@@ -55,6 +55,11 @@ int resync_open_lun(struct resync *rs, uint32_t i, const char *name, uint64_t si
 	return 0;
 }
 
+void resync_set_journal_max_locked(struct resync *rs, uint32_t i, uint64_t max)
+{
+	journal_set_max(rs->luns[i].journal, max ? max : DEFAULT_JOURNAL_MAX);
+}
+
 void resync_report_lun(struct resync *rs, uint32_t i)
 {
 	struct resync_lun *rl = &rs->luns[i];
@@ -228,11 +233,13 @@ void resync_lun_status_locked(struct resync *rs, uint32_t i, uint64_t *journal_b
 /* Keep the resync under the configured rate (bytes/s). */
 static void pace(struct resync *rs, uint64_t sent, int64_t t0)
 {
+	/* once: a reload may change it meanwhile (replicator_set_resync_rate) */
+	uint64_t rate = __atomic_load_n(&rs->rate, __ATOMIC_RELAXED);
 	int64_t due_ms;
 
-	if (!rs->rate)
+	if (!rate)
 		return;
-	due_ms = (int64_t)(sent * 1000 / rs->rate);
+	due_ms = (int64_t)(sent * 1000 / rate);
 	if (due_ms > ipm_now_ms() - t0)
 		usleep((useconds_t)(due_ms - (ipm_now_ms() - t0)) * 1000);
 }

@@ -80,6 +80,8 @@ int resync_init(struct resync *rs, unsigned n_luns, ipm_error *err);
  * 0 for the default). */
 int resync_open_lun(struct resync *rs, uint32_t i, const char *name, uint64_t size,
 		    const char *journal_path, uint64_t max, ipm_error *err);
+/* LUN i's journal size limit (0: the default), from its next record. */
+void resync_set_journal_max_locked(struct resync *rs, uint32_t i, uint64_t max);
 /* Log what LUN i has from before (call after al_open's recovery). */
 void resync_report_lun(struct resync *rs, uint32_t i);
 void resync_close(struct resync *rs);

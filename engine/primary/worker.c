@@ -265,7 +265,7 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	struct hs_client_params p = {
 		.self = r->e->node, .peer = r->e->peer->name,
 		.conn_index = (uint16_t)w->index, .conn_count = (uint16_t)r->n_conns,
-		.secret = r->secret, .session = r->session, .window = r->window,
+		.secret = r->secret, .session = r->session, .window = r->window_told,
 		.n_luns = r->n_luns, .luns = r->wire_luns, .version_max = offer,
 		.version = spoken,
 	};

@@ -435,6 +435,11 @@ void journal_close(struct journal *j)
 
 /* ---- append ------------------------------------------------------------ */
 
+void journal_set_max(struct journal *j, uint64_t max_bytes)
+{
+	j->max_bytes = max_bytes;
+}
+
 int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 {
 	static const uint8_t zeros[8];

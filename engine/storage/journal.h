@@ -42,6 +42,9 @@ struct journal_rec {
  * -EUCLEAN and leaves the file untouched. max_bytes limits the file size. */
 int journal_open(const char *path, const char *lun, uint64_t lun_size, uint64_t max_bytes,
 		 struct journal **out, uint64_t *dropped_tail_bytes, ipm_error *err);
+/* A new size limit (a reload): the next append past it is refused. The
+ * caller serialises it with appends, as it does appends. */
+void journal_set_max(struct journal *j, uint64_t max_bytes);
 /* Append rec (rec->seq is set). -ENOSPC when the record would take the file
  * past max_bytes or the file system is full: nothing is kept then. */
 int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err);

@@ -1,0 +1,235 @@
+/* adjust.c - a reload's one entry into the running engine: the changes
+ * between two loads of the config file (config_diff.c) are refused as a
+ * whole when one needs a restart, else applied through the small setters of
+ * the replicator and the heartbeat. Nothing here touches a connection. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <qb/qblog.h>
+
+#include "config_diff.h"
+#include "engine.h"
+#include "heartbeat.h"
+#include "lun.h"
+#include "replicator.h"
+#include "storage_hb.h"
+
+struct emitter {
+	ipm_adjust_fn fn;
+	void *opaque;
+	const char *path;
+};
+
+static void emit(const struct emitter *em, const struct cfg_change *c, const char *tail)
+{
+	char line[640];
+
+	if (c->line)
+		snprintf(line, sizeof(line), "%s:%d: %s%s", em->path, c->line, c->text, tail);
+	else
+		snprintf(line, sizeof(line), "%s: %s%s", em->path, c->text, tail);
+	if (em->fn)
+		em->fn(em->opaque, line);
+}
+
+/* What the engine cannot take live; adding and removing LUNs need the
+ * per-LUN life cycle (ipmirrorctl up/down), which the engine lacks yet. */
+static const char *refusal(const struct cfg_change *c)
+{
+	switch (c->kind) {
+	case CHG_RESTART:
+		return ": cannot change while running (needs a restart)";
+	case CHG_LUN_ADD:
+		return ": adding a LUN needs a restart (not live yet)";
+	case CHG_LUN_REMOVE:
+		return ": removing a LUN needs a restart (not live yet)";
+	default:
+		return NULL;
+	}
+}
+
+static int lun_mode(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur)
+{
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, c->lun);
+	int rc = cfg_change_apply(c, e->cfg, cur);
+
+	/* l->cfg is e->cfg's entry: host requests see the new mode now */
+	if (rc == 0 && l && l->rep)
+		replicator_set_mode(l->rep, l, l->cfg->mode);
+	return rc;
+}
+
+static int journal_max(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur)
+{
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, c->lun);
+	int rc = cfg_change_apply(c, e->cfg, cur);
+
+	if (rc == 0 && l && l->rep)
+		replicator_set_journal_max(l->rep, l, l->cfg->journal_max);
+	return rc;
+}
+
+static int hb_times(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
+		    ipm_error *err)
+{
+	int rc = 0;
+
+	if (e->hb)
+		rc = heartbeat_set_times(e->hb, cur->hb_interval, cur->hb_timeout,
+					 cur->hb_probation, err);
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&e->hb_lock);
+	if (e->shb)
+		storage_hb_set_interval(e->shb, cur->hb_interval);
+	pthread_rwlock_unlock(&e->hb_lock);
+	return cfg_change_apply(c, e->cfg, cur);
+}
+
+/* The window in force, with a note when the mirror's budget caps it. */
+static int async_window(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
+			char *note, size_t len)
+{
+	uint32_t now;
+
+	if (e->rep) {
+		now = replicator_set_window(e->rep, cur->async_window);
+		if (now < cur->async_window)
+			snprintf(note, len,
+				 " (%u in force: the window the mirror was told when replication started; all of it from the next start)",
+				 now);
+	}
+	return cfg_change_apply(c, e->cfg, cur);
+}
+
+static int apply_one(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
+		     char *note, size_t len, ipm_error *err)
+{
+	switch (c->kind) {
+	case CHG_LUN_MODE:
+		return lun_mode(e, c, cur);
+	case CHG_JOURNAL_MAX:
+		return journal_max(e, c, cur);
+	case CHG_ASYNC_WINDOW:
+		return async_window(e, c, cur, note, len);
+	case CHG_RESYNC_RATE:
+		if (e->rep)
+			replicator_set_resync_rate(e->rep, cur->resync_rate);
+		return cfg_change_apply(c, e->cfg, cur);
+	case CHG_HB_TIMES:
+		return hb_times(e, c, cur, err);
+	case CHG_HB_METHOD:
+		/* refused (no heartbeat volume...) before anything else is
+		 * applied: it runs first */
+		if (e->hb)
+			return ipm_engine_hb_set_method(e, cur->hb_method, err);
+		return cfg_change_apply(c, e->cfg, cur);
+	case CHG_LOG:
+		return cfg_change_apply(c, e->cfg, cur);
+	default:
+		return ipm_fail(err, -EINVAL, "%s: not a live change", c->text);
+	}
+}
+
+static unsigned refused(const struct cfg_diff *d)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < d->n; i++)
+		n += refusal(&d->v[i]) != NULL;
+	return n;
+}
+
+static int refuse_all(const struct cfg_diff *d, const struct emitter *em, ipm_error *err)
+{
+	unsigned i, n = 0;
+	const char *why;
+
+	for (i = 0; i < d->n; i++) {
+		why = refusal(&d->v[i]);
+		if (why) {
+			emit(em, &d->v[i], why);
+			n++;
+		}
+	}
+	return ipm_fail(err, -EINVAL, "reload refused: %u change%s cannot be made live; nothing was applied",
+			n, n == 1 ? "" : "s");
+}
+
+/* The method first (the one change that can be refused by the engine),
+ * then the others in file order. */
+static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *cur,
+		     const struct emitter *em, ipm_error *err)
+{
+	char note[200];
+	unsigned pass, i;
+	int rc;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < d->n; i++) {
+			const struct cfg_change *c = &d->v[i];
+
+			if ((c->kind == CHG_HB_METHOD) != (pass == 0))
+				continue;
+			note[0] = '\0';
+			rc = apply_one(e, c, cur, note, sizeof(note), err);
+			if (rc < 0)
+				return rc;
+			qb_log(LOG_NOTICE, "reload: %s%s", c->text, note);
+			emit(em, c, note);
+		}
+	}
+	return 0;
+}
+
+int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cur,
+		      unsigned flags, ipm_adjust_fn fn, void *opaque, ipm_error *err)
+{
+	struct emitter em = { .fn = fn, .opaque = opaque, .path = cur->path };
+	struct cfg_diff d;
+	unsigned i;
+	int rc;
+
+	if (!ipm_config_has_node(cur, e->node))
+		return ipm_fail(err, -ENOENT, "%s: node \"%s\" is not defined there any more",
+				cur->path, e->node);
+	rc = cfg_diff(old, cur, e->node, &d);
+	if (rc < 0)
+		return ipm_fail(err, rc, "out of memory");
+	if (refused(&d)) {
+		rc = refuse_all(&d, &em, err);
+		goto out;
+	}
+	if (!d.n) {
+		rc = ipm_note(err, "%s: no changes", cur->path);
+		goto out;
+	}
+	if (flags & IPM_ADJUST_DRY_RUN) {
+		for (i = 0; i < d.n; i++)
+			emit(&em, &d.v[i], "");
+		rc = ipm_note(err, "dry run: %u change%s would be applied live", d.n,
+			      d.n == 1 ? "" : "s");
+		goto out;
+	}
+	rc = apply_all(e, &d, cur, &em, err);
+	if (rc == 0)
+		rc = ipm_note(err, "%u change%s applied", d.n, d.n == 1 ? "" : "s");
+out:
+	cfg_diff_free(&d);
+	return rc;
+}
+
+int ipm_config_adjust(ipm_config *dst, const ipm_config *old, const ipm_config *cur,
+		      const char *node)
+{
+	struct cfg_diff d;
+	unsigned i;
+	int rc = cfg_diff(old, cur, node, &d);
+
+	/* a LUN dst lacks (-ENOENT) has nothing to follow */
+	for (i = 0; rc == 0 && i < d.n; i++)
+		if (!refusal(&d.v[i]) && cfg_change_apply(&d.v[i], dst, cur) == -ENOMEM)
+			rc = -ENOMEM;
+	cfg_diff_free(&d);
+	return rc;
+}

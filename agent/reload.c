@@ -10,52 +10,62 @@
 #include "ipc_proto.h"
 #include "status_render.h"
 
-struct reload_out {
-	struct strbuf *sb;
-	bool refused;           /* lines are refusals: logged as errors */
-};
-
-/* Every line goes to the log and, for ipmirrorctl, into the reply. */
 static void out_line(void *opaque, const char *line)
 {
-	struct reload_out *o = opaque;
-
-	if (o->sb)
-		sb_printf(o->sb, "%s\n", line);
-	qb_log(o->refused ? LOG_WARNING : LOG_NOTICE, "reload: %s", line);
+	sb_printf(opaque, "%s\n", line);
 }
 
 static void out_diag(void *opaque, const char *file, int line, const char *msg)
 {
-	char buf[1024];
-
 	if (line > 0)
-		snprintf(buf, sizeof(buf), "%s:%d: %s", file, line, msg);
+		sb_printf(opaque, "%s:%d: %s\n", file, line, msg);
 	else
-		snprintf(buf, sizeof(buf), "%s: %s", file, msg);
-	out_line(opaque, buf);
+		sb_printf(opaque, "%s: %s\n", file, msg);
 }
 
-static int load(struct daemon *d, struct reload_out *o, ipm_config **cur, ipm_error *err)
+/* A refused reload's lines (FILE:LINE: why) in the log too: after a
+ * SIGHUP, the log is the admin's only answer. */
+static void log_refusals(const struct strbuf *sb)
 {
-	int rc;
+	const char *p = sb->buf, *nl;
 
-	o->refused = true;
-	rc = ipm_config_load(d->o->config, NULL, out_diag, o, cur);
+	while (p && *p && (nl = strchr(p, '\n'))) {
+		qb_log(LOG_WARNING, "reload: %.*s", (int)(nl - p), p);
+		p = nl + 1;
+	}
+}
+
+static int load(struct daemon *d, struct strbuf *sb, ipm_config **cur, ipm_error *err)
+{
+	int rc = ipm_config_load(d->o->config, NULL, out_diag, sb, cur);
+
 	if (rc < 0)
 		return ipm_fail(err, rc, "%s: cannot load: %s; nothing was applied", d->o->config,
 				strerror(-rc));
 	if (rc > 0)
 		return ipm_fail(err, -EINVAL, "%s is not valid (%d problem%s); nothing was applied",
 				d->o->config, rc, rc == 1 ? "" : "s");
-	o->refused = false;
 	return 0;
 }
 
-int daemon_reload(void *opaque, unsigned flags, struct strbuf *sb, ipm_error *err)
+/* The daemon follows what the engine took: its copy of the config (role
+ * changes build from it) and its log. */
+static int follow(struct daemon *d, ipm_config *cur, ipm_error *err)
+{
+	int rc = ipm_config_adjust(d->cfg, d->file_cfg, cur, d->o->node);
+
+	if (rc < 0)
+		return ipm_fail(err, rc, "out of memory (the engine has the new settings)");
+	daemon_log_apply(d);
+	ipm_config_free(d->file_cfg);
+	d->file_cfg = cur;
+	return 0;
+}
+
+int daemon_reload(void *opaque, unsigned flags, struct strbuf *out, ipm_error *err)
 {
 	struct daemon *d = opaque;
-	struct reload_out o = { .sb = sb };
+	struct strbuf own = STRBUF_INIT, *sb = out ? out : &own;
 	const bool dry = flags & IPC_F_DRY_RUN;
 	ipm_config *cur = NULL;
 	int rc;
@@ -63,26 +73,20 @@ int daemon_reload(void *opaque, unsigned flags, struct strbuf *sb, ipm_error *er
 	if (!d->engine)
 		return ipm_fail(err, -EIO, "the engine is down");
 	qb_log(LOG_NOTICE, "reload%s: reading %s", dry ? " (dry run)" : "", d->o->config);
-	rc = load(d, &o, &cur, err);
-	if (rc < 0)
-		goto out;
-	/* refusals come back as lines before the summary */
-	o.refused = true;
-	rc = ipm_engine_adjust(d->engine, d->file_cfg, cur, dry ? IPM_ADJUST_DRY_RUN : 0,
-			       out_line, &o, err);
-	if (rc < 0 || dry)
-		goto out;
-	rc = ipm_config_adjust(d->cfg, d->file_cfg, cur, d->o->node);
-	if (rc < 0) {
-		rc = ipm_fail(err, rc, "out of memory (the engine has the new settings)");
-		goto out;
+	rc = load(d, sb, &cur, err);
+	if (rc == 0)
+		rc = ipm_engine_adjust(d->engine, d->file_cfg, cur,
+				       dry ? IPM_ADJUST_DRY_RUN : 0, out_line, sb, err);
+	if (rc == 0 && !dry) {
+		rc = follow(d, cur, err);
+		if (rc == 0)
+			cur = NULL;
 	}
-	daemon_log_apply(d);
-	ipm_config_free(d->file_cfg);
-	d->file_cfg = cur;
-	cur = NULL;
-out:
-	qb_log(rc < 0 ? LOG_ERR : LOG_NOTICE, "reload: %s", err->msg);
+	if (rc < 0)
+		log_refusals(sb);
+	/* a refused reload is the file's problem, not the daemon's */
+	qb_log(rc < 0 ? LOG_WARNING : LOG_NOTICE, "reload: %s", err->msg);
 	ipm_config_free(cur);
+	sb_free(&own);
 	return rc;
 }

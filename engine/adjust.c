@@ -175,7 +175,7 @@ static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *
 			rc = apply_one(e, c, cur, note, sizeof(note), err);
 			if (rc < 0)
 				return rc;
-			qb_log(LOG_NOTICE, "reload: %s%s", c->text, note);
+			qb_log(LOG_NOTICE, "reload: %s:%d: %s%s", em->path, c->line, c->text, note);
 			emit(em, c, note);
 		}
 	}

@@ -114,20 +114,25 @@ static void diff_restart_globals(struct differ *x)
 		    shown(o->hb_state_dir), shown(c->hb_state_dir));
 }
 
+/* " interval 1.5 -> 1" appended to buf, after a comma when not the first */
+static void times_part(char *buf, size_t len, const char *name, double a, double b)
+{
+	size_t n = strlen(buf);
+
+	if (a != b)
+		snprintf(buf + n, len - n, "%s %s %g -> %g", n ? "," : "", name, a, b);
+}
+
 static void diff_heartbeat(struct differ *x)
 {
 	const ipm_config *o = x->old, *c = x->cur;
-	char t[3][64] = { "", "", "" };
+	char t[160] = "";
 
-	if (o->hb_interval != c->hb_interval)
-		snprintf(t[0], sizeof(t[0]), " interval %g -> %g", o->hb_interval, c->hb_interval);
-	if (o->hb_timeout != c->hb_timeout)
-		snprintf(t[1], sizeof(t[1]), " timeout %g -> %g", o->hb_timeout, c->hb_timeout);
-	if (o->hb_probation != c->hb_probation)
-		snprintf(t[2], sizeof(t[2]), " probation %g -> %g", o->hb_probation,
-			 c->hb_probation);
-	if (t[0][0] || t[1][0] || t[2][0])
-		add(x, CHG_HB_TIMES, NULL, c->hb_line, "heartbeat%s%s%s (seconds)", t[0], t[1], t[2]);
+	times_part(t, sizeof(t), "interval", o->hb_interval, c->hb_interval);
+	times_part(t, sizeof(t), "timeout", o->hb_timeout, c->hb_timeout);
+	times_part(t, sizeof(t), "probation", o->hb_probation, c->hb_probation);
+	if (t[0])
+		add(x, CHG_HB_TIMES, NULL, c->hb_line, "heartbeat%s (seconds)", t);
 	if (o->hb_method != c->hb_method)
 		add(x, CHG_HB_METHOD, NULL, c->hb_line, "heartbeat method %s -> %s",
 		    ipm_method_name(o->hb_method), ipm_method_name(c->hb_method));
@@ -146,9 +151,11 @@ static void diff_live_globals(struct differ *x)
 		add(x, CHG_RESYNC_RATE, NULL, c->resync_line, "resync rate %s -> %s",
 		    size_text(o->resync_rate, "0 (unlimited)", a, sizeof(a)),
 		    size_text(c->resync_rate, "0 (unlimited)", b, sizeof(b)));
-	if (o->log_level != c->log_level || !same(o->log_file, c->log_file))
-		add(x, CHG_LOG, NULL, c->log_line, "log level %s -> %s, file %s -> %s",
-		    level_name(o->log_level), level_name(c->log_level), shown(o->log_file),
+	if (o->log_level != c->log_level)
+		add(x, CHG_LOG, NULL, c->log_line, "log level %s -> %s", level_name(o->log_level),
+		    level_name(c->log_level));
+	if (!same(o->log_file, c->log_file))
+		add(x, CHG_LOG, NULL, c->log_line, "log file %s -> %s", shown(o->log_file),
 		    shown(c->log_file));
 }
 

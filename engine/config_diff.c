@@ -109,6 +109,12 @@ static void diff_restart_globals(struct differ *x)
 	if (o->conn_count != c->conn_count)
 		add(x, CHG_RESTART, NULL, c->conn_line, "connections count %u -> %u",
 		    o->conn_count, c->conn_count);
+	if (o->tls_mode != c->tls_mode)
+		add(x, CHG_RESTART, NULL, c->tls_line, "tls mode %s -> %s",
+		    ipm_tls_mode_name(o->tls_mode), ipm_tls_mode_name(c->tls_mode));
+	if (!same(o->tls_cert, c->tls_cert) || !same(o->tls_key, c->tls_key) ||
+	    !same(o->tls_ca, c->tls_ca))
+		add(x, CHG_RESTART, NULL, c->tls_line, "tls cert, key or ca changed");
 	if (!same(o->hb_state_dir, c->hb_state_dir))
 		add(x, CHG_RESTART, NULL, c->hb_line, "heartbeat state-dir %s -> %s",
 		    shown(o->hb_state_dir), shown(c->hb_state_dir));
@@ -192,6 +198,12 @@ static void diff_nbd(struct differ *x, const struct ipm_node_cfg *a, const struc
 	if (!same(a->nbd_unix_group, b->nbd_unix_group))
 		add(x, CHG_RESTART, NULL, line, "node \"%s\": nbd unix-group %s -> %s", b->name,
 		    shown(a->nbd_unix_group), shown(b->nbd_unix_group));
+	if (a->nbd_tls != b->nbd_tls)
+		add(x, CHG_RESTART, NULL, line, "node \"%s\": nbd tls changed", b->name);
+	if (!same(a->nbd_tls_psk_file, b->nbd_tls_psk_file) || !same(a->nbd_tls_cert, b->nbd_tls_cert) ||
+	    !same(a->nbd_tls_key, b->nbd_tls_key) || !same(a->nbd_tls_ca, b->nbd_tls_ca))
+		add(x, CHG_RESTART, NULL, line, "node \"%s\": nbd tls-psk-file, tls-cert, tls-key or tls-ca changed",
+		    b->name);
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		unsigned va = *(const unsigned *)((const char *)a + limits[i].off);
 		unsigned vb = *(const unsigned *)((const char *)b + limits[i].off);

@@ -39,6 +39,28 @@ int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 	return l->fd;
 }
 
+int lun_direct_probe(struct ipm_lun *l)
+{
+	/* a page covers every usual alignment; a larger one is taken as is */
+	size_t len = l->dio_off_align > 4096 ? l->dio_off_align : 4096;
+	size_t align = l->dio_mem_align > 4096 ? l->dio_mem_align : 4096;
+	void *buf;
+	ssize_t n;
+	int rc;
+
+	if ((len & (len - 1)) || (align & (align - 1)) || len > (1u << 20) || align > (1u << 20))
+		return -EINVAL;  /* no alignment lun_io_fd could meet */
+	rc = posix_memalign(&buf, align, len);
+	if (rc)
+		return -rc;
+	do
+		n = pread(l->dfd, buf, len, 0);  /* short at the end of a tiny file: fine */
+	while (n < 0 && errno == EINTR);
+	rc = n < 0 ? -errno : 0;
+	free(buf);
+	return rc;
+}
+
 int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;

@@ -16,7 +16,11 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
-/* io="direct": requests up to this size bypass the page cache. Small
+/* Whether l->dfd (just opened with O_DIRECT, alignment known) really does
+ * direct I/O: one aligned read at offset 0. 0, or -errno (EINVAL where the
+ * file system accepts the flag at open but not the I/O). */
+int lun_direct_probe(struct ipm_lun *l);
+/* io="auto" and "direct": requests up to this size bypass the page cache. Small
  * writes gain (no copy, no folio walk, no double caching); larger ones go
  * through it, where the kernel's write-behind overlaps their disk time
  * with the next request's network time (bench: 1 MiB sync writes ~4x

@@ -705,9 +705,12 @@ static void parse_backing(struct loader *ld, struct ipm_lun_cfg *l, const xmlNod
 	if (!b.path)
 		goto drop;
 	io = attr(ld, n, "io");
-	b.io = io && !strcmp(io, "direct") ? IPM_IO_DIRECT : IPM_IO_BUFFERED;
-	if (io && strcmp(io, "direct") && strcmp(io, "buffered"))
-		report(ld, b.line, "lun \"%s\": backing io \"%s\" is unknown (use direct or buffered)",
+	b.io = !io || !strcmp(io, "auto") ? IPM_IO_AUTO
+	       : !strcmp(io, "direct")    ? IPM_IO_DIRECT
+	       : IPM_IO_BUFFERED;
+	if (io && strcmp(io, "auto") && strcmp(io, "direct") && strcmp(io, "buffered"))
+		report(ld, b.line,
+		       "lun \"%s\": backing io \"%s\" is unknown (use auto, direct or buffered)",
 		       l->name, io);
 	free(io);
 	for (i = 0; i < l->n_backing; i++) {

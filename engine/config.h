@@ -36,8 +36,9 @@ struct ipm_node_cfg {
 
 /* How the engine does the backing store's I/O. */
 enum ipm_backing_io {
+	IPM_IO_AUTO,      /* direct where an O_DIRECT probe works (default) */
 	IPM_IO_DIRECT,    /* O_DIRECT for small aligned requests */
-	IPM_IO_BUFFERED,  /* through the page cache (default) */
+	IPM_IO_BUFFERED,  /* through the page cache */
 };
 
 struct ipm_backing_cfg {

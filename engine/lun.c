@@ -52,21 +52,32 @@ static void dio_alignment(struct ipm_lun *l)
 		l->dio_mem_align = l->dio_off_align = ssz;
 }
 
-/* io="direct": a second descriptor with O_DIRECT, so the page cache neither
- * doubles the data nor costs a copy (and, on file systems with large
- * folios, a walk of the folio's buffers) per write. A file system that
- * refuses O_DIRECT (tmpfs on old kernels) gets buffered I/O. */
+/* io="auto" or "direct": a second descriptor with O_DIRECT, so the page
+ * cache neither doubles the data nor costs a copy (and, on file systems with
+ * large folios, a walk of the folio's buffers) per write. A backing that
+ * refuses O_DIRECT at open or at the first aligned read (lun_direct_probe)
+ * gets the page cache: "auto" says so at info level, "direct" warns. */
 static void open_direct(struct ipm_lun *l, const struct ipm_backing_cfg *b)
 {
-	if (b->io != IPM_IO_DIRECT)
+	int prio = b->io == IPM_IO_DIRECT ? LOG_WARNING : LOG_INFO;
+	int rc;
+
+	if (b->io == IPM_IO_BUFFERED)
 		return;
 	l->dfd = open(l->path, O_RDWR | O_CLOEXEC | O_DIRECT);
 	if (l->dfd < 0) {
-		qb_log(LOG_NOTICE, "lun \"%s\": backing %s refuses O_DIRECT (%s); using buffered I/O",
+		qb_log(prio, "lun \"%s\": backing %s refuses O_DIRECT (%s); using the page cache",
 		       l->cfg->name, l->path, strerror(errno));
 		return;
 	}
 	dio_alignment(l);
+	rc = lun_direct_probe(l);
+	if (rc < 0) {
+		qb_log(prio, "lun \"%s\": backing %s: an aligned O_DIRECT read fails (%s); "
+		       "using the page cache", l->cfg->name, l->path, strerror(-rc));
+		close(l->dfd);
+		l->dfd = -1;
+	}
 }
 
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,

@@ -43,7 +43,7 @@ check "size problem with its line" \
 check "heartbeat problem with its line" \
 	has "$F:3: heartbeat timeout (1.5 s) must be greater than the interval (2 s)"
 check "backing io problem with its line" \
-	has "$F:36: lun \"vol2\": backing io \"fast\" is unknown (use direct or buffered)"
+	has "$F:36: lun \"vol2\": backing io \"fast\" is unknown (use auto, direct or buffered)"
 n=$(printf '%s\n' "$OUT" | grep -c "^$F:[0-9][0-9]*: ")
 check "all 24 problems reported, not just the first (got $n)" [ "$n" -eq 24 ]
 

@@ -133,8 +133,8 @@ static void test_good_pair(void **state)
 	assert_int_equal(l->n_backing, 2);
 	assert_string_equal(ipm_lun_cfg_backing(l, "node1"), "/var/lib/ipmirror/vol0.img");
 	assert_string_equal(ipm_lun_cfg_backing(l, "node2"), "/srv/vol0.img");
-	/* io: buffered unless the entry says direct */
-	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node1")->io, IPM_IO_BUFFERED);
+	/* io: auto unless the entry says otherwise */
+	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node1")->io, IPM_IO_AUTO);
 	assert_int_equal(ipm_lun_cfg_backing_entry(l, "node2")->io, IPM_IO_BUFFERED);
 	assert_string_equal(l->journal_path, "/var/lib/ipmirror/vol0.journal");
 	assert_int_equal(l->journal_max, 4ull << 30);
@@ -509,7 +509,7 @@ static void test_bad_values(void **state)
 		{ 31, "lun \"vol1\": size must not be 0" },
 		{ 33, "lun \"vol1\": journal max-size \"lots\" is not a size" },
 		{ 35, "lun \"vol2\": size \"1000\" (1000 bytes) is not a multiple of 512" },
-		{ 36, "lun \"vol2\": backing io \"fast\" is unknown (use direct or buffered)" },
+		{ 36, "lun \"vol2\": backing io \"fast\" is unknown (use auto, direct or buffered)" },
 	};
 	const size_t n = sizeof(want) / sizeof(want[0]);
 	struct diags d;

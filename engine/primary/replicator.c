@@ -332,10 +332,10 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 	return rc;
 }
 
-/* The resync's replayed request (resync_ops.submit): a copy of the data,
- * sent strictly after everything queued before it: the journal's order is
- * the host's completion order, so the mirror stays consistent. */
-int replay_submit(void *ctx, const struct wire_frame *f, const void *data)
+/* The resync's replayed request (resync_ops.submit): a copy of the data
+ * (f->csum is its CRC32C, carried from the journal), applied after what
+ * f->dep names (the resync orders overlapping replays). */
+int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq)
 {
 	struct replicator *r = ctx;
 	struct mreq *m = calloc(1, sizeof(*m));
@@ -351,7 +351,6 @@ int replay_submit(void *ctx, const struct wire_frame *f, const void *data)
 		}
 		memcpy(m->owned, data, f->len);
 		m->data = m->owned;
-		m->f.csum = crc32c(0, m->data, m->f.len);
 	}
 	m->rl = &r->luns[f->lun];
 	m->replay = true;
@@ -367,8 +366,9 @@ int replay_submit(void *ctx, const struct wire_frame *f, const void *data)
 		free(m);
 		return -ECONNRESET;
 	}
-	m->f.dep = r->next_seq;
+	m->f.dep = f->dep == RESYNC_DEP_ALL ? r->next_seq : f->dep;
 	m->f.seq = ++r->next_seq;
+	*seq = m->f.seq;
 	r->replays++;
 	enqueue_locked(r, m);
 	pthread_mutex_unlock(&r->lock);

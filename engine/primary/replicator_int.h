@@ -205,6 +205,6 @@ extern const struct resync_ops replicator_resync_ops;
  * is answered). */
 bool al_settle_locked(struct replicator *r);
 /* resync_ops.submit: queue a replayed request (ctx: the replicator). */
-int replay_submit(void *ctx, const struct wire_frame *f, const void *data);
+int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
 
 #endif

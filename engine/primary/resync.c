@@ -12,6 +12,7 @@
 #include <qb/qblog.h>
 
 #include "clock.h"
+#include "crc32c.h"
 #include "lockdebug.h"
 #include "resync.h"
 #include "extent_scan.h"
@@ -75,6 +76,7 @@ void resync_close(struct resync *rs)
 	unsigned i;
 
 	for (i = 0; rs->luns && i < rs->n_luns; i++) {
+		journal_iter_close(rs->luns[i].iter);
 		if (rs->luns[i].journal)
 			journal_close(rs->luns[i].journal);
 		if (rs->luns[i].bitmap)
@@ -244,39 +246,99 @@ static void pace(struct resync *rs, uint64_t sent, int64_t t0)
 		usleep((useconds_t)(due_ms - (ipm_now_ms() - t0)) * 1000);
 }
 
-/* Send one replayed request, strictly after the previous one: the journal's
- * order is the host's completion order, so the mirror stays consistent. */
+/* ---- the order of replays on the mirror ----
+ *
+ * The mirror applies a request once every request numbered up to its dep
+ * is applied. A replay needs only the earlier replays it overlaps applied
+ * first (the newest of them covers the older ones): the mirror's copy is
+ * inconsistent from the first replay until the INSYNC marker anyway
+ * (lun_gen_resyncing), so the order of independent writes is free, and
+ * many replays are applied at once over the n connections. Barriers (a
+ * journaled FLUSH, the INSYNC marker) follow everything before them. The
+ * ring remembers the newest replays; one pushed out raises the horizon,
+ * which every later replay follows. */
+
+static void order_reset(struct resync_order *o)
+{
+	o->horizon = RESYNC_DEP_ALL;  /* the run's first replay: after everything */
+	o->head = o->n = 0;
+}
+
+static uint64_t order_dep(const struct resync_order *o, uint32_t lun, uint64_t off,
+			  uint64_t end)
+{
+	unsigned i, k;
+
+	if (o->horizon == RESYNC_DEP_ALL || end <= off)
+		return o->horizon;
+	for (i = 0; i < o->n; i++) {
+		k = (o->head + RESYNC_ORDER_RING - 1 - i) % RESYNC_ORDER_RING;
+		if (o->ring[k].lun == lun && o->ring[k].off < end && off < o->ring[k].end)
+			return o->ring[k].seq > o->horizon ? o->ring[k].seq : o->horizon;
+	}
+	return o->horizon;
+}
+
+static void order_add(struct resync_order *o, uint32_t lun, uint64_t off, uint64_t end,
+		      uint64_t seq)
+{
+	if (o->horizon == RESYNC_DEP_ALL)
+		o->horizon = seq - 1;
+	if (end <= off)
+		return;
+	if (o->n == RESYNC_ORDER_RING) {
+		if (o->ring[o->head].seq > o->horizon)
+			o->horizon = o->ring[o->head].seq;
+	} else {
+		o->n++;
+	}
+	o->ring[o->head].lun = lun;
+	o->ring[o->head].off = off;
+	o->ring[o->head].end = end;
+	o->ring[o->head].seq = seq;
+	o->head = (o->head + 1) % RESYNC_ORDER_RING;
+}
+
+/* Send one replayed request after the earlier ones it overlaps (or, a
+ * barrier, after everything). A WRITE's rec->data_crc is its payload's
+ * CRC32C, carried to the wire (the journal checked it when it read it). */
 static int send_replay(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
 		       uint16_t extra_flags)
 {
+	uint32_t lun = (uint32_t)(rl - rs->luns);
+	bool barrier = rec->type == JR_FLUSH;
+	uint64_t end = barrier ? rec->offset : rec->offset + rec->length, seq = 0;
 	struct wire_frame f = {
 		.magic = WIRE_FRAME_MAGIC, .type = wire_type_of(rec->type),
 		.flags = (uint16_t)((rec->flags & WIRE_F_FUA) | WIRE_F_REPLAY | extra_flags),
-		.lun = (uint32_t)(rl - rs->luns), .offset = rec->offset, .length = rec->length,
+		.lun = lun, .offset = rec->offset, .length = rec->length,
+		.dep = barrier ? RESYNC_DEP_ALL : order_dep(&rs->order, lun, rec->offset, end),
 	};
+	int rc;
 
-	if (rec->type == JR_WRITE)
+	if (rec->type == JR_WRITE) {
 		f.len = (uint32_t)rec->length;
-	return rs->ops->submit(rs->ctx, &f, rec->type == JR_WRITE ? rec->data : NULL);
+		f.csum = rec->data_crc;
+	}
+	rc = rs->ops->submit(rs->ctx, &f, rec->type == JR_WRITE ? rec->data : NULL, &seq);
+	if (rc == 0)
+		order_add(&rs->order, lun, rec->offset, end, seq);
+	return rc;
 }
 
-/* Replay the journal records not replayed yet in this resync. */
+/* Replay the journal records not replayed yet in this resync, from where
+ * the last pass stopped (rl->iter). */
 static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *sent, int64_t t0)
 {
-	struct journal_iter *it;
 	struct journal_rec rec;
 	ipm_error err = { "" };
-	uint64_t n = 0;
-	int rc;
+	int rc = 0;
 
 	if (journal_records(rl->journal) <= rl->replayed_records)
 		return 0;
-	rc = journal_iter_open(rl->journal, &it, &err);
-	if (rc < 0)
+	if (!rl->iter && (rc = journal_iter_open(rl->journal, &rl->iter, &err)) < 0)
 		goto out;
-	while ((rc = journal_iter_next(it, &rec, &err)) == 1) {
-		if (n++ < rl->replayed_records)
-			continue;
+	while ((rc = journal_iter_next(rl->iter, &rec, &err)) == 1) {
 		/* an empty record (journaled by older versions) changes nothing */
 		if (rec.type != JR_FLUSH && rec.length == 0) {
 			rl->replayed_records++;
@@ -287,12 +349,13 @@ static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *se
 			break;
 		rl->replayed_records++;
 		pthread_mutex_lock(rs->lock);
-		rl->done = journal_iter_offset(it);
+		rl->done = journal_iter_offset(rl->iter);
 		pthread_mutex_unlock(rs->lock);
 		*sent += rec.length;
 		pace(rs, *sent, t0);
 	}
-	journal_iter_close(it);
+	/* caught up: new records come in later passes, if at all */
+	journal_iter_idle(rl->iter);
 out:
 	if (rc < 0 && rc != -ECONNRESET)
 		qb_log(LOG_ERR, "lun %s: journal replay stopped: %s", rl->name, err.msg);
@@ -383,6 +446,7 @@ static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, 
 	uint32_t lun = (uint32_t)(rl - rs->luns);
 	uint64_t off, len, from = 0, to;
 	void *buf = NULL;
+	size_t cap = 0;
 	int rc = 0;
 
 	while (next_run(rs, rl, from, &off, &len)) {
@@ -394,9 +458,13 @@ static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, 
 			from = to;
 			continue;
 		}
-		free(buf);
-		if (posix_memalign(&buf, 4096, len) != 0)
-			return -ENOMEM;
+		if (len > cap) {  /* runs are up to 4 MiB: one buffer for all */
+			free(buf);
+			buf = NULL;
+			if (posix_memalign(&buf, 4096, len) != 0)
+				return -ENOMEM;
+			cap = len;
+		}
 		take_range(rs, rl, off, len);
 		if (rs->ops->read_local(rs->ctx, lun, buf, len, off) < 0) {
 			rc = -EIO;
@@ -407,6 +475,7 @@ static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, 
 		rec.offset = off;
 		rec.length = len;
 		rec.data = buf;
+		rec.data_crc = rec.type == JR_WRITE ? crc32c(0, buf, len) : 0;
 		rc = send_replay(rs, rl, &rec, 0);
 		if (rc < 0) {
 			remark(rs, rl, off, len);
@@ -446,6 +515,8 @@ static void begin_locked(struct resync *rs)
 		struct resync_lun *rl = &rs->luns[i];
 
 		rl->replayed_records = 0;
+		journal_iter_close(rl->iter);  /* the journal is replayed from its start */
+		rl->iter = NULL;
 		rl->done = 0;
 		rl->t0 = ipm_now_ms();
 		rl->total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
@@ -471,6 +542,8 @@ static void finish_resync_locked(struct resync *rs, uint64_t sent, int64_t t0)
 		    rs->ops->flush_local_locked && (rc = rs->ops->flush_local_locked(rs->ctx, i)) < 0)
 			qb_log(LOG_ERR, "lun %s: cannot sync the local copy: %s", rl->name,
 			       strerror(-rc));
+		journal_iter_close(rl->iter);
+		rl->iter = NULL;
 		if (journal_records(rl->journal) && journal_reset(rl->journal, &err) < 0)
 			qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
 		/* always: the copy cleared the extents in memory only, and the
@@ -541,6 +614,7 @@ static int resync_passes(struct resync *rs, bool *held, int64_t t0)
 	pthread_mutex_lock(rs->lock);
 	begin_locked(rs);
 	pthread_mutex_unlock(rs->lock);
+	order_reset(&rs->order);
 	qb_log(LOG_NOTICE, "peer %s: connected again, resync starts", rs->peer);
 	for (pass = 1;; pass++) {
 		for (i = 0; i < rs->n_luns; i++) {
@@ -587,6 +661,7 @@ static int resync_passes(struct resync *rs, bool *held, int64_t t0)
 			pthread_mutex_unlock(rs->lock);
 			return rc;
 		}
+		order_reset(&rs->order);  /* everything replayed is applied */
 		if (final && caught_up_locked(rs)) {
 			finish_resync_locked(rs, sent, t0);
 			break;

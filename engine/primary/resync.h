@@ -19,6 +19,10 @@
 #include "journal.h"
 #include "wire.h"
 
+/* submit's f->dep: after everything queued before (the replicator knows
+ * the number). */
+#define RESYNC_DEP_ALL UINT64_MAX
+
 /* One LUN's journal side. */
 struct resync_lun {
 	const char *name;             /* the LUN's, for the log */
@@ -28,17 +32,21 @@ struct resync_lun {
 	bool overflowed;              /* past the journal's limit: writes mark the bitmap */
 	bool full_pending;            /* the peer asked for the whole LUN */
 	uint64_t replayed_records;    /* of the journal, in this resync */
+	struct journal_iter *iter;    /* at the first record not replayed yet */
 	uint64_t done, total;         /* bytes, for the status */
 	int64_t t0;                   /* when the running resync started (ms) */
 };
 
 /* What the resync asks of the replicator. */
 struct resync_ops {
-	/* Queue one replayed request (f->lun says which LUN; data is copied)
-	 * once the window has room, numbered after everything queued before
-	 * it. -ECONNRESET when the link left the resync or the replicator is
+	/* Queue one replayed request (f->lun says which LUN; data is copied,
+	 * f->csum is its CRC32C already) once the window has room, numbered
+	 * after everything queued before it (*seq: its number). The mirror
+	 * applies it once every request numbered up to f->dep is applied, or
+	 * with f->dep == RESYNC_DEP_ALL everything queued before it.
+	 * -ECONNRESET when the link left the resync or the replicator is
 	 * stopping. Called without the lock. */
-	int (*submit)(void *ctx, const struct wire_frame *f, const void *data);
+	int (*submit)(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
 	/* Read the local copy of a LUN. Called without the lock. */
 	int (*read_local)(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off);
 	/* Where the hole of the local copy at off ends (extent_hole_end):
@@ -63,6 +71,15 @@ struct resync_ops {
 	int (*flush_local_locked)(void *ctx, uint32_t lun);
 };
 
+/* The replays in flight, for their order on the mirror (resync.c): a
+ * replay must follow only the earlier ones it overlaps. */
+#define RESYNC_ORDER_RING 512
+struct resync_order {
+	uint64_t horizon;             /* replays up to this number come first */
+	unsigned head, n;             /* the newest n replays, newest at head - 1 */
+	struct { uint64_t off, end, seq; uint32_t lun; } ring[RESYNC_ORDER_RING];
+};
+
 struct resync {
 	const struct resync_ops *ops;
 	void *ctx;
@@ -71,6 +88,7 @@ struct resync {
 	uint64_t rate;                /* bytes/s, 0 = unlimited */
 	unsigned n_luns;
 	struct resync_lun *luns;      /* indexed by wire LUN index */
+	struct resync_order order;    /* the resync thread's own */
 };
 
 /* Allocate rs->luns (n of them, closed); the caller fills ops, ctx, lock,

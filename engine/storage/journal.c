@@ -38,6 +38,7 @@
 #define JR_MAX_DATA (32u << 20)   /* = the largest request, WIRE_MAX_PAYLOAD */
 
 #define SCAN_CHUNK (1u << 20)
+#define ITER_CHUNK (4u << 20)     /* the iterator's read-ahead */
 
 struct journal {
 	int fd;
@@ -56,8 +57,10 @@ struct journal_iter {
 	struct journal *j;
 	uint64_t pos;                /* file offset of the next record */
 	uint64_t index;              /* records returned so far */
-	uint8_t *buf;
+	uint8_t *buf;                /* file bytes [win, win + win_len) */
 	size_t cap;
+	uint64_t win;
+	size_t win_len;
 };
 
 struct rec_hdr {
@@ -534,17 +537,109 @@ int journal_iter_open(struct journal *j, struct journal_iter **out, ipm_error *e
 	return 0;
 }
 
+/* File bytes [pos, pos + len) (pos + len <= limit) in it->buf, read ahead
+ * up to ITER_CHUNK or limit: 0 with *p set, 1 when the file is shorter than
+ * it claims, <0 on error. */
+static int iter_bytes(struct journal_iter *it, uint64_t pos, uint64_t len, uint64_t limit,
+		      const uint8_t **p)
+{
+	uint64_t want = len > ITER_CHUNK ? len : ITER_CHUNK;
+	ssize_t n;
+
+	if (pos >= it->win && pos + len <= it->win + it->win_len) {
+		*p = it->buf + (pos - it->win);
+		return 0;
+	}
+	if (want > limit - pos)
+		want = limit - pos;
+	if (it->cap < want) {
+		uint8_t *nb = realloc(it->buf, want);
+
+		if (!nb)
+			return -ENOMEM;
+		it->buf = nb;
+		it->cap = want;
+	}
+	it->win_len = 0;
+	n = pread_full(it->j->fd, it->buf, want, pos);
+	if (n < 0)
+		return (int)n;
+	it->win = pos;
+	it->win_len = (size_t)n;
+	if ((uint64_t)n < len)
+		return 1;
+	*p = it->buf;
+	return 0;
+}
+
+/* The record at it->pos, which must end by limit: 0 valid (*data for a
+ * WRITE), 1 bad (*why), <0 I/O error. The checks are read_record's. */
+static int iter_record(struct journal_iter *it, uint64_t limit, struct rec_hdr *h,
+		       const uint8_t **data, const char **why)
+{
+	struct journal *j = it->j;
+	const uint8_t *b;
+	uint64_t dlen;
+	int rc;
+
+	*data = NULL;
+	if (limit - it->pos < JR_LEN) {
+		*why = "record header cut short";
+		return 1;
+	}
+	rc = iter_bytes(it, it->pos, JR_LEN, limit, &b);
+	if (rc != 0) {
+		*why = "record header cut short";
+		return rc;
+	}
+	if (!rec_hdr_decode(b, h)) {
+		*why = le_get32(b) != JR_MAGIC ? "bad record magic" : "record header checksum mismatch";
+		return 1;
+	}
+	if (h->seq != it->index + 1) {
+		*why = "sequence number out of order";
+		return 1;
+	}
+	if (!range_ok(j, h->type, h->offset, h->length)) {
+		*why = "invalid type or range";
+		return 1;
+	}
+	dlen = data_len(h->type, h->length);
+	if (limit - it->pos - JR_LEN < dlen) {
+		*why = "record data cut short";
+		return 1;
+	}
+	if (h->type != JR_WRITE) {
+		if (h->data_crc != 0) {
+			*why = "data checksum mismatch";
+			return 1;
+		}
+		return 0;
+	}
+	rc = iter_bytes(it, it->pos + JR_LEN, dlen, limit, data);
+	if (rc != 0) {
+		*why = "record data cut short";
+		return rc;
+	}
+	if (crc32c(0, *data, h->length) != h->data_crc) {
+		*why = "data checksum mismatch";
+		return 1;
+	}
+	return 0;
+}
+
 int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_error *err)
 {
 	struct journal *j = it->j;
 	uint64_t end = __atomic_load_n(&j->end, __ATOMIC_ACQUIRE);
+	const uint8_t *data;
 	const char *why = NULL;
 	struct rec_hdr h;
 	int rc;
 
 	if (it->pos >= end)
 		return 0;
-	rc = read_record(j, it->pos, end, it->index + 1, &h, &it->buf, &it->cap, &why);
+	rc = iter_record(it, end, &h, &data, &why);
 	if (rc < 0)
 		return ipm_fail(err, rc, "journal %s: cannot read record %llu at byte offset %llu: %s",
 			    j->path, (unsigned long long)(it->index + 1),
@@ -554,11 +649,19 @@ int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_erro
 	*rec = (struct journal_rec){
 		.seq = h.seq, .type = h.type, .flags = h.flags,
 		.offset = h.offset, .length = h.length,
-		.data = h.type == JR_WRITE ? it->buf : NULL,
+		.data = data, .data_crc = h.data_crc,
 	};
 	it->pos += JR_LEN + data_len(h.type, h.length);
 	it->index++;
 	return 1;
+}
+
+void journal_iter_idle(struct journal_iter *it)
+{
+	free(it->buf);
+	it->buf = NULL;
+	it->cap = 0;
+	it->win_len = 0;
 }
 
 uint64_t journal_iter_offset(const struct journal_iter *it)

@@ -33,6 +33,7 @@ struct journal_rec {
 	uint16_t flags;      /* WIRE_F_FUA etc., opaque to the journal */
 	uint64_t offset, length;
 	const void *data;    /* WRITE only: length bytes; from the iterator valid until the next call */
+	uint32_t data_crc;   /* from the iterator: CRC32C of data (checked), 0 without data */
 };
 
 /* Open or create the journal at path for LUN lun of lun_size bytes.
@@ -56,11 +57,16 @@ uint64_t journal_id(const struct journal *j);
 
 /* Iterate from the first record. next() returns 1 with a record, 0 at the
  * current end (records appended later are seen by later calls), <0 on error
- * (-EUCLEAN for a corrupt record, naming the file, record index and offset). */
+ * (-EUCLEAN for a corrupt record, naming the file, record index and offset).
+ * The iterator reads ahead in large chunks: a journal of small records costs
+ * one pread per chunk, not two per record. */
 int journal_iter_open(struct journal *j, struct journal_iter **out, ipm_error *err);
 int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_error *err);
 /* Record bytes consumed so far, comparable to journal_bytes(). */
 uint64_t journal_iter_offset(const struct journal_iter *it);
+/* Free the read-ahead buffer (the position is kept): for an iterator that
+ * waits at the end of its journal for a while. */
+void journal_iter_idle(struct journal_iter *it);
 void journal_iter_close(struct journal_iter *it);
 
 /* Everything was replayed and acknowledged: drop all records, durably. */

@@ -2,7 +2,10 @@
  * against a fake replicator (struct resync_ops): the journal is replayed in
  * order, dirty extents are copied from the local copy, the closing pass
  * holds host writes and only then tells the mirror it is in sync, and a
- * go_down in the middle marks the dropped copies dirty again. */
+ * go_down in the middle marks the dropped copies dirty again. Every
+ * submission is checked: its payload's CRC32C is the one it carries, and it
+ * follows (dep) every earlier unanswered replay it overlaps; barriers follow
+ * everything, and independent replays are not chained. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "crc32c.h"
 #include "ipmirror.h"
 #include "resync.h"
 #include "unit_util.h"
@@ -47,7 +51,10 @@ struct fake {
 	/* the link breaks at this submission (1-based; 0: never) and no
 	 * answer comes before that */
 	unsigned down_at;
+	unsigned order_from;          /* subs before it are answered or dropped */
 };
+
+#define SEQ_BASE 1000                 /* the fake's first wire number - 1 */
 
 static void host_write_locked(struct fake *fx, uint32_t lun, uint64_t off, uint64_t len,
 			      uint8_t fill, uint16_t flags)
@@ -80,6 +87,7 @@ static void go_down(struct fake *fx)
 
 	pthread_mutex_lock(&fx->lock);
 	fx->link_ok = false;
+	fx->order_from = fx->n_subs;
 	for (i = fx->answered; i < fx->n_subs; i++)
 		marked |= resync_dropped_locked(&fx->rs, &fx->subs[i].f);
 	if (marked)
@@ -87,7 +95,32 @@ static void go_down(struct fake *fx)
 	pthread_mutex_unlock(&fx->lock);
 }
 
-static int fake_submit(void *ctx, const struct wire_frame *f, const void *data)
+/* What the mirror needs of a replay's number: after every earlier one still
+ * unanswered that it overlaps; a barrier (FLUSH) after everything. */
+static void check_order(struct fake *fx, const struct sub *s)
+{
+	uint64_t end = s->f.offset + s->f.length;
+	unsigned i;
+
+	if (s->f.type == WIRE_FLUSH) {
+		assert_int_equal(s->f.dep, s->f.seq - 1);
+		return;
+	}
+	for (i = fx->order_from; i + 1 < fx->n_subs; i++) {
+		const struct wire_frame *e = &fx->subs[i].f;
+
+		if (e->lun == s->f.lun && e->type != WIRE_FLUSH && e->offset < end &&
+		    s->f.offset < e->offset + e->length && s->f.dep < e->seq)
+			fail_msg("replay %llu (lun %u at %llu+%llu) does not follow %llu (at %llu+%llu): dep %llu",
+				 (unsigned long long)s->f.seq, s->f.lun,
+				 (unsigned long long)s->f.offset, (unsigned long long)s->f.length,
+				 (unsigned long long)e->seq, (unsigned long long)e->offset,
+				 (unsigned long long)e->length, (unsigned long long)s->f.dep);
+	}
+	assert_true(s->f.dep < s->f.seq);
+}
+
+static int fake_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq)
 {
 	struct fake *fx = ctx;
 	struct sub *s;
@@ -99,12 +132,19 @@ static int fake_submit(void *ctx, const struct wire_frame *f, const void *data)
 	assert_true(fx->n_subs < MAX_SUBS);
 	s = &fx->subs[fx->n_subs++];
 	s->f = *f;
+	s->f.seq = *seq = SEQ_BASE + fx->n_subs;
+	if (f->dep == RESYNC_DEP_ALL)
+		s->f.dep = s->f.seq - 1;
 	s->data = NULL;
 	if (data) {
 		s->data = malloc(f->len);   /* freed by teardown: not test_malloc */
 		assert_non_null(s->data);
 		memcpy(s->data, data, f->len);
+		if (crc32c(0, data, f->len) != f->csum)
+			fail_msg("replay at %llu carries CRC %#x, its payload has %#x",
+				 (unsigned long long)f->offset, f->csum, crc32c(0, data, f->len));
 	}
+	check_order(fx, s);
 	if (!fx->held && fx->injected < fx->inject_max && !(f->flags & WIRE_F_INSYNC)) {
 		pthread_mutex_lock(&fx->lock);
 		host_write_locked(fx, 1 - f->lun, 4096 * (uint64_t)fx->injected, 4096,
@@ -134,8 +174,10 @@ static int fake_wait_answers_locked(void *ctx)
 	}
 	if (!fx->link_ok)
 		return -ECONNRESET;
-	if (!fx->down_at)
+	if (!fx->down_at) {
 		fx->answered = fx->n_subs;
+		fx->order_from = fx->n_subs;
+	}
 	return 0;
 }
 
@@ -227,6 +269,7 @@ static void reset_subs(struct fake *fx)
 	fx->link_ok = true;
 	fx->held = false;
 	fx->down_at = 0;
+	fx->order_from = 0;
 }
 
 static int setup(void **state)
@@ -370,6 +413,45 @@ static void test_journal_replayed_in_order(void **state)
 	assert_int_equal(fx->lives, 1);
 	assert_int_equal(fx->live_at, 8);
 	assert_false(fx->held);
+	assert_true(empty(fx));
+}
+
+/* Many replays in flight: a replay follows only the earlier ones it
+ * overlaps, a journaled FLUSH and the INSYNC markers follow everything, and
+ * independent replays do not wait for each other. */
+static void test_replay_order(void **state)
+{
+	struct fake *fx = *state;
+	const struct wire_frame *f;
+
+	open_luns(fx, 2, 0);
+	pthread_mutex_lock(&fx->lock);
+	/* submitted LUN by LUN: vol0's records, then vol1's */
+	host_write_locked(fx, 0, 0, 4096, 'a', 0);          /* 0: the run's first */
+	host_write_locked(fx, 0, MiB, 4096, 'b', 0);        /* 1: independent */
+	host_write_locked(fx, 1, 0, 4096, 'c', 0);          /* 6: other LUN, same range */
+	host_write_locked(fx, 0, 2048, 4096, 'd', 0);       /* 2: overlaps 0 */
+	host_op_locked(fx, WIRE_FLUSH, 0, 0, 0);            /* 3: barrier */
+	host_write_locked(fx, 0, 2 * MiB, 4096, 'e', 0);    /* 4: independent again */
+	host_op_locked(fx, WIRE_TRIM, MiB + 4000, 100, 0);  /* 5: overlaps 1 */
+	pthread_mutex_unlock(&fx->lock);
+
+	assert_int_equal(resync_run(&fx->rs), 0);
+	assert_int_equal(fx->n_subs, 9);
+	f = &fx->subs[0].f;
+	assert_int_equal(f->dep, f->seq - 1);               /* after what came before */
+	assert_int_equal(fx->subs[1].f.dep, f->seq - 1);    /* not after 0 */
+	assert_int_equal(fx->subs[2].f.dep, fx->subs[0].f.seq);
+	assert_int_equal(fx->subs[3].f.type, WIRE_FLUSH);
+	assert_int_equal(fx->subs[3].f.dep, fx->subs[3].f.seq - 1);
+	assert_int_equal(fx->subs[4].f.dep, f->seq - 1);    /* not after the barrier */
+	assert_int_equal(fx->subs[5].f.type, WIRE_TRIM);
+	assert_int_equal(fx->subs[5].f.dep, fx->subs[1].f.seq);
+	assert_int_equal(fx->subs[6].f.lun, 1);
+	assert_int_equal(fx->subs[6].f.dep, f->seq - 1);    /* LUNs do not overlap */
+	assert_true(fx->subs[7].f.flags & WIRE_F_INSYNC);
+	assert_int_equal(fx->subs[7].f.dep, fx->subs[7].f.seq - 1);
+	assert_int_equal(fx->subs[8].f.dep, fx->subs[8].f.seq - 1);
 	assert_true(empty(fx));
 }
 
@@ -523,6 +605,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_journal_replayed_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holes_and_zeros, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_extents_copied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folded_extents_copied, setup, teardown),

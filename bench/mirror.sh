@@ -1,6 +1,8 @@
 #!/bin/bash
 # shellcheck disable=SC2154  # n1_pid, n2_pid, NS_node1/2 are set by tests/lib.sh
 # bench/mirror.sh - mirrored write performance, side by side in one run:
+#   raw          the backing itself: fio O_DIRECT libaio on a file of the same
+#                directory (the physical limit of one copy)
 #   ipm-sync     ipmirror sync mirrored LUN, two daemons on loopback
 #   ipm-async    ipmirror async mirrored LUN (same pair)
 #   ipm-unmir    ipmirror unmirrored LUN (same primary daemon)
@@ -21,9 +23,19 @@
 #   BENCH_TARGETS="qemu-mirror nbdkit"      a subset (e.g. without ipmirrord)
 #   PREFILL=0                               leave the files sparse
 #
+#   BENCH_IO=direct|buffered                the LUNs' io (default: none, i.e. auto)
+#   BENCH_SEPARATE_DISKS=1                  the copies are on different disks
+#                                           (two machines): the sync limit is
+#                                           the backing's rate, not half of it
+#   BENCH_OUT=./bench-out                   where the table and chart go
+#
 # Prints "figure: value" lines, a summary table, the ratios ipm-sync /
-# qemu-mirror and ipm-unmir / nbdkit, and whether the mirrored copies are
+# qemu-mirror and ipm-unmir / nbdkit, one "limit:" line per target of the
+# speed issue (a figure over its physical limit: the raw backing, a 4 KiB
+# TCP ping-pong measured in the same run), writes the table and a chart
+# (PNG, gnuplot) to BENCH_OUT, and checks whether the mirrored copies are
 # byte-identical (cmp). Exits 1 on a setup failure or a copy mismatch.
+# Prints its duration estimate first and stops itself at 3x that.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 : "${top_srcdir:=$here}"
@@ -36,7 +48,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
 	RUNTIME=${BENCH_RUNTIME:-5}; REPS=${BENCH_REPS:-3}
 fi
-TARGETS=${BENCH_TARGETS:-ipm-sync ipm-async ipm-unmir qemu-mirror nbdkit}
+TARGETS=${BENCH_TARGETS:-raw ipm-sync ipm-async ipm-unmir qemu-mirror nbdkit}
 WORKLOADS=("4k-randwrite-QD1 randwrite 4k 1" "4k-randwrite-QD32 randwrite 4k 32"
 	"1M-write-QD1 write 1M 1" "1M-write-QD8 write 1M 8")
 
@@ -58,7 +70,15 @@ TMPDIR=${BENCH_DIR:-/var/tmp}
 export TMPDIR
 # shellcheck source=../tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
+# shellcheck source=lib.sh
+. "$top_srcdir/bench/lib.sh"
 set -euo pipefail
+# each fio run: its seconds, fio's start and the sync before it (~4 s); each
+# repetition: three baselines; setup: up to 10 prefilled 1 GiB files (~6 s
+# each), QEMU's initial copy and the daemons (~40 s)
+BENCH_EST=$((REPS * ${#WORKLOADS[@]} * $(wc -w <<<"$TARGETS") * (RUNTIME + 4) +
+	REPS * (3 * RUNTIME + 10) + 10 * 6 + 40))
+bench_estimate "$BENCH_EST" "bench/mirror.sh ($REPS x $RUNTIME s per cell)"
 # lib.sh's cleanup is written for errexit off: a failing kill must not cut it short
 bench_cleanup() { set +e; t_cleanup; }
 trap bench_cleanup EXIT
@@ -88,8 +108,8 @@ declare -A URI
 
 # ---- (a)(b)(c) ipmirror pair -----------------------------------------------
 if has_ipm; then
-	# io="direct" unless BENCH_IO says otherwise (doc/config.md)
-	PAIR_IO=${BENCH_IO:-direct} PAIR_JOURNAL_MAX=4G pair_setup vol0:$SIZE:sync:yes:node1 vol1:$SIZE:async:yes:node1 \
+	# the default io (auto) unless BENCH_IO says otherwise (doc/config.md)
+	PAIR_IO=${BENCH_IO:-} PAIR_JOURNAL_MAX=4G pair_setup vol0:$SIZE:sync:yes:node1 vol1:$SIZE:async:yes:node1 \
 		vol2:$SIZE:sync:no:node1
 	prefill "$D/node1-vol0.img" "$D/node2-vol0.img" "$D/node1-vol1.img" "$D/node2-vol1.img" \
 		"$D/node1-vol2.img"
@@ -103,7 +123,9 @@ if has_ipm; then
 	URI[ipm-async]="nbd://127.0.0.1:$N1_NBD/vol1"
 	URI[ipm-unmir]="nbd://127.0.0.1:$N1_NBD/vol2"
 	echo "figure: ipmirror pair: node1/node2 on 127.0.0.1, data ports $N1_DATA/$N2_DATA, $(grep -o 'connections count="[0-9]*"' "$D/pair.xml")"
+	echo "figure: io in effect (ipmirrorctl status): vol0 $(lun_field node1 vol0 io)/$(lun_field node2 vol0 io), vol1 $(lun_field node1 vol1 io)/$(lun_field node2 vol1 io), vol2 $(lun_field node1 vol2 io) (node1/node2; BENCH_IO=${BENCH_IO:-unset: the default})"
 fi
+has raw && prefill "$D/raw.img"
 
 # ---- (e) nbdkit file plugin -------------------------------------------------
 if has nbdkit; then
@@ -193,6 +215,11 @@ sync
 declare -A RES
 run() {
 	local out="$D/$1-$2-$6.json"
+	if [ "$1" = raw ]; then
+		RES[$1|$2]+="$(bench_raw "$D/raw.img" "$3" "$4" "$5" "$RUNTIME" "$out" ||
+			die "fio failed on the raw backing $2");"
+		return
+	fi
 	timeout $((RUNTIME + 60)) fio --name="$2" --ioengine=nbd --uri="${URI[$1]}" --rw="$3" \
 		--bs="$4" --iodepth="$5" --size=$SIZE --time_based --runtime="$RUNTIME" \
 		--output-format=json --output="$out" >"$D/$1-$2-$6.out" 2>&1 ||
@@ -246,11 +273,13 @@ baselines() {
 		--output-format=json --output="$out" >/dev/null 2>&1 || die "fio failed on the disk baseline"
 	BASE[disk]+="$(jq -r '.jobs[0].write.bw_bytes / 1048576' "$out");"
 	BASE[tcp]+="$(timeout $((RUNTIME + 30)) "$PY" "$D/tcp.py" "$RUNTIME" || die "tcp baseline failed");"
+	BASE[ping]+="$(bench_pingpong here 127.0.0.1 here "$RUNTIME" || die "ping-pong baseline failed");"
 }
 
 echo "figure: load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs; other load skews every target, the event-loop servers most)"
 n_runs=$((REPS * ${#WORKLOADS[@]} * $(wc -w <<<"$TARGETS")))
 echo "figure: plan: $n_runs fio runs of $RUNTIME s (median of $REPS per cell), files in $D"
+echo "figure: estimate given at the start: $BENCH_EST s"
 for rep in $(seq "$REPS"); do
 	for w in "${WORKLOADS[@]}"; do
 		read -r name rw bs qd <<<"$w"
@@ -321,7 +350,12 @@ if has_ipm; then
 		"$D/node1-vol1.img" "$D/node2-vol1.img"
 fi
 
-# ---- summary ---------------------------------------------------------------
+# ---- summary: the table, the targets, the limits (also to BENCH_OUT) ---------
+PING=$(tr ';' '\n' <<<"${BASE[ping]}" | awk 'NF { print $1 " 0 0" }' | tr '\n' ';')
+PING=$(median 1 "$PING")
+printf 'figure: 4 KiB TCP ping-pong round trip (loopback, python3, TCP_NODELAY): %.1f us\n' "$PING"
+BENCH_LIMITS=$D/limits.txt
+{
 echo
 echo "Summary: median of $REPS x ${RUNTIME} s fio runs per cell, $SIZE files, cell = IOPS / MiB/s"
 printf '%-18s' workload
@@ -350,4 +384,47 @@ target "4k QD32 sync / qemu-mirror" "$(ratio "${IOPS[ipm-sync|$Q]:-0}" "${IOPS[q
 target "4k QD32 sync / nbdkit" "$(ratio "${IOPS[ipm-sync|$Q]:-0}" "${IOPS[nbdkit|$Q]:-0}")" 0.8
 target "4k QD32 async / nbdkit" "$(ratio "${IOPS[ipm-async|$Q]:-0}" "${IOPS[nbdkit|$Q]:-0}")" 0.95
 target "1M QD8 sync / min(disk, loopback TCP)" "$(ratio "${MIBS[ipm-sync|1M-write-QD8]:-0}" "$CEIL")" 0.9
+
+# the speed issue's targets against the physical limits measured above
+Q1=4k-randwrite-QD1 share=0.5
+rawlat=$(median 3 "${RES[raw|$Q1]:-}")
+synclat=$(median 3 "${RES[ipm-sync|$Q1]:-}")
+floor=$(awk -v a="$rawlat" -v b="$PING" 'BEGIN { printf "%.1f", a + b }')
+[ "${BENCH_SEPARATE_DISKS:-0}" = 1 ] && share=1
+echo
+echo "Limits: the raw backing (fio O_DIRECT libaio, same directory) and a 4 KiB TCP ping-pong, same run"
+bench_limit "sync 4k QD1 latency: floor (raw clat + ping-pong) / sync clat, us" "$floor" "$synclat" 0.77
+bench_limit "sync 4k QD32 IOPS / ($share x raw 4k QD32 IOPS)" "${IOPS[ipm-sync|$Q]:-}" \
+	"$(awk -v r="${IOPS[raw|$Q]:-0}" -v s=$share 'BEGIN { print r * s }')" 0.9
+bench_limit "sync 4k QD32 IOPS / nbdkit IOPS" "${IOPS[ipm-sync|$Q]:-}" "${IOPS[nbdkit|$Q]:-}" 2
+for w in "${WORKLOADS[@]}"; do
+	read -r name _ <<<"$w"
+	bench_limit "async / sync IOPS, $name" "${IOPS[ipm-async|$name]:-}" "${IOPS[ipm-sync|$name]:-}" 1
+done
+for w in "${WORKLOADS[@]}"; do
+	read -r name _ <<<"$w"
+	bench_limit "unmirrored / raw backing IOPS, $name (no target)" "${IOPS[ipm-unmir|$name]:-}" \
+		"${IOPS[raw|$name]:-}" 0
+done
+} | tee "$BENCH_OUT/mirror-$BENCH_STAMP.txt"
+
+# the chart: every target's IOPS over the raw backing's, per workload
+{
+	printf 'workload'
+	for t in $TARGETS; do printf ' %s' "$t"; done
+	echo
+	for w in "${WORKLOADS[@]}"; do
+		read -r name _ <<<"$w"
+		printf '%s' "$name"
+		for t in $TARGETS; do
+			awk -v a="${IOPS[$t|$name]:-0}" -v b="${IOPS[raw|$name]:-0}" \
+				'BEGIN { printf " %.3f", (b > 0) ? a / b : 0 }'
+		done
+		echo
+	done
+} >"$BENCH_OUT/mirror-$BENCH_STAMP.dat"
+bench_chart "$BENCH_OUT/mirror-$BENCH_STAMP.dat" "$BENCH_OUT/mirror-$BENCH_STAMP.png" \
+	"bench/mirror.sh $(date +%F): IOPS / the raw backing's (fio O_DIRECT), median of $REPS x $RUNTIME s; mirrored on one disk: at most 0.5" \
+	"ratio to the raw backing"
+echo "report: $BENCH_OUT/mirror-$BENCH_STAMP.txt"
 [ "$mismatch" = 0 ] || die "a mirrored copy differs (see above)"

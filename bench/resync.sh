@@ -1,29 +1,40 @@
 #!/bin/bash
 # shellcheck disable=SC2154  # n1_pid, n2_pid, NS_node1/2 are set by tests/lib.sh
-# bench/resync.sh - journal replay speed after an outage, and the cost of
-# journaling. Two ipmirrord nodes in their own network namespaces joined by a
-# veth pair (tests/lib.sh netns_pair), one 1 GiB sync mirrored LUN (vol0) and
-# one unmirrored LUN (vol1) on node1:
-#   1. raw TCP throughput over the same veth (1 and n streams, python3),
-#      the reference the replay is measured against;
-#   2. unmirrored write throughput: fio 1M seq write QD8 of 1 GiB to vol1;
-#   3. the link goes down; once vol0 is journaling, the same fio job writes
-#      a 1 GiB backlog to vol0: the journaling write throughput;
-#   4. the link comes up; ipmirrorctl status --json is polled: journaling ->
+# bench/resync.sh - resync speed after an outage, and the cost of journaling.
+# Two ipmirrord nodes in their own network namespaces joined by a veth pair
+# (tests/lib.sh netns_pair); on node1 a sync mirrored LUN vol0 (journal 4G),
+# an unmirrored LUN vol1 and a sync mirrored LUN vol2 whose journal holds
+# only 1 MiB (its backlog goes to the dirty-extent bitmap), each
+# BENCH_BACKLOG MiB:
+#   1. the physical limits, measured in the same run: raw TCP throughput over
+#      the veth (1 and n streams, python3), a 4 KiB TCP ping-pong between the
+#      namespaces, the backing itself (fio 1M QD8 O_DIRECT libaio on a file of
+#      BENCH_DIR);
+#   2. unmirrored write throughput: fio 1M seq write QD8 of the whole of vol1;
+#   3. journal replay: the link goes down; once vol0 is journaling, the same
+#      fio job writes the whole of vol0 (the journaling write throughput); the
+#      link comes up and ipmirrorctl status --json is polled: journaling ->
 #      probation -> resyncing -> uptodate. The replay time runs from the end
-#      of probation to uptodate (probation excluded) and is compared to 2.
-#      Targets: replay >= 0.8x raw TCP, 1 GiB replayed in < 10 s, journaling
-#      write >= 0.8x unmirrored write.
-#   5. both daemons stop cleanly and vol0's two backing files must be equal.
+#      of probation to uptodate (probation excluded);
+#   4. dirty-extent resync: the same with vol2 (past its 1 MiB journal the
+#      writes mark 1 MiB extents; the resync copies them from node1's copy);
+#   5. both daemons stop cleanly and vol0's and vol2's two backing files must
+#      be equal, the journals empty.
+# Targets (issue 18, item 4): replay and extent resync >= 0.8 x min(raw TCP,
+# unmirrored 1M QD8 write); writing while journaling >= 0.9 x unmirrored; a
+# 1 GiB journal replayed in < 10 s. Printed as "limit:" lines; the table and a
+# chart (PNG, gnuplot) also go to BENCH_OUT.
 # Probation is configured short (BENCH_PROBATION, default 2 s) so the run is
-# quick; it is excluded from the replay time either way. The journal is
+# quick; it is excluded from the resync times either way. The journal is
 # likely still in the page cache when it is replayed (the files are synced
 # before the link comes up, caches are not dropped: other users share them).
 #
-#   top_builddir=BUILD bench/resync.sh     as root; ~1-2 min
-#   BENCH_DIR=/var/tmp                     where the files go
+#   top_builddir=BUILD bench/resync.sh     as root; prints its estimate (~2 min)
+#   BENCH_DIR=/var/tmp                     where the files go (4 x backlog)
 #   BENCH_BACKLOG=1024                     backlog in MiB (also the LUN size)
 #   BENCH_PROBATION=2                      seconds
+#   BENCH_RUNTIME=5                        seconds of the ping-pong and raw runs
+#   BENCH_OUT=./bench-out                  where the table and chart go
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 : "${top_srcdir:=$here}"
@@ -32,6 +43,7 @@ export top_srcdir top_builddir
 PY=/usr/bin/python3
 PROBATION=${BENCH_PROBATION:-2}
 BACKLOG_MIB=${BENCH_BACKLOG:-1024}
+RUNTIME=${BENCH_RUNTIME:-5}
 TCP_BYTES=$((2 << 30))
 CONNS=4
 
@@ -46,10 +58,16 @@ TMPDIR=${BENCH_DIR:-/var/tmp}
 export TMPDIR
 # shellcheck source=../tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
+# shellcheck source=lib.sh
+. "$top_srcdir/bench/lib.sh"
 set -euo pipefail
 bench_cleanup() { set +e; t_cleanup; }   # lib.sh's cleanup expects errexit off
 trap bench_cleanup EXIT
 trap 'exit 1' INT TERM
+# four TCP runs (~3 s each), ping-pong and raw, the prefill, four writes of
+# the backlog and two resyncs (at ~200 MiB/s each on a slow machine), set-up
+bench_estimate $((4 * 3 + 2 * RUNTIME + 10 + 7 * BACKLOG_MIB / 200 + 2 * (PROBATION + 5) + 30)) \
+	"bench/resync.sh (backlog $BACKLOG_MIB MiB)"
 D=$T_DIR
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
@@ -57,10 +75,14 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 netns_pair || die "cannot create network namespaces"
 PAIR_CONNS=$CONNS PAIR_JOURNAL_MAX=4G \
 	PAIR_HB="interval=\"0.5\" timeout=\"2.0\" probation=\"$PROBATION\"" \
-	pair_setup "vol0:${BACKLOG_MIB}M:sync:yes:node1" "vol1:${BACKLOG_MIB}M:sync:no:node1"
+	pair_setup "vol0:${BACKLOG_MIB}M:sync:yes:node1" "vol1:${BACKLOG_MIB}M:sync:no:node1" \
+	"vol2:${BACKLOG_MIB}M:sync:yes:node1"
+# vol2: a journal of 1 MiB, so its backlog is resynced as dirty extents
+sed -i '/<lun name="vol2"/,/<\/lun>/ s/max-size="4G"/max-size="1M"/' "$D/pair.xml"
+grep -A4 '<lun name="vol2"' "$D/pair.xml" | grep -q 'max-size="1M"' || die "vol2's journal size not set"
 "$IPMIRRORD" --check-config --config "$D/pair.xml" >/dev/null ||
 	die "config rejected: $("$IPMIRRORD" --check-config --config "$D/pair.xml" 2>&1)"
-echo "figure: probation configured: $PROBATION s (heartbeat interval 0.5 s, timeout 2.0 s), excluded from the replay time"
+echo "figure: probation configured: $PROBATION s (heartbeat interval 0.5 s, timeout 2.0 s), excluded from the resync times"
 
 # ---- 1. raw TCP over the veth ------------------------------------------------
 cat >"$D/tcpbw.py" <<'EOF'
@@ -116,11 +138,20 @@ tcpn=$(tcp_gibs $CONNS)
 tcp=$(awk -v a="$tcp1" -v b="$tcpn" 'BEGIN { print (a > b ? a : b) }')
 echo "figure: raw TCP over the veth, 1 stream: $tcp1 GiB/s"
 echo "figure: raw TCP over the veth, $CONNS streams: $tcpn GiB/s"
+ping=$(bench_pingpong node2 "$N2_ADDR" node1 "$RUNTIME") || die "ping-pong failed"
+echo "figure: 4 KiB TCP ping-pong node1 -> node2 over the veth (python3, TCP_NODELAY): $ping us"
+dd if=/dev/zero of="$D/raw.img" bs=4M count=$((BACKLOG_MIB / 4)) status=none
+rawb=$(bench_raw "$D/raw.img" write 1M 8 "$RUNTIME" "$D/raw.json") || die "fio failed on the raw backing"
+raw=$(awk '{ printf "%.0f", $2 }' <<<"$rawb")
+echo "figure: the backing itself (fio 1M write QD8, O_DIRECT libaio, $TMPDIR): $raw MiB/s"
+rm -f "$D/raw.img"
 
 # ---- 2. the pair, and unmirrored write throughput --------------------------
 pair_start || die "daemons did not start: $(tail -5 "$D"/n*.log)"
 wait_for 30 lun_state_is node1 vol0 uptodate ||
 	die "vol0 not uptodate: $(ctl node1 status 2>&1; tail -5 "$D"/n*.log)"
+wait_for 30 lun_state_is node1 vol2 uptodate || die "vol2 not uptodate: $(ctl node1 status 2>&1)"
+echo "figure: io in effect (node1/node2): vol0 $(lun_field node1 vol0 io)/$(lun_field node2 vol0 io)"
 
 # write_mibs NAME LUN: MiB/s of a 1M QD8 sequential write of the whole LUN
 write_mibs() {
@@ -134,89 +165,123 @@ write_mibs() {
 unmir=$(write_mibs unmirrored vol1)
 echo "figure: unmirrored write (vol1, 1M QD8, ${BACKLOG_MIB} MiB): $unmir MiB/s"
 
-# ---- 3. outage: the backlog -----------------------------------------------
-t0=$(now)
-link_down
-wait_for 15 lun_state_is node1 vol0 journaling || die "vol0 did not start journaling: $(ctl node1 status 2>&1)"
-echo "figure: link down -> journaling: $(calc %.1f "$(now) - $t0") s"
-journ=$(write_mibs journaling vol0)
-echo "figure: write while journaling (vol0, 1M QD8, ${BACKLOG_MIB} MiB): $journ MiB/s"
-st=$(ctl node1 status vol0 --json)
-backlog=$(jq -r '.luns[0].journal_bytes' <<<"$st")
-echo "figure: backlog: $backlog journal bytes in $(jq -r '.luns[0].journal_records' <<<"$st") records, state $(jq -r '.luns[0].state' <<<"$st")"
-[ "$(jq -r '.luns[0].state' <<<"$st")" = journaling ] || die "vol0 left journaling with the link down"
-[ "$backlog" -ge $((BACKLOG_MIB << 20)) ] || die "the journal holds less than the ${BACKLOG_MIB} MiB written"
-sync    # writeback must not compete with the timed replay
+# outage LUN NAME: the link goes down, a backlog of the whole LUN is written
+# (its MiB/s in $journ), the link comes up; the resync is timed by polls of
+# the LUN's state: it starts between the last probation (or journaling) poll
+# and the first resyncing / uptodate poll, and ends between the last
+# resyncing poll and the first uptodate poll. The midpoints are the estimate
+# ($resync s), half the gaps the error ($err); $backlog: bytes to resync.
+outage() {
+	local lun=$1 t0 st t_up prev="" t_pre t_start_lo="" t_start_hi="" t_end_lo="" t_end_hi=""
+	local t_prob="" t_prob_lo="" state t
+	t0=$(now)
+	link_down
+	wait_for 15 lun_state_is node1 "$lun" journaling ||
+		die "$lun did not start journaling: $(ctl node1 status 2>&1)"
+	echo "figure: $lun: link down -> journaling: $(calc %.1f "$(now) - $t0") s"
+	journ=$(write_mibs "journaling-$lun" "$lun")
+	echo "figure: $lun: write while the link is down (1M QD8, ${BACKLOG_MIB} MiB): $journ MiB/s"
+	st=$(ctl node1 status "$lun" --json)
+	backlog=$(jq -r '.luns[0].journal_bytes' <<<"$st")
+	echo "figure: $lun: backlog: $backlog bytes ($(jq -r ".luns[0].journal_records" <<<"$st") journal records; dirty extents counted in), state $(jq -r '.luns[0].state' <<<"$st")"
+	[ "$(jq -r '.luns[0].state' <<<"$st")" = journaling ] || die "$lun left journaling with the link down"
+	[ "$backlog" -ge $((BACKLOG_MIB << 20)) ] || die "$lun's backlog is less than the ${BACKLOG_MIB} MiB written"
+	sync    # writeback must not compete with the timed resync
+	link_up
+	t_up=$(now)
+	t_pre=$t_up
+	while :; do
+		t=$(now)
+		state=$(lun_field node1 "$lun" state 2>/dev/null) || state=error
+		echo "$t $state" >>"$D/poll-$lun.log"
+		[ "$state" = "$prev" ] || echo "# $lun: $(calc %.2f "$t - $t_up") s after link up: $state"
+		case $state in
+		journaling|outdated|error) ;;
+		probation) [ -n "$t_prob" ] || { t_prob=$t; t_prob_lo=$t_pre; } ;;
+		resyncing|uptodate)
+			if [ -z "$t_start_hi" ]; then t_start_lo=$t_pre; t_start_hi=$t; fi
+			if [ "$state" = uptodate ]; then t_end_lo=$t_pre; t_end_hi=$t; break; fi ;;
+		*) die "unexpected state $state during the resync" ;;
+		esac
+		t_pre=$t
+		prev=$state
+		awk -v a="$t" -v b="$t_up" 'BEGIN { exit !(a - b > 300) }' && die "$lun not uptodate 300 s after link up"
+	done
+	[ "$t_start_lo" != "$t_end_lo" ] || t_end_lo=$t_start_hi   # straight from probation to uptodate
+	resync=$(calc %.3f "(($t_end_lo + $t_end_hi) - ($t_start_lo + $t_start_hi)) / 2")
+	err=$(calc %.3f "(($t_end_hi - $t_end_lo) + ($t_start_hi - $t_start_lo)) / 2")
+	echo "figure: $lun: link up -> uptodate: $(calc %.2f "$t_end_hi - $t_up") s ($(wc -l <"$D/poll-$lun.log") status polls)"
+	[ -z "$t_prob" ] || echo "figure: $lun: probation observed: $(calc %.2f "$t_start_lo - $t_prob") to $(calc %.2f "$t_start_hi - $t_prob_lo") s (configured $PROBATION s)"
+	echo "figure: $lun: resync time (probation excluded): $resync s +- $err s"
+	# cross-check with the daemon's own log line
+	echo "figure: $lun: node1's log says: $(grep -o 'resync complete, [0-9]* bytes in [0-9]* ms' "$D/n1.log" | tail -1)"
+}
+mibs() { calc %.0f "$1 / 1048576 / ($2 > 0 ? $2 : 1e-9)"; }
 
-# ---- 4. link up: time the replay -------------------------------------------
-# Each poll is "time state"; the replay is bracketed by polls: it starts
-# between the last probation (or journaling) poll and the first resyncing /
-# uptodate poll, and ends between the last resyncing poll and the first
-# uptodate poll. The midpoints are the estimate, half the gaps the error.
-link_up
-t_up=$(now)
-prev="" t_pre=$t_up t_start_lo="" t_start_hi="" t_end_lo="" t_end_hi="" t_prob="" t_prob_lo=""
-while :; do
-	t=$(now)
-	state=$(lun_field node1 vol0 state 2>/dev/null) || state=error
-	echo "$t $state" >>"$D/poll.log"
-	[ "$state" = "$prev" ] || echo "# $(calc %.2f "$t - $t_up") s after link up: $state"
-	case $state in
-	journaling|outdated|error) ;;
-	probation) [ -n "$t_prob" ] || { t_prob=$t; t_prob_lo=$t_pre; } ;;
-	resyncing|uptodate)
-		if [ -z "$t_start_hi" ]; then t_start_lo=$t_pre; t_start_hi=$t; fi
-		if [ "$state" = uptodate ]; then t_end_lo=$t_pre; t_end_hi=$t; break; fi ;;
-	*) die "unexpected state $state during the resync" ;;
-	esac
-	t_pre=$t
-	prev=$state
-	awk -v a="$t" -v b="$t_up" 'BEGIN { exit !(a - b > 300) }' && die "no uptodate 300 s after link up"
-done
-[ "$t_start_lo" != "$t_end_lo" ] || t_end_lo=$t_start_hi   # straight from probation to uptodate
-replay=$(calc %.3f "(($t_end_lo + $t_end_hi) - ($t_start_lo + $t_start_hi)) / 2")
-err=$(calc %.3f "(($t_end_hi - $t_end_lo) + ($t_start_hi - $t_start_lo)) / 2")
-polls=$(wc -l <"$D/poll.log")
-echo "figure: link up -> uptodate: $(calc %.2f "$t_end_hi - $t_up") s ($polls status polls)"
-[ -z "$t_prob" ] || echo "figure: probation observed: $(calc %.2f "$t_start_lo - $t_prob") to $(calc %.2f "$t_start_hi - $t_prob_lo") s (configured $PROBATION s)"
+# ---- 3. journal replay ---------------------------------------------------------
+outage vol0
+journ0=$journ replay=$resync replay_err=$err replay_bytes=$backlog
+replay_mibs=$(mibs "$backlog" "$resync")
+echo "figure: journal replay: $replay_mibs MiB/s"
+# ---- 4. dirty-extent resync ----------------------------------------------------
+outage vol2
+journ2=$journ extent=$resync extent_err=$err extent_bytes=$backlog
+extent_mibs=$(mibs "$backlog" "$resync")
+echo "figure: dirty-extent resync: $extent_mibs MiB/s"
+
 # load from other users moves the reference: measure it again, keep the best
 tcp1b=$(tcp_gibs 1)
 tcpnb=$(tcp_gibs $CONNS)
-echo "figure: raw TCP over the veth after the resync, 1 / $CONNS streams: $tcp1b / $tcpnb GiB/s"
+echo "figure: raw TCP over the veth after the resyncs, 1 / $CONNS streams: $tcp1b / $tcpnb GiB/s"
 tcp=$(printf '%s\n' "$tcp" "$tcp1b" "$tcpnb" | sort -g | tail -1)
-echo "figure: raw TCP reference (best of the four runs): $tcp GiB/s"
-replay_gibs=$(calc %.3f "$backlog / 1073741824 / ($replay > 0 ? $replay : 1e-9)")
-gib_s=$(calc %.2f "$replay * 1073741824 / $backlog")
-echo "figure: replay time (probation excluded): $replay s +- $err s"
-echo "figure: replay throughput: $replay_gibs GiB/s"
-echo "figure: replay / raw TCP: $(calc %.2f "$replay_gibs / $tcp")"
-echo "figure: time to replay 1 GiB: $gib_s s"
-# cross-check with the daemon's own log line, when it writes one
-own=$(grep -o 'resync complete, [0-9]* bytes in [0-9]* ms' "$D/n1.log" | tail -1) || true
-[ -z "$own" ] || echo "figure: node1's log says: $own"
+tcp_mibs=$(calc %.0f "$tcp * 1024")
+echo "figure: raw TCP reference (best of the four runs): $tcp GiB/s = $tcp_mibs MiB/s"
 
-jb=$(lun_field node1 vol0 journal_bytes)
-echo "figure: journal bytes after the resync: $jb"
+# ---- 5. the copies ---------------------------------------------------------
+jb0=$(lun_field node1 vol0 journal_bytes)
+jb2=$(lun_field node1 vol2 journal_bytes)
+echo "figure: journal bytes after the resyncs: vol0 $jb0, vol2 $jb2"
 stop_pid "$n1_pid" || true
 stop_pid "$n2_pid" || true
-same=no
-cmp -s "$D/node1-vol0.img" "$D/node2-vol0.img" && same=yes
-echo "figure: vol0 backing files identical after the resync: $same"
+same=yes
+for l in vol0 vol2; do
+	if cmp -s "$D/node1-$l.img" "$D/node2-$l.img"; then echo "figure: $l backing files identical after the resync: yes"
+	else echo "figure: $l backing files identical after the resync: NO"; same=no; fi
+done
 
 # ---- summary ---------------------------------------------------------------
-verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
-	ok = op == ">=" ? v >= t : v < t; print ok ? "met" : "NOT met" }'; }
-r_replay=$(calc %.2f "$replay_gibs / $tcp")
-r_journal=$(calc %.2f "$journ / ($unmir > 0 ? $unmir : 1)")
+lim=$(awk -v a="$tcp_mibs" -v b="$unmir" 'BEGIN { print (a < b) ? a : b }')
+gib_s=$(calc %.2f "$replay * 1073741824 / $replay_bytes")
+BENCH_LIMITS=$D/limits.txt
+{
 echo
-echo "Summary (backlog $((backlog >> 20)) MiB, probation $PROBATION s excluded, veth between two netns)"
-printf '%-40s %14s %12s %8s\n' figure value target result
-printf '%-40s %14s %12s %8s\n' "raw TCP (best of 1/$CONNS streams x2)" "$tcp GiB/s" - -
-printf '%-40s %14s %12s %8s\n' "journal replay" "$replay_gibs GiB/s" - -
-printf '%-40s %14s %12s %8s\n' "replay / raw TCP" "$r_replay" ">= 0.8" "$(verdict "$r_replay" 0.8 ">=")"
-printf '%-40s %14s %12s %8s\n' "1 GiB replay time" "$gib_s s" "< 10 s" "$(verdict "$gib_s" 10 "<")"
-printf '%-40s %14s %12s %8s\n' "unmirrored write 1M QD8" "$unmir MiB/s" - -
-printf '%-40s %14s %12s %8s\n' "write while journaling 1M QD8" "$journ MiB/s" - -
-printf '%-40s %14s %12s %8s\n' "journaling / unmirrored" "$r_journal" ">= 0.8" "$(verdict "$r_journal" 0.8 ">=")"
-printf '%-40s %14s %12s %8s\n' "copies identical after resync" "$same" yes "$([ "$same" = yes ] && echo met || echo "NOT met")"
-[ "$same" = yes ] && [ "$jb" = 0 ] || die "resync left the copies different or the journal non-empty"
+echo "Summary (backlog $BACKLOG_MIB MiB per LUN, probation $PROBATION s excluded, veth between two netns)"
+printf '%-44s %14s\n' figure value
+printf '%-44s %14s\n' "raw TCP (best of 1/$CONNS streams x2)" "$tcp_mibs MiB/s"
+printf '%-44s %14s\n' "4 KiB TCP ping-pong round trip" "$ping us"
+printf '%-44s %14s\n' "the backing (fio 1M QD8 O_DIRECT)" "$raw MiB/s"
+printf '%-44s %14s\n' "unmirrored write 1M QD8" "$unmir MiB/s"
+printf '%-44s %14s\n' "write while journaling 1M QD8 (vol0)" "$journ0 MiB/s"
+printf '%-44s %14s\n' "write while marking extents 1M QD8 (vol2)" "$journ2 MiB/s"
+printf '%-44s %14s\n' "journal replay" "$replay_mibs MiB/s"
+printf '%-44s %14s\n' "  time (+- poll error)" "$replay +- $replay_err s"
+printf '%-44s %14s\n' "dirty-extent resync" "$extent_mibs MiB/s"
+printf '%-44s %14s\n' "  time (+- poll error)" "$extent +- $extent_err s"
+printf '%-44s %14s\n' "copies identical, journals empty" "$same $jb0/$jb2"
+echo
+echo "Limits: min(raw TCP, unmirrored write) = $lim MiB/s, same run"
+bench_limit "journal replay / min(raw TCP, unmirrored write), MiB/s" "$replay_mibs" "$lim" 0.8
+bench_limit "dirty-extent resync / min(raw TCP, unmirrored write), MiB/s" "$extent_mibs" "$lim" 0.8
+bench_limit "write while journaling / unmirrored write, MiB/s" "$journ0" "$unmir" 0.9
+bench_limit "10 s / time to replay 1 GiB (target < 10 s)" 10 "$gib_s" 1
+bench_limit "unmirrored write / the backing (no target), MiB/s" "$unmir" "$raw" 0
+} | tee "$BENCH_OUT/resync-$BENCH_STAMP.txt"
+{
+	echo "what raw-TCP backing unmirrored journaling replay extent-resync"
+	echo "MiB/s $tcp_mibs $raw $unmir $journ0 $replay_mibs $extent_mibs"
+} >"$BENCH_OUT/resync-$BENCH_STAMP.dat"
+bench_chart "$BENCH_OUT/resync-$BENCH_STAMP.dat" "$BENCH_OUT/resync-$BENCH_STAMP.png" \
+	"bench/resync.sh $(date +%F): backlog $BACKLOG_MIB MiB, node1 -> node2 over a veth" "MiB/s"
+echo "report: $BENCH_OUT/resync-$BENCH_STAMP.txt"
+[ "$same" = yes ] && [ "$jb0" = 0 ] && [ "$jb2" = 0 ] ||
+	die "a resync left the copies different or a journal non-empty"

@@ -33,6 +33,7 @@ enum ipc_cmd {
 	IPC_CMD_INVALIDATE = 10,  /* lun; flags IPC_F_FORCE; text: done / why not */
 	IPC_CMD_ASSUME_CLEAN = 11, /* lun; text: done / why not */
 	IPC_CMD_RELOAD = 20,      /* flags IPC_F_DRY_RUN; text: one line per change */
+	IPC_CMD_VERIFY = 24,      /* lun; flags IPC_F_REPAIR; text: started / why not */
 };
 
 enum ipc_flags {
@@ -41,6 +42,7 @@ enum ipc_flags {
 	IPC_F_DRY_RUN = 1 << 2, /* PROMOTE/DEMOTE: only check whether allowed;
 				 * RELOAD: only say what would change */
 	IPC_F_DISCARD_LOCAL = 1 << 3, /* RESOLVE: this node's changes are dropped */
+	IPC_F_REPAIR = 1 << 8,  /* VERIFY: copy the differing blocks from the primary */
 };
 
 struct ipc_request {

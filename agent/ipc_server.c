@@ -300,6 +300,20 @@ static int32_t reload_requested(int32_t fd, int32_t revents, void *data)
 	return 0;
 }
 
+/* verify LUN [--repair]: started in the engine, progress in the status */
+static void do_verify(struct ipc_server *s, qb_ipcs_connection_t *c,
+		      const struct ipc_request *req)
+{
+	ipm_lun *l = lun_or_reply(s, c, req);
+	ipm_error err = { "" };
+	int rc;
+
+	if (!l)
+		return;
+	rc = ipm_lun_verify(l, req->flags & IPC_F_REPAIR, &err);
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 {
 	s->hb_fn = fn;
@@ -353,6 +367,9 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_RELOAD:
 		do_reload(s, c, &req);
+		break;
+	case IPC_CMD_VERIFY:
+		do_verify(s, c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

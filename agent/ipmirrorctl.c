@@ -50,6 +50,7 @@ struct ctl_args {
 	bool force;
 	bool dry_run;
 	bool discard_local;
+	bool repair;                    /* verify */
 	const struct hb_subcommand *hb; /* heartbeat subcommand */
 	const char *hb_arg;             /* its PATH or METHOD */
 };
@@ -202,6 +203,17 @@ static int check_copy_admin(struct ctl_args *a, int nargs, char **args)
 	return 0;
 }
 
+/* verify LUN [--repair] */
+static int check_verify(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs != 2)
+		return usage_error("verify: expected one LUN");
+	if (a->state || a->has_timeout || a->json || a->force || a->dry_run || a->discard_local)
+		return usage_error("verify: only --repair applies");
+	a->lun = args[1];
+	return 0;
+}
+
 /* The heartbeat's subcommands: what each sends, and its one argument. */
 struct hb_subcommand {
 	const char *name;
@@ -299,6 +311,8 @@ static int check_command(struct ctl_args *a, int nargs, char **args)
 			return -1;
 		return usage_error("unknown command \"%s\"", a->command);
 	}
+	if (a->repair && a->cmd->ipc != IPC_CMD_VERIFY)
+		return usage_error("--repair belongs to verify");
 	return a->cmd->check(a, nargs, args);
 }
 
@@ -313,6 +327,7 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		{ "force", no_argument, NULL, 'F' },
 		{ "dry-run", no_argument, NULL, 'D' },
 		{ "discard-local", no_argument, NULL, 'L' },
+		{ "repair", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -333,6 +348,7 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		case 'F': a->force = true; break;
 		case 'D': a->dry_run = true; break;
 		case 'L': a->discard_local = true; break;
+		case 'R': a->repair = true; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("ipmirrorctl (ipmirror) %s\n", PACKAGE_VERSION); return 1;
 		case ':':
@@ -570,6 +586,15 @@ static int cmd_copy_admin(qb_ipcc_connection_t *c, const struct ctl_args *a, cha
 	return answered(a, rc, &r);
 }
 
+static int cmd_verify(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request(c, IPC_CMD_VERIFY, a->repair ? IPC_F_REPAIR : 0, a->lun, buf, &r);
+	return answered(a, rc, &r);
+}
+
 static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
 	struct reply r;
@@ -639,6 +664,10 @@ static const struct ctl_command commands[] = {
 	{ "assume-clean", check_copy_admin, cmd_copy_admin, IPC_CMD_ASSUME_CLEAN,
 	  "  assume-clean LUN                           a new LUN's copies are equal: skip the\n"
 	  "                                             initial sync (on the mirror; logged)\n" },
+	{ "verify", check_verify, cmd_verify, IPC_CMD_VERIFY,
+	  "  verify LUN [--repair]                      compare both copies online (on the\n"
+	  "                                             primary; progress in status); --repair\n"
+	  "                                             copies differing blocks from it\n" },
 	{ "heartbeat", check_heartbeat, cmd_heartbeat, 0,
 	  "  heartbeat install PATH                     add the storage-path heartbeat volume\n"
 	  "  heartbeat uninstall                        remove it\n"

@@ -177,6 +177,10 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 	memcpy(gen, l->generation, sizeof(l->generation));
 	gen[sizeof(l->generation)] = '\0';
 	sb_json_string(sb, gen);
+	sb_printf(sb, ",\"verify\":{\"running\":%s,\"done_bytes\":%" PRIu64
+		  ",\"total_bytes\":%" PRIu64 ",\"out_of_sync_bytes\":%" PRIu64 "}",
+		  l->verify_running ? "true" : "false", l->verify_done_bytes,
+		  l->verify_total_bytes, l->verify_out_of_sync_bytes);
 	sb_putc(sb, '}');
 }
 
@@ -278,6 +282,19 @@ static void text_resync(const ipm_lun_status *l, char *buf, size_t size)
 		snprintf(buf + n, size - (size_t)n, " %s/s", rate);
 }
 
+/* Under the LUN's row once a verify ran: its progress and what it found. */
+static void text_verify(const ipm_lun_status *l, int w, struct strbuf *sb)
+{
+	char oos[24];
+
+	if (!l->verify_total_bytes)
+		return;
+	human_bytes(oos, sizeof(oos), l->verify_out_of_sync_bytes);
+	sb_printf(sb, "%-*s  verify %s %.1f%%, %s out of sync\n", w, "",
+		  l->verify_running ? "running" : "done",
+		  100.0 * (double)l->verify_done_bytes / (double)l->verify_total_bytes, oos);
+}
+
 static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)
 {
 	char size[24], jb[24], journal[64], resync[80];
@@ -289,6 +306,7 @@ static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)
 	sb_printf(sb, "%-*s  %-7s  %-5s  %-8s  %-12s  %10s  %-18s  %s\n", w, l->name,
 		  ipm_role_name(l->role), ipm_mode_name(l->mode), l->mirrored ? "yes" : "no",
 		  ipm_state_name(l->state), size, journal, resync);
+	text_verify(l, w, sb);
 }
 
 static void text_conns(const ipm_status *st, struct strbuf *sb)

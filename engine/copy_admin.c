@@ -1,12 +1,14 @@
 /* copy_admin.c - the admin's decisions about a LUN's copy on this node:
  * invalidate it (copy it whole from the peer), assume a never-synced copy
- * clean, or make an inconsistent copy a source by force (doc/generations.md). */
+ * clean, make an inconsistent copy a source by force (doc/generations.md),
+ * or verify it against the peer's (doc/verify.md). */
 #include <errno.h>
 #include <stdio.h>
 #include <qb/qblog.h>
 
 #include "lun.h"
 #include "receiver.h"
+#include "replicator.h"
 
 /* Mirror here: is a primary of this LUN connected, with a line to copy
  * from? Only then is the peer's copy known to be a good one. */
@@ -102,4 +104,18 @@ int ipm_lun_take_source(ipm_lun *l, ipm_error *err)
 	if (!l->cfg->mirrored || !lun_gen_invalid(l))
 		return 0;
 	return lun_gen_take_source(l, err);
+}
+
+int ipm_lun_verify(ipm_lun *l, bool repair, ipm_error *err)
+{
+	const char *peer = l->engine->peer ? l->engine->peer->name : "the peer";
+
+	if (!l->cfg->mirrored)
+		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: there is no other copy to compare with",
+				l->cfg->name);
+	if (l->role != IPM_ROLE_PRIMARY || !l->rep)
+		return ipm_fail(err, -EINVAL,
+				"lun \"%s\": this node is its mirror: run verify on its primary, %s",
+				l->cfg->name, peer);
+	return replicator_verify(l->rep, l, repair, err);
 }

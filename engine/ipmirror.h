@@ -251,6 +251,12 @@ int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err);
  * the initial sync has begun) equal to the primary's: the initial sync is
  * skipped. Logged at critical level. */
 int ipm_lun_assume_clean(ipm_lun *l, ipm_error *err);
+/* Start an online verify of the LUN (this node its primary, the peer
+ * connected and up to date): both copies compared while hosts write;
+ * differing blocks are logged, counted in the status (verify_*) and
+ * marked for the next resync, and with repair copied from this node at
+ * once. Returns at once; refusals: a negative errno, err says why. */
+int ipm_lun_verify(ipm_lun *l, bool repair, ipm_error *err);
 /* A forced promotion of an inconsistent copy: make it a source of its own
  * (a new line no peer knows). 0 and nothing done for any other copy. */
 int ipm_lun_take_source(ipm_lun *l, ipm_error *err);
@@ -308,6 +314,11 @@ typedef struct ipm_lun_status {
 	uint64_t written_bytes;
 	uint64_t read_bytes;
 	unsigned inflight;
+	/* the online verify (primary; the last run's figures until the next) */
+	bool verify_running;
+	uint64_t verify_done_bytes;      /* compared so far */
+	uint64_t verify_total_bytes;
+	uint64_t verify_out_of_sync_bytes; /* found different */
 } ipm_lun_status;
 
 typedef struct ipm_status {

@@ -30,6 +30,7 @@
 #include "netaddr.h"
 #include "receiver.h"
 #include "storage_hb.h"
+#include "verify_serve.h"
 
 #define POLL_MS 1000
 #define RBUF_SIZE (256u << 10)
@@ -164,6 +165,17 @@ static void send_ack(struct rconn *c, uint64_t seq, int status)
 	wire_frame_encode(c->acks + (size_t)c->n_acks++ * WIRE_FRAME_LEN, &f);
 	if (!c->hold_acks || c->n_acks == ACK_BATCH)
 		acks_send_locked(c);
+	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* A whole answer with a payload (a VERIFY_REPLY): after the answers
+ * held so far. */
+static void send_answer(struct rconn *c, const void *msg, size_t len)
+{
+	pthread_mutex_lock(&c->send_lock);
+	acks_send_locked(c);
+	if (send(c->fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len)
+		shutdown(c->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->send_lock);
 }
 
@@ -314,7 +326,8 @@ static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsign
 
 /* Apply independent requests together: the writes in one batch
  * (lun_write_batch), the others one by one. Fills status[]. */
-static void apply_set(struct rreq **set, unsigned n, int *status)
+static void apply_set(struct rreq **set, unsigned n, int *status,
+		      const struct auth_secret *secret)
 {
 	struct lun_io io[APPLY_BATCH];
 	unsigned i, k = 0, at[APPLY_BATCH];
@@ -327,6 +340,10 @@ static void apply_set(struct rreq **set, unsigned n, int *status)
 		 * in the order but touches nothing */
 		if (q->f.type != WIRE_FLUSH && q->f.length == 0) {
 			status[i] = 0;
+			continue;
+		}
+		if (q->f.type == WIRE_VERIFY) { /* verify_serve.c */
+			status[i] = verify_serve(q->lun, secret, &q->f, &q->data);
 			continue;
 		}
 		if (q->f.type != WIRE_WRITE) {
@@ -350,7 +367,7 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 	unsigned i;
 
 	while (n > 0) {
-		apply_set(set, n, status);
+		apply_set(set, n, status, rc->secret);
 		for (i = 0; i < n; i++) {
 			struct rreq *q = set[i];
 			struct rconn *reply;
@@ -366,7 +383,10 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 			reply = q->reply;
 			pthread_mutex_unlock(&rc->lock);
 
-			send_ack(reply, q->f.seq, status[i]);
+			if (q->f.type == WIRE_VERIFY && q->data)
+				send_answer(reply, q->data, verify_reply_len(q->data));
+			else
+				send_ack(reply, q->f.seq, status[i]);
 			pthread_mutex_lock(&rc->lock);
 			rconn_put_locked(rc, reply);
 			pthread_mutex_unlock(&rc->lock);

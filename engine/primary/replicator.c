@@ -769,6 +769,7 @@ void replicator_stop(struct replicator *r)
 	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
 	unsigned i;
 
+	verify_stop_all(r);
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
 	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
@@ -871,6 +872,7 @@ void replicator_lun_status(struct replicator *r, struct ipm_lun *l, ipm_lun_stat
 		resync_lun_status_locked(&r->rs, rl->index, &s->journal_bytes,
 					 &s->journal_records, &s->resync_done_bytes,
 					 &s->resync_total_bytes);
+	verify_status_locked(rl, s);
 	if (r->rs.luns && rl->state == IPM_STATE_RESYNCING && r->rs.luns[rl->index].t0)
 		s->resync_elapsed_ms = ipm_now_ms() - r->rs.luns[rl->index].t0;
 	pthread_mutex_unlock(&r->lock);

@@ -58,6 +58,12 @@ void replicator_set_resync_rate(struct replicator *r, uint64_t rate);
 /* The LUN's journal size limit (0: the default); past it, the bitmap. */
 void replicator_set_journal_max(struct replicator *r, struct ipm_lun *l, uint64_t max);
 
+/* Start an online verify of l, mirrored from here (verify.c,
+ * doc/verify.md): refused (-errno, err says why) when the link is not
+ * live, the peer speaks an older protocol version, or a verify of l runs
+ * already; with repair the differing blocks are copied from here. */
+int replicator_verify(struct replicator *r, struct ipm_lun *l, bool repair, ipm_error *err);
+
 /* The sink of the HBSLOT frames this side receives (before start). */
 void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque);
 

@@ -33,6 +33,7 @@
 #include "heartbeat.h"
 #include "replicator.h"
 #include "resync.h"
+#include "verify.h"
 
 #define BATCH_FRAMES 64
 #define BATCH_BYTES (1u << 20)
@@ -65,6 +66,8 @@ struct mreq {
 	struct mreq *anext, *aprev; /* the LUN's active (not host-completed) list */
 	bool active;
 	bool replay;             /* sent by the resync, no host waits */
+	bool verify;             /* verify.c's VERIFY (owned: nonce, then digests) */
+	bool digests;            /* its VERIFY_REPLY's digests are in owned */
 };
 
 struct rep_lun {
@@ -74,6 +77,7 @@ struct rep_lun {
 	uint64_t mirrored_bytes;
 	enum ipm_lun_state state;
 	struct activity_log al;       /* extents with live writes */
+	struct verify_state verify;   /* verify.c's online verify */
 };
 
 struct worker {

@@ -189,6 +189,21 @@ bool resync_dropped_locked(struct resync *rs, const struct wire_frame *f)
 	return true;
 }
 
+int resync_mark_locked(struct resync *rs, uint32_t i, uint64_t off, uint64_t len)
+{
+	struct resync_lun *rl = &rs->luns[i];
+	ipm_error err = { "" };
+	int rc;
+
+	IPM_ASSERT_HELD(rs->lock);
+	rc = dirty_bitmap_mark(rl->bitmap, off, len);
+	if (rc == 0)
+		rc = dirty_bitmap_sync(rl->bitmap, &err);
+	if (rc < 0)
+		qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg[0] ? err.msg : strerror(-rc));
+	return rc;
+}
+
 bool resync_want_full_locked(struct resync *rs, uint32_t i)
 {
 	struct resync_lun *rl = &rs->luns[i];

@@ -114,6 +114,11 @@ int resync_sync_locked(struct resync *rs);
  * record stays in the journal; marking it too costs one more copy). true
  * when something was marked: call resync_sync_locked after the batch. */
 bool resync_dropped_locked(struct resync *rs, const struct wire_frame *f);
+/* An online verify found [off, off+len) of LUN i different on the peer
+ * (verify.c): marked dirty, durably, so the next resync copies it (-errno
+ * when the mark could not be made durable). A repair leaves the mark: the
+ * next resync copies the extent once more, never once too few. */
+int resync_mark_locked(struct resync *rs, uint32_t i, uint64_t off, uint64_t len);
 /* The peer asked for the whole LUN: mark it all dirty. false when a full
  * resync was already pending. */
 bool resync_want_full_locked(struct resync *rs, uint32_t i);

@@ -89,12 +89,17 @@ static void *reader_main(void *arg)
 				pos += f.len;
 				continue;
 			}
-			if (f.type != WIRE_ACK) {
+			if (f.type == WIRE_VERIFY_REPLY && have - pos < WIRE_FRAME_LEN + f.len)
+				break;  /* the rest of its digests are still to come */
+			if (f.type != WIRE_ACK && f.type != WIRE_VERIFY_REPLY) {
 				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
 				pthread_mutex_unlock(&r->lock);
 				goto protocol_error;
 			}
 			m = hash_remove(r, f.seq);
+			if (m) /* verify.c keeps a VERIFY's digests */
+				verify_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
+			pos += f.len;
 
 			/* unknown: answered already on a connection that broke */
 			if (!m)

@@ -421,10 +421,38 @@ static const char *frame_type_name(unsigned type)
 	static const char *const names[] = {
 		[WIRE_WRITE] = "WRITE", [WIRE_TRIM] = "TRIM", [WIRE_ZERO] = "ZERO",
 		[WIRE_FLUSH] = "FLUSH", [WIRE_ACK] = "ACK", [WIRE_PING] = "PING",
-		[WIRE_HBSLOT] = "HBSLOT",
+		[WIRE_HBSLOT] = "HBSLOT", [WIRE_VERIFY] = "VERIFY",
+		[WIRE_VERIFY_REPLY] = "VERIFY_REPLY",
 	};
 
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
+}
+
+static bool is_verify_type(unsigned type)
+{
+	return type == WIRE_VERIFY || type == WIRE_VERIFY_REPLY;
+}
+
+/* A VERIFY names a range of 1..WIRE_VERIFY_MAX bytes and carries the
+ * run's nonce; its reply one digest per block of that range, or nothing
+ * when it failed. */
+static int verify_frame_check(const struct wire_frame *f, const char *t, ipm_error *err)
+{
+	uint32_t want;
+
+	if (f->flags)
+		return ipm_fail(err, -EPROTO, "%s frame has flags 0x%04x", t, f->flags);
+	if (f->length == 0 || f->length > WIRE_VERIFY_MAX)
+		return ipm_fail(err, -EPROTO, "%s frame for %llu bytes, expected 1..%u", t,
+				(unsigned long long)f->length, WIRE_VERIFY_MAX);
+	if (f->type == WIRE_VERIFY)
+		want = WIRE_VERIFY_NONCE_LEN;
+	else
+		want = f->status ? 0 : WIRE_VERIFY_DIGESTS_LEN(f->length);
+	if (f->len != want)
+		return ipm_fail(err, -EPROTO, "%s frame of %llu bytes carries %u payload bytes, expected %u",
+				t, (unsigned long long)f->length, f->len, want);
+	return 0;
 }
 
 void wire_frame_encode(uint8_t buf[WIRE_FRAME_LEN], const struct wire_frame *f)
@@ -467,7 +495,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	frame_fields(buf, f);
 	if (f->magic != WIRE_FRAME_MAGIC)
 		return ipm_fail(err, -EPROTO, "bad frame magic 0x%08x", f->magic);
-	if (f->type < WIRE_WRITE || f->type > WIRE_HBSLOT)
+	if (f->type < WIRE_WRITE || (f->type > WIRE_HBSLOT && !is_verify_type(f->type)))
 		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
 	t = frame_type_name(f->type);
 	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY | WIRE_F_INSYNC))
@@ -486,13 +514,18 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 		if (f->lun >= WIRE_HBSLOT_MAX || f->offset != (uint64_t)f->lun * WIRE_HBSLOT_LEN)
 			return ipm_fail(err, -EINVAL, "HBSLOT frame for slot %u at offset %llu",
 					f->lun, (unsigned long long)f->offset);
+	} else if (is_verify_type(f->type)) {
+		int rc = verify_frame_check(f, t, err);
+
+		if (rc < 0)
+			return rc;
 	} else if (f->len) {
 		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes", t, f->len);
 	}
-	if (f->type <= WIRE_FLUSH && f->lun >= n_luns)
+	if ((f->type <= WIRE_FLUSH || is_verify_type(f->type)) && f->lun >= n_luns)
 		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
 				n_luns);
-	if (f->type == WIRE_ACK && (f->status < 0 || f->status > WIRE_MAX_ERRNO))
+	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY) && (f->status < 0 || f->status > WIRE_MAX_ERRNO))
 		return ipm_fail(err, -EINVAL, "ACK status %d is not 0 or an errno", f->status);
 	return 0;
 }

@@ -118,7 +118,22 @@ enum wire_type {
 	WIRE_ACK = 5,        /* mirror -> primary: status of request `seq` */
 	WIRE_PING = 6,       /* keeps an idle connection's timestamp fresh */
 	WIRE_HBSLOT = 7,     /* either way: the sender's heartbeat-volume slot */
+	/* 8-11: per-LUN lifecycle frames (version 5) */
+	WIRE_VERIFY = 12,    /* primary -> mirror (version 5): digest [offset,
+			      * +length) once every seq <= dep is applied;
+			      * payload: the run's nonce (WIRE_VERIFY_NONCE_LEN) */
+	WIRE_VERIFY_REPLY = 13, /* mirror -> primary: status of VERIFY `seq`, its
+			      * offset and length echoed; payload (status 0):
+			      * one WIRE_VERIFY_DIGEST_LEN digest per block */
 };
+#define WIRE_VERIFY_NONCE_LEN 16
+#define WIRE_VERIFY_DIGEST_LEN 16     /* UMAC-128 (engine/proto/verify_digest.h) */
+#define WIRE_VERIFY_BLOCK (1u << 20)  /* one digest per block from offset on */
+#define WIRE_VERIFY_MAX (8u << 20)    /* largest range of one VERIFY */
+/* The digests' payload of a VERIFY_REPLY for a range of length bytes. */
+#define WIRE_VERIFY_DIGESTS_LEN(length) \
+	((uint32_t)(((length) + WIRE_VERIFY_BLOCK - 1) / WIRE_VERIFY_BLOCK) * \
+	 WIRE_VERIFY_DIGEST_LEN)
 #define WIRE_HBSLOT_LEN 4096 /* payload of an HBSLOT frame: one slot */
 /* Where a side hands the HBSLOT frames it receives (set by its creator). */
 typedef void (*wire_hbslot_fn)(void *opaque, unsigned slot, const uint8_t *data);

@@ -526,6 +526,6 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
 				n_luns);
 	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY) && (f->status < 0 || f->status > WIRE_MAX_ERRNO))
-		return ipm_fail(err, -EINVAL, "ACK status %d is not 0 or an errno", f->status);
+		return ipm_fail(err, -EINVAL, "%s status %d is not 0 or an errno", t, f->status);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "auth.h"
+#include "verify_digest.h"
 #include "wire.h"
 #include "unit_util.h"
 #include "wire_samples.h"
@@ -170,6 +171,124 @@ static void test_frame_malformed(void **state)
 	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "ACK status 4096 is not");
 	f.status = WIRE_MAX_ERRNO;
 	assert_int_equal(decode_modified(f, 2, &err), 0);
+}
+
+/* ---- the online verify's frames and digests (version 5) ------------------------- */
+
+static struct wire_frame verify_frame(uint16_t type, uint64_t length)
+{
+	struct wire_frame f = {
+		.magic = WIRE_FRAME_MAGIC, .type = type, .lun = 1, .seq = 9, .dep = 8,
+		.offset = 3ull << 20, .length = length, .csum = 0x01020304,
+	};
+
+	f.len = type == WIRE_VERIFY ? WIRE_VERIFY_NONCE_LEN : WIRE_VERIFY_DIGESTS_LEN(length);
+	return f;
+}
+
+static void test_verify_frames(void **state)
+{
+	uint8_t buf[WIRE_FRAME_LEN];
+	struct wire_frame f, g;
+	ipm_error err = { "" };
+
+	/* one digest per started block: 2.5 MiB -> 3 */
+	assert_int_equal(WIRE_VERIFY_DIGESTS_LEN((5ull << 20) / 2), 3 * WIRE_VERIFY_DIGEST_LEN);
+	assert_int_equal(WIRE_VERIFY_DIGESTS_LEN(1), WIRE_VERIFY_DIGEST_LEN);
+	assert_int_equal(WIRE_VERIFY_DIGESTS_LEN(WIRE_VERIFY_MAX),
+			 WIRE_VERIFY_MAX / WIRE_VERIFY_BLOCK * WIRE_VERIFY_DIGEST_LEN);
+
+	f = verify_frame(WIRE_VERIFY, WIRE_VERIFY_MAX);
+	wire_frame_encode(buf, &f);
+	assert_int_equal(buf[5], 12);	/* the type's number is the contract */
+	assert_int_equal(wire_frame_decode(buf, 2, &g, &err), 0);
+	assert_int_equal(g.type, WIRE_VERIFY);
+	assert_int_equal(g.len, WIRE_VERIFY_NONCE_LEN);
+	assert_true(g.length == WIRE_VERIFY_MAX && g.offset == 3ull << 20 && g.dep == 8);
+	f = verify_frame(WIRE_VERIFY_REPLY, (5ull << 20) / 2);
+	wire_frame_encode(buf, &f);
+	assert_int_equal(buf[5], 13);
+	assert_int_equal(wire_frame_decode(buf, 2, &g, &err), 0);
+	assert_int_equal(g.len, 3 * WIRE_VERIFY_DIGEST_LEN);
+	/* a failed one carries no digests, and its status is an errno */
+	f.status = 5;
+	f.len = 0;
+	assert_int_equal(decode_modified(f, 2, &err), 0);
+	f.len = 3 * WIRE_VERIFY_DIGEST_LEN;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "VERIFY_REPLY frame of 2621440 bytes carries 48 payload bytes, expected 0");
+	f.len = 0;
+	f.status = WIRE_MAX_ERRNO + 1;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "VERIFY_REPLY status 4096");
+
+	f = verify_frame(WIRE_VERIFY_REPLY, 1ull << 20);
+	f.len = 2 * WIRE_VERIFY_DIGEST_LEN;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "VERIFY_REPLY frame of 1048576 bytes carries 32 payload bytes, expected 16");
+	f = verify_frame(WIRE_VERIFY, 4096);
+	f.len = 0;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "VERIFY frame of 4096 bytes carries 0 payload bytes, expected 16");
+	f = verify_frame(WIRE_VERIFY, 0);
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "VERIFY frame for 0 bytes, expected 1..8388608");
+	f = verify_frame(WIRE_VERIFY, WIRE_VERIFY_MAX + 1ull);
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "VERIFY frame for 8388609 bytes");
+	f = verify_frame(WIRE_VERIFY, 4096);
+	f.flags = WIRE_F_FUA;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "VERIFY frame has flags 0x0001");
+	/* both name a negotiated lun */
+	f = verify_frame(WIRE_VERIFY, 4096);
+	f.lun = 2;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "VERIFY frame for lun 2, only 2");
+	f = verify_frame(WIRE_VERIFY_REPLY, 4096);
+	f.lun = 2;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "VERIFY_REPLY frame for lun 2");
+	f.type = 14;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 14");
+}
+
+/* Keyed digests: the same on both sides for equal data under one run's
+ * key, different for a flipped bit, another block offset, another nonce
+ * or another secret. */
+static void test_verify_digests(void **state)
+{
+	struct auth_secret s1 = { .key = "secret one", .len = 10 }, s2 = { .key = "secret two", .len = 10 };
+	uint8_t nonce[WIRE_VERIFY_NONCE_LEN] = { 1, 2, 3 }, nonce2[WIRE_VERIFY_NONCE_LEN] = { 4 };
+	size_t len = 2 * WIRE_VERIFY_BLOCK + 4096, dl = WIRE_VERIFY_DIGESTS_LEN(len);
+	uint8_t *buf = malloc(len), a[64], b[64];
+	struct verify_key k1, k2;
+	size_t i;
+
+	assert_non_null(buf);
+	assert_int_equal(dl, 3 * WIRE_VERIFY_DIGEST_LEN);
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)(i * 131 + 7);
+	verify_key_init(&k1, &s1, nonce);
+	verify_key_init(&k2, &s1, nonce);   /* the mirror's, from the same frame */
+	verify_digests(&k1, 5ull << 20, buf, len, a);
+	verify_digests(&k2, 5ull << 20, buf, len, b);
+	assert_memory_equal(a, b, dl);
+	/* one bit in the second block: only its digest differs */
+	buf[WIRE_VERIFY_BLOCK + 77] ^= 0x10;
+	verify_digests(&k2, 5ull << 20, buf, len, b);
+	assert_memory_equal(a, b, WIRE_VERIFY_DIGEST_LEN);
+	assert_memory_not_equal(a + WIRE_VERIFY_DIGEST_LEN, b + WIRE_VERIFY_DIGEST_LEN,
+				WIRE_VERIFY_DIGEST_LEN);
+	assert_memory_equal(a + 2 * WIRE_VERIFY_DIGEST_LEN, b + 2 * WIRE_VERIFY_DIGEST_LEN,
+			    WIRE_VERIFY_DIGEST_LEN);
+	buf[WIRE_VERIFY_BLOCK + 77] ^= 0x10;
+	/* the same bytes at another offset */
+	verify_digests(&k2, 6ull << 20, buf, len, b);
+	assert_memory_not_equal(a, b, WIRE_VERIFY_DIGEST_LEN);
+	/* another run, another secret */
+	verify_key_init(&k2, &s1, nonce2);
+	verify_digests(&k2, 5ull << 20, buf, len, b);
+	assert_memory_not_equal(a, b, WIRE_VERIFY_DIGEST_LEN);
+	verify_key_init(&k2, &s2, nonce);
+	verify_digests(&k2, 5ull << 20, buf, len, b);
+	assert_memory_not_equal(a, b, WIRE_VERIFY_DIGEST_LEN);
+	free(buf);
 }
 
 /* ---- handshake messages -------------------------------------------------------- */
@@ -440,6 +559,8 @@ int main(void)
 		cmocka_unit_test(test_frame_round_trip),
 		cmocka_unit_test(test_frame_layout),
 		cmocka_unit_test(test_frame_malformed),
+		cmocka_unit_test(test_verify_frames),
+		cmocka_unit_test(test_verify_digests),
 		cmocka_unit_test(test_hs_hdr),
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_challenge),

@@ -143,7 +143,8 @@ static ipm_lun_status luns[2] = {
 	  .state = IPM_STATE_RESYNCING, .size = 1ull << 30, .journal_bytes = 12288,
 	  .journal_records = 3, .resync_done_bytes = 512ull << 20,
 	  .resync_total_bytes = 1ull << 30, .mirrored_bytes = 99, .generation = "abcdef0123456789",
-	  .direct_io = true },
+	  .direct_io = true, .verify_running = true, .verify_done_bytes = 256ull << 20,
+	  .verify_total_bytes = 1ull << 30, .verify_out_of_sync_bytes = 3ull << 20 },
 	{ .name = "vol1", .role = IPM_ROLE_MIRROR, .mode = IPM_MODE_ASYNC, .mirrored = false,
 	  .state = IPM_STATE_UPTODATE, .size = 4096, .generation = "0" },
 };
@@ -203,10 +204,14 @@ static void test_json_keys(void **state)
 		   "\"journal_bytes\":12288,\"journal_records\":3,"
 		   "\"resync_done_bytes\":536870912,\"resync_total_bytes\":1073741824,"
 		   "\"resync_rate\":0,\"resync_eta_s\":0,\"consistent\":false,"
-		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\",\"generation\":\"abcdef0123456789\"}");
+		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\",\"generation\":\"abcdef0123456789\","
+		   "\"verify\":{\"running\":true,\"done_bytes\":268435456,\"total_bytes\":1073741824,"
+		   "\"out_of_sync_bytes\":3145728}}");
 	assert_has(sb.buf, "{\"name\":\"vol1\",\"role\":\"mirror\",\"mode\":\"async\","
 		   "\"mirrored\":false,\"state\":\"uptodate\",\"size\":4096,");
-	assert_has(sb.buf, "\"generation\":\"0\"}]}\n");
+	/* the object of DESIGN.md even where no verify ran */
+	assert_has(sb.buf, "\"generation\":\"0\",\"verify\":{\"running\":false,\"done_bytes\":0,"
+		   "\"total_bytes\":0,\"out_of_sync_bytes\":0}}]}\n");
 	sb_free(&sb);
 }
 
@@ -276,9 +281,12 @@ static void test_text_table(void **state)
 	assert_has(sb.buf, "heartbeat path failure: unknown (udp probation, storage off)\n");
 	assert_has(sb.buf, "LUN   ROLE     MODE   MIRRORED  STATE");
 	assert_has(sb.buf, "vol0  primary  sync   yes       resyncing        1.0 GiB  "
-		   "12.0 KiB/3          50.0%\n");
+		   "12.0 KiB/3          50.0%\n"
+		   "      verify running 25.0%, 3.0 MiB out of sync\n");
 	assert_has(sb.buf, "vol1  mirror   async  no        uptodate         4.0 KiB  "
 		   "0 B/0               -\n");
+	assert_lacks(sb.buf, "vol1  mirror   async  no        uptodate         4.0 KiB  "
+		     "0 B/0               -\n      verify");
 	assert_has(sb.buf, "connection 0   outgoing  up    420 ms ago\n");
 	assert_has(sb.buf, "connection 1   outgoing  down  never\n");
 	assert_has(sb.buf, "connection 0   incoming  up    7 ms ago\n");

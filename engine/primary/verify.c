@@ -371,13 +371,11 @@ static void *verify_main(void *arg)
 	return NULL;
 }
 
-/* The protocol version the pair speaks. Until the version negotiation
- * lands, both nodes speak this build's (frames 12-13 included). */
+/* The protocol version the pair speaks (negotiated at the handshake). */
 static unsigned pair_version_locked(const struct replicator *r)
 {
 	IPM_ASSERT_HELD(&r->lock);
-	(void)r;
-	return VERIFY_MIN_VERSION;
+	return r->wire_version;
 }
 
 static int refuse_locked(struct replicator *r, struct rep_lun *rl, ipm_error *err)

@@ -522,7 +522,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	} else if (f->len) {
 		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes", t, f->len);
 	}
-	if ((f->type <= WIRE_FLUSH || is_verify_type(f->type)) && f->lun >= n_luns)
+	if ((f->type <= WIRE_FLUSH || f->type == WIRE_VERIFY) && f->lun >= n_luns)
 		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
 				n_luns);
 	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY) && (f->status < 0 || f->status > WIRE_MAX_ERRNO))

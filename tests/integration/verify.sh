@@ -5,9 +5,10 @@
 # lines and out_of_sync_bytes), --repair makes the files byte-identical,
 # equal copies report 0, also while fio writes (a write in flight is never
 # a difference); the resync rate paces it; refused on the mirror, on an
-# unmirrored LUN, while one runs and with the peer gone, saying why.
+# unmirrored LUN, while one runs, with the peer gone and with a peer that
+# speaks protocol version 4, saying why.
 . "$top_srcdir/tests/lib.sh"
-plan 22
+plan 23
 
 M=1048576
 # 100M at 25M/s: a verify takes 4 s, long enough to overlap the load below
@@ -116,4 +117,11 @@ diag "verify with node2 stopped: $out"
 check "verify refused while the peer is gone" eval 'test $rc = 1 && grep -q "not connected" <<<"$out"'
 check "node1 still serves vol0" \
 	eval 'nbdsh -u "nbd://127.0.0.1:$N1_NBD/vol0" -c "h.pread(4096, 0)"'
+# node2 as the previous release (version 4 alone): the pair speaks 4
+IPM_WIRE_VERSION_MAX=4 node_start node2 || bail "node2 did not restart: $(tail "$T_DIR/n2.log")"
+wait_for 30 lun_state_is node2 vol0 uptodate || diag "node2 not up to date: $(lun_field node2 vol0 state)"
+out=$(ctl node1 verify vol0 2>&1); rc=$?
+diag "verify with a version 4 peer: $out"
+check "verify refused while the pair speaks version 4, saying so" \
+	eval 'test $rc = 1 && grep -q "speaks protocol version 4; a verify needs version 5" <<<"$out"'
 finish

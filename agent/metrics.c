@@ -82,6 +82,11 @@ static uint64_t get_written(const ipm_lun_status *l) { return l->written_bytes; 
 static uint64_t get_read(const ipm_lun_status *l) { return l->read_bytes; }
 static uint64_t get_sent(const ipm_lun_status *l) { return l->mirrored_bytes; }
 
+static uint64_t get_vrunning(const ipm_lun_status *l) { return l->verify_running; }
+static uint64_t get_vdone(const ipm_lun_status *l) { return l->verify_done_bytes; }
+static uint64_t get_vtotal(const ipm_lun_status *l) { return l->verify_total_bytes; }
+static uint64_t get_voos(const ipm_lun_status *l) { return l->verify_out_of_sync_bytes; }
+
 static uint64_t get_rleft(const ipm_lun_status *l)
 {
 	return l->resync_total_bytes > l->resync_done_bytes ?
@@ -107,6 +112,14 @@ static const struct lun_metric {
 	  get_rtotal },
 	{ "ipmirror_lun_resync_remaining_bytes", "gauge",
 	  "Bytes the current resync has still to copy.", get_rleft },
+	{ "ipmirror_lun_verify_running", "gauge",
+	  "1 while an online verify of the LUN runs (on its primary).", get_vrunning },
+	{ "ipmirror_lun_verify_done_bytes", "gauge",
+	  "Bytes the last online verify has compared.", get_vdone },
+	{ "ipmirror_lun_verify_total_bytes", "gauge",
+	  "Bytes the last online verify compares (0: none ran).", get_vtotal },
+	{ "ipmirror_lun_verify_out_of_sync_bytes", "gauge",
+	  "Bytes the last online verify found different on the peer.", get_voos },
 	{ "ipmirror_lun_inflight_requests", "gauge", "Host reads and writes in progress.",
 	  get_inflight },
 	{ "ipmirror_lun_written_bytes_total", "counter",

@@ -8,7 +8,7 @@
 # unmirrored LUN, while one runs, with the peer gone and with a peer that
 # speaks protocol version 4, saying why.
 . "$top_srcdir/tests/lib.sh"
-plan 23
+plan 25
 
 M=1048576
 # 100M at 25M/s: a verify takes 4 s, long enough to overlap the load below
@@ -110,8 +110,21 @@ check "fio randwrite --verify during the verify: no error" test "$rc" = 0
 check "the files are byte-identical after the load" \
 	wait_for 10 cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 
+# node2 freezes in the middle of a verify (SIGSTOP: a VERIFY it never
+# answers is in flight when node1 declares it gone): the verify ends there,
+# reports nothing, and nothing is journaled for it (no request to replay)
+ctl node1 verify vol0 >/dev/null || diag "verify did not start"
+sleep 1.5
+kill -STOP "$n2_pid"
+check "a verify stops when node2 goes, having reported nothing" \
+	eval 'wait_for 15 verify_idle && grep -q "lun vol0: verify stopped after" "$T_DIR/n1.log" &&
+		[ "$(lun_field node1 vol0 verify.done_bytes)" -lt $((100 * M)) ] &&
+		[ "$(lun_field node1 vol0 verify.out_of_sync_bytes)" = 0 ]'
+check "nothing journaled for it on node1" \
+	eval '! lun_state_is node1 vol0 uptodate && [ "$(lun_field node1 vol0 journal_records)" = 0 ]'
+kill -CONT "$n2_pid"
+wait_for 30 lun_state_is node2 vol0 uptodate || diag "node2 not back: $(lun_field node2 vol0 state)"
 stop_pid "$n2_pid"
-wait_for 10 eval '! lun_state_is node1 vol0 uptodate'
 out=$(ctl node1 verify vol0 2>&1); rc=$?
 diag "verify with node2 stopped: $out"
 check "verify refused while the peer is gone" eval 'test $rc = 1 && grep -q "not connected" <<<"$out"'

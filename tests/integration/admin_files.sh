@@ -11,7 +11,7 @@
 # action of its meta-data.
 : "${PYTHON3:=/usr/bin/python3}"
 . "$top_srcdir/tests/lib.sh"
-plan 17
+plan 18
 
 S=$top_srcdir
 RNG=$S/engine/ipmirror.rng
@@ -130,12 +130,14 @@ complete_line() { # WORDS...: COMPREPLY for the last (possibly empty) word
 }
 got=$(complete_line "$IPMIRRORCTL" '')
 check "completion: the commands ($got)" \
-	eval 'for c in status wait promote demote heartbeat resolve log-reopen; do
+	eval 'for c in status wait promote demote heartbeat resolve log-reopen verify; do
 		case " $got " in *" $c "*) ;; *) exit 1 ;; esac; done'
 got=$(complete_line "$IPMIRRORCTL" --socket "$SOCK" status '')
 check "completion: LUN names from the running daemon ($got)" test "$got" = "vol0 vol1 "
 got=$(complete_line "$IPMIRRORCTL" --socket "$SOCK" wait vol0 --state up)
 check "completion: states after --state ($got)" test "$got" = "uptodate "
+got=$(complete_line "$IPMIRRORCTL" --socket "$SOCK" verify vol0 --r)
+check "completion: --repair after verify ($got)" test "$got" = "--repair "
 
 # ---- --version ---------------------------------------------------------------------
 V=$(sed -n 's/^AC_INIT(\[ipmirror\], \[\([^]]*\)\].*/\1/p' "$S/configure.ac")

@@ -1,8 +1,7 @@
 /* roles.c - promote / demote: the safety checks (quorum, the peer, the
- * journal, consistency), then the engine re-created with the LUN's role
- * switched under the running NBD server. */
+ * journal, consistency), then the LUN's role switched in the running
+ * engine (ipm_engine_lun_set_role), that LUN alone. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -117,55 +116,25 @@ static int check_demote(struct daemon *d, const char *lun, ipm_status **st,
 			    (unsigned long long)(*l)->journal_bytes);
 }
 
-/* A new engine from d->cfg under the running NBD server; none (NULL) when
- * it cannot be built or started. */
-static int engine_replace(struct daemon *d, ipm_error *err)
+/* That LUN alone changes role in the running engine: the NBD clients and
+ * the mirror sessions of the other LUNs are untouched (doc/roles.md). A
+ * demoted LUN's clients are disconnected first; the engine lets their
+ * requests under way end. d->cfg follows, for the daemon's next start. */
+static int switch_primary(struct daemon *d, const char *lun, bool promote, const char *node,
+			  ipm_error *err)
 {
 	int rc;
 
-	if (d->engine) {
-		ipm_engine_stop(d->engine);
-		ipm_engine_destroy(d->engine);
-		d->engine = NULL;
-	}
-	rc = ipm_engine_create(d->cfg, d->o->node, &d->engine, err);
-	if (rc == 0)
-		rc = ipm_engine_start(d->engine, err);
-	if (rc < 0 && d->engine) {
-		ipm_engine_stop(d->engine);
-		ipm_engine_destroy(d->engine);
-		d->engine = NULL;
-	}
-	return rc;
-}
-
-/* The engine is re-created with the LUN's new role; NBD clients of the
- * other LUNs wait a moment and go on (only the LUN's own clients on a node
- * that stops serving it are disconnected). */
-static int switch_primary(struct daemon *d, const char *lun, const char *node,
-			  const char *old, ipm_error *err)
-{
-	ipm_error err2 = { "" };
-	int rc;
-
-	ipm_attributes_set_engine(d->attrs, NULL);
-	nbd_server_pause(d->nbd);
-	rc = ipm_config_set_primary(d->cfg, lun, node);
-	if (rc == 0)
-		rc = engine_replace(d, err);
+	if (!promote)
+		nbd_server_kick(d->nbd, lun, "is demoted here (role change)");
+	rc = ipm_engine_lun_set_role(d->engine, lun, promote ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR,
+				     err);
 	if (rc < 0) {
-		qb_log(LOG_ERR, "lun %s: cannot restart with %s as primary: %s", lun, node, err->msg);
-		ipm_config_set_primary(d->cfg, lun, old);
-		if (engine_replace(d, &err2) < 0) {
-			qb_log(LOG_CRIT, "cannot restart the engine: %s; shutting down", err2.msg);
-			nbd_server_resume(d->nbd, NULL);
-			kill(getpid(), SIGTERM);
-			return rc;
-		}
+		qb_log(LOG_ERR, "lun %s: cannot make %s its primary: %s", lun, node, err->msg);
+		return rc;
 	}
-	nbd_server_resume(d->nbd, d->engine);
-	ipm_attributes_set_engine(d->attrs, d->engine);
-	return rc;
+	ipm_config_set_primary(d->cfg, lun, node);
+	return 0;
 }
 
 int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
@@ -217,8 +186,8 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 			goto out;
 	}
 	/* a fresh primary that never wrote has no record of being whole: a
-	 * clean hand-over must leave it promotable after the engine restart
-	 * (its view of the LUN is then "outdated", judged by that record) */
+	 * clean hand-over must leave it promotable as the mirror (its view of
+	 * the LUN is then "outdated", judged by that record) */
 	if (!promote && safe && l->mirrored) {
 		ipm_lun *lp = ipm_engine_lun_by_name(d->engine, lun);
 
@@ -226,8 +195,7 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 		if (rc < 0)
 			goto out;
 	}
-	rc = switch_primary(d, lun, promote ? d->o->node : peer, promote ? peer : d->o->node,
-			    err);
+	rc = switch_primary(d, lun, promote, promote ? d->o->node : peer, err);
 	if (rc == 0) {
 		if (!promote && safe)
 			ipm_attributes_mark_consistent(d->attrs, lun);

@@ -14,10 +14,12 @@
  * from? Only then is the peer's copy known to be a good one. */
 static bool primary_vouched(struct ipm_lun *l)
 {
-	struct receiver *rc = l->engine->rcv;
+	enum ipm_lun_state st;
 
-	return rc && receiver_lun_state(rc, l) != IPM_STATE_OUTDATED &&
-	       lun_gen_peer_current(l) != 0;
+	pthread_mutex_lock(&l->engine->admin);
+	st = lun_mirror_state(l);
+	pthread_mutex_unlock(&l->engine->admin);
+	return st != IPM_STATE_OUTDATED && lun_gen_peer_current(l) != 0;
 }
 
 /* Primary here, --force: the peer must hold every write already. */
@@ -72,7 +74,9 @@ int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err)
 	qb_log(LOG_WARNING, "lun %s: INVALIDATED by the admin: this copy is inconsistent until copied whole from %s",
 	       l->cfg->name, peer);
 	/* the primary learns it at its next handshake */
-	receiver_reconnect(l->engine->rcv, "a LUN was invalidated here");
+	pthread_mutex_lock(&l->engine->admin);
+	lun_mirror_reconnect(l, "a LUN was invalidated here");
+	pthread_mutex_unlock(&l->engine->admin);
 	return ipm_note(err, "lun \"%s\": this copy is invalid (inconsistent, not promotable) and is copied whole from %s",
 			l->cfg->name, peer);
 }

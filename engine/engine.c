@@ -74,32 +74,20 @@ static int setup_heartbeat(ipm_engine *e, ipm_error *err)
 	rc = hb_state_path(e, state, sizeof(state), err);
 	if (rc < 0)
 		return rc;
-	rc = heartbeat_create(&p, &e->hb, err);
-	if (rc < 0)
-		return rc;
-	if (e->rcv)
-		rc = heartbeat_attach(e->hb, receiver_connections(e->rcv));
-	return rc;
+	return heartbeat_create(&p, &e->hb, err);
 }
 
-/* Replication needs a peer, the secret, and at least one mirrored LUN in
- * each direction that gets threads. */
+/* Replication needs a peer and the secret; each mirrored LUN gets its
+ * session's objects (lun_admin.c). */
 static int setup_mirroring(ipm_engine *e, ipm_error *err)
 {
-	struct ipm_lun **primary;
-	unsigned n_primary = 0, n_mirror = 0;
+	unsigned n = 0;
 	size_t i;
 	int rc;
 
-	for (i = 0; i < e->n_luns; i++) {
-		if (!e->luns[i]->cfg->mirrored)
-			continue;
-		if (e->luns[i]->role == IPM_ROLE_PRIMARY)
-			n_primary++;
-		else
-			n_mirror++;
-	}
-	if (!n_primary && !n_mirror)
+	for (i = 0; i < e->n_luns; i++)
+		n += e->luns[i]->cfg->mirrored;
+	if (!n)
 		return 0;
 	if (!e->peer || !e->cfg->secret_file)
 		return ipm_fail(err, -EINVAL, "mirrored luns need a peer node and a <secret>");
@@ -109,34 +97,11 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 	rc = auth_secret_load(e->cfg->secret_file, e->secret, err);
 	if (rc < 0)
 		return rc;
-	if (n_mirror) {
-		rc = receiver_create(e, e->secret, e->luns, e->n_luns, &e->rcv, err);
-		if (rc < 0)
-			return rc;
-		receiver_set_hbslot_sink(e->rcv, hbvol_received, e);
-	}
 	rc = setup_heartbeat(e, err);
-	if (rc < 0)
-		return rc;
-	if (!n_primary)
-		return 0;
-	primary = calloc(n_primary, sizeof(*primary));
-	if (!primary)
-		return ipm_fail(err, -ENOMEM, "out of memory");
-	for (i = 0, n_primary = 0; i < e->n_luns; i++)
-		if (e->luns[i]->cfg->mirrored && e->luns[i]->role == IPM_ROLE_PRIMARY)
-			primary[n_primary++] = e->luns[i];
-	rc = replicator_create(e, e->secret, primary, n_primary, &e->rep, err);
-	for (i = 0; rc == 0 && i < n_primary; i++) {
-		primary[i]->rep = e->rep;
-		primary[i]->ops = &replicator_ops;
-	}
-	free(primary);
-	if (rc < 0)
-		return rc;
-	replicator_set_heartbeat(e->rep, e->hb);
-	replicator_set_hbslot_sink(e->rep, hbvol_received, e);
-	return heartbeat_attach(e->hb, replicator_connections(e->rep));
+	for (i = 0; rc == 0 && i < e->n_luns; i++)
+		if (e->luns[i]->cfg->mirrored)
+			rc = lun_mirror_attach(e, e->luns[i], err);
+	return rc;
 }
 
 int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
@@ -153,6 +118,8 @@ int ipm_engine_create(const ipm_config *cfg, const char *node, ipm_engine **out,
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	snprintf(e->node, sizeof(e->node), "%s", node);
 	pthread_rwlock_init(&e->hb_lock, NULL);
+	pthread_mutex_init(&e->admin, NULL);
+	pthread_mutex_init(&e->route, NULL);
 	e->cfg = ipm_config_dup(cfg);
 	if (!e->cfg) {
 		rc = ipm_fail(err, -ENOMEM, "out of memory");
@@ -176,6 +143,28 @@ fail:
 	return rc;
 }
 
+static void stop_luns(ipm_engine *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_luns; i++)
+		lun_mirror_stop(e, e->luns[i]);
+	if (e->rcv)
+		receiver_stop(e->rcv);
+}
+
+static int start_luns(ipm_engine *e, ipm_error *err)
+{
+	size_t i;
+	int rc = 0;
+
+	if (e->rcv)
+		rc = receiver_start(e->rcv, err);
+	for (i = 0; rc == 0 && i < e->n_luns; i++)
+		rc = lun_mirror_start(e, e->luns[i], err);
+	return rc;
+}
+
 int ipm_engine_start(ipm_engine *e, ipm_error *err)
 {
 	if (e->started)
@@ -187,30 +176,22 @@ int ipm_engine_start(ipm_engine *e, ipm_error *err)
 		if (rc < 0)
 			return rc;
 	}
-	if (e->rcv) {
-		rc = receiver_start(e->rcv, err);
-		if (rc < 0)
-			goto fail_hb;
-	}
-	if (e->rep) {
-		rc = replicator_start(e->rep, err);
-		if (rc < 0) {
-			if (e->rcv)
-				receiver_stop(e->rcv);
-			goto fail_hb;
-		}
+	pthread_mutex_lock(&e->admin);
+	rc = start_luns(e, err);
+	if (rc < 0) {
+		stop_luns(e);
+		pthread_mutex_unlock(&e->admin);
+		goto fail_hb;
 	}
 	pthread_rwlock_wrlock(&e->hb_lock);
 	rc = hbvol_start(e, err);
 	e->started = rc == 0;
 	pthread_rwlock_unlock(&e->hb_lock);
-	if (rc < 0) {
-		if (e->rep)
-			replicator_stop(e->rep);
-		if (e->rcv)
-			receiver_stop(e->rcv);
+	if (rc < 0)
+		stop_luns(e);
+	pthread_mutex_unlock(&e->admin);
+	if (rc < 0)
 		goto fail_hb;
-	}
 	qb_log(LOG_NOTICE, "node %s: engine started with %zu lun(s)", e->node, e->n_luns);
 	return 0;
 fail_hb:
@@ -224,14 +205,13 @@ void ipm_engine_stop(ipm_engine *e)
 	if (!e->started)
 		return;
 	pthread_rwlock_wrlock(&e->hb_lock);
-	e->started = false;
 	/* it sends on the connections stopped below */
 	hbvol_stop(e);
 	pthread_rwlock_unlock(&e->hb_lock);
-	if (e->rep)
-		replicator_stop(e->rep);
-	if (e->rcv)
-		receiver_stop(e->rcv);
+	pthread_mutex_lock(&e->admin);
+	e->started = false;
+	stop_luns(e);
+	pthread_mutex_unlock(&e->admin);
 	if (e->hb)
 		heartbeat_stop(e->hb);
 	qb_log(LOG_NOTICE, "node %s: engine stopped", e->node);
@@ -245,7 +225,8 @@ void ipm_engine_destroy(ipm_engine *e)
 		return;
 	ipm_engine_stop(e);
 	hbvol_destroy(e);
-	replicator_destroy(e->rep);
+	for (i = 0; i < e->n_luns; i++)
+		lun_mirror_detach(e, e->luns[i]);
 	receiver_destroy(e->rcv);
 	heartbeat_destroy(e->hb);
 	free(e->secret);
@@ -253,6 +234,8 @@ void ipm_engine_destroy(ipm_engine *e)
 		lun_close(e->luns[i]);
 	free(e->luns);
 	ipm_config_free(e->cfg);
+	pthread_mutex_destroy(&e->route);
+	pthread_mutex_destroy(&e->admin);
 	pthread_rwlock_destroy(&e->hb_lock);
 	free(e);
 }

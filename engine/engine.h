@@ -17,15 +17,43 @@ struct ipm_engine {
 	bool started;
 	/* mirroring, present when the config mirrors LUNs between two nodes */
 	struct auth_secret *secret;
-	struct replicator *rep;             /* we are primary for some LUNs */
-	struct receiver *rcv;               /* the peer is primary for some */
+	/* each mirrored LUN has a session of its own (lun_admin.c): its
+	 * replicator (l->rep) where this node is its primary, its receiver
+	 * (l->rcv) where it is the mirror, which the listener below routes the
+	 * peer's session of it to. Created and destroyed at run time by role
+	 * changes, down and up, under admin. */
+	struct receiver *rcv;               /* the listener (the "hub"), from the
+					     * first LUN mirrored here on; it also
+					     * serves a version 4 peer's sessions */
 	struct heartbeat *hb;               /* UDP heartbeat with the peer */
+	/* Lock order: a LUN's gate, admin, route, then the replicators' and
+	 * receivers' own. admin: one role change, down or up at a time, and
+	 * l->rep / l->rcv stay while status reads them. route: l->rcv as the
+	 * listener hands a session over to it. */
+	pthread_mutex_t admin;
+	pthread_mutex_t route;
 	/* storage-path heartbeat (hb_volume.c): installed and removed while
 	 * connection threads hand it the peer's slots, hence the lock */
 	pthread_rwlock_t hb_lock;
 	struct storage_hb *shb;             /* NULL: no heartbeat volume */
 	bool shb_unexpected_logged;
 };
+
+/* lun_admin.c: a mirrored LUN's session objects (admin held, or creating
+ * the engine) */
+/* Create l's replicator (primary here) or receiver (mirror here, and the
+ * listener if there is none yet), started when the engine runs. */
+int lun_mirror_attach(ipm_engine *e, struct ipm_lun *l, ipm_error *err);
+/* Stop and destroy them (the replicator drains what is in flight). */
+void lun_mirror_detach(ipm_engine *e, struct ipm_lun *l);
+int lun_mirror_start(ipm_engine *e, struct ipm_lun *l, ipm_error *err);
+void lun_mirror_stop(ipm_engine *e, struct ipm_lun *l);
+/* Mirror here: the state its receivers see (admin held). */
+enum ipm_lun_state lun_mirror_state(struct ipm_lun *l);
+/* Mirror here: close the primary's connections of it (admin held). */
+void lun_mirror_reconnect(struct ipm_lun *l, const char *why);
+/* Our heartbeat-volume slot on any up connection (hb_volume.c's sender). */
+int engine_send_hbslot(ipm_engine *e, unsigned slot, const uint8_t *data);
 
 /* hb_volume.c */
 /* Open the configured heartbeat volume (create time); started with the engine. */

@@ -16,14 +16,7 @@
 /* Our slot to the peer on whichever connection set is up. */
 static int send_slot(void *opaque, unsigned slot, const uint8_t *data)
 {
-	ipm_engine *e = opaque;
-	int rc = -ENOTCONN;
-
-	if (e->rep)
-		rc = replicator_send_hbslot(e->rep, slot, data);
-	if (rc < 0 && e->rcv)
-		rc = receiver_send_hbslot(e->rcv, slot, data);
-	return rc;
+	return engine_send_hbslot(opaque, slot, data);
 }
 
 static bool same_file(const struct stat *a, const char *path)

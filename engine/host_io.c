@@ -12,14 +12,25 @@
 
 #include "lun.h"
 
-/* A LUN's role is fixed for the life of its object: a role change builds
- * a new engine (doc/pacemaker.md), after the old one stopped taking host
- * requests, so the role needs no lock here. */
+/* A request holds the LUN's gate shared from its check to its answer: a
+ * role change or a down (lun_admin.c) takes it exclusive, so it waits
+ * for the requests under way and the next ones see the new role. */
 static int host_begin(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
+	int rc;
+
 	if (!lun_range_ok(l, len, off))
 		return -EINVAL;
-	return l->role == IPM_ROLE_PRIMARY ? 0 : -EPERM;
+	pthread_rwlock_rdlock(&l->gate);
+	rc = lun_serving(l);
+	if (rc < 0)
+		pthread_rwlock_unlock(&l->gate);
+	return rc;
+}
+
+static void host_end(struct ipm_lun *l)
+{
+	pthread_rwlock_unlock(&l->gate);
 }
 
 static void host_enter(struct ipm_lun *l)
@@ -39,24 +50,35 @@ static void host_count(uint64_t *ctr, uint64_t bytes)
 
 int ipm_lun_check_open(ipm_lun *l, ipm_error *err)
 {
-	if (l->role != IPM_ROLE_PRIMARY)
-		return ipm_fail(err, -EPERM,
-				"lun \"%s\" is mirrored here; node \"%s\" is its primary",
-				l->cfg->name, l->cfg->primary);
-	return 0;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&l->gate);
+	if (l->down)
+		rc = ipm_fail(err, -EPERM,
+			      "lun \"%s\" is down on this node (`ipmirrorctl up %s` brings it back)",
+			      l->cfg->name, l->cfg->name);
+	else if (l->role != IPM_ROLE_PRIMARY)
+		rc = ipm_fail(err, -EPERM,
+			      "lun \"%s\" is mirrored here; node \"%s\" is its primary",
+			      l->cfg->name, l->engine->peer ? l->engine->peer->name : l->cfg->primary);
+	pthread_rwlock_unlock(&l->gate);
+	return rc;
 }
 
 int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0 || len == 0)
+	if (rc < 0)
 		return rc;
-	host_enter(l);
-	rc = l->ops->read(l, buf, len, off);
-	if (rc >= 0)
-		host_count(&l->host_read, len);
-	host_leave(l);
+	if (len) {
+		host_enter(l);
+		rc = l->ops->read(l, buf, len, off);
+		if (rc >= 0)
+			host_count(&l->host_read, len);
+		host_leave(l);
+	}
+	host_end(l);
 	return rc;
 }
 
@@ -64,13 +86,16 @@ int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigne
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0 || len == 0)
+	if (rc < 0)
 		return rc;
-	host_enter(l);
-	rc = l->ops->write(l, buf, len, off, flags);
-	if (rc >= 0)
-		host_count(&l->host_written, len);
-	host_leave(l);
+	if (len) {
+		host_enter(l);
+		rc = l->ops->write(l, buf, len, off, flags);
+		if (rc >= 0)
+			host_count(&l->host_written, len);
+		host_leave(l);
+	}
+	host_end(l);
 	return rc;
 }
 
@@ -91,39 +116,51 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 			at[k++] = i;
 		}
 	}
-	if (k == 0)
-		return;
-	host_enter(l);
-	l->ops->write_batch(l, ok, k);
-	for (i = 0; i < k; i++) {
-		w[at[i]].rc = ok[i].rc;
-		if (ok[i].rc >= 0)
-			host_count(&l->host_written, ok[i].len);
+	if (k) {
+		host_enter(l);
+		l->ops->write_batch(l, ok, k);
+		for (i = 0; i < k; i++) {
+			w[at[i]].rc = ok[i].rc;
+			if (ok[i].rc >= 0)
+				host_count(&l->host_written, ok[i].len);
+		}
+		host_leave(l);
 	}
-	host_leave(l);
+	if (rc == 0)
+		host_end(l);
 }
 
 int ipm_lun_flush(ipm_lun *l)
 {
 	int rc = host_begin(l, 0, 0);
 
-	return rc < 0 ? rc : l->ops->flush(l);
+	if (rc < 0)
+		return rc;
+	rc = l->ops->flush(l);
+	host_end(l);
+	return rc;
 }
 
 int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0 || len == 0)
+	if (rc < 0)
 		return rc;
-	return l->ops->trim(l, len, off, flags);
+	if (len)
+		rc = l->ops->trim(l, len, off, flags);
+	host_end(l);
+	return rc;
 }
 
 int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 {
 	int rc = host_begin(l, len, off);
 
-	if (rc < 0 || len == 0)
+	if (rc < 0)
 		return rc;
-	return l->ops->zero(l, len, off, flags);
+	if (len)
+		rc = l->ops->zero(l, len, off, flags);
+	host_end(l);
+	return rc;
 }

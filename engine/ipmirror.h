@@ -282,6 +282,18 @@ const char *ipm_state_name(enum ipm_lun_state s);
 const char *ipm_link_name(enum ipm_link_state s);
 const char *ipm_method_name(enum ipm_hb_method m);
 
+/* ---- a LUN at run time (doc/roles.md) ----------------------------------------- */
+
+/* Make this node the LUN's primary or its mirror, that LUN alone: its
+ * host requests under way end first (new ones wait, then see the new
+ * role), its session with the peer is closed (a primary's drains what is
+ * in flight) and one for the new role opened. The other LUNs keep their
+ * connections, journals, states and host requests. The safety checks
+ * (the peer, the journal, quorum) are the caller's. 0 (err says so when
+ * it already was), or a negative errno and err says why. */
+int ipm_engine_lun_set_role(ipm_engine *e, const char *lun, enum ipm_role role,
+			    ipm_error *err);
+
 typedef struct ipm_conn_status {
 	int index;
 	enum ipm_link_state status; /* UP or DOWN */

@@ -80,6 +80,21 @@ static void open_direct(struct ipm_lun *l, const struct ipm_backing_cfg *b)
 	}
 }
 
+static void gate_init(struct ipm_lun *l)
+{
+	pthread_rwlockattr_t a;
+
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&l->gate, &a);
+	pthread_rwlockattr_destroy(&a);
+}
+
+int lun_serving(const struct ipm_lun *l)
+{
+	return l->role == IPM_ROLE_PRIMARY && !l->down ? 0 : -EPERM;
+}
+
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err)
 {
@@ -104,6 +119,7 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	else
 		snprintf(l->journal_path, sizeof(l->journal_path), "%s.journal", path);
 	l->ops = &backing_ops;
+	gate_init(l);
 	lun_gen_init(&l->g);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
@@ -149,6 +165,7 @@ void lun_close(struct ipm_lun *l)
 	if (l->dfd >= 0)
 		close(l->dfd);
 	lun_gen_fini(&l->g);
+	pthread_rwlock_destroy(&l->gate);
 	free(l);
 }
 

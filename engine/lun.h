@@ -21,20 +21,35 @@ struct ipm_lun {
 	uint32_t dio_off_align;       /* offset and length alignment O_DIRECT needs */
 	bool is_blockdev;
 	uint64_t size;
-	enum ipm_role role;           /* fixed for the object's life (host_io.c) */
+	/* host requests hold gate shared from their check to their answer; a
+	 * role change, down and up (lun_admin.c) take it exclusive to change
+	 * role, ops, rep, rcv and down. Writer-preferring: a busy LUN gets its
+	 * role change. Lock order: before anything of the engine's. */
+	pthread_rwlock_t gate;
+	enum ipm_role role;
+	bool down;                    /* ipm_engine_lun_down: out of service here */
 	const struct lun_ops *ops;    /* where host requests go: backing_ops, or
 				       * replicator_ops once mirrored from here */
 	enum ipm_lun_state state;
 	bool insync;                  /* mirror here: the last resync completed (atomic) */
 	/* mirroring: set when the LUN is mirrored, by the side that uses it */
-	uint32_t wire_index;          /* index in its direction's LUN list */
-	struct replicator *rep;       /* primary here: sends our writes */
+	uint32_t wire_index;          /* index in its replicator's LUN list */
+	struct replicator *rep;       /* primary here: sends our writes (its own
+				       * session; the direction's with a peer
+				       * of version 4) */
+	struct receiver *rcv;         /* mirror here: the receiver of its own
+				       * session (a peer of version 5; the
+				       * engine's listener routes it there) */
 	/* data generations (mirrored LUNs; doc/generations.md): generation.c's */
 	struct lun_gen g;
 	/* host requests (host_io.c; atomic, relaxed: statistics only) */
 	uint64_t host_written, host_read; /* bytes completed without error */
 	uint32_t host_inflight;           /* requests between entry and return */
 };
+
+/* 0 when the LUN takes host requests now (gate held shared by the
+ * caller): -EPERM when this node is not its primary or it is down. */
+int lun_serving(const struct ipm_lun *l);
 
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);

@@ -41,8 +41,8 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->inflight = __atomic_load_n(&l->host_inflight, __ATOMIC_RELAXED);
 	if (l->rep)
 		replicator_lun_status(l->rep, l, s);
-	else if (l->cfg->mirrored && l->engine->rcv)
-		s->state = receiver_lun_state(l->engine->rcv, l);
+	else if (l->cfg->mirrored)
+		s->state = lun_mirror_state(l);
 	if (!l->cfg->mirrored) {
 		snprintf(s->generation, sizeof(s->generation), "%s", "none");
 		return;
@@ -60,23 +60,52 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	resync_progress(s);
 }
 
-/* Outgoing connections (we are primary) first, then incoming ones. */
+/* The connection arrays of the LUNs' sessions, in config order (a
+ * version 4 peer's LUNs share one replicator: listed once), then the
+ * listener's when it serves a session (a version 4 peer's). */
+static size_t conn_arrays(ipm_engine *e, struct connection_array **v, bool *outgoing)
+{
+	size_t i, j, n = 0;
+	bool dup;
+
+	for (i = 0; i < e->n_luns; i++) {
+		struct ipm_lun *l = e->luns[i];
+
+		for (j = 0, dup = false; l->rep && j < i; j++)
+			dup |= e->luns[j]->rep == l->rep;
+		if (l->rep && !dup) {
+			outgoing[n] = true;
+			v[n++] = replicator_connections(l->rep);
+		} else if (l->rcv) {
+			outgoing[n] = false;
+			v[n++] = receiver_connections(l->rcv);
+		}
+	}
+	if (e->rcv && ca_count_up(receiver_connections(e->rcv))) {
+		outgoing[n] = false;
+		v[n++] = receiver_connections(e->rcv);
+	}
+	return n;
+}
+
+/* e->admin held. */
 static int conns_snapshot(ipm_engine *e, ipm_status *st)
 {
-	struct connection_array *out = e->rep ? replicator_connections(e->rep) : NULL;
-	struct connection_array *in = e->rcv ? receiver_connections(e->rcv) : NULL;
-	size_t n = (out ? out->n : 0) + (in ? in->n : 0), i;
+	struct connection_array *v[e->n_luns + 1];
+	bool outgoing[e->n_luns + 1];
+	size_t k, m = conn_arrays(e, v, outgoing), n = 0, i;
 
+	for (k = 0; k < m; k++)
+		n += v[k]->n;
 	if (!n)
 		return 0;
 	st->conns = calloc(n, sizeof(*st->conns));
 	if (!st->conns)
 		return -ENOMEM;
-	if (out)
-		ca_snapshot(out, st->conns, true);
-	if (in)
-		ca_snapshot(in, st->conns + (out ? out->n : 0), false);
-	st->n_conns = n;
+	for (k = 0; k < m; k++) {
+		ca_snapshot(v[k], st->conns + st->n_conns, outgoing[k]);
+		st->n_conns += v[k]->n;
+	}
 	if (e->hb) {
 		st->peer_heartbeat = heartbeat_state(e->hb);
 		st->udp_age_ms = heartbeat_age_ms(e->hb);
@@ -105,19 +134,18 @@ int ipm_engine_status(ipm_engine *e, ipm_status **out)
 	st->method = e->cfg->hb_method;
 	st->udp_state = st->peer_heartbeat;
 	st->storage_state = IPM_LINK_OFF;
+	/* the LUNs' session objects stay while we read them */
+	pthread_mutex_lock(&e->admin);
 	rc = conns_snapshot(e, st);
 	hbvol_status(e, st);
-	if (rc < 0) {
-		ipm_status_free(st);
-		return rc;
-	}
-	st->luns = calloc(e->n_luns ? e->n_luns : 1, sizeof(*st->luns));
+	st->luns = rc < 0 ? NULL : calloc(e->n_luns ? e->n_luns : 1, sizeof(*st->luns));
+	for (i = 0; st->luns && i < e->n_luns; i++)
+		lun_snapshot(e->luns[i], &st->luns[i]);
+	pthread_mutex_unlock(&e->admin);
 	if (!st->luns) {
 		ipm_status_free(st);
-		return -ENOMEM;
+		return rc < 0 ? rc : -ENOMEM;
 	}
-	for (i = 0; i < e->n_luns; i++)
-		lun_snapshot(e->luns[i], &st->luns[i]);
 	st->n_luns = e->n_luns;
 	*out = st;
 	return 0;

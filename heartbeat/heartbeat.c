@@ -71,6 +71,9 @@ struct heartbeat {
 	uint64_t drop_unlogged;
 	struct connection_array *ca[HB_MAX_ARRAYS];
 	unsigned n_ca;
+	/* held shared from a copy of ca[] to the end of its use (taken under
+	 * hb->lock or alone); heartbeat_detach waits for it exclusive */
+	pthread_rwlock_t ca_lock;
 };
 
 /* ---- setup --------------------------------------------------------------- */
@@ -233,6 +236,7 @@ int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_erro
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	hb->fd = hb->wake_fd = -1;
 	pthread_mutex_init(&hb->lock, NULL);
+	pthread_rwlock_init(&hb->ca_lock, NULL);
 	ipm_cond_init_mono(&hb->wake);
 	snprintf(hb->self, sizeof(hb->self), "%s", p->self);
 	snprintf(hb->peer, sizeof(hb->peer), "%s", p->peer);
@@ -271,6 +275,23 @@ int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca)
 		hb->ca[hb->n_ca++] = ca;
 	pthread_mutex_unlock(&hb->lock);
 	return rc;
+}
+
+void heartbeat_detach(struct heartbeat *hb, struct connection_array *ca)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&hb->lock);
+	for (i = 0; i < hb->n_ca; i++) {
+		if (hb->ca[i] == ca) {
+			hb->ca[i] = hb->ca[--hb->n_ca];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&hb->lock);
+	/* a copy taken before is in use until this gets through */
+	pthread_rwlock_wrlock(&hb->ca_lock);
+	pthread_rwlock_unlock(&hb->ca_lock);
 }
 
 /* ---- verdicts by method ----------------------------------------------------- */
@@ -362,6 +383,7 @@ static unsigned copy_arrays(struct heartbeat *hb, struct connection_array **v)
 	unsigned n;
 
 	pthread_mutex_lock(&hb->lock);
+	pthread_rwlock_rdlock(&hb->ca_lock);
 	n = hb->n_ca;
 	memcpy(v, hb->ca, n * sizeof(*v));
 	pthread_mutex_unlock(&hb->lock);
@@ -379,6 +401,7 @@ static void age_arrays(struct heartbeat *hb)
 
 	for (i = 0; i < n; i++)
 		marked += ca_mark_stale_down(ca[i], timeout_ms);
+	pthread_rwlock_unlock(&hb->ca_lock);
 	if (marked)
 		qb_log(LOG_WARNING, "peer %s: %u connection(s) marked down, no heartbeat for > %.1f s",
 		       hb->peer, marked, timeout_ms / 1000.0);
@@ -516,16 +539,16 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	prob_datagram(&hb->prob, now, p.boot_id);
 	st = gate_locked(hb, now) && !replication_broken_locked(hb, now) ? IPM_LINK_UP
 									  : IPM_LINK_DOWN;
+	pthread_rwlock_rdlock(&hb->ca_lock);
 	n = hb->n_ca;
 	memcpy(ca, hb->ca, n * sizeof(*ca));
 	pthread_mutex_unlock(&hb->lock);
 	/* Only a peer in good standing keeps connections alive: during an
 	 * outage and the probation after it the elements age out, so the
 	 * connection threads see them down, close and exit. */
-	if (st != IPM_LINK_UP)
-		return;
-	for (i = 0; i < n; i++)
+	for (i = 0; st == IPM_LINK_UP && i < n; i++)
 		ca_refresh_all(ca[i]);
+	pthread_rwlock_unlock(&hb->ca_lock);
 }
 
 static void drain_socket(struct heartbeat *hb)
@@ -641,6 +664,7 @@ void heartbeat_destroy(struct heartbeat *hb)
 		close(hb->wake_fd);
 	pthread_cond_destroy(&hb->wake);
 	pthread_mutex_destroy(&hb->lock);
+	pthread_rwlock_destroy(&hb->ca_lock);
 	explicit_bzero(&hb->secret, sizeof(hb->secret));
 	free(hb->state_path);
 	free(hb);
@@ -768,6 +792,7 @@ void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id)
 	unsigned i, n = 0;
 
 	pthread_mutex_lock(&hb->lock);
+	pthread_rwlock_rdlock(&hb->ca_lock);
 	if (hb->storage_on) {
 		prob_datagram(&hb->sprob, now, boot_id);
 		/* under storage/both a peer proven alive this way keeps the
@@ -780,6 +805,7 @@ void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id)
 	pthread_mutex_unlock(&hb->lock);
 	for (i = 0; i < n; i++)
 		ca_refresh_all(ca[i]);
+	pthread_rwlock_unlock(&hb->ca_lock);
 }
 
 int64_t heartbeat_age_ms(struct heartbeat *hb)

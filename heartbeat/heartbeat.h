@@ -17,7 +17,9 @@ struct ipm_endpoint;
 struct auth_secret;
 struct connection_array;
 
-#define HB_MAX_ARRAYS 4
+/* connection arrays: a LUN's own session in each direction, and the
+ * listener's (doc/roles.md) */
+#define HB_MAX_ARRAYS (2 + 2 * 256)
 
 struct hb_params {
 	const char *self, *peer;                   /* node names, < IPM_NAME_MAX */
@@ -37,8 +39,11 @@ uint64_t heartbeat_boot(void);
 /* Validate p and bind the UDP socket at local address:port. */
 int heartbeat_create(const struct hb_params *p, struct heartbeat **out, ipm_error *err);
 /* Let the heartbeat age and refresh ca (at most HB_MAX_ARRAYS; -ENOSPC
- * beyond). Call before heartbeat_start. Returns 0. */
+ * beyond). Returns 0. May be called while the heartbeat runs. */
 int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca);
+/* Forget ca; on return the heartbeat's threads no longer touch it (it may
+ * be destroyed). */
+void heartbeat_detach(struct heartbeat *hb, struct connection_array *ca);
 /* Start the sender and receiver threads. */
 int heartbeat_start(struct heartbeat *hb, ipm_error *err);
 /* Stop and join both threads (promptly; safe when not started). */

@@ -394,6 +394,9 @@ static int attach_export(struct nbd_client *c, unsigned gen)
 		rc = lookup_export(c, c->export_name, (uint32_t)strlen(c->export_name), &l, &err);
 	else
 		l = ipm_engine_lun_by_name(c->s->e, c->export_name);
+	/* a LUN's own role change or down needs no engine swap: check again */
+	if (rc == 0 && l && ipm_lun_check_open(l, &err) < 0)
+		l = NULL;
 	if (rc == 0 && l)
 		c->lun = l;
 	pthread_rwlock_unlock(&c->s->elock);

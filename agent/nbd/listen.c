@@ -509,6 +509,20 @@ void nbd_server_resume(struct nbd_server *s, ipm_engine *e)
 	pthread_rwlock_unlock(&s->elock);
 }
 
+void nbd_server_kick(struct nbd_server *s, const char *export, const char *why)
+{
+	struct nbd_client *c;
+
+	pthread_mutex_lock(&s->clock);
+	for (c = s->clients; c; c = c->next) {
+		if (strcmp(c->export_name, export) != 0)
+			continue;
+		client_log(c, LOG_NOTICE, "export \"%s\" %s: disconnecting", export, why);
+		client_kill(c);
+	}
+	pthread_mutex_unlock(&s->clock);
+}
+
 /* ---- liveness, for the service watchdog ---------------------------------- */
 
 void nbd_server_health(struct nbd_server *s, struct nbd_health *h)

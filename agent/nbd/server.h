@@ -29,6 +29,10 @@ int nbd_server_adopt(struct nbd_server *s, int fd, ipm_error *err);
  * not serve here any more. The old engine may be destroyed in between. */
 void nbd_server_pause(struct nbd_server *s);
 void nbd_server_resume(struct nbd_server *s, ipm_engine *e);
+/* One LUN leaves this node's service (demoted, down): its clients are
+ * disconnected (why: for the log); those of the other LUNs are untouched.
+ * The engine lets their requests under way end (its LUN gate). */
+void nbd_server_kick(struct nbd_server *s, const char *export, const char *why);
 void nbd_server_destroy(struct nbd_server *s);
 
 /* The I/O path's liveness, for the service watchdog (agent/service.c). */

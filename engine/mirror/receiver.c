@@ -86,6 +86,7 @@ struct rreq {
 
 struct receiver {
 	ipm_engine *e;
+	struct ipm_lun *own;          /* a LUN's own receiver (no listener), or NULL */
 	struct ipm_lun **luns;        /* the engine's LUN table, from receiver_create */
 	unsigned n_luns;
 	wire_hbslot_fn on_hbslot;     /* HBSLOT frames received, or NULL */
@@ -752,6 +753,59 @@ static struct ipm_lun *lun_by_name(const struct receiver *rc, const char *name)
 	return NULL;
 }
 
+/* c moves from the listener to rc (the connection is authenticated and
+ * holds no request yet). */
+static void rehome(struct rconn *c, struct receiver *rc)
+{
+	struct receiver *hub = c->rc;
+	struct rconn **p;
+
+	pthread_mutex_lock(&hub->lock);
+	for (p = &hub->conns; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	if (--hub->n_conns == 0)
+		pthread_cond_broadcast(&hub->idle);
+	pthread_mutex_unlock(&hub->lock);
+	c->rc = rc;
+	pthread_mutex_lock(&rc->lock);
+	c->next = rc->conns;
+	rc->conns = c;
+	rc->n_conns++;
+	pthread_mutex_unlock(&rc->lock);
+}
+
+/* Version 5: a session of one LUN is that LUN's own, served by its
+ * receiver (l->rcv, which a role change or a down stops and takes away
+ * under e->route); anything else - a version 4 peer's session of all its
+ * LUNs - the listener serves itself. Then c joins the session. */
+static int route(struct rconn *c, const struct wire_hello *hello, const struct wire_auth *auth,
+		 struct ipm_lun *l, uint64_t *record, char *reason, size_t reason_len)
+{
+	ipm_engine *e = c->rc->e;
+	struct receiver *to = c->rc;
+
+	pthread_mutex_lock(&e->route);
+	if (hello->version >= 5 && auth->n_luns == 1 && c->rc->own != l) {
+		if (!l->rcv) {
+			pthread_mutex_unlock(&e->route);
+			snprintf(reason, reason_len, "lun \"%s\" is changing its role here", l->cfg->name);
+			return EAGAIN;
+		}
+		to = l->rcv;
+		rehome(c, to);
+	}
+	pthread_mutex_lock(&to->lock);
+	join_session_locked(to, c, auth);
+	*record = to->record;
+	pthread_mutex_unlock(&to->lock);
+	pthread_mutex_unlock(&e->route);
+	return 0;
+}
+
 static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
 		      uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
 {
@@ -779,6 +833,10 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 		if (l->role != IPM_ROLE_MIRROR) {
 			snprintf(reason, reason_len, "lun \"%s\" is primary here too", wl->name);
 			return EBUSY;
+		}
+		if (l->down) {
+			snprintf(reason, reason_len, "lun \"%s\" is down here", wl->name);
+			return ENODEV;
 		}
 		if (wl->size != l->size) {
 			snprintf(reason, reason_len,
@@ -813,11 +871,7 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	}
 	/* joined before WELCOME, so that it names the record this connection
 	 * is served from */
-	pthread_mutex_lock(&c->rc->lock);
-	join_session_locked(c->rc, c, auth);
-	*record = c->rc->record;
-	pthread_mutex_unlock(&c->rc->lock);
-	return 0;
+	return route(c, hello, auth, auth->n_luns ? by_pos[0] : NULL, record, reason, reason_len);
 }
 
 struct drop_arg {
@@ -987,6 +1041,7 @@ static void *conn_main(void *arg)
 	int rc_hs;
 
 	rc_hs = conn_handshake(c, &hello, auth, &err);
+	rc = c->rc;  /* the LUN's own receiver when its session is (route) */
 	if (rc_hs < 0) {
 		log_refusal(rc, c->who, err.msg);
 		goto out;
@@ -1200,10 +1255,28 @@ int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct ipm_
 	return 0;
 }
 
+int receiver_create_lun(ipm_engine *e, const struct auth_secret *secret, struct ipm_lun *l,
+			struct receiver **out, ipm_error *err)
+{
+	int rc = receiver_create(e, secret, NULL, 0, out, err);
+
+	if (rc == 0)
+		(*out)->own = l;
+	return rc;
+}
+
 int receiver_start(struct receiver *rc, ipm_error *err)
 {
-	int fd = listen_on(&rc->e->self->data, err), r;
+	int fd, r;
 
+	if (rc->own) {
+		pthread_mutex_lock(&rc->lock);
+		rc->running = true;
+		pthread_mutex_unlock(&rc->lock);
+		rc->started = true;
+		return 0;
+	}
+	fd = listen_on(&rc->e->self->data, err);
 	if (fd < 0)
 		return fd;
 	rc->listen_fd = fd;
@@ -1226,9 +1299,11 @@ void receiver_stop(struct receiver *rc)
 	pthread_mutex_lock(&rc->lock);
 	rc->running = false;
 	pthread_mutex_unlock(&rc->lock);
-	pthread_join(rc->listener, NULL);
-	close(rc->listen_fd);
-	rc->listen_fd = -1;
+	if (!rc->own) {
+		pthread_join(rc->listener, NULL);
+		close(rc->listen_fd);
+		rc->listen_fd = -1;
+	}
 	pthread_mutex_lock(&rc->lock);
 	for (c = rc->conns; c; c = c->next)
 		shutdown(c->fd, SHUT_RDWR);

@@ -13,6 +13,11 @@ struct receiver;
  * serves the mirrored ones this node is mirror of. */
 int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct ipm_lun **luns,
 		    unsigned n_luns, struct receiver **out, ipm_error *err);
+/* The receiver of one LUN's own session (a peer of version 5): no
+ * listener; the engine's listener (the receiver above) hands it the
+ * connections of l's sessions once authenticated (e->route, l->rcv). */
+int receiver_create_lun(ipm_engine *e, const struct auth_secret *secret, struct ipm_lun *l,
+			struct receiver **out, ipm_error *err);
 int receiver_start(struct receiver *rc, ipm_error *err);
 void receiver_stop(struct receiver *rc);
 void receiver_destroy(struct receiver *rc);

@@ -37,6 +37,8 @@ struct daemon {
 /* The IPC server's role handler (ipc_role_fn): promote or demote lun here. */
 int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 		ipm_engine **engine, ipm_error *err);
+/* The IPC server's service handler (ipc_service_fn): down or up lun here. */
+int lun_service(void *opaque, const char *lun, bool up, ipm_error *err);
 /* The IPC server's heartbeat handler (ipc_hb_fn): install, uninstall, method. */
 int hb_admin(void *opaque, int cmd, const char *arg, ipm_engine *engine, ipm_error *err);
 

@@ -29,6 +29,8 @@ struct ipc_server {
 	pthread_t thread;
 	int stop_pipe[2];
 	ipc_role_fn role_fn;
+	ipc_service_fn service_fn;
+	void *service_opaque;
 	void *role_opaque;
 	ipc_hb_fn hb_fn;
 	void *hb_opaque;
@@ -206,6 +208,23 @@ static ipm_lun *lun_or_reply(struct ipc_server *s, qb_ipcs_connection_t *c,
 	return l;
 }
 
+/* down LUN / up LUN: the daemon's handler (its NBD clients, the engine) */
+static void do_service(struct ipc_server *s, qb_ipcs_connection_t *c,
+		       const struct ipc_request *req)
+{
+	ipm_error err = { "" };
+	int rc;
+
+	if (!s->service_fn) {
+		reply_error(c, req->hdr.id, -EOPNOTSUPP, "down and up are not supported here");
+		return;
+	}
+	if (!lun_or_reply(s, c, req))
+		return;
+	rc = s->service_fn(s->service_opaque, req->lun, req->hdr.id == IPC_CMD_UP, &err);
+	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+}
+
 static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
 		       const struct ipc_request *req)
 {
@@ -320,6 +339,12 @@ void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 	s->hb_opaque = opaque;
 }
 
+void ipc_server_set_service_handler(struct ipc_server *s, ipc_service_fn fn, void *opaque)
+{
+	s->service_fn = fn;
+	s->service_opaque = opaque;
+}
+
 void ipc_server_set_role_handler(struct ipc_server *s, ipc_role_fn fn, void *opaque)
 {
 	s->role_fn = fn;
@@ -370,6 +395,10 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_VERIFY:
 		do_verify(s, c, &req);
+		break;
+	case IPC_CMD_DOWN:
+	case IPC_CMD_UP:
+		do_service(s, c, &req);
 		break;
 	default:
 		reply_error(c, req.hdr.id, -EOPNOTSUPP,

@@ -19,6 +19,12 @@ typedef int (*ipc_role_fn)(void *opaque, const char *lun, bool promote, unsigned
 			   ipm_engine **engine, ipm_error *err);
 void ipc_server_set_role_handler(struct ipc_server *s, ipc_role_fn fn, void *opaque);
 
+/* A LUN out of (up false) or back into service here (IPC_CMD_DOWN/UP),
+ * run in the IPC thread between requests; writes what it did (or why
+ * not) into err. */
+typedef int (*ipc_service_fn)(void *opaque, const char *lun, bool up, ipm_error *err);
+void ipc_server_set_service_handler(struct ipc_server *s, ipc_service_fn fn, void *opaque);
+
 /* Storage heartbeat administration (IPC_CMD_HB_*), run in the IPC thread
  * between requests: cmd, its argument, the current engine; writes what it
  * did (or why not) into err. */

@@ -33,7 +33,7 @@
 /* the LUN states of status (ipmirrorctl(8)), to reject a misspelt --state up front */
 static const char *const lun_states[] = {
 	"uptodate", "journaling", "probation", "resyncing", "outdated", "inconsistent",
-	"splitbrain",
+	"splitbrain", "down",
 };
 
 struct hb_subcommand;
@@ -188,7 +188,7 @@ static int check_attach(struct ctl_args *a, int nargs, char **args)
 	return 0;
 }
 
-/* invalidate LUN [--force] | assume-clean LUN */
+/* invalidate LUN [--force] | assume-clean LUN | down LUN | up LUN */
 static int check_copy_admin(struct ctl_args *a, int nargs, char **args)
 {
 	bool invalidate = strcmp(a->command, "invalidate") == 0;
@@ -668,6 +668,12 @@ static const struct ctl_command commands[] = {
 	  "  verify LUN [--repair]                      compare both copies online (on the\n"
 	  "                                             primary; progress in status); --repair\n"
 	  "                                             copies differing blocks from it\n" },
+	{ "down", check_copy_admin, cmd_copy_admin, IPC_CMD_DOWN,
+	  "  down LUN                                   take LUN out of service here alone:\n"
+	  "                                             clients disconnected, files closed,\n"
+	  "                                             state kept (status: down)\n" },
+	{ "up", check_copy_admin, cmd_copy_admin, IPC_CMD_UP,
+	  "  up LUN                                     back into service, resynced as needed\n" },
 	{ "heartbeat", check_heartbeat, cmd_heartbeat, 0,
 	  "  heartbeat install PATH                     add the storage-path heartbeat volume\n"
 	  "  heartbeat uninstall                        remove it\n"

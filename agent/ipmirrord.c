@@ -305,6 +305,7 @@ static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct op
 	if (rc < 0)
 		goto out;
 	ipc_server_set_role_handler(d->ipc, role_change, d);
+	ipc_server_set_service_handler(d->ipc, lun_service, d);
 	ipc_server_set_hb_handler(d->ipc, hb_admin, d);
 	ipc_server_set_reload_handler(d->ipc, daemon_reload, d);
 out:

@@ -137,7 +137,7 @@ static void render_luns(struct strbuf *sb, const ipm_status *st)
 	static const enum ipm_lun_state states[] = {
 		IPM_STATE_UPTODATE, IPM_STATE_JOURNALING, IPM_STATE_PROBATION,
 		IPM_STATE_RESYNCING, IPM_STATE_OUTDATED, IPM_STATE_INCONSISTENT,
-		IPM_STATE_SPLITBRAIN,
+		IPM_STATE_SPLITBRAIN, IPM_STATE_DOWN,
 	};
 	static const enum ipm_role roles[] = { IPM_ROLE_PRIMARY, IPM_ROLE_MIRROR };
 	size_t i, k;

@@ -213,3 +213,17 @@ out:
 	*engine = d->engine;
 	return rc;
 }
+
+/* down: the LUN's NBD clients are disconnected (the engine lets their
+ * requests under way end), then the engine takes it out of service; up
+ * brings it back. The other LUNs are untouched. */
+int lun_service(void *opaque, const char *lun, bool up, ipm_error *err)
+{
+	struct daemon *d = opaque;
+
+	if (!d->engine)
+		return ipm_fail(err, -EIO, "the engine is down");
+	if (!up)
+		nbd_server_kick(d->nbd, lun, "is taken down here");
+	return up ? ipm_engine_lun_up(d->engine, lun, err) : ipm_engine_lun_down(d->engine, lun, err);
+}

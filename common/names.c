@@ -13,7 +13,7 @@ static const char *const states[] = {
 	[IPM_STATE_UPTODATE] = "uptodate",       [IPM_STATE_JOURNALING] = "journaling",
 	[IPM_STATE_PROBATION] = "probation",     [IPM_STATE_RESYNCING] = "resyncing",
 	[IPM_STATE_OUTDATED] = "outdated",       [IPM_STATE_INCONSISTENT] = "inconsistent",
-	[IPM_STATE_SPLITBRAIN] = "splitbrain",
+	[IPM_STATE_SPLITBRAIN] = "splitbrain",   [IPM_STATE_DOWN] = "down",
 };
 static const char *const links[] = { "up", "down", "probation", "off" };
 static const char *const methods[] = { "udp", "storage", "both" };

@@ -273,6 +273,7 @@ enum ipm_lun_state {
 	IPM_STATE_OUTDATED,
 	IPM_STATE_INCONSISTENT,
 	IPM_STATE_SPLITBRAIN,
+	IPM_STATE_DOWN,            /* out of service on this node (ipm_engine_lun_down) */
 };
 enum ipm_link_state { IPM_LINK_UP, IPM_LINK_DOWN, IPM_LINK_PROBATION, IPM_LINK_OFF };
 
@@ -293,6 +294,19 @@ const char *ipm_method_name(enum ipm_hb_method m);
  * it already was), or a negative errno and err says why. */
 int ipm_engine_lun_set_role(ipm_engine *e, const char *lun, enum ipm_role role,
 			    ipm_error *err);
+/* Take the LUN out of service on this node, that LUN alone: new host
+ * requests are refused (-EPERM; ipm_lun_check_open names the reason),
+ * those under way end first; its session with the peer is closed (a
+ * primary drains what is in flight, else journals it), its backing files
+ * are closed; its generation, journal and role are kept. The peer's side
+ * of it journals (its primary) or goes outdated (its mirror). Status shows
+ * IPM_STATE_DOWN. 0 (err says so when it already was), or a negative
+ * errno and err says why. */
+int ipm_engine_lun_down(ipm_engine *e, const char *lun, ipm_error *err);
+/* Back into service: files opened again, its session with the peer made
+ * again, with the resync its state needs (the journal replayed, or the
+ * whole LUN when the peer's verdict says so). */
+int ipm_engine_lun_up(ipm_engine *e, const char *lun, ipm_error *err);
 
 typedef struct ipm_conn_status {
 	int index;

@@ -95,6 +95,44 @@ int lun_serving(const struct ipm_lun *l)
 	return l->role == IPM_ROLE_PRIMARY && !l->down ? 0 : -EPERM;
 }
 
+int lun_files_open(struct ipm_lun *l, ipm_error *err)
+{
+	const struct ipm_lun_cfg *cfg = l->cfg;
+	int rc;
+
+	l->fd = open(l->path, O_RDWR | O_CLOEXEC);
+	if (l->fd < 0)
+		return ipm_fail(err, -errno, "lun \"%s\": cannot open backing %s: %s",
+				cfg->name, l->path, strerror(errno));
+	rc = backing_size(l->fd, &l->is_blockdev, &l->size);
+	if (rc < 0) {
+		ipm_fail(err, rc, "lun \"%s\": backing %s: %s", cfg->name, l->path,
+			 rc == -EINVAL ? "not a regular file or block device" : strerror(-rc));
+		goto fail;
+	}
+	if (l->size != cfg->size) {
+		rc = ipm_fail(err, -EINVAL,
+			      "lun \"%s\": backing %s is %llu bytes but the config says %llu",
+			      cfg->name, l->path, (unsigned long long)l->size,
+			      (unsigned long long)cfg->size);
+		goto fail;
+	}
+	open_direct(l, ipm_lun_cfg_backing_entry(cfg, l->engine->node));
+	return 0;
+fail:
+	lun_files_close(l);
+	return rc;
+}
+
+void lun_files_close(struct ipm_lun *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->dfd >= 0)
+		close(l->dfd);
+	l->fd = l->dfd = -1;
+}
+
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err)
 {
@@ -124,26 +162,9 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
 
-	l->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (l->fd < 0) {
-		rc = ipm_fail(err, -errno, "lun \"%s\": cannot open backing %s: %s",
-			      cfg->name, path, strerror(errno));
+	rc = lun_files_open(l, err);
+	if (rc < 0)
 		goto fail;
-	}
-	rc = backing_size(l->fd, &l->is_blockdev, &l->size);
-	if (rc < 0) {
-		ipm_fail(err, rc, "lun \"%s\": backing %s: %s", cfg->name, path,
-			 rc == -EINVAL ? "not a regular file or block device" : strerror(-rc));
-		goto fail;
-	}
-	if (l->size != cfg->size) {
-		rc = ipm_fail(err, -EINVAL,
-			      "lun \"%s\": backing %s is %llu bytes but the config says %llu",
-			      cfg->name, path, (unsigned long long)l->size,
-			      (unsigned long long)cfg->size);
-		goto fail;
-	}
-	open_direct(l, b);
 	if (cfg->mirrored) {
 		rc = lun_gen_open(l, err);
 		if (rc < 0)
@@ -160,10 +181,7 @@ void lun_close(struct ipm_lun *l)
 {
 	if (!l)
 		return;
-	if (l->fd >= 0)
-		close(l->fd);
-	if (l->dfd >= 0)
-		close(l->dfd);
+	lun_files_close(l);
 	lun_gen_fini(&l->g);
 	pthread_rwlock_destroy(&l->gate);
 	free(l);

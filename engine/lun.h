@@ -54,6 +54,10 @@ int lun_serving(const struct ipm_lun *l);
 int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);
 void lun_close(struct ipm_lun *l);
+/* The backing store's descriptors (lun_open's; again at up), checked
+ * against the config's size, and closed (at down). */
+int lun_files_open(struct ipm_lun *l, ipm_error *err);
+void lun_files_close(struct ipm_lun *l);
 
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);

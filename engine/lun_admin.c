@@ -246,3 +246,78 @@ out:
 	pthread_rwlock_unlock(&l->gate);
 	return rc;
 }
+
+/* ---- down and up --------------------------------------------------------------- */
+
+/* Gate held exclusive: no host request runs on l. */
+static void take_down(ipm_engine *e, struct ipm_lun *l)
+{
+	lun_mirror_detach(e, l);
+	lun_files_close(l);
+	l->down = true;
+	__atomic_store_n(&l->insync, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->state, IPM_STATE_DOWN, __ATOMIC_RELAXED);
+}
+
+static int bring_up(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
+{
+	int rc = lun_files_open(l, err);
+
+	if (rc < 0)
+		return rc;
+	l->down = false;
+	__atomic_store_n(&l->state, l->role == IPM_ROLE_PRIMARY ? IPM_STATE_JOURNALING
+							       : IPM_STATE_OUTDATED, __ATOMIC_RELAXED);
+	if (l->cfg->mirrored)
+		rc = gen_reload(l, err);
+	if (rc == 0)
+		rc = lun_mirror_attach(e, l, err);
+	if (rc < 0) {
+		lun_files_close(l);
+		l->down = true;
+		__atomic_store_n(&l->state, IPM_STATE_DOWN, __ATOMIC_RELAXED);
+	}
+	return rc;
+}
+
+/* down (up false) or up one LUN: the gate, then admin (lock order). */
+static int lun_service(ipm_engine *e, const char *name, bool up, ipm_error *err)
+{
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, name);
+	int64_t t0 = ipm_now_ms();
+	int rc = 0;
+
+	if (!l)
+		return ipm_fail(err, -ENOENT, "no lun \"%s\" on %s", name, e->node);
+	pthread_rwlock_wrlock(&l->gate);
+	pthread_mutex_lock(&e->admin);
+	if (l->down == !up) {
+		rc = ipm_note(err, "lun \"%s\" is %s here already", name, up ? "up" : "down");
+		goto out;
+	}
+	if (up) {
+		rc = bring_up(e, l, err);
+		if (rc < 0)
+			goto out;
+	} else {
+		take_down(e, l);
+	}
+	qb_log(LOG_NOTICE, "lun %s: %s on this node (%s, %lld ms); the other luns untouched", name,
+	       up ? "up" : "down", ipm_role_name(l->role), (long long)(ipm_now_ms() - t0));
+	rc = ipm_note(err, "lun \"%s\" is %s on %s", name,
+		      up ? "up again" : "down (out of service, state kept)", e->node);
+out:
+	pthread_mutex_unlock(&e->admin);
+	pthread_rwlock_unlock(&l->gate);
+	return rc;
+}
+
+int ipm_engine_lun_down(ipm_engine *e, const char *lun, ipm_error *err)
+{
+	return lun_service(e, lun, false, err);
+}
+
+int ipm_engine_lun_up(ipm_engine *e, const char *lun, ipm_error *err)
+{
+	return lun_service(e, lun, true, err);
+}

@@ -45,6 +45,8 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 		s->state = lun_mirror_state(l);
 	if (!l->cfg->mirrored) {
 		snprintf(s->generation, sizeof(s->generation), "%s", "none");
+		if (l->down)
+			s->state = IPM_STATE_DOWN;
 		return;
 	}
 	lun_gen_string(l, s->generation, sizeof(s->generation));
@@ -57,6 +59,8 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	/* a split brain holds until resolved, whatever the link does */
 	if (lun_gen_splitbrain(l))
 		s->state = IPM_STATE_SPLITBRAIN;
+	if (l->down)
+		s->state = IPM_STATE_DOWN;
 	resync_progress(s);
 }
 

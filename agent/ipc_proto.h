@@ -32,10 +32,10 @@ enum ipc_cmd {
 	IPC_CMD_LOG_REOPEN = 9,   /* text: the log file reopened, or that there is none */
 	IPC_CMD_INVALIDATE = 10,  /* lun; flags IPC_F_FORCE; text: done / why not */
 	IPC_CMD_ASSUME_CLEAN = 11, /* lun; text: done / why not */
-	IPC_CMD_RELOAD = 20,      /* flags IPC_F_DRY_RUN; text: one line per change */
-	IPC_CMD_VERIFY = 24,      /* lun; flags IPC_F_REPAIR; text: started / why not */
 	IPC_CMD_DOWN = 12,        /* lun: out of service here; text: done / why not */
 	IPC_CMD_UP = 13,          /* lun: back into service here; text: done / why not */
+	IPC_CMD_RELOAD = 20,      /* flags IPC_F_DRY_RUN; text: one line per change */
+	IPC_CMD_VERIFY = 24,      /* lun; flags IPC_F_REPAIR; text: started / why not */
 };
 
 enum ipc_flags {

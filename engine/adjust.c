@@ -33,7 +33,7 @@ static void emit(const struct emitter *em, const struct cfg_change *c, const cha
 }
 
 /* What the engine cannot take live; adding and removing LUNs need the
- * per-LUN life cycle (ipmirrorctl up/down), which the engine lacks yet. */
+ * engine to add and drop LUN objects at run time (not done yet). */
 static const char *refusal(const struct cfg_change *c)
 {
 	switch (c->kind) {
@@ -86,20 +86,35 @@ static int hb_times(ipm_engine *e, const struct cfg_change *c, const ipm_config 
 	return cfg_change_apply(c, e->cfg, cur);
 }
 
-/* The window in force, with a note when the mirror's budget caps it. */
+/* The window in force, with a note when the mirror's budget caps it:
+ * each LUN primary here has a replicator of its own (lun_admin.c). */
 static int async_window(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
 			char *note, size_t len)
 {
-	uint32_t now;
+	uint32_t now, least = cur->async_window;
+	size_t i;
 
-	if (e->rep) {
-		now = replicator_set_window(e->rep, cur->async_window);
-		if (now < cur->async_window)
-			snprintf(note, len,
-				 " (%u in force: the window the mirror was told when replication started; all of it from the next start)",
-				 now);
+	for (i = 0; i < e->n_luns; i++) {
+		if (!e->luns[i]->rep)
+			continue;
+		now = replicator_set_window(e->luns[i]->rep, cur->async_window);
+		if (now < least)
+			least = now;
 	}
+	if (least < cur->async_window)
+		snprintf(note, len,
+			 " (%u in force: the window the mirror was told when replication started; all of it from the next start)",
+			 least);
 	return cfg_change_apply(c, e->cfg, cur);
+}
+
+static void resync_rate(ipm_engine *e, const ipm_config *cur)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_luns; i++)
+		if (e->luns[i]->rep)
+			replicator_set_resync_rate(e->luns[i]->rep, cur->resync_rate);
 }
 
 static int apply_one(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
@@ -113,8 +128,7 @@ static int apply_one(ipm_engine *e, const struct cfg_change *c, const ipm_config
 	case CHG_ASYNC_WINDOW:
 		return async_window(e, c, cur, note, len);
 	case CHG_RESYNC_RATE:
-		if (e->rep)
-			replicator_set_resync_rate(e->rep, cur->resync_rate);
+		resync_rate(e, cur);
 		return cfg_change_apply(c, e->cfg, cur);
 	case CHG_HB_TIMES:
 		return hb_times(e, c, cur, err);
@@ -211,7 +225,10 @@ int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cu
 			      d.n == 1 ? "" : "s");
 		goto out;
 	}
+	/* the LUNs' replicators stay while the changes reach them */
+	pthread_mutex_lock(&e->admin);
 	rc = apply_all(e, &d, cur, &em, err);
+	pthread_mutex_unlock(&e->admin);
 	if (rc == 0)
 		rc = ipm_note(err, "%u change%s applied", d.n, d.n == 1 ? "" : "s");
 out:

@@ -150,6 +150,11 @@ int role_change(void *opaque, const char *lun, bool promote, unsigned flags,
 
 	if (!d->engine)
 		return ipm_fail(err, -EIO, "the engine is down");
+	/* the promotion check reads what the poller remembers of the LUN:
+	 * bring it up to now (a per-LUN role change of the peer a moment ago
+	 * may have come and gone between two of its rounds) */
+	if (promote)
+		ipm_attributes_poll(d->attrs);
 	rc = lun_snapshot(d, lun, &st, &l, err);
 	if (rc < 0)
 		return rc;

@@ -69,6 +69,24 @@ static void remark_replays_locked(struct replicator *r, struct mreq **v, unsigne
 			resync_dropped_locked(&r->rs, &v[i]->f);
 }
 
+/* "lun vol1" (each LUN has a session of its own), or the LUNs a version 4
+ * peer's session carries. */
+const char *rep_names(struct replicator *r)
+{
+	size_t n, at;
+	unsigned i;
+
+	if (r->names[0])
+		return r->names;
+	at = (size_t)snprintf(r->names, sizeof(r->names), "lun%s ", r->n_luns > 1 ? "s" : "");
+	for (i = 0; i < r->n_luns && at < sizeof(r->names); i++) {
+		n = (size_t)snprintf(r->names + at, sizeof(r->names) - at, "%s%s", i ? "," : "",
+				     ipm_lun_name(r->luns[i].lun));
+		at += n;
+	}
+	return r->names;
+}
+
 /* The peer is unreachable: from now on writes go to the journals. Requests
  * the mirror did not answer go there first, in order (those the mirror is
  * known to have applied - up to landed_floor - are done), so that nothing
@@ -106,8 +124,8 @@ void go_down_locked(struct replicator *r, const char *why)
 	free(v);
 	pthread_cond_broadcast(&r->space_cond);
 	set_states_locked(r, IPM_STATE_JOURNALING);
-	qb_log(LOG_WARNING, "peer %s unreachable (%s): journaling writes; %u unanswered request(s) journaled",
-	       r->e->peer->name, why, journaled);
+	qb_log(LOG_WARNING, "%s: peer %s unreachable (%s): journaling writes; %u unanswered request(s) journaled",
+	       rep_names(r), r->e->peer->name, why, journaled);
 }
 
 static enum ipm_link_state peer_state(struct replicator *r)

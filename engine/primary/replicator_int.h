@@ -148,6 +148,7 @@ struct replicator {
 				      * live write: the activity logs may go */
 	unsigned next_direct;        /* where the search for an idle connection starts */
 	bool force_resync;           /* live, but a LUN needs a full resync */
+	char names[128];             /* rep_names(): for log lines */
 	uint16_t wire_version;       /* spoken with peer_record's engine: frames
 				      * name LUNs by id from version 5 on */
 	uint64_t peer_record;        /* the mirror's ordering record our numbered
@@ -198,6 +199,8 @@ void forget_record_locked(struct replicator *r);
 void *rep_monitor_main(void *arg);         /* the link state machine's thread */
 /* The link broke: journal what is unanswered, go LINK_DOWN. */
 void go_down_locked(struct replicator *r, const char *why);
+/* "lun vol0" / "luns vol0,vol1": whose session this is, for log lines. */
+const char *rep_names(struct replicator *r);
 /* Stopping live with nothing outstanding: the copies are equal. */
 void mark_clean_stop_locked(struct replicator *r);
 /* The replicator as the resync sees it (resync.h). */

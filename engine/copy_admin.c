@@ -113,13 +113,19 @@ int ipm_lun_take_source(ipm_lun *l, ipm_error *err)
 int ipm_lun_verify(ipm_lun *l, bool repair, ipm_error *err)
 {
 	const char *peer = l->engine->peer ? l->engine->peer->name : "the peer";
+	int rc;
 
 	if (!l->cfg->mirrored)
 		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: there is no other copy to compare with",
 				l->cfg->name);
+	/* its replicator stays while the run starts (a role change, a down) */
+	pthread_mutex_lock(&l->engine->admin);
 	if (l->role != IPM_ROLE_PRIMARY || !l->rep)
-		return ipm_fail(err, -EINVAL,
-				"lun \"%s\": this node is its mirror: run verify on its primary, %s",
-				l->cfg->name, peer);
-	return replicator_verify(l->rep, l, repair, err);
+		rc = ipm_fail(err, -EINVAL,
+			      "lun \"%s\": this node is its mirror (or it is down): run verify on its primary, %s",
+			      l->cfg->name, peer);
+	else
+		rc = replicator_verify(l->rep, l, repair, err);
+	pthread_mutex_unlock(&l->engine->admin);
+	return rc;
 }

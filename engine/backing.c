@@ -108,6 +108,16 @@ int lun_local_flush(struct ipm_lun *l)
 	return fdatasync(l->fd) < 0 ? -errno : 0;
 }
 
+/* A hint: the kernel starts reading [off, off+len) into the page cache
+ * (a sequential reader's next range, read while it works on this one). */
+void lun_local_readahead(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	if (off < l->size)
+		(void)posix_fadvise(l->fd, (off_t)off,
+				    (off_t)(len < l->size - off ? len : l->size - off),
+				    POSIX_FADV_WILLNEED);
+}
+
 int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
 	if (len == 0) /* fallocate and BLKDISCARD refuse an empty range */

@@ -16,6 +16,8 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
+/* Ask the kernel to read [off, off+len) ahead (posix_fadvise WILLNEED). */
+void lun_local_readahead(struct ipm_lun *l, uint64_t len, uint64_t off);
 /* Whether l->dfd (just opened with O_DIRECT, alignment known) really does
  * direct I/O: one aligned read at offset 0. 0, or -errno (EINVAL where the
  * file system accepts the flag at open but not the I/O). */

@@ -290,6 +290,8 @@ static int verify_range(struct verify_run *v, uint64_t off, uint64_t len)
 	if (!m)
 		return -ECONNRESET;
 	rc = lun_local_read(v->rl->lun, v->buf, len, off);
+	/* the disk reads the next range while this one is digested */
+	lun_local_readahead(v->rl->lun, WIRE_VERIFY_MAX, off + len);
 	if (rc == 0)
 		verify_digests(&v->key, off, v->buf, len, v->mine);
 	pthread_mutex_lock(&r->lock);

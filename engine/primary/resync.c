@@ -134,6 +134,9 @@ int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const v
 		.offset = f->offset,
 		.length = f->length,
 		.data = f->type == WIRE_WRITE ? data : NULL,
+		/* the request's payload CRC (0: none yet), not computed again
+		 * here under the lock */
+		.data_crc = f->type == WIRE_WRITE ? f->csum : 0,
 	};
 	ipm_error err = { "" };
 	int rc;

@@ -104,8 +104,8 @@ void resync_set_journal_max_locked(struct resync *rs, uint32_t i, uint64_t max);
 void resync_report_lun(struct resync *rs, uint32_t i);
 void resync_close(struct resync *rs);
 
-/* Journal one request (f->lun; data for a WRITE) while the link is down or
- * resyncing. */
+/* Journal one request (f->lun; data for a WRITE, f->csum its CRC32C or 0)
+ * while the link is down or resyncing. */
 int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const void *data);
 /* Make the journals and bitmaps durable. */
 int resync_sync_locked(struct resync *rs);

@@ -449,6 +449,7 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 	uint8_t b[JR_LEN];
 	struct iovec iov[3];
 	uint64_t seq = j->records + 1, size;
+	uint32_t dcrc = 0;
 	int cnt = 1, rc;
 
 	if (!range_ok(j, rec->type, rec->offset, rec->length) ||
@@ -467,7 +468,9 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 	le_put64(b + 8, seq);
 	le_put64(b + 16, rec->offset);
 	le_put64(b + 24, rec->length);
-	le_put32(b + 32, rec->type == JR_WRITE ? crc32c(0, rec->data, rec->length) : 0);
+	if (rec->type == JR_WRITE) /* 0: the caller does not have it */
+		dcrc = rec->data_crc ? rec->data_crc : crc32c(0, rec->data, rec->length);
+	le_put32(b + 32, dcrc);
 	le_put32(b + JR_CRC_OFF, crc32c(0, b, JR_CRC_OFF));
 	iov[0] = (struct iovec){ b, JR_LEN };
 	if (rec->type == JR_WRITE && rec->length) {

@@ -33,7 +33,9 @@ struct journal_rec {
 	uint16_t flags;      /* WIRE_F_FUA etc., opaque to the journal */
 	uint64_t offset, length;
 	const void *data;    /* WRITE only: length bytes; from the iterator valid until the next call */
-	uint32_t data_crc;   /* from the iterator: CRC32C of data (checked), 0 without data */
+	/* CRC32C of data: from the iterator (checked); to journal_append when
+	 * the caller has it (a mirror request's), else 0: computed (and set) */
+	uint32_t data_crc;
 };
 
 /* Open or create the journal at path for LUN lun of lun_size bytes.

@@ -64,6 +64,7 @@ static void host_write_locked(struct fake *fx, uint32_t lun, uint64_t off, uint6
 				.offset = off, .length = len };
 
 	memset(buf, fill, len);
+	f.csum = crc32c(0, buf, len);  /* as the replicator's requests carry it */
 	memset(fx->local[lun] + off, fill, len);
 	assert_int_equal(resync_journal_locked(&fx->rs, &f, buf), 0);
 	test_free(buf);

@@ -9,6 +9,7 @@
 # data behind it (.dat), named after the script and the start time.
 BENCH_OUT=${BENCH_OUT:-$PWD/bench-out}
 mkdir -p "$BENCH_OUT"
+# shellcheck disable=SC2034  # used by the scripts that source this
 BENCH_STAMP=$(date +%Y%m%d-%H%M%S)
 
 # bench_estimate SECONDS WHAT: the duration estimate, printed first, and the
@@ -79,19 +80,16 @@ bench_pingpong() {
 	wait "$pid" 2>/dev/null || true
 }
 
-# bench_limit LABEL VALUE LIMIT MIN [UNIT]: one "limit:" line, VALUE / LIMIT
-# against MIN; "-" when either is missing. Also appended to $BENCH_LIMITS.
+# bench_limit LABEL VALUE LIMIT MIN: one "limit:" line, VALUE / LIMIT
+# against MIN; "not measured" when either is missing.
 bench_limit() {
-	local line
-	line=$(awk -v l="$1" -v v="$2" -v p="$3" -v m="$4" -v u="${5:-}" 'BEGIN {
+	awk -v l="$1" -v v="$2" -v p="$3" -v m="$4" 'BEGIN {
 		if (v == "" || p == "" || v == "-" || p == "-" || p + 0 <= 0) {
-			printf "limit: %-58s %10s / %-10s %6s (>= %s) not measured", l,
+			printf "limit: %-58s %10s / %-10s %6s (>= %s) not measured\n", l,
 				(v == "") ? "-" : sprintf("%.1f", v), (p == "") ? "-" : sprintf("%.1f", p), "-", m
 			exit }
 		r = v / p
-		printf "limit: %-58s %10.1f / %-10.1f %6.2f (>= %s) %s", l, v, p, r, m, (r >= m) ? "met" : "MISSED" }')
-	echo "$line"
-	[ -z "${BENCH_LIMITS:-}" ] || echo "$line" >>"$BENCH_LIMITS"
+		printf "limit: %-58s %10.1f / %-10.1f %6.2f (>= %s) %s\n", l, v, p, r, m, (r >= m) ? "met" : "MISSED" }'
 }
 
 # bench_chart DAT PNG TITLE YLABEL: grouped bars from DAT (first line: the

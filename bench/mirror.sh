@@ -354,7 +354,6 @@ fi
 PING=$(tr ';' '\n' <<<"${BASE[ping]}" | awk 'NF { print $1 " 0 0" }' | tr '\n' ';')
 PING=$(median 1 "$PING")
 printf 'figure: 4 KiB TCP ping-pong round trip (loopback, python3, TCP_NODELAY): %.1f us\n' "$PING"
-BENCH_LIMITS=$D/limits.txt
 {
 echo
 echo "Summary: median of $REPS x ${RUNTIME} s fio runs per cell, $SIZE files, cell = IOPS / MiB/s"

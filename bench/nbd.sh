@@ -41,8 +41,8 @@ free_port() {
 }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_listen() {
-	local i
-	for i in $(seq 100); do listening "$1" && return 0; sleep 0.1; done
+	local _
+	for _ in $(seq 100); do listening "$1" && return 0; sleep 0.1; done
 	return 1
 }
 

@@ -232,7 +232,7 @@ replay_mibs=$(mibs "$backlog" "$resync")
 echo "figure: journal replay: $replay_mibs MiB/s"
 # ---- 4. dirty-extent resync ----------------------------------------------------
 outage vol2
-journ2=$journ extent=$resync extent_err=$err extent_bytes=$backlog
+journ2=$journ extent=$resync extent_err=$err
 extent_mibs=$(mibs "$backlog" "$resync")
 echo "figure: dirty-extent resync: $extent_mibs MiB/s"
 
@@ -259,7 +259,6 @@ done
 # ---- summary ---------------------------------------------------------------
 lim=$(awk -v a="$tcp_mibs" -v b="$unmir" 'BEGIN { print (a < b) ? a : b }')
 gib_s=$(calc %.2f "$replay * 1073741824 / $replay_bytes")
-BENCH_LIMITS=$D/limits.txt
 {
 echo
 echo "Summary (backlog $BACKLOG_MIB MiB per LUN, probation $PROBATION s excluded, veth between two netns)"

@@ -129,7 +129,6 @@ echo "figure: CPU time per mirrored 4 KiB write (both daemons): $cpu_us us"
 
 stop_pid "$n1_pid" || true
 stop_pid "$n2_pid" || true
-BENCH_LIMITS=$D/limits.txt
 {
 echo
 echo "Summary ($NLUNS LUNs of 64 MiB, loopback pair, load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -32,6 +32,8 @@ struct daemon {
 	struct ipm_fencing *fencing; /* cluster mode only; NULL otherwise */
 	const char *fence_handler;
 	struct metrics *metrics;     /* <metrics> configured; NULL otherwise */
+	struct events *events;       /* the change stream (events.c) */
+	struct handlers *handlers;   /* <handlers> programs (handlers.c) */
 };
 
 /* The IPC server's role handler (ipc_role_fn): promote or demote lun here. */

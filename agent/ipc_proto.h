@@ -36,6 +36,10 @@ enum ipc_cmd {
 	IPC_CMD_UP = 13,          /* lun: back into service here; text: done / why not */
 	IPC_CMD_RELOAD = 20,      /* flags IPC_F_DRY_RUN; text: one line per change */
 	IPC_CMD_VERIFY = 24,      /* lun; flags IPC_F_REPAIR; text: started / why not */
+	/* events: flags IPC_F_JSON, IPC_F_NOW; the reply says whether the
+	 * connection is subscribed; then each change comes as a libqb event,
+	 * a struct ipc_response (hdr.id IPC_CMD_EVENTS) and one line of text */
+	IPC_CMD_EVENTS = 30,
 };
 
 enum ipc_flags {
@@ -45,13 +49,16 @@ enum ipc_flags {
 				 * RELOAD: only say what would change */
 	IPC_F_DISCARD_LOCAL = 1 << 3, /* RESOLVE: this node's changes are dropped */
 	IPC_F_REPAIR = 1 << 8,  /* VERIFY: copy the differing blocks from the primary */
+	IPC_F_NOW = 1 << 9,     /* EVENTS: the current state first */
+	IPC_F_GET = 1 << 10,    /* STATUS: arg "key,key": their plain values, one a line */
 };
 
 struct ipc_request {
 	struct qb_ipc_request_header hdr;
 	uint32_t flags;
 	char lun[IPC_LUN_MAX]; /* "" = all LUNs (STATUS only) */
-	char arg[IPC_ARG_MAX]; /* HB_INSTALL: path; HB_METHOD: method name */
+	char arg[IPC_ARG_MAX]; /* HB_INSTALL: path; HB_METHOD: method name;
+				* STATUS with IPC_F_GET: the keys */
 } __attribute__((aligned(8)));
 
 struct ipc_response {

@@ -16,6 +16,7 @@
 #include <qb/qbloop.h>
 #include <qb/qblog.h>
 
+#include "events.h"
 #include "ipc_proto.h"
 #include "ipc_server.h"
 #include "status_render.h"
@@ -37,6 +38,10 @@ struct ipc_server {
 	ipc_reload_fn reload_fn;
 	void *reload_opaque;
 	int reload_pipe[2];      /* SIGHUP: a byte asks the thread to reload */
+	/* events (ipc_server_set_events): the events thread writes a byte to
+	 * ev_pipe when subscribers have lines; this thread sends them */
+	struct events *events;
+	int ev_pipe[2];
 };
 
 static qb_loop_t *ipc_loop;
@@ -148,6 +153,8 @@ static void do_status(struct ipc_server *s, qb_ipcs_connection_t *c,
 		if (l)
 			sb_printf(&sb, "%s", ipm_state_name(l->state));
 		rc = l ? sb.err : -ENOENT;
+	} else if (req->flags & IPC_F_GET) {
+		rc = status_render_get(st, req->lun, req->arg, &sb);
 	} else if (req->flags & IPC_F_JSON) {
 		rc = status_render_json(st, req->lun, &sb);
 	} else {
@@ -155,6 +162,8 @@ static void do_status(struct ipc_server *s, qb_ipcs_connection_t *c,
 	}
 	if (rc == -ENOENT)
 		reply_error(c, req->hdr.id, rc, "no lun \"%s\" on %s", req->lun, st->node);
+	else if (rc == -EINVAL && (req->flags & IPC_F_GET))
+		reply(c, req->hdr.id, rc, sb.buf, sb.len); /* names the bad key */
 	else if (rc < 0)
 		reply_error(c, req->hdr.id, rc, "cannot render status: %s", strerror(-rc));
 	else
@@ -333,6 +342,94 @@ static void do_verify(struct ipc_server *s, qb_ipcs_connection_t *c,
 	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
+/* ---- events -------------------------------------------------------------- */
+
+static int event_send(void *conn, const char *buf, size_t len)
+{
+	struct ipc_response r = { 0 };
+	struct iovec iov[2];
+	ssize_t n;
+
+	r.hdr.id = IPC_CMD_EVENTS;
+	r.hdr.size = (int32_t)(sizeof(r) + len);
+	r.len = (uint32_t)len;
+	iov[0].iov_base = &r;
+	iov[0].iov_len = sizeof(r);
+	iov[1].iov_base = (void *)buf;
+	iov[1].iov_len = len;
+	n = qb_ipcs_event_sendv(conn, iov, 2);
+	return n < 0 ? (int)n : 0;
+}
+
+static void event_close(void *conn)
+{
+	qb_ipcs_disconnect(conn);
+}
+
+static int32_t events_ready(int32_t fd, int32_t revents, void *data)
+{
+	struct ipc_server *s = data;
+	char buf[64];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (s->events)
+		events_drain(s->events, event_send, event_close);
+	return 0;
+}
+
+/* the events thread: lines are queued */
+static void events_wake(void *opaque)
+{
+	struct ipc_server *s = opaque;
+	char c = 0;
+
+	if (write(s->ev_pipe[1], &c, 1) < 0 && errno != EAGAIN)
+		qb_log(LOG_DEBUG, "admin IPC: cannot wake for events: %s", strerror(errno));
+}
+
+void ipc_server_set_events(struct ipc_server *s, struct events *ev)
+{
+	s->events = ev;
+	events_set_waker(ev, events_wake, s);
+}
+
+/* The connection stays subscribed until it goes (connection_destroyed). */
+static void do_events(struct ipc_server *s, qb_ipcs_connection_t *c,
+		      const struct ipc_request *req)
+{
+	struct ev_sub *sub;
+	int rc;
+
+	if (!s->events) {
+		reply_error(c, req->hdr.id, -EOPNOTSUPP, "events are not supported here");
+		return;
+	}
+	if (qb_ipcs_context_get(c)) {
+		reply_error(c, req->hdr.id, -EALREADY, "already subscribed");
+		return;
+	}
+	sub = events_subscribe(s->events, c, req->flags & IPC_F_JSON, req->flags & IPC_F_NOW, &rc);
+	if (!sub) {
+		reply_error(c, req->hdr.id, rc, "cannot subscribe: %s",
+			    rc == -EAGAIN ? "no status yet, try again" : strerror(-rc));
+		return;
+	}
+	qb_ipcs_context_set(c, sub);
+	reply(c, req->hdr.id, 0, "", 0);
+	events_drain(s->events, event_send, event_close);
+}
+
+static void conn_destroyed(qb_ipcs_connection_t *c)
+{
+	struct ipc_server *s = qb_ipcs_connection_service_context_get(c);
+	struct ev_sub *sub = qb_ipcs_context_get(c);
+
+	if (sub && s && s->events)
+		events_unsubscribe(s->events, sub);
+	qb_ipcs_context_set(c, NULL);
+}
+
 void ipc_server_set_hb_handler(struct ipc_server *s, ipc_hb_fn fn, void *opaque)
 {
 	s->hb_fn = fn;
@@ -392,6 +489,8 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_RELOAD:
 		do_reload(s, c, &req);
+	case IPC_CMD_EVENTS:
+		do_events(s, c, &req);
 		break;
 	case IPC_CMD_VERIFY:
 		do_verify(s, c, &req);
@@ -411,6 +510,7 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 static struct qb_ipcs_service_handlers service_handlers = {
 	.connection_accept = conn_accept,
 	.msg_process = msg_process,
+	.connection_destroyed = conn_destroyed,
 };
 
 /* ---- thread ------------------------------------------------------------- */
@@ -445,6 +545,10 @@ static void server_free(struct ipc_server *s)
 		close(s->reload_pipe[0]);
 	if (s->reload_pipe[1] >= 0)
 		close(s->reload_pipe[1]);
+	if (s->ev_pipe[0] >= 0)
+		close(s->ev_pipe[0]);
+	if (s->ev_pipe[1] >= 0)
+		close(s->ev_pipe[1]);
 	ipc_loop = NULL;
 	free(s);
 }
@@ -465,6 +569,7 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 	s->engine = e;
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	s->reload_pipe[0] = s->reload_pipe[1] = -1;
+	s->ev_pipe[0] = s->ev_pipe[1] = -1;
 	s->loop = qb_loop_create();
 	if (!s->loop) {
 		rc = ipm_fail(err, -ENOMEM, "admin IPC: cannot create the event loop");
@@ -477,6 +582,11 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 	}
 	rc = qb_loop_poll_add(s->loop, QB_LOOP_HIGH, s->stop_pipe[0], POLLIN, s,
 			      stop_requested);
+	if (rc == 0 && pipe2(s->ev_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = qb_loop_poll_add(s->loop, QB_LOOP_MED, s->ev_pipe[0], POLLIN, s,
+				      events_ready);
 	if (rc < 0) {
 		rc = ipm_fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));
 		goto fail;

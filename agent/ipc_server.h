@@ -41,6 +41,9 @@ void ipc_server_set_reload_handler(struct ipc_server *s, ipc_reload_fn fn, void 
 /* Run the reload handler in the IPC thread soon (SIGHUP, from any thread);
  * what it does goes to the log only. */
 void ipc_server_kick_reload(struct ipc_server *s);
+/* Serve IPC_CMD_EVENTS from ev (events.h); call before clients come. */
+struct events;
+void ipc_server_set_events(struct ipc_server *s, struct events *ev);
 
 /* Disconnect clients, stop the thread, free s. */
 void ipc_server_stop(struct ipc_server *s);

@@ -51,6 +51,8 @@ struct ctl_args {
 	bool dry_run;
 	bool discard_local;
 	bool repair;                    /* verify */
+	bool now;         /* events --now */
+	const char *get;  /* status --get KEYS */
 	const struct hb_subcommand *hb; /* heartbeat subcommand */
 	const char *hb_arg;             /* its PATH or METHOD */
 };
@@ -130,7 +132,23 @@ static int check_status(struct ctl_args *a, int nargs, char **args)
 		return usage_error("status: unexpected argument \"%s\"", args[2]);
 	if (a->state || a->has_timeout)
 		return usage_error("status: --state and --timeout belong to wait");
+	if (a->get && a->json)
+		return usage_error("status: --get or --json, not both");
+	if (a->get && (!*a->get || strlen(a->get) >= IPC_ARG_MAX))
+		return usage_error("status: --get needs keys, e.g. --get role,state");
 	a->lun = nargs == 2 ? args[1] : NULL;
+	return 0;
+}
+
+/* events [--json] [--now] [--timeout SECONDS] */
+static int check_events(struct ctl_args *a, int nargs, char **args)
+{
+	if (nargs > 1)
+		return usage_error("events: unexpected argument \"%s\"", args[1]);
+	if (stray_role_options(a) < 0)
+		return -1;
+	if (a->state || a->get)
+		return usage_error("events: only --json, --now and --timeout apply");
 	return 0;
 }
 
@@ -313,6 +331,10 @@ static int check_command(struct ctl_args *a, int nargs, char **args)
 	}
 	if (a->repair && a->cmd->ipc != IPC_CMD_VERIFY)
 		return usage_error("--repair belongs to verify");
+	if (a->now && strcmp(a->command, "events") != 0)
+		return usage_error("--now belongs to events");
+	if (a->get && strcmp(a->command, "status") != 0)
+		return usage_error("--get belongs to status");
 	return a->cmd->check(a, nargs, args);
 }
 
@@ -328,6 +350,8 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		{ "dry-run", no_argument, NULL, 'D' },
 		{ "discard-local", no_argument, NULL, 'L' },
 		{ "repair", no_argument, NULL, 'R' },
+		{ "now", no_argument, NULL, 'N' },
+		{ "get", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -349,6 +373,8 @@ static int parse_args(int argc, char **argv, struct ctl_args *a)
 		case 'D': a->dry_run = true; break;
 		case 'L': a->discard_local = true; break;
 		case 'R': a->repair = true; break;
+		case 'N': a->now = true; break;
+		case 'G': a->get = optarg; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("ipmirrorctl (ipmirror) %s\n", PACKAGE_VERSION); return 1;
 		case ':':
@@ -495,9 +521,12 @@ static int cmd_status(qb_ipcc_connection_t *c, const struct ctl_args *a, char *b
 	struct reply r;
 	int rc;
 
-	rc = request(c, a->cmd->ipc, a->json ? IPC_F_JSON : 0, a->lun, buf, &r);
+	rc = request_arg(c, a->cmd->ipc, a->get ? IPC_F_GET : a->json ? IPC_F_JSON : 0, a->lun,
+			 a->get, buf, &r);
 	if (rc < 0)
 		return channel_failed(a->service, rc);
+	if (r.status == -EINVAL && a->get)
+		return refused(&r) + 1; /* an unknown key: a usage error */
 	if (r.status < 0)
 		return lun_refused(&r);
 	fwrite(r.text, 1, r.len, stdout);
@@ -521,27 +550,128 @@ static void sleep_s(double s)
 		;
 }
 
+/* Subscribe this connection to the daemon's events (IPC_CMD_EVENTS); a
+ * daemon that is just starting has no snapshot yet: asked again. 0 done,
+ * 1 refused (r says why; -EOPNOTSUPP from an older daemon), < 0 the
+ * channel failed (said). */
+static int subscribe(qb_ipcc_connection_t *c, const struct ctl_args *a, uint32_t flags,
+		     char *buf, struct reply *r)
+{
+	int rc, tries;
+
+	for (tries = 0; tries < 50; tries++) {
+		rc = request(c, IPC_CMD_EVENTS, flags, NULL, buf, r);
+		if (rc < 0) {
+			channel_failed(a->service, rc);
+			return rc;
+		}
+		if (r->status != -EAGAIN)
+			return r->status < 0 ? 1 : 0;
+		sleep_s(0.1);
+	}
+	return 1;
+}
+
+/* Wait for the next event for at most ms (< 0: for ever): 1 one came (its
+ * text in r), 0 none came in time, < 0 the daemon went. */
+static int next_event(qb_ipcc_connection_t *c, char *buf, int ms, struct reply *r)
+{
+	struct ipc_response *res = (struct ipc_response *)buf;
+	ssize_t n;
+
+	n = qb_ipcc_event_recv(c, buf, IPC_MAX_MSG - 1, ms < 0 ? 1000 : ms);
+	if (n == -ETIMEDOUT || n == -EAGAIN)
+		return 0;
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n < sizeof(*res) || res->len > (size_t)n - sizeof(*res))
+		return -EPROTO;
+	r->status = res->status;
+	r->text = buf + sizeof(*res);
+	r->len = res->len;
+	r->text[r->len] = '\0';
+	return 1;
+}
+
+/* The LUN's state now: 0 reached, 1 not yet, else an exit code. */
+static int wait_check(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf,
+		      char *state, size_t len)
+{
+	struct reply r;
+	int rc = request(c, IPC_CMD_LUN_STATE, 0, a->lun, buf, &r);
+
+	if (rc < 0)
+		return channel_failed(a->service, rc) + 10;
+	if (r.status < 0)
+		return lun_refused(&r) + 10;
+	snprintf(state, len, "%s", r.text);
+	return strcmp(r.text, a->state) == 0 ? 0 : 1;
+}
+
+/* Told by the daemon's events when something changed; an older daemon
+ * without events is asked every POLL_MS. */
 static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
 	double deadline = now_s() + a->timeout, left;
+	char state[64] = "";
+	bool events;
 	struct reply r;
-	int rc;
+	int rc, ms;
 
+	rc = subscribe(c, a, 0, buf, &r);
+	if (rc < 0)
+		return 1;
+	if (rc == 1 && r.status != -EOPNOTSUPP)
+		return refused(&r);
+	events = rc == 0;
 	for (;;) {
-		rc = request(c, a->cmd->ipc, 0, a->lun, buf, &r);
-		if (rc < 0)
-			return channel_failed(a->service, rc);
-		if (r.status < 0)
-			return lun_refused(&r);
-		if (strcmp(r.text, a->state) == 0)
-			return 0;
+		rc = wait_check(c, a, buf, state, sizeof(state));
+		if (rc != 1)
+			return rc >= 10 ? rc - 10 : rc;
 		left = deadline - now_s();
 		if (a->has_timeout && left <= 0) {
 			fprintf(stderr, "ipmirrorctl: timeout after %g s: lun \"%s\" is %s, not %s\n",
-				a->timeout, a->lun, r.text, a->state);
+				a->timeout, a->lun, state, a->state);
 			return 1;
 		}
-		sleep_s(a->has_timeout && left < POLL_MS / 1000.0 ? left : POLL_MS / 1000.0);
+		ms = a->has_timeout && left < 1.0 ? (int)(left * 1000) + 1 : 1000;
+		if (!events) {
+			sleep_s(ms < POLL_MS ? ms / 1000.0 : POLL_MS / 1000.0);
+			continue;
+		}
+		/* drain what came meanwhile: one state check covers them all */
+		while ((rc = next_event(c, buf, ms, &r)) == 1)
+			ms = 0;
+		if (rc < 0)
+			return channel_failed(a->service, rc);
+	}
+}
+
+/* events [--json] [--now]: print each line as it comes, until the daemon
+ * goes (exit 1), --timeout passes (exit 0) or a signal. */
+static int cmd_events(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	uint32_t flags = (a->json ? IPC_F_JSON : 0) | (a->now ? IPC_F_NOW : 0);
+	double deadline = now_s() + a->timeout, left;
+	struct reply r;
+	int rc, ms;
+
+	rc = subscribe(c, a, flags, buf, &r);
+	if (rc != 0)
+		return rc > 0 ? refused(&r) : 1;
+	for (;;) {
+		left = deadline - now_s();
+		if (a->has_timeout && left <= 0)
+			return 0;
+		ms = a->has_timeout && left < 1.0 ? (int)(left * 1000) + 1 : 1000;
+		rc = next_event(c, buf, ms, &r);
+		if (rc < 0) {
+			fprintf(stderr, "ipmirrorctl: the daemon closed the event stream: %s\n",
+				strerror(-rc));
+			return 1;
+		}
+		if (rc == 1 && (fwrite(r.text, 1, r.len, stdout) != r.len || fflush(stdout)))
+			return 1;
 	}
 }
 
@@ -651,9 +781,13 @@ static int cmd_attach(qb_ipcc_connection_t *c, const struct ctl_args *a, char *b
 
 static const struct ctl_command commands[] = {
 	{ "status", check_status, cmd_status, IPC_CMD_STATUS,
-	  "  status [LUN] [--json]                      node, peer, LUNs and connections\n" },
+	  "  status [LUN] [--json]                      node, peer, LUNs and connections\n"
+	  "  status [LUN] --get KEY[,KEY...]            plain values, one a line (role,state...)\n" },
 	{ "wait", check_wait, cmd_wait, IPC_CMD_LUN_STATE,
 	  "  wait LUN --state STATE [--timeout SECONDS] until LUN is in STATE\n" },
+	{ "events", check_events, cmd_events, IPC_CMD_EVENTS,
+	  "  events [--json] [--now] [--timeout SECONDS] one line per change as it happens\n"
+	  "                                             (--now: the current state first)\n" },
 	{ "promote", check_role, cmd_role, IPC_CMD_PROMOTE,
 	  "  promote LUN [--force] [--dry-run]          make this node LUN's primary\n" },
 	{ "demote", check_role, cmd_role, IPC_CMD_DEMOTE,

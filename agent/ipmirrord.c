@@ -25,6 +25,8 @@
 #include "cluster/attributes.h"
 #include "cluster/fencing.h"
 #include "daemon.h"
+#include "events.h"
+#include "handlers.h"
 #include "ipc_server.h"
 #include "metrics.h"
 #include "nbd/server.h"
@@ -259,6 +261,38 @@ static int metrics_up(struct daemon *d, ipm_error *err)
 	return metrics_start(address, port, PACKAGE_VERSION, &d->metrics, err);
 }
 
+/* What the events stream shows beside the engine's status. */
+static bool daemon_consistent(void *opaque, const char *lun)
+{
+	struct daemon *d = opaque;
+
+	return d->attrs && ipm_attributes_consistent(d->attrs, lun);
+}
+
+static int daemon_fenced(void *opaque, const char *lun)
+{
+	struct daemon *d = opaque;
+
+	return d->fencing ? ipm_fencing_fenced(d->fencing, lun) : -1;
+}
+
+/* The change stream and the <handlers> it drives (doc/events.md). */
+static int events_up(struct daemon *d, ipm_error *err)
+{
+	struct events_hooks h = { daemon_consistent, daemon_fenced, d };
+	int rc;
+
+	rc = handlers_start(d->cfg, d->o->node, &d->handlers, err);
+	if (rc < 0)
+		return rc;
+	rc = events_start(d->engine, &h, &d->events, err);
+	if (rc < 0)
+		return rc;
+	if (d->handlers)
+		events_set_handler_sink(d->events, handlers_fire, d->handlers);
+	return 0;
+}
+
 /* Cluster mode: fence the peer through the handler (doc/pacemaker.md). */
 static int fencing_start(struct daemon *d, ipm_error *err)
 {
@@ -301,9 +335,13 @@ static int daemon_start(struct daemon *d, const ipm_config *cfg, const struct op
 		goto out;
 	ipm_attributes_set_observer(d->attrs, daemon_observe, d);
 	ipm_attributes_wake(d->attrs);
+	rc = events_up(d, &err);
+	if (rc < 0)
+		goto out;
 	rc = ipc_server_start(d->engine, o->socket, &d->ipc, &err);
 	if (rc < 0)
 		goto out;
+	ipc_server_set_events(d->ipc, d->events);
 	ipc_server_set_role_handler(d->ipc, role_change, d);
 	ipc_server_set_service_handler(d->ipc, lun_service, d);
 	ipc_server_set_hb_handler(d->ipc, hb_admin, d);
@@ -316,9 +354,17 @@ out:
 
 static void daemon_stop(struct daemon *d)
 {
-	/* the IPC thread first: it may be re-creating the engine */
+	/* the IPC thread first: it may be re-creating the engine (and the
+	 * events thread must not wake it once gone) */
+	if (d->events)
+		events_set_waker(d->events, NULL, NULL);
 	if (d->ipc)
 		ipc_server_stop(d->ipc);
+	/* its subscribers went with the IPC server; handlers after it */
+	events_stop(d->events);
+	handlers_stop(d->handlers);
+	d->events = NULL;
+	d->handlers = NULL;
 	/* the poller first: it feeds the fencing thread */
 	ipm_attributes_stop(d->attrs);
 	ipm_fencing_stop(d->fencing);

@@ -166,13 +166,17 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 		  ",\"journal_records\":%" PRIu64 ",\"resync_done_bytes\":%" PRIu64
 		  ",\"resync_total_bytes\":%" PRIu64 ",\"resync_rate\":%" PRIu64
 		  ",\"resync_eta_s\":%" PRId64 ",\"consistent\":%s,\"peer_inconsistent\":%s"
-		  ",\"mirrored_bytes\":%" PRIu64 ",\"io\":\"%s\",\"generation\":",
+		  ",\"mirrored_bytes\":%" PRIu64 ",\"io\":\"%s\",\"inflight\":%u"
+		  ",\"inflight_bytes\":%" PRIu64 ",\"refusal_age_ms\":%" PRId64 ",\"refusal\":",
 		  ipm_role_name(l->role), ipm_mode_name(l->mode),
 		  l->mirrored ? "true" : "false", ipm_state_name(l->state), l->size,
 		  l->journal_bytes, l->journal_records, l->resync_done_bytes,
 		  l->resync_total_bytes, l->resync_rate, l->resync_eta_s,
 		  l->consistent ? "true" : "false", l->peer_inconsistent ? "true" : "false",
-		  l->mirrored_bytes, l->direct_io ? "direct" : "buffered");
+		  l->mirrored_bytes, l->direct_io ? "direct" : "buffered", l->inflight,
+		  l->inflight_bytes, l->refusal_age_ms);
+	sb_json_string(sb, l->refusal);
+	sb_printf(sb, ",\"generation\":");
 	/* generation is a fixed array: never read past it */
 	memcpy(gen, l->generation, sizeof(l->generation));
 	gen[sizeof(l->generation)] = '\0';
@@ -192,7 +196,7 @@ int status_render_json(const ipm_status *st, const char *lun, struct strbuf *out
 
 	if (rc < 0)
 		return rc;
-	sb_printf(out, "{\"node\":");
+	sb_printf(out, "{\"schema\":%d,\"node\":", STATUS_SCHEMA);
 	sb_json_string(out, st->node);
 	sb_printf(out, ",\"peer\":");
 	json_peer(st, out);
@@ -208,6 +212,94 @@ int status_render_json(const ipm_status *st, const char *lun, struct strbuf *out
 		json_lun(&st->luns[i], out);
 	}
 	sb_printf(out, "]}\n");
+	return out->err;
+}
+
+/* ---- plain values (status --get) ----------------------------------------- */
+
+/* The node's keys, then the LUN's: as in the JSON (doc/ipmirrorctl.8). */
+static bool get_node_key(const ipm_status *st, const char *k, struct strbuf *sb)
+{
+	if (strcmp(k, "node") == 0)
+		sb_printf(sb, "%s\n", st->node);
+	else if (strcmp(k, "peer") == 0)
+		sb_printf(sb, "%s\n", st->peer);
+	else if (strcmp(k, "heartbeat") == 0)
+		sb_printf(sb, "%s\n", ipm_link_name(st->peer[0] ? st->peer_heartbeat : IPM_LINK_OFF));
+	else if (strcmp(k, "udp") == 0)
+		sb_printf(sb, "%s\n", ipm_link_name(st->udp_state));
+	else if (strcmp(k, "storage") == 0)
+		sb_printf(sb, "%s\n", ipm_link_name(ipm_status_storage(st)));
+	else if (strcmp(k, "schema") == 0)
+		sb_printf(sb, "%d\n", STATUS_SCHEMA);
+	else
+		return false;
+	return true;
+}
+
+static bool get_lun_key(const ipm_lun_status *l, const char *k, struct strbuf *sb)
+{
+#define NUM(key, fmt, v) else if (strcmp(k, key) == 0) sb_printf(sb, fmt "\n", v)
+	if (strcmp(k, "name") == 0)
+		sb_printf(sb, "%s\n", l->name);
+	NUM("role", "%s", ipm_role_name(l->role));
+	NUM("state", "%s", ipm_state_name(l->state));
+	NUM("mode", "%s", ipm_mode_name(l->mode));
+	NUM("mirrored", "%s", l->mirrored ? "true" : "false");
+	NUM("consistent", "%s", l->consistent ? "true" : "false");
+	NUM("size", "%" PRIu64, l->size);
+	NUM("journal_bytes", "%" PRIu64, l->journal_bytes);
+	NUM("journal_records", "%" PRIu64, l->journal_records);
+	NUM("resync_done_bytes", "%" PRIu64, l->resync_done_bytes);
+	NUM("resync_total_bytes", "%" PRIu64, l->resync_total_bytes);
+	NUM("resync_rate", "%" PRIu64, l->resync_rate);
+	NUM("resync_eta_s", "%" PRId64, l->resync_eta_s);
+	NUM("mirrored_bytes", "%" PRIu64, l->mirrored_bytes);
+	NUM("inflight", "%u", l->inflight);
+	NUM("inflight_bytes", "%" PRIu64, l->inflight_bytes);
+	NUM("refusal", "%s", l->refusal);
+	else if (strcmp(k, "generation") == 0)
+		sb_printf(sb, "%.*s\n", (int)sizeof(l->generation), l->generation);
+	else
+		return false;
+#undef NUM
+	return true;
+}
+
+static bool is_lun_key(const char *k)
+{
+	static const ipm_lun_status none;
+	struct strbuf sb = STRBUF_INIT;
+	bool yes = get_lun_key(&none, k, &sb);
+
+	sb_free(&sb);
+	return yes;
+}
+
+int status_render_get(const ipm_status *st, const char *lun, const char *keys,
+		      struct strbuf *out)
+{
+	const ipm_lun_status *l = lun && *lun ? status_find_lun(st, lun) : NULL;
+	char k[64];
+	const char *p = keys, *e;
+	size_t n;
+
+	if (lun && *lun && !l)
+		return -ENOENT;
+	for (; *p; p = *e ? e + 1 : e) {
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		n = (size_t)(e - p) < sizeof(k) ? (size_t)(e - p) : sizeof(k) - 1;
+		memcpy(k, p, n);
+		k[n] = '\0';
+		if (get_node_key(st, k, out) || (l && get_lun_key(l, k, out)))
+			continue;
+		sb_free(out);
+		sb_printf(out, !l && is_lun_key(k) ? "key \"%s\" is a LUN's: name the LUN" :
+			  "unknown key \"%s\" (see ipmirrorctl(8))", k);
+		return -EINVAL;
+	}
 	return out->err;
 }
 

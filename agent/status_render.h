@@ -30,6 +30,16 @@ const ipm_lun_status *status_find_lun(const ipm_status *st, const char *name);
 /* Append st to out. lun NULL or "" = every LUN, else only that one.
  * Return 0, -ENOENT when lun is not in st (out untouched), -ENOMEM. */
 int status_render_json(const ipm_status *st, const char *lun, struct strbuf *out);
+/* The JSON's schema version ("schema"): raised when a key changes its
+ * meaning or goes away, not when one is added. */
+#define STATUS_SCHEMA 1
+
+/* keys "role,state": each one's plain value on a line of its own (node
+ * keys: node peer heartbeat udp storage schema; LUN keys as in the JSON,
+ * with lun). -ENOENT unknown lun; -EINVAL with out saying which key is
+ * unknown. */
+int status_render_get(const ipm_status *st, const char *lun, const char *keys,
+		      struct strbuf *out);
 int status_render_text(const ipm_status *st, const char *lun, struct strbuf *out);
 
 #endif /* IPM_STATUS_RENDER_H */

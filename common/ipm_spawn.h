@@ -15,5 +15,8 @@
  * -ETIMEDOUT when it was killed at the deadline, -EINTR when a signal ended
  * it, or -errno when it could not run (then out says so). */
 int ipm_spawn(char *const argv[], bool search, int timeout_ms, char *out, size_t outlen);
+/* The same with envp as the program's whole environment (NULL: ours). */
+int ipm_spawn_env(char *const argv[], bool search, char *const envp[], int timeout_ms,
+		  char *out, size_t outlen);
 
 #endif

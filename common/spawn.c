@@ -65,6 +65,12 @@ static int wait_exit(pid_t pid, int64_t deadline, int *status)
 
 int ipm_spawn(char *const argv[], bool search, int timeout_ms, char *out, size_t outlen)
 {
+	return ipm_spawn_env(argv, search, NULL, timeout_ms, out, outlen);
+}
+
+int ipm_spawn_env(char *const argv[], bool search, char *const envp[], int timeout_ms,
+		  char *out, size_t outlen)
+{
 	int64_t deadline = timeout_ms > 0 ? ipm_now_ms() + timeout_ms : INT64_MAX;
 	posix_spawn_file_actions_t fa;
 	int pipefd[2] = { -1, -1 }, rc, status;
@@ -83,7 +89,8 @@ int ipm_spawn(char *const argv[], bool search, int timeout_ms, char *out, size_t
 		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	}
-	rc = (search ? posix_spawnp : posix_spawn)(&pid, argv[0], &fa, NULL, argv, environ);
+	rc = (search ? posix_spawnp : posix_spawn)(&pid, argv[0], &fa, NULL, argv,
+						   envp ? envp : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (out)
 		close(pipefd[1]);

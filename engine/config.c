@@ -413,6 +413,46 @@ static void parse_resync(struct loader *ld, const xmlNode *n)
 	free(s);
 }
 
+const char *const ipm_handler_events[IPM_HANDLER_EVENTS] = {
+	"split-brain", "resync-start", "resync-done", "local-io-error", "peer-lost", "fenced",
+	"role-change",
+};
+
+#define HANDLER_TIMEOUT_MAX 3600
+
+static void parse_handlers(struct loader *ld, const xmlNode *n)
+{
+	char *s = attr(ld, n, "timeout"), what[48];
+	unsigned long v;
+	unsigned i;
+
+	if (s && (parse_uint(s, HANDLER_TIMEOUT_MAX, &v) < 0 || v < 1))
+		report(ld, line_of(n), "handlers timeout \"%s\" is out of range (1..%d s)", s,
+		       HANDLER_TIMEOUT_MAX);
+	else if (s)
+		ld->cfg->handler_timeout = (unsigned)v;
+	free(s);
+	for (i = 0; i < IPM_HANDLER_EVENTS; i++) {
+		snprintf(what, sizeof(what), "%s handler", ipm_handler_events[i]);
+		ld->cfg->handlers[i] = path_attr(ld, n, ipm_handler_events[i], what);
+	}
+}
+
+const char *ipm_config_handler(const ipm_config *cfg, const char *event)
+{
+	unsigned i;
+
+	for (i = 0; i < IPM_HANDLER_EVENTS; i++)
+		if (strcmp(event, ipm_handler_events[i]) == 0)
+			return cfg->handlers[i];
+	return NULL;
+}
+
+unsigned ipm_config_handler_timeout(const ipm_config *cfg)
+{
+	return cfg->handler_timeout ? cfg->handler_timeout : IPM_HANDLER_TIMEOUT;
+}
+
 /* ---- nodes ---------------------------------------------------------------- */
 
 static bool name_ok(struct loader *ld, int line, const char *what, const char *name)
@@ -816,7 +856,12 @@ static const size_t config_strs[] = {
 	offsetof(ipm_config, path), offsetof(ipm_config, secret_file),
 	offsetof(ipm_config, log_file), offsetof(ipm_config, hb_state_dir),
 	offsetof(ipm_config, tls_cert), offsetof(ipm_config, tls_key), offsetof(ipm_config, tls_ca),
+	offsetof(ipm_config, handlers[0]), offsetof(ipm_config, handlers[1]),
+	offsetof(ipm_config, handlers[2]), offsetof(ipm_config, handlers[3]),
+	offsetof(ipm_config, handlers[4]), offsetof(ipm_config, handlers[5]),
+	offsetof(ipm_config, handlers[6]),
 };
+_Static_assert(IPM_HANDLER_EVENTS == 7, "config_strs lists every handler");
 static const size_t node_strs[] = {
 	offsetof(struct ipm_node_cfg, name), offsetof(struct ipm_node_cfg, data.address),
 	offsetof(struct ipm_node_cfg, heartbeat.address),
@@ -1010,6 +1055,8 @@ static void parse_doc(struct loader *ld, const xmlNode *root)
 		} else if (is(c, "resync")) {
 			cfg->resync_line = line_of(c);
 			parse_resync(ld, c);
+		} else if (is(c, "handlers")) {
+			parse_handlers(ld, c);
 		} else if (is(c, "node")) {
 			parse_node(ld, c);
 		}
@@ -1036,6 +1083,9 @@ static const struct ipm_config_rule rules[] = {
 	{ "ipmirror", "log", 0, 1, { NULL }, { "level", "file" } },
 	{ "ipmirror", "mirror", 0, 1, { NULL }, { "async-window" } },
 	{ "ipmirror", "resync", 0, 1, { NULL }, { "rate" } },
+	{ "ipmirror", "handlers", 0, 1, { NULL },
+	  { "split-brain", "resync-start", "resync-done", "local-io-error", "peer-lost",
+	    "fenced", "role-change", "timeout" } },
 	{ "ipmirror", "node", 1, 0, { "name" }, { NULL } },
 	{ "ipmirror", "lun", 0, 0, { "name", "size" }, { "mode", "mirrored", "primary" } },
 	{ "node", "data", 0, 1, { "address", "port" }, { NULL } },

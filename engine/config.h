@@ -73,6 +73,8 @@ struct ipm_config {
 	unsigned conn_count;       /* default 4, 1..64 */
 	unsigned async_window;     /* max async requests in flight, default 1024 */
 	uint64_t resync_rate;      /* bytes/s, 0 = unlimited */
+	char *handlers[IPM_HANDLER_EVENTS]; /* <handlers>: ipm_handler_events order */
+	unsigned handler_timeout;  /* seconds, default 30 */
 	int log_level;             /* syslog priority, -1 unset */
 	char *log_file;
 	/* <tls mode cert key ca/>: the mirror connections (doc/wire.md) */

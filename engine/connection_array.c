@@ -25,11 +25,21 @@ void ca_destroy(struct connection_array *ca)
 	pthread_mutex_destroy(&ca->lock);
 }
 
+void ca_set_notify(struct connection_array *ca, void (*fn)(void *), void *opaque)
+{
+	pthread_mutex_lock(&ca->lock);
+	ca->notify = fn;
+	ca->notify_opaque = opaque;
+	pthread_mutex_unlock(&ca->lock);
+}
+
 static void set_status(struct connection_array *ca, unsigned i, enum ipm_link_state s)
 {
 	if (ca->e[i].status != s) {
 		ca->e[i].status = s;
 		pthread_cond_broadcast(&ca->changed);
+		if (ca->notify)
+			ca->notify(ca->notify_opaque);
 	}
 }
 

@@ -23,10 +23,16 @@ struct connection_array {
 	pthread_cond_t changed;  /* broadcast on every status change */
 	unsigned n;
 	struct ca_elem e[IPM_CONN_MAX];
+	/* called (under lock) on every status change: must only wake a
+	 * thread (ipm_engine_set_notify) */
+	void (*notify)(void *opaque);
+	void *notify_opaque;
 };
 
 int ca_init(struct connection_array *ca, unsigned n);
 void ca_destroy(struct connection_array *ca);
+/* Call fn(opaque) on every status change (before any thread uses ca). */
+void ca_set_notify(struct connection_array *ca, void (*fn)(void *), void *opaque);
 
 void ca_set_up(struct connection_array *ca, unsigned i, int fd);
 void ca_set_down(struct connection_array *ca, unsigned i);

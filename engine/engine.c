@@ -7,6 +7,7 @@
 #include <qb/qblog.h>
 
 #include "auth.h"
+#include "connection_array.h"
 #include "heartbeat.h"
 #include "lun.h"
 #include "receiver.h"
@@ -74,7 +75,10 @@ static int setup_heartbeat(ipm_engine *e, ipm_error *err)
 	rc = hb_state_path(e, state, sizeof(state), err);
 	if (rc < 0)
 		return rc;
-	return heartbeat_create(&p, &e->hb, err);
+	rc = heartbeat_create(&p, &e->hb, err);
+	if (rc == 0) /* its paths, and every connection array attached to it */
+		heartbeat_set_notify(e->hb, engine_notify_cb, e);
+	return rc;
 }
 
 /* Replication needs a peer and the secret; each mirrored LUN gets its
@@ -238,6 +242,26 @@ void ipm_engine_destroy(ipm_engine *e)
 	pthread_mutex_destroy(&e->admin);
 	pthread_rwlock_destroy(&e->hb_lock);
 	free(e);
+}
+
+void ipm_engine_set_notify(ipm_engine *e, ipm_notify_fn fn, void *opaque)
+{
+	__atomic_store_n(&e->notify, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&e->notify_opaque, opaque, __ATOMIC_RELEASE);
+	__atomic_store_n(&e->notify, fn, __ATOMIC_RELEASE);
+}
+
+void engine_notify(ipm_engine *e)
+{
+	ipm_notify_fn fn = __atomic_load_n(&e->notify, __ATOMIC_ACQUIRE);
+
+	if (fn)
+		fn(__atomic_load_n(&e->notify_opaque, __ATOMIC_ACQUIRE));
+}
+
+void engine_notify_cb(void *engine)
+{
+	engine_notify(engine);
 }
 
 const char *ipm_engine_node(const ipm_engine *e)

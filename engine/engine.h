@@ -37,6 +37,10 @@ struct ipm_engine {
 	pthread_rwlock_t hb_lock;
 	struct storage_hb *shb;             /* NULL: no heartbeat volume */
 	bool shb_unexpected_logged;
+	/* ipm_engine_set_notify: atomic (set while threads run); opaque is
+	 * stored before fn, read after it */
+	ipm_notify_fn notify;
+	void *notify_opaque;
 };
 
 /* lun_admin.c: a mirrored LUN's session objects (admin held, or creating
@@ -54,6 +58,11 @@ enum ipm_lun_state lun_mirror_state(struct ipm_lun *l);
 void lun_mirror_reconnect(struct ipm_lun *l, const char *why);
 /* Our heartbeat-volume slot on any up connection (hb_volume.c's sender). */
 int engine_send_hbslot(ipm_engine *e, unsigned slot, const uint8_t *data);
+/* Tell the admin side that something it shows may have changed (any
+ * thread, any lock held: the callback only wakes a thread). */
+void engine_notify(ipm_engine *e);
+/* The same with the engine as a void pointer (connection arrays, heartbeat). */
+void engine_notify_cb(void *engine);
 
 /* hb_volume.c */
 /* Open the configured heartbeat volume (create time); started with the engine. */

@@ -9,8 +9,11 @@
  * It also counts what hosts did (bytes read and written, requests in
  * flight) for the status snapshot: relaxed atomics, nothing else shared. */
 #include <errno.h>
+#include <time.h>
 
 #include "lun.h"
+
+static const uint64_t lat_bounds_us[IPM_LAT_BUCKETS] = IPM_LAT_BOUNDS_US;
 
 /* A request holds the LUN's gate shared from its check to its answer: a
  * role change or a down (lun_admin.c) takes it exclusive, so it waits
@@ -33,14 +36,36 @@ static void host_end(struct ipm_lun *l)
 	pthread_rwlock_unlock(&l->gate);
 }
 
-static void host_enter(struct ipm_lun *l)
+static void host_enter(struct ipm_lun *l, uint64_t bytes)
 {
 	__atomic_add_fetch(&l->host_inflight, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&l->host_inflight_bytes, bytes, __ATOMIC_RELAXED);
 }
 
-static void host_leave(struct ipm_lun *l)
+static void host_leave(struct ipm_lun *l, uint64_t bytes)
 {
 	__atomic_sub_fetch(&l->host_inflight, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&l->host_inflight_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* n writes that took since the time from now_us(): into the histogram */
+static void write_latency(struct ipm_lun *l, uint64_t since, unsigned n)
+{
+	uint64_t us = now_us() - since;
+	unsigned b = 0;
+
+	while (b < IPM_LAT_BUCKETS && us > lat_bounds_us[b])
+		b++;
+	__atomic_add_fetch(&l->write_lat[b], n, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&l->write_lat_sum_us, us * n, __ATOMIC_RELAXED);
 }
 
 static void host_count(uint64_t *ctr, uint64_t bytes)
@@ -72,11 +97,11 @@ int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
 	if (rc < 0)
 		return rc;
 	if (len) {
-		host_enter(l);
+		host_enter(l, len);
 		rc = l->ops->read(l, buf, len, off);
 		if (rc >= 0)
 			host_count(&l->host_read, len);
-		host_leave(l);
+		host_leave(l, len);
 	}
 	host_end(l);
 	return rc;
@@ -85,15 +110,18 @@ int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
 int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigned flags)
 {
 	int rc = host_begin(l, len, off);
+	uint64_t t0;
 
 	if (rc < 0)
 		return rc;
 	if (len) {
-		host_enter(l);
+		t0 = now_us();
+		host_enter(l, len);
 		rc = l->ops->write(l, buf, len, off, flags);
 		if (rc >= 0)
 			host_count(&l->host_written, len);
-		host_leave(l);
+		write_latency(l, t0, 1);
+		host_leave(l, len);
 	}
 	host_end(l);
 	return rc;
@@ -104,6 +132,7 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 {
 	ipm_write ok[IPM_WRITE_BATCH_MAX];
 	unsigned at[IPM_WRITE_BATCH_MAX], i, k = 0;
+	uint64_t bytes = 0, t0;
 	int rc;
 
 	for (; n > IPM_WRITE_BATCH_MAX; w += IPM_WRITE_BATCH_MAX, n -= IPM_WRITE_BATCH_MAX)
@@ -114,17 +143,20 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 		if (w[i].rc == 0 && w[i].len > 0) {
 			ok[k] = w[i];
 			at[k++] = i;
+			bytes += w[i].len;
 		}
 	}
 	if (k) {
-		host_enter(l);
+		t0 = now_us();
+		host_enter(l, bytes);
 		l->ops->write_batch(l, ok, k);
 		for (i = 0; i < k; i++) {
 			w[at[i]].rc = ok[i].rc;
 			if (ok[i].rc >= 0)
 				host_count(&l->host_written, ok[i].len);
 		}
-		host_leave(l);
+		write_latency(l, t0, k);
+		host_leave(l, bytes);
 	}
 	if (rc == 0)
 		host_end(l);

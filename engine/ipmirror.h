@@ -122,6 +122,17 @@ int ipm_config_nbd_listen(const ipm_config *cfg, const char *node, ipm_listen *o
 int ipm_config_metrics_listen(const ipm_config *cfg, const char *node, char *address,
 			      size_t len, uint16_t *port);
 
+/* <handlers> (doc/events.md): the program run on each event. */
+#define IPM_HANDLER_EVENTS 7
+#define IPM_HANDLER_TIMEOUT 30     /* seconds, the default */
+/* The events' names, in the order of the index below ("split-brain"...). */
+extern const char *const ipm_handler_events[IPM_HANDLER_EVENTS];
+/* The program of event (a name above), NULL when none is configured or
+ * the event is unknown. */
+const char *ipm_config_handler(const ipm_config *cfg, const char *event);
+/* Seconds a handler may run before it is killed. */
+unsigned ipm_config_handler_timeout(const ipm_config *cfg);
+
 /* Make node the primary of lun in cfg (the daemon's promote/demote: the
  * engine is then re-created from cfg). -ENOENT for an unknown lun or node. */
 int ipm_config_set_primary(ipm_config *cfg, const char *lun, const char *node);
@@ -179,6 +190,14 @@ int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cu
  * only those, so run-time changes of the others are kept. 0 or -ENOMEM. */
 int ipm_config_adjust(ipm_config *dst, const ipm_config *old, const ipm_config *cur,
 		      const char *node);
+/* Something an admin sees may have changed (a LUN's state or role, a
+ * connection, a heartbeat path, a handshake refusal): fn is called from
+ * the engine's threads, possibly with engine locks held, so it must only
+ * note the fact and wake whoever takes a status snapshot (it must not
+ * call back into the engine, block or take a lock it may hold long).
+ * fn NULL: none. May be set on a running engine. */
+typedef void (*ipm_notify_fn)(void *opaque);
+void ipm_engine_set_notify(ipm_engine *e, ipm_notify_fn fn, void *opaque);
 
 /* ---- storage-path heartbeat (doc/heartbeat.md) --------------------------- */
 
@@ -315,6 +334,12 @@ typedef struct ipm_conn_status {
 	bool outgoing;              /* true: we are primary (sending) on it */
 } ipm_conn_status;
 
+/* Upper bounds (µs) of the write latency histogram's buckets; one more
+ * bucket counts the slower ones (+Inf). */
+#define IPM_LAT_BUCKETS 14
+#define IPM_LAT_BOUNDS_US { 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, \
+			    50000, 100000, 250000, 1000000, 5000000 }
+
 typedef struct ipm_lun_status {
 	char name[IPM_NAME_MAX];
 	enum ipm_role role;
@@ -345,6 +370,15 @@ typedef struct ipm_lun_status {
 	uint64_t verify_done_bytes;      /* compared so far */
 	uint64_t verify_total_bytes;
 	uint64_t verify_out_of_sync_bytes; /* found different */
+	uint64_t inflight_bytes;   /* bytes of the host requests in flight */
+	/* host writes completed (ok or not) by latency, entry to return: in
+	 * sync mode that includes the mirror's answer. Bucket i counts those
+	 * up to bound i (not cumulative); the last one the rest. */
+	uint64_t write_lat[IPM_LAT_BUCKETS + 1];
+	uint64_t write_lat_sum_us;
+	/* the last handshake refused for this LUN (either side), "" none */
+	char refusal[192];
+	int64_t refusal_age_ms;    /* since that refusal; -1 none */
 } ipm_lun_status;
 
 typedef struct ipm_status {

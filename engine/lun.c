@@ -5,6 +5,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -15,6 +16,7 @@
 
 #include "lun.h"
 #include "backing.h"
+#include "clock.h"
 
 static int backing_size(int fd, bool *is_blockdev, uint64_t *size)
 {
@@ -159,6 +161,7 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	l->ops = &backing_ops;
 	gate_init(l);
 	lun_gen_init(&l->g);
+	pthread_mutex_init(&l->refusal_lock, NULL);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
 
@@ -184,7 +187,25 @@ void lun_close(struct ipm_lun *l)
 	lun_files_close(l);
 	lun_gen_fini(&l->g);
 	pthread_rwlock_destroy(&l->gate);
+	pthread_mutex_destroy(&l->refusal_lock);
 	free(l);
+}
+
+void lun_note_refusal(struct ipm_lun *l, const char *why)
+{
+	pthread_mutex_lock(&l->refusal_lock);
+	snprintf(l->refusal, sizeof(l->refusal), "%s", why);
+	l->refusal_ms = ipm_now_ms();
+	pthread_mutex_unlock(&l->refusal_lock);
+	engine_notify(l->engine);
+}
+
+void lun_refusal(struct ipm_lun *l, char *buf, size_t len, int64_t *age_ms)
+{
+	pthread_mutex_lock(&l->refusal_lock);
+	snprintf(buf, len, "%s", l->refusal);
+	*age_ms = l->refusal_ms ? ipm_now_ms() - l->refusal_ms : -1;
+	pthread_mutex_unlock(&l->refusal_lock);
 }
 
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)

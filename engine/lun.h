@@ -45,6 +45,13 @@ struct ipm_lun {
 	/* host requests (host_io.c; atomic, relaxed: statistics only) */
 	uint64_t host_written, host_read; /* bytes completed without error */
 	uint32_t host_inflight;           /* requests between entry and return */
+	uint64_t host_inflight_bytes;     /* their bytes */
+	uint64_t write_lat[IPM_LAT_BUCKETS + 1]; /* ipm_lun_status.write_lat */
+	uint64_t write_lat_sum_us;
+	/* the last handshake refused for this LUN (lun_note_refusal) */
+	pthread_mutex_t refusal_lock;     /* leaf */
+	char refusal[192];
+	int64_t refusal_ms;               /* when (monotonic); 0 none */
 };
 
 /* 0 when the LUN takes host requests now (gate held shared by the
@@ -58,6 +65,12 @@ void lun_close(struct ipm_lun *l);
  * against the config's size, and closed (at down). */
 int lun_files_open(struct ipm_lun *l, ipm_error *err);
 void lun_files_close(struct ipm_lun *l);
+
+/* A handshake for l was refused (by either side): keep why for status and
+ * wake the admin side. Any thread; takes only l->refusal_lock. */
+void lun_note_refusal(struct ipm_lun *l, const char *why);
+/* Copy the last refusal and its age (-1: none) for status. */
+void lun_refusal(struct ipm_lun *l, char *buf, size_t len, int64_t *age_ms);
 
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);

@@ -29,6 +29,8 @@ static void resync_progress(ipm_lun_status *s)
 
 static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 {
+	unsigned i;
+
 	snprintf(s->name, sizeof(s->name), "%s", l->cfg->name);
 	s->role = l->role;
 	s->state = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
@@ -39,6 +41,11 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->written_bytes = __atomic_load_n(&l->host_written, __ATOMIC_RELAXED);
 	s->read_bytes = __atomic_load_n(&l->host_read, __ATOMIC_RELAXED);
 	s->inflight = __atomic_load_n(&l->host_inflight, __ATOMIC_RELAXED);
+	s->inflight_bytes = __atomic_load_n(&l->host_inflight_bytes, __ATOMIC_RELAXED);
+	for (i = 0; i <= IPM_LAT_BUCKETS; i++)
+		s->write_lat[i] = __atomic_load_n(&l->write_lat[i], __ATOMIC_RELAXED);
+	s->write_lat_sum_us = __atomic_load_n(&l->write_lat_sum_us, __ATOMIC_RELAXED);
+	lun_refusal(l, s->refusal, sizeof(s->refusal), &s->refusal_age_ms);
 	if (l->rep)
 		replicator_lun_status(l->rep, l, s);
 	else if (l->cfg->mirrored)

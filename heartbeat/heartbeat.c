@@ -268,12 +268,20 @@ int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca)
 {
 	int rc = 0;
 
+	void (*notify)(void *);
+	void *opaque;
+
 	pthread_mutex_lock(&hb->lock);
 	if (hb->n_ca == HB_MAX_ARRAYS)
 		rc = -ENOSPC;
 	else
 		hb->ca[hb->n_ca++] = ca;
+	notify = hb->prob.notify;
+	opaque = hb->prob.notify_opaque;
 	pthread_mutex_unlock(&hb->lock);
+	/* its up/down changes go where the paths' do (outside hb->lock) */
+	if (rc == 0 && notify)
+		ca_set_notify(ca, notify, opaque);
 	return rc;
 }
 
@@ -760,6 +768,14 @@ int heartbeat_set_times(struct heartbeat *hb, double interval, double timeout,
 	return 0;
 }
 
+void heartbeat_set_notify(struct heartbeat *hb, void (*fn)(void *), void *opaque)
+{
+	pthread_mutex_lock(&hb->lock);
+	hb->prob.notify = hb->sprob.notify = fn;
+	hb->prob.notify_opaque = hb->sprob.notify_opaque = opaque;
+	pthread_mutex_unlock(&hb->lock);
+}
+
 void heartbeat_storage_enable(struct heartbeat *hb, bool on)
 {
 	pthread_mutex_lock(&hb->lock);
@@ -768,6 +784,8 @@ void heartbeat_storage_enable(struct heartbeat *hb, bool on)
 		prob_init(&hb->sprob, hb->peer, hb->interval_ms / 1000.0, hb->timeout_ms / 1000.0,
 			  hb->prob.probation_ms / 1000.0);
 		snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
+		hb->sprob.notify = hb->prob.notify;
+		hb->sprob.notify_opaque = hb->prob.notify_opaque;
 		hb->failure = FAIL_NONE;
 	}
 	hb->storage_on = on;
@@ -781,6 +799,8 @@ void heartbeat_storage_peer_retired(struct heartbeat *hb)
 	prob_init(&hb->sprob, hb->peer, hb->interval_ms / 1000.0, hb->timeout_ms / 1000.0,
 		  hb->prob.probation_ms / 1000.0);
 	snprintf(hb->sprob.path, sizeof(hb->sprob.path), "storage heartbeat");
+	hb->sprob.notify = hb->prob.notify;
+	hb->sprob.notify_opaque = hb->prob.notify_opaque;
 	hb->failure = FAIL_NONE;
 	pthread_mutex_unlock(&hb->lock);
 }

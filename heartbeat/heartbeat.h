@@ -44,6 +44,10 @@ int heartbeat_attach(struct heartbeat *hb, struct connection_array *ca);
 /* Forget ca; on return the heartbeat's threads no longer touch it (it may
  * be destroyed). */
 void heartbeat_detach(struct heartbeat *hb, struct connection_array *ca);
+/* Call fn(opaque) whenever a path's state changes (under the heartbeat's
+ * lock: fn only wakes a thread), and whenever a connection array attached
+ * after this call goes up or down. Call before heartbeat_start. */
+void heartbeat_set_notify(struct heartbeat *hb, void (*fn)(void *), void *opaque);
 /* Start the sender and receiver threads. */
 int heartbeat_start(struct heartbeat *hb, ipm_error *err);
 /* Stop and join both threads (promptly; safe when not started). */

@@ -38,6 +38,8 @@ static void set_state(struct probation *p, enum ipm_link_state to, int prio, con
 	qb_log(prio, "peer %s %s: %s -> %s (%s)", p->peer, p->path, ipm_link_name(p->state),
 	       ipm_link_name(to), why);
 	p->state = to;
+	if (p->notify)
+		p->notify(p->notify_opaque);
 }
 
 static void enter_probation(struct probation *p, int64_t now, const char *why)

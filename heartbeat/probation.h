@@ -31,9 +31,12 @@ struct probation {
 	int64_t last_ms;               /* time of the last valid datagram */
 	int64_t since_ms;              /* start of the current probation */
 	uint64_t boot_id;              /* the peer's, from the last datagram */
+	/* called on every state change: only wakes a thread */
+	void (*notify)(void *opaque);
+	void *notify_opaque;
 };
 
-/* Seconds as configured; probation 0 = reconnect at once. */
+/* Seconds as configured; probation 0 = reconnect at once. No notify. */
 void prob_init(struct probation *p, const char *peer, double interval, double timeout,
 	       double probation);
 /* New times (a reload), keeping the state and what was heard: a running

@@ -832,6 +832,7 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 		}
 		if (l->role != IPM_ROLE_MIRROR) {
 			snprintf(reason, reason_len, "lun \"%s\" is primary here too", wl->name);
+			lun_note_refusal(l, reason);
 			return EBUSY;
 		}
 		if (l->down) {
@@ -843,6 +844,7 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 				 "lun \"%s\": size %llu here, peer has size %llu",
 				 wl->name, (unsigned long long)l->size,
 				 (unsigned long long)wl->size);
+			lun_note_refusal(l, reason);
 			return EINVAL;
 		}
 		/* the mode is the primary's business (the mirror applies
@@ -856,6 +858,8 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	for (i = 0; i < auth->n_luns; i++) {
 		rc = lun_gen_judge(by_pos[i], &auth->luns[i], &verdict, why, sizeof(why));
 		verdicts[i] = (uint8_t)verdict;
+		if (rc)
+			lun_note_refusal(by_pos[i], why);
 		if (rc && !refuse) {
 			refuse = rc;
 			snprintf(reason, reason_len, "%s", why);

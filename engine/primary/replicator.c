@@ -123,6 +123,7 @@ void set_states_locked(struct replicator *r, enum ipm_lun_state st)
 		r->luns[i].state = st;
 		__atomic_store_n(&r->luns[i].lun->state, st, __ATOMIC_RELAXED);
 	}
+	engine_notify(r->e);
 }
 
 /* ---- host side ------------------------------------------------------------ */

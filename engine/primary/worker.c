@@ -134,6 +134,15 @@ out:
 
 /* Non-blocking connect bounded by CONNECT_TIMEOUT_MS, from our data address
  * so replication uses the network the config names. */
+/* The peer refused our handshake: every LUN of this direction shows why. */
+static void note_refusal(struct replicator *r, const char *why)
+{
+	unsigned i;
+
+	for (i = 0; i < r->n_luns; i++)
+		lun_note_refusal(r->luns[i].lun, why);
+}
+
 static int dial(struct replicator *r, ipm_error *err)
 {
 	const struct ipm_endpoint *to = &r->e->peer->data, *from = &r->e->self->data;
@@ -292,6 +301,8 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	rc = handshake_client(fd, &p, err);
 	if (rc != -EPROTONOSUPPORT)
 		take_verdicts(r, verdicts, rc == 0);
+	if (rc < 0 && rc != -EPROTONOSUPPORT && strncmp(err->msg, "refused by ", 11) == 0)
+		note_refusal(r, err->msg); /* the peer's verdict, not a broken link */
 	if (rc < 0)
 		goto fail;
 	pthread_mutex_lock(&r->lock);

@@ -121,7 +121,8 @@ int events_promotion_score(const ipm_status *st, const ipm_lun_status *l, bool c
 	return score;
 }
 
-static void diff_peer(const ipm_status *old, const ipm_status *cur, struct ev_list *out)
+static void diff_peer(const ipm_status *old, const ipm_status *cur, struct ev_state *mem,
+		      struct ev_list *out)
 {
 	const char *action = old ? "change" : "exists";
 	enum ipm_link_state sto = ipm_status_storage(cur);
@@ -133,9 +134,11 @@ static void diff_peer(const ipm_status *old, const ipm_status *cur, struct ev_li
 		it = ev_add(out, action, "peer");
 		kv_str(it, "name", cur->peer);
 		kv_str(it, "heartbeat", ipm_link_name(cur->peer_heartbeat));
-		if (old && cur->peer_heartbeat == IPM_LINK_DOWN)
+		if (old && cur->peer_heartbeat == IPM_LINK_DOWN && mem->peer_seen)
 			set_handler(it, "peer-lost", "", ipm_link_name(cur->peer_heartbeat));
 	}
+	if (cur->peer_heartbeat == IPM_LINK_UP)
+		mem->peer_seen = true;
 	if (!old || old->udp_state != cur->udp_state) {
 		it = ev_add(out, action, "path");
 		kv_str(it, "peer", cur->peer);
@@ -310,7 +313,7 @@ void events_diff(const ipm_status *old, const ipm_status *cur, const struct even
 	const ipm_lun_status *o, *l;
 	size_t i;
 
-	diff_peer(old, cur, out);
+	diff_peer(old, cur, mem, out);
 	diff_conns(old, cur, out);
 	for (i = 0; i < cur->n_luns; i++) {
 		l = &cur->luns[i];
@@ -399,6 +402,7 @@ struct events {
 	pthread_mutex_t lock;     /* everything below but the thread's own */
 	pthread_cond_t cond;
 	bool stop, wake, running;
+	bool swapped;             /* a new engine since the last snapshot */
 	pthread_t thread;
 	ipm_status *last;         /* the last snapshot compared */
 	struct ev_sub *subs;
@@ -464,6 +468,9 @@ static void events_round(struct events *ev)
 		return;
 	pthread_mutex_lock(&ev->lock);
 	old = ev->last;
+	if (ev->swapped)
+		ev->mem.peer_seen = false;
+	ev->swapped = false;
 	pthread_mutex_unlock(&ev->lock);
 	/* only this thread replaces last: old stays valid meanwhile */
 	events_diff(old, st, &ev->hooks, &ev->mem, ipm_now_ms(), &l);
@@ -522,6 +529,9 @@ void events_set_engine(struct events *ev, ipm_engine *e)
 	ev->engine = e;
 	if (e)
 		ipm_engine_set_notify(e, events_notify, ev);
+	pthread_mutex_lock(&ev->lock);
+	ev->swapped = true;
+	pthread_mutex_unlock(&ev->lock);
 	pthread_mutex_unlock(&ev->engine_lock);
 	if (e)
 		events_notify(ev);

@@ -67,6 +67,9 @@ struct ev_memory {
 struct ev_state {
 	struct ev_memory *m;
 	size_t n;
+	/* the peer was up since this engine started: a fresh engine's
+	 * heartbeat begins "down" (never heard), which is no peer-lost */
+	bool peer_seen;
 };
 
 /* The promotion score the OCF agent sets for lun in st (ocf/ipmirror's

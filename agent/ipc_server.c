@@ -585,7 +585,7 @@ int ipc_server_start(ipm_engine *e, const char *name, struct ipc_server **out,
 	if (rc == 0 && pipe2(s->ev_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = qb_loop_poll_add(s->loop, QB_LOOP_MED, s->ev_pipe[0], POLLIN, s,
+		rc = qb_loop_poll_add(s->loop, QB_LOOP_HIGH, s->ev_pipe[0], POLLIN, s,
 				      events_ready);
 	if (rc < 0) {
 		rc = ipm_fail(err, rc, "admin IPC: cannot poll: %s", strerror(-rc));

@@ -78,6 +78,7 @@ static uint64_t get_jrecords(const ipm_lun_status *l) { return l->journal_record
 static uint64_t get_rdone(const ipm_lun_status *l) { return l->resync_done_bytes; }
 static uint64_t get_rtotal(const ipm_lun_status *l) { return l->resync_total_bytes; }
 static uint64_t get_inflight(const ipm_lun_status *l) { return l->inflight; }
+static uint64_t get_inflight_bytes(const ipm_lun_status *l) { return l->inflight_bytes; }
 static uint64_t get_written(const ipm_lun_status *l) { return l->written_bytes; }
 static uint64_t get_read(const ipm_lun_status *l) { return l->read_bytes; }
 static uint64_t get_sent(const ipm_lun_status *l) { return l->mirrored_bytes; }
@@ -122,6 +123,8 @@ static const struct lun_metric {
 	  "Bytes the last online verify found different on the peer.", get_voos },
 	{ "ipmirror_lun_inflight_requests", "gauge", "Host reads and writes in progress.",
 	  get_inflight },
+	{ "ipmirror_lun_inflight_bytes", "gauge", "Bytes of the host reads and writes in progress.",
+	  get_inflight_bytes },
 	{ "ipmirror_lun_written_bytes_total", "counter",
 	  "Bytes hosts wrote to the LUN on this node since the engine started.", get_written },
 	{ "ipmirror_lun_read_bytes_total", "counter",
@@ -131,6 +134,37 @@ static const struct lun_metric {
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Host write latency (entry to answer; with sync mirroring, the peer's
+ * answer included): a Prometheus histogram per LUN, cumulative buckets. */
+static void render_latency(struct strbuf *sb, const ipm_status *st)
+{
+	static const uint64_t bounds[IPM_LAT_BUCKETS] = IPM_LAT_BOUNDS_US;
+	const char *name = "ipmirror_lun_write_latency_seconds";
+	char le[32];
+	uint64_t cum;
+	size_t i, b;
+
+	family(sb, name, "histogram",
+	       "Host write latency on this node, until both copies answered (sync mode).");
+	for (i = 0; i < st->n_luns; i++) {
+		const ipm_lun_status *l = &st->luns[i];
+
+		for (b = 0, cum = 0; b <= IPM_LAT_BUCKETS; b++) {
+			cum += l->write_lat[b];
+			if (b < IPM_LAT_BUCKETS)
+				snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
+			else
+				snprintf(le, sizeof(le), "+Inf");
+			lun_series(sb, "ipmirror_lun_write_latency_seconds_bucket", st, l, "le", le);
+			sb_printf(sb, "%" PRIu64 "\n", cum);
+		}
+		lun_series(sb, "ipmirror_lun_write_latency_seconds_sum", st, l, NULL, NULL);
+		sb_printf(sb, "%.6f\n", (double)l->write_lat_sum_us / 1e6);
+		lun_series(sb, "ipmirror_lun_write_latency_seconds_count", st, l, NULL, NULL);
+		sb_printf(sb, "%" PRIu64 "\n", cum);
+	}
+}
 
 static void render_luns(struct strbuf *sb, const ipm_status *st)
 {
@@ -165,6 +199,7 @@ static void render_luns(struct strbuf *sb, const ipm_status *st)
 			sb_printf(sb, "%" PRIu64 "\n", lun_metrics[k].get(&st->luns[i]));
 		}
 	}
+	render_latency(sb, st);
 }
 
 /* name{node="..",peer=".."[,key="v"]} */
@@ -231,6 +266,9 @@ void metrics_render(struct strbuf *sb, const ipm_status *st, int64_t at_ms,
 	sb_printf(sb, "ipmirror_build_info{");
 	sb_label(sb, "version", version, true);
 	sb_printf(sb, "} 1\n");
+	family(sb, "ipmirror_status_schema", "gauge",
+	       "Version of the status JSON's keys (its \"schema\"), which these metrics follow.");
+	sb_printf(sb, "ipmirror_status_schema %d\n", STATUS_SCHEMA);
 	if (!st)
 		return;
 	family(sb, "ipmirror_status_age_seconds", "gauge",

@@ -8,7 +8,7 @@
 # oversized, another method, another path, a stalled client) get their
 # error and the daemon goes on serving.
 . "$top_srcdir/tests/lib.sh"
-plan 28
+plan 33
 
 PROM="$top_srcdir/tests/integration/py/promtext.py"
 MPORT=9943   # inside each node's own namespace: no clash with other tests
@@ -82,6 +82,20 @@ check "read bytes grew by at least what fio read ($r0 -> $r1, fio $fr)" \
 m0=$(val s0 "ipmirror_lun_mirrored_bytes_total{$L1}"); m1=$(val s1 "ipmirror_lun_mirrored_bytes_total{$L1}")
 check "mirrored bytes grew by at least the writes ($m0 -> $m1)" test "$((m1 - m0))" -ge "$fw"
 check "no host request left in flight" test "$(val s1 "ipmirror_lun_inflight_requests{$L1}")" = 0
+check "no host bytes left in flight" test "$(val s1 "ipmirror_lun_inflight_bytes{$L1}")" = 0
+# the write latency histogram: one count per host write, cumulative buckets
+H=ipmirror_lun_write_latency_seconds
+fios=$(sed -n '/^{/,$p' "$T_DIR/load1.json" | jq '[.jobs[].write.total_ios] | add')
+c0=$(val s0 "${H}_count{$L1}"); c1=$(val s1 "${H}_count{$L1}")
+check "latency count grew by at least fio's writes (${c0:-?} -> ${c1:-?}, fio $fios)" \
+	test "$((c1 - c0))" -ge "$fios" -a "$fios" -gt 0
+buckets=$(grep "^${H}_bucket{le=\"[^\"]*\",$L1} " "$T_DIR/s1" | awk '{print $2}' | tr '\n' ' ')
+mono() { local p=0 v; for v in $buckets; do [ "$v" -ge "$p" ] || return 1; p=$v; done; }
+check "15 cumulative buckets, +Inf = count ($buckets)" bash -c "
+	$(declare -f mono); buckets='$buckets'; mono && [ \$(wc -w <<<'$buckets') = 15 ] &&
+	[ '$(val s1 "${H}_bucket{le=\"+Inf\",$L1}")' = '$c1' ]"
+check "latency sum > 0 s" awk -v v="$(val s1 "${H}_sum{$L1}")" 'BEGIN { exit !(v > 0) }'
+check "the status schema metric (1)" test "$(val s1 "ipmirror_status_schema{}")" = 1
 
 # the link cut, under load
 link_down

@@ -14,6 +14,8 @@ int ca_init(struct connection_array *ca, unsigned n)
 	/* waits are measured on the monotonic clock, like the timestamps */
 	ipm_cond_init_mono(&ca->changed);
 	ca->n = n;
+	ca->notify = NULL;
+	ca->notify_opaque = NULL;
 	for (i = 0; i < n; i++)
 		ca->e[i] = (struct ca_elem){ .fd = -1, .status = IPM_LINK_DOWN };
 	return 0;

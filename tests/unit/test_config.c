@@ -402,6 +402,36 @@ static void test_metrics(void **state)
 	(void)state;
 }
 
+/* <handlers>: programs by event, copied; absolute paths, a bounded timeout. */
+static void test_handlers(void **state)
+{
+	ipm_config *cfg = load_good("good-handlers.xml"), *copy;
+	struct diags d;
+
+	assert_string_equal(ipm_config_handler(cfg, "split-brain"), "/usr/local/sbin/on-split-brain");
+	assert_string_equal(ipm_config_handler(cfg, "role-change"), "/bin/true");
+	assert_null(ipm_config_handler(cfg, "peer-lost"));
+	assert_null(ipm_config_handler(cfg, "no-such-event"));
+	assert_int_equal(ipm_config_handler_timeout(cfg), 12);
+	copy = ipm_config_dup(cfg);
+	ipm_config_free(cfg);
+	assert_non_null(copy);
+	assert_string_equal(ipm_config_handler(copy, "role-change"), "/bin/true");
+	ipm_config_free(copy);
+
+	cfg = load_good("good-minimal.xml");
+	assert_null(ipm_config_handler(cfg, "split-brain"));
+	assert_int_equal(ipm_config_handler_timeout(cfg), IPM_HANDLER_TIMEOUT);
+	ipm_config_free(cfg);
+
+	cfg = NULL;
+	assert_int_equal(load("bad-handlers.xml", &d, &cfg), 2);
+	expect_diag(&d, 2, "handlers timeout \"0\" is out of range (1..3600 s)");
+	expect_diag(&d, 2, "peer-lost handler \"relative/path\" must be an absolute path");
+	assert_null(cfg);
+	(void)state;
+}
+
 /* <tls> and <nbd tls=...>: modes, credentials, what each mode needs. */
 static void test_tls(void **state)
 {
@@ -945,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_nbd_limits),
 		cmocka_unit_test(test_bad_nbd_limits),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_handlers),
 		cmocka_unit_test(test_tls),
 	};
 

@@ -185,10 +185,14 @@ static void test_json_keys(void **state)
 	ipm_status st = paired();
 	struct strbuf sb = STRBUF_INIT;
 
+	st.luns[0].inflight = 2;
+	st.luns[0].inflight_bytes = 8192;
+	st.luns[0].refusal_age_ms = 1500;
+	snprintf(st.luns[0].refusal, sizeof(st.luns[0].refusal), "refused by node2: \"x\"");
 	assert_int_equal(status_render_json(&st, NULL, &sb), 0);
 	assert_true(json_valid(sb.buf));
 	assert_int_equal(sb.len, strlen(sb.buf));
-	assert_has(sb.buf, "{\"node\":\"node1\",");
+	assert_has(sb.buf, "{\"schema\":1,\"node\":\"node1\",");
 	assert_has(sb.buf, "\"peer\":{\"name\":\"node2\",\"heartbeat\":\"probation\","
 		   "\"udp_age_ms\":1500,\"storage_age_ms\":-1,\"method\":\"both\",");
 	assert_has(sb.buf, "\"storage\":\"off\",\"failure\":\"unknown\","
@@ -204,7 +208,9 @@ static void test_json_keys(void **state)
 		   "\"journal_bytes\":12288,\"journal_records\":3,"
 		   "\"resync_done_bytes\":536870912,\"resync_total_bytes\":1073741824,"
 		   "\"resync_rate\":0,\"resync_eta_s\":0,\"consistent\":false,"
-		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\",\"generation\":\"abcdef0123456789\","
+		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\","
+		   "\"inflight\":2,\"inflight_bytes\":8192,\"refusal_age_ms\":1500,"
+		   "\"refusal\":\"refused by node2: \\"x\\"\",\"generation\":\"abcdef0123456789\","
 		   "\"verify\":{\"running\":true,\"done_bytes\":268435456,\"total_bytes\":1073741824,"
 		   "\"out_of_sync_bytes\":3145728}}");
 	assert_has(sb.buf, "{\"name\":\"vol1\",\"role\":\"mirror\",\"mode\":\"async\","
@@ -336,6 +342,32 @@ static void test_strbuf_grows(void **state)
 	assert_null(sb.buf);
 }
 
+/* ---- status --get --------------------------------------------------------- */
+
+static void test_get(void **state)
+{
+	ipm_status st = paired();
+	struct strbuf sb = STRBUF_INIT;
+
+	assert_int_equal(status_render_get(&st, "vol0", "role,state,journal_bytes,heartbeat", &sb), 0);
+	assert_string_equal(sb.buf, "primary\nresyncing\n12288\nprobation\n");
+	sb_free(&sb);
+	assert_int_equal(status_render_get(&st, "vol1", "role", &sb), 0);
+	assert_string_equal(sb.buf, "mirror\n");
+	sb_free(&sb);
+	assert_int_equal(status_render_get(&st, NULL, "node,peer,schema", &sb), 0);
+	assert_string_equal(sb.buf, "node1\nnode2\n1\n");
+	sb_free(&sb);
+	assert_int_equal(status_render_get(&st, NULL, "state", &sb), -EINVAL);
+	assert_string_equal(sb.buf, "key \"state\" is a LUN's: name the LUN");
+	sb_free(&sb);
+	assert_int_equal(status_render_get(&st, "vol0", "role,bogus", &sb), -EINVAL);
+	assert_string_equal(sb.buf, "unknown key \"bogus\" (see ipmirrorctl(8))");
+	sb_free(&sb);
+	assert_int_equal(status_render_get(&st, "nope", "role", &sb), -ENOENT);
+	sb_free(&sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_text_table),
 		cmocka_unit_test(test_text_wide_name),
 		cmocka_unit_test(test_strbuf_grows),
+		cmocka_unit_test(test_get),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

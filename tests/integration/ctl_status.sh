@@ -1,12 +1,14 @@
 #!/bin/bash
 # ipmirrorctl against a running one-node ipmirrord (one unmirrored LUN):
-# status as a table and as JSON, the LUN filter, wait with and without
-# reaching the state, usage errors (exit 2), root-only access, a second
-# daemon on the same --socket, and the message when the daemon is gone.
+# status as a table and as JSON (its schema version, in-flight requests and
+# bytes, the last handshake refusal), status --get's plain values, the LUN
+# filter, wait with and without reaching the state, events --now, usage
+# errors (exit 2), root-only access, a second daemon on the same --socket,
+# and the message when the daemon is gone (also to an events stream).
 # the non-root client below is refused by libqb's connection setup
 T_LOG_ALLOW='error: Error in connection setup .*: Operation not permitted'
 . "$top_srcdir/tests/lib.sh"
-plan 25
+plan 35
 
 PORT=$(free_port ctl_status)
 SOCK="ipm-ctl-$$"
@@ -54,6 +56,32 @@ check "json: every LUN key of ipmirrorctl(8), with its type" test "$(jq -c '.lun
 	 (.mirrored | type),
 	 (.journal_bytes, .journal_records, .resync_done_bytes, .resync_total_bytes,
 	  .mirrored_bytes | type)] | unique' "$T_DIR/out")" = '["boolean","number","string"]'
+check "json: .schema is 1" test "$(jq .schema "$T_DIR/out")" = 1
+check "json: in-flight requests and bytes (0 at rest), no refusal" test "$(jq -c '.luns[0] |
+	[.inflight, .inflight_bytes, .refusal, .refusal_age_ms]' "$T_DIR/out")" = '[0,0,"",-1]'
+
+# ---- status --get: plain values for scripts --------------------------------
+run ctl status vol0 --get role,state,size
+check "status vol0 --get role,state,size: one value a line" \
+	test "$RC $(tr '\n' ' ' <"$T_DIR/out")" = "0 primary uptodate $((64 * MiB)) "
+run ctl status --get node,heartbeat,schema
+check "status --get node keys without a LUN" test "$RC $(tr '\n' ' ' <"$T_DIR/out")" = "0 node1 off 1 "
+run ctl status --get state
+check "status --get state without a LUN: exit 2, says so" \
+	test "$RC" = 2 -a "$(cat "$T_DIR/err")" = 'ipmirrorctl: key "state" is a LUN'"'"'s: name the LUN'
+run ctl status vol0 --get role,colour
+check "status --get an unknown key: exit 2 naming it" \
+	test "$RC" = 2 -a "$(cat "$T_DIR/err")" = 'ipmirrorctl: unknown key "colour" (see ipmirrorctl(8))'
+
+# ---- events --now ------------------------------------------------------------
+run ctl events --now --timeout 0.3
+check "events --now: the LUN's state, then 'exists -' (exit 0 at --timeout)" \
+	eval '[ "$RC" = 0 ] && grep -q " exists lun name:vol0 role:primary state:uptodate$" "$T_DIR/out" &&
+	[ "$(tail -n1 "$T_DIR/out")" = "exists -" ]'
+run ctl events --now --json --timeout 0.3
+check "events --now --json: each line parses" \
+	eval '[ "$RC" = 0 ] && jq -e .action "$T_DIR/out" >/dev/null'
+
 run ctl status vol0 --json
 check "status vol0 --json: one LUN, vol0" \
 	test "$(jq -c '[.luns[].name]' "$T_DIR/out")" = '["vol0"]'
@@ -82,6 +110,8 @@ check "wait without --state / LUN: exit 2" \
 	eval 'usage_error wait vol0 && usage_error wait --state uptodate'
 check "bad --timeout value / unknown state name: exit 2" \
 	eval 'usage_error wait vol0 --state uptodate --timeout soon && usage_error wait vol0 --state fine'
+check "events with a LUN / --now elsewhere / --get with --json: exit 2" \
+	eval 'usage_error events vol0 && usage_error status --now && usage_error status vol0 --get role --json'
 check "--help: exit 0, usage on stdout" eval 'run ctl --help; [ "$RC" = 0 ] && grep -q "^usage:" "$T_DIR/out"'
 
 # ---- root only -----------------------------------------------------------
@@ -106,7 +136,12 @@ check "a second daemon on the same --socket exits 1 saying it is in use" \
 	test "$RC" = 1 -a -n "$(grep -i 'in use' "$T_DIR/second.log")"
 
 # ---- daemon gone ------------------------------------------------------------
+ctl events >"$T_DIR/ev" 2>"$T_DIR/ev.err" & ev_pid=$!
+sleep 0.5
 stop_pid "$d_pid"
+wait "$ev_pid"; RC=$?
+check "an events stream ends with exit 1 when the daemon stops" \
+	eval '[ "$RC" = 1 ] && grep -q "closed the event stream" "$T_DIR/ev.err"'
 run ctl status
 check "after the daemon stopped: exit 3, 'cannot reach' message" test "$RC" = 3 -a \
 	"$(cat "$T_DIR/err")" = "ipmirrorctl: cannot reach ipmirrord (service \"$SOCK\"): is the daemon running? (Connection refused)"

@@ -210,7 +210,7 @@ static void test_json_keys(void **state)
 		   "\"resync_rate\":0,\"resync_eta_s\":0,\"consistent\":false,"
 		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\","
 		   "\"inflight\":2,\"inflight_bytes\":8192,\"refusal_age_ms\":1500,"
-		   "\"refusal\":\"refused by node2: \\"x\\"\",\"generation\":\"abcdef0123456789\","
+		   "\"refusal\":\"refused by node2: \\\"x\\\"\",\"generation\":\"abcdef0123456789\","
 		   "\"verify\":{\"running\":true,\"done_bytes\":268435456,\"total_bytes\":1073741824,"
 		   "\"out_of_sync_bytes\":3145728}}");
 	assert_has(sb.buf, "{\"name\":\"vol1\",\"role\":\"mirror\",\"mode\":\"async\","

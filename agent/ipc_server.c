@@ -489,6 +489,7 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_RELOAD:
 		do_reload(s, c, &req);
+		break;
 	case IPC_CMD_EVENTS:
 		do_events(s, c, &req);
 		break;

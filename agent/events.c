@@ -487,6 +487,8 @@ static void events_round(struct events *ev)
 		waker(wopaque);
 	if (old)
 		fire_handlers(ev, &l, st);
+	if (old && l.n && ev->hooks.changed)
+		ev->hooks.changed(ev->hooks.opaque);
 	ipm_status_free(old);
 	ev_list_free(&l);
 }

@@ -52,6 +52,8 @@ struct events_hooks {
 	bool (*consistent)(void *opaque, const char *lun);
 	/* 1 fenced, 0 not, -1 no fencing here */
 	int (*fenced)(void *opaque, const char *lun);
+	/* a round found changes (events thread, no lock held) */
+	void (*changed)(void *opaque);
 	void *opaque;
 };
 

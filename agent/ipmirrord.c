@@ -276,10 +276,20 @@ static int daemon_fenced(void *opaque, const char *lun)
 	return d->fencing ? ipm_fencing_fenced(d->fencing, lun) : -1;
 }
 
+/* A change: the attribute poller (consistency memory, fencing) looks now
+ * rather than at its next tick, so a promotion check soon after sees it. */
+static void daemon_changed(void *opaque)
+{
+	struct daemon *d = opaque;
+
+	if (d->attrs)
+		ipm_attributes_wake(d->attrs);
+}
+
 /* The change stream and the <handlers> it drives (doc/events.md). */
 static int events_up(struct daemon *d, ipm_error *err)
 {
-	struct events_hooks h = { daemon_consistent, daemon_fenced, d };
+	struct events_hooks h = { daemon_consistent, daemon_fenced, daemon_changed, d };
 	int rc;
 
 	rc = handlers_start(d->cfg, d->o->node, &d->handlers, err);

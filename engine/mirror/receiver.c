@@ -243,6 +243,7 @@ static int apply_other(struct rreq *q)
 		if (rc == 0 && (f->flags & WIRE_F_INSYNC)) {
 			lun_gen_insync(q->lun);
 			__atomic_store_n(&q->lun->insync, true, __ATOMIC_RELAXED);
+			engine_notify(q->lun->engine); /* up to date here now */
 		}
 		return rc;
 	default:

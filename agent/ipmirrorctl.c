@@ -27,7 +27,8 @@
 #define EXIT_USAGE 2
 #define EXIT_NO_DAEMON 3  /* like an LSB init script's status: not running */
 #define EXIT_NO_LUN 4     /* status, wait: the daemon does not know the LUN */
-#define POLL_MS 200
+#define POLL_MS 200          /* wait, with a daemon without events */
+#define WAIT_RECHECK_MS 5000 /* wait: a look without an event */
 #define REQUEST_TIMEOUT_MS 10000
 
 /* the LUN states of status (ipmirrorctl(8)), to reject a misspelt --state up front */
@@ -634,7 +635,10 @@ static int cmd_wait(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf
 				a->timeout, a->lun, state, a->state);
 			return 1;
 		}
-		ms = a->has_timeout && left < 1.0 ? (int)(left * 1000) + 1 : 1000;
+		/* the events say when to look again; a look every WAIT_RECHECK_MS
+		 * all the same is only a safety net */
+		ms = a->has_timeout && left < WAIT_RECHECK_MS / 1000.0 ? (int)(left * 1000) + 1 :
+		     WAIT_RECHECK_MS;
 		if (!events) {
 			sleep_s(ms < POLL_MS ? ms / 1000.0 : POLL_MS / 1000.0);
 			continue;

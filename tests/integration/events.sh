@@ -129,8 +129,10 @@ check "progress lines carry kind, done, total, percent, rate and eta" \
 # wait: returns within a second of the state (told, not polling every 0.2 s)
 link_down
 wait_for 10 lun_state_is node1 vol0 journaling
+# (2.5 s before the heal: its safety-net look every 5 s then falls in the
+# probation, and the next one long after the resync)
 CTL_TIMEOUT=60 ctl node1 wait vol0 --state uptodate --timeout 40 & w_pid=$!
-sleep 0.5
+sleep 2.5
 link_up
 wait_for 30 lun_state_is node1 vol0 uptodate; t_up=$(date +%s.%N)
 wait "$w_pid"; rc=$?; t_w=$(date +%s.%N)

@@ -12,7 +12,6 @@
 #include "cluster/fencing.h"
 #include "cluster/quorum.h"
 #include "daemon.h"
-#include "events.h"
 #include "ipc_proto.h"
 #include "nbd/server.h"
 

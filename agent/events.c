@@ -264,6 +264,31 @@ static void diff_progress(const ipm_lun_status *l, bool exists, struct ev_memory
 	kv_num(it, "eta", l->resync_eta_s);
 }
 
+/* The online verify (primary), as resync progress: while it runs. */
+static void diff_verify(const ipm_lun_status *l, bool exists, struct ev_memory *m,
+			int64_t now_ms, struct ev_list *out)
+{
+	struct ev_item *it;
+	char pct[16];
+
+	if (!l->verify_running || !l->verify_total_bytes || !m)
+		return;
+	if (!exists && (l->verify_done_bytes == m->verify_done ||
+			now_ms - m->verify_at_ms < EVENTS_PROGRESS_MS))
+		return;
+	m->verify_at_ms = now_ms;
+	m->verify_done = l->verify_done_bytes;
+	it = ev_add(out, exists ? "exists" : "change", "progress");
+	kv_str(it, "name", l->name);
+	kv_str(it, "kind", "verify");
+	kv_num(it, "done", (int64_t)l->verify_done_bytes);
+	kv_num(it, "total", (int64_t)l->verify_total_bytes);
+	snprintf(pct, sizeof(pct), "%.1f",
+		 100.0 * (double)l->verify_done_bytes / (double)l->verify_total_bytes);
+	kv_str(it, "percent", pct);
+	kv_num(it, "out_of_sync", (int64_t)l->verify_out_of_sync_bytes);
+}
+
 /* A refusal newer than the last one shown (its age tells). */
 static void diff_refusal(const ipm_lun_status *o, const ipm_lun_status *l, bool exists,
 			 struct ev_list *out)
@@ -320,6 +345,7 @@ void events_diff(const ipm_status *old, const ipm_status *cur, const struct even
 		o = old ? status_find_lun(old, l->name) : NULL;
 		diff_lun_state(o, l, !old, out);
 		diff_progress(l, !old, memory(mem, l->name), now_ms, out);
+		diff_verify(l, !old, memory(mem, l->name), now_ms, out);
 		diff_refusal(o, l, !old, out);
 		diff_cluster(cur, l, !old, h, memory(mem, l->name), out);
 	}

@@ -62,6 +62,8 @@ struct ev_memory {
 	char lun[IPM_NAME_MAX];
 	int64_t progress_at_ms;
 	uint64_t progress_done;
+	int64_t verify_at_ms;     /* the same for the online verify */
+	uint64_t verify_done;
 	int fenced;     /* last value shown; -2 never */
 	int score;      /* last promotion score shown; -2 never */
 };

@@ -88,6 +88,12 @@ static uint64_t get_vdone(const ipm_lun_status *l) { return l->verify_done_bytes
 static uint64_t get_vtotal(const ipm_lun_status *l) { return l->verify_total_bytes; }
 static uint64_t get_voos(const ipm_lun_status *l) { return l->verify_out_of_sync_bytes; }
 
+static uint64_t get_vleft(const ipm_lun_status *l)
+{
+	return l->verify_total_bytes > l->verify_done_bytes ?
+	       l->verify_total_bytes - l->verify_done_bytes : 0;
+}
+
 static uint64_t get_rleft(const ipm_lun_status *l)
 {
 	return l->resync_total_bytes > l->resync_done_bytes ?
@@ -119,6 +125,8 @@ static const struct lun_metric {
 	  "Bytes the last online verify has compared.", get_vdone },
 	{ "ipmirror_lun_verify_total_bytes", "gauge",
 	  "Bytes the last online verify compares (0: none ran).", get_vtotal },
+	{ "ipmirror_lun_verify_remaining_bytes", "gauge",
+	  "Bytes the last online verify has still to compare.", get_vleft },
 	{ "ipmirror_lun_verify_out_of_sync_bytes", "gauge",
 	  "Bytes the last online verify found different on the peer.", get_voos },
 	{ "ipmirror_lun_inflight_requests", "gauge", "Host reads and writes in progress.",

@@ -247,6 +247,33 @@ static void test_progress_once_a_second(void **state)
 	ev_state_free(&mem);
 }
 
+static void test_verify_progress(void **state)
+{
+	ipm_status st = base();
+	struct ev_state mem = { 0 };
+	struct ev_list l = { 0 };
+	struct strbuf sb = STRBUF_INIT;
+	struct snap old;
+
+	luns[0].verify_running = true;
+	luns[0].verify_total_bytes = 4096;
+	luns[0].verify_done_bytes = 1024;
+	luns[0].verify_out_of_sync_bytes = 512;
+	take(&old, &st);
+	events_diff(&old.st, &st, NULL, &mem, 5000, &l);
+	lines(&l, &sb);
+	assert_has(sb.buf, "change progress name:vol0 kind:verify done:1024 total:4096 percent:25.0 out_of_sync:512\n");
+	ev_list_free(&l);
+	luns[0].verify_done_bytes = 2048;          /* within the second: none */
+	events_diff(&old.st, &st, NULL, &mem, 5400, &l);
+	assert_int_equal(l.n, 0);
+	luns[0].verify_running = false;            /* ended: no more lines */
+	events_diff(&old.st, &st, NULL, &mem, 9000, &l);
+	assert_int_equal(l.n, 0);
+	sb_free(&sb);
+	ev_state_free(&mem);
+}
+
 static bool yes(void *o, const char *lun) { (void)o; (void)lun; return true; }
 static int fenced_now;
 static int fenced(void *o, const char *lun) { (void)o; (void)lun; return fenced_now; }
@@ -332,6 +359,7 @@ int main(void)
 		cmocka_unit_test(test_no_peer_lost_before_seen),
 		cmocka_unit_test(test_lun_handlers),
 		cmocka_unit_test(test_progress_once_a_second),
+		cmocka_unit_test(test_verify_progress),
 		cmocka_unit_test(test_fencing_and_score),
 		cmocka_unit_test(test_refusal_and_quoting),
 	};

@@ -58,8 +58,8 @@ check "node1 serves /metrics (text/plain 0.0.4) and it parses strictly" scrape n
 check "node2 serves /metrics and it parses strictly" scrape node2 t0
 check "build info names the version ($VERSION)" \
 	test "$(val s0 "ipmirror_build_info{version=\"$VERSION\"}")" = 1
-check "node1: vol0 is uptodate, one-hot over the 7 states" \
-	test "$(val s0 "ipmirror_lun_state{$L1,state=\"uptodate\"}")-$(grep -c "^ipmirror_lun_state{$L1,.*} 0$" "$T_DIR/s0")" = 1-6
+check "node1: vol0 is uptodate, one-hot over the 8 states (down included)" \
+	test "$(val s0 "ipmirror_lun_state{$L1,state=\"uptodate\"}")-$(grep -c "^ipmirror_lun_state{$L1,.*} 0$" "$T_DIR/s0")" = 1-7
 check "roles: primary on node1, mirror on node2" \
 	test "$(val s0 "ipmirror_lun_role{$L1,role=\"primary\"}")$(val t0 "ipmirror_lun_role{$L2,role=\"mirror\"}")" = 11
 check "node1: peer up, udp heartbeat up, 4 connections up" \

@@ -212,6 +212,7 @@ void ipm_engine_stop(ipm_engine *e)
 	/* it sends on the connections stopped below */
 	hbvol_stop(e);
 	pthread_rwlock_unlock(&e->hb_lock);
+	engine_regroup_wait(e);
 	pthread_mutex_lock(&e->admin);
 	e->started = false;
 	stop_luns(e);
@@ -228,7 +229,9 @@ void ipm_engine_destroy(ipm_engine *e)
 	if (!e)
 		return;
 	ipm_engine_stop(e);
+	engine_regroup_wait(e);
 	hbvol_destroy(e);
+	primaries_detach(e);
 	for (i = 0; i < e->n_luns; i++)
 		lun_mirror_detach(e, e->luns[i]);
 	receiver_destroy(e->rcv);

@@ -32,6 +32,12 @@ struct ipm_engine {
 	 * listener hands a session over to it. */
 	pthread_mutex_t admin;
 	pthread_mutex_t route;
+	/* A peer of version 4 keeps one session at a time from us: the LUNs
+	 * primary here then share one replicator (doc/roles.md). Changed
+	 * under admin with every mirrored LUN's gate held; read atomically. */
+	bool grouped;
+	uint16_t peer_version;              /* the last one a session spoke (atomic) */
+	bool regrouping;                    /* a regroup thread runs (atomic) */
 	/* storage-path heartbeat (hb_volume.c): installed and removed while
 	 * connection threads hand it the peer's slots, hence the lock */
 	pthread_rwlock_t hb_lock;
@@ -50,12 +56,20 @@ struct ipm_engine {
 int lun_mirror_attach(ipm_engine *e, struct ipm_lun *l, ipm_error *err);
 /* Stop and destroy them (the replicator drains what is in flight). */
 void lun_mirror_detach(ipm_engine *e, struct ipm_lun *l);
+/* Every LUN's replicator closed, a group's once (engine destroy). */
+void primaries_detach(ipm_engine *e);
 int lun_mirror_start(ipm_engine *e, struct ipm_lun *l, ipm_error *err);
 void lun_mirror_stop(ipm_engine *e, struct ipm_lun *l);
 /* Mirror here: the state its receivers see (admin held). */
 enum ipm_lun_state lun_mirror_state(struct ipm_lun *l);
 /* Mirror here: close the primary's connections of it (admin held). */
 void lun_mirror_reconnect(struct ipm_lun *l, const char *why);
+/* A replicator's session spoke version v with the peer (worker.c): the
+ * LUNs primary here are grouped into one session for a version 4 peer,
+ * and ungrouped again for a version 5 one, by a thread of their own. */
+void engine_peer_version(ipm_engine *e, uint16_t v);
+/* Wait for that thread (engine stop). */
+void engine_regroup_wait(ipm_engine *e);
 /* Our heartbeat-volume slot on any up connection (hb_volume.c's sender). */
 int engine_send_hbslot(ipm_engine *e, unsigned slot, const uint8_t *data);
 /* Tell the admin side that something it shows may have changed (any

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <qb/qblog.h>
 
 #include "clock.h"
@@ -93,7 +94,200 @@ int lun_mirror_attach(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
 {
 	if (!l->cfg->mirrored || l->down)
 		return 0;
-	return l->role == IPM_ROLE_PRIMARY ? attach_primary(e, l, err) : attach_mirror(e, l, err);
+	if (l->role == IPM_ROLE_PRIMARY)
+		/* grouped: primaries_attach makes the one session of all */
+		return e->grouped ? 0 : attach_primary(e, l, err);
+	return attach_mirror(e, l, err);
+}
+
+/* ---- a version 4 peer: one session for every LUN primary here ------------- */
+
+/* The mirrored LUNs primary here and in service, in config order. */
+static size_t primaries(ipm_engine *e, struct ipm_lun **v)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < e->n_luns; i++) {
+		struct ipm_lun *l = e->luns[i];
+
+		if (l->cfg->mirrored && !l->down && l->role == IPM_ROLE_PRIMARY)
+			v[n++] = l;
+	}
+	return n;
+}
+
+/* Every replicator closed, each once (a group's is shared). Admin held,
+ * and every mirrored LUN's gate. */
+void primaries_detach(ipm_engine *e)
+{
+	struct replicator *r;
+	size_t i, j;
+
+	for (i = 0; i < e->n_luns; i++) {
+		r = e->luns[i]->rep;
+		if (!r)
+			continue;
+		replicator_stop(r);
+		heartbeat_detach(e->hb, replicator_connections(r));
+		replicator_destroy(r);
+		for (j = i; j < e->n_luns; j++) {
+			if (e->luns[j]->rep == r) {
+				e->luns[j]->rep = NULL;
+				e->luns[j]->ops = &backing_ops;
+			}
+		}
+	}
+}
+
+/* One replicator for them all (grouped), else one each. */
+static int primaries_attach(ipm_engine *e, ipm_error *err)
+{
+	struct ipm_lun *v[e->n_luns + 1];
+	struct replicator *r;
+	size_t i, n = primaries(e, v);
+	int rc = 0;
+
+	if (!e->grouped) {
+		for (i = 0; rc == 0 && i < n; i++)
+			rc = attach_primary(e, v[i], err);
+		return rc;
+	}
+	if (!n)
+		return 0;
+	rc = replicator_create(e, e->secret, v, (unsigned)n, &r, err);
+	if (rc < 0)
+		return rc;
+	replicator_set_heartbeat(r, e->hb);
+	replicator_set_hbslot_sink(r, hbvol_received, e);
+	rc = heartbeat_attach(e->hb, replicator_connections(r));
+	if (rc == 0 && e->started)
+		rc = replicator_start(r, err);
+	if (rc < 0) {
+		heartbeat_detach(e->hb, replicator_connections(r));
+		replicator_destroy(r);
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		v[i]->rep = r;
+		v[i]->ops = &replicator_ops;
+	}
+	return 0;
+}
+
+/* Every mirrored LUN's gate (and l's), in config order: a group's
+ * replicator carries the host requests of all its LUNs. */
+static void gates_lock(ipm_engine *e, struct ipm_lun *l, bool all)
+{
+	size_t i;
+
+	if (!all) {
+		pthread_rwlock_wrlock(&l->gate);
+		return;
+	}
+	for (i = 0; i < e->n_luns; i++)
+		if (e->luns[i]->cfg->mirrored || e->luns[i] == l)
+			pthread_rwlock_wrlock(&e->luns[i]->gate);
+}
+
+static void gates_unlock(ipm_engine *e, struct ipm_lun *l, bool all)
+{
+	size_t i;
+
+	if (!all) {
+		pthread_rwlock_unlock(&l->gate);
+		return;
+	}
+	for (i = 0; i < e->n_luns; i++)
+		if (e->luns[i]->cfg->mirrored || e->luns[i] == l)
+			pthread_rwlock_unlock(&e->luns[i]->gate);
+}
+
+/* A change of l begins: its gate (every mirrored LUN's when grouped),
+ * then admin. *all says which; the grouping cannot change meanwhile (it
+ * needs every gate). */
+static void change_begin(ipm_engine *e, struct ipm_lun *l, bool *all)
+{
+	for (;;) {
+		*all = __atomic_load_n(&e->grouped, __ATOMIC_ACQUIRE);
+		gates_lock(e, l, *all);
+		pthread_mutex_lock(&e->admin);
+		if (*all == e->grouped)
+			return;
+		pthread_mutex_unlock(&e->admin);
+		gates_unlock(e, l, *all);
+	}
+}
+
+static void change_end(ipm_engine *e, struct ipm_lun *l, bool all)
+{
+	pthread_mutex_unlock(&e->admin);
+	gates_unlock(e, l, all);
+}
+
+static void *regroup_main(void *arg)
+{
+	ipm_engine *e = arg;
+	struct ipm_lun *v[e->n_luns + 1];
+	ipm_error err = { "" };
+	bool want;
+	size_t n;
+
+	gates_lock(e, NULL, true);
+	pthread_mutex_lock(&e->admin);
+	want = __atomic_load_n(&e->peer_version, __ATOMIC_RELAXED) < 5;
+	n = primaries(e, v);
+	if (e->started && want != e->grouped && (!want || n >= 2)) {
+		primaries_detach(e);
+		__atomic_store_n(&e->grouped, want, __ATOMIC_RELEASE);
+		if (primaries_attach(e, &err) < 0)
+			qb_log(LOG_ERR, "cannot open the sessions to %s again: %s", e->peer->name, err.msg);
+		else if (want)
+			qb_log(LOG_WARNING, "peer %s speaks protocol version 4: the %zu luns primary here share one session, as with the previous release (a role change, down or up of one of them re-makes it; per-LUN sessions need version 5)",
+			       e->peer->name, n);
+		else
+			qb_log(LOG_NOTICE, "peer %s speaks protocol version 5 again: a session per lun",
+			       e->peer->name);
+	}
+	pthread_mutex_unlock(&e->admin);
+	gates_unlock(e, NULL, true);
+	__atomic_store_n(&e->regrouping, false, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Worth a regroup: the grouping differs from what version v wants, and
+ * (for a group) two LUNs at least are primary here. A racy count, checked
+ * again by the thread. */
+static bool regroup_due(ipm_engine *e, uint16_t v)
+{
+	bool want = v < 5;
+	size_t i, n = 0;
+
+	if (want == __atomic_load_n(&e->grouped, __ATOMIC_ACQUIRE))
+		return false;
+	for (i = 0; i < e->n_luns; i++)
+		n += e->luns[i]->cfg->mirrored && e->luns[i]->role == IPM_ROLE_PRIMARY;
+	return !want || n >= 2;
+}
+
+void engine_peer_version(ipm_engine *e, uint16_t v)
+{
+	pthread_t t;
+
+	__atomic_store_n(&e->peer_version, v, __ATOMIC_RELAXED);
+	if (!regroup_due(e, v) || __atomic_exchange_n(&e->regrouping, true, __ATOMIC_ACQ_REL))
+		return;
+	/* not here: this is a worker of a replicator the regroup destroys */
+	if (pthread_create(&t, NULL, regroup_main, e) != 0) {
+		__atomic_store_n(&e->regrouping, false, __ATOMIC_RELEASE);
+		return;
+	}
+	pthread_detach(t);
+}
+
+void engine_regroup_wait(ipm_engine *e)
+{
+	while (__atomic_load_n(&e->regrouping, __ATOMIC_ACQUIRE))
+		usleep(10 * 1000);
 }
 
 void lun_mirror_detach(ipm_engine *e, struct ipm_lun *l)
@@ -121,11 +315,21 @@ void lun_mirror_detach(ipm_engine *e, struct ipm_lun *l)
 	}
 }
 
+/* A group's replicator is its first LUN's to start and stop. */
+static bool rep_owner(ipm_engine *e, struct ipm_lun *l)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_luns && e->luns[i] != l; i++)
+		if (e->luns[i]->rep == l->rep)
+			return false;
+	return true;
+}
+
 int lun_mirror_start(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
 {
-	(void)e;
 	if (l->rep)
-		return replicator_start(l->rep, err);
+		return rep_owner(e, l) ? replicator_start(l->rep, err) : 0;
 	if (l->rcv)
 		return receiver_start(l->rcv, err);
 	return 0;
@@ -133,8 +337,7 @@ int lun_mirror_start(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
 
 void lun_mirror_stop(ipm_engine *e, struct ipm_lun *l)
 {
-	(void)e;
-	if (l->rep)
+	if (l->rep && rep_owner(e, l))
 		replicator_stop(l->rep);
 	if (l->rcv)
 		receiver_stop(l->rcv);
@@ -224,6 +427,8 @@ int ipm_engine_lun_set_role(ipm_engine *e, const char *name, enum ipm_role role,
 {
 	struct ipm_lun *l = ipm_engine_lun_by_name(e, name);
 	int64_t t0 = ipm_now_ms();
+	ipm_error err2 = { "" };
+	bool all;
 	int rc;
 
 	if (!l)
@@ -231,19 +436,23 @@ int ipm_engine_lun_set_role(ipm_engine *e, const char *name, enum ipm_role role,
 	if (!l->cfg->mirrored && role != IPM_ROLE_PRIMARY)
 		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: it has no other node", name);
 	/* no host request runs on it from here on: those under way end first */
-	pthread_rwlock_wrlock(&l->gate);
-	pthread_mutex_lock(&e->admin);
+	change_begin(e, l, &all);
 	if (l->role == role) {
 		rc = ipm_note(err, "lun \"%s\" is already %s here", name, ipm_role_name(role));
 		goto out;
 	}
+	if (all)
+		primaries_detach(e);
 	rc = switch_role(e, l, role, err);
+	if (all && primaries_attach(e, &err2) < 0)
+		qb_log(LOG_ERR, "cannot open the session to %s again: %s", e->peer->name, err2.msg);
 	if (rc == 0)
-		qb_log(LOG_NOTICE, "lun %s: now %s here (%lld ms); the other luns untouched", name,
-		       ipm_role_name(role), (long long)(ipm_now_ms() - t0));
+		qb_log(LOG_NOTICE, "lun %s: now %s here (%lld ms); %s", name, ipm_role_name(role),
+		       (long long)(ipm_now_ms() - t0),
+		       all ? "the luns primary here share one session with a version 4 peer: it was re-made"
+			   : "the other luns untouched");
 out:
-	pthread_mutex_unlock(&e->admin);
-	pthread_rwlock_unlock(&l->gate);
+	change_end(e, l, all);
 	return rc;
 }
 
@@ -285,30 +494,33 @@ static int lun_service(ipm_engine *e, const char *name, bool up, ipm_error *err)
 {
 	struct ipm_lun *l = ipm_engine_lun_by_name(e, name);
 	int64_t t0 = ipm_now_ms();
+	ipm_error err2 = { "" };
+	bool all;
 	int rc = 0;
 
 	if (!l)
 		return ipm_fail(err, -ENOENT, "no lun \"%s\" on %s", name, e->node);
-	pthread_rwlock_wrlock(&l->gate);
-	pthread_mutex_lock(&e->admin);
+	change_begin(e, l, &all);
 	if (l->down == !up) {
 		rc = ipm_note(err, "lun \"%s\" is %s here already", name, up ? "up" : "down");
 		goto out;
 	}
-	if (up) {
+	if (all)
+		primaries_detach(e);
+	if (up)
 		rc = bring_up(e, l, err);
-		if (rc < 0)
-			goto out;
-	} else {
+	else
 		take_down(e, l);
-	}
+	if (all && primaries_attach(e, &err2) < 0)
+		qb_log(LOG_ERR, "cannot open the session to %s again: %s", e->peer->name, err2.msg);
+	if (rc < 0)
+		goto out;
 	qb_log(LOG_NOTICE, "lun %s: %s on this node (%s, %lld ms); the other luns untouched", name,
 	       up ? "up" : "down", ipm_role_name(l->role), (long long)(ipm_now_ms() - t0));
 	rc = ipm_note(err, "lun \"%s\" is %s on %s", name,
 		      up ? "up again" : "down (out of service, state kept)", e->node);
 out:
-	pthread_mutex_unlock(&e->admin);
-	pthread_rwlock_unlock(&l->gate);
+	change_end(e, l, all);
 	return rc;
 }
 

@@ -347,6 +347,7 @@ static int worker_connect(struct worker *w)
 	ca_set_up(&r->ca, w->index, w->fd);
 	qb_log(LOG_NOTICE, "connection %u to %s is up (protocol version %u)", w->index,
 	       r->e->peer->name, spoken);
+	engine_peer_version(r->e, spoken);
 	w->quiet = false;
 	return 0;
 fail:

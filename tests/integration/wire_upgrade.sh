@@ -4,11 +4,14 @@
 # (IPM_WIRE_VERSION_MAX=4: its handshake code path, refusing version 5 as
 # 049e082 does; or the previous release itself when IPM_OLD_BUILD names its
 # build directory), under fio --verify; then the peer is upgraded and the
-# pair speaks version 5. Copies byte-identical at each stage.
+# pair speaks version 5. Copies byte-identical at each stage. node1 is
+# primary of two LUNs (vol0, vol2): a version 4 listener keeps one session
+# at a time, so node1 gives them one session together (doc/roles.md) and
+# both stay up to date.
 . "$top_srcdir/tests/lib.sh"
-plan 13
+plan 18
 
-pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node2
+pair_setup vol0:64M:sync:yes:node1 vol1:64M:async:yes:node2 vol2:32M:sync:yes:node1
 node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
 if [ -n "${IPM_OLD_BUILD:-}" ]; then
 	diag "node2: the previous release from $IPM_OLD_BUILD"
@@ -32,13 +35,21 @@ f2=$!
 wait $f1; r1=$?; wait $f2; r2=$?
 check "version 4: fio verify on node1/vol0 (new primary) and node2/vol1 (old primary)" \
 	test $r1 = 0 -a $r2 = 0
-check "version 4: vol0 and vol1 up to date on node1" \
-	wait_for 20 bash -c "[ \"\$(\"$IPMIRRORCTL\" --socket ipm-$$-node1 status --json |
-		jq -r '[.luns[].state] | unique | join(\",\")')\" = uptodate ]"
+all_uptodate() { [ "$(ctl node1 status --json | jq -r '[.luns[].state] | unique | join(",")')" = uptodate ]; }
+check "version 4: vol0, vol1 and vol2 up to date on node1" wait_for 20 all_uptodate
+check "node1 gives its two LUNs one session for the version 4 peer" \
+	grep -q "peer node2 speaks protocol version 4: the 2 luns primary here share one session" "$T_DIR/n1.log"
+ok=0; for i in $(seq 15); do all_uptodate && ok=$((ok + 1)); sleep 0.2; done
+check "version 4: they stay up to date (15 samples, no session taking turns)" test "$ok" = 15
+# down and up of a grouped LUN re-make the group's session
+ctl node1 down vol2 >"$T_DIR/du.out" 2>&1 && lun_state_is node1 vol2 down &&
+	ctl node1 up vol2 >>"$T_DIR/du.out" 2>&1
+check "version 4: down and up of vol2 on node1: $(tr '\n' ' ' <"$T_DIR/du.out")" test $? = 0
+check "version 4: all up to date again after the group was re-made" wait_for 30 all_uptodate
 
 stop_pid "$n1_pid"
 stop_pid "$n2_pid"
-for l in vol0 vol1; do
+for l in vol0 vol1 vol2; do
 	check "version 4: $l byte-identical on both nodes" cmp "$T_DIR/node1-$l.img" "$T_DIR/node2-$l.img"
 done
 

@@ -14,6 +14,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "fullio.h"
 #include "tls.h"
 
 #define PRIO_TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
@@ -479,15 +480,33 @@ const char *ipm_tls_describe(struct ipm_tls *t, char *buf, size_t len)
 	case GNUTLS_CRD_CERTIFICATE: auth = "X.509"; break;
 	default: auth = "?"; break;
 	}
-	snprintf(buf, len, "%s %s%s%s, %s", gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
+	snprintf(buf, len, "%s %s%s, %s", gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
 		 auth, kx == GNUTLS_KX_ECDHE_PSK || kx == GNUTLS_KX_DHE_PSK ? "+DHE" : "",
-		 "", gnutls_cipher_get_name(gnutls_cipher_get(t->s)));
+		 gnutls_cipher_get_name(gnutls_cipher_get(t->s)));
 	return buf;
 }
 
 const char *ipm_tls_error(const struct ipm_tls *t)
 {
 	return gnutls_strerror(t->last);
+}
+
+ssize_t ipm_conn_recv(int fd, struct ipm_tls *t, void *buf, size_t len, int flags)
+{
+	ssize_t n;
+
+	if (!t)
+		return recv(fd, buf, len, flags);
+	n = ipm_tls_recv(t, buf, len, flags & MSG_DONTWAIT);
+	if (n >= 0)
+		return n;
+	errno = (int)-n;
+	return -1;
+}
+
+int ipm_conn_sendv(int fd, struct ipm_tls *t, struct iovec *iov, int cnt)
+{
+	return t ? ipm_tls_sendv(t, iov, cnt) : sendmsg_full(fd, iov, cnt);
 }
 
 int ipm_tls_hkdf(const uint8_t *ikm, size_t ikm_len, const char *label, uint8_t *out,

@@ -69,6 +69,12 @@ const char *ipm_tls_describe(struct ipm_tls *t, char *buf, size_t len);
 /* The last GnuTLS error of t, for log lines. */
 const char *ipm_tls_error(const struct ipm_tls *t);
 
+/* The calls a connection's code makes whether it has TLS (t) or not:
+ * recv(2)'s contract (-1 and errno; MSG_DONTWAIT honoured), and a send of
+ * the whole vector (0 or -errno; iov may be consumed). */
+ssize_t ipm_conn_recv(int fd, struct ipm_tls *t, void *buf, size_t len, int flags);
+int ipm_conn_sendv(int fd, struct ipm_tls *t, struct iovec *iov, int cnt);
+
 /* HKDF-SHA256 (RFC 5869): len bytes of key for label from ikm. */
 int ipm_tls_hkdf(const uint8_t *ikm, size_t ikm_len, const char *label, uint8_t *out,
 		 size_t len);

@@ -353,9 +353,6 @@ static void parse_tls(struct loader *ld, const xmlNode *n)
 		report(ld, cfg->tls_line, "tls mode \"x509\" needs cert, key and ca");
 	if (cfg->tls_mode != IPM_TLS_X509 && (cfg->tls_cert || cfg->tls_key || cfg->tls_ca))
 		report(ld, cfg->tls_line, "tls cert, key and ca are for mode \"x509\" only");
-	if (cfg->tls_mode != IPM_TLS_OFF)  /* TLS_MIRROR_PENDING: lands next */
-		report(ld, cfg->tls_line, "tls mode \"%s\": TLS on the mirror connections is not "
-		       "implemented yet", mode);
 	free(mode);
 }
 

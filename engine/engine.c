@@ -10,6 +10,7 @@
 #include "connection_array.h"
 #include "heartbeat.h"
 #include "lun.h"
+#include "mirror_tls.h"
 #include "receiver.h"
 #include "replicator.h"
 
@@ -99,6 +100,8 @@ static int setup_mirroring(ipm_engine *e, ipm_error *err)
 	if (!e->secret)
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	rc = auth_secret_load(e->cfg->secret_file, e->secret, err);
+	if (rc == 0)
+		rc = mirror_tls_setup(e, err);
 	if (rc < 0)
 		return rc;
 	rc = setup_heartbeat(e, err);
@@ -236,6 +239,7 @@ void ipm_engine_destroy(ipm_engine *e)
 		lun_mirror_detach(e, e->luns[i]);
 	receiver_destroy(e->rcv);
 	heartbeat_destroy(e->hb);
+	mirror_tls_free(e);
 	free(e->secret);
 	for (i = 0; i < e->n_luns; i++)
 		lun_close(e->luns[i]);

@@ -17,6 +17,8 @@ struct ipm_engine {
 	bool started;
 	/* mirroring, present when the config mirrors LUNs between two nodes */
 	struct auth_secret *secret;
+	struct ipm_tls_creds *tls_client;   /* <tls mode> != off (mirror_tls.c) */
+	struct ipm_tls_creds *tls_server;
 	/* each mirrored LUN has a session of its own (lun_admin.c): its
 	 * replicator (l->rep) where this node is its primary, its receiver
 	 * (l->rcv) where it is the mirror, which the listener below routes the

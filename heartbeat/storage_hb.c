@@ -346,7 +346,33 @@ static int send_rest(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-int storage_hb_send_frame(int fd, unsigned slot, const uint8_t *data)
+/* The same through TLS: nothing is taken unless the socket has room; the
+ * session then holds what the socket did not take, sent within STALL_MS. */
+static int send_tls(int fd, struct ipm_tls *tls, const uint8_t *buf, size_t len)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	struct iovec iov = { (void *)buf, len };
+	int64_t deadline = ipm_now_ms() + STALL_MS;
+	ssize_t n;
+
+	if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLOUT))
+		return -EAGAIN;
+	n = ipm_tls_sendv_nb(tls, &iov, 1, len);
+	while (n >= 0 && ipm_tls_send_pending(tls)) {
+		if (ipm_now_ms() >= deadline || poll(&pfd, 1, STALL_MS) <= 0) {
+			n = -ETIMEDOUT;
+			break;
+		}
+		n = ipm_tls_sendv_nb(tls, NULL, 0, 0);
+		if (n == -EAGAIN)
+			n = 0;
+	}
+	if (n < 0 && n != -EAGAIN)
+		shutdown(fd, SHUT_RDWR);
+	return n < 0 ? (int)n : 0;
+}
+
+int storage_hb_send_frame(int fd, struct ipm_tls *tls, unsigned slot, const uint8_t *data)
 {
 	struct wire_frame f = {
 		.magic = WIRE_FRAME_MAGIC, .type = WIRE_HBSLOT, .lun = slot,
@@ -359,6 +385,8 @@ int storage_hb_send_frame(int fd, unsigned slot, const uint8_t *data)
 
 	wire_frame_encode(buf, &f);
 	memcpy(buf + WIRE_FRAME_LEN, data, HBS_SLOT_LEN);
+	if (tls)
+		return send_tls(fd, tls, buf, sizeof(buf));
 	n = send(fd, buf, sizeof(buf), MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n == (ssize_t)sizeof(buf))
 		return 0;

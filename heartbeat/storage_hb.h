@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "hb_slot.h"
 #include "ipmirror.h"
+#include "tls.h"
 
 struct storage_hb;
 struct heartbeat;
@@ -52,9 +53,9 @@ const char *storage_hb_path(const struct storage_hb *s);
 void storage_hb_peer(struct storage_hb *s, struct hb_status *out);
 
 /* Send one HBSLOT frame on a mirror connection whose sends the caller
- * serialises. Never blocks on a peer that does not read: -EAGAIN when the
+ * serialises (through tls when not NULL). Never blocks on a peer that does not read: -EAGAIN when the
  * socket has no room for it; a frame cut short (socket stalled for 1 s
  * mid-frame) shuts the connection down, as its stream is then broken. */
-int storage_hb_send_frame(int fd, unsigned slot, const uint8_t *data);
+int storage_hb_send_frame(int fd, struct ipm_tls *tls, unsigned slot, const uint8_t *data);
 
 #endif

@@ -48,6 +48,7 @@
 struct rconn {
 	struct receiver *rc;
 	int fd;
+	struct ipm_tls *tls;          /* <tls mode> != off: fd's TLS session */
 	char who[80];                 /* peer address, for log lines */
 	unsigned index;               /* the primary's connection index */
 	uint64_t session;
@@ -136,6 +137,7 @@ static void rconn_put_locked(struct receiver *rc, struct rconn *c)
 			break;
 		}
 	}
+	ipm_tls_free(c->tls);
 	close(c->fd);
 	pthread_mutex_destroy(&c->send_lock);
 	free(c);
@@ -148,10 +150,12 @@ static void rconn_put_locked(struct receiver *rc, struct rconn *c)
 static void acks_send_locked(struct rconn *c)
 {
 	size_t len = (size_t)c->n_acks * WIRE_FRAME_LEN;
+	struct iovec iov = { c->acks, len };
 
 	IPM_ASSERT_HELD(&c->send_lock);
 	c->n_acks = 0;
-	if (len && send(c->fd, c->acks, len, MSG_NOSIGNAL) != (ssize_t)len)
+	if (len && (c->tls ? ipm_tls_sendv(c->tls, &iov, 1) < 0
+			   : send(c->fd, c->acks, len, MSG_NOSIGNAL) != (ssize_t)len))
 		shutdown(c->fd, SHUT_RDWR);
 }
 
@@ -509,7 +513,9 @@ static int rbuf_recv(struct rbuf *b, void *dst, size_t len)
 
 	acks_hold(b->c, false);
 	for (;;) {
-		n = recv(b->c->fd, dst, len, MSG_DONTWAIT);
+		/* TLS: records already decrypted are returned first; poll()
+		 * below sees only the socket, so it is reached with none left */
+		n = ipm_conn_recv(b->c->fd, b->c->tls, dst, len, MSG_DONTWAIT);
 		if (n > 0) {
 			rc = (int)n;  /* len is at most a frame's payload */
 			break;
@@ -594,6 +600,18 @@ static int read_hbslot(struct rbuf *b, const uint8_t *hdr, ipm_error *err)
 	return 0;
 }
 
+/* Why a read failed, for the line that closes the connection. EBADMSG
+ * comes from TLS alone: a record that fails its authentication. */
+static const char *read_error(int rc)
+{
+	switch (rc) {
+	case -ECONNRESET: return "closed by peer";
+	case -ETIMEDOUT: return "marked down (heartbeat timeout)";
+	case -EBADMSG: return "a TLS record failed authentication (altered on the way)";
+	default: return strerror(-rc);
+	}
+}
+
 static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 {
 	struct rconn *c = b->c;
@@ -603,8 +621,7 @@ static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 
 	rc = rbuf_read(b, hdr, sizeof(hdr));
 	if (rc < 0)
-		return ipm_fail(err, rc, "%s", rc == -ECONNRESET ? "closed by peer" :
-				rc == -ETIMEDOUT ? "marked down (heartbeat timeout)" : strerror(-rc));
+		return ipm_fail(err, rc, "%s", read_error(rc));
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return ipm_fail(err, -ENOMEM, "out of memory");
@@ -642,7 +659,7 @@ static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 		}
 		rc = rbuf_read(b, q->data, q->f.len);
 		if (rc < 0) {
-			ipm_fail(err, rc, "payload: %s", strerror(-rc));
+			ipm_fail(err, rc, "payload: %s", read_error(rc));
 			goto fail;
 		}
 		if (crc32c(0, q->data, q->f.len) != q->f.csum) {
@@ -1023,12 +1040,14 @@ static int conn_handshake(struct rconn *c, struct wire_hello *hello, struct wire
 			  ipm_error *err)
 {
 	struct receiver *rc = c->rc;
+	struct hs_tls tls = { .mode = rc->e->cfg->tls_mode, .creds = rc->e->tls_server };
 	int r;
 
-	if (auth)
-		r = handshake_server(c->fd, rc->e->node, rc->e->peer->name, rc->secret,
-				     check_luns, c, hello, auth, err);
-	else
+	if (auth) {
+		r = handshake_server_tls(c->fd, 0, rc->e->node, rc->e->peer->name, rc->secret,
+					 &tls, check_luns, c, hello, auth, err);
+		c->tls = tls.session;
+	} else
 		r = ipm_fail(err, -ENOMEM, "out of memory");
 	slot_release(rc, c->pool);
 	return r;
@@ -1043,6 +1062,7 @@ static void *conn_main(void *arg)
 	ipm_error err = { "" };
 	struct rreq *ready[APPLY_BATCH];
 	unsigned n_ready;
+	char how[96];
 	int rc_hs;
 
 	rc_hs = conn_handshake(c, &hello, auth, &err);
@@ -1058,8 +1078,9 @@ static void *conn_main(void *arg)
 	pthread_mutex_unlock(&rc->lock);
 	apply_chain(rc, ready, n_ready);
 	ca_set_up(&rc->ca, c->index, c->fd);
-	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s), protocol version %u",
-	       c->index, rc->e->peer->name, c->who, auth->n_luns, hello.version);
+	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s), protocol version %u%s%s",
+	       c->index, rc->e->peer->name, c->who, auth->n_luns, hello.version,
+	       c->tls ? ", " : "", c->tls ? ipm_tls_describe(c->tls, how, sizeof(how)) : "");
 	serve(c);
 	ca_release(&rc->ca, c->index, c->fd);
 	/* the primary goes on without us: we are behind until its next resync */
@@ -1351,7 +1372,7 @@ int receiver_send_hbslot(struct receiver *rc, unsigned slot, const uint8_t *data
 	if (!c)
 		return -ENOTCONN;
 	pthread_mutex_lock(&c->send_lock);
-	rc_send = storage_hb_send_frame(c->fd, slot, data);
+	rc_send = storage_hb_send_frame(c->fd, c->tls, slot, data);
 	pthread_mutex_unlock(&c->send_lock);
 	pthread_mutex_lock(&rc->lock);
 	rconn_put_locked(rc, c);

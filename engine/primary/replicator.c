@@ -850,7 +850,7 @@ int replicator_send_hbslot(struct replicator *r, unsigned slot, const uint8_t *d
 			continue;
 		pthread_mutex_lock(&w->send_lock);
 		if (w->fd >= 0)
-			rc = storage_hb_send_frame(w->fd, slot, data);
+			rc = storage_hb_send_frame(w->fd, w->tls, slot, data);
 		pthread_mutex_unlock(&w->send_lock);
 	}
 	return rc;

@@ -86,6 +86,7 @@ struct worker {
 	pthread_t thread;
 	pthread_t reader;
 	int fd;
+	struct ipm_tls *tls;     /* <tls mode> != off: fd's TLS session (common/tls.h) */
 	pthread_mutex_t send_lock; /* one sender at a time: requests, HBSLOT frames */
 	bool failed;             /* the reader saw the connection break */
 	bool sending;            /* in sendmsg_full with request data: keep it alive */

@@ -56,12 +56,14 @@ static void *reader_main(void *arg)
 	ipm_error err;
 
 	for (;;) {
-		ssize_t n = recv(w->fd, buf + have, sizeof(buf) - have, 0);
+		ssize_t n = ipm_conn_recv(w->fd, w->tls, buf + have, sizeof(buf) - have, 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			if (n < 0)
+			if (n < 0 && w->tls && (errno == EBADMSG || errno == EPROTO))
+				snprintf(err.msg, sizeof(err.msg), "TLS: %s", ipm_tls_error(w->tls));
+			else if (n < 0)
 				snprintf(err.msg, sizeof(err.msg), "%s", strerror(errno));
 			else
 				snprintf(err.msg, sizeof(err.msg), "closed by peer");
@@ -283,12 +285,14 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 		.n_luns = r->n_luns, .luns = r->wire_luns, .version_max = offer,
 		.version = spoken,
 	};
+	struct hs_tls tls = { .mode = r->e->cfg->tls_mode, .creds = r->e->tls_client };
 	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
 	uint64_t record = 0, downs;
 	int fd = dial(r, err), rc;
 
 	p.verdicts = verdicts;
 	p.record = &record;
+	p.tls = &tls;
 	wire_luns_generations(r);
 	if (fd < 0)
 		return fd;
@@ -310,11 +314,13 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0)
 		goto fail;
+	w->tls = tls.session;
 	return 0;
 fail:
 	pthread_mutex_lock(&r->lock);
 	w->fd = -1;
 	pthread_mutex_unlock(&r->lock);
+	ipm_tls_free(tls.session);
 	close(fd);
 	return rc;
 }
@@ -324,6 +330,7 @@ static int worker_connect(struct worker *w)
 	struct replicator *r = w->r;
 	ipm_error err = { "" };
 	uint16_t spoken = 0;
+	char how[96];
 	int rc;
 
 	rc = connect_once(w, 0, &spoken, &err);
@@ -341,12 +348,15 @@ static int worker_connect(struct worker *w)
 		pthread_mutex_lock(&r->lock);
 		close(w->fd);
 		w->fd = -1;
+		ipm_tls_free(w->tls);
+		w->tls = NULL;
 		pthread_mutex_unlock(&r->lock);
 		goto fail;
 	}
 	ca_set_up(&r->ca, w->index, w->fd);
-	qb_log(LOG_NOTICE, "connection %u to %s is up (protocol version %u)", w->index,
-	       r->e->peer->name, spoken);
+	qb_log(LOG_NOTICE, "connection %u to %s is up (protocol version %u%s%s)", w->index,
+	       r->e->peer->name, spoken, w->tls ? ", " : "",
+	       w->tls ? ipm_tls_describe(w->tls, how, sizeof(how)) : "");
 	engine_peer_version(r->e, spoken);
 	w->quiet = false;
 	return 0;
@@ -401,7 +411,7 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 			iov[cnt++] = (struct iovec){ (void *)batch[i]->data, batch[i]->f.len };
 	}
 	pthread_mutex_lock(&w->send_lock);
-	rc = sendmsg_full(w->fd, iov, cnt);
+	rc = ipm_conn_sendv(w->fd, w->tls, iov, cnt);
 	pthread_mutex_unlock(&w->send_lock);
 	pthread_mutex_lock(&r->lock);
 	w->sending = false;
@@ -501,6 +511,8 @@ static void worker_disconnect(struct worker *w)
 	pthread_mutex_lock(&w->send_lock);
 	close(w->fd);
 	w->fd = -1;
+	ipm_tls_free(w->tls);
+	w->tls = NULL;
 	pthread_mutex_unlock(&w->send_lock);
 	pthread_cond_broadcast(&r->queue_cond);
 	pthread_mutex_unlock(&r->lock);

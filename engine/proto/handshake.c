@@ -35,6 +35,8 @@ struct hs_conn {
 	uint32_t n_verdicts;		/* server: per-LUN verdicts for WELCOME */
 	uint8_t *verdicts;		/* client: where WELCOME's verdicts go (or NULL) */
 	uint64_t *record;		/* client: where WELCOME's record goes (or NULL) */
+	struct ipm_tls *tls;		/* after CHALLENGE with a TLS mode */
+	enum ipm_tls_mode tls_mode;	/* ours */
 	uint16_t version;		/* of our messages: offered, then agreed */
 	bool agreed;			/* the peer's messages must be in version too */
 	uint8_t lun_flags[WIRE_MAX_LUNS];
@@ -93,10 +95,17 @@ static int io_full(struct hs_conn *c, bool out, uint8_t *buf, size_t len, int64_
 		left = deadline - ipm_now_ms();
 		if (left <= 0 || set_timeout(c->fd, out ? SO_SNDTIMEO : SO_RCVTIMEO, left) < 0)
 			goto timeout;
-		if (out)
+		if (out && c->tls) {
+			struct iovec iov = { buf + done, len - done };
+			int r = ipm_tls_sendv(c->tls, &iov, 1);
+
+			n = r < 0 ? -1 : (ssize_t)(len - done);
+			errno = -r;
+		} else if (out) {
 			n = send(c->fd, buf + done, len - done, MSG_NOSIGNAL);
-		else
-			n = recv(c->fd, buf + done, len - done, 0);
+		} else {
+			n = ipm_conn_recv(c->fd, c->tls, buf + done, len - done, 0);
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -124,6 +133,58 @@ static int64_t msg_deadline(const struct hs_conn *c)
 	int64_t d = ipm_now_ms() + c->timeout_ms;
 
 	return c->deadline && c->deadline < d ? c->deadline : d;
+}
+
+/* The TLS mode the peer announced must be ours: a node without TLS
+ * talking to one with it is a misconfiguration (or a downgrade). */
+static int tls_agree(struct hs_conn *c, uint8_t peer_mode, const char *peer_name)
+{
+	if (c->tls_mode != IPM_TLS_OFF && c->version < 5) {
+		c->peer_reason = "TLS mode mismatch: this node needs TLS, which protocol version 4 lacks";
+		return ipm_fail(&c->e, -EPROTO, "TLS mode mismatch: %s speaks protocol version %u "
+				"only, which has no TLS (our tls mode is %s)", peer_name, c->version,
+				ipm_tls_mode_name(c->tls_mode));
+	}
+	if (peer_mode == c->tls_mode)
+		return 0;
+	c->peer_reason = "TLS mode mismatch: both nodes need the same <tls mode>";
+	return ipm_fail(&c->e, -EPROTO, "TLS mode mismatch: %s has tls mode %s, this node %s",
+			peer_name, ipm_tls_mode_name(peer_mode), ipm_tls_mode_name(c->tls_mode));
+}
+
+/* Start TLS on the connection (both sides, right after CHALLENGE). */
+static int tls_start(struct hs_conn *c, const struct hs_tls *t)
+{
+	struct ipm_tls *s = NULL;
+	int64_t left = msg_deadline(c) - ipm_now_ms();
+	int rc;
+
+	if (c->tls_mode == IPM_TLS_OFF)
+		return 0;
+	c->io_failed = true;	/* no plaintext refusal in the middle of TLS */
+	rc = ipm_tls_new(t->creds, c->fd, &s, &c->e);
+	if (rc == 0 && (left <= 0 || set_timeout(c->fd, SO_RCVTIMEO, left) < 0 ||
+			set_timeout(c->fd, SO_SNDTIMEO, left) < 0))
+		rc = ipm_fail(&c->e, -ETIMEDOUT, "timed out before the TLS handshake");
+	if (rc == 0)
+		rc = ipm_tls_handshake(s, (unsigned)left, &c->e);
+	if (rc < 0) {
+		ipm_tls_free(s);
+		return rc;
+	}
+	c->tls = s;
+	c->io_failed = false;
+	return 0;
+}
+
+/* Hand the session to the caller, or drop it. */
+static void tls_end(struct hs_conn *c, struct hs_tls *t, int rc)
+{
+	if (t)
+		t->session = rc == 0 ? c->tls : NULL;
+	if (rc < 0 || !t)
+		ipm_tls_free(c->tls);
+	c->tls = NULL;
 }
 
 static int send_msg(struct hs_conn *c, uint16_t type, size_t body_len, const char *what)
@@ -292,13 +353,24 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 	if (c->version >= 5) {
 		hello.version_min = WIRE_VERSION_MIN;
 		hello.version_max = c->version;
+		hello.tls = (uint8_t)c->tls_mode;
 	}
+	if (c->tls_mode != IPM_TLS_OFF && c->version < 5)
+		return tls_agree(c, IPM_TLS_OFF, c->peer);
 	auth_random(hello.nonce, sizeof(hello.nonce));
 	n = wire_hello_encode(c->buf + WIRE_HS_HDR_LEN, &hello);
 	rc = send_msg(c, WIRE_HELLO, n, "HELLO");
 	if (rc < 0)
 		return rc;
 	rc = client_challenge(c, p, &hello, &ch);
+	if (rc < 0)
+		return rc;
+	rc = tls_agree(c, ch.tls, c->peer);
+	if (rc < 0) {
+		send_refusal(c, EPROTO, c->peer_reason);
+		return rc;
+	}
+	rc = tls_start(c, p->tls);
 	if (rc < 0)
 		return rc;
 
@@ -340,8 +412,10 @@ int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err)
 	c.version = wire_version_max();
 	if (p->version_max && p->version_max < c.version)
 		c.version = p->version_max < WIRE_VERSION_MIN ? WIRE_VERSION_MIN : p->version_max;
+	c.tls_mode = p->tls ? p->tls->mode : IPM_TLS_OFF;
 	if (rc == 0)
 		rc = client_run(&c, p, a);
+	tls_end(&c, p->tls, rc);
 	io_end(&c, err);
 out:
 	free(a);
@@ -406,7 +480,7 @@ static int server_hello(struct hs_conn *c, const char *self, const char *expect_
 		return ipm_fail(&c->e, -EACCES, "node \"%s\" is not our peer \"%s\"", hello->from,
 				expect_peer);
 	}
-	return 0;
+	return tls_agree(c, hello->tls, hello->from);
 }
 
 /* The client hung up with a WELCOME of its own instead of AUTH. */
@@ -460,8 +534,9 @@ static int server_auth(struct hs_conn *c, const char *self, const struct auth_se
 }
 
 static int server_run(struct hs_conn *c, const char *self, const char *expect_peer,
-		      const struct auth_secret *secret, hs_check_fn check, void *opaque,
-		      struct wire_hello *hello, struct wire_auth *a)
+		      const struct auth_secret *secret, const struct hs_tls *tls,
+		      hs_check_fn check, void *opaque, struct wire_hello *hello,
+		      struct wire_auth *a)
 {
 	struct wire_challenge ch = { 0 };
 	char reason[WIRE_MSG_LEN] = "";
@@ -476,11 +551,15 @@ static int server_run(struct hs_conn *c, const char *self, const char *expect_pe
 	if (c->version >= 5) {
 		ch.version_min = WIRE_VERSION_MIN;
 		ch.version_max = wire_version_max();
+		ch.tls = (uint8_t)c->tls_mode;
 	}
 	auth_random(ch.nonce, sizeof(ch.nonce));
 	auth_mac(secret, "server", hello->nonce, ch.nonce, hello->from, self, ch.mac);
 	n = wire_challenge_encode(c->buf + WIRE_HS_HDR_LEN, &ch);
 	rc = send_msg(c, WIRE_CHALLENGE, n, "CHALLENGE");
+	if (rc < 0)
+		return rc;
+	rc = tls_start(c, tls);
 	if (rc < 0)
 		return rc;
 	rc = server_auth(c, self, secret, hello, ch.nonce, a);
@@ -498,24 +577,35 @@ static int server_run(struct hs_conn *c, const char *self, const char *expect_pe
 	return send_msg(c, WIRE_WELCOME, n, "WELCOME");
 }
 
-int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
-			const char *expect_peer, const struct auth_secret *secret,
-			hs_check_fn check, void *opaque, struct wire_hello *hello,
-			struct wire_auth *auth, ipm_error *err)
+int handshake_server_tls(int fd, unsigned timeout_ms, const char *self,
+			 const char *expect_peer, const struct auth_secret *secret,
+			 struct hs_tls *tls, hs_check_fn check, void *opaque,
+			 struct wire_hello *hello, struct wire_auth *auth, ipm_error *err)
 {
 	struct hs_conn c = { .fd = fd };
 	int rc;
 
 	rc = io_begin(&c, fd, timeout_ms, "peer");
 	c.version = wire_version_max();
+	c.tls_mode = tls ? tls->mode : IPM_TLS_OFF;
 	/* one deadline for everything an unauthenticated client sends */
 	c.deadline = ipm_now_ms() + c.timeout_ms;
 	if (rc == 0)
-		rc = server_run(&c, self, expect_peer, secret, check, opaque, hello, auth);
+		rc = server_run(&c, self, expect_peer, secret, tls, check, opaque, hello, auth);
 	if (rc < 0 && !c.io_failed)
 		send_refusal(&c, -rc, c.peer_reason ? c.peer_reason : c.e.msg);
+	tls_end(&c, tls, rc);
 	io_end(&c, err);
 	return rc;
+}
+
+int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
+			const char *expect_peer, const struct auth_secret *secret,
+			hs_check_fn check, void *opaque, struct wire_hello *hello,
+			struct wire_auth *auth, ipm_error *err)
+{
+	return handshake_server_tls(fd, timeout_ms, self, expect_peer, secret, NULL, check,
+				    opaque, hello, auth, err);
 }
 
 int handshake_server(int fd, const char *self, const char *expect_peer,

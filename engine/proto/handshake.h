@@ -7,9 +7,19 @@
 #ifndef IPM_HANDSHAKE_H
 #define IPM_HANDSHAKE_H
 
+#include "tls.h"
 #include "wire.h"
 
 #define HS_DEFAULT_TIMEOUT_MS 5000
+
+/* TLS on the connection (doc/wire.md): both sides announce their mode in
+ * HELLO/CHALLENGE (version 5) and must have the same; with one, TLS starts
+ * right after CHALLENGE, so AUTH, WELCOME and every frame go through it. */
+struct hs_tls {
+	enum ipm_tls_mode mode;
+	const struct ipm_tls_creds *creds;  /* mode != off: our side's */
+	struct ipm_tls *session;            /* out: the caller's on success */
+};
 
 struct hs_client_params {
 	const char *self, *peer;            /* node names */
@@ -27,6 +37,7 @@ struct hs_client_params {
 	uint16_t *version;                  /* out, or NULL: the version spoken; with
 					     * -EPROTONOSUPPORT, the one an older server
 					     * speaks (dial again offering it) */
+	struct hs_tls *tls;                 /* NULL: off */
 };
 
 /* Run the client side. 0 when the server sent WELCOME status 0;
@@ -60,5 +71,10 @@ int handshake_server_ms(int fd, unsigned timeout_ms, const char *self,
 			const char *expect_peer, const struct auth_secret *secret,
 			hs_check_fn check, void *opaque, struct wire_hello *hello,
 			struct wire_auth *auth, ipm_error *err);
+/* The same with TLS (tls NULL: off). */
+int handshake_server_tls(int fd, unsigned timeout_ms, const char *self,
+			 const char *expect_peer, const struct auth_secret *secret,
+			 struct hs_tls *tls, hs_check_fn check, void *opaque,
+			 struct wire_hello *hello, struct wire_auth *auth, ipm_error *err);
 
 #endif

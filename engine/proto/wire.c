@@ -12,9 +12,9 @@
 #include "endian.h"
 
 #define HELLO_LEN (2 * WIRE_NAME_LEN + 4 + WIRE_NONCE_LEN)
-#define HELLO_V5_LEN (HELLO_LEN + 4)          /* + version_min, version_max */
+#define HELLO_V5_LEN (HELLO_LEN + 8)          /* + version_min, version_max, tls, 3 zero */
 #define CHALLENGE_LEN (WIRE_NAME_LEN + WIRE_NONCE_LEN + WIRE_MAC_LEN)
-#define CHALLENGE_V5_LEN (CHALLENGE_LEN + 4)
+#define CHALLENGE_V5_LEN (CHALLENGE_LEN + 8)
 #define AUTH_FIXED_LEN (WIRE_MAC_LEN + 8 + 8 + 4 + 4)
 #define AUTH_LUN_LEN (WIRE_NAME_LEN + 8 + 8 + 1 + 1 + 6 + 8 * WIRE_GEN_HISTORY)
 #define WELCOME_LEN (4 + WIRE_MSG_LEN + 8) /* to n_luns */
@@ -164,6 +164,26 @@ int wire_hs_hdr_decode(const uint8_t *buf, uint16_t expect_type, struct wire_hs_
 	return 0;
 }
 
+/* Version 5's tail of HELLO and CHALLENGE: the range and the TLS mode. */
+static uint8_t *put_v5_tail(uint8_t *p, uint16_t min, uint16_t max, uint8_t tls)
+{
+	p = be_put16(p, min);
+	p = be_put16(p, max);
+	*p++ = tls;
+	memset(p, 0, 3);
+	return p + 3;
+}
+
+static int get_tls_mode(const uint8_t *p, uint8_t *tls, const char *what, ipm_error *err)
+{
+	if (p[0] > IPM_TLS_X509)
+		return ipm_fail(err, -EPROTO, "%s: unknown TLS mode %u", what, p[0]);
+	if (p[1] || p[2] || p[3])
+		return ipm_fail(err, -EPROTO, "%s: reserved bytes are not zero", what);
+	*tls = p[0];
+	return 0;
+}
+
 size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m)
 {
 	uint8_t *p = buf;
@@ -173,10 +193,8 @@ size_t wire_hello_encode(uint8_t *buf, const struct wire_hello *m)
 	p = be_put16(p, m->conn_index);
 	p = be_put16(p, m->conn_count);
 	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
-	if (m->version_max >= 5) {
-		p = be_put16(p, m->version_min);
-		p = be_put16(p, m->version_max);
-	}
+	if (m->version_max >= 5)
+		p = put_v5_tail(p, m->version_min, m->version_max, m->tls);
 	return (size_t)(p - buf);
 }
 
@@ -194,10 +212,13 @@ int wire_hello_decode(const uint8_t *buf, size_t len, struct wire_hello *m, ipm_
 	int rc;
 
 	m->version_min = m->version_max = 0;
+	m->tls = IPM_TLS_OFF;
 	if (len == HELLO_V5_LEN) {
 		m->version_min = be_get16(buf + HELLO_LEN);
 		m->version_max = be_get16(buf + HELLO_LEN + 2);
 		rc = check_range(m->version_min, m->version_max, "HELLO", err);
+		if (rc == 0)
+			rc = get_tls_mode(buf + HELLO_LEN + 4, &m->tls, "HELLO", err);
 		if (rc < 0)
 			return rc;
 	} else {
@@ -230,10 +251,8 @@ size_t wire_challenge_encode(uint8_t *buf, const struct wire_challenge *m)
 	p = put_name(p, m->from, WIRE_NAME_LEN);
 	p = put_bytes(p, m->nonce, WIRE_NONCE_LEN);
 	p = put_bytes(p, m->mac, WIRE_MAC_LEN);
-	if (m->version_max >= 5) {
-		p = be_put16(p, m->version_min);
-		p = be_put16(p, m->version_max);
-	}
+	if (m->version_max >= 5)
+		p = put_v5_tail(p, m->version_min, m->version_max, m->tls);
 	return (size_t)(p - buf);
 }
 
@@ -243,10 +262,13 @@ int wire_challenge_decode(const uint8_t *buf, size_t len, struct wire_challenge 
 	int rc;
 
 	m->version_min = m->version_max = 0;
+	m->tls = IPM_TLS_OFF;
 	if (len == CHALLENGE_V5_LEN) {
 		m->version_min = be_get16(buf + CHALLENGE_LEN);
 		m->version_max = be_get16(buf + CHALLENGE_LEN + 2);
 		rc = check_range(m->version_min, m->version_max, "CHALLENGE", err);
+		if (rc == 0)
+			rc = get_tls_mode(buf + CHALLENGE_LEN + 4, &m->tls, "CHALLENGE", err);
 		if (rc < 0)
 			return rc;
 	} else {

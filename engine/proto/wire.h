@@ -60,6 +60,8 @@ struct wire_hello {
 	/* version 5 on: the versions the client speaks (a body of
 	 * HELLO_V5_LEN); both 0 in a version 4 HELLO. Not encoded: */
 	uint16_t version_min, version_max;
+	uint8_t tls;                   /* version 5: the sender's <tls mode> (enum
+					* ipm_tls_mode); both must have the same */
 	uint16_t version;              /* the server's pick, for its check callback */
 };
 
@@ -69,6 +71,7 @@ struct wire_challenge {
 	uint8_t mac[WIRE_MAC_LEN];     /* proves the server knows the secret */
 	/* version 5 on: the versions the server speaks (0 in version 4) */
 	uint16_t version_min, version_max;
+	uint8_t tls;                   /* version 5: the server's <tls mode> */
 };
 
 struct wire_lun {

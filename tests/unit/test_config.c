@@ -439,6 +439,9 @@ static void test_tls(void **state)
 	ipm_listen l;
 	struct diags d;
 
+	assert_int_equal(cfg->tls_mode, IPM_TLS_X509);
+	assert_string_equal(cfg->tls_ca, "/etc/ipmirror/ca.crt");
+	assert_string_equal(ipm_tls_mode_name(cfg->tls_mode), "x509");
 	copy = ipm_config_dup(cfg);
 	ipm_config_free(cfg);
 	assert_non_null(copy);
@@ -448,6 +451,7 @@ static void test_tls(void **state)
 	assert_string_equal(l.tls_cert, "/etc/ipmirror/nbd.crt");
 	assert_string_equal(l.tls_key, "/etc/ipmirror/nbd.key");
 	assert_string_equal(l.tls_ca, "/etc/ipmirror/hosts-ca.crt");
+	assert_string_equal(copy->tls_key, "/etc/ipmirror/node.key");
 	ipm_config_free(copy);
 
 	cfg = load_good("good-minimal.xml");

@@ -38,6 +38,7 @@ struct server {
 	ipm_error err;
 	struct wire_hello hello;
 	struct wire_auth *auth;
+	struct hs_tls *tls;		/* NULL: off */
 };
 
 static int check_cb(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
@@ -61,8 +62,8 @@ static void *server_main(void *arg)
 {
 	struct server *s = arg;
 
-	s->rc = handshake_server_ms(s->fd, s->timeout_ms, s->self, s->expect_peer, &s->secret,
-				    check_cb, s, &s->hello, s->auth, &s->err);
+	s->rc = handshake_server_tls(s->fd, s->timeout_ms, s->self, s->expect_peer, &s->secret,
+				     s->tls, check_cb, s, &s->hello, s->auth, &s->err);
 	return NULL;
 }
 
@@ -461,10 +462,152 @@ static void test_hs_bad_params(void **state)
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EINVAL, &t->err, "window 0");
 }
 
+/* ---- TLS (<tls mode>) ------------------------------------------------------- */
+
+static struct ipm_tls_creds *psk_creds(enum ipm_tls_side side, uint8_t fill)
+{
+	struct ipm_tls_creds *c = NULL;
+	uint8_t key[32];
+	struct ipm_tls_config tc = { .psk_key = key, .psk_len = sizeof(key),
+				     .psk_identity = "ipmirror", .tls13_only = true };
+	ipm_error err;
+
+	memset(key, fill, sizeof(key));
+	assert_int_equal(ipm_tls_creds_new(side, &tc, &c, &err), 0);
+	return c;
+}
+
+/* psk on both sides: TLS 1.3 starts after CHALLENGE, both get a session,
+ * and bytes sent through one come out of the other. */
+static void test_hs_tls_psk(void **state)
+{
+	struct pair *t = *state;
+	struct hs_tls ct = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_CLIENT, 7) };
+	struct hs_tls st = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_SERVER, 7) };
+	struct iovec iov = { (void *)"frame bytes", 11 };
+	char buf[32] = "", how[96];
+	ssize_t n;
+
+	t->p.tls = &ct;
+	t->srv.tls = &st;
+	assert_int_equal(pthread_create(&t->srv.thread, NULL, server_main, &t->srv), 0);
+	assert_int_equal(handshake_client(t->cfd, &t->p, &t->err), 0);
+	pthread_join(t->srv.thread, NULL);
+	assert_int_equal(t->srv.rc, 0);
+	assert_non_null(ct.session);
+	assert_non_null(st.session);
+	assert_non_null(strstr(ipm_tls_describe(ct.session, how, sizeof(how)), "TLS1.3 PSK"));
+	assert_int_equal(ipm_conn_sendv(t->cfd, ct.session, &iov, 1), 0);
+	n = ipm_conn_recv(t->srv.fd, st.session, buf, sizeof(buf), 0);
+	assert_int_equal(n, 11);
+	assert_memory_equal(buf, "frame bytes", 11);
+	/* what crossed the socket was not the plaintext: a byte changed on the
+	 * way fails the record's authentication */
+	ipm_tls_free(ct.session);
+	ipm_tls_free(st.session);
+	ipm_tls_creds_free((struct ipm_tls_creds *)ct.creds);
+	ipm_tls_creds_free((struct ipm_tls_creds *)st.creds);
+}
+
+/* A record altered in transit: the reader gets EBADMSG, never the data. */
+static void test_hs_tls_tampered(void **state)
+{
+	struct pair *t = *state;
+	struct hs_tls ct = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_CLIENT, 9) };
+	struct hs_tls st = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_SERVER, 9) };
+	uint8_t payload[256], wire[1024], buf[256];
+	struct iovec iov = { payload, sizeof(payload) };
+	int sv[2];
+	ssize_t n;
+
+	memset(payload, 0x5a, sizeof(payload));
+	t->p.tls = &ct;
+	t->srv.tls = &st;
+	assert_int_equal(pthread_create(&t->srv.thread, NULL, server_main, &t->srv), 0);
+	assert_int_equal(handshake_client(t->cfd, &t->p, &t->err), 0);
+	pthread_join(t->srv.thread, NULL);
+	assert_int_equal(t->srv.rc, 0);
+	/* the client's record goes out; we take it off the server's socket,
+	 * flip a bit of its ciphertext and put it into a fresh pipe that the
+	 * server's session then reads from */
+	assert_int_equal(ipm_conn_sendv(t->cfd, ct.session, &iov, 1), 0);
+	n = recv(t->srv.fd, wire, sizeof(wire), 0);
+	assert_true(n > (ssize_t)sizeof(payload));
+	assert_null(memmem(wire, (size_t)n, payload, 64));  /* not in the clear */
+	wire[n - 20] ^= 1;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(dup2(sv[1], t->srv.fd), t->srv.fd);
+	assert_int_equal(write(sv[0], wire, (size_t)n), n);
+	n = ipm_conn_recv(t->srv.fd, st.session, buf, sizeof(buf), 0);
+	assert_int_equal(n, -1);
+	assert_int_equal(errno, EBADMSG);
+	close(sv[0]);
+	close(sv[1]);
+	ipm_tls_free(ct.session);
+	ipm_tls_free(st.session);
+	ipm_tls_creds_free((struct ipm_tls_creds *)ct.creds);
+	ipm_tls_creds_free((struct ipm_tls_creds *)st.creds);
+}
+
+/* Another mode on the server: refused, both sides name the modes. */
+static void test_hs_tls_mismatch(void **state)
+{
+	struct pair *t = *state;
+	struct hs_tls ct = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_CLIENT, 7) };
+
+	t->p.tls = &ct;
+	check_fail(run_pair(t, &t->srv.secret), -EPROTO, &t->err,
+		   "refused by node2: TLS mode mismatch: both nodes need the same <tls mode>");
+	assert_int_equal(t->srv.rc, -EPROTO);
+	assert_non_null(strstr(t->srv.err.msg,
+			       "TLS mode mismatch: node1 has tls mode psk, this node off"));
+	assert_null(ct.session);
+	ipm_tls_creds_free((struct ipm_tls_creds *)ct.creds);
+}
+
+/* Keys that differ (another secret): the TLS handshake fails on both sides. */
+static void test_hs_tls_wrong_key(void **state)
+{
+	struct pair *t = *state;
+	struct hs_tls ct = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_CLIENT, 7) };
+	struct hs_tls st = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_SERVER, 8) };
+	int rc;
+
+	t->p.tls = &ct;
+	t->srv.tls = &st;
+	rc = run_pair(t, &t->srv.secret);
+	assert_true(rc < 0);
+	assert_non_null(strstr(t->err.msg, "TLS handshake"));
+	assert_true(t->srv.rc < 0);
+	assert_non_null(strstr(t->srv.err.msg, "TLS handshake"));
+	assert_null(ct.session);
+	assert_null(st.session);
+	ipm_tls_creds_free((struct ipm_tls_creds *)ct.creds);
+	ipm_tls_creds_free((struct ipm_tls_creds *)st.creds);
+}
+
+/* TLS needs version 5: offering 4 alone with a TLS mode is refused. */
+static void test_hs_tls_needs_5(void **state)
+{
+	struct pair *t = *state;
+	struct hs_tls ct = { .mode = IPM_TLS_PSK, .creds = psk_creds(IPM_TLS_CLIENT, 7) };
+
+	t->p.tls = &ct;
+	t->p.version_max = 4;
+	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTO, &t->err,
+		   "node2 speaks protocol version 4 only, which has no TLS (our tls mode is psk)");
+	ipm_tls_creds_free((struct ipm_tls_creds *)ct.creds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_hs_accept, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_tls_psk, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_tls_tampered, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_tls_mismatch, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_tls_wrong_key, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_tls_needs_5, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_negotiates_5, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_client_offers_4, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_older_server, pair_setup, pair_teardown),

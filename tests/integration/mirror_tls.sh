@@ -1,0 +1,141 @@
+#!/bin/bash
+# TLS on the mirror connections (<tls mode="psk">), two nodes in network
+# namespaces: a capture on the veth during a write of a known pattern holds
+# it in plaintext with tls off and holds none of it with tls psk; a man in
+# the middle that flips one byte of a connection's stream breaks that
+# connection (the mirror logs the failed record) and nothing corrupted is
+# applied: once the relay is gone, the copies are equal and fio verifies;
+# a peer with another tls mode, and a previous-release peer (protocol
+# version 4, no TLS), are refused with a log line naming the modes.
+. "$top_srcdir/tests/lib.sh"
+plan 21
+
+MiB=$((1024 * 1024))
+RELAY="$top_srcdir/tests/tools/tamper_relay.py"
+MARK=0x4e
+T_LOG_ALLOW='TLS'
+
+netns_pair || bail "cannot create network namespaces"
+PAIR_CONNS=2 PAIR_HB='interval="0.5" timeout="3.0" probation="2"' pair_setup vol0:64M:sync:yes:node1
+
+# set_tls MODE: the <tls> element of the shared config (none: off)
+set_tls() {
+	sed -i '/<tls /d' "$T_DIR/pair.xml"
+	[ "$1" = off ] || sed -i "s|^  <log |  <tls mode=\"$1\"/>\n  <log |" "$T_DIR/pair.xml"
+}
+
+# captured PATTERN: write PATTERN (1 MiB) at the start of vol0 through node1
+# while tcpdump records node1's veth (the replication traffic); prints how
+# many of the pattern's 64-byte pieces at every 4 KiB the capture holds
+captured() {
+	local pcap="$T_DIR/cap.pcap" pid
+	rm -f "$pcap"
+	ip netns exec "$NS_node1" timeout -k 5 60 tcpdump -i "$VETH1" -U -s 0 -w "$pcap" \
+		"tcp port $N2_DATA" 2>/dev/null & pid=$!
+	wait_for 5 test -s "$pcap"
+	sleep 0.3
+	in_node node1 timeout 60 nbdcopy "$1" \
+		"nbd://$N1_ADDR:$N1_NBD/vol0" >/dev/null 2>&1
+	sleep 0.5; kill "$pid"; wait "$pid" 2>/dev/null
+	python3 - "$pcap" "$1" <<'EOF'
+import sys
+cap, pat = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+print(sum(pat[o:o + 64] in cap for o in range(0, len(pat) - 64, 4096)))
+EOF
+}
+
+# logged_since NODE-LOG LINE ERE: a line after line LINE matches ERE
+logged_since() { tail -n +"$(($2 + 1))" "$1" | grep -qE "$3"; }
+
+copies_equal() { cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"; }
+
+head -c $MiB /dev/urandom >"$T_DIR/pat"
+
+# ---- tls off: the capture sees the data (the check below can fail) ------
+set_tls off
+pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+wait_for 20 lun_state_is node1 vol0 uptodate || bail "no mirror: $(tail "$T_DIR"/n*.log)"
+n=$(captured "$T_DIR/pat")
+check "tls off: the written pattern is on the wire in the clear ($n of 256 pieces)" \
+	test "$n" -ge 128
+stop_pid "$n1_pid"; stop_pid "$n2_pid"
+
+# ---- tls psk ------------------------------------------------------------
+set_tls psk
+head -c $MiB /dev/urandom >"$T_DIR/pat"
+pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
+check "tls psk: mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
+check "tls psk: the connections are TLS 1.3 with a PSK" \
+	grep -q 'connection 0 to node2 is up (protocol version 5, TLS1.3 PSK' "$T_DIR/n1.log"
+check "  ... on the mirror too" \
+	grep -q 'connection 0 from node1 .* is up, 1 lun(s), protocol version 5, TLS1.3 PSK' "$T_DIR/n2.log"
+n=$(captured "$T_DIR/pat")
+check "tls psk: none of the written pattern is on the wire ($n of 256 pieces)" test "$n" = 0
+check "  ... and the mirror has it" wait_for 10 cmp -s -n $MiB "$T_DIR/pat" "$T_DIR/node2-vol0.img"
+FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" tls --size=48M
+check "tls psk: fio randwrite QD32 crc32c verify without error" test $? = 0
+check "tls psk: the copies are equal" wait_for 10 copies_equal
+
+# ---- a man in the middle flips one byte per connection -------------------
+# node1 restarts with its connections steered through the relay
+stop_pid "$n1_pid"
+in_node node1 nft add table ip ipmtls &&
+	in_node node1 nft add chain ip ipmtls out '{ type nat hook output priority -100; }' ||
+	bail "nftables nat is missing"
+ip netns exec "$NS_node1" timeout -k 5 120 /usr/bin/python3 "$RELAY" "$N1_ADDR" 17101 \
+	"$N2_ADDR" "$N2_DATA" 65536 6 "$MARK" 120 >"$T_DIR/relay.out" 2>&1 &
+relay_pid=$!
+T_PIDS="$T_PIDS $relay_pid"
+wait_for 10 grep -q ready "$T_DIR/relay.out" || bail "the relay did not start"
+in_node node1 nft add rule ip ipmtls out meta mark != "$MARK" ip daddr "$N2_ADDR" tcp dport "$N2_DATA" \
+	dnat to "$N1_ADDR:17101"
+l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
+node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
+FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" mitm --size=48M --time_based \
+	--runtime=12 &
+fio_pid=$!
+check "the relay tampers with the connections' streams" wait_for 30 grep -q 'flipped' "$T_DIR/relay.out"
+check "the mirror detects the tampered record and drops the connection" \
+	wait_for 10 logged_since "$T_DIR/n2.log" "$l2" \
+	'connection [0-9] from node1 .*: (payload: )?a TLS record failed authentication \(altered on the way\); closing'
+check "the primary sees its connection break" \
+	wait_for 10 logged_since "$T_DIR/n1.log" "$l1" 'connection [0-9] to node2 (broke|down)'
+wait "$fio_pid"
+check "fio under the tampering: every acknowledged write verifies" test $? = 0
+check "with every connection broken the primary journaled the writes" \
+	logged_since "$T_DIR/n1.log" "$l1" 'peer node2 unreachable \(all connections lost\): journaling writes'
+check "  ... and replayed them (resync)" \
+	wait_for 60 logged_since "$T_DIR/n1.log" "$l1" 'peer node2: resync complete'
+diag "relay: $(grep -c flipped "$T_DIR/relay.out") connection(s) tampered with"
+# the relay goes away: new connections go straight to node2
+in_node node1 nft delete table ip ipmtls
+kill "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null
+check "relay removed: the mirror is up to date again" wait_for 60 lun_state_is node1 vol0 uptodate
+check "the copies are equal: nothing corrupted was applied" wait_for 15 copies_equal
+check "fio --verify_only on node2's copy (after a failover) finds every block of the load" \
+	failover_verify mitm
+stop_pid "$n2_pid"
+
+# ---- another mode, an older peer ----------------------------------------
+set_tls off
+cp "$T_DIR/pair.xml" "$T_DIR/pair-off.xml"
+set_tls psk
+# node2 with tls off: the same file but for <tls>
+l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
+ip netns exec "$NS_node2" "$IPMIRRORD" --foreground --config "$T_DIR/pair-off.xml" --node node2 \
+	--socket "ipm-$$-node2" >>"$T_DIR/n2.log" 2>&1 &
+n2_pid=$!; T_PIDS="$T_PIDS $n2_pid"; T_DAEMONS="$T_DAEMONS $n2_pid:$T_DIR/n2.log"
+node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
+check "mode mismatch: the mirror refuses, naming both modes" \
+	wait_for 15 logged_since "$T_DIR/n2.log" "$l2" 'TLS mode mismatch: node1 has tls mode psk, this node off'
+check "mode mismatch: the primary logs the refusal" \
+	wait_for 5 logged_since "$T_DIR/n1.log" "$l1" 'refused by node2: TLS mode mismatch'
+l1=$(wc -l <"$T_DIR/n1.log")
+# (node1 anew: it logs a connection's repeated failures once)
+stop_pid "$n2_pid"; stop_pid "$n1_pid"
+IPM_WIRE_VERSION_MAX=4 node_start node2 || bail "node2 did not start: $(cat "$T_DIR/n2.log")"
+node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
+check "a protocol version 4 peer: refused, TLS needs version 5" \
+	wait_for 15 logged_since "$T_DIR/n1.log" "$l1" \
+	'TLS mode mismatch: node2 speaks protocol version 4 only, which has no TLS \(our tls mode is psk\)'
+finish

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""tamper_relay.py LISTEN_ADDR LISTEN_PORT TARGET_ADDR TARGET_PORT AFTER WINDOW MARK SECONDS
+
+A man in the middle for tests/integration/mirror_tls.sh: a TCP relay that
+passes both directions of each connection on, except that in the client to
+server direction it flips one bit of the byte at offset AFTER (counted per
+connection: past the handshake, inside the frames) - once per connection,
+in the connections accepted during its first WINDOW seconds (later ones
+pass unchanged, so that a test ends with the peers talking again).
+Its own sockets carry the firewall mark MARK (nftables steers the client's
+traffic into it and leaves the relay's alone) and are bound to LISTEN_ADDR.
+It lives at most SECONDS, prints "ready" once it listens and a line
+"flipped N" per flipped byte (N: connections tampered with so far).
+"""
+import asyncio
+import socket
+import sys
+
+laddr, lport, taddr, tport, after, window, mark, lifetime = sys.argv[1:9]
+lport, tport, after, mark = int(lport), int(tport), int(after), int(mark, 0)
+window = float(window)
+flipped = 0
+started = None
+
+
+async def pump(reader, writer, tamper):
+    global flipped
+    seen = 0
+    done = not tamper
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            if not done and seen + len(data) > after:
+                i = after - seen
+                data = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+                done = True
+                flipped += 1
+                print("flipped %d" % flipped, flush=True)
+            seen += len(data)
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def handle(creader, cwriter):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+    s.bind((laddr, 0))
+    s.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(s, (taddr, tport))
+        sreader, swriter = await asyncio.open_connection(sock=s)
+    except OSError:
+        cwriter.close()
+        return
+    tamper = asyncio.get_running_loop().time() - started < window
+    await asyncio.gather(pump(creader, swriter, tamper), pump(sreader, cwriter, False))
+
+
+async def main():
+    global started
+    started = asyncio.get_running_loop().time()
+    server = await asyncio.start_server(handle, laddr, lport)
+    print("ready", flush=True)
+    async with server:
+        await asyncio.sleep(int(lifetime))
+
+
+asyncio.run(main())

@@ -10,6 +10,8 @@
 #                a file, blockdev-mirror sync=full copy-mode=write-blocking to
 #                an nbdkit file export, measured once BLOCK_JOB_READY
 #   nbdkit       nbdkit file plugin, no mirror
+#   ipm-sync-tls ipm-sync over TLS 1.3 (<tls mode="psk"/>): a second pair
+#                with vol0 alone, with BENCH_TLS=both
 # Every target sits on its own 1 GiB file in one directory, prefilled with
 # zeros (steady-state overwrites, no first-touch block allocation), and is
 # driven by fio --ioengine=nbd over loopback TCP: 4k randwrite QD1 and QD32,
@@ -28,6 +30,10 @@
 #                                           (two machines): the sync limit is
 #                                           the backing's rate, not half of it
 #   BENCH_OUT=./bench-out                   where the table and chart go
+#   BENCH_TLS=off|psk|both                  the mirror connections' TLS: psk runs
+#                                           the pair with <tls mode="psk"/>; both
+#                                           adds ipm-sync-tls beside ipm-sync (the
+#                                           cost of TLS: its rows and ratios)
 #
 # Prints "figure: value" lines, a summary table, the ratios ipm-sync /
 # qemu-mirror and ipm-unmir / nbdkit, one "limit:" line per target of the
@@ -49,12 +55,18 @@ else
 	RUNTIME=${BENCH_RUNTIME:-5}; REPS=${BENCH_REPS:-3}
 fi
 TARGETS=${BENCH_TARGETS:-raw ipm-sync ipm-async ipm-unmir qemu-mirror nbdkit}
+BENCH_TLS=${BENCH_TLS:-off}
+case $BENCH_TLS in
+off | psk) ;;
+both) [[ " $TARGETS " == *" ipm-sync-tls "* ]] || TARGETS="$TARGETS ipm-sync-tls" ;;
+*) echo "bench/mirror.sh: BENCH_TLS=$BENCH_TLS: off, psk or both" >&2; exit 1 ;;
+esac
 WORKLOADS=("4k-randwrite-QD1 randwrite 4k 1" "4k-randwrite-QD32 randwrite 4k 32"
 	"1M-write-QD1 write 1M 1" "1M-write-QD8 write 1M 8")
 
 die() { echo "bench/mirror.sh: $*" >&2; exit 1; }
 has() { [[ " $TARGETS " == *" $1 "* ]]; }
-has_ipm() { has ipm-sync || has ipm-async || has ipm-unmir; }
+has_ipm() { has ipm-sync || has ipm-async || has ipm-unmir || has ipm-sync-tls; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (ipmirrorctl talks to the daemon as root)"
 for t in fio jq cmp dd timeout; do command -v "$t" >/dev/null || die "$t not installed"; done
@@ -113,6 +125,7 @@ if has_ipm; then
 		vol2:$SIZE:sync:no:node1
 	prefill "$D/node1-vol0.img" "$D/node2-vol0.img" "$D/node1-vol1.img" "$D/node2-vol1.img" \
 		"$D/node1-vol2.img"
+	[ "$BENCH_TLS" != psk ] || sed -i 's|^  <log |  <tls mode="psk"/>\n  <log |' "$D/pair.xml"
 	"$IPMIRRORD" --check-config --config "$D/pair.xml" >/dev/null ||
 		die "config rejected: $("$IPMIRRORD" --check-config --config "$D/pair.xml" 2>&1)"
 	pair_start || die "daemons did not start: $(tail -5 "$D"/n*.log)"
@@ -123,9 +136,45 @@ if has_ipm; then
 	URI[ipm-async]="nbd://127.0.0.1:$N1_NBD/vol1"
 	URI[ipm-unmir]="nbd://127.0.0.1:$N1_NBD/vol2"
 	echo "figure: ipmirror pair: node1/node2 on 127.0.0.1, data ports $N1_DATA/$N2_DATA, $(grep -o 'connections count="[0-9]*"' "$D/pair.xml")"
+	echo "figure: tls on the mirror connections: $(grep -o '<tls mode="[a-z0-9]*"' "$D/pair.xml" || echo off) (BENCH_TLS=$BENCH_TLS)"
 	echo "figure: io in effect (ipmirrorctl status): vol0 $(lun_field node1 vol0 io)/$(lun_field node2 vol0 io), vol1 $(lun_field node1 vol1 io)/$(lun_field node2 vol1 io), vol2 $(lun_field node1 vol2 io) (node1/node2; BENCH_IO=${BENCH_IO:-unset: the default})"
 fi
 has raw && prefill "$D/raw.img"
+
+# ---- ipm-sync-tls: the same sync LUN on a second pair with TLS 1.3 PSK -------
+# (its own ports, backing files and admin sockets; vol0 alone)
+tls_ctl() { timeout -k 5 "$CTL_TIMEOUT" "$IPMIRRORCTL" --socket "ipm-$$-tls-$1" "${@:2}"; }
+tls_uptodate() { [ "$(tls_ctl node1 status --json | jq -r '.luns[0].state')" = uptodate ]; }
+if has ipm-sync-tls; then
+	TB=$(free_port pair-tls 6) || die "no free port"
+	"$PY" - "$D/pair.xml" "$D/pair-tls.xml" "$TB" "$N1_DATA $N1_HB $N1_NBD $N2_DATA $N2_HB $N2_NBD" <<'EOF'
+# the pair's config with <tls mode="psk"/>, ports base..base+5, vol0 alone on tls-* files
+import sys, xml.etree.ElementTree as ET
+src, dst, base, old = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
+tree = ET.parse(src); root = tree.getroot()
+for e in root.findall("tls"):
+    root.remove(e)
+t = ET.Element("tls", mode="psk"); t.tail = "\n  "; root.insert(0, t)
+for e in root.iter():
+    if e.get("port") in old:
+        e.set("port", str(base + old.index(e.get("port"))))
+for l in root.findall("lun"):
+    if l.get("name") != "vol0":
+        root.remove(l)
+    for b in l.findall("backing"):
+        b.set("path", b.get("path").replace("/node", "/tls-node"))
+tree.write(dst)
+EOF
+	prefill "$D/tls-node1-vol0.img" "$D/tls-node2-vol0.img"
+	for n in node1 node2; do
+		spawn "tls-$n" "$IPMIRRORD" --foreground --config "$D/pair-tls.xml" --node "$n" \
+			--socket "ipm-$$-tls-$n"
+		eval "tls_${n}_pid=$LAST_PID"
+	done
+	wait_for 60 tls_uptodate || die "tls vol0 not uptodate: $(tls_ctl node1 status 2>&1; tail -5 "$D"/tls-n*.log)"
+	URI[ipm-sync-tls]="nbd://127.0.0.1:$((TB + 2))/vol0"
+	echo "figure: ipm-sync-tls pair: $(grep -o 'is up (protocol version [^)]*)' "$D/tls-node1.log" | head -1)"
+fi
 
 # ---- (e) nbdkit file plugin -------------------------------------------------
 if has nbdkit; then
@@ -319,6 +368,8 @@ for w in "${WORKLOADS[@]}"; do
 		"$(ratio "${IOPS[ipm-sync|$name]:-0}" "${IOPS[qemu-mirror|$name]:-0}")"
 	printf 'figure: %s ratio ipm-unmir/nbdkit: %s\n' "$name" \
 		"$(ratio "${IOPS[ipm-unmir|$name]:-0}" "${IOPS[nbdkit|$name]:-0}")"
+	has ipm-sync-tls && printf 'figure: %s ratio ipm-sync-tls/ipm-sync (the cost of TLS): %s\n' "$name" \
+		"$(ratio "${IOPS[ipm-sync-tls|$name]:-0}" "${IOPS[ipm-sync|$name]:-0}")"
 done
 
 DISK=$(tr ';' '\n' <<<"${BASE[disk]}" | awk 'NF { print $1 " 0 0" }' | tr '\n' ';')
@@ -343,7 +394,13 @@ if has ipm-sync; then
 	# sync: every acknowledged write is on the mirror, so no drain is needed
 	verdict "ipm-sync backing files node1/node2 (daemons running)" "$D/node1-vol0.img" "$D/node2-vol0.img"
 fi
-if has_ipm; then
+if has ipm-sync-tls; then
+	verdict "ipm-sync-tls backing files node1/node2 (daemons running)" "$D/tls-node1-vol0.img" \
+		"$D/tls-node2-vol0.img"
+	stop_pid "$tls_node1_pid" || true
+	stop_pid "$tls_node2_pid" || true
+fi
+if has ipm-sync || has ipm-async || has ipm-unmir; then
 	stop_pid "$n1_pid" || true
 	stop_pid "$n2_pid" || true
 	has ipm-async && verdict "ipm-async backing files node1/node2 (after a clean stop)" \
@@ -383,6 +440,11 @@ target "4k QD32 sync / qemu-mirror" "$(ratio "${IOPS[ipm-sync|$Q]:-0}" "${IOPS[q
 target "4k QD32 sync / nbdkit" "$(ratio "${IOPS[ipm-sync|$Q]:-0}" "${IOPS[nbdkit|$Q]:-0}")" 0.8
 target "4k QD32 async / nbdkit" "$(ratio "${IOPS[ipm-async|$Q]:-0}" "${IOPS[nbdkit|$Q]:-0}")" 0.95
 target "1M QD8 sync / min(disk, loopback TCP)" "$(ratio "${MIBS[ipm-sync|1M-write-QD8]:-0}" "$CEIL")" 0.9
+if has ipm-sync-tls; then
+	target "4k QD32 sync tls / sync (cost <= 10 %)" "$(ratio "${IOPS[ipm-sync-tls|$Q]:-0}" "${IOPS[ipm-sync|$Q]:-0}")" 0.9
+	target "1M QD8 sync tls / sync (cost <= 20 %)" \
+		"$(ratio "${MIBS[ipm-sync-tls|1M-write-QD8]:-0}" "${MIBS[ipm-sync|1M-write-QD8]:-0}")" 0.8
+fi
 
 # the speed issue's targets against the physical limits measured above
 Q1=4k-randwrite-QD1 share=0.5

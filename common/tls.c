@@ -17,8 +17,13 @@
 #include "fullio.h"
 #include "tls.h"
 
-#define PRIO_TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
-#define PRIO_TLS12 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-PSK:+DHE-PSK:+PSK"
+/* AES-GCM first, and the server's order decides: GnuTLS put ChaCha20 first
+ * on this machine's CPU, which has AES-NI (AES-128-GCM 4.9 GB/s, ChaCha20
+ * 0.4 GB/s in gnutls-cli --benchmark-ciphers) */
+#define PRIO_CIPHERS "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
+#define PRIO_TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK:" PRIO_CIPHERS
+#define PRIO_TLS12 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-PSK:+DHE-PSK:+PSK:" \
+	PRIO_CIPHERS
 #define PSK_LINE_MAX 1024
 
 struct ipm_tls_creds {

@@ -177,9 +177,11 @@ static void send_ack(struct rconn *c, uint64_t seq, int status)
  * held so far. */
 static void send_answer(struct rconn *c, const void *msg, size_t len)
 {
+	struct iovec iov = { (void *)msg, len };
+
 	pthread_mutex_lock(&c->send_lock);
 	acks_send_locked(c);
-	if (send(c->fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len)
+	if (ipm_conn_sendv(c->fd, c->tls, &iov, 1) < 0)
 		shutdown(c->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->send_lock);
 }

@@ -8,7 +8,7 @@
 # a peer with another tls mode, and a previous-release peer (protocol
 # version 4, no TLS), are refused with a log line naming the modes.
 . "$top_srcdir/tests/lib.sh"
-plan 21
+plan 22
 
 MiB=$((1024 * 1024))
 RELAY="$top_srcdir/tests/tools/tamper_relay.py"
@@ -75,10 +75,19 @@ check "  ... and the mirror has it" wait_for 10 cmp -s -n $MiB "$T_DIR/pat" "$T_
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" tls --size=48M
 check "tls psk: fio randwrite QD32 crc32c verify without error" test $? = 0
 check "tls psk: the copies are equal" wait_for 10 copies_equal
+# online verify: its replies (VERIFY_REPLY) go through TLS too
+verify_idle() { [ "$(lun_field node1 vol0 verify.running)" = false ]; }
+ctl node1 verify vol0 >"$T_DIR/verify.out" 2>&1 && wait_for 60 verify_idle
+check "tls psk: ipmirrorctl verify over TLS ends with 0 bytes out of sync" \
+	test "$(lun_field node1 vol0 verify.done_bytes)" = $((64 * MiB)) -a \
+	"$(lun_field node1 vol0 verify.out_of_sync_bytes)" = 0
 
 # ---- a man in the middle flips one byte per connection -------------------
-# node1 restarts with its connections steered through the relay
-stop_pid "$n1_pid"
+# both restart with one connection (a broken one is then the whole link:
+# the primary journals) and node1's steered through the relay
+stop_pid "$n1_pid"; stop_pid "$n2_pid"
+sed -i 's|<connections count="2"/>|<connections count="1"/>|' "$T_DIR/pair.xml"
+node_start node2 || bail "node2 did not start: $(cat "$T_DIR/n2.log")"
 in_node node1 nft add table ip ipmtls &&
 	in_node node1 nft add chain ip ipmtls out '{ type nat hook output priority -100; }' ||
 	bail "nftables nat is missing"

@@ -289,6 +289,22 @@ static void diff_verify(const ipm_lun_status *l, bool exists, struct ev_memory *
 	kv_num(it, "out_of_sync", (int64_t)l->verify_out_of_sync_bytes);
 }
 
+/* The backing store failed since the last snapshot: one line (and one
+ * local-io-error handler run) per snapshot, with the count so far. */
+static void diff_io_errors(const ipm_lun_status *o, const ipm_lun_status *l, bool exists,
+			   struct ev_list *out)
+{
+	struct ev_item *it;
+
+	if (!l->local_io_errors || (!exists && (!o || l->local_io_errors <= o->local_io_errors)))
+		return;
+	it = ev_add(out, exists ? "exists" : "change", "io-error");
+	kv_str(it, "name", l->name);
+	kv_num(it, "errors", (int64_t)l->local_io_errors);
+	if (!exists)
+		set_handler(it, "local-io-error", l->name, ipm_state_name(l->state));
+}
+
 /* A refusal newer than the last one shown (its age tells). */
 static void diff_refusal(const ipm_lun_status *o, const ipm_lun_status *l, bool exists,
 			 struct ev_list *out)
@@ -347,6 +363,7 @@ void events_diff(const ipm_status *old, const ipm_status *cur, const struct even
 		diff_progress(l, !old, memory(mem, l->name), now_ms, out);
 		diff_verify(l, !old, memory(mem, l->name), now_ms, out);
 		diff_refusal(o, l, !old, out);
+		diff_io_errors(o, l, !old, out);
 		diff_cluster(cur, l, !old, h, memory(mem, l->name), out);
 	}
 }

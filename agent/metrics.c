@@ -79,6 +79,7 @@ static uint64_t get_rdone(const ipm_lun_status *l) { return l->resync_done_bytes
 static uint64_t get_rtotal(const ipm_lun_status *l) { return l->resync_total_bytes; }
 static uint64_t get_inflight(const ipm_lun_status *l) { return l->inflight; }
 static uint64_t get_inflight_bytes(const ipm_lun_status *l) { return l->inflight_bytes; }
+static uint64_t get_ioerr(const ipm_lun_status *l) { return l->local_io_errors; }
 static uint64_t get_written(const ipm_lun_status *l) { return l->written_bytes; }
 static uint64_t get_read(const ipm_lun_status *l) { return l->read_bytes; }
 static uint64_t get_sent(const ipm_lun_status *l) { return l->mirrored_bytes; }
@@ -133,6 +134,9 @@ static const struct lun_metric {
 	  get_inflight },
 	{ "ipmirror_lun_inflight_bytes", "gauge", "Bytes of the host reads and writes in progress.",
 	  get_inflight_bytes },
+	{ "ipmirror_lun_local_io_errors_total", "counter",
+	  "Reads, writes and syncs of this node's backing that failed (EIO, ENOSPC...).",
+	  get_ioerr },
 	{ "ipmirror_lun_written_bytes_total", "counter",
 	  "Bytes hosts wrote to the LUN on this node since the engine started.", get_written },
 	{ "ipmirror_lun_read_bytes_total", "counter",

@@ -167,14 +167,15 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 		  ",\"resync_total_bytes\":%" PRIu64 ",\"resync_rate\":%" PRIu64
 		  ",\"resync_eta_s\":%" PRId64 ",\"consistent\":%s,\"peer_inconsistent\":%s"
 		  ",\"mirrored_bytes\":%" PRIu64 ",\"io\":\"%s\",\"inflight\":%u"
-		  ",\"inflight_bytes\":%" PRIu64 ",\"refusal_age_ms\":%" PRId64 ",\"refusal\":",
+		  ",\"inflight_bytes\":%" PRIu64 ",\"local_io_errors\":%" PRIu64
+		  ",\"refusal_age_ms\":%" PRId64 ",\"refusal\":",
 		  ipm_role_name(l->role), ipm_mode_name(l->mode),
 		  l->mirrored ? "true" : "false", ipm_state_name(l->state), l->size,
 		  l->journal_bytes, l->journal_records, l->resync_done_bytes,
 		  l->resync_total_bytes, l->resync_rate, l->resync_eta_s,
 		  l->consistent ? "true" : "false", l->peer_inconsistent ? "true" : "false",
 		  l->mirrored_bytes, l->direct_io ? "direct" : "buffered", l->inflight,
-		  l->inflight_bytes, l->refusal_age_ms);
+		  l->inflight_bytes, l->local_io_errors, l->refusal_age_ms);
 	sb_json_string(sb, l->refusal);
 	sb_printf(sb, ",\"generation\":");
 	/* generation is a fixed array: never read past it */
@@ -257,6 +258,7 @@ static bool get_lun_key(const ipm_lun_status *l, const char *k, struct strbuf *s
 	NUM("mirrored_bytes", "%" PRIu64, l->mirrored_bytes);
 	NUM("inflight", "%u", l->inflight);
 	NUM("inflight_bytes", "%" PRIu64, l->inflight_bytes);
+	NUM("local_io_errors", "%" PRIu64, l->local_io_errors);
 	NUM("refusal", "%s", l->refusal);
 	else if (strcmp(k, "generation") == 0)
 		sb_printf(sb, "%.*s\n", (int)sizeof(l->generation), l->generation);

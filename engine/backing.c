@@ -61,6 +61,18 @@ int lun_direct_probe(struct ipm_lun *l)
 	return rc;
 }
 
+/* A failure of the backing store itself (not a bad request): counted for
+ * status and the local-io-error handler (doc/events.md). */
+static int io_error(struct ipm_lun *l, int rc)
+{
+	if (rc == -EIO || rc == -ENOSPC || rc == -EROFS || rc == -EDQUOT || rc == -ENXIO ||
+	    rc == -ENODEV) {
+		__atomic_add_fetch(&l->local_io_errors, 1, __ATOMIC_RELAXED);
+		engine_notify(l->engine);
+	}
+	return rc;
+}
+
 int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -73,9 +85,9 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return -errno;
+			return io_error(l, -errno);
 		if (n == 0) /* a shrunken backing file: never return stale bytes */
-			return -EIO;
+			return io_error(l, -EIO);
 		done += (size_t)n;
 	}
 	return 0;
@@ -94,7 +106,7 @@ int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			return io_error(l, -errno);
 		}
 		iov.iov_base = (char *)iov.iov_base + n;
 		iov.iov_len -= (size_t)n;
@@ -105,7 +117,7 @@ int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 
 int lun_local_flush(struct ipm_lun *l)
 {
-	return fdatasync(l->fd) < 0 ? -errno : 0;
+	return fdatasync(l->fd) < 0 ? io_error(l, -errno) : 0;
 }
 
 /* A hint: the kernel starts reading [off, off+len) into the page cache
@@ -261,7 +273,7 @@ static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
 		/* short or interrupted writes are finished synchronously */
 		io->rc = cqe->res == (int)io->len ? 0 : 1;
 		if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR)
-			io->rc = cqe->res;
+			io->rc = io_error(io->lun, cqe->res);
 		io_uring_cqe_seen(ring, cqe);
 		submitted--;
 	}

@@ -371,6 +371,8 @@ typedef struct ipm_lun_status {
 	uint64_t verify_total_bytes;
 	uint64_t verify_out_of_sync_bytes; /* found different */
 	uint64_t inflight_bytes;   /* bytes of the host requests in flight */
+	uint64_t local_io_errors;  /* reads, writes, syncs of the backing failed
+				    * (EIO, ENOSPC...) since the engine started */
 	/* host writes completed (ok or not) by latency, entry to return: in
 	 * sync mode that includes the mirror's answer. Bucket i counts those
 	 * up to bound i (not cumulative); the last one the rest. */

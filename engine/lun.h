@@ -46,6 +46,7 @@ struct ipm_lun {
 	uint64_t host_written, host_read; /* bytes completed without error */
 	uint32_t host_inflight;           /* requests between entry and return */
 	uint64_t host_inflight_bytes;     /* their bytes */
+	uint64_t local_io_errors;         /* backing.c: reads/writes/syncs failed (atomic) */
 	uint64_t write_lat[IPM_LAT_BUCKETS + 1]; /* ipm_lun_status.write_lat */
 	uint64_t write_lat_sum_us;
 	/* the last handshake refused for this LUN (lun_note_refusal) */

@@ -4,13 +4,13 @@
 # fires it once with the right environment: peer-lost (link cut, both
 # nodes), fenced (node1 in cluster mode with a stand-in fence handler),
 # resync-start and resync-done (link healed), role-change (demote node1,
-# promote node2), split-brain (both nodes). A handler that hangs is killed
-# at the timeout and logged, while host writes go on meanwhile.
-# local-io-error has no trigger yet (doc/events.md): not tested here.
+# promote node2), split-brain (both nodes), local-io-error (node1's backing
+# fails a read: tests/tools/eio.c). A handler that hangs is killed at the
+# timeout and logged, while host writes go on meanwhile.
 # the split brain and the forced demotion that make it are logged as crit
 T_LOG_ALLOW='crit: lun vol0: (SPLIT BRAIN|FORCED demotion against the safety check)'
 . "$top_srcdir/tests/lib.sh"
-plan 17
+plan 21
 
 netns_pair || bail "cannot create network namespaces"
 pair_setup vol0:64M:sync:yes:node1
@@ -33,7 +33,8 @@ attrs=$(for e in $ev; do printf '%s="%s" ' "$e" "$H"; done)
 sed -i "s|<log level=\"info\"/>|&\n  <handlers timeout=\"3\" $attrs/>|" "$T_DIR/pair.xml"
 # node1 in cluster mode (its fencing feeds "fenced"); attrd_updater finds no
 # cluster and publishes nothing
-IPMIRROR_FENCE_HANDLER="$T_DIR/fence.sh" node_start node1 --attributes ||
+IPMIRROR_FENCE_HANDLER="$T_DIR/fence.sh" EIO_PATH=node1-vol0.img EIO_FLAG="$T_DIR/eio-on" \
+	LD_PRELOAD="$top_builddir/tests/tools/.libs/eio.so" node_start node1 --attributes ||
 	bail "node1 did not start: $(cat "$T_DIR/n1.log")"
 node_start node2 || bail "node2 did not start: $(cat "$T_DIR/n2.log")"
 check "mirroring is up" wait_for 20 lun_state_is node2 vol0 uptodate
@@ -51,6 +52,22 @@ env_has() {
 	line=$(grep "^run $e " "$T_DIR/h-$n") || return 1
 	for kv in "$@"; do grep -q " $kv " <<<"$line " || { diag "$n $e: no $kv in: $line"; return 1; }; done
 }
+
+# ---- local-io-error -----------------------------------------------------
+touch "$T_DIR/eio-on"
+in_node node1 timeout 10 qemu-io -f raw "nbd://$N1_ADDR:$N1_NBD/vol0" -c 'read 0 64k' \
+	>"$T_DIR/eio.out" 2>&1
+rm -f "$T_DIR/eio-on"
+check "a read of node1's failing backing fails for the host" grep -qi 'error' "$T_DIR/eio.out"
+wait_for 10 ran node1 local-io-error
+sleep 1
+once() { [ "$(runs "$1" "$2")" = 1 ]; }
+check "local-io-error fired once on node1 ($(runs node1 local-io-error))" once node1 local-io-error
+check "its environment: the LUN, the node, its state and role" \
+	env_has node1 local-io-error IPMIRROR_EVENT=local-io-error IPMIRROR_LUN=vol0 \
+		IPMIRROR_NODE=node1 IPMIRROR_STATE=uptodate IPMIRROR_ROLE=primary
+check "status counts it: local_io_errors >= 1" \
+	test "$(ctl node1 status vol0 --get local_io_errors)" -ge 1
 
 # ---- peer-lost, fenced --------------------------------------------------
 link_down

@@ -274,6 +274,32 @@ static void test_verify_progress(void **state)
 	ev_state_free(&mem);
 }
 
+static void test_io_errors(void **state)
+{
+	ipm_status st = base();
+	struct ev_state mem = { 0 };
+	struct ev_list l = { 0 };
+	struct strbuf sb = STRBUF_INIT;
+	const struct ev_item *it;
+	struct snap old;
+
+	take(&old, &st);
+	luns[0].local_io_errors = 3;
+	events_diff(&old.st, &st, NULL, &mem, 0, &l);
+	lines(&l, &sb);
+	assert_has(sb.buf, "change io-error name:vol0 errors:3\n");
+	it = with_handler(&l, "local-io-error");
+	assert_non_null(it);
+	assert_string_equal(it->lun, "vol0");
+	assert_string_equal(it->state, "uptodate");
+	ev_list_free(&l);
+	take(&old, &st);                     /* no new error: no line */
+	events_diff(&old.st, &st, NULL, &mem, 0, &l);
+	assert_int_equal(l.n, 0);
+	sb_free(&sb);
+	ev_state_free(&mem);
+}
+
 static bool yes(void *o, const char *lun) { (void)o; (void)lun; return true; }
 static int fenced_now;
 static int fenced(void *o, const char *lun) { (void)o; (void)lun; return fenced_now; }
@@ -360,6 +386,7 @@ int main(void)
 		cmocka_unit_test(test_lun_handlers),
 		cmocka_unit_test(test_progress_once_a_second),
 		cmocka_unit_test(test_verify_progress),
+		cmocka_unit_test(test_io_errors),
 		cmocka_unit_test(test_fencing_and_score),
 		cmocka_unit_test(test_refusal_and_quoting),
 	};

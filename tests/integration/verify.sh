@@ -6,13 +6,15 @@
 # equal copies report 0, also while fio writes (a write in flight is never
 # a difference); the resync rate paces it; refused on the mirror, on an
 # unmirrored LUN, while one runs, with the peer gone and with a peer that
-# speaks protocol version 4, saying why.
+# speaks protocol version 4, saying why. An async LUN under load reports 0
+# too.
 . "$top_srcdir/tests/lib.sh"
-plan 25
+plan 27
 
 M=1048576
 # 100M at 25M/s: a verify takes 4 s, long enough to overlap the load below
-PAIR_RESYNC_RATE=25M pair_local vol0:100M:sync:yes:node1 vol1:16M:sync:no:node1
+PAIR_RESYNC_RATE=25M pair_local vol0:100M:sync:yes:node1 vol1:16M:sync:no:node1 \
+	vol2:64M:async:yes:node1
 check "mirroring is up" wait_for 30 lun_state_is node2 vol0 uptodate
 head -c 48M /dev/urandom >"$T_DIR/data"
 nbdcopy "$T_DIR/data" "nbd://127.0.0.1:$N1_NBD/vol0" || bail "nbdcopy failed"
@@ -28,7 +30,7 @@ with open(path, "r+b") as f:
 EOF
 }
 
-verify_idle() { [ "$(lun_field node1 vol0 verify.running)" = false ]; }
+verify_idle() { [ "$(lun_field node1 "${1:-vol0}" verify.running)" = false ]; }
 # run_verify [--repair]: start a verify on node1, wait until it ends; the
 # ranges it logged ("OFFSET:LENGTH ...") in $ranges, its out_of_sync_bytes in $oos
 run_verify() {
@@ -109,6 +111,19 @@ wait "$fio_pid"; rc=$?
 check "fio randwrite --verify during the verify: no error" test "$rc" = 0
 check "the files are byte-identical after the load" \
 	wait_for 10 cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
+
+# the same on an async LUN: a host write completes before the mirror has it
+FIO_NODE=node1 fio_verify "nbd://127.0.0.1:$N1_NBD/vol2" load2 --size=32M --time_based \
+	--runtime=8 &
+fio2=$!
+field_grows node1 vol2 mirrored_bytes || diag "the load on vol2 did not start"
+out=$(ctl node1 verify vol2 2>&1) || diag "verify vol2: $out"
+check "verify of async vol2 under load reports 0" \
+	eval 'wait_for 30 verify_idle vol2 && [ "$(lun_field node1 vol2 verify.out_of_sync_bytes)" = 0 ] &&
+		[ "$(lun_field node1 vol2 verify.done_bytes)" = $((64 * M)) ]'
+wait "$fio2"; rc=$?
+check "fio on vol2 during its verify: no error, and the files end byte-identical" \
+	eval 'test $rc = 0 && wait_for 10 cmp -s "$T_DIR/node1-vol2.img" "$T_DIR/node2-vol2.img"'
 
 # node2 freezes in the middle of a verify (SIGSTOP: a VERIFY it never
 # answers is in flight when node1 declares it gone): the verify ends there,

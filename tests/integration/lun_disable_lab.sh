@@ -11,12 +11,12 @@
 T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
-LAB_TAG=ipmdis
+LAB_TAG=ipmdl
 LUNS="vol0:node1 vol1:node2"
 . "$top_srcdir/tests/lab/cluster.sh"
 command -v fio >/dev/null 2>&1 || { echo "1..0 # SKIP fio not installed"; exit 0; }
 
-plan 19
+plan 20
 cluster_start
 
 ctl_on() { local n="$1"; shift; lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" "$@"; }
@@ -50,10 +50,17 @@ n1pid=$(lab exec node1 pgrep -x ipmirrord); n2pid=$(lab exec node2 pgrep -x ipmi
 
 lab exec node1 pcs resource disable vol1-clone >"$T_DIR/disable.out" 2>&1
 check "pcs resource disable vol1-clone" test $? = 0
-stopped() { mon node1 | sed -n '/Clone Set: vol1-clone/,/^  \* [^ ]/p' | grep -q 'Stopped.*(disabled)\|Stopped (disabled)\|\* Stopped: \[ node1 node2 \]'; }
+# crm_mon lists a disabled clone among the inactive resources only
+stopped() { lab exec node1 timeout 20 crm_resource --locate --resource vol1-clone 2>&1 | grep -q 'is NOT running'; }
 down_both() { [ "$(state_on node1 vol1)" = down ] && [ "$(state_on node2 vol1)" = down ]; }
-check "vol1 stopped on both nodes: crm_mon says so, ipmirrorctl status says down on both" \
-	eval 'within 60 stopped && within 30 down_both'
+if within 60 stopped && within 30 down_both; then
+	ok "vol1 stopped on both nodes: crm_mon says so, ipmirrorctl status says down on both"
+else
+	not_ok "vol1 stopped on both nodes: crm_mon says so, ipmirrorctl status says down on both"
+	lab exec node1 timeout 20 crm_resource --locate --resource vol1-clone 2>&1 | sed 's/^/# /'
+	diag "vol1: node1 $(state_on node1 vol1), node2 $(state_on node2 vol1)"
+	dump_logs
+fi
 check "both daemons run on (the same processes: $n1pid, $n2pid)" \
 	eval '[ "$(lab exec node1 pgrep -x ipmirrord)" = "$n1pid" ] && [ "$(lab exec node2 pgrep -x ipmirrord)" = "$n2pid" ]'
 lab exec node2 timeout 20 nbdinfo "nbd://$(addr_of node2):10809/vol1" >"$T_DIR/nbdinfo.out" 2>&1
@@ -66,6 +73,9 @@ lab exec node1 pcs resource enable vol1-clone >"$T_DIR/enable.out" 2>&1
 check "pcs resource enable vol1-clone" test $? = 0
 check "vol1 back: Promoted on node2, Unpromoted on node1" within 90 roles_are node2 node1 vol1
 check "vol1 uptodate on both nodes" within 90 uptodate_on_both vol1
+# notify: node1's Unpromoted vol1 scored again when node2 was promoted
+check "node1's agent scored vol1 again after node2's promote (notify)" \
+	grep -q 'ipmirror(vol1).*vol1: post-promote: mirror, .* scored again' "$IPM_LAB_DIR/node1/log/pacemaker.log"
 lab exec node2 timeout 60 nbdcopy "nbd://$(addr_of node2):10809/vol1" "$T_DIR/v1back" 2>>"$T_DIR/nbdcopy.err"
 check "vol1 holds the data written before the disable" cmp -n 4194304 "$T_DIR/v1data" "$T_DIR/v1back"
 

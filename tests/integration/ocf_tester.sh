@@ -14,7 +14,7 @@
 command -v ocf-tester >/dev/null 2>&1 || { echo "1..0 # SKIP ocf-tester not installed"; exit 0; }
 command -v unshare >/dev/null 2>&1 || { echo "1..0 # SKIP unshare not installed"; exit 0; }
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root (a UTS namespace, /run/ipmirror)"; exit 0; }
-plan 16
+plan 17
 
 AGENT="$top_srcdir/ocf/ipmirror"
 SOCK="ipm-$$-ocf"
@@ -39,9 +39,13 @@ cleanup_daemon() { local p; p=$(daemon_pid); [ -z "$p" ] || kill "$p" 2>/dev/nul
 trap 'cleanup_daemon; t_cleanup' EXIT
 
 ra vol1 start
-check "agent start vol1: the daemon runs, vol1 in service, vol0 (not started) down" \
-	eval '[ $RC = 0 ] && [ -n "$(daemon_pid)" ] && [ "$(state_of vol1)" != down ] && [ "$(state_of vol0)" = down ]'
+check "agent start vol1: the daemon runs, vol1 in service" \
+	eval '[ $RC = 0 ] && [ -n "$(daemon_pid)" ] && [ "$(state_of vol1)" != down ]'
 P0=$(daemon_pid)
+# the daemon serves vol0 too (its config's); the agent's stop takes it down
+ra vol0 stop
+check "agent stop vol0 (never started by it): down, the daemon serves vol1 on" \
+	eval '[ $RC = 0 ] && [ "$(state_of vol0)" = down ] && [ "$(daemon_pid)" = "$P0" ] && [ "$(state_of vol1)" != down ]'
 
 timeout 300 "${AS_NODE1[@]}" ocf-tester -n vol0 -o lun=vol0 -o config="$T_DIR/pair.xml" -o socket="$SOCK" \
 	-o ipmirrord="$IPMIRRORD" -o ipmirrorctl="$IPMIRRORCTL" -o fencing=false \

@@ -154,13 +154,36 @@ static unsigned refused(const struct cfg_diff *d)
 	return n;
 }
 
-static int refuse_all(const struct cfg_diff *d, const struct emitter *em, ipm_error *err)
+/* A LUN removed from the file while still in service here: say so first
+ * (it must be down before it can go). */
+static bool in_service(ipm_engine *e, const char *name)
 {
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, name);
+	bool up;
+
+	if (!l)
+		return false;
+	pthread_rwlock_rdlock(&l->gate);
+	up = !l->down;
+	pthread_rwlock_unlock(&l->gate);
+	return up;
+}
+
+static int refuse_all(ipm_engine *e, const struct cfg_diff *d, const struct emitter *em,
+		      ipm_error *err)
+{
+	char tail[200];
 	unsigned i, n = 0;
 	const char *why;
 
 	for (i = 0; i < d->n; i++) {
 		why = refusal(&d->v[i]);
+		if (why && d->v[i].kind == CHG_LUN_REMOVE && in_service(e, d->v[i].lun)) {
+			snprintf(tail, sizeof(tail),
+				 ": it is in service here: `ipmirrorctl down %s` first; and removing a LUN needs a restart (not live yet)",
+				 d->v[i].lun);
+			why = tail;
+		}
 		if (why) {
 			emit(em, &d->v[i], why);
 			n++;
@@ -211,7 +234,7 @@ int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cu
 	if (rc < 0)
 		return ipm_fail(err, rc, "out of memory");
 	if (refused(&d)) {
-		rc = refuse_all(&d, &em, err);
+		rc = refuse_all(e, &d, &em, err);
 		goto out;
 	}
 	if (!d.n) {

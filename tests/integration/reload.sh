@@ -123,7 +123,8 @@ check "a LUN added: named ($F:$L_V2), refused" eval '[ $RC = 1 ] && said "$F:$L_
 cp "$T_DIR/good.xml" "$F"
 edit '/<lun name="vol1"/,/<\/lun>/d'
 reload node1
-check "a LUN removed: named, refused" eval '[ $RC = 1 ] && said "lun \"vol1\" removed (it was on line "'
+check "a LUN removed while in service: named, refused, told to put it down first" \
+	eval '[ $RC = 1 ] && said "lun \"vol1\" removed (it was on line " && said "ipmirrorctl down vol1\` first"'
 cp "$T_DIR/good.xml" "$F"
 
 check "the loads still run" kill -0 "$fio_pid" "$fio1_pid"

@@ -1053,6 +1053,7 @@ static void parse_doc(struct loader *ld, const xmlNode *root)
 			cfg->resync_line = line_of(c);
 			parse_resync(ld, c);
 		} else if (is(c, "handlers")) {
+			cfg->handlers_line = line_of(c);
 			parse_handlers(ld, c);
 		} else if (is(c, "node")) {
 			parse_node(ld, c);

@@ -82,7 +82,7 @@ struct ipm_config {
 	char *tls_cert, *tls_key, *tls_ca;
 	int tls_line;
 	/* lines of the top-level elements (a reload names them); 0: absent */
-	int secret_line, hb_line, conn_line, log_line, mirror_line, resync_line;
+	int secret_line, hb_line, conn_line, log_line, mirror_line, resync_line, handlers_line;
 	struct ipm_node_cfg nodes[IPM_MAX_NODES];
 	unsigned n_nodes;
 	struct ipm_lun_cfg *luns;

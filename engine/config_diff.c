@@ -115,6 +115,13 @@ static void diff_restart_globals(struct differ *x)
 	if (!same(o->tls_cert, c->tls_cert) || !same(o->tls_key, c->tls_key) ||
 	    !same(o->tls_ca, c->tls_ca))
 		add(x, CHG_RESTART, NULL, c->tls_line, "tls cert, key or ca changed");
+	for (unsigned i = 0; i < IPM_HANDLER_EVENTS; i++)
+		if (!same(o->handlers[i], c->handlers[i]))
+			add(x, CHG_RESTART, NULL, c->handlers_line, "handlers %s %s -> %s",
+			    ipm_handler_events[i], shown(o->handlers[i]), shown(c->handlers[i]));
+	if (o->handler_timeout != c->handler_timeout)
+		add(x, CHG_RESTART, NULL, c->handlers_line, "handlers timeout %u -> %u",
+		    o->handler_timeout, c->handler_timeout);
 	if (!same(o->hb_state_dir, c->hb_state_dir))
 		add(x, CHG_RESTART, NULL, c->hb_line, "heartbeat state-dir %s -> %s",
 		    shown(o->hb_state_dir), shown(c->hb_state_dir));

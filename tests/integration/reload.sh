@@ -82,14 +82,14 @@ ctl node2 status >/dev/null  # the admin channel logs at debug level
 check "SIGHUP on node2: the reload is logged, debug lines follow" \
 	eval 'wait_for 5 grep -qE "reload: [0-9]+ changes applied" "$T_DIR/n2.log" && wait_for 5 debug_more'
 
-# heartbeat interval 0.5 -> 0.2: node2's datagrams come faster to node1
+# heartbeat interval 0.5 -> 0.1: node2's datagrams come faster to node1
 # (the mean age since the last one: about half the interval)
 a0=$(udp_age_mean node1 20)
-edit 's/interval="0.5"/interval="0.2"/'
+edit 's/interval="0.5"/interval="0.1"/'
 reload node1; R1=$RC
 reload node2
 a1=$(udp_age_mean node1 20)
-check "heartbeat interval 0.5 -> 0.2 s live: node1 hears node2 more often (mean age $a0 ms before, $a1 ms after)" \
+check "heartbeat interval 0.5 -> 0.1 s live: node1 hears node2 more often (mean age $a0 ms before, $a1 ms after)" \
 	eval '[ $R1 = 0 ] && [ $RC = 0 ] && [ $((a1 * 10)) -lt $((a0 * 6)) ]'
 
 # ---- refused changes: named with FILE:LINE, nothing applied -------------------
@@ -105,7 +105,7 @@ check "a port and a backing path: refused (exit 1), each with FILE:LINE ($L_N2, 
 check "the live change of that reload was not applied (vol0 still async)" \
 	test "$(lun_field node1 vol0 mode)" = async
 cp "$T_DIR/good.xml" "$F"
-edit 's/interval="0.2"/interval="0.2" method="both"/; /<lun name="vol0"/s/mode="async"/mode="sync"/'
+edit 's/interval="0.1"/interval="0.1" method="both"/; /<lun name="vol0"/s/mode="async"/mode="sync"/'
 reload node1
 check "method both without a heartbeat volume: refused by the engine, vol0 still async" \
 	eval '[ $RC = 1 ] && said "needs the storage heartbeat" && [ "$(lun_field node1 vol0 mode)" = async ]'

@@ -423,7 +423,6 @@ static void parse_handlers(struct loader *ld, const xmlNode *n)
 	unsigned long v;
 	unsigned i;
 
-	ld->cfg->handlers_line = line_of(n);
 	if (s && (parse_uint(s, HANDLER_TIMEOUT_MAX, &v) < 0 || v < 1))
 		report(ld, line_of(n), "handlers timeout \"%s\" is out of range (1..%d s)", s,
 		       HANDLER_TIMEOUT_MAX);

@@ -75,7 +75,6 @@ struct ipm_config {
 	uint64_t resync_rate;      /* bytes/s, 0 = unlimited */
 	char *handlers[IPM_HANDLER_EVENTS]; /* <handlers>: ipm_handler_events order */
 	unsigned handler_timeout;  /* seconds, default 30 */
-	int handlers_line;         /* of <handlers>; 0 when absent */
 	int log_level;             /* syslog priority, -1 unset */
 	char *log_file;
 	/* <tls mode cert key ca/>: the mirror connections (doc/wire.md) */

@@ -99,20 +99,6 @@ static int line_or(int line, int fallback)
 
 /* ---- global elements ------------------------------------------------------- */
 
-/* <handlers> are read at start (agent/handlers.c) */
-static void diff_handlers(struct differ *x)
-{
-	const ipm_config *o = x->old, *c = x->cur;
-	bool changed = ipm_config_handler_timeout(o) != ipm_config_handler_timeout(c);
-	unsigned i;
-
-	for (i = 0; i < IPM_HANDLER_EVENTS; i++)
-		changed |= !same(o->handlers[i], c->handlers[i]);
-	if (changed)
-		add(x, CHG_RESTART, NULL, line_or(c->handlers_line, o->handlers_line),
-		    "handlers changed");
-}
-
 static void diff_restart_globals(struct differ *x)
 {
 	const ipm_config *o = x->old, *c = x->cur;
@@ -139,7 +125,6 @@ static void diff_restart_globals(struct differ *x)
 	if (!same(o->hb_state_dir, c->hb_state_dir))
 		add(x, CHG_RESTART, NULL, c->hb_line, "heartbeat state-dir %s -> %s",
 		    shown(o->hb_state_dir), shown(c->hb_state_dir));
-	diff_handlers(x);
 }
 
 /* " interval 1.5 -> 1" appended to buf, after a comma when not the first */

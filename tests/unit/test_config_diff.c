@@ -145,22 +145,6 @@ static void test_restart(void **state)
 	cfg_diff_free(&d);
 }
 
-/* <handlers> are read at start: a change needs a restart. */
-static void test_handlers_restart(void **state)
-{
-	struct spec s = base;
-	struct cfg_diff d;
-
-	(void)state;
-	s.extra = "<lun name=\"vol1\" size=\"1M\" primary=\"node2\"><backing path=\"/srv/v1.img\"/></lun>"
-		  "<handlers split-brain=\"/usr/local/sbin/notify\"/>";
-	diff_of(&s, &d);
-	assert_int_equal(d.n_restart, 1);
-	assert_int_equal(d.n, 1);
-	expect(&d, 0, CHG_RESTART, 15, "handlers changed");
-	cfg_diff_free(&d);
-}
-
 /* Another node's backing is that node's business. */
 static void test_other_node_backing(void **state)
 {
@@ -229,7 +213,6 @@ int main(void)
 		cmocka_unit_test(test_identical),
 		cmocka_unit_test(test_live),
 		cmocka_unit_test(test_restart),
-		cmocka_unit_test(test_handlers_restart),
 		cmocka_unit_test(test_other_node_backing),
 		cmocka_unit_test(test_luns_added_removed),
 		cmocka_unit_test(test_config_adjust),

@@ -345,6 +345,7 @@ int ipm_tls_handshake(struct ipm_tls *t, unsigned timeout_ms, ipm_error *err)
 	case GNUTLS_E_KEYFILE_ERROR:
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
+	case GNUTLS_E_CERTIFICATE_REQUIRED:
 		return ipm_fail(err, -EACCES, "TLS handshake refused: %s%s%s", gnutls_strerror(g),
 				g == GNUTLS_E_FATAL_ALERT_RECEIVED ? ": " : "",
 				g == GNUTLS_E_FATAL_ALERT_RECEIVED ?

@@ -6,9 +6,10 @@
 # connection (the mirror logs the failed record) and nothing corrupted is
 # applied: once the relay is gone, the copies are equal and fio verifies;
 # a peer with another tls mode, and a previous-release peer (protocol
-# version 4, no TLS), are refused with a log line naming the modes.
+# version 4, no TLS), are refused with a log line naming the modes; x509
+# with the cluster's CA mirrors, a certificate of another CA is refused.
 . "$top_srcdir/tests/lib.sh"
-plan 22
+plan 26
 
 MiB=$((1024 * 1024))
 RELAY="$top_srcdir/tests/tools/tamper_relay.py"
@@ -18,10 +19,10 @@ T_LOG_ALLOW='TLS'
 netns_pair || bail "cannot create network namespaces"
 PAIR_CONNS=2 PAIR_HB='interval="0.5" timeout="3.0" probation="2"' pair_setup vol0:64M:sync:yes:node1
 
-# set_tls MODE: the <tls> element of the shared config (none: off)
+# set_tls MODE [ATTRS]: the <tls> element of the shared config (none: off)
 set_tls() {
 	sed -i '/<tls /d' "$T_DIR/pair.xml"
-	[ "$1" = off ] || sed -i "s|^  <log |  <tls mode=\"$1\"/>\n  <log |" "$T_DIR/pair.xml"
+	[ "$1" = off ] || sed -i "s|^  <log |  <tls mode=\"$1\"${2:+ $2}/>\n  <log |" "$T_DIR/pair.xml"
 }
 
 # captured PATTERN: write PATTERN (1 MiB) at the start of vol0 through node1
@@ -147,4 +148,47 @@ node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
 check "a protocol version 4 peer: refused, TLS needs version 5" \
 	wait_for 15 logged_since "$T_DIR/n1.log" "$l1" \
 	'TLS mode mismatch: node2 speaks protocol version 4 only, which has no TLS \(our tls mode is psk\)'
+stop_pid "$n2_pid"; stop_pid "$n1_pid"
+
+# ---- x509: certificates of the cluster's CA; another CA is refused -------
+PKI="$T_DIR/pki"
+mkdir -p "$PKI"
+# mkca NAME / mkcert NAME CA: an ECDSA CA, and a node certificate it signs
+# (client and server use: each node is both)
+mkca() {
+	certtool --generate-privkey --key-type=ecdsa --outfile "$PKI/$1-key.pem" 2>/dev/null
+	printf 'cn = %s\nca\ncert_signing_key\nexpiration_days = 2\n' "$1" >"$PKI/$1.info"
+	certtool --generate-self-signed --load-privkey "$PKI/$1-key.pem" --template "$PKI/$1.info" \
+		--outfile "$PKI/$1.pem" 2>/dev/null
+}
+mkcert() {
+	( umask 077; certtool --generate-privkey --key-type=ecdsa --outfile "$PKI/$1-key.pem" 2>/dev/null )
+	printf 'cn = %s\ntls_www_server\ntls_www_client\nsigning_key\nexpiration_days = 2\n' "$1" \
+		>"$PKI/$1.info"
+	certtool --generate-certificate --load-privkey "$PKI/$1-key.pem" --load-ca-certificate "$PKI/$2.pem" \
+		--load-ca-privkey "$PKI/$2-key.pem" --template "$PKI/$1.info" --outfile "$PKI/$1.pem" 2>/dev/null
+}
+mkca ca && mkcert node ca && mkca other && mkcert stranger other || bail "certtool failed"
+test -s "$PKI/node.pem" -a -s "$PKI/stranger.pem" || bail "certtool made no certificate"
+set_tls x509 "cert=\"$PKI/node.pem\" key=\"$PKI/node-key.pem\" ca=\"$PKI/ca.pem\""
+l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
+pair_start || bail "daemons did not start: $(tail "$T_DIR"/n*.log)"
+check "x509: the connections are TLS 1.3 with certificates" \
+	wait_for 20 logged_since "$T_DIR/n1.log" "$l1" 'connection 0 to node2 is up \(protocol version 5, TLS1.3 X.509'
+head -c $MiB /dev/urandom >"$T_DIR/pat"
+in_node node1 timeout 60 nbdcopy "$T_DIR/pat" "nbd://$N1_ADDR:$N1_NBD/vol0"
+check "x509: a write reaches the mirror" wait_for 10 cmp -s -n $MiB "$T_DIR/pat" "$T_DIR/node2-vol0.img"
+stop_pid "$n1_pid"
+# node1 presents a certificate of another CA: node2 refuses it
+sed "s|$PKI/node|$PKI/stranger|g" "$T_DIR/pair.xml" >"$T_DIR/pair-stranger.xml"
+l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
+ip netns exec "$NS_node1" "$IPMIRRORD" --foreground --config "$T_DIR/pair-stranger.xml" --node node1 \
+	--socket "ipm-$$-node1" >>"$T_DIR/n1.log" 2>&1 &
+n1_pid=$!; T_PIDS="$T_PIDS $n1_pid"; T_DAEMONS="$T_DAEMONS $n1_pid:$T_DIR/n1.log"
+# (TLS 1.3: the client offers no certificate the server's CA did not sign,
+# and learns of the refusal only when it sends AUTH)
+check "x509: a certificate of another CA is refused in the TLS handshake" \
+	wait_for 15 logged_since "$T_DIR/n2.log" "$l2" 'refused: TLS handshake refused: .*[Cc]ertificate'
+check "  ... and no connection comes up" \
+	bash -c "sleep 2; ! tail -n +$((l1 + 1)) '$T_DIR/n1.log' | grep -q 'connection 0 to node2 is up'"
 finish

@@ -23,7 +23,10 @@ flipped = 0
 started = None
 
 
-async def pump(reader, writer, tamper):
+async def pump(reader, writer, tamper, other):
+    """Copy reader to writer; when this direction ends, reset both sides
+    (as a broken path does: a graceful close could wait for ever for a
+    side that no longer reads)."""
     global flipped
     seen = 0
     done = not tamper
@@ -44,7 +47,8 @@ async def pump(reader, writer, tamper):
     except (ConnectionError, OSError):
         pass
     finally:
-        writer.close()
+        writer.transport.abort()
+        other.transport.abort()
 
 
 async def handle(creader, cwriter):
@@ -59,7 +63,8 @@ async def handle(creader, cwriter):
         cwriter.close()
         return
     tamper = asyncio.get_running_loop().time() - started < window
-    await asyncio.gather(pump(creader, swriter, tamper), pump(sreader, cwriter, False))
+    await asyncio.gather(pump(creader, swriter, tamper, cwriter),
+                         pump(sreader, cwriter, False, swriter))
 
 
 async def main():

@@ -7,7 +7,10 @@
 # daemons run on and vol0 is uptodate with an empty journal in every sample
 # (every 0.5 s); `pcs resource enable vol1-clone` brings vol1 back, Promoted
 # on node2, uptodate on both, holding the data written before; fio's verify
-# passes and each LUN's backing files are identical. T_KEEP=1 keeps $T_DIR.
+# passes and each LUN's backing files are identical. Also: node1's agent
+# scores vol1 again after node2's promote (notify), and crm_simulate on the
+# live CIB shows the agent's degraded Promoted result (191) recovers nothing.
+# T_KEEP=1 keeps $T_DIR.
 T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up and goes down
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
@@ -16,7 +19,7 @@ LUNS="vol0:node1 vol1:node2"
 . "$top_srcdir/tests/lab/cluster.sh"
 command -v fio >/dev/null 2>&1 || { echo "1..0 # SKIP fio not installed"; exit 0; }
 
-plan 20
+plan 21
 cluster_start
 
 ctl_on() { local n="$1"; shift; lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" "$@"; }
@@ -25,6 +28,22 @@ preferred() { roles_are node1 node2 vol0 && roles_are node2 node1 vol1; }
 uptodate_on_both() { [ "$(state_on node1 "$1")" = uptodate ] && [ "$(state_on node2 "$1")" = uptodate ]; }
 check "vol0 Promoted on node1, vol1 on node2, both uptodate on both nodes" \
 	eval 'within 90 preferred && within 60 uptodate_on_both vol0 && within 60 uptodate_on_both vol1'
+
+# The degraded Promoted result (191, the agent's monitor while journaling or
+# resyncing) as Pacemaker 2.1.5 takes it: crm_simulate on this CIB injects it
+# as the result of vol0's Promoted monitor, whose expected result is 8 (the
+# controller records it so; crm_simulate's injection says 0, which would make
+# any other result a failure): nothing is recovered; a failed one (9) is.
+lab exec node1 cibadmin -Q >"$T_DIR/cib.xml" 2>/dev/null
+sim() {
+	crm_simulate -x "$T_DIR/cib.xml" -i "vol0_monitor_9000@node1=$1" -O "$T_DIR/inj$1.xml" >/dev/null 2>&1
+	sed -i 's/\(transition-key="[0-9]*:-1:\)0:/\18:/; s/\(transition-magic="0:[0-9]*;[0-9]*:-1:\)0:/\18:/' "$T_DIR/inj$1.xml"
+	crm_simulate -x "$T_DIR/inj$1.xml" -S 2>&1 | sed -n '/^Transition Summary:/,/^Executing/p' | grep -E 'vol0[^-]'
+}
+S191=$(sim 191); S9=$(sim 9)
+check "crm_simulate: 191 from vol0's Promoted monitor changes nothing; 9 recovers it (${S9//$'\n'/; })" \
+	eval '[ -z "$S191" ] && [ -n "$S9" ]'
+[ -z "$S191" ] || echo "$S191" | sed 's/^/# 191: /'
 
 # vol1's data, written through its Promoted node
 head -c 4M /dev/urandom >"$T_DIR/v1data"

@@ -444,7 +444,8 @@ static const char *frame_type_name(unsigned type)
 		[WIRE_WRITE] = "WRITE", [WIRE_TRIM] = "TRIM", [WIRE_ZERO] = "ZERO",
 		[WIRE_FLUSH] = "FLUSH", [WIRE_ACK] = "ACK", [WIRE_PING] = "PING",
 		[WIRE_HBSLOT] = "HBSLOT", [WIRE_VERIFY] = "VERIFY",
-		[WIRE_VERIFY_REPLY] = "VERIFY_REPLY",
+		[WIRE_VERIFY_REPLY] = "VERIFY_REPLY", [WIRE_READ] = "READ",
+		[WIRE_READ_REPLY] = "READ_REPLY",
 	};
 
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
@@ -474,6 +475,29 @@ static int verify_frame_check(const struct wire_frame *f, const char *t, ipm_err
 	if (f->len != want)
 		return ipm_fail(err, -EPROTO, "%s frame of %llu bytes carries %u payload bytes, expected %u",
 				t, (unsigned long long)f->length, f->len, want);
+	return 0;
+}
+
+static bool is_read_type(unsigned type)
+{
+	return type == WIRE_READ || type == WIRE_READ_REPLY;
+}
+
+/* A READ names a range of 1..WIRE_READ_MAX bytes and carries nothing; its
+ * reply carries those bytes, or nothing when it failed. */
+static int read_frame_check(const struct wire_frame *f, const char *t, ipm_error *err)
+{
+	uint64_t want;
+
+	if (f->flags)
+		return ipm_fail(err, -EPROTO, "%s frame has flags 0x%04x", t, f->flags);
+	if (f->length == 0 || f->length > WIRE_READ_MAX)
+		return ipm_fail(err, -EPROTO, "%s frame for %llu bytes, expected 1..%u", t,
+				(unsigned long long)f->length, WIRE_READ_MAX);
+	want = f->type == WIRE_READ || f->status ? 0 : f->length;
+	if (f->len != want)
+		return ipm_fail(err, -EPROTO, "%s frame of %llu bytes carries %u payload bytes, expected %llu",
+				t, (unsigned long long)f->length, f->len, (unsigned long long)want);
 	return 0;
 }
 
@@ -517,7 +541,8 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	frame_fields(buf, f);
 	if (f->magic != WIRE_FRAME_MAGIC)
 		return ipm_fail(err, -EPROTO, "bad frame magic 0x%08x", f->magic);
-	if (f->type < WIRE_WRITE || (f->type > WIRE_HBSLOT && !is_verify_type(f->type)))
+	if (f->type < WIRE_WRITE || (f->type > WIRE_HBSLOT && !is_verify_type(f->type) &&
+					  !is_read_type(f->type)))
 		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
 	t = frame_type_name(f->type);
 	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY | WIRE_F_INSYNC))
@@ -541,13 +566,20 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 
 		if (rc < 0)
 			return rc;
+	} else if (is_read_type(f->type)) {
+		int rc = read_frame_check(f, t, err);
+
+		if (rc < 0)
+			return rc;
 	} else if (f->len) {
 		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes", t, f->len);
 	}
-	if ((f->type <= WIRE_FLUSH || f->type == WIRE_VERIFY) && f->lun >= n_luns)
+	if ((f->type <= WIRE_FLUSH || f->type == WIRE_VERIFY || f->type == WIRE_READ) &&
+	    f->lun >= n_luns)
 		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
 				n_luns);
-	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY) && (f->status < 0 || f->status > WIRE_MAX_ERRNO))
+	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY || f->type == WIRE_READ_REPLY) &&
+	    (f->status < 0 || f->status > WIRE_MAX_ERRNO))
 		return ipm_fail(err, -EINVAL, "%s status %d is not 0 or an errno", t, f->status);
 	return 0;
 }

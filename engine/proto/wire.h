@@ -128,7 +128,14 @@ enum wire_type {
 	WIRE_VERIFY_REPLY = 13, /* mirror -> primary: status of VERIFY `seq`, its
 			      * offset and length echoed; payload (status 0):
 			      * one WIRE_VERIFY_DIGEST_LEN digest per block */
+	WIRE_READ = 14,      /* primary -> mirror (version 5): the mirror's bytes of
+			      * [offset, +length) once every seq <= dep is applied
+			      * (a read of the primary's backing failed:
+			      * doc/io-errors.md); no payload */
+	WIRE_READ_REPLY = 15, /* mirror -> primary: status of READ `seq`, its range
+			      * echoed; payload (status 0): the length bytes */
 };
+#define WIRE_READ_MAX WIRE_MAX_PAYLOAD /* largest range of one READ */
 #define WIRE_VERIFY_NONCE_LEN 16
 #define WIRE_VERIFY_DIGEST_LEN 16     /* UMAC-128 (engine/proto/verify_digest.h) */
 #define WIRE_VERIFY_BLOCK (1u << 20)  /* one digest per block from offset on */

@@ -173,6 +173,81 @@ static void test_frame_malformed(void **state)
 	assert_int_equal(decode_modified(f, 2, &err), 0);
 }
 
+/* ---- a read of the mirror's copy (frames 14-15, version 5) ----------------------- */
+
+static struct wire_frame read_frame(uint16_t type, uint64_t length)
+{
+	struct wire_frame f = {
+		.magic = WIRE_FRAME_MAGIC, .type = type, .lun = 1, .seq = 21, .dep = 20,
+		.offset = 1ull << 20, .length = length,
+	};
+
+	f.len = type == WIRE_READ ? 0 : (uint32_t)length;
+	return f;
+}
+
+static void test_read_frames(void **state)
+{
+	uint8_t buf[WIRE_FRAME_LEN];
+	struct wire_frame f, g;
+	ipm_error err = { "" };
+
+	(void)state;
+	f = read_frame(WIRE_READ, 65536);
+	wire_frame_encode(buf, &f);
+	assert_int_equal(buf[5], 14);	/* the type's number is the contract */
+	assert_int_equal(wire_frame_decode(buf, 2, &g, &err), 0);
+	assert_true(g.type == WIRE_READ && g.len == 0 && g.length == 65536 &&
+		    g.offset == 1ull << 20 && g.seq == 21 && g.dep == 20);
+	f = read_frame(WIRE_READ_REPLY, 65536);
+	f.csum = 0xdeadbeef;
+	wire_frame_encode(buf, &f);
+	assert_int_equal(buf[5], 15);
+	assert_int_equal(wire_frame_decode(buf, 2, &g, &err), 0);
+	assert_true(g.type == WIRE_READ_REPLY && g.len == 65536 && g.csum == 0xdeadbeef);
+	/* the largest: one NBD request */
+	f = read_frame(WIRE_READ_REPLY, WIRE_READ_MAX);
+	assert_int_equal(decode_modified(f, 2, &err), 0);
+	f = read_frame(WIRE_READ, WIRE_READ_MAX + 1ull);
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "READ frame for 33554433 bytes, expected 1..33554432");
+	f = read_frame(WIRE_READ, 0);
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "READ frame for 0 bytes");
+	/* a READ carries nothing */
+	f = read_frame(WIRE_READ, 4096);
+	f.len = 4096;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "READ frame of 4096 bytes carries 4096 payload bytes, expected 0");
+	f = read_frame(WIRE_READ, 4096);
+	f.flags = WIRE_F_FUA;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "READ frame has flags 0x0001");
+	f = read_frame(WIRE_READ, 4096);
+	f.lun = 2;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "READ frame for lun 2, only 2");
+	/* a reply carries the whole range, or nothing with an errno */
+	f = read_frame(WIRE_READ_REPLY, 4096);
+	f.len = 4095;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "READ_REPLY frame of 4096 bytes carries 4095 payload bytes, expected 4096");
+	f.len = 0;
+	f.status = 5;
+	assert_int_equal(decode_modified(f, 2, &err), 0);
+	f.len = 4096;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "READ_REPLY frame of 4096 bytes carries 4096 payload bytes, expected 0");
+	f.len = 0;
+	f.status = WIRE_MAX_ERRNO + 1;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "READ_REPLY status 4096");
+	/* the reply echoes the id, unbounded like an ACK's */
+	f = read_frame(WIRE_READ_REPLY, 4096);
+	f.lun = 300;
+	assert_int_equal(decode_modified(f, 2, &err), 0);
+	/* 16 is not a frame type */
+	f = read_frame(WIRE_READ, 4096);
+	f.type = 16;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 16");
+}
+
 /* ---- the online verify's frames and digests (version 5) ------------------------- */
 
 static struct wire_frame verify_frame(uint16_t type, uint64_t length)
@@ -246,8 +321,8 @@ static void test_verify_frames(void **state)
 	f = verify_frame(WIRE_VERIFY_REPLY, 4096);
 	f.lun = 7;
 	assert_int_equal(decode_modified(f, 2, &err), 0);
-	f.type = 14;
-	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 14");
+	f.type = 16;	/* 14-15 are READ, READ_REPLY */
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 16");
 }
 
 /* Keyed digests: the same on both sides for equal data under one run's
@@ -562,6 +637,7 @@ int main(void)
 		cmocka_unit_test(test_frame_layout),
 		cmocka_unit_test(test_frame_malformed),
 		cmocka_unit_test(test_verify_frames),
+		cmocka_unit_test(test_read_frames),
 		cmocka_unit_test(test_verify_digests),
 		cmocka_unit_test(test_hs_hdr),
 		cmocka_unit_test(test_hello),

@@ -168,6 +168,7 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 		  ",\"resync_eta_s\":%" PRId64 ",\"consistent\":%s,\"peer_inconsistent\":%s"
 		  ",\"mirrored_bytes\":%" PRIu64 ",\"io\":\"%s\",\"inflight\":%u"
 		  ",\"inflight_bytes\":%" PRIu64 ",\"local_io_errors\":%" PRIu64
+		  ",\"disk\":\"%s\",\"remote_reads\":%" PRIu64
 		  ",\"refusal_age_ms\":%" PRId64 ",\"refusal\":",
 		  ipm_role_name(l->role), ipm_mode_name(l->mode),
 		  l->mirrored ? "true" : "false", ipm_state_name(l->state), l->size,
@@ -175,7 +176,8 @@ static void json_lun(const ipm_lun_status *l, struct strbuf *sb)
 		  l->resync_total_bytes, l->resync_rate, l->resync_eta_s,
 		  l->consistent ? "true" : "false", l->peer_inconsistent ? "true" : "false",
 		  l->mirrored_bytes, l->direct_io ? "direct" : "buffered", l->inflight,
-		  l->inflight_bytes, l->local_io_errors, l->refusal_age_ms);
+		  l->inflight_bytes, l->local_io_errors, l->disk_failed ? "failed" : "ok",
+		  l->remote_reads, l->refusal_age_ms);
 	sb_json_string(sb, l->refusal);
 	sb_printf(sb, ",\"generation\":");
 	/* generation is a fixed array: never read past it */
@@ -259,6 +261,8 @@ static bool get_lun_key(const ipm_lun_status *l, const char *k, struct strbuf *s
 	NUM("inflight", "%u", l->inflight);
 	NUM("inflight_bytes", "%" PRIu64, l->inflight_bytes);
 	NUM("local_io_errors", "%" PRIu64, l->local_io_errors);
+	NUM("disk", "%s", l->disk_failed ? "failed" : "ok");
+	NUM("remote_reads", "%" PRIu64, l->remote_reads);
 	NUM("refusal", "%s", l->refusal);
 	else if (strcmp(k, "generation") == 0)
 		sb_printf(sb, "%.*s\n", (int)sizeof(l->generation), l->generation);
@@ -401,6 +405,12 @@ static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)
 		  ipm_role_name(l->role), ipm_mode_name(l->mode), l->mirrored ? "yes" : "no",
 		  ipm_state_name(l->state), size, journal, resync);
 	text_verify(l, w, sb);
+	if (l->disk_failed)
+		sb_printf(sb, "%-*s  disk: failed (%" PRIu64 " I/O errors; reads from the peer, writes fail: doc/io-errors.md)\n",
+			  w, "", l->local_io_errors);
+	else if (l->local_io_errors)
+		sb_printf(sb, "%-*s  disk: %" PRIu64 " I/O errors, %" PRIu64 " reads served from the peer\n",
+			  w, "", l->local_io_errors, l->remote_reads);
 }
 
 static void text_conns(const ipm_status *st, struct strbuf *sb)

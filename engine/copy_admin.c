@@ -46,6 +46,7 @@ static int invalidate_primary(ipm_lun *l, ipm_error *err)
 int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err)
 {
 	const char *peer = l->engine->peer ? l->engine->peer->name : "the peer";
+	bool replaced;
 	int rc;
 
 	if (!l->cfg->mirrored)
@@ -57,7 +58,10 @@ int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err)
 				l->cfg->name, peer, peer);
 	if (l->role == IPM_ROLE_PRIMARY)
 		return invalidate_primary(l, err);
-	if (lun_gen_invalid(l))
+	/* a failed disk replaced (doc/io-errors.md): copied whole again even
+	 * when already invalid, as what was copied went to the old disk */
+	replaced = __atomic_load_n(&l->disk_failed, __ATOMIC_RELAXED);
+	if (lun_gen_invalid(l) && !replaced)
 		return ipm_note(err, "lun \"%s\": this copy is inconsistent already; it is copied whole from %s",
 				l->cfg->name, peer);
 	if (lun_gen_splitbrain(l))
@@ -71,6 +75,9 @@ int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err)
 	rc = lun_gen_invalidate(l, err);
 	if (rc < 0)
 		return rc;
+	if (replaced && __atomic_exchange_n(&l->disk_failed, false, __ATOMIC_RELAXED))
+		qb_log(LOG_NOTICE, "lun %s: the local disk is in service again (replaced)",
+		       l->cfg->name);
 	qb_log(LOG_WARNING, "lun %s: INVALIDATED by the admin: this copy is inconsistent until copied whole from %s",
 	       l->cfg->name, peer);
 	/* the primary learns it at its next handshake */

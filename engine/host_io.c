@@ -36,6 +36,20 @@ static void host_end(struct ipm_lun *l)
 	pthread_rwlock_unlock(&l->gate);
 }
 
+/* A request that changes the copy: refused with EIO once the local disk
+ * failed (doc/io-errors.md: the copies must not drift further apart;
+ * reads go on, from the peer's copy). */
+static int host_begin_change(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	int rc = host_begin(l, len, off);
+
+	if (rc == 0 && __atomic_load_n(&l->disk_failed, __ATOMIC_RELAXED)) {
+		host_end(l);
+		rc = -EIO;
+	}
+	return rc;
+}
+
 static void host_enter(struct ipm_lun *l, uint64_t bytes)
 {
 	__atomic_add_fetch(&l->host_inflight, 1, __ATOMIC_RELAXED);
@@ -109,7 +123,7 @@ int ipm_lun_read(ipm_lun *l, void *buf, size_t len, uint64_t off)
 
 int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigned flags)
 {
-	int rc = host_begin(l, len, off);
+	int rc = host_begin_change(l, len, off);
 	uint64_t t0;
 
 	if (rc < 0)
@@ -137,7 +151,7 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 
 	for (; n > IPM_WRITE_BATCH_MAX; w += IPM_WRITE_BATCH_MAX, n -= IPM_WRITE_BATCH_MAX)
 		ipm_lun_write_batch(l, w, IPM_WRITE_BATCH_MAX);
-	rc = host_begin(l, 0, 0);
+	rc = host_begin_change(l, 0, 0);
 	for (i = 0; i < n; i++) {
 		w[i].rc = rc < 0 ? rc : lun_range_ok(l, w[i].len, w[i].off) ? 0 : -EINVAL;
 		if (w[i].rc == 0 && w[i].len > 0) {
@@ -164,7 +178,7 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 
 int ipm_lun_flush(ipm_lun *l)
 {
-	int rc = host_begin(l, 0, 0);
+	int rc = host_begin_change(l, 0, 0);
 
 	if (rc < 0)
 		return rc;
@@ -175,7 +189,7 @@ int ipm_lun_flush(ipm_lun *l)
 
 int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 {
-	int rc = host_begin(l, len, off);
+	int rc = host_begin_change(l, len, off);
 
 	if (rc < 0)
 		return rc;
@@ -187,7 +201,7 @@ int ipm_lun_trim(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 
 int ipm_lun_zero(ipm_lun *l, uint64_t len, uint64_t off, unsigned flags)
 {
-	int rc = host_begin(l, len, off);
+	int rc = host_begin_change(l, len, off);
 
 	if (rc < 0)
 		return rc;

@@ -373,6 +373,9 @@ typedef struct ipm_lun_status {
 	uint64_t inflight_bytes;   /* bytes of the host requests in flight */
 	uint64_t local_io_errors;  /* reads, writes, syncs of the backing failed
 				    * (EIO, ENOSPC...) since the engine started */
+	bool disk_failed;          /* a write failed: the local disk is out of
+				    * service (doc/io-errors.md) */
+	uint64_t remote_reads;     /* host reads served from the peer's copy */
 	/* host writes completed (ok or not) by latency, entry to return: in
 	 * sync mode that includes the mirror's answer. Bucket i counts those
 	 * up to bound i (not cumulative); the last one the rest. */

@@ -47,6 +47,10 @@ struct ipm_lun {
 	uint32_t host_inflight;           /* requests between entry and return */
 	uint64_t host_inflight_bytes;     /* their bytes */
 	uint64_t local_io_errors;         /* backing.c: reads/writes/syncs failed (atomic) */
+	/* a failing local disk (remote_read.c, doc/io-errors.md; atomics) */
+	bool disk_failed;                 /* a write failed: out of service until
+					   * replaced (invalidate, or a restart) */
+	uint64_t remote_reads;            /* host reads served from the peer's copy */
 	uint64_t write_lat[IPM_LAT_BUCKETS + 1]; /* ipm_lun_status.write_lat */
 	uint64_t write_lat_sum_us;
 	/* the last handshake refused for this LUN (lun_note_refusal) */

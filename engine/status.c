@@ -43,6 +43,8 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->inflight = __atomic_load_n(&l->host_inflight, __ATOMIC_RELAXED);
 	s->inflight_bytes = __atomic_load_n(&l->host_inflight_bytes, __ATOMIC_RELAXED);
 	s->local_io_errors = __atomic_load_n(&l->local_io_errors, __ATOMIC_RELAXED);
+	s->disk_failed = __atomic_load_n(&l->disk_failed, __ATOMIC_RELAXED);
+	s->remote_reads = __atomic_load_n(&l->remote_reads, __ATOMIC_RELAXED);
 	for (i = 0; i <= IPM_LAT_BUCKETS; i++)
 		s->write_lat[i] = __atomic_load_n(&l->write_lat[i], __ATOMIC_RELAXED);
 	s->write_lat_sum_us = __atomic_load_n(&l->write_lat_sum_us, __ATOMIC_RELAXED);

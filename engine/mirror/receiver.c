@@ -30,6 +30,7 @@
 #include "netaddr.h"
 #include "receiver.h"
 #include "storage_hb.h"
+#include "read_serve.h"
 #include "verify_serve.h"
 
 #define POLL_MS 1000
@@ -354,6 +355,10 @@ static void apply_set(struct rreq **set, unsigned n, int *status,
 			status[i] = verify_serve(q->lun, secret, &q->f, &q->data);
 			continue;
 		}
+		if (q->f.type == WIRE_READ) { /* read_serve.c */
+			status[i] = read_serve(q->lun, &q->f, &q->data);
+			continue;
+		}
 		if (q->f.type != WIRE_WRITE) {
 			status[i] = apply_other(q);
 			continue;
@@ -391,7 +396,7 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 			reply = q->reply;
 			pthread_mutex_unlock(&rc->lock);
 
-			if (q->f.type == WIRE_VERIFY && q->data)
+			if ((q->f.type == WIRE_VERIFY || q->f.type == WIRE_READ) && q->data)
 				send_answer(reply, q->data, verify_reply_len(q->data));
 			else
 				send_ack(reply, q->f.seq, status[i]);

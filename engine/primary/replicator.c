@@ -503,9 +503,11 @@ static struct mreq *write_submit(struct replicator *r, struct rep_lun *rl, struc
 /* After the local write: the host's answer (sync: once the mirror answered). */
 static int write_finish(struct replicator *r, struct mreq *m, const ipm_write *w, int local_rc)
 {
-	if (local_rc)
+	if (local_rc) {
 		qb_log(LOG_ERR, "lun %s: local write at %llu failed: %s; the mirror has it",
 		       ipm_lun_name(m->rl->lun), (unsigned long long)w->off, strerror(-local_rc));
+		lun_disk_write_error(m->rl->lun, "write", w->off, local_rc);
+	}
 	if (m->sync)
 		return wait_sync(r, m, local_rc);
 	release_async(r, m);
@@ -606,6 +608,9 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 		qb_log(LOG_ERR, "lun %s: cannot journal a request: %s", ipm_lun_name(l),
 		       strerror(-rc));
 	rc = local_op(l, type, len, off, flags);
+	if (rc)
+		lun_disk_write_error(l, type == WIRE_FLUSH ? "flush" : type == WIRE_TRIM ? "trim" : "zero",
+				     off, rc);
 	if (sync) {
 		rc = wait_sync(r, m, rc);
 		free(m);
@@ -617,7 +622,8 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 }
 
 /* The replicator as the host path's layer below host_io.c (lun_ops.h):
- * reads go straight to the local copy, everything else is mirrored. */
+ * reads go to the local copy (the mirror's when the disk fails:
+ * remote_read.c), everything else is mirrored. */
 static int op_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags)
 {
@@ -645,7 +651,7 @@ static int op_zero(struct ipm_lun *l, uint64_t len, uint64_t off, unsigned flags
 }
 
 const struct lun_ops replicator_ops = {
-	.read = lun_local_read,
+	.read = remote_read_op,      /* the mirror's copy when the disk fails */
 	.write = op_write,
 	.write_batch = op_write_batch,
 	.flush = op_flush,

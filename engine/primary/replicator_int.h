@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include "activity_log.h"
 #include "heartbeat.h"
+#include "remote_read.h"
 #include "replicator.h"
 #include "resync.h"
 #include "verify.h"
@@ -68,6 +69,9 @@ struct mreq {
 	bool replay;             /* sent by the resync, no host waits */
 	bool verify;             /* verify.c's VERIFY (owned: nonce, then digests) */
 	bool digests;            /* its VERIFY_REPLY's digests are in owned */
+	bool read;               /* remote_read.c's READ: changes nothing */
+	bool answered;           /* its READ_REPLY came (bytes in read_dst, or status) */
+	void *read_dst;          /* where its bytes go (the host's buffer) */
 };
 
 struct rep_lun {

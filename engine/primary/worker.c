@@ -91,16 +91,20 @@ static void *reader_main(void *arg)
 				pos += f.len;
 				continue;
 			}
-			if (f.type == WIRE_VERIFY_REPLY && have - pos < WIRE_FRAME_LEN + f.len)
-				break;  /* the rest of its digests are still to come */
-			if (f.type != WIRE_ACK && f.type != WIRE_VERIFY_REPLY) {
+			if ((f.type == WIRE_VERIFY_REPLY || f.type == WIRE_READ_REPLY) &&
+			    have - pos < WIRE_FRAME_LEN + f.len)
+				break;  /* the rest of its payload is still to come */
+			if (f.type != WIRE_ACK && f.type != WIRE_VERIFY_REPLY &&
+			    f.type != WIRE_READ_REPLY) {
 				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
 				pthread_mutex_unlock(&r->lock);
 				goto protocol_error;
 			}
 			m = hash_remove(r, f.seq);
-			if (m) /* verify.c keeps a VERIFY's digests */
+			if (m) { /* verify.c keeps a VERIFY's digests, remote_read.c a READ's bytes */
 				verify_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
+				remote_read_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
+			}
 			pos += f.len;
 
 			/* unknown: answered already on a connection that broke */

@@ -135,7 +135,9 @@ enum wire_type {
 	WIRE_READ_REPLY = 15, /* mirror -> primary: status of READ `seq`, its range
 			      * echoed; payload (status 0): the length bytes */
 };
-#define WIRE_READ_MAX WIRE_MAX_PAYLOAD /* largest range of one READ */
+/* The largest range of one READ: its reply must fit the primary's buffer
+ * of answers (worker.c); a longer read is asked in pieces, all in flight. */
+#define WIRE_READ_MAX 4096u
 #define WIRE_VERIFY_NONCE_LEN 16
 #define WIRE_VERIFY_DIGEST_LEN 16     /* UMAC-128 (engine/proto/verify_digest.h) */
 #define WIRE_VERIFY_BLOCK (1u << 20)  /* one digest per block from offset on */

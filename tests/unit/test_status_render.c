@@ -209,7 +209,7 @@ static void test_json_keys(void **state)
 		   "\"resync_done_bytes\":536870912,\"resync_total_bytes\":1073741824,"
 		   "\"resync_rate\":0,\"resync_eta_s\":0,\"consistent\":false,"
 		   "\"peer_inconsistent\":false,\"mirrored_bytes\":99,\"io\":\"direct\","
-		   "\"inflight\":2,\"inflight_bytes\":8192,\"local_io_errors\":0,\"refusal_age_ms\":1500,"
+		   "\"inflight\":2,\"inflight_bytes\":8192,\"local_io_errors\":0,\"disk\":\"ok\",\"remote_reads\":0,\"refusal_age_ms\":1500,"
 		   "\"refusal\":\"refused by node2: \\\"x\\\"\",\"generation\":\"abcdef0123456789\","
 		   "\"verify\":{\"running\":true,\"done_bytes\":268435456,\"total_bytes\":1073741824,"
 		   "\"out_of_sync_bytes\":3145728}}");

@@ -5,7 +5,7 @@
 # nodes), fenced (node1 in cluster mode with a stand-in fence handler),
 # resync-start and resync-done (link healed), role-change (demote node1,
 # promote node2), split-brain (both nodes), local-io-error (node1's backing
-# fails a read: tests/tools/eio.c). A handler that hangs is killed at the
+# fails a read, served from node2's copy: tests/tools/eio.c). A handler that hangs is killed at the
 # timeout and logged, while host writes go on meanwhile.
 # the split brain and the forced demotion that make it are logged as crit
 T_LOG_ALLOW='crit: lun vol0: (SPLIT BRAIN|FORCED demotion against the safety check)'
@@ -58,7 +58,9 @@ touch "$T_DIR/eio-on"
 in_node node1 timeout 10 qemu-io -f raw "nbd://$N1_ADDR:$N1_NBD/vol0" -c 'read 0 64k' \
 	>"$T_DIR/eio.out" 2>&1
 rm -f "$T_DIR/eio-on"
-check "a read of node1's failing backing fails for the host" grep -qi 'error' "$T_DIR/eio.out"
+# a read the backing fails is served from node2's copy (doc/io-errors.md)
+check "a read of node1's failing backing is served from node2's copy" \
+	eval '! grep -qi error "$T_DIR/eio.out" && grep -q "served from node2" "$T_DIR/n1.log"'
 wait_for 10 ran node1 local-io-error
 sleep 1
 once() { [ "$(runs "$1" "$2")" = 1 ]; }

@@ -8,10 +8,11 @@
 # fail with EIO while every read still returns node2's copy. Handed over
 # to node2 and the disk replaced (the fault gone, `invalidate`), node1's
 # copy comes back byte-identical to node2's, and node2 serves what hosts
-# wrote.
-T_LOG_ALLOW='crit: lun vol0: LOCAL DISK FAILED|error: lun vol0: local write at [0-9]+ failed|error: lun vol0: mirror request [0-9]+ failed on the peer'
+# wrote. With a version 4 peer (no READ) a read of the range fails, and
+# the log says why.
+T_LOG_ALLOW='crit: lun vol0: LOCAL DISK FAILED|error: lun vol0: local write at [0-9]+ failed|error: lun vol0: mirror request [0-9]+ failed on the peer|error: lun vol0: cannot read offset [0-9]+ length 4096 from node2.s copy either \\(the peer speaks protocol version 4'
 . "$top_srcdir/tests/lib.sh"
-plan 19
+plan 22
 
 pair_setup vol0:64M:sync:yes:node1
 sed -i "s|path=\"$T_DIR/node\([12]\)-vol0.img\"|& io=\"buffered\"|" "$T_DIR/pair.xml"
@@ -44,6 +45,25 @@ check "status: local_io_errors >= 1, remote_reads >= 1, disk ok" \
 	eval '[ "$(lun_field node1 vol0 local_io_errors)" -ge 1 ] && [ "$(lun_field node1 vol0 remote_reads)" -ge 1 ] &&
 		[ "$(lun_field node1 vol0 disk)" = ok ]'
 check "the LUN is still up to date on node2" lun_state_is node2 vol0 uptodate
+
+# ---- a version 4 peer: no READ, the read fails with the reason logged -----
+# (the fault is off while node2 restarts: the resync reads node1's copy of
+# the extents written lately, which a failing disk cannot give)
+rm -f "$T_DIR/eio-on"
+stop_pid "$n2_pid"
+IPM_WIRE_VERSION_MAX=4 node_start node2 || bail "node2 (v4) did not start: $(cat "$T_DIR/n2.log")"
+wait_for 30 lun_state_is node2 vol0 uptodate || diag "node2 (v4) not up to date"
+touch "$T_DIR/eio-on"
+timeout 20 nbdsh -u "$U1" -c "h.pread(4096, $BAD)" >"$T_DIR/r4.out" 2>&1; rc=$?
+check "with a version 4 peer a read of the failing range fails for the host" \
+	eval 'test $rc != 0 && grep -qi "input/output error" "$T_DIR/r4.out"'
+check "... logged with the reason" \
+	grep -q "cannot read offset $BAD length 4096 from node2's copy either (the peer speaks protocol version 4" "$T_DIR/n1.log"
+rm -f "$T_DIR/eio-on"
+stop_pid "$n2_pid"
+node_start node2 || bail "node2 did not restart: $(cat "$T_DIR/n2.log")"
+check "node2 (version 5 again) up to date" wait_for 30 lun_state_is node2 vol0 uptodate
+touch "$T_DIR/eio-on"
 
 # ---- a write error -------------------------------------------------------
 head -c 65536 /dev/urandom >"$T_DIR/w"

@@ -19,13 +19,17 @@ static int open_luns(ipm_engine *e, ipm_error *err)
 	unsigned i;
 	int rc;
 
-	e->luns = calloc(e->cfg->n_luns ? e->cfg->n_luns : 1, sizeof(*e->luns));
+	/* room for LUNs added at run time: the table never moves under its
+	 * readers (ipm_engine_lun_add) */
+	e->max_luns = e->cfg->n_luns > WIRE_MAX_LUNS ? e->cfg->n_luns : WIRE_MAX_LUNS;
+	e->luns = calloc(e->max_luns, sizeof(*e->luns));
 	if (!e->luns)
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	for (i = 0; i < e->cfg->n_luns; i++) {
 		rc = lun_open(e, &e->cfg->luns[i], &e->luns[i], err);
 		if (rc < 0)
 			return rc;
+		e->luns[i]->cfg_index = (uint16_t)i;
 		e->n_luns++;
 	}
 	return 0;
@@ -256,22 +260,24 @@ const char *ipm_engine_node(const ipm_engine *e)
 	return e->node;
 }
 
+/* e->n_luns grows at run time (ipm_engine_lun_add: the slot is filled
+ * before the count says so). */
 size_t ipm_engine_lun_count(const ipm_engine *e)
 {
-	return e->n_luns;
+	return __atomic_load_n(&e->n_luns, __ATOMIC_ACQUIRE);
 }
 
 ipm_lun *ipm_engine_lun_at(ipm_engine *e, size_t i)
 {
-	return i < e->n_luns ? e->luns[i] : NULL;
+	return i < ipm_engine_lun_count(e) ? e->luns[i] : NULL;
 }
 
 ipm_lun *ipm_engine_lun_by_name(ipm_engine *e, const char *name)
 {
-	size_t i;
+	size_t i, n = ipm_engine_lun_count(e);
 
-	for (i = 0; i < e->n_luns; i++)
-		if (strcmp(e->luns[i]->cfg->name, name) == 0)
+	for (i = 0; i < n; i++)
+		if (!e->luns[i]->removed && strcmp(e->luns[i]->cfg->name, name) == 0)
 			return e->luns[i];
 	return NULL;
 }

@@ -12,8 +12,9 @@ struct ipm_engine {
 	char node[IPM_NAME_MAX];
 	const struct ipm_node_cfg *self;
 	const struct ipm_node_cfg *peer;    /* NULL with a one-node config */
-	struct ipm_lun **luns;
-	size_t n_luns;
+	struct ipm_lun **luns;              /* max_luns slots; never moves */
+	size_t n_luns;                      /* grows at run time (atomic) */
+	size_t max_luns;
 	bool started;
 	/* mirroring, present when the config mirrors LUNs between two nodes */
 	struct auth_secret *secret;

@@ -326,6 +326,16 @@ int ipm_engine_lun_down(ipm_engine *e, const char *lun, ipm_error *err);
  * again, with the resync its state needs (the journal replayed, or the
  * whole LUN when the peer's verdict says so). */
 int ipm_engine_lun_up(ipm_engine *e, const char *lun, ipm_error *err);
+/* Serve lun of cfg (a newer load of the config file) from now on: its
+ * backing opened and sized, its session with the peer made (a new LUN's
+ * initial sync, doc/generations.md). Refused when the engine serves one of
+ * that name, when it is the first mirrored LUN (no peer, secret or
+ * heartbeat yet: a restart), or with a version 4 peer while LUNs share its
+ * session. The engine keeps its own copy of cfg for it. */
+int ipm_engine_lun_add(ipm_engine *e, const ipm_config *cfg, const char *lun, ipm_error *err);
+/* Forget a LUN that is down (ipm_engine_lun_down first, else -EBUSY):
+ * lookups and status no longer show it; its files on disk stay. */
+int ipm_engine_lun_remove(ipm_engine *e, const char *lun, ipm_error *err);
 
 typedef struct ipm_conn_status {
 	int index;

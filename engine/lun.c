@@ -186,6 +186,7 @@ void lun_close(struct ipm_lun *l)
 		return;
 	lun_files_close(l);
 	lun_gen_fini(&l->g);
+	ipm_config_free(l->own_cfg);
 	pthread_rwlock_destroy(&l->gate);
 	pthread_mutex_destroy(&l->refusal_lock);
 	free(l);

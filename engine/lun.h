@@ -11,6 +11,10 @@
 struct ipm_lun {
 	ipm_engine *engine;
 	const struct ipm_lun_cfg *cfg;
+	ipm_config *own_cfg;          /* added at run time: the config cfg is in */
+	uint16_t cfg_index;           /* cfg's place in its config: the LUN's wire id */
+	bool removed;                 /* ipm_engine_lun_remove: gone from lookups (the
+				       * object stays until the engine goes) */
 	char path[4096];
 	/* the journal's path (config, or BACKING.journal); the bitmap, activity
 	 * log and generation file are this path plus a suffix */

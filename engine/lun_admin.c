@@ -533,3 +533,94 @@ int ipm_engine_lun_up(ipm_engine *e, const char *lun, ipm_error *err)
 {
 	return lun_service(e, lun, true, err);
 }
+
+/* ---- LUNs added and removed at run time ----------------------------------------- */
+
+static int config_index(const ipm_config *cfg, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg->n_luns; i++)
+		if (strcmp(cfg->luns[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* admin held: l opened from its own copy of the config, then its session. */
+static int add_locked(ipm_engine *e, ipm_config *own, int k, ipm_error *err)
+{
+	struct ipm_lun *l = NULL;
+	int rc;
+
+	if (e->n_luns == e->max_luns)
+		return ipm_fail(err, -ENOSPC, "%zu luns served already, the limit", e->max_luns);
+	if (own->luns[k].mirrored && e->grouped)
+		return ipm_fail(err, -EBUSY,
+				"lun \"%s\": the luns primary here share one session with a version 4 peer: a new one needs a restart",
+				own->luns[k].name);
+	rc = lun_open(e, &own->luns[k], &l, err);
+	if (rc < 0)
+		return rc;
+	l->own_cfg = own;
+	l->cfg_index = (uint16_t)k;
+	rc = lun_mirror_attach(e, l, err);
+	if (rc < 0) {
+		l->own_cfg = NULL; /* the caller's to free */
+		lun_close(l);
+		return rc;
+	}
+	e->luns[e->n_luns] = l;
+	__atomic_store_n(&e->n_luns, e->n_luns + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int ipm_engine_lun_add(ipm_engine *e, const ipm_config *cfg, const char *lun, ipm_error *err)
+{
+	int k = config_index(cfg, lun), rc;
+	ipm_config *own;
+
+	if (k < 0)
+		return ipm_fail(err, -ENOENT, "%s has no lun \"%s\"", cfg->path, lun);
+	if (ipm_engine_lun_by_name(e, lun))
+		return ipm_fail(err, -EEXIST, "lun \"%s\" is served here already", lun);
+	if (cfg->luns[k].mirrored && (!e->secret || !e->hb || !e->peer))
+		return ipm_fail(err, -EINVAL,
+				"lun \"%s\" is the first mirrored lun: the peer, the secret and the heartbeat need a restart",
+				lun);
+	own = ipm_config_dup(cfg);
+	if (!own)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&e->admin);
+	rc = ipm_engine_lun_by_name(e, lun) ? ipm_fail(err, -EEXIST, "lun \"%s\" is served here already", lun)
+					    : add_locked(e, own, k, err);
+	pthread_mutex_unlock(&e->admin);
+	if (rc < 0) {
+		ipm_config_free(own);
+		return rc;
+	}
+	qb_log(LOG_NOTICE, "lun %s: added (%s here)", lun,
+	       ipm_role_name(ipm_engine_lun_by_name(e, lun)->role));
+	return ipm_note(err, "lun \"%s\" added", lun);
+}
+
+int ipm_engine_lun_remove(ipm_engine *e, const char *lun, ipm_error *err)
+{
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, lun);
+	int rc = 0;
+
+	if (!l)
+		return ipm_fail(err, -ENOENT, "no lun \"%s\" on %s", lun, e->node);
+	pthread_rwlock_wrlock(&l->gate);
+	pthread_mutex_lock(&e->admin);
+	if (!l->down)
+		rc = ipm_fail(err, -EBUSY, "lun \"%s\" is in service here: `ipmirrorctl down %s` first",
+			      lun, lun);
+	else
+		l->removed = true;
+	pthread_mutex_unlock(&e->admin);
+	pthread_rwlock_unlock(&l->gate);
+	if (rc < 0)
+		return rc;
+	qb_log(LOG_NOTICE, "lun %s: removed (its files stay on disk)", lun);
+	return ipm_note(err, "lun \"%s\" removed", lun);
+}

@@ -154,13 +154,13 @@ int ipm_engine_status(ipm_engine *e, ipm_status **out)
 	hbvol_status(e, st);
 	st->luns = rc < 0 ? NULL : calloc(e->n_luns ? e->n_luns : 1, sizeof(*st->luns));
 	for (i = 0; st->luns && i < e->n_luns; i++)
-		lun_snapshot(e->luns[i], &st->luns[i]);
+		if (!e->luns[i]->removed)
+			lun_snapshot(e->luns[i], &st->luns[st->n_luns++]);
 	pthread_mutex_unlock(&e->admin);
 	if (!st->luns) {
 		ipm_status_free(st);
 		return rc < 0 ? rc : -ENOMEM;
 	}
-	st->n_luns = e->n_luns;
 	*out = st;
 	return 0;
 }

@@ -768,14 +768,10 @@ static void serve(struct rconn *c)
 
 static void join_session_locked(struct receiver *rc, struct rconn *c, const struct wire_auth *a);
 
+/* The engine's LUNs, added ones included. */
 static struct ipm_lun *lun_by_name(const struct receiver *rc, const char *name)
 {
-	unsigned i;
-
-	for (i = 0; i < rc->n_luns; i++)
-		if (strcmp(ipm_lun_name(rc->luns[i]), name) == 0)
-			return rc->luns[i];
-	return NULL;
+	return ipm_engine_lun_by_name(rc->e, name);
 }
 
 /* c moves from the listener to rc (the connection is authenticated and

@@ -715,7 +715,7 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 		snprintf(r->wire_luns[i].name, WIRE_NAME_LEN, "%s", luns[i]->cfg->name);
 		/* stable: the LUN's place in the config, whatever else this
 		 * direction carries (version 5) */
-		r->wire_luns[i].id = (uint16_t)(luns[i]->cfg - e->cfg->luns);
+		r->wire_luns[i].id = luns[i]->cfg_index;
 		r->wire_luns[i].size = luns[i]->size;
 		r->wire_luns[i].mode = (uint8_t)luns[i]->cfg->mode;
 		luns[i]->wire_index = i;

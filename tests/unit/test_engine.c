@@ -243,10 +243,75 @@ static void test_unknown_node_refused(void **state)
 	assert_non_null(strstr(err.msg, "n9"));
 }
 
+/* LUNs added at run time (a reload) serve at once; one taken down can be
+ * removed; the others are untouched. */
+static void test_lun_add_remove(void **state)
+{
+	struct fixture *f = *state;
+	ipm_engine *e = engine(f);
+	char text[4096], xml[8192], path[256], out[4096], in[4096];
+	ipm_error err = { "" };
+	ipm_status *st = NULL;
+	ipm_config *c2 = NULL;
+	FILE *fp = fopen(f->cfg_path, "r");
+	size_t n;
+	char *end;
+	ipm_lun *l;
+
+	assert_non_null(fp);
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	end = strstr(text, "</ipmirror>");
+	assert_non_null(end);
+	*end = '\0';
+	snprintf(xml, sizeof(xml),
+		 "%s <lun name=\"vol3\" size=\"1M\" mode=\"sync\" mirrored=\"no\" primary=\"n1\">"
+		 "<backing path=\"%s/vol3.img\"/></lun>\n"
+		 " <lun name=\"vol4\" size=\"1M\" mode=\"sync\" mirrored=\"yes\" primary=\"n1\">"
+		 "<backing path=\"%s/vol4.img\"/></lun>\n</ipmirror>\n", text, f->dir, f->dir);
+	snprintf(path, sizeof(path), "%s/ipmirror2.xml", f->dir);
+	write_file(path, xml);
+	assert_int_equal(ipm_config_load(path, getenv("IPMIRROR_SCHEMA"), NULL, NULL, &c2), 0);
+	snprintf(path, sizeof(path), "%s/vol3.img", f->dir);
+	make_backing(path, 1 << 20);
+	snprintf(path, sizeof(path), "%s/vol4.img", f->dir);
+	make_backing(path, 1 << 20);
+
+	assert_int_equal(ipm_engine_lun_add(e, c2, "vol3", &err), 0);
+	assert_int_equal(ipm_engine_lun_add(e, c2, "vol4", &err), 0);
+	assert_int_equal(ipm_engine_lun_count(e), 5);
+	l = ipm_engine_lun_by_name(e, "vol3");
+	assert_non_null(l);
+	memset(out, 0x3c, sizeof(out));
+	assert_int_equal(ipm_lun_write(l, out, sizeof(out), 8192, 0), 0);
+	assert_int_equal(ipm_lun_read(l, in, sizeof(in), 8192), 0);
+	assert_memory_equal(in, out, sizeof(in));
+	assert_int_equal(ipm_engine_lun_add(e, c2, "vol3", &err), -EEXIST);
+	assert_int_equal(ipm_engine_lun_add(e, c2, "nope", &err), -ENOENT);
+	/* in service: refused, naming the way */
+	assert_int_equal(ipm_engine_lun_remove(e, "vol3", &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "ipmirrorctl down vol3"));
+	assert_int_equal(ipm_engine_lun_down(e, "vol3", &err), 0);
+	assert_int_equal(ipm_lun_read(l, in, sizeof(in), 8192), -EPERM);
+	assert_int_equal(ipm_lun_check_open(l, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "is down on this node"));
+	assert_int_equal(ipm_engine_lun_remove(e, "vol3", &err), 0);
+	assert_null(ipm_engine_lun_by_name(e, "vol3"));
+	assert_int_equal(ipm_engine_status(e, &st), 0);
+	assert_int_equal(st->n_luns, 4);
+	assert_string_equal(st->luns[3].name, "vol4");
+	ipm_status_free(st);
+	/* the other LUNs serve on */
+	assert_int_equal(ipm_lun_read(ipm_engine_lun_by_name(e, "vol2"), in, sizeof(in), 0), 0);
+	ipm_config_free(c2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_luns_listed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lun_add_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_read_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_and_trim_read_zeros, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range_refused, setup, teardown),

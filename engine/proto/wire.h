@@ -121,7 +121,8 @@ enum wire_type {
 	WIRE_ACK = 5,        /* mirror -> primary: status of request `seq` */
 	WIRE_PING = 6,       /* keeps an idle connection's timestamp fresh */
 	WIRE_HBSLOT = 7,     /* either way: the sender's heartbeat-volume slot */
-	/* 8-11: per-LUN lifecycle frames (version 5) */
+	/* 8-11: reserved for per-LUN control frames (unused: each LUN has a
+	 * session of its own, doc/roles.md) */
 	WIRE_VERIFY = 12,    /* primary -> mirror (version 5): digest [offset,
 			      * +length) once every seq <= dep is applied;
 			      * payload: the run's nonce (WIRE_VERIFY_NONCE_LEN) */

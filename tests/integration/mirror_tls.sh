@@ -93,18 +93,23 @@ in_node node1 nft add table ip ipmtls &&
 	in_node node1 nft add chain ip ipmtls out '{ type nat hook output priority -100; }' ||
 	bail "nftables nat is missing"
 ip netns exec "$NS_node1" timeout -k 5 120 /usr/bin/python3 "$RELAY" "$N1_ADDR" 17101 \
-	"$N2_ADDR" "$N2_DATA" 65536 6 "$MARK" 120 >"$T_DIR/relay.out" 2>&1 &
+	"$N2_ADDR" "$N2_DATA" 65536 "$T_DIR/tamper.on" "$MARK" 120 >"$T_DIR/relay.out" 2>&1 &
 relay_pid=$!
 T_PIDS="$T_PIDS $relay_pid"
 wait_for 10 grep -q ready "$T_DIR/relay.out" || bail "the relay did not start"
 in_node node1 nft add rule ip ipmtls out meta mark != "$MARK" ip daddr "$N2_ADDR" tcp dport "$N2_DATA" \
 	dnat to "$N1_ADDR:17101"
-l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
 node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
+# the relay tampers once the link is live (a break then is an outage: the
+# primary journals), for some 5 s from the first flip
+wait_for 30 lun_state_is node1 vol0 uptodate || bail "no mirror through the relay: $(tail "$T_DIR"/n*.log)"
+l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
+touch "$T_DIR/tamper.on"
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" mitm --size=48M --time_based \
 	--runtime=12 &
 fio_pid=$!
 check "the relay tampers with the connections' streams" wait_for 30 grep -q 'flipped' "$T_DIR/relay.out"
+sleep 5; rm -f "$T_DIR/tamper.on"
 check "the mirror detects the tampered record and drops the connection" \
 	wait_for 10 logged_since "$T_DIR/n2.log" "$l2" \
 	'connection [0-9] from node1 .*: (payload: )?a TLS record failed authentication \(altered on the way\); closing'

@@ -1,26 +1,25 @@
 #!/usr/bin/python3
-"""tamper_relay.py LISTEN_ADDR LISTEN_PORT TARGET_ADDR TARGET_PORT AFTER WINDOW MARK SECONDS
+"""tamper_relay.py LISTEN_ADDR LISTEN_PORT TARGET_ADDR TARGET_PORT AFTER ARMFILE MARK SECONDS
 
 A man in the middle for tests/integration/mirror_tls.sh: a TCP relay that
 passes both directions of each connection on, except that in the client to
 server direction it flips one bit of the byte at offset AFTER (counted per
 connection: past the handshake, inside the frames) - once per connection,
-in the connections accepted during its first WINDOW seconds (later ones
-pass unchanged, so that a test ends with the peers talking again).
+and only while the file ARMFILE exists (the test arms it once the peers are
+in step, and disarms it so that they end talking again).
 Its own sockets carry the firewall mark MARK (nftables steers the client's
 traffic into it and leaves the relay's alone) and are bound to LISTEN_ADDR.
 It lives at most SECONDS, prints "ready" once it listens and a line
 "flipped N" per flipped byte (N: connections tampered with so far).
 """
 import asyncio
+import os
 import socket
 import sys
 
-laddr, lport, taddr, tport, after, window, mark, lifetime = sys.argv[1:9]
+laddr, lport, taddr, tport, after, armfile, mark, lifetime = sys.argv[1:9]
 lport, tport, after, mark = int(lport), int(tport), int(after), int(mark, 0)
-window = float(window)
 flipped = 0
-started = None
 
 
 async def pump(reader, writer, tamper, other):
@@ -35,7 +34,7 @@ async def pump(reader, writer, tamper, other):
             data = await reader.read(65536)
             if not data:
                 break
-            if not done and seen + len(data) > after:
+            if not done and seen + len(data) > after and os.path.exists(armfile):
                 i = after - seen
                 data = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
                 done = True
@@ -62,14 +61,11 @@ async def handle(creader, cwriter):
     except OSError:
         cwriter.close()
         return
-    tamper = asyncio.get_running_loop().time() - started < window
-    await asyncio.gather(pump(creader, swriter, tamper, cwriter),
+    await asyncio.gather(pump(creader, swriter, True, cwriter),
                          pump(sreader, cwriter, False, swriter))
 
 
 async def main():
-    global started
-    started = asyncio.get_running_loop().time()
     server = await asyncio.start_server(handle, laddr, lport)
     print("ready", flush=True)
     async with server:

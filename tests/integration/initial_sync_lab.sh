@@ -43,6 +43,9 @@ if [ "${ISYNC_LAB_BREAK:-0}" = 1 ]; then
 	sed -i -e 's/^\t\*:inconsistent|mirror:splitbrain) ;;/\tmirror:splitbrain) ;;\n\tmirror:inconsistent) score=$SCORE_ALONE ;;/' \
 		-e 's/out=$(ctl promote "$OCF_RESKEY_lun" 2>&1)/out=$(ctl promote "$OCF_RESKEY_lun" --force 2>\&1)/' \
 		"$RA/ipmirror/ipmirror"
+	grep -q 'mirror:inconsistent) score=' "$RA/ipmirror/ipmirror" &&
+		grep -q 'promote "$OCF_RESKEY_lun" --force' "$RA/ipmirror/ipmirror" ||
+		bail "ISYNC_LAB_BREAK=1: the agent's text changed, the patch did not apply"
 	diag "ISYNC_LAB_BREAK=1: the agent scores and force-promotes an inconsistent copy"
 fi
 cluster_lab_up

@@ -21,11 +21,12 @@ T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up, loses a node, gets it back
 LAB_TAG=ipmis
 LUN_SIZE=256M
 . "$top_srcdir/tests/lab/cluster.sh"
+command -v xmllint >/dev/null 2>&1 || { echo "1..0 # SKIP xmllint not installed"; exit 0; }
 
 DATA_MB=160 # at 2 MiB/s: 80 s of copy, longer than the cluster takes to settle
 WATCH_S=30
 
-plan 22
+plan 21
 cluster_env
 cluster_config
 # a slow copy, so that the kill surely lands in its middle
@@ -40,7 +41,7 @@ if [ "${ISYNC_LAB_BREAK:-0}" = 1 ]; then
 	# the broken agent: an inconsistent mirror scores like a consistent
 	# one and promote forces past the daemon's refusal
 	# shellcheck disable=SC2016 # the agent's own text
-	sed -i -e 's/^\t\*:inconsistent|mirror:splitbrain) ;;/\tmirror:splitbrain) ;;\n\tmirror:inconsistent) score=$SCORE_ALONE ;;/' \
+	sed -i -e 's/^\(\t*\)\(.*\)\*:inconsistent|/\1mirror:inconsistent) score=$SCORE_ALONE ;;\n\1\2/' \
 		-e 's/out=$(ctl promote "$OCF_RESKEY_lun" 2>&1)/out=$(ctl promote "$OCF_RESKEY_lun" --force 2>\&1)/' \
 		"$RA/ipmirror/ipmirror"
 	grep -q 'mirror:inconsistent) score=' "$RA/ipmirror/ipmirror" &&
@@ -50,11 +51,37 @@ if [ "${ISYNC_LAB_BREAK:-0}" = 1 ]; then
 fi
 cluster_lab_up
 cluster_create
-cluster_settle
 
 lctl() { local n="$1"; shift; lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" "$@"; }
 ljson() { lctl "$1" status vol0 --json 2>/dev/null | jq -c ".luns[0] | $2"; }
-check "node1 (the source, with the data) is Promoted, node2 Unpromoted" test "$P/$Q" = node1/node2
+# xroles: "PROMOTED/UNPROMOTED" nodes of vol0-clone from crm_mon's XML on
+# VIEW (default node1); "?" when crm_mon does not answer. cluster.sh's roles
+# reads the text, where a Promoted instance whose monitor says "degraded"
+# (191: resyncing) is a line of its own that it does not parse.
+xroles() {
+	local x try
+	for try in 1 2 3 4 5; do
+		x=$(mon "${VIEW:-node1}" --output-as=xml) && [ -n "$x" ] && break
+		x=
+		sleep 0.5
+	done
+	[ -n "$x" ] || { echo "?"; return; }
+	echo "$(xnodes "$x" Promoted Master)/$(xnodes "$x" Unpromoted Slave)"
+}
+xnodes() {
+	xmllint --xpath "//clone[@id='vol0-clone']/resource[@role='$2' or @role='$3']/node/@name" - <<<"$1" 2>/dev/null |
+		sed 's/ *name="\([^"]*\)"/\1 /g; s/ $//'
+}
+# settled: node1 (the source, with the data) Promoted, node2 Unpromoted,
+# still so 2 s later
+settled() { [ "$(xroles)" = node1/node2 ] && sleep 2 && [ "$(xroles)" = node1/node2 ]; }
+t0=$SECONDS
+if within 90 settled; then
+	ok "node1 (the source, with the data) Promoted, node2 Unpromoted ($((SECONDS - t0)) s after create)"
+else
+	not_ok "node1 (the source, with the data) Promoted, node2 Unpromoted: $(xroles)"; dump_logs
+	bail "the resource did not settle"
+fi
 
 # ---- 1. mid-sync: node1 resyncing, node2 inconsistent -----------------------
 mid_sync() {
@@ -87,9 +114,9 @@ URI2="nbd://$(addr_of node2):10809/vol0"
 # one round of the watch: any breach is logged to $T_DIR/watch.bad
 watch_once() {
 	local r s a m
-	r=$(roles) s=$(ljson node2 .state) a=$(attr node2 ipmirror-vol0-state) m=$(attr node2 master-vol0)
+	r=$(xroles) s=$(ljson node2 .state) a=$(attr node2 ipmirror-vol0-state) m=$(attr node2 master-vol0)
 	echo "$((SECONDS - w0)) s: roles '$r' status $s attribute '$a' score '$m'" >>"$T_DIR/watch.log"
-	case "$r" in /*) ;; *) echo "roles '$r'" >>"$T_DIR/watch.bad" ;; esac
+	case "$r" in /node2) ;; *) echo "roles '$r'" >>"$T_DIR/watch.bad" ;; esac
 	[ "$s" = '"inconsistent"' ] || echo "node2 status $s" >>"$T_DIR/watch.bad"
 	[ "$a" = inconsistent ] || echo "ipmirror-vol0-state '$a'" >>"$T_DIR/watch.bad"
 	[ -z "$m" ] || echo "master-vol0 '$m'" >>"$T_DIR/watch.bad"
@@ -111,7 +138,7 @@ if [ -s "$T_DIR/watch.bad" ]; then
 else
 	ok "for ${WATCH_S} s node2 stays inconsistent, unscored, unpromoted, not serving ($(wc -l <"$T_DIR/watch.log") rounds)"
 fi
-check "crm_mon on node2: no Promoted instance of vol0, node2 Unpromoted" eval '[ "$(roles)" = /node2 ]'
+check "crm_mon on node2: no Promoted instance of vol0, node2 Unpromoted" eval '[ "$(xroles)" = /node2 ]'
 # node2's transient attributes in the CIB's status section
 cib2() { lab exec node2 timeout 10 cibadmin -Q --xpath "//node_state[@uname='node2']//nvpair[@name='$1']" 2>/dev/null; }
 check "the CIB on node2: node2's ipmirror-vol0-state is inconsistent, it has no master-vol0" \
@@ -141,7 +168,7 @@ lab exec node1 env RA="$RA" PROVIDERS="$PROVIDERS" sh -c "$install_agent" ||
 both_online() { mon node2 | grep -q "Online: \[ node1 node2 \]"; }
 check "node1 started again and Online on node2's view" within 90 both_online
 VIEW=node1
-promoted1() { [ "$(roles)" = node1/node2 ]; }
+promoted1() { [ "$(xroles)" = node1/node2 ]; }
 check "Pacemaker promotes node1 (the source) again, node2 stays Unpromoted" within 120 promoted1
 check "the copy ends: both uptodate in the CIB" within 120 both_uptodate
 grep -o 'peer node2: resync complete.*' "$T_DIR/ipmirrord.log" | sed 's/^/# node1: /'

@@ -13,7 +13,10 @@
 # raised): Pacemaker promotes node1, the copy ends, both nodes are uptodate
 # and the backing files are byte-identical.
 # ISYNC_LAB_BREAK=1 runs the same test against an agent patched to score and
-# force-promote an inconsistent copy (how the test was seen to fail).
+# force-promote an inconsistent copy; ISYNC_LAB_BREAK=2 also starts the
+# daemons with --no-fencing (the source's fence constraint, Promoted only
+# on node1 while node2 lacks writes, is a second guard): how the test was
+# seen to fail.
 # T_KEEP=1 keeps $T_DIR.
 T_LIMIT=${T_LIMIT:-1800}  # a whole cluster comes up, loses a node, gets it back
 . "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
@@ -37,7 +40,7 @@ head -c "${DATA_MB}M" /dev/urandom |
 	bail "cannot write node1's data"
 cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img" && bail "the backing files start equal"
 SUM=$(sha256sum <"$T_DIR/node1-vol0.img")
-if [ "${ISYNC_LAB_BREAK:-0}" = 1 ]; then
+if [ "${ISYNC_LAB_BREAK:-0}" != 0 ]; then
 	# the broken agent: an inconsistent mirror scores like a consistent
 	# one and promote forces past the daemon's refusal
 	# shellcheck disable=SC2016 # the agent's own text
@@ -47,7 +50,15 @@ if [ "${ISYNC_LAB_BREAK:-0}" = 1 ]; then
 	grep -q 'mirror:inconsistent) score=' "$RA/ipmirror/ipmirror" &&
 		grep -q 'promote "$OCF_RESKEY_lun" --force' "$RA/ipmirror/ipmirror" ||
 		bail "ISYNC_LAB_BREAK=1: the agent's text changed, the patch did not apply"
-	diag "ISYNC_LAB_BREAK=1: the agent scores and force-promotes an inconsistent copy"
+	diag "ISYNC_LAB_BREAK=$ISYNC_LAB_BREAK: the agent scores and force-promotes an inconsistent copy"
+fi
+if [ "${ISYNC_LAB_BREAK:-0}" = 2 ]; then
+	# ... and the daemons run without resource-level fencing, the second
+	# guard (the source's constraint: Promoted only on node1 until node2 has
+	# every write)
+	sed -i 's|"\$@"$|"$@" --no-fencing|' "$WRAP"
+	grep -q -- '--no-fencing$' "$WRAP" || bail "ISYNC_LAB_BREAK=2: cannot add --no-fencing to $WRAP"
+	diag "ISYNC_LAB_BREAK=2: the daemons run with --no-fencing"
 fi
 cluster_lab_up
 cluster_create

@@ -111,6 +111,7 @@ check "node2 has no promotion score while node1 copies to it" test -z "$(attr no
 INIT=$("$LAB" pids | awk '$1 == "node1" { print $2 }')
 case "$INIT" in '' | - | *[!0-9]*) bail "no init PID for node1: $("$LAB" pids)" ;; esac
 PROGRESS=$(ljson node1 '[.state, .resync_done_bytes, .resync_total_bytes]')
+promotes_before=$(grep -c "Result of promote operation for vol0 on node2" "$IPM_LAB_DIR/node2/log/pacemaker.log")
 kill -KILL "$INIT"
 diag "node1 killed (its init, host pid $INIT) during the copy at $PROGRESS"
 gone() { ! "$LAB" pids | grep -q "^node1 [0-9]"; }
@@ -120,7 +121,6 @@ VIEW=node2
 export VIEW
 offline() { mon node2 | grep -q "OFFLINE: \[ node1 \]"; }
 check "Pacemaker on node2 sees node1 OFFLINE" within 60 offline
-promotes_before=$(grep -c "Result of promote operation for vol0 on node2" "$IPM_LAB_DIR/node2/log/pacemaker.log")
 URI2="nbd://$(addr_of node2):10809/vol0"
 # one round of the watch: any breach is logged to $T_DIR/watch.bad
 watch_once() {

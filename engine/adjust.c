@@ -1,7 +1,8 @@
 /* adjust.c - a reload's one entry into the running engine: the changes
  * between two loads of the config file (config_diff.c) are refused as a
  * whole when one needs a restart, else applied through the small setters of
- * the replicator and the heartbeat. Nothing here touches a connection. */
+ * the replicator and the heartbeat, and LUNs added or removed (lun_admin.c).
+ * Nothing here touches another LUN's connection. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,17 +33,41 @@ static void emit(const struct emitter *em, const struct cfg_change *c, const cha
 		em->fn(em->opaque, line);
 }
 
-/* What the engine cannot take live; adding and removing LUNs need the
- * engine to add and drop LUN objects at run time (not done yet). */
-static const char *refusal(const struct cfg_change *c)
+static bool in_service(ipm_engine *e, const char *name);
+
+static bool mirrored_in(const ipm_config *cfg, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg->n_luns; i++)
+		if (strcmp(cfg->luns[i].name, name) == 0)
+			return cfg->luns[i].mirrored;
+	return false;
+}
+
+/* What the engine cannot take live, with why (buf holds the longer
+ * reasons). A LUN added is refused where ipm_engine_lun_add would refuse
+ * it (doc/roles.md's limits), so nothing else of the reload is applied
+ * first; a LUN removed must be down here. */
+static const char *refusal(ipm_engine *e, const ipm_config *cur, const struct cfg_change *c,
+			   char *buf, size_t len)
 {
 	switch (c->kind) {
 	case CHG_RESTART:
 		return ": cannot change while running (needs a restart)";
 	case CHG_LUN_ADD:
-		return ": adding a LUN needs a restart (not live yet)";
+		if (!mirrored_in(cur, c->lun))
+			return NULL;
+		if (!e->secret || !e->hb || !e->peer)
+			return ": it is the first mirrored lun: the peer, the secret and the heartbeat need a restart";
+		if (e->grouped)
+			return ": the luns primary here share one session with a version 4 peer: a new one needs a restart";
+		return NULL;
 	case CHG_LUN_REMOVE:
-		return ": removing a LUN needs a restart (not live yet)";
+		if (!e || !in_service(e, c->lun))
+			return NULL;
+		snprintf(buf, len, ": it is in service here: `ipmirrorctl down %s` first", c->lun);
+		return buf;
 	default:
 		return NULL;
 	}
@@ -145,12 +170,13 @@ static int apply_one(ipm_engine *e, const struct cfg_change *c, const ipm_config
 	}
 }
 
-static unsigned refused(const struct cfg_diff *d)
+static unsigned refused(ipm_engine *e, const ipm_config *cur, const struct cfg_diff *d)
 {
+	char buf[200];
 	unsigned i, n = 0;
 
 	for (i = 0; i < d->n; i++)
-		n += refusal(&d->v[i]) != NULL;
+		n += refusal(e, cur, &d->v[i], buf, sizeof(buf)) != NULL;
 	return n;
 }
 
@@ -169,21 +195,15 @@ static bool in_service(ipm_engine *e, const char *name)
 	return up;
 }
 
-static int refuse_all(ipm_engine *e, const struct cfg_diff *d, const struct emitter *em,
-		      ipm_error *err)
+static int refuse_all(ipm_engine *e, const ipm_config *cur, const struct cfg_diff *d,
+		      const struct emitter *em, ipm_error *err)
 {
-	char tail[200];
+	char buf[200];
 	unsigned i, n = 0;
 	const char *why;
 
 	for (i = 0; i < d->n; i++) {
-		why = refusal(&d->v[i]);
-		if (why && d->v[i].kind == CHG_LUN_REMOVE && in_service(e, d->v[i].lun)) {
-			snprintf(tail, sizeof(tail),
-				 ": it is in service here: `ipmirrorctl down %s` first; and removing a LUN needs a restart (not live yet)",
-				 d->v[i].lun);
-			why = tail;
-		}
+		why = refusal(e, cur, &d->v[i], buf, sizeof(buf));
 		if (why) {
 			emit(em, &d->v[i], why);
 			n++;
@@ -206,7 +226,8 @@ static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *
 		for (i = 0; i < d->n; i++) {
 			const struct cfg_change *c = &d->v[i];
 
-			if ((c->kind == CHG_HB_METHOD) != (pass == 0))
+			if ((c->kind == CHG_HB_METHOD) != (pass == 0) ||
+			    c->kind == CHG_LUN_ADD || c->kind == CHG_LUN_REMOVE)
 				continue;
 			note[0] = '\0';
 			rc = apply_one(e, c, cur, note, sizeof(note), err);
@@ -214,6 +235,32 @@ static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *
 				return rc;
 			qb_log(LOG_NOTICE, "reload: %s:%d: %s%s", em->path, c->line, c->text, note);
 			emit(em, c, note);
+		}
+	}
+	return 0;
+}
+
+/* LUNs removed (down here: checked), then added, each under the engine's
+ * own locks (not admin: lun_admin.c takes it). A LUN added opens its
+ * backing and its own session; the others keep theirs. */
+static int apply_luns(ipm_engine *e, const struct cfg_diff *d, const ipm_config *cur,
+		      const struct emitter *em, ipm_error *err)
+{
+	unsigned pass, i;
+	int rc;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < d->n; i++) {
+			const struct cfg_change *c = &d->v[i];
+
+			if (c->kind != (pass == 0 ? CHG_LUN_REMOVE : CHG_LUN_ADD))
+				continue;
+			rc = pass == 0 ? ipm_engine_lun_remove(e, c->lun, err)
+				       : ipm_engine_lun_add(e, cur, c->lun, err);
+			if (rc < 0)
+				return rc;
+			qb_log(LOG_NOTICE, "reload: %s:%d: %s", em->path, c->line, c->text);
+			emit(em, c, "");
 		}
 	}
 	return 0;
@@ -233,8 +280,8 @@ int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cu
 	rc = cfg_diff(old, cur, e->node, &d);
 	if (rc < 0)
 		return ipm_fail(err, rc, "out of memory");
-	if (refused(&d)) {
-		rc = refuse_all(e, &d, &em, err);
+	if (refused(e, cur, &d)) {
+		rc = refuse_all(e, cur, &d, &em, err);
 		goto out;
 	}
 	if (!d.n) {
@@ -253,6 +300,8 @@ int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cu
 	rc = apply_all(e, &d, cur, &em, err);
 	pthread_mutex_unlock(&e->admin);
 	if (rc == 0)
+		rc = apply_luns(e, &d, cur, &em, err);
+	if (rc == 0)
 		rc = ipm_note(err, "%u change%s applied", d.n, d.n == 1 ? "" : "s");
 out:
 	cfg_diff_free(&d);
@@ -268,7 +317,7 @@ int ipm_config_adjust(ipm_config *dst, const ipm_config *old, const ipm_config *
 
 	/* a LUN dst lacks (-ENOENT) has nothing to follow */
 	for (i = 0; rc == 0 && i < d.n; i++)
-		if (!refusal(&d.v[i]) && cfg_change_apply(&d.v[i], dst, cur) == -ENOMEM)
+		if (d.v[i].kind != CHG_RESTART && cfg_change_apply(&d.v[i], dst, cur) == -ENOMEM)
 			rc = -ENOMEM;
 	cfg_diff_free(&d);
 	return rc;

@@ -240,12 +240,35 @@ static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *
 	return 0;
 }
 
+/* One LUN added or removed. One that is so already (a reload that failed
+ * part way, the file not taken: the next one diffs from the same old
+ * file) is done. */
+static int apply_lun(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
+		     const char **note, ipm_error *err)
+{
+	bool served = ipm_engine_lun_by_name(e, c->lun) != NULL;
+
+	if (c->kind == CHG_LUN_REMOVE) {
+		if (!served) {
+			*note = " (not served here)";
+			return 0;
+		}
+		return ipm_engine_lun_remove(e, c->lun, err);
+	}
+	if (served) {
+		*note = " (served already)";
+		return 0;
+	}
+	return ipm_engine_lun_add(e, cur, c->lun, err);
+}
+
 /* LUNs removed (down here: checked), then added, each under the engine's
  * own locks (not admin: lun_admin.c takes it). A LUN added opens its
  * backing and its own session; the others keep theirs. */
 static int apply_luns(ipm_engine *e, const struct cfg_diff *d, const ipm_config *cur,
 		      const struct emitter *em, ipm_error *err)
 {
+	const char *note;
 	unsigned pass, i;
 	int rc;
 
@@ -255,12 +278,14 @@ static int apply_luns(ipm_engine *e, const struct cfg_diff *d, const ipm_config 
 
 			if (c->kind != (pass == 0 ? CHG_LUN_REMOVE : CHG_LUN_ADD))
 				continue;
-			rc = pass == 0 ? ipm_engine_lun_remove(e, c->lun, err)
-				       : ipm_engine_lun_add(e, cur, c->lun, err);
-			if (rc < 0)
+			note = "";
+			rc = apply_lun(e, c, cur, &note, err);
+			if (rc < 0) {
+				emit(em, c, ": failed");
 				return rc;
-			qb_log(LOG_NOTICE, "reload: %s:%d: %s", em->path, c->line, c->text);
-			emit(em, c, "");
+			}
+			qb_log(LOG_NOTICE, "reload: %s:%d: %s%s", em->path, c->line, c->text, note);
+			emit(em, c, note);
 		}
 	}
 	return 0;

@@ -177,12 +177,14 @@ enum ipm_adjust_flags {
 /* Make the running engine follow what changed between old and cur, two
  * loads of its config file: per-LUN mode and journal max-size, the async
  * window, the resync rate, the heartbeat's times and method, the log
- * settings (listed; the caller owns the log and applies them). Each change
- * is one line "FILE:LINE: what" through fn. When any change cannot be made
- * live (addresses, ports, node names, a LUN's size, backing or journal
- * path, ...) each is named "FILE:LINE: what: needs a restart", nothing is
- * applied and -EINVAL is returned. Connections and NBD clients are not
- * touched. err gets the summary. */
+ * settings (listed; the caller owns the log and applies them), LUNs added
+ * (ipm_engine_lun_add) and removed (ipm_engine_lun_remove: down here, else
+ * refused naming `ipmirrorctl down LUN`). Each change is one line
+ * "FILE:LINE: what" through fn. When any change cannot be made live
+ * (addresses, ports, node names, a LUN's size, backing or journal path,
+ * ...) each is named "FILE:LINE: what: needs a restart", nothing is
+ * applied and -EINVAL is returned. The other LUNs' connections and NBD
+ * clients are not touched. err gets the summary. */
 int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cur,
 		      unsigned flags, ipm_adjust_fn fn, void *opaque, ipm_error *err);
 /* Copy into dst what a reload from old to cur applies live (the daemon's

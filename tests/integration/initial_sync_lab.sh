@@ -65,24 +65,9 @@ cluster_create
 
 lctl() { local n="$1"; shift; lab exec "$n" timeout 20 "$IPMIRRORCTL" --socket "$LAB_TAG" "$@"; }
 ljson() { lctl "$1" status vol0 --json 2>/dev/null | jq -c ".luns[0] | $2"; }
-# xroles: "PROMOTED/UNPROMOTED" nodes of vol0-clone from crm_mon's XML on
-# VIEW (default node1); "?" when crm_mon does not answer. cluster.sh's roles
-# reads the text, where a Promoted instance whose monitor says "degraded"
-# (191: resyncing) is a line of its own that it does not parse.
-xroles() {
-	local x try
-	for try in 1 2 3 4 5; do
-		x=$(mon "${VIEW:-node1}" --output-as=xml) && [ -n "$x" ] && break
-		x=
-		sleep 0.5
-	done
-	[ -n "$x" ] || { echo "?"; return; }
-	echo "$(xnodes "$x" Promoted Master)/$(xnodes "$x" Unpromoted Slave)"
-}
-xnodes() {
-	xmllint --xpath "//clone[@id='vol0-clone']/resource[@role='$2' or @role='$3']/node/@name" - <<<"$1" 2>/dev/null |
-		sed 's/ *name="\([^"]*\)"/\1 /g; s/ $//'
-}
+# xroles: "PROMOTED/UNPROMOTED" nodes of vol0-clone (cluster.sh's roles, from
+# crm_mon's XML on VIEW, default node1)
+xroles() { roles vol0; }
 # settled: node1 (the source, with the data) Promoted, node2 Unpromoted,
 # still so 2 s later
 settled() { [ "$(xroles)" = node1/node2 ] && sleep 2 && [ "$(xroles)" = node1/node2 ]; }

@@ -63,16 +63,23 @@ data_addr_of() { echo "10.203.1.${1#node}"; }
 # LUN) as crm_mon on node1 lists them, e.g. "node1/node2" (one crm_mon, so
 # both halves are from one moment)
 roles() {
-	local out p u try
-	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
+	local x try
+	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask
+	# again. Its XML, not its text: there a Promoted instance whose monitor
+	# says "degraded" (191: resyncing) is a line of its own
 	for try in 1 2 3 4 5; do
-		out=$(mon "${VIEW:-node1}" | sed -n "/Clone Set: ${1:-$LUN1}-clone/,/^  \* [^ ]/p")
-		[ -n "$out" ] && break
+		x=$(mon "${VIEW:-node1}" --output-as=xml) && [ -n "$x" ] && break
+		x=
 		sleep 0.5
 	done
-	p=$(echo "$out" | sed -n 's/^ *\* Promoted: \[ \(.*\) \]$/\1/p')
-	u=$(echo "$out" | sed -n 's/^ *\* Unpromoted: \[ \(.*\) \]$/\1/p')
-	echo "$p/$u"
+	echo "$(clone_nodes "$x" "${1:-$LUN1}" Promoted Master)/$(clone_nodes "$x" "${1:-$LUN1}" Unpromoted Slave)"
+}
+# clone_nodes XML LUN ROLE ALIAS: the nodes where LUN's clone has ROLE (or
+# its pre-2.1 name ALIAS), space-separated
+clone_nodes() {
+	[ -n "$1" ] || return 0
+	xmllint --xpath "//clone[@id='$2-clone']/resource[@role='$3' or @role='$4']/node/@name" - <<<"$1" 2>/dev/null |
+		sed 's/ *name="\([^"]*\)"/\1/' | paste -sd ' '
 }
 role_nodes() { local r; r=$(roles ${2:+"$2"}); [ "$1" = Promoted ] && echo "${r%/*}" || echo "${r#*/}"; }
 # roles_are P U [LUN]: exactly P is Promoted and exactly U is Unpromoted

@@ -307,11 +307,103 @@ static void test_lun_add_remove(void **state)
 	ipm_config_free(c2);
 }
 
+
+struct lines {
+	char buf[4096];
+	size_t len;
+};
+
+static void collect(void *opaque, const char *line)
+{
+	struct lines *o = opaque;
+
+	o->len += (size_t)snprintf(o->buf + o->len, sizeof(o->buf) - o->len, "%s\n", line);
+}
+
+static void diag_print(void *opaque, const char *file, int line, const char *msg)
+{
+	(void)opaque;
+	print_error("%s:%d: %s\n", file, line, msg);
+}
+
+/* The fixture's file with vol2 (unmirrored, primary here) taken out and
+ * vol5 (unmirrored) added, loaded. */
+static ipm_config *without_vol2_with_vol5(struct fixture *f)
+{
+	char text[4096], xml[8192], path[256], *a, *b, *end;
+	ipm_config *c = NULL;
+	FILE *fp = fopen(f->cfg_path, "r");
+	size_t n;
+
+	assert_non_null(fp);
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	a = strstr(text, " <lun name=\"vol2\"");
+	assert_non_null(a);
+	b = strchr(a, '\n');
+	assert_non_null(b);
+	memmove(a, b + 1, strlen(b + 1) + 1);
+	end = strstr(text, "</ipmirror>");
+	assert_non_null(end);
+	*end = '\0';
+	snprintf(xml, sizeof(xml),
+		 "%s <lun name=\"vol5\" size=\"1M\" mode=\"sync\" mirrored=\"no\" primary=\"n1\">"
+		 "<backing path=\"%s/vol5.img\"/></lun>\n</ipmirror>\n", text, f->dir);
+	snprintf(path, sizeof(path), "%s/vol5.img", f->dir);
+	make_backing(path, 1 << 20);
+	snprintf(path, sizeof(path), "%s/ipmirror5.xml", f->dir);
+	write_file(path, xml);
+	assert_int_equal(ipm_config_load(path, getenv("IPMIRROR_SCHEMA"), diag_print, NULL, &c), 0);
+	return c;
+}
+
+/* ipm_engine_adjust adds and removes LUNs: a removal in service refuses the
+ * whole reload naming `ipmirrorctl down`; --dry-run lists both and applies
+ * nothing; after down both are applied; the same reload again (one that
+ * failed part way is retried from the same old file) is done, not an error. */
+static void test_adjust_luns(void **state)
+{
+	struct fixture *f = *state;
+	ipm_engine *e = engine(f);
+	ipm_config *cur = without_vol2_with_vol5(f);
+	ipm_error err = { "" };
+	struct lines o = { "", 0 };
+
+	assert_int_equal(ipm_engine_adjust(e, f->cfg, cur, 0, collect, &o, &err), -EINVAL);
+	assert_non_null(strstr(o.buf, "lun \"vol2\" removed (it was on line "));
+	assert_non_null(strstr(o.buf, "in service here: `ipmirrorctl down vol2` first"));
+	assert_null(strstr(o.buf, "vol5"));
+	assert_null(ipm_engine_lun_by_name(e, "vol5"));
+	assert_non_null(ipm_engine_lun_by_name(e, "vol2"));
+
+	assert_int_equal(ipm_engine_lun_down(e, "vol2", &err), 0);
+	o.len = 0;
+	assert_int_equal(ipm_engine_adjust(e, f->cfg, cur, IPM_ADJUST_DRY_RUN, collect, &o, &err), 0);
+	assert_non_null(strstr(o.buf, "lun \"vol5\" added"));
+	assert_non_null(strstr(o.buf, "lun \"vol2\" removed"));
+	assert_non_null(strstr(err.msg, "dry run: 2 changes"));
+	assert_null(ipm_engine_lun_by_name(e, "vol5"));
+	assert_non_null(ipm_engine_lun_by_name(e, "vol2"));
+
+	o.len = 0;
+	assert_int_equal(ipm_engine_adjust(e, f->cfg, cur, 0, collect, &o, &err), 0);
+	assert_non_null(strstr(err.msg, "2 changes applied"));
+	assert_null(ipm_engine_lun_by_name(e, "vol2"));
+	assert_non_null(ipm_engine_lun_by_name(e, "vol5"));
+	o.len = 0;
+	assert_int_equal(ipm_engine_adjust(e, f->cfg, cur, 0, collect, &o, &err), 0);
+	assert_non_null(strstr(o.buf, "lun \"vol5\" added (served already)"));
+	assert_non_null(strstr(o.buf, "(not served here)"));
+	ipm_config_free(cur);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_luns_listed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lun_add_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adjust_luns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_read_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_and_trim_read_zeros, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range_refused, setup, teardown),

@@ -398,12 +398,71 @@ static void test_adjust_luns(void **state)
 	ipm_config_free(cur);
 }
 
+/* path gets the fixture's file with the lines naming each of drop (NULL
+ * ended) taken out and extra put before the end. */
+static void variant(struct fixture *f, const char *path, const char *const *drop, const char *extra)
+{
+	char text[4096], xml[8192], pat[64], *a, *b, *end;
+	FILE *fp = fopen(f->cfg_path, "r");
+	size_t n;
+
+	assert_non_null(fp);
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	for (; *drop; drop++) {
+		snprintf(pat, sizeof(pat), " <lun name=\"%s\"", *drop);
+		a = strstr(text, pat);
+		assert_non_null(a);
+		b = strchr(a, '\n');
+		assert_non_null(b);
+		memmove(a, b + 1, strlen(b + 1) + 1);
+	}
+	end = strstr(text, "</ipmirror>");
+	assert_non_null(end);
+	*end = '\0';
+	snprintf(xml, sizeof(xml), "%s%s</ipmirror>\n", text, extra);
+	write_file(path, xml);
+}
+
+/* A daemon that mirrors nothing has no peer, secret or heartbeat: the
+ * first mirrored LUN added is refused before anything is applied. */
+static void test_adjust_first_mirrored(void **state)
+{
+	static const char *const none[] = { NULL }, *const mirrored[] = { "vol0", "vol1", NULL };
+	struct fixture *f = *state;
+	char path[256], extra[512];
+	ipm_config *cur = NULL;
+	ipm_error err = { "" };
+	struct lines o = { "", 0 };
+
+	variant(f, f->cfg_path, mirrored, "");
+	ipm_config_free(f->cfg);
+	f->cfg = NULL;
+	assert_int_equal(ipm_config_load(f->cfg_path, getenv("IPMIRROR_SCHEMA"), diag_print, NULL,
+					 &f->cfg), 0);
+	engine(f);
+	snprintf(path, sizeof(path), "%s/vol6.img", f->dir);
+	make_backing(path, 1 << 20);
+	snprintf(extra, sizeof(extra),
+		 " <lun name=\"vol6\" size=\"1M\" mode=\"sync\" mirrored=\"yes\" primary=\"n1\">"
+		 "<backing path=\"%s\"/></lun>\n", path);
+	snprintf(path, sizeof(path), "%s/ipmirror6.xml", f->dir);
+	variant(f, path, none, extra);
+	assert_int_equal(ipm_config_load(path, getenv("IPMIRROR_SCHEMA"), diag_print, NULL, &cur), 0);
+	assert_int_equal(ipm_engine_adjust(f->e, f->cfg, cur, 0, collect, &o, &err), -EINVAL);
+	assert_non_null(strstr(o.buf, "lun \"vol6\" added: it is the first mirrored lun"));
+	assert_null(ipm_engine_lun_by_name(f->e, "vol6"));
+	ipm_config_free(cur);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_luns_listed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lun_add_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adjust_luns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adjust_first_mirrored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_read_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_and_trim_read_zeros, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range_refused, setup, teardown),

@@ -85,54 +85,6 @@ grep -A4 '<lun name="vol2"' "$D/pair.xml" | grep -q 'max-size="1M"' || die "vol2
 echo "figure: probation configured: $PROBATION s (heartbeat interval 0.5 s, timeout 2.0 s), excluded from the resync times"
 
 # ---- 1. raw TCP over the veth ------------------------------------------------
-cat >"$D/tcpbw.py" <<'EOF'
-# tcpbw.py server ADDR PORT N | client ADDR PORT N BYTES: N parallel TCP
-# streams; the server prints "bytes seconds" once every stream has closed
-import socket, sys, threading, time
-def server(addr, port, n):
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((addr, port)); ls.listen(n)
-    print("listening", flush=True)
-    conns = [ls.accept()[0] for _ in range(n)]
-    tot = [0] * n
-    def rx(i):
-        mv = memoryview(bytearray(1 << 20))
-        while True:
-            k = conns[i].recv_into(mv)
-            if not k:
-                break
-            tot[i] += k
-    t0 = time.monotonic()
-    th = [threading.Thread(target=rx, args=(i,)) for i in range(n)]
-    for x in th: x.start()
-    for x in th: x.join()
-    print("%d %.6f" % (sum(tot), time.monotonic() - t0), flush=True)
-def client(addr, port, n, nbytes):
-    cs = [socket.create_connection((addr, port)) for _ in range(n)]
-    buf = memoryview(bytes(1 << 20))
-    def tx(c):
-        for _ in range(nbytes // n >> 20): c.sendall(buf)
-        c.close()
-    th = [threading.Thread(target=tx, args=(c,)) for c in cs]
-    for x in th: x.start()
-    for x in th: x.join()
-if sys.argv[1] == "server": server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-else: client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
-EOF
-# tcp_gibs N: GiB/s of N streams node1 -> node2
-tcp_gibs() {
-	local out="$D/tcp$1.out" pid
-	: >"$out"
-	ip netns exec "$NS_node2" "$PY" "$D/tcpbw.py" server "$N2_ADDR" 5201 "$1" >"$out" 2>&1 &
-	pid=$!
-	T_PIDS="$T_PIDS $pid"
-	wait_for 5 grep -q listening "$out" || die "tcp server did not start: $(cat "$out")"
-	timeout 60 ip netns exec "$NS_node1" "$PY" "$D/tcpbw.py" client "$N2_ADDR" 5201 "$1" "$TCP_BYTES" ||
-		die "tcp client failed"
-	wait "$pid" || die "tcp server failed: $(cat "$out")"
-	awk '$2 > 0 { printf "%.3f", $1 / $2 / 1073741824 }' "$out"
-}
 tcp1=$(tcp_gibs 1)
 tcpn=$(tcp_gibs $CONNS)
 tcp=$(awk -v a="$tcp1" -v b="$tcpn" 'BEGIN { print (a > b ? a : b) }')

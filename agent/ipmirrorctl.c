@@ -458,6 +458,21 @@ static qb_ipcc_connection_t *connect_daemon(const char *service, int *exit_code)
 	return NULL;
 }
 
+/* The n bytes of a reply or an event in buf as r (its text NUL-terminated
+ * in place): 0, or -EPROTO when they are not one. */
+static int reply_decode(char *buf, ssize_t n, struct reply *r)
+{
+	struct ipc_response *res = (struct ipc_response *)buf;
+
+	if ((size_t)n < sizeof(*res) || res->len > (size_t)n - sizeof(*res))
+		return -EPROTO;
+	r->status = res->status;
+	r->text = buf + sizeof(*res);
+	r->len = res->len;
+	r->text[r->len] = '\0';
+	return 0;
+}
+
 /* One request, one reply. A negative errno when the channel failed. */
 static int request_arg(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags,
 		       const char *lun, const char *arg, char *buf, struct reply *r);
@@ -472,7 +487,6 @@ static int request_arg(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags
 		       const char *lun, const char *arg, char *buf, struct reply *r)
 {
 	struct ipc_request req;
-	struct ipc_response *res = (struct ipc_response *)buf;
 	struct iovec iov = { .iov_base = &req, .iov_len = sizeof(req) };
 	ssize_t n;
 
@@ -487,13 +501,7 @@ static int request_arg(qb_ipcc_connection_t *c, enum ipc_cmd cmd, uint32_t flags
 	n = qb_ipcc_sendv_recv(c, &iov, 1, buf, IPC_MAX_MSG - 1, REQUEST_TIMEOUT_MS);
 	if (n < 0)
 		return (int)n;
-	if ((size_t)n < sizeof(*res) || res->len > (size_t)n - sizeof(*res))
-		return -EPROTO;
-	r->status = res->status;
-	r->text = buf + sizeof(*res);
-	r->len = res->len;
-	r->text[r->len] = '\0';
-	return 0;
+	return reply_decode(buf, n, r);
 }
 
 static int channel_failed(const char *service, int rc)
@@ -577,21 +585,16 @@ static int subscribe(qb_ipcc_connection_t *c, const struct ctl_args *a, uint32_t
  * text in r), 0 none came in time, < 0 the daemon went. */
 static int next_event(qb_ipcc_connection_t *c, char *buf, int ms, struct reply *r)
 {
-	struct ipc_response *res = (struct ipc_response *)buf;
 	ssize_t n;
+	int rc;
 
 	n = qb_ipcc_event_recv(c, buf, IPC_MAX_MSG - 1, ms < 0 ? 1000 : ms);
 	if (n == -ETIMEDOUT || n == -EAGAIN)
 		return 0;
 	if (n < 0)
 		return (int)n;
-	if ((size_t)n < sizeof(*res) || res->len > (size_t)n - sizeof(*res))
-		return -EPROTO;
-	r->status = res->status;
-	r->text = buf + sizeof(*res);
-	r->len = res->len;
-	r->text[r->len] = '\0';
-	return 1;
+	rc = reply_decode(buf, n, r);
+	return rc < 0 ? rc : 1;
 }
 
 /* The LUN's state now: 0 reached, 1 not yet, else an exit code. */

@@ -40,12 +40,15 @@ static int hub_attach(ipm_engine *e, ipm_error *err)
 	return rc;
 }
 
-static int attach_primary(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
+/* A replicator for the n LUNs of v, heard by the heartbeat, started when
+ * the engine runs, and carrying their host writes. */
+static int primary_session(ipm_engine *e, struct ipm_lun **v, size_t n, ipm_error *err)
 {
 	struct replicator *r;
+	size_t i;
 	int rc;
 
-	rc = replicator_create(e, e->secret, &l, 1, &r, err);
+	rc = replicator_create(e, e->secret, v, (unsigned)n, &r, err);
 	if (rc < 0)
 		return rc;
 	replicator_set_heartbeat(r, e->hb);
@@ -58,9 +61,16 @@ static int attach_primary(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
 		replicator_destroy(r);
 		return rc;
 	}
-	l->rep = r;
-	l->ops = &replicator_ops;
+	for (i = 0; i < n; i++) {
+		v[i]->rep = r;
+		v[i]->ops = &replicator_ops;
+	}
 	return 0;
+}
+
+static int attach_primary(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
+{
+	return primary_session(e, &l, 1, err);
 }
 
 static int attach_mirror(ipm_engine *e, struct ipm_lun *l, ipm_error *err)
@@ -143,7 +153,6 @@ void primaries_detach(ipm_engine *e)
 static int primaries_attach(ipm_engine *e, ipm_error *err)
 {
 	struct ipm_lun *v[e->n_luns + 1];
-	struct replicator *r;
 	size_t i, n = primaries(e, v);
 	int rc = 0;
 
@@ -152,26 +161,7 @@ static int primaries_attach(ipm_engine *e, ipm_error *err)
 			rc = attach_primary(e, v[i], err);
 		return rc;
 	}
-	if (!n)
-		return 0;
-	rc = replicator_create(e, e->secret, v, (unsigned)n, &r, err);
-	if (rc < 0)
-		return rc;
-	replicator_set_heartbeat(r, e->hb);
-	replicator_set_hbslot_sink(r, hbvol_received, e);
-	rc = heartbeat_attach(e->hb, replicator_connections(r));
-	if (rc == 0 && e->started)
-		rc = replicator_start(r, err);
-	if (rc < 0) {
-		heartbeat_detach(e->hb, replicator_connections(r));
-		replicator_destroy(r);
-		return rc;
-	}
-	for (i = 0; i < n; i++) {
-		v[i]->rep = r;
-		v[i]->ops = &replicator_ops;
-	}
-	return 0;
+	return n ? primary_session(e, v, n, err) : 0;
 }
 
 /* Every mirrored LUN's gate (and l's), in config order: a group's

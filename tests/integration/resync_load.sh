@@ -30,6 +30,10 @@ check "the mirror is up to date too" wait_for 10 lun_state_is node2 vol0 uptodat
 # fio stops cleanly on SIGINT and still writes its report
 kill -INT "$fio_pid" 2>/dev/null
 wait "$fio_pid"
+fio_rc=$?
+# no report at all (seen once in a loaded CI run): say what fio said
+grep -q '^{' "$T_DIR/load.json" 2>/dev/null ||
+	diag "fio (exit $fio_rc) wrote no JSON report: $(tail -5 "$T_DIR/load.out" "$T_DIR/load.json" 2>&1 | tr '\n' ' ')"
 check "fio: no verify error ($(sed -n '/^{/,$p' "$T_DIR/load.json" | jq '[.jobs[].error] | add'))" \
 	test "$(sed -n '/^{/,$p' "$T_DIR/load.json" | jq '[.jobs[].error] | add')" = 0
 stop_pid "$n1_pid"; stop_pid "$n2_pid"

@@ -63,23 +63,25 @@ data_addr_of() { echo "10.203.1.${1#node}"; }
 # LUN) as crm_mon on node1 lists them, e.g. "node1/node2" (one crm_mon, so
 # both halves are from one moment)
 roles() {
-	local x try
-	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask
-	# again. Its XML, not its text: there a Promoted instance whose monitor
-	# says "degraded" (191: resyncing) is a line of its own
+	local out try
+	# crm_mon -1 can fail for a moment (a CIB update, a loaded host): ask again
 	for try in 1 2 3 4 5; do
-		x=$(mon "${VIEW:-node1}" --output-as=xml) && [ -n "$x" ] && break
-		x=
+		out=$(mon "${VIEW:-node1}" | sed -n "/Clone Set: ${1:-$LUN1}-clone/,/^  \* [^ ]/p")
+		[ -n "$out" ] && break
 		sleep 0.5
 	done
-	echo "$(clone_nodes "$x" "${1:-$LUN1}" Promoted Master)/$(clone_nodes "$x" "${1:-$LUN1}" Unpromoted Slave)"
+	echo "$(clone_nodes Promoted <<<"$out")/$(clone_nodes Unpromoted <<<"$out")"
 }
-# clone_nodes XML LUN ROLE ALIAS: the nodes where LUN's clone has ROLE (or
-# its pre-2.1 name ALIAS), space-separated
+# clone_nodes ROLE < a clone's lines of crm_mon: the nodes where it has ROLE,
+# space-separated: the "ROLE: [ ... ]" list, and the instances on a line of
+# their own with that role, as one whose monitor said "degraded" (191 while
+# resyncing: "vol0 (ocf:ipmirror:ipmirror): Promoted node1 (Monitoring)");
+# a FAILED instance has no role here
 clone_nodes() {
-	[ -n "$1" ] || return 0
-	xmllint --xpath "//clone[@id='$2-clone']/resource[@role='$3' or @role='$4']/node/@name" - <<<"$1" 2>/dev/null |
-		sed 's/ *name="\([^"]*\)"/\1/' | paste -sd ' '
+	awk -v r="$1" '
+	$0 ~ "^ *\\* " r ": \\[" { sub(".*" r ": \\[ *", ""); sub(" *\\].*", ""); if ($0 != "") n = n (n ? " " : "") $0; next }
+	$0 ~ "\\):[ \t]+" r " [^ ]+" { sub(".*\\):[ \t]+" r " ", ""); sub(" .*", ""); n = n (n ? " " : "") $0 }
+	END { print n }'
 }
 role_nodes() { local r; r=$(roles ${2:+"$2"}); [ "$1" = Promoted ] && echo "${r%/*}" || echo "${r#*/}"; }
 # roles_are P U [LUN]: exactly P is Promoted and exactly U is Unpromoted

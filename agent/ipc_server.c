@@ -117,6 +117,12 @@ static void reply(qb_ipcs_connection_t *c, int32_t id, int32_t status, const cha
 		qb_log(LOG_DEBUG, "admin IPC: cannot send reply: %s", strerror((int)-n));
 }
 
+/* status and the error's text (a note, or why it failed) */
+static void reply_err(qb_ipcs_connection_t *c, int32_t id, int32_t status, const ipm_error *err)
+{
+	reply(c, id, status, err->msg, strnlen(err->msg, sizeof(err->msg)));
+}
+
 static void reply_error(qb_ipcs_connection_t *c, int32_t id, int status, const char *fmt,
 			...) __attribute__((format(printf, 4, 5)));
 
@@ -184,7 +190,7 @@ static void do_role(struct ipc_server *s, qb_ipcs_connection_t *c,
 	}
 	rc = s->role_fn(s->role_opaque, req->lun, req->hdr.id == IPC_CMD_PROMOTE, req->flags,
 			&s->engine, &err);
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+	reply_err(c, req->hdr.id, rc, &err);
 }
 
 static void do_hb(struct ipc_server *s, qb_ipcs_connection_t *c, const struct ipc_request *req)
@@ -197,7 +203,7 @@ static void do_hb(struct ipc_server *s, qb_ipcs_connection_t *c, const struct ip
 		return;
 	}
 	rc = s->hb_fn(s->hb_opaque, (int)req->hdr.id, req->arg, s->engine, &err);
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+	reply_err(c, req->hdr.id, rc, &err);
 }
 
 /* The request's LUN, or NULL after replying why there is none. */
@@ -231,7 +237,7 @@ static void do_service(struct ipc_server *s, qb_ipcs_connection_t *c,
 	if (!lun_or_reply(s, c, req))
 		return;
 	rc = s->service_fn(s->service_opaque, req->lun, req->hdr.id == IPC_CMD_UP, &err);
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+	reply_err(c, req->hdr.id, rc, &err);
 }
 
 static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
@@ -249,7 +255,7 @@ static void do_resolve(struct ipc_server *s, qb_ipcs_connection_t *c,
 	if (!l)
 		return;
 	rc = ipm_lun_resolve_discard(l, &err);
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+	reply_err(c, req->hdr.id, rc, &err);
 }
 
 /* After logrotate moved the log file away (also SIGUSR1). */
@@ -258,10 +264,11 @@ static void do_log_reopen(qb_ipcs_connection_t *c, const struct ipc_request *req
 	ipm_error err = { "" };
 	int rc = ipm_log_reopen(&err);
 
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+	reply_err(c, req->hdr.id, rc, &err);
 }
 
-/* invalidate LUN [--force], assume-clean LUN: the engine decides */
+/* invalidate LUN [--force], assume-clean LUN, verify LUN [--repair]: the
+ * engine decides (a verify starts there, its progress is in the status) */
 static void do_copy_admin(struct ipc_server *s, qb_ipcs_connection_t *c,
 			  const struct ipc_request *req)
 {
@@ -273,9 +280,11 @@ static void do_copy_admin(struct ipc_server *s, qb_ipcs_connection_t *c,
 		return;
 	if (req->hdr.id == IPC_CMD_INVALIDATE)
 		rc = ipm_lun_invalidate(l, req->flags & IPC_F_FORCE, &err);
+	else if (req->hdr.id == IPC_CMD_VERIFY)
+		rc = ipm_lun_verify(l, req->flags & IPC_F_REPAIR, &err);
 	else
 		rc = ipm_lun_assume_clean(l, &err);
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
+	reply_err(c, req->hdr.id, rc, &err);
 }
 
 /* reload [--dry-run]: the lines, then the summary (or why it was refused) */
@@ -326,20 +335,6 @@ static int32_t reload_requested(int32_t fd, int32_t revents, void *data)
 	if (s->reload_fn)
 		s->reload_fn(s->reload_opaque, 0, NULL, &err);
 	return 0;
-}
-
-/* verify LUN [--repair]: started in the engine, progress in the status */
-static void do_verify(struct ipc_server *s, qb_ipcs_connection_t *c,
-		      const struct ipc_request *req)
-{
-	ipm_lun *l = lun_or_reply(s, c, req);
-	ipm_error err = { "" };
-	int rc;
-
-	if (!l)
-		return;
-	rc = ipm_lun_verify(l, req->flags & IPC_F_REPAIR, &err);
-	reply(c, req->hdr.id, rc, err.msg, strnlen(err.msg, sizeof(err.msg)));
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -485,6 +480,7 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_INVALIDATE:
 	case IPC_CMD_ASSUME_CLEAN:
+	case IPC_CMD_VERIFY:
 		do_copy_admin(s, c, &req);
 		break;
 	case IPC_CMD_RELOAD:
@@ -492,9 +488,6 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 		break;
 	case IPC_CMD_EVENTS:
 		do_events(s, c, &req);
-		break;
-	case IPC_CMD_VERIFY:
-		do_verify(s, c, &req);
 		break;
 	case IPC_CMD_DOWN:
 	case IPC_CMD_UP:

@@ -238,28 +238,43 @@ static bool progressing(const ipm_lun_status *l)
 	       (l->state == IPM_STATE_RESYNCING || l->state == IPM_STATE_INCONSISTENT);
 }
 
-static void diff_progress(const ipm_lun_status *l, bool exists, struct ev_memory *m,
-			  int64_t now_ms, struct ev_list *out)
+/* A progress line of KIND (at most one per EVENTS_PROGRESS_MS, and only when
+ * done moved; always for --now), or NULL; *at_ms and *last_done remember. */
+static struct ev_item *progress_item(struct ev_list *out, bool exists, const char *name,
+				     const char *kind, uint64_t done, uint64_t total,
+				     int64_t now_ms, int64_t *at_ms, uint64_t *last_done)
 {
 	struct ev_item *it;
 	char pct[16];
 
+	if (!exists && (done == *last_done || now_ms - *at_ms < EVENTS_PROGRESS_MS))
+		return NULL;
+	*at_ms = now_ms;
+	*last_done = done;
+	it = ev_add(out, exists ? "exists" : "change", "progress");
+	kv_str(it, "name", name);
+	kv_str(it, "kind", kind);
+	kv_num(it, "done", (int64_t)done);
+	kv_num(it, "total", (int64_t)total);
+	snprintf(pct, sizeof(pct), "%.1f", 100.0 * (double)done / (double)total);
+	kv_str(it, "percent", pct);
+	return it;
+}
+
+static void diff_progress(const ipm_lun_status *l, bool exists, struct ev_memory *m,
+			  int64_t now_ms, struct ev_list *out)
+{
+	struct ev_item *it;
+
 	if (!progressing(l) || !m)
 		return;
-	if (!exists && (l->resync_done_bytes == m->progress_done ||
-			now_ms - m->progress_at_ms < EVENTS_PROGRESS_MS))
+	it = progress_item(out, exists, l->name,
+			   l->peer_inconsistent || l->state == IPM_STATE_INCONSISTENT ?
+				   "initial-sync" : "resync",
+			   l->resync_done_bytes, l->resync_total_bytes, now_ms,
+			   &m->progress_at_ms, &m->progress_done);
+	if (!it)
 		return;
-	m->progress_at_ms = now_ms;
-	m->progress_done = l->resync_done_bytes;
-	it = ev_add(out, exists ? "exists" : "change", "progress");
-	kv_str(it, "name", l->name);
-	kv_str(it, "kind", l->peer_inconsistent || l->state == IPM_STATE_INCONSISTENT ?
-			   "initial-sync" : "resync");
-	kv_num(it, "done", (int64_t)l->resync_done_bytes);
-	kv_num(it, "total", (int64_t)l->resync_total_bytes);
-	snprintf(pct, sizeof(pct), "%.1f",
-		 100.0 * (double)l->resync_done_bytes / (double)l->resync_total_bytes);
-	kv_str(it, "percent", pct);
 	kv_num(it, "rate", (int64_t)l->resync_rate);
 	kv_num(it, "eta", l->resync_eta_s);
 }
@@ -269,24 +284,13 @@ static void diff_verify(const ipm_lun_status *l, bool exists, struct ev_memory *
 			int64_t now_ms, struct ev_list *out)
 {
 	struct ev_item *it;
-	char pct[16];
 
 	if (!l->verify_running || !l->verify_total_bytes || !m)
 		return;
-	if (!exists && (l->verify_done_bytes == m->verify_done ||
-			now_ms - m->verify_at_ms < EVENTS_PROGRESS_MS))
-		return;
-	m->verify_at_ms = now_ms;
-	m->verify_done = l->verify_done_bytes;
-	it = ev_add(out, exists ? "exists" : "change", "progress");
-	kv_str(it, "name", l->name);
-	kv_str(it, "kind", "verify");
-	kv_num(it, "done", (int64_t)l->verify_done_bytes);
-	kv_num(it, "total", (int64_t)l->verify_total_bytes);
-	snprintf(pct, sizeof(pct), "%.1f",
-		 100.0 * (double)l->verify_done_bytes / (double)l->verify_total_bytes);
-	kv_str(it, "percent", pct);
-	kv_num(it, "out_of_sync", (int64_t)l->verify_out_of_sync_bytes);
+	it = progress_item(out, exists, l->name, "verify", l->verify_done_bytes,
+			   l->verify_total_bytes, now_ms, &m->verify_at_ms, &m->verify_done);
+	if (it)
+		kv_num(it, "out_of_sync", (int64_t)l->verify_out_of_sync_bytes);
 }
 
 /* The backing store failed since the last snapshot: one line (and one

@@ -134,6 +134,17 @@ static enum ipm_link_state peer_state(struct replicator *r)
 	return r->hb ? heartbeat_state(r->hb) : IPM_LINK_UP;
 }
 
+/* The resync runs on the monitor's own thread (rep_monitor_main), so while
+ * it waits - for window space, for the mirror's answers - nobody else would
+ * see the link go: its waits ask this, and the monitor goes down when
+ * resync_run returns. What monitor_live_locked judges by, in resync. */
+bool resync_link_ok_locked(struct replicator *r)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	return r->running && r->link == LINK_RESYNC && peer_state(r) != IPM_LINK_DOWN &&
+	       ca_count_up(&r->ca) > 0;
+}
+
 static void monitor_live_locked(struct replicator *r)
 {
 	IPM_ASSERT_HELD(&r->lock);
@@ -263,10 +274,11 @@ static int rs_wait_answers_locked(void *ctx)
 	struct replicator *r = ctx;
 
 	IPM_ASSERT_HELD(&r->lock);
-	/* a submitter outside may still journal a write (outside_locked) */
-	while (r->running && r->link == LINK_RESYNC && (r->replays || r->outside))
-		pthread_cond_wait(&r->link_cond, &r->lock);
-	return r->running && r->link == LINK_RESYNC ? 0 : -ECONNRESET;
+	/* a submitter outside may still journal a write (outside_locked);
+	 * timed: a heartbeat timeout broadcasts nothing here */
+	while (resync_link_ok_locked(r) && (r->replays || r->outside))
+		ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
+	return resync_link_ok_locked(r) ? 0 : -ECONNRESET;
 }
 
 static void rs_hold_locked(void *ctx, bool hold)
@@ -315,6 +327,11 @@ static int rs_flush_local_locked(void *ctx, uint32_t lun)
 	return lun_local_flush(r->luns[lun].lun);
 }
 
+static bool rs_link_ok_locked(void *ctx)
+{
+	return resync_link_ok_locked(ctx);
+}
+
 const struct resync_ops replicator_resync_ops = {
 	.submit = replay_submit,
 	.read_local = rs_read_local,
@@ -324,4 +341,5 @@ const struct resync_ops replicator_resync_ops = {
 	.hold_locked = rs_hold_locked,
 	.go_live_locked = rs_go_live_locked,
 	.flush_local_locked = rs_flush_local_locked,
+	.link_ok_locked = rs_link_ok_locked,
 };

@@ -358,10 +358,11 @@ int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint6
 	m->refs = 1;
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
-	while (r->running && r->link == LINK_RESYNC && window_full_locked(r, m->f.len))
+	/* worker_disconnect wakes it when a connection goes */
+	while (resync_link_ok_locked(r) && window_full_locked(r, m->f.len))
 		space_wait_locked(r, r->inflight >= r->window);
 	r->space_waiters--;
-	if (!r->running || r->link != LINK_RESYNC) {
+	if (!resync_link_ok_locked(r)) {
 		pthread_mutex_unlock(&r->lock);
 		free(m->owned);
 		free(m);

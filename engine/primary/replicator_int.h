@@ -204,6 +204,8 @@ void forget_record_locked(struct replicator *r);
 void *rep_monitor_main(void *arg);         /* the link state machine's thread */
 /* The link broke: journal what is unanswered, go LINK_DOWN. */
 void go_down_locked(struct replicator *r, const char *why);
+/* In resync, and the peer still reachable: the resync's waits go on. */
+bool resync_link_ok_locked(struct replicator *r);
 /* "lun vol0" / "luns vol0,vol1": whose session this is, for log lines. */
 const char *rep_names(struct replicator *r);
 /* Stopping live with nothing outstanding: the copies are equal. */
@@ -211,7 +213,6 @@ void mark_clean_stop_locked(struct replicator *r);
 /* The replicator as the resync sees it (resync.h). */
 extern const struct resync_ops replicator_resync_ops;
 
-/* Nothing in flight and no host request pending: clear the activity logs. */
 /* Idle: clear the activity logs once both copies hold their writes
  * durably; true when it sent the mirror a FLUSH first (call again once it
  * is answered). */

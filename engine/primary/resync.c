@@ -250,18 +250,37 @@ void resync_lun_status_locked(struct resync *rs, uint32_t i, uint64_t *journal_b
 
 /* ---- replay -------------------------------------------------------------- */
 
-/* Keep the resync under the configured rate (bytes/s). */
-static void pace(struct resync *rs, uint64_t sent, int64_t t0)
+/* The link still carries the resync (resync_ops.link_ok_locked). */
+static bool link_ok(struct resync *rs)
+{
+	bool ok;
+
+	if (!rs->ops->link_ok_locked)
+		return true;
+	pthread_mutex_lock(rs->lock);
+	ok = rs->ops->link_ok_locked(rs->ctx);
+	pthread_mutex_unlock(rs->lock);
+	return ok;
+}
+
+/* Keep the resync under the configured rate (bytes/s): 0, or -ECONNRESET
+ * when the link went meanwhile. One big record at a low rate is a pause
+ * of seconds, so it sleeps in slices and looks at the link between them. */
+static int pace(struct resync *rs, uint64_t sent, int64_t t0)
 {
 	/* once: a reload may change it meanwhile (replicator_set_resync_rate) */
 	uint64_t rate = __atomic_load_n(&rs->rate, __ATOMIC_RELAXED);
-	int64_t due_ms;
+	int64_t due_ms, left;
 
 	if (!rate)
-		return;
+		return 0;
 	due_ms = (int64_t)(sent * 1000 / rate);
-	if (due_ms > ipm_now_ms() - t0)
-		usleep((useconds_t)(due_ms - (ipm_now_ms() - t0)) * 1000);
+	while ((left = due_ms - (ipm_now_ms() - t0)) > 0) {
+		if (!link_ok(rs))
+			return -ECONNRESET;
+		usleep((useconds_t)(left < 100 ? left : 100) * 1000);
+	}
+	return 0;
 }
 
 /* ---- the order of replays on the mirror ----
@@ -370,7 +389,8 @@ static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *se
 		rl->done = journal_iter_offset(rl->iter);
 		pthread_mutex_unlock(rs->lock);
 		*sent += rec.length;
-		pace(rs, *sent, t0);
+		if ((rc = pace(rs, *sent, t0)) < 0)
+			break;
 	}
 	/* caught up: new records come in later passes, if at all */
 	journal_iter_idle(rl->iter);
@@ -502,7 +522,8 @@ static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, 
 		add_done(rs, rl, len);
 		if (rec.type == JR_WRITE) {
 			*sent += len;
-			pace(rs, *sent, t0);
+			if ((rc = pace(rs, *sent, t0)) < 0)
+				break;
 		}
 		from = off + len;
 	}

@@ -69,6 +69,9 @@ struct resync_ops {
 	/* Optional: make the local copy of a LUN durable (the journal, the
 	 * only record of what was written meanwhile, is emptied next). */
 	int (*flush_local_locked)(void *ctx, uint32_t lun);
+	/* Optional: the link still carries the resync (the rate limit's
+	 * pauses end early when it does not). NULL: always. */
+	bool (*link_ok_locked)(void *ctx);
 };
 
 /* The replays in flight, for their order on the mirror (resync.c): a

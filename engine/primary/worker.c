@@ -522,7 +522,9 @@ static void worker_disconnect(struct worker *w)
 	pthread_mutex_unlock(&r->lock);
 	ca_set_down(&r->ca, w->index);
 	pthread_mutex_lock(&r->lock);
+	/* the resync may wait for answers or window space (resync_link_ok_locked) */
 	pthread_cond_broadcast(&r->link_cond);
+	pthread_cond_broadcast(&r->space_cond);
 	pthread_mutex_unlock(&r->lock);
 	if (r->running && requeued)
 		qb_log(LOG_WARNING, "connection %u to %s down; %u unanswered request(s) re-sent on the others",

@@ -55,9 +55,12 @@ export PATH="$STUB:\$PATH" OCF_ROOT=/usr/lib/ocf OCF_RESKEY_lun=vol0
 export OCF_RESKEY_config="$T_DIR/pair.xml" OCF_RESKEY_socket="$SOCK"
 export OCF_RESKEY_ipmirrorctl="$IPMIRRORCTL" OCF_RESKEY_fencing=false
 ra() { "$top_srcdir/ocf/ipmirror" "\$1" >>"$T_DIR/ra.log" 2>&1; echo "\$1 \$?" >>"$T_DIR/ra.rc"; }
+# until the process is gone: it stops answering before it has let go of its
+# ports, and a start meanwhile met them taken (check 5 failed so once)
 stop_daemon() {
-	kill "\$(cat "\$1")"
-	for i in \$(seq 100); do timeout 5 "$IPMIRRORCTL" --socket "$SOCK" status >/dev/null 2>&1 || return 0; sleep 0.1; done
+	local pid=\$(cat "\$1")
+	kill "\$pid"
+	for i in \$(seq 200); do kill -0 "\$pid" 2>/dev/null || return 0; sleep 0.1; done
 }
 ra start; ra monitor; ra start
 cp /run/systemd/system/ipmirrord.service.d/50-ocf-ipmirror.conf "$T_DIR/dropin"

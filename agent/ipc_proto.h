@@ -36,6 +36,8 @@ enum ipc_cmd {
 	IPC_CMD_UP = 13,          /* lun: back into service here; text: done / why not */
 	IPC_CMD_RELOAD = 20,      /* flags IPC_F_DRY_RUN; text: one line per change */
 	IPC_CMD_VERIFY = 24,      /* lun; flags IPC_F_REPAIR; text: started / why not */
+	IPC_CMD_RESIZE = 25,      /* lun; arg: the new size in bytes (decimal);
+				   * text: done / why not */
 	/* events: flags IPC_F_JSON, IPC_F_NOW; the reply says whether the
 	 * connection is subscribed; then each change comes as a libqb event,
 	 * a struct ipc_response (hdr.id IPC_CMD_EVENTS) and one line of text */
@@ -58,7 +60,8 @@ struct ipc_request {
 	uint32_t flags;
 	char lun[IPC_LUN_MAX]; /* "" = all LUNs (STATUS only) */
 	char arg[IPC_ARG_MAX]; /* HB_INSTALL: path; HB_METHOD: method name;
-				* STATUS with IPC_F_GET: the keys */
+				* STATUS with IPC_F_GET: the keys;
+				* RESIZE: the size in bytes */
 } __attribute__((aligned(8)));
 
 struct ipc_response {

@@ -287,6 +287,29 @@ static void do_copy_admin(struct ipc_server *s, qb_ipcs_connection_t *c,
 	reply_err(c, req->hdr.id, rc, &err);
 }
 
+/* resize LUN SIZE: the engine grows it on both nodes, or says why not
+ * (ipmirrorctl sent the size in bytes) */
+static void do_resize(struct ipc_server *s, qb_ipcs_connection_t *c,
+		      const struct ipc_request *req)
+{
+	ipm_lun *l = lun_or_reply(s, c, req);
+	ipm_error err = { "" };
+	unsigned long long size;
+	char *end;
+	int rc;
+
+	if (!l)
+		return;
+	errno = 0;
+	size = strtoull(req->arg, &end, 10);
+	if (errno || end == req->arg || *end || req->arg[0] == '-') {
+		reply_error(c, req->hdr.id, -EINVAL, "resize: bad size \"%.64s\"", req->arg);
+		return;
+	}
+	rc = ipm_lun_resize(l, size, &err);
+	reply_err(c, req->hdr.id, rc, &err);
+}
+
 /* reload [--dry-run]: the lines, then the summary (or why it was refused) */
 static void do_reload(struct ipc_server *s, qb_ipcs_connection_t *c,
 		      const struct ipc_request *req)
@@ -482,6 +505,9 @@ static int32_t msg_process(qb_ipcs_connection_t *c, void *data, size_t size)
 	case IPC_CMD_ASSUME_CLEAN:
 	case IPC_CMD_VERIFY:
 		do_copy_admin(s, c, &req);
+		break;
+	case IPC_CMD_RESIZE:
+		do_resize(s, c, &req);
 		break;
 	case IPC_CMD_RELOAD:
 		do_reload(s, c, &req);

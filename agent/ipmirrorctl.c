@@ -52,6 +52,7 @@ struct ctl_args {
 	bool dry_run;
 	bool discard_local;
 	bool repair;                    /* verify */
+	char size[24];                  /* resize: the new size in bytes */
 	bool now;         /* events --now */
 	const char *get;  /* status --get KEYS */
 	const struct hb_subcommand *hb; /* heartbeat subcommand */
@@ -230,6 +231,53 @@ static int check_verify(struct ctl_args *a, int nargs, char **args)
 	if (a->state || a->has_timeout || a->json || a->force || a->dry_run || a->discard_local)
 		return usage_error("verify: only --repair applies");
 	a->lun = args[1];
+	return 0;
+}
+
+/* SIZE of resize: bytes, or with K, M, G or T (powers of 2), as the
+ * config's size=. 0 and *out, or -1. */
+static int parse_size(const char *s, unsigned long long *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (*end && !end[1])
+		switch (*end) {
+		case 'K': case 'k': shift = 10; break;
+		case 'M': case 'm': shift = 20; break;
+		case 'G': case 'g': shift = 30; break;
+		case 'T': case 't': shift = 40; break;
+		default: return -1;
+		}
+	else if (*end)
+		return -1;
+	if (v > (~0ull >> shift))
+		return -1;
+	*out = v << shift;
+	return 0;
+}
+
+/* resize LUN SIZE */
+static int check_resize(struct ctl_args *a, int nargs, char **args)
+{
+	unsigned long long size;
+
+	if (nargs != 3)
+		return usage_error("resize: expected a LUN and its new SIZE");
+	if (a->state || a->has_timeout || a->json || a->force || a->dry_run || a->discard_local)
+		return usage_error("resize: no options apply");
+	if (parse_size(args[2], &size) < 0)
+		return usage_error("resize: bad SIZE \"%s\" (bytes, or a number with K, M, G or T)",
+				   args[2]);
+	a->lun = args[1];
+	snprintf(a->size, sizeof(a->size), "%llu", size);
 	return 0;
 }
 
@@ -732,6 +780,15 @@ static int cmd_verify(qb_ipcc_connection_t *c, const struct ctl_args *a, char *b
 	return answered(a, rc, &r);
 }
 
+static int cmd_resize(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
+{
+	struct reply r;
+	int rc;
+
+	rc = request_arg(c, IPC_CMD_RESIZE, 0, a->lun, a->size, buf, &r);
+	return answered(a, rc, &r);
+}
+
 static int cmd_heartbeat(qb_ipcc_connection_t *c, const struct ctl_args *a, char *buf)
 {
 	struct reply r;
@@ -809,6 +866,10 @@ static const struct ctl_command commands[] = {
 	  "  verify LUN [--repair]                      compare both copies online (on the\n"
 	  "                                             primary; progress in status); --repair\n"
 	  "                                             copies differing blocks from it\n" },
+	{ "resize", check_resize, cmd_resize, IPC_CMD_RESIZE,
+	  "  resize LUN SIZE                            grow LUN online on both nodes (on the\n"
+	  "                                             primary, after growing both backings;\n"
+	  "                                             SIZE in bytes or with K, M, G, T)\n" },
 	{ "down", check_copy_admin, cmd_copy_admin, IPC_CMD_DOWN,
 	  "  down LUN                                   take LUN out of service here alone:\n"
 	  "                                             clients disconnected, files closed,\n"

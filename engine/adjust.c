@@ -45,6 +45,25 @@ static bool mirrored_in(const ipm_config *cfg, const char *name)
 	return false;
 }
 
+static const struct ipm_lun_cfg *lun_cfg_named(const ipm_config *cfg, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg->n_luns; i++)
+		if (strcmp(cfg->luns[i].name, name) == 0)
+			return &cfg->luns[i];
+	return NULL;
+}
+
+/* cur's size of the LUN is less than its size here (grown online perhaps). */
+static bool shrinks(ipm_engine *e, const ipm_config *cur, const char *name)
+{
+	const struct ipm_lun_cfg *lc = lun_cfg_named(cur, name);
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, name);
+
+	return lc && l && lc->size < ipm_lun_size(l);
+}
+
 /* What the engine cannot take live, with why (buf holds the longer
  * reasons). A LUN added is refused where ipm_engine_lun_add would refuse
  * it (doc/roles.md's limits), so nothing else of the reload is applied
@@ -68,6 +87,8 @@ static const char *refusal(ipm_engine *e, const ipm_config *cur, const struct cf
 			return NULL;
 		snprintf(buf, len, ": it is in service here: `ipmirrorctl down %s` first", c->lun);
 		return buf;
+	case CHG_LUN_SIZE:
+		return shrinks(e, cur, c->lun) ? ": shrinking a LUN is not supported" : NULL;
 	default:
 		return NULL;
 	}
@@ -226,7 +247,7 @@ static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *
 		for (i = 0; i < d->n; i++) {
 			const struct cfg_change *c = &d->v[i];
 
-			if ((c->kind == CHG_HB_METHOD) != (pass == 0) ||
+			if ((c->kind == CHG_HB_METHOD) != (pass == 0) || c->kind == CHG_LUN_SIZE ||
 			    c->kind == CHG_LUN_ADD || c->kind == CHG_LUN_REMOVE)
 				continue;
 			note[0] = '\0';
@@ -236,6 +257,60 @@ static int apply_all(ipm_engine *e, const struct cfg_diff *d, const ipm_config *
 			qb_log(LOG_NOTICE, "reload: %s:%d: %s%s", em->path, c->line, c->text, note);
 			emit(em, c, note);
 		}
+	}
+	return 0;
+}
+
+/* A LUN's size= grown in the file (doc/resize.md): on its primary, as
+ * `ipmirrorctl resize` (the mirror grows first); where it has that size
+ * already (grown by resize), only the config follows; on the mirror it
+ * grows when its primary grows it. Not under admin: a resize takes the
+ * LUN's gate, then admin. */
+static int lun_size(ipm_engine *e, const struct cfg_change *c, const ipm_config *cur,
+		    const char **note, ipm_error *err)
+{
+	const struct ipm_lun_cfg *lc = lun_cfg_named(cur, c->lun);
+	struct ipm_lun *l = ipm_engine_lun_by_name(e, c->lun);
+	int rc = 0;
+
+	if (!l || !lc) {
+		*note = " (not served here)";
+		return 0;
+	}
+	if (ipm_lun_size(l) < lc->size && l->role == IPM_ROLE_MIRROR) {
+		*note = " (this node is its mirror: it grows when its primary grows it)";
+		return 0;
+	}
+	if (ipm_lun_size(l) < lc->size)
+		rc = ipm_lun_resize(l, lc->size, err);
+	else
+		*note = " (its size already)";
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&e->admin);
+	rc = cfg_change_apply(c, e->cfg, cur);
+	pthread_mutex_unlock(&e->admin);
+	return rc;
+}
+
+static int apply_sizes(ipm_engine *e, const struct cfg_diff *d, const ipm_config *cur,
+		       const struct emitter *em, ipm_error *err)
+{
+	const char *note;
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < d->n; i++) {
+		if (d->v[i].kind != CHG_LUN_SIZE)
+			continue;
+		note = "";
+		rc = lun_size(e, &d->v[i], cur, &note, err);
+		if (rc < 0) {
+			emit(em, &d->v[i], ": failed");
+			return rc;
+		}
+		qb_log(LOG_NOTICE, "reload: %s:%d: %s%s", em->path, d->v[i].line, d->v[i].text, note);
+		emit(em, &d->v[i], note);
 	}
 	return 0;
 }
@@ -324,6 +399,8 @@ int ipm_engine_adjust(ipm_engine *e, const ipm_config *old, const ipm_config *cu
 	pthread_mutex_lock(&e->admin);
 	rc = apply_all(e, &d, cur, &em, err);
 	pthread_mutex_unlock(&e->admin);
+	if (rc == 0)
+		rc = apply_sizes(e, &d, cur, &em, err);
 	if (rc == 0)
 		rc = apply_luns(e, &d, cur, &em, err);
 	if (rc == 0)

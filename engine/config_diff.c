@@ -289,7 +289,7 @@ static void diff_lun(struct differ *x, const struct ipm_lun_cfg *a, const struct
 	char s1[32], s2[32];
 
 	if (a->size != b->size)
-		add(x, CHG_RESTART, b->name, b->line, "lun \"%s\": size %s -> %s", b->name,
+		add(x, CHG_LUN_SIZE, b->name, b->line, "lun \"%s\": size %s -> %s", b->name,
 		    size_text(a->size, "0", s1, sizeof(s1)), size_text(b->size, "0", s2, sizeof(s2)));
 	if (a->mirrored != b->mirrored)
 		add(x, CHG_RESTART, b->name, b->line, "lun \"%s\": mirrored %s -> %s", b->name,
@@ -379,10 +379,13 @@ int cfg_change_apply(const struct cfg_change *c, ipm_config *dst, const ipm_conf
 	switch (c->kind) {
 	case CHG_LUN_MODE:
 	case CHG_JOURNAL_MAX:
+	case CHG_LUN_SIZE:
 		if (!ld || !lc)
 			return -ENOENT;
 		if (c->kind == CHG_LUN_MODE)
 			__atomic_store_n(&ld->mode, lc->mode, __ATOMIC_RELAXED);
+		else if (c->kind == CHG_LUN_SIZE)
+			ld->size = lc->size;
 		else
 			ld->journal_max = lc->journal_max;
 		return 0;

@@ -13,6 +13,7 @@ enum cfg_change_kind {
 	CHG_LUN_REMOVE,    /* a LUN gone from the file */
 	CHG_LUN_MODE,      /* <lun mode> sync <-> async */
 	CHG_JOURNAL_MAX,   /* <journal max-size> */
+	CHG_LUN_SIZE,      /* <lun size>: a grow (doc/resize.md); a shrink is refused */
 	CHG_ASYNC_WINDOW,  /* <mirror async-window> */
 	CHG_RESYNC_RATE,   /* <resync rate> */
 	CHG_HB_TIMES,      /* <heartbeat interval timeout probation> */

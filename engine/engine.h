@@ -57,6 +57,11 @@ struct ipm_engine {
 /* Create l's replicator (primary here) or receiver (mirror here, and the
  * listener if there is none yet), started when the engine runs. */
 int lun_mirror_attach(ipm_engine *e, struct ipm_lun *l, ipm_error *err);
+/* A change of l (role, down, up, resize) begins: no host request runs on
+ * it from here until lun_change_end (its gate, every mirrored LUN's when
+ * they are grouped for a version 4 peer: *all says so), then admin. */
+void lun_change_begin(ipm_engine *e, struct ipm_lun *l, bool *all);
+void lun_change_end(ipm_engine *e, struct ipm_lun *l, bool all);
 /* Stop and destroy them (the replicator drains what is in flight). */
 void lun_mirror_detach(ipm_engine *e, struct ipm_lun *l);
 /* Every LUN's replicator closed, a group's once (engine destroy). */

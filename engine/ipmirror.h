@@ -278,6 +278,16 @@ int ipm_lun_assume_clean(ipm_lun *l, ipm_error *err);
  * marked for the next resync, and with repair copied from this node at
  * once. Returns at once; refusals: a negative errno, err says why. */
 int ipm_lun_verify(ipm_lun *l, bool repair, ipm_error *err);
+/* Grow the LUN online to size bytes (doc/resize.md), on its primary, once
+ * the admin grew the backing on both nodes: the mirror grows first (a
+ * peer of protocol version 5, connected and up to date), then this node,
+ * and the new range is resynced (holes and zeros cost no transfer). Host
+ * requests pause meanwhile; NBD clients see the size at their next
+ * connection. The size is kept in a file beside the journal, so a restart
+ * keeps it. Refusals (a shrink, a backing too small on either node,
+ * named with its size, the peer away or of version 4): a negative errno,
+ * nothing changed, err says why. */
+int ipm_lun_resize(ipm_lun *l, uint64_t size, ipm_error *err);
 /* A forced promotion of an inconsistent copy: make it a source of its own
  * (a new line no peer knows). 0 and nothing done for any other copy. */
 int ipm_lun_take_source(ipm_lun *l, ipm_error *err);

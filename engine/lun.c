@@ -17,6 +17,7 @@
 #include "lun.h"
 #include "backing.h"
 #include "clock.h"
+#include "resize.h"
 
 static int backing_size(int fd, bool *is_blockdev, uint64_t *size)
 {
@@ -97,28 +98,65 @@ int lun_serving(const struct ipm_lun *l)
 	return l->role == IPM_ROLE_PRIMARY && !l->down ? 0 : -EPERM;
 }
 
+int lun_backing_size(struct ipm_lun *l, uint64_t *size)
+{
+	bool blk;
+
+	return backing_size(l->fd, &blk, size);
+}
+
+/* The LUN's size: the config's, or what an online grow recorded when it
+ * is more (doc/resize.md); then the backing may be larger (lvextend rounds
+ * up), else it must match. */
+static int size_check(struct ipm_lun *l, uint64_t backing, ipm_error *err)
+{
+	const struct ipm_lun_cfg *cfg = l->cfg;
+	uint64_t grown = 0;
+	int rc = resize_recorded(l->journal_path, &grown, err);
+
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (rc == 0 && grown >= cfg->size) {
+		if (backing < grown)
+			return ipm_fail(err, -EINVAL,
+					"lun \"%s\": backing %s is %llu bytes but the LUN was grown to %llu",
+					cfg->name, l->path, (unsigned long long)backing,
+					(unsigned long long)grown);
+		if (grown > cfg->size)
+			qb_log(LOG_NOTICE, "lun \"%s\": %llu bytes, as grown online (the config says %llu: set size=\"%llu\" there)",
+			       cfg->name, (unsigned long long)grown, (unsigned long long)cfg->size,
+			       (unsigned long long)grown);
+		l->size = grown;
+		return 0;
+	}
+	if (backing != cfg->size)
+		return ipm_fail(err, -EINVAL,
+				"lun \"%s\": backing %s is %llu bytes but the config says %llu",
+				cfg->name, l->path, (unsigned long long)backing,
+				(unsigned long long)cfg->size);
+	l->size = backing;
+	return 0;
+}
+
 int lun_files_open(struct ipm_lun *l, ipm_error *err)
 {
 	const struct ipm_lun_cfg *cfg = l->cfg;
+	uint64_t backing;
 	int rc;
 
 	l->fd = open(l->path, O_RDWR | O_CLOEXEC);
 	if (l->fd < 0)
 		return ipm_fail(err, -errno, "lun \"%s\": cannot open backing %s: %s",
 				cfg->name, l->path, strerror(errno));
-	rc = backing_size(l->fd, &l->is_blockdev, &l->size);
+	rc = backing_size(l->fd, &l->is_blockdev, &backing);
 	if (rc < 0) {
 		ipm_fail(err, rc, "lun \"%s\": backing %s: %s", cfg->name, l->path,
 			 rc == -EINVAL ? "not a regular file or block device" : strerror(-rc));
 		goto fail;
 	}
-	if (l->size != cfg->size) {
-		rc = ipm_fail(err, -EINVAL,
-			      "lun \"%s\": backing %s is %llu bytes but the config says %llu",
-			      cfg->name, l->path, (unsigned long long)l->size,
-			      (unsigned long long)cfg->size);
+	rc = size_check(l, backing, err);
+	if (rc < 0)
 		goto fail;
-	}
 	open_direct(l, ipm_lun_cfg_backing_entry(cfg, l->engine->node));
 	return 0;
 fail:
@@ -211,7 +249,9 @@ void lun_refusal(struct ipm_lun *l, char *buf, size_t len, int64_t *age_ms)
 
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off)
 {
-	return off <= l->size && len <= l->size - off;
+	uint64_t size = __atomic_load_n(&l->size, __ATOMIC_ACQUIRE);  /* resize.c grows it */
+
+	return off <= size && len <= size - off;
 }
 
 const char *ipm_lun_name(const ipm_lun *l)
@@ -221,6 +261,6 @@ const char *ipm_lun_name(const ipm_lun *l)
 
 uint64_t ipm_lun_size(const ipm_lun *l)
 {
-	return l->size;
+	return __atomic_load_n(&l->size, __ATOMIC_ACQUIRE);  /* resize.c grows it */
 }
 

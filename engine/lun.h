@@ -24,7 +24,7 @@ struct ipm_lun {
 	uint32_t dio_mem_align;       /* buffer address alignment O_DIRECT needs */
 	uint32_t dio_off_align;       /* offset and length alignment O_DIRECT needs */
 	bool is_blockdev;
-	uint64_t size;
+	uint64_t size;                /* grown at run time by resize.c (atomic) */
 	/* host requests hold gate shared from their check to their answer; a
 	 * role change, down and up (lun_admin.c) take it exclusive to change
 	 * role, ops, rep, rcv and down. Writer-preferring: a busy LUN gets its
@@ -71,9 +71,12 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	     ipm_error *err);
 void lun_close(struct ipm_lun *l);
 /* The backing store's descriptors (lun_open's; again at up), checked
- * against the config's size, and closed (at down). */
+ * against the config's size (or the one an online grow recorded), and
+ * closed (at down). */
 int lun_files_open(struct ipm_lun *l, ipm_error *err);
 void lun_files_close(struct ipm_lun *l);
+/* The backing store's size now (an admin may have grown it). 0 or -errno. */
+int lun_backing_size(struct ipm_lun *l, uint64_t *size);
 
 /* A handshake for l was refused (by either side): keep why for status and
  * wake the admin side. Any thread; takes only l->refusal_lock. */

@@ -195,7 +195,7 @@ static void gates_unlock(ipm_engine *e, struct ipm_lun *l, bool all)
 /* A change of l begins: its gate (every mirrored LUN's when grouped),
  * then admin. *all says which; the grouping cannot change meanwhile (it
  * needs every gate). */
-static void change_begin(ipm_engine *e, struct ipm_lun *l, bool *all)
+void lun_change_begin(ipm_engine *e, struct ipm_lun *l, bool *all)
 {
 	for (;;) {
 		*all = __atomic_load_n(&e->grouped, __ATOMIC_ACQUIRE);
@@ -208,7 +208,7 @@ static void change_begin(ipm_engine *e, struct ipm_lun *l, bool *all)
 	}
 }
 
-static void change_end(ipm_engine *e, struct ipm_lun *l, bool all)
+void lun_change_end(ipm_engine *e, struct ipm_lun *l, bool all)
 {
 	pthread_mutex_unlock(&e->admin);
 	gates_unlock(e, l, all);
@@ -426,7 +426,7 @@ int ipm_engine_lun_set_role(ipm_engine *e, const char *name, enum ipm_role role,
 	if (!l->cfg->mirrored && role != IPM_ROLE_PRIMARY)
 		return ipm_fail(err, -EINVAL, "lun \"%s\" is not mirrored: it has no other node", name);
 	/* no host request runs on it from here on: those under way end first */
-	change_begin(e, l, &all);
+	lun_change_begin(e, l, &all);
 	if (l->role == role) {
 		rc = ipm_note(err, "lun \"%s\" is already %s here", name, ipm_role_name(role));
 		goto out;
@@ -442,7 +442,7 @@ int ipm_engine_lun_set_role(ipm_engine *e, const char *name, enum ipm_role role,
 		       all ? "the luns primary here share one session with a version 4 peer: it was re-made"
 			   : "the other luns untouched");
 out:
-	change_end(e, l, all);
+	lun_change_end(e, l, all);
 	return rc;
 }
 
@@ -490,7 +490,7 @@ static int lun_service(ipm_engine *e, const char *name, bool up, ipm_error *err)
 
 	if (!l)
 		return ipm_fail(err, -ENOENT, "no lun \"%s\" on %s", name, e->node);
-	change_begin(e, l, &all);
+	lun_change_begin(e, l, &all);
 	if (l->down == !up) {
 		rc = ipm_note(err, "lun \"%s\" is %s here already", name, up ? "up" : "down");
 		goto out;
@@ -510,7 +510,7 @@ static int lun_service(ipm_engine *e, const char *name, bool up, ipm_error *err)
 	rc = ipm_note(err, "lun \"%s\" is %s on %s", name,
 		      up ? "up again" : "down (out of service, state kept)", e->node);
 out:
-	change_end(e, l, all);
+	lun_change_end(e, l, all);
 	return rc;
 }
 

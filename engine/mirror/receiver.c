@@ -31,6 +31,7 @@
 #include "receiver.h"
 #include "storage_hb.h"
 #include "read_serve.h"
+#include "resize_serve.h"
 #include "verify_serve.h"
 
 #define POLL_MS 1000
@@ -345,6 +346,10 @@ static void apply_set(struct rreq **set, unsigned n, int *status,
 		struct rreq *q = set[i];
 
 		apply_begin(q);
+		if (q->f.type == WIRE_RESIZE) { /* resize_serve.c: names no range */
+			status[i] = resize_serve(q->lun, &q->f, &q->data);
+			continue;
+		}
 		/* an empty request (older primaries sent them) keeps its place
 		 * in the order but touches nothing */
 		if (q->f.type != WIRE_FLUSH && q->f.length == 0) {
@@ -396,7 +401,8 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 			reply = q->reply;
 			pthread_mutex_unlock(&rc->lock);
 
-			if ((q->f.type == WIRE_VERIFY || q->f.type == WIRE_READ) && q->data)
+			if ((q->f.type == WIRE_VERIFY || q->f.type == WIRE_READ ||
+			     q->f.type == WIRE_RESIZE) && q->data)
 				send_answer(reply, q->data, verify_reply_len(q->data));
 			else
 				send_ack(reply, q->f.seq, status[i]);
@@ -860,7 +866,13 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 			snprintf(reason, reason_len, "lun \"%s\" is down here", wl->name);
 			return ENODEV;
 		}
-		if (wl->size != l->size) {
+		/* the primary grew it and we missed its RESIZE (doc/resize.md) */
+		if (wl->size > ipm_lun_size(l) &&
+		    resize_at_handshake(l, wl->size, reason, reason_len) < 0) {
+			lun_note_refusal(l, reason);
+			return EFBIG;
+		}
+		if (wl->size != ipm_lun_size(l)) {
 			snprintf(reason, reason_len,
 				 "lun \"%s\": size %llu here, peer has size %llu",
 				 wl->name, (unsigned long long)l->size,

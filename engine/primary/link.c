@@ -109,8 +109,9 @@ void go_down_locked(struct replicator *r, const char *why)
 		pthread_cond_wait(&r->link_cond, &r->lock);
 	n = drain_inflight_locked(r, &v);
 	for (i = 0; i < n; i++) {
-		/* a VERIFY or READ changes nothing: its caller sees it unanswered */
-		if (!v[i]->replay && !v[i]->verify && !v[i]->read &&
+		/* a VERIFY or READ changes nothing, a RESIZE is no write: its
+		 * caller sees it unanswered */
+		if (!v[i]->replay && !v[i]->verify && !v[i]->read && !v[i]->resize &&
 		    v[i]->f.seq > r->landed_floor) {
 			resync_journal_locked(&r->rs, &v[i]->f, v[i]->data);
 			journaled++;

@@ -64,6 +64,18 @@ void replicator_set_journal_max(struct replicator *r, struct ipm_lun *l, uint64_
  * already; with repair the differing blocks are copied from here. */
 int replicator_verify(struct replicator *r, struct ipm_lun *l, bool repair, ipm_error *err);
 
+/* An online grow of l (resize_send.c, doc/resize.md): 0 when the mirror
+ * can be asked now (the link live, the peer of version 5 on and up to
+ * date), else -ENOTCONN or -EPROTO with the reason. */
+int replicator_resize_ready(struct replicator *r, struct ipm_lun *l, ipm_error *err);
+/* Ask the mirror to grow l to size, after every request sent before, and
+ * wait for its answer: 0 grown; the mirror's refusal (-EFBIG: its backing
+ * is smaller, *peer_backing bytes; -EINVAL...); -ETIMEDOUT when no answer
+ * came (the link broke: it may have grown), the reason in err. The
+ * caller holds l's gate (no host request runs on l). */
+int replicator_resize(struct replicator *r, struct ipm_lun *l, uint64_t size,
+		      uint64_t *peer_backing, ipm_error *err);
+
 /* The sink of the HBSLOT frames this side receives (before start). */
 void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque);
 

@@ -72,6 +72,8 @@ struct mreq {
 	bool read;               /* remote_read.c's READ: changes nothing */
 	bool answered;           /* its READ_REPLY came (bytes in read_dst, or status) */
 	void *read_dst;          /* where its bytes go (the host's buffer) */
+	bool resize;             /* resize_send.c's RESIZE: not journaled */
+	uint64_t peer_backing;   /* its RESIZE_REPLY's: the mirror's backing size */
 };
 
 struct rep_lun {
@@ -219,5 +221,9 @@ extern const struct resync_ops replicator_resync_ops;
 bool al_settle_locked(struct replicator *r);
 /* resync_ops.submit: queue a replayed request (ctx: the replicator). */
 int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
+
+/* resize_send.c: the answer f (a RESIZE_REPLY, or a duplicate's ACK) to a
+ * RESIZE came. r->lock held. */
+void resize_answer_locked(struct mreq *m, const struct wire_frame *f);
 
 #endif

@@ -95,7 +95,7 @@ static void *reader_main(void *arg)
 			    have - pos < WIRE_FRAME_LEN + f.len)
 				break;  /* the rest of its payload is still to come */
 			if (f.type != WIRE_ACK && f.type != WIRE_VERIFY_REPLY &&
-			    f.type != WIRE_READ_REPLY) {
+			    f.type != WIRE_READ_REPLY && f.type != WIRE_RESIZE_REPLY) {
 				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
 				pthread_mutex_unlock(&r->lock);
 				goto protocol_error;
@@ -104,6 +104,7 @@ static void *reader_main(void *arg)
 			if (m) { /* verify.c keeps a VERIFY's digests, remote_read.c a READ's bytes */
 				verify_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
 				remote_read_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
+				resize_answer_locked(m, &f);
 			}
 			pos += f.len;
 

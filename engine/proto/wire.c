@@ -445,7 +445,8 @@ static const char *frame_type_name(unsigned type)
 		[WIRE_FLUSH] = "FLUSH", [WIRE_ACK] = "ACK", [WIRE_PING] = "PING",
 		[WIRE_HBSLOT] = "HBSLOT", [WIRE_VERIFY] = "VERIFY",
 		[WIRE_VERIFY_REPLY] = "VERIFY_REPLY", [WIRE_READ] = "READ",
-		[WIRE_READ_REPLY] = "READ_REPLY",
+		[WIRE_READ_REPLY] = "READ_REPLY", [WIRE_RESIZE] = "RESIZE",
+		[WIRE_RESIZE_REPLY] = "RESIZE_REPLY",
 	};
 
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "unknown";
@@ -501,6 +502,28 @@ static int read_frame_check(const struct wire_frame *f, const char *t, ipm_error
 	return 0;
 }
 
+static bool is_resize_type(unsigned type)
+{
+	return type == WIRE_RESIZE || type == WIRE_RESIZE_REPLY;
+}
+
+/* A RESIZE carries the new size (WIRE_RESIZE_LEN bytes) and names no range;
+ * its reply carries nothing, the mirror's backing size in offset. */
+static int resize_frame_check(const struct wire_frame *f, const char *t, ipm_error *err)
+{
+	uint32_t want = f->type == WIRE_RESIZE ? WIRE_RESIZE_LEN : 0;
+
+	if (f->flags)
+		return ipm_fail(err, -EPROTO, "%s frame has flags 0x%04x", t, f->flags);
+	if (f->type == WIRE_RESIZE && (f->offset || f->length))
+		return ipm_fail(err, -EPROTO, "%s frame names a range (offset %llu, length %llu)",
+				t, (unsigned long long)f->offset, (unsigned long long)f->length);
+	if (f->len != want)
+		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes, expected %u", t,
+				f->len, want);
+	return 0;
+}
+
 void wire_frame_encode(uint8_t buf[WIRE_FRAME_LEN], const struct wire_frame *f)
 {
 	uint8_t *p = buf;
@@ -542,7 +565,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	if (f->magic != WIRE_FRAME_MAGIC)
 		return ipm_fail(err, -EPROTO, "bad frame magic 0x%08x", f->magic);
 	if (f->type < WIRE_WRITE || (f->type > WIRE_HBSLOT && !is_verify_type(f->type) &&
-					  !is_read_type(f->type)))
+					  !is_read_type(f->type) && !is_resize_type(f->type)))
 		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
 	t = frame_type_name(f->type);
 	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY | WIRE_F_INSYNC))
@@ -571,14 +594,20 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 
 		if (rc < 0)
 			return rc;
+	} else if (is_resize_type(f->type)) {
+		int rc = resize_frame_check(f, t, err);
+
+		if (rc < 0)
+			return rc;
 	} else if (f->len) {
 		return ipm_fail(err, -EPROTO, "%s frame carries %u payload bytes", t, f->len);
 	}
-	if ((f->type <= WIRE_FLUSH || f->type == WIRE_VERIFY || f->type == WIRE_READ) &&
-	    f->lun >= n_luns)
+	if ((f->type <= WIRE_FLUSH || f->type == WIRE_VERIFY || f->type == WIRE_READ ||
+	     f->type == WIRE_RESIZE) && f->lun >= n_luns)
 		return ipm_fail(err, -EINVAL, "%s frame for lun %u, only %u negotiated", t, f->lun,
 				n_luns);
-	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY || f->type == WIRE_READ_REPLY) &&
+	if ((f->type == WIRE_ACK || f->type == WIRE_VERIFY_REPLY || f->type == WIRE_READ_REPLY ||
+	     f->type == WIRE_RESIZE_REPLY) &&
 	    (f->status < 0 || f->status > WIRE_MAX_ERRNO))
 		return ipm_fail(err, -EINVAL, "%s status %d is not 0 or an errno", t, f->status);
 	return 0;

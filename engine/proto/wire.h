@@ -135,7 +135,16 @@ enum wire_type {
 			      * doc/io-errors.md); no payload */
 	WIRE_READ_REPLY = 15, /* mirror -> primary: status of READ `seq`, its range
 			      * echoed; payload (status 0): the length bytes */
+	WIRE_RESIZE = 16,    /* primary -> mirror (version 5): grow the LUN to the
+			      * size in the payload (WIRE_RESIZE_LEN bytes, big-
+			      * endian) once every seq <= dep is applied
+			      * (doc/resize.md); offset and length 0 */
+	WIRE_RESIZE_REPLY = 17, /* mirror -> primary: status of RESIZE `seq` (0:
+			      * grown, EFBIG: its backing is smaller, ...);
+			      * offset: the mirror's backing size, length: the
+			      * size asked; no payload */
 };
+#define WIRE_RESIZE_LEN 8
 /* The largest range of one READ: its reply must fit the primary's buffer
  * of answers (worker.c); a longer read is asked in pieces, all in flight. */
 #define WIRE_READ_MAX 4096u

@@ -168,7 +168,7 @@ static int write_all(struct dirty_bitmap *b, const uint64_t *words, ipm_error *e
 	return 0;
 }
 
-static int header_check(struct dirty_bitmap *b, ipm_error *err)
+static int header_check(struct dirty_bitmap *b, uint64_t *file_size, ipm_error *err)
 {
 	uint8_t h[BH_LEN];
 	ssize_t n = pread_full(b->fd, h, BH_LEN, 0);
@@ -194,10 +194,12 @@ static int header_check(struct dirty_bitmap *b, ipm_error *err)
 	    nbits != (size + extent - 1) / extent)
 		return ipm_fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt (inconsistent layout)",
 			    b->path);
-	if (size != b->lun_size || extent != b->extent)
+	/* a LUN grown since (doc/resize.md): the caller grows the file */
+	if (size > b->lun_size || extent != b->extent)
 		return ipm_fail(err, -EINVAL, "dirty bitmap %s was written for a LUN of %llu bytes in %u-byte extents, not %llu bytes in %u-byte extents",
 			    b->path, (unsigned long long)size, extent,
 			    (unsigned long long)b->lun_size, b->extent);
+	*file_size = size;
 	return 0;
 }
 
@@ -240,6 +242,34 @@ static int load(struct dirty_bitmap *b, ipm_error *err)
 	return 0;
 }
 
+/* The file was written for a smaller LUN (grown since, doc/resize.md):
+ * load its extents, mark the new ones (the whole extent the old end was
+ * in, on) when dirty_new, and rewrite it in the new size. A crash in the
+ * middle leaves a header of the new size over blocks that are short or
+ * stale: those are taken as dirty at the next open. */
+static int grow(struct dirty_bitmap *b, uint64_t old_size, bool dirty_new, ipm_error *err)
+{
+	uint64_t nbits = b->nbits, nblocks = b->nblocks, w;
+	int rc;
+
+	b->nbits = old_size / b->extent + (old_size % b->extent != 0);
+	b->nblocks = (b->nbits + BLK_WORDS * 64 - 1) / (BLK_WORDS * 64);
+	rc = load(b, err);
+	b->nbits = nbits;
+	b->nblocks = nblocks;
+	if (rc < 0)
+		return rc;
+	if (dirty_new && nbits > old_size / b->extent)
+		set_range(b, old_size / b->extent, nbits - 1, true);
+	for (w = 0; w < nblocks * BLK_WORDS; w++)
+		b->disk[w] = b->bits[w];
+	memset(b->changed, 0, nblocks ? nblocks : 1);
+	qb_log(LOG_NOTICE, "dirty bitmap %s: grown from a LUN of %llu bytes to %llu%s", b->path,
+	       (unsigned long long)old_size, (unsigned long long)b->lun_size,
+	       dirty_new ? ", the new extents dirty" : "");
+	return write_all(b, b->disk, err);
+}
+
 /* ---- public ------------------------------------------------------------------ */
 
 static int alloc(struct dirty_bitmap *b, const char *path, uint64_t lun_size, uint32_t extent)
@@ -259,9 +289,10 @@ static int alloc(struct dirty_bitmap *b, const char *path, uint64_t lun_size, ui
 	return b->path && b->bits && b->disk && b->changed ? 0 : -ENOMEM;
 }
 
-int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
-		      struct dirty_bitmap **out, ipm_error *err)
+static int open_grow(const char *path, uint64_t lun_size, uint32_t extent, bool dirty_new,
+		     struct dirty_bitmap **out, ipm_error *err)
 {
+	uint64_t file_size = 0;
 	struct dirty_bitmap *b;
 	bool created = false;
 	struct stat st;
@@ -300,8 +331,10 @@ int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
 			     strerror(-rc));
 		goto out;
 	}
-	rc = header_check(b, err);
-	if (rc == 0)
+	rc = header_check(b, &file_size, err);
+	if (rc == 0 && file_size < lun_size)
+		rc = grow(b, file_size, dirty_new, err);
+	else if (rc == 0)
 		rc = load(b, err);
 out:
 	if (rc < 0) {
@@ -310,6 +343,50 @@ out:
 	}
 	*out = b;
 	return 0;
+}
+
+int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
+		      struct dirty_bitmap **out, ipm_error *err)
+{
+	return open_grow(path, lun_size, extent, true, out, err);
+}
+
+/* The extent size a bitmap file was written with: 0 and *extent, -ENOENT
+ * when there is no file, or another -errno with err set. */
+static int file_extent(const char *path, uint32_t *extent, ipm_error *err)
+{
+	uint8_t h[BH_LEN];
+	ssize_t n;
+	int fd = open_own_file(path, O_RDONLY, "dirty bitmap", NULL, err);
+
+	if (fd == -ENOENT)
+		return -ENOENT;
+	if (fd < 0)
+		return fd;
+	n = pread_full(fd, h, BH_LEN, 0);
+	close(fd);
+	if (n == 0)
+		return -ENOENT;  /* a crash before its first write: made at open */
+	if (n < BH_LEN || memcmp(h, BH_MAGIC, 8) != 0 || !le_get32(h + 20))
+		return ipm_fail(err, -EUCLEAN, "dirty bitmap %s: header is corrupt", path);
+	*extent = le_get32(h + 20);
+	return 0;
+}
+
+int dirty_bitmap_grow_file(const char *path, uint64_t lun_size, bool dirty_new, ipm_error *err)
+{
+	struct dirty_bitmap *b;
+	uint32_t extent;
+	int rc = file_extent(path, &extent, err);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	rc = open_grow(path, lun_size, extent, dirty_new, &b, err);
+	if (rc == 0)
+		dirty_bitmap_close(b);
+	return rc;
 }
 
 void dirty_bitmap_close(struct dirty_bitmap *b)

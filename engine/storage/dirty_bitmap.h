@@ -22,10 +22,16 @@ struct dirty_bitmap;
 #define DIRTY_RUN_MAX (4u << 20)
 
 /* Open the bitmap at path, creating it (all clean) when missing. An
- * existing file must be a bitmap for the same LUN size and extent size. */
+ * existing file must be a bitmap for the same extent size and the same or
+ * a smaller LUN size: one written for a smaller LUN (grown since,
+ * doc/resize.md) is grown to lun_size, its new extents dirty (nothing
+ * vouches for them). */
 int dirty_bitmap_open(const char *path, uint64_t lun_size, uint32_t extent,
 		      struct dirty_bitmap **out, ipm_error *err);
 void dirty_bitmap_close(struct dirty_bitmap *b);
+/* Grow the bitmap file at path, if there is one, to lun_size (an online
+ * grow): its new extents dirty (the resync copies them) or clean. */
+int dirty_bitmap_grow_file(const char *path, uint64_t lun_size, bool dirty_new, ipm_error *err);
 /* Mark the extents covering [off, off+len), clipped to the LUN; in memory. */
 int dirty_bitmap_mark(struct dirty_bitmap *b, uint64_t off, uint64_t len);
 /* Write the blocks with newly marked bits, then fdatasync. */

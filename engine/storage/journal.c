@@ -153,7 +153,8 @@ static int header_check(struct journal *j, uint64_t file_size, ipm_error *err)
 		return ipm_fail(err, -EINVAL, "journal %s belongs to LUN \"%s\", not \"%s\"; check the <journal path> of the LUNs",
 			    j->path, name, j->lun);
 	size = le_get64(b + 80);
-	if (size != j->lun_size)
+	/* records of a LUN grown since (doc/resize.md) are all in range */
+	if (size > j->lun_size)
 		return ipm_fail(err, -EINVAL, "journal %s was written for LUN %s of %llu bytes, but the LUN now has %llu bytes; if it was resized on purpose, resync first and then remove the journal",
 			    j->path, j->lun, (unsigned long long)size,
 			    (unsigned long long)j->lun_size);

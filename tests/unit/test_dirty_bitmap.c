@@ -255,7 +255,8 @@ static void test_wrong_geometry(void **state)
 	sync_ok(b);
 	dirty_bitmap_close(b);
 	b = NULL;
-	check_fail(dirty_bitmap_open(path, 2 * LUN_SIZE, EXT, &b, &err), -EINVAL, &err,
+	/* a smaller LUN (a shrink) is refused; a larger one grows it (below) */
+	check_fail(dirty_bitmap_open(path, LUN_SIZE / 2, EXT, &b, &err), -EINVAL, &err,
 		   "was written for a LUN of 11010048 bytes");
 	assert_non_null(strstr(err.msg, path));
 	check_fail(dirty_bitmap_open(path, LUN_SIZE, EXT / 2, &b, &err), -EINVAL, &err,
@@ -265,6 +266,45 @@ static void test_wrong_geometry(void **state)
 	b = bopen(LUN_SIZE, EXT);
 	assert_int_equal(dirty_bitmap_dirty_bytes(b), MIB);
 	dirty_bitmap_close(b);
+}
+
+/* A LUN grown online (doc/resize.md): its bitmap keeps its bits and takes
+ * the new extents as dirty at an open (nothing vouches for them), or clean
+ * when the grow says so; the file is rewritten in the new size. */
+static void test_grow(void **state)
+{
+	struct dirty_bitmap *b = NULL;
+	uint64_t off, len;
+	ipm_error err = { "" };
+
+	(void)state;
+	b = bopen(LUN_SIZE, EXT);
+	dirty_bitmap_mark(b, 3 * MIB, 1);
+	sync_ok(b);
+	dirty_bitmap_close(b);
+	assert_int_equal(dirty_bitmap_open(path, LUN_SIZE + 64 * MIB + 5, EXT, &b, &err), 0);
+	/* the old bit, then the extent holding the old end (partial) on */
+	assert_true(dirty_bitmap_next(b, 0, &off, &len));
+	assert_true(off == 3 * MIB && len == MIB);
+	assert_true(dirty_bitmap_next(b, 4 * MIB, &off, &len));
+	assert_int_equal(off, LUN_SIZE / EXT * EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(b), MIB + (LUN_SIZE + 64 * MIB + 5 - off));
+	dirty_bitmap_close(b);
+	/* the file is in the new size now: opened again as it is */
+	b = bopen(LUN_SIZE + 64 * MIB + 5, EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(b), MIB + (LUN_SIZE + 64 * MIB + 5 - off));
+	dirty_bitmap_close(b);
+	/* grown clean: only the old bits, extents 3 and 10..74 (the last one
+	 * whole inside the LUN now) */
+	assert_int_equal(dirty_bitmap_grow_file(path, 2 * LUN_SIZE + 128 * MIB, false, &err), 0);
+	b = bopen(2 * LUN_SIZE + 128 * MIB, EXT);
+	assert_int_equal(dirty_bitmap_dirty_bytes(b), 66 * MIB);
+	assert_true(dirty_bitmap_next(b, 75 * MIB, &off, &len) == false);
+	dirty_bitmap_close(b);
+	/* no file: nothing to grow */
+	unlink(path);
+	assert_int_equal(dirty_bitmap_grow_file(path, LUN_SIZE, true, &err), 0);
+	assert_int_equal(access(path, F_OK), -1);
 }
 
 /* A link planted at the bitmap's path is never followed. */
@@ -389,6 +429,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sync_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_needs_clear_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_geometry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_bits_all_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_file_all_dirty, setup, teardown),

@@ -242,10 +242,74 @@ static void test_read_frames(void **state)
 	f = read_frame(WIRE_READ_REPLY, 4096);
 	f.lun = 300;
 	assert_int_equal(decode_modified(f, 2, &err), 0);
-	/* 16 is not a frame type */
+	/* 18 is not a frame type (16-17: RESIZE, RESIZE_REPLY) */
 	f = read_frame(WIRE_READ, 4096);
-	f.type = 16;
-	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 16");
+	f.type = 18;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 18");
+}
+
+/* ---- an online grow (frames 16-17, version 5, doc/resize.md) --------------------- */
+
+static struct wire_frame resize_frame(uint16_t type)
+{
+	struct wire_frame f = {
+		.magic = WIRE_FRAME_MAGIC, .type = type, .lun = 1, .seq = 31, .dep = 30,
+	};
+
+	if (type == WIRE_RESIZE) {
+		f.len = WIRE_RESIZE_LEN;
+	} else {
+		f.offset = 64ull << 20;   /* the mirror's backing */
+		f.length = 96ull << 20;   /* the size asked */
+	}
+	return f;
+}
+
+static void test_resize_frames(void **state)
+{
+	uint8_t buf[WIRE_FRAME_LEN];
+	struct wire_frame f, g;
+	ipm_error err = { "" };
+
+	(void)state;
+	f = resize_frame(WIRE_RESIZE);
+	wire_frame_encode(buf, &f);
+	assert_int_equal(buf[5], 16);	/* the type's number is the contract */
+	assert_int_equal(wire_frame_decode(buf, 2, &g, &err), 0);
+	assert_true(g.type == WIRE_RESIZE && g.len == WIRE_RESIZE_LEN && g.offset == 0 &&
+		    g.length == 0 && g.seq == 31 && g.dep == 30);
+	f = resize_frame(WIRE_RESIZE_REPLY);
+	f.status = 27;	/* EFBIG: the mirror's backing is smaller */
+	wire_frame_encode(buf, &f);
+	assert_int_equal(buf[5], 17);
+	assert_int_equal(wire_frame_decode(buf, 2, &g, &err), 0);
+	assert_true(g.type == WIRE_RESIZE_REPLY && g.status == 27 && g.offset == 64ull << 20 &&
+		    g.length == 96ull << 20 && g.len == 0);
+	/* the size travels in the payload; the frame names no range */
+	f = resize_frame(WIRE_RESIZE);
+	f.len = 0;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "RESIZE frame carries 0 payload bytes, expected 8");
+	f = resize_frame(WIRE_RESIZE);
+	f.length = 4096;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "RESIZE frame names a range");
+	f = resize_frame(WIRE_RESIZE);
+	f.flags = WIRE_F_FUA;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "RESIZE frame has flags 0x0001");
+	f = resize_frame(WIRE_RESIZE);
+	f.lun = 2;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "RESIZE frame for lun 2, only 2");
+	/* the reply carries nothing, an errno at most, and echoes the id */
+	f = resize_frame(WIRE_RESIZE_REPLY);
+	f.len = 8;
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err,
+		   "RESIZE_REPLY frame carries 8 payload bytes, expected 0");
+	f = resize_frame(WIRE_RESIZE_REPLY);
+	f.status = WIRE_MAX_ERRNO + 1;
+	check_fail(decode_modified(f, 2, &err), -EINVAL, &err, "RESIZE_REPLY status 4096");
+	f = resize_frame(WIRE_RESIZE_REPLY);
+	f.lun = 300;
+	assert_int_equal(decode_modified(f, 2, &err), 0);
 }
 
 /* ---- the online verify's frames and digests (version 5) ------------------------- */
@@ -321,8 +385,8 @@ static void test_verify_frames(void **state)
 	f = verify_frame(WIRE_VERIFY_REPLY, 4096);
 	f.lun = 7;
 	assert_int_equal(decode_modified(f, 2, &err), 0);
-	f.type = 16;	/* 14-15 are READ, READ_REPLY */
-	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 16");
+	f.type = 18;	/* 14-15 are READ, READ_REPLY, 16-17 RESIZE, RESIZE_REPLY */
+	check_fail(decode_modified(f, 2, &err), -EPROTO, &err, "unknown frame type 18");
 }
 
 /* Keyed digests: the same on both sides for equal data under one run's
@@ -640,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_frame_malformed),
 		cmocka_unit_test(test_verify_frames),
 		cmocka_unit_test(test_read_frames),
+		cmocka_unit_test(test_resize_frames),
 		cmocka_unit_test(test_verify_digests),
 		cmocka_unit_test(test_hs_hdr),
 		cmocka_unit_test(test_hello),

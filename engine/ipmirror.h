@@ -179,9 +179,10 @@ enum ipm_adjust_flags {
  * window, the resync rate, the heartbeat's times and method, the log
  * settings (listed; the caller owns the log and applies them), LUNs added
  * (ipm_engine_lun_add) and removed (ipm_engine_lun_remove: down here, else
- * refused naming `ipmirrorctl down LUN`). Each change is one line
+ * refused naming `ipmirrorctl down LUN`), a LUN's size grown (ipm_lun_resize
+ * on its primary; a shrink is refused). Each change is one line
  * "FILE:LINE: what" through fn. When any change cannot be made live
- * (addresses, ports, node names, a LUN's size, backing or journal path,
+ * (addresses, ports, node names, a LUN's backing or journal path,
  * ...) each is named "FILE:LINE: what: needs a restart", nothing is
  * applied and -EINVAL is returned. The other LUNs' connections and NBD
  * clients are not touched. err gets the summary. */

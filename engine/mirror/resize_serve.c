@@ -3,6 +3,7 @@
  * backing holds the new size; the RESIZE_REPLY says so, or names the
  * backing's size (doc/resize.md). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <qb/qblog.h>
@@ -12,8 +13,13 @@
 #include "resize.h"
 #include "resize_serve.h"
 
+/* One grow at a time: the handshakes of a session's n connections may all
+ * find the LUN smaller than the primary's (a leaf lock; the files it
+ * writes are a few KiB). */
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Grow l to size here: 0, or -errno with err set; *backing: its size. */
-static int grow(struct ipm_lun *l, uint64_t size, uint64_t *backing, ipm_error *err)
+static int grow_locked(struct ipm_lun *l, uint64_t size, uint64_t *backing, ipm_error *err)
 {
 	int rc = lun_backing_size(l, backing);
 
@@ -28,6 +34,16 @@ static int grow(struct ipm_lun *l, uint64_t size, uint64_t *backing, ipm_error *
 	if (rc == 0)
 		qb_log(LOG_NOTICE, "lun %s: GROWN to %llu bytes by its primary; set size=\"%llu\" in the config on both nodes",
 		       ipm_lun_name(l), (unsigned long long)size, (unsigned long long)size);
+	return rc;
+}
+
+static int grow(struct ipm_lun *l, uint64_t size, uint64_t *backing, ipm_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&grow_lock);
+	rc = grow_locked(l, size, backing, err);
+	pthread_mutex_unlock(&grow_lock);
 	return rc;
 }
 

@@ -38,6 +38,14 @@ struct ipm_tls_creds {
 	gnutls_datum_t key;
 };
 
+/* GnuTLS reads a record's header, then its body: two recv(2) a record of at
+ * most 16 KiB. The session reads ahead instead (RA_SIZE at a time) and hands
+ * GnuTLS what it asks for from there; a blocking ipm_tls_sendv gathers its
+ * records (WBUF_MAX at most) and sends them with one sendmsg(2). */
+#define RA_SIZE (128u << 10)
+#define WBUF_MIN (32u << 10)
+#define WBUF_MAX (256u << 10)
+
 struct ipm_tls {
 	gnutls_session_t s;
 	int fd;
@@ -45,6 +53,16 @@ struct ipm_tls {
 	int send_flags;     /* the sending thread's */
 	bool corked;        /* bytes taken by ipm_tls_sendv_nb wait in the cork */
 	int last;           /* last GnuTLS error */
+	/* receiving thread: ciphertext read ahead, not yet taken by GnuTLS */
+	uint8_t *ra;
+	size_t ra_pos, ra_end;
+	bool ra_only;       /* no recv(2): what is read ahead, else EAGAIN */
+	bool has_deferred;  /* an end or error met after bytes were returned: */
+	ssize_t deferred;   /* the next receive's result */
+	/* sending thread: records of one ipm_tls_sendv, not sent yet */
+	uint8_t *wbuf;
+	size_t wlen, wcap;
+	bool gather;
 };
 
 /* ---- credentials ------------------------------------------------------- */
@@ -238,31 +256,109 @@ void ipm_tls_creds_free(struct ipm_tls_creds *c)
 
 /* ---- transport --------------------------------------------------------- */
 
+/* Send the gathered records: 0, or -1 with errno. */
+static int wflush(struct ipm_tls *t)
+{
+	size_t done = 0;
+
+	while (done < t->wlen) {
+		ssize_t n = send(t->fd, t->wbuf + done, t->wlen - done, MSG_NOSIGNAL | t->send_flags);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			t->wlen = 0;  /* the stream is broken: the caller fails the session */
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	t->wlen = 0;
+	return 0;
+}
+
+/* Append a record to the gathered ones (sending them first when it would
+ * not fit): its size, or -1 with errno; 0 when it is to be sent directly. */
+static ssize_t gather(struct ipm_tls *t, const giovec_t *iov, int cnt)
+{
+	size_t size = 0;
+
+	for (int i = 0; i < cnt; i++)
+		size += iov[i].iov_len;
+	if (size > WBUF_MAX)
+		return wflush(t) < 0 ? -1 : 0;
+	if (t->wlen + size > WBUF_MAX && wflush(t) < 0)
+		return -1;
+	if (t->wlen + size > t->wcap) {
+		size_t cap = t->wcap ? t->wcap : WBUF_MIN;
+		uint8_t *p;
+
+		while (cap < t->wlen + size)
+			cap *= 2;
+		p = realloc(t->wbuf, cap);
+		if (!p) {
+			errno = ENOMEM;
+			return -1;
+		}
+		t->wbuf = p;
+		t->wcap = cap;
+	}
+	for (int i = 0; i < cnt; i++) {
+		memcpy(t->wbuf + t->wlen, iov[i].iov_base, iov[i].iov_len);
+		t->wlen += iov[i].iov_len;
+	}
+	return (ssize_t)size;
+}
+
 static ssize_t t_push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
 {
 	struct ipm_tls *t = p;
 	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt };
-	ssize_t n;
+	ssize_t n = 0;
 
-	do
+	if (t->gather)
+		n = gather(t, iov, cnt);
+	while (n == 0) {
 		n = sendmsg(t->fd, &m, MSG_NOSIGNAL | t->send_flags);
-	while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EINTR)
+			n = 0;
+	}
 	if (n < 0)
 		gnutls_transport_set_errno(t->s, errno == EWOULDBLOCK ? EAGAIN : errno);
 	return n;
 }
 
+/* GnuTLS asks for len bytes: from the read-ahead, else one recv(2) into
+ * buf and the read-ahead after it. */
 static ssize_t t_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
 	struct ipm_tls *t = p;
+	struct iovec iov[2] = { { buf, len }, { t->ra, RA_SIZE } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+	size_t k;
 	ssize_t n;
 
+	if (t->ra_pos < t->ra_end) {
+		k = t->ra_end - t->ra_pos < len ? t->ra_end - t->ra_pos : len;
+		memcpy(buf, t->ra + t->ra_pos, k);
+		t->ra_pos += k;
+		return (ssize_t)k;
+	}
+	if (t->ra_only) {
+		gnutls_transport_set_errno(t->s, EAGAIN);
+		return -1;
+	}
+	t->ra_pos = t->ra_end = 0;
 	do
-		n = recv(t->fd, buf, len, t->recv_flags);
+		n = recvmsg(t->fd, &m, t->recv_flags);
 	while (n < 0 && errno == EINTR);
-	if (n < 0)
+	if (n < 0) {
 		gnutls_transport_set_errno(t->s, errno == EWOULDBLOCK ? EAGAIN : errno);
-	return n;
+		return n;
+	}
+	if ((size_t)n <= len)
+		return n;
+	t->ra_end = (size_t)n - len;
+	return (ssize_t)len;
 }
 
 static int t_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
@@ -271,6 +367,8 @@ static int t_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 	struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
 	int n;
 
+	if (t->ra_pos < t->ra_end)
+		return 1;
 	do
 		n = poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
 	while (n < 0 && errno == EINTR);
@@ -286,11 +384,16 @@ int ipm_tls_new(const struct ipm_tls_creds *c, int fd, struct ipm_tls **out, ipm
 			 GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS;
 	int g;
 
-	if (!t)
+	if (t)
+		t->ra = malloc(RA_SIZE);
+	if (!t || !t->ra) {
+		free(t);
 		return ipm_fail(err, -ENOMEM, "out of memory");
+	}
 	t->fd = fd;
 	g = gnutls_init(&t->s, flags);
 	if (g < 0) {
+		free(t->ra);
 		free(t);
 		return gfail(err, -ENOMEM, g, "TLS session");
 	}
@@ -303,6 +406,7 @@ int ipm_tls_new(const struct ipm_tls_creds *c, int fd, struct ipm_tls **out, ipm
 		g = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
 	if (g < 0) {
 		gnutls_deinit(t->s);
+		free(t->ra);
 		free(t);
 		return gfail(err, -EINVAL, g, "TLS session");
 	}
@@ -376,20 +480,53 @@ static ssize_t g_to_errno(struct ipm_tls *t, ssize_t g)
 	}
 }
 
-ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock)
+static ssize_t record_recv(struct ipm_tls *t, void *buf, size_t len)
 {
 	ssize_t g;
 
-	t->recv_flags = nonblock ? MSG_DONTWAIT : 0;
 	do
 		g = gnutls_record_recv(t->s, buf, len);
 	while (g == GNUTLS_E_INTERRUPTED);
-	return g >= 0 ? g : g_to_errno(t, g);
+	return g;
+}
+
+/* The first record as asked (waiting or not), then every one already here,
+ * as far as len goes: a reader sees what came in one go, as with recv(2),
+ * not one record per call. An end or error behind returned bytes is the
+ * next call's result. */
+ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock)
+{
+	size_t got;
+	ssize_t g;
+
+	if (t->has_deferred) {
+		t->has_deferred = false;
+		return t->deferred;
+	}
+	t->recv_flags = nonblock ? MSG_DONTWAIT : 0;
+	g = record_recv(t, buf, len);
+	if (g <= 0)
+		return g == 0 ? 0 : g_to_errno(t, g);
+	got = (size_t)g;
+	t->ra_only = true;
+	while (got < len && ipm_tls_pending(t)) {
+		g = record_recv(t, (uint8_t *)buf + got, len - got);
+		if (g == GNUTLS_E_AGAIN)
+			break;  /* a record's rest is still on its way */
+		if (g <= 0) {
+			t->has_deferred = true;
+			t->deferred = g == 0 ? 0 : g_to_errno(t, g);
+			break;
+		}
+		got += (size_t)g;
+	}
+	t->ra_only = false;
+	return (ssize_t)got;
 }
 
 bool ipm_tls_pending(struct ipm_tls *t)
 {
-	return gnutls_record_check_pending(t->s) > 0;
+	return t->ra_pos < t->ra_end || gnutls_record_check_pending(t->s) > 0;
 }
 
 /* Flush the cork: 0, or a negative errno (-EAGAIN: the socket is full). */
@@ -432,10 +569,17 @@ static ssize_t cork_in(struct ipm_tls *t, const struct iovec *iov, int cnt, size
 int ipm_tls_sendv(struct ipm_tls *t, const struct iovec *iov, int cnt)
 {
 	ssize_t n;
+	int rc;
 
 	t->send_flags = 0;
+	t->gather = true;
 	n = cork_in(t, iov, cnt, SIZE_MAX);
-	return n < 0 ? (int)n : uncork(t);
+	rc = n < 0 ? (int)n : uncork(t);
+	t->gather = false;
+	if (rc == 0 && wflush(t) < 0)
+		rc = -errno;
+	t->wlen = 0;
+	return rc;
 }
 
 ssize_t ipm_tls_sendv_nb(struct ipm_tls *t, const struct iovec *iov, int cnt, size_t max)
@@ -473,6 +617,8 @@ void ipm_tls_free(struct ipm_tls *t)
 	if (!t)
 		return;
 	gnutls_deinit(t->s);
+	free(t->ra);
+	free(t->wbuf);
 	free(t);
 }
 

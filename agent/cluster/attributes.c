@@ -14,12 +14,17 @@
 #include "ipm_spawn.h"
 
 #define POLL_MS 500
+/* a journal size that stays non-zero is published at most this often:
+ * every node-attribute change in the CIB aborts Pacemaker's transition,
+ * and under load the size changed at each poll, right through a failover */
+#define JOURNAL_MIN_MS 5000
 #define NOCLUSTER_RETRY_MS 10000
 #define ATTRD_NOT_CONNECTED 102 /* attrd_updater: no cluster running */
 
 struct cached {
 	struct ipm_attr attr;
-	bool valid; /* published with this value */
+	bool valid;          /* published with this value */
+	int64_t published_ms; /* when */
 };
 
 struct lun_memory {
@@ -45,6 +50,7 @@ struct ipm_attributes {
 	/* poller only */
 	struct cached *cache;
 	size_t n_cache;
+	int journal_min_ms;
 	int64_t retry_at_ms; /* no cluster: quiet until then */
 	bool failing;
 	bool nocluster_logged;
@@ -206,8 +212,22 @@ static void publish_ok(struct ipm_attributes *a)
 	a->nocluster_logged = false;
 }
 
+/* A journal size that only grows or shrinks (non-zero before and after)
+ * waits until JOURNAL_MIN_MS after its last publication; a journal that
+ * fills or empties is published at once. */
+static bool journal_held(const struct ipm_attributes *a, const struct cached *c,
+			 const char *value, int64_t now)
+{
+	size_t len = strlen(c->attr.name);
+
+	return len > 8 && strcmp(c->attr.name + len - 8, "-journal") == 0 &&
+	       strcmp(c->attr.value, "0") != 0 && strcmp(value, "0") != 0 &&
+	       now - c->published_ms < a->journal_min_ms;
+}
+
 static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, size_t n)
 {
+	int64_t now = ipm_now_ms();
 	struct cached *c;
 	int published = 0, rc;
 	size_t i;
@@ -219,7 +239,8 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 		c = cache_find(a, v[i].name);
 		if (!c)
 			return -ENOMEM;
-		if (c->valid && strcmp(c->attr.value, v[i].value) == 0)
+		if (c->valid && (strcmp(c->attr.value, v[i].value) == 0 ||
+				 journal_held(a, c, v[i].value, now)))
 			continue;
 		rc = a->fn(a->opaque, v[i].name, v[i].value);
 		if (rc < 0) {
@@ -230,6 +251,7 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 		}
 		snprintf(c->attr.value, sizeof(c->attr.value), "%s", v[i].value);
 		c->valid = true;
+		c->published_ms = now;
 		published++;
 	}
 	if (published)
@@ -324,6 +346,7 @@ int ipm_attributes_create(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
 	a->engine = e;
 	a->fn = fn;
 	a->opaque = opaque;
+	a->journal_min_ms = JOURNAL_MIN_MS;
 	pthread_mutex_init(&a->engine_lock, NULL);
 	pthread_mutex_init(&a->lock, NULL);
 	ipm_cond_init_mono(&a->cond);
@@ -349,6 +372,11 @@ int ipm_attributes_start(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
 	a->running = true;
 	*out = a;
 	return 0;
+}
+
+void ipm_attributes_set_journal_interval(struct ipm_attributes *a, int ms)
+{
+	a->journal_min_ms = ms;
 }
 
 void ipm_attributes_wake(struct ipm_attributes *a)

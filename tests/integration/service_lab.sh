@@ -231,6 +231,7 @@ if within 120 rows_from "$Q" 1 "$t_kill"; then
 	diag "failover time (corosync token ${IPM_LAB_TOKEN:-default}), SIGKILL of $P's init to the service's first commit on $Q: $FO s"
 	t2=$(promoted_at "$Q") &&
 		diag "  of which: kill to the promote on $Q done: $(awk "BEGIN { printf \"%.1f\", $t2 - $t_kill }") s"
+	diag "  $Q's pacemaker.log, s after the kill: $(failover_breakdown "$Q" "$t_kill")"
 else
 	not_ok "the service commits on $Q"; dump_logs
 fi

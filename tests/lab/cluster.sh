@@ -102,6 +102,34 @@ promoted_at() {
 		tail -n1 | cut -c1-19)
 	[ -n "$ts" ] && date -d "$ts" +%s.%N
 }
+# failover_breakdown NODE T_KILL [LUN]: where a failover's time went, from
+# NODE's pacemaker.log: seconds from T_KILL (epoch s) to NODE's controller
+# seeing the peer lost (and taking over as DC, when the dead node was it:
+# Pacemaker's controller then waits a second for its own CIB updates before
+# the first transition), the first transition, the LUN's promote, each
+# start after it until the cluster is idle; how many transitions were
+# calculated meanwhile and how many a node-attribute change aborted. One line.
+failover_breakdown() {
+	awk -v t="$2" -v n="$1" -v l="${3:-$LUN1}" -v y="$(date +%Y)" '
+	BEGIN { split("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec", m, " "); for (i = 1; i <= 12; i++) M[m[i]] = i }
+	{ split($3, c, ":"); s = mktime(y " " M[$1] " " $2 " " c[1] " " c[2] " 0") + c[3]; if (s < t) next
+	  d = sprintf("%.2f", s - t) }
+	/pacemaker-controld.*state is now lost/ && lost == "" { lost = d }
+	lost == "" || end { next }
+	/Taking over DC status/ && dc == "" { dc = d }
+	/Calculated transition/ { if (first == "") first = d; ntr++ }
+	/Transition [0-9]+ aborted by .*Transient attribute change/ { nattr++ }
+	$0 ~ "Initiating promote operation " l "_promote_0" && p0 == "" { p0 = d }
+	$0 ~ "Result of promote operation for " l " on " n ": ok" && p1 == "" { p1 = d }
+	match($0, /Initiating start operation ([^ ]+)_start_0/, r) && !(r[1] in s0) { s0[r[1]] = d; o[++k] = r[1] }
+	match($0, /Result of start operation for ([^ ]+) on [^:]+: ok/, r) && (r[1] in s0) && !(r[1] in s1) { s1[r[1]] = d }
+	p1 != "" && /S_TRANSITION_ENGINE -> S_IDLE/ { end = 1 }
+	END {
+		printf "lost %s%s, first transition %s, promote %s-%s", lost, (dc != "" ? " (DC taken over " dc ")" : " (was DC)"), first, p0, p1
+		for (i = 1; i <= k; i++) printf ", %s %s-%s", o[i], s0[o[i]], s1[o[i]]
+		printf "; %d transitions, %d aborted by attribute changes\n", ntr, nattr
+	}' "$IPM_LAB_DIR/$1/log/pacemaker.log"
+}
 # attr NODE NAME: the value of node attribute NAME of NODE in crm_mon -1 -A
 attr() {
 	mon "${VIEW:-node1}" -A | sed -n "/^  \* Node: $1:/,/^  \* Node:/p" |

@@ -14,17 +14,18 @@
 #include "ipm_spawn.h"
 
 #define POLL_MS 500
-/* a journal size that stays non-zero is published at most this often:
- * every node-attribute change in the CIB aborts Pacemaker's transition,
- * and under load the size changed at each poll, right through a failover */
+/* a non-zero journal size waits this long before it is published (the
+ * latest one then): every node-attribute change in the CIB aborts
+ * Pacemaker's transition, and the size of a journal that fills changed at
+ * each poll, from the promote of a failover on */
 #define JOURNAL_MIN_MS 5000
 #define NOCLUSTER_RETRY_MS 10000
 #define ATTRD_NOT_CONNECTED 102 /* attrd_updater: no cluster running */
 
 struct cached {
 	struct ipm_attr attr;
-	bool valid;          /* published with this value */
-	int64_t published_ms; /* when */
+	bool valid;         /* published with this value */
+	int64_t pending_ms; /* a journal size: since when another one waits (0: none) */
 };
 
 struct lun_memory {
@@ -212,17 +213,19 @@ static void publish_ok(struct ipm_attributes *a)
 	a->nocluster_logged = false;
 }
 
-/* A journal size that only grows or shrinks (non-zero before and after)
- * waits until JOURNAL_MIN_MS after its last publication; a journal that
- * fills or empties is published at once. */
-static bool journal_held(const struct ipm_attributes *a, const struct cached *c,
+/* A journal size other than 0 is published once a change has waited
+ * JOURNAL_MIN_MS (so at most that often); an empty journal at once. */
+static bool journal_held(const struct ipm_attributes *a, struct cached *c,
 			 const char *value, int64_t now)
 {
 	size_t len = strlen(c->attr.name);
 
-	return len > 8 && strcmp(c->attr.name + len - 8, "-journal") == 0 &&
-	       strcmp(c->attr.value, "0") != 0 && strcmp(value, "0") != 0 &&
-	       now - c->published_ms < a->journal_min_ms;
+	if (len <= 8 || strcmp(c->attr.name + len - 8, "-journal") != 0 ||
+	    strcmp(value, "0") == 0)
+		return false;
+	if (!c->pending_ms)
+		c->pending_ms = now;
+	return now - c->pending_ms < a->journal_min_ms;
 }
 
 static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, size_t n)
@@ -239,8 +242,11 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 		c = cache_find(a, v[i].name);
 		if (!c)
 			return -ENOMEM;
-		if (c->valid && (strcmp(c->attr.value, v[i].value) == 0 ||
-				 journal_held(a, c, v[i].value, now)))
+		if (c->valid && strcmp(c->attr.value, v[i].value) == 0) {
+			c->pending_ms = 0;
+			continue;
+		}
+		if (c->valid && journal_held(a, c, v[i].value, now))
 			continue;
 		rc = a->fn(a->opaque, v[i].name, v[i].value);
 		if (rc < 0) {
@@ -251,7 +257,7 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 		}
 		snprintf(c->attr.value, sizeof(c->attr.value), "%s", v[i].value);
 		c->valid = true;
-		c->published_ms = now;
+		c->pending_ms = 0;
 		published++;
 	}
 	if (published)

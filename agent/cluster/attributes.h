@@ -2,7 +2,7 @@
  *
  * One thread per engine polls ipm_engine_status() about every 500 ms and
  * hands each attribute whose value changed since it was last published to a
- * publish function (a journal size that stays non-zero at most every 5 s:
+ * publish function (a journal size other than 0 once it has waited 5 s:
  * each change in the CIB aborts Pacemaker's transition) (by default ipm_attr_publish_attrd, which spawns
  * attrd_updater). Attributes, as doc/pacemaker.md lists them:
  *   ipmirror-<LUN>-state    the LUN's state name
@@ -48,8 +48,8 @@ int ipm_attributes_start(ipm_engine *e, ipm_attr_publish_fn fn, void *opaque,
 			 struct ipm_attributes **out, ipm_error *err);
 /* Stop the thread (if any) and free a. NULL is fine. */
 void ipm_attributes_stop(struct ipm_attributes *a);
-/* A non-zero journal size changing to another non-zero one is published at
- * most every ms (default 5000); tests shorten it. Before any poll. */
+/* A changed journal size other than 0 waits ms (default 5000) before it is
+ * published; tests shorten it. Before any poll. */
 void ipm_attributes_set_journal_interval(struct ipm_attributes *a, int ms);
 /* Poll now instead of at the next tick. */
 void ipm_attributes_wake(struct ipm_attributes *a);

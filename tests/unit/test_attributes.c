@@ -1,5 +1,5 @@
 /* test_attributes.c - the node-attribute publisher: names and values,
- * publishing only on change, a growing journal at most every interval, retry after failures, the quiet back-off
+ * publishing only on change, a changed journal size after an interval, retry after failures, the quiet back-off
  * without a cluster, the consistency memory, and the thread on a real
  * engine. A fake publish function records every call. */
 #include <errno.h>
@@ -124,6 +124,7 @@ static void test_publish_only_on_change(void **state)
 
 	two_luns(&st, luns);
 	assert_int_equal(ipm_attributes_create(NULL, fake_publish, &f, &a, NULL), 0);
+	ipm_attributes_set_journal_interval(a, 0);   /* no wait (test_journal_size_waits) */
 	assert_int_equal(ipm_attributes_update(a, &st), 6);
 	assert_int_equal(f.n, 6);
 	assert_string_equal(called(&f, "ipmirror-vol0-state"), "journaling");
@@ -151,9 +152,10 @@ static void test_publish_only_on_change(void **state)
 	ipm_attributes_stop(a);
 }
 
-/* A journal that keeps growing is published at most every interval (each
- * change aborts Pacemaker's transition); one that fills or empties at once. */
-static void test_journal_size_at_most_every(void **state)
+/* A journal size other than 0 waits the interval (each change aborts
+ * Pacemaker's transition, and a failover's promote starts a journal);
+ * an emptied journal is published at once. */
+static void test_journal_size_waits(void **state)
 {
 	struct fake f = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct ipm_attributes *a;
@@ -163,7 +165,7 @@ static void test_journal_size_at_most_every(void **state)
 	two_luns(&st, luns);
 	assert_int_equal(ipm_attributes_create(NULL, fake_publish, &f, &a, NULL), 0);
 	ipm_attributes_set_journal_interval(a, 300);
-	assert_int_equal(ipm_attributes_update(a, &st), 6);
+	assert_int_equal(ipm_attributes_update(a, &st), 6);   /* the first time: all */
 	/* vol0's journal grows: held; the state change beside it is not */
 	luns[0].journal_bytes = 2000000;
 	luns[0].state = IPM_STATE_RESYNCING;
@@ -173,13 +175,15 @@ static void test_journal_size_at_most_every(void **state)
 	luns[0].journal_bytes = 3000000;
 	assert_int_equal(ipm_attributes_update(a, &st), 0);
 	usleep(350 * 1000);
-	assert_int_equal(ipm_attributes_update(a, &st), 1);
+	assert_int_equal(ipm_attributes_update(a, &st), 1);   /* the latest */
 	assert_string_equal(called(&f, "ipmirror-vol0-journal"), "3000000");
-	/* emptied, and filled again: each at once */
+	/* emptied: at once; filled again: it waits too */
 	luns[0].journal_bytes = 0;
 	assert_int_equal(ipm_attributes_update(a, &st), 1);
 	assert_string_equal(called(&f, "ipmirror-vol0-journal"), "0");
 	luns[0].journal_bytes = 4096;
+	assert_int_equal(ipm_attributes_update(a, &st), 0);
+	usleep(350 * 1000);
 	assert_int_equal(ipm_attributes_update(a, &st), 1);
 	assert_string_equal(called(&f, "ipmirror-vol0-journal"), "4096");
 	ipm_attributes_stop(a);
@@ -366,7 +370,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_compute_names_and_values),
 		cmocka_unit_test(test_publish_only_on_change),
-		cmocka_unit_test(test_journal_size_at_most_every),
+		cmocka_unit_test(test_journal_size_waits),
 		cmocka_unit_test(test_failed_publish_is_retried),
 		cmocka_unit_test(test_no_cluster_backs_off),
 		cmocka_unit_test(test_consistency_memory),

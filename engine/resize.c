@@ -129,8 +129,11 @@ static int refuse(struct ipm_lun *l, bool grouped, ipm_error *err)
 	if (l->role != IPM_ROLE_PRIMARY)
 		return ipm_fail(err, -EINVAL, "lun \"%s\": this node is its mirror: run resize on its primary, %s (the mirror grows with it)",
 				l->cfg->name, peer);
-	if (l->cfg->mirrored && (grouped || !l->rep))
+	if (l->cfg->mirrored && grouped)
 		return ipm_fail(err, -EPROTO, "lun \"%s\": %s speaks protocol version 4, which cannot grow a LUN: upgrade it first",
+				l->cfg->name, peer);
+	if (l->cfg->mirrored && !l->rep)
+		return ipm_fail(err, -ENOTCONN, "lun \"%s\" has no session with %s here (its log says why)",
 				l->cfg->name, peer);
 	return 0;
 }
@@ -185,13 +188,14 @@ static int grow_mirrored(ipm_engine *e, struct ipm_lun *l, uint64_t size, ipm_er
 int ipm_lun_resize(ipm_lun *l, uint64_t size, ipm_error *err)
 {
 	ipm_engine *e = l->engine;
-	uint64_t old = l->size, backing = 0;
+	uint64_t old, backing = 0;
 	int64_t t0 = ipm_now_ms();
 	bool grouped;
 	int rc;
 
 	/* no host request runs on it meanwhile: those under way end first */
 	lun_change_begin(e, l, &grouped);
+	old = l->size;
 	rc = refuse(l, grouped, err);
 	if (rc == 0 && (rc = lun_backing_size(l, &backing)) < 0)
 		ipm_fail(err, rc, "lun \"%s\": backing %s: %s", l->cfg->name, l->path, strerror(-rc));

@@ -9,16 +9,18 @@
 # both nodes and node2's stale bytes are gone (the backing files are
 # byte-identical); the grow marked the new range alone for the resync.
 # Both daemons restarted with the config still at the old size: the grown
-# size is kept, uptodate at once with nothing to resync. A reload with the
-# new size in the file is no change; an unmirrored LUN grows alone; a peer
-# that speaks protocol version 4 makes resize refused, saying so.
+# size is kept, uptodate at once with nothing to resync. An async LUN grows
+# under load too. A reload with the new size in the file is no change; an
+# unmirrored LUN grows alone; a peer that speaks protocol version 4 makes
+# resize refused, saying so; a mirror that missed the grow (node2 started
+# with the old size, node1 with a larger one) grows at the handshake.
 T_LOG_ALLOW="the primary's grow refused|mirror request [0-9]+ failed on the peer: File too large|applying mirror request [0-9]+ failed: File too large"
 . "$top_srcdir/tests/lib.sh"
-plan 27
+plan 31
 
 M=1048576
-pair_local vol0:64M:sync:yes:node1 vol1:16M:sync:no:node1
-check "mirroring is up" wait_for 30 lun_state_is node2 vol0 uptodate
+pair_local vol0:64M:sync:yes:node1 vol1:16M:sync:no:node1 vol2:16M:async:yes:node1
+check "mirroring is up" eval 'wait_for 30 lun_state_is node2 vol0 uptodate && wait_for 30 lun_state_is node2 vol2 uptodate'
 head -c 8M /dev/urandom >"$T_DIR/data"
 nbdcopy "$T_DIR/data" "nbd://127.0.0.1:$N1_NBD/vol0" || bail "nbdcopy failed"
 nbd_size() { timeout 10 nbdinfo --size "nbd://127.0.0.1:$N1_NBD/$1"; }
@@ -77,6 +79,19 @@ check "the grow marked exactly the new range (32M) for the resync, not the LUN" 
 out=$(ctl node1 resize vol0 96M 2>&1); rc=$?
 check "resize to the size it has: a note, exit 0" eval 'test $rc = 0 && grep -q "already" <<<"$out"'
 
+# an async LUN: writes the host saw completed may still be on their way
+FIO_NODE=node1 fio_verify "nbd://127.0.0.1:$N1_NBD/vol2" load2 --size=16M --time_based --runtime=6 &
+fio2=$!
+field_grows node1 vol2 mirrored_bytes || diag "the load on vol2 did not start"
+truncate -s 32M "$T_DIR/node1-vol2.img" "$T_DIR/node2-vol2.img"
+out=$(ctl node1 resize vol2 32M 2>&1); rc=$?
+diag "resize of the async vol2 under load: $out"
+wait "$fio2"; rc2=$?
+check "an async LUN grows under load (fio: no error)" \
+	eval 'test $rc = 0 && test $rc2 = 0 && [ "$(lun_field node2 vol2 size)" = $((32 * M)) ]'
+check "... and its backing files end byte-identical" \
+	eval 'wait_for 30 lun_state_is node2 vol2 uptodate && wait_for 10 cmp -s "$T_DIR/node1-vol2.img" "$T_DIR/node2-vol2.img"'
+
 # restart both, the config still at 64M
 stop_pid "$n1_pid"; stop_pid "$n2_pid"
 n1from=$(wc -l <"$T_DIR/n1.log")
@@ -114,4 +129,17 @@ out=$(ctl node1 resize vol0 128M 2>&1); rc=$?
 diag "resize with a version 4 peer: $out"
 check "resize refused with a version 4 peer, saying so" \
 	eval 'test $rc = 1 && grep -q "version 4" <<<"$out" && [ "$(lun_field node1 vol0 size)" = $((96 * M)) ]'
+
+# a mirror that missed the grow (a crash, a cut link) grows at the
+# handshake: node2 started with the file at 96M, node1 then with 128M
+stop_pid "$n1_pid"; stop_pid "$n2_pid"
+node_start node2 || bail "node2 did not restart: $(tail "$T_DIR/n2.log")"
+sed -i 's/name="vol0" size="96M"/name="vol0" size="128M"/' "$T_DIR/pair.xml"
+n2from=$(wc -l <"$T_DIR/n2.log")
+node_start node1 || bail "node1 did not restart: $(tail "$T_DIR/n1.log")"
+check "a mirror smaller than its primary grows at the handshake, uptodate" \
+	eval 'wait_for 30 lun_state_is node2 vol0 uptodate && [ "$(lun_field node2 vol0 size)" = $((128 * M)) ] &&
+		tail -n +"$((n2from + 1))" "$T_DIR/n2.log" | grep -q "lun vol0: GROWN to $((128 * M)) bytes by its primary"'
+check "... its backing file byte-identical to the primary's" \
+	wait_for 10 cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 finish

@@ -1,4 +1,4 @@
-/* lun.c - the LUN object: its config, role, backing store (opened here, used
+/* lun.c - the LUN object: its config, role, size (grown by lun_grow), backing store (opened here, used
  * through backing.c) and the operations table its host I/O goes down. */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,8 @@
 #include "lun.h"
 #include "backing.h"
 #include "clock.h"
-#include "resize.h"
+#include "dirty_bitmap.h"
+#include "lun_size.h"
 
 static int backing_size(int fd, bool *is_blockdev, uint64_t *size)
 {
@@ -137,6 +138,26 @@ static int size_check(struct ipm_lun *l, uint64_t backing, ipm_error *err)
 	l->size = backing;
 	return 0;
 }
+
+int lun_grow(struct ipm_lun *l, uint64_t size, bool sync_new, ipm_error *err)
+{
+	char path[4300];
+	int rc;
+
+	rc = resize_record(l->journal_path, size, err);
+	snprintf(path, sizeof(path), "%s.bitmap", l->journal_path);
+	if (rc == 0)
+		rc = dirty_bitmap_grow_file(path, size, sync_new, err);
+	snprintf(path, sizeof(path), "%s.al", l->journal_path);
+	if (rc == 0)
+		rc = dirty_bitmap_grow_file(path, size, false, err);
+	if (rc < 0)
+		return rc;
+	__atomic_store_n(&l->size, size, __ATOMIC_RELEASE);
+	engine_notify(l->engine);
+	return 0;
+}
+
 
 int lun_files_open(struct ipm_lun *l, ipm_error *err)
 {

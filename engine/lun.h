@@ -77,6 +77,13 @@ int lun_files_open(struct ipm_lun *l, ipm_error *err);
 void lun_files_close(struct ipm_lun *l);
 /* The backing store's size now (an admin may have grown it). 0 or -errno. */
 int lun_backing_size(struct ipm_lun *l, uint64_t *size);
+/* This node's side of a grow of l to size (checked with resize_check,
+ * doc/resize.md): the size file, the dirty bitmap (its new extents dirty
+ * when sync_new: the primary's, which the resync copies to the peer; the
+ * mirror's stay clean) and the activity log grow, then l->size. Called
+ * with no host request on l (its gate held), or on the mirror in the
+ * order of its requests. */
+int lun_grow(struct ipm_lun *l, uint64_t size, bool sync_new, ipm_error *err);
 
 /* A handshake for l was refused (by either side): keep why for status and
  * wake the admin side. Any thread; takes only l->refusal_lock. */

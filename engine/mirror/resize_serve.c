@@ -10,7 +10,7 @@
 
 #include "endian.h"
 #include "lun.h"
-#include "resize.h"
+#include "lun_size.h"
 #include "resize_serve.h"
 
 /* One grow at a time: the handshakes of a session's n connections may all
@@ -30,7 +30,7 @@ static int grow_locked(struct ipm_lun *l, uint64_t size, uint64_t *backing, ipm_
 	if (rc == 1)
 		return 0;  /* again: a RESIZE sent twice, or grown at a handshake */
 	if (rc == 0)
-		rc = resize_grow_here(l, size, false, err);
+		rc = lun_grow(l, size, false, err);
 	if (rc == 0)
 		qb_log(LOG_NOTICE, "lun %s: GROWN to %llu bytes by its primary; set size=\"%llu\" in the config on both nodes",
 		       ipm_lun_name(l), (unsigned long long)size, (unsigned long long)size);

@@ -1,4 +1,4 @@
-/* test_resize.c - the pure checks of an online grow (engine/resize.c) and
+/* test_resize.c - the pure checks of an online grow (engine/lun_size.c) and
  * the size file a grow records beside the journal. */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 
 #include "ipmirror.h"
 #include "unit_util.h"
-#include "resize.h"
+#include "lun_size.h"
 
 #define MIB (1ull << 20)
 

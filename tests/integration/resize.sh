@@ -9,14 +9,15 @@
 # both nodes and node2's stale bytes are gone (the backing files are
 # byte-identical); the grow marked the new range alone for the resync.
 # Both daemons restarted with the config still at the old size: the grown
-# size is kept, uptodate at once with nothing to resync. An async LUN grows
+# size is kept, uptodate at once with nothing to resync; the roles swapped
+# and back: the same on node2 as primary. An async LUN grows
 # under load too. A reload with the new size in the file is no change; an
 # unmirrored LUN grows alone; a peer that speaks protocol version 4 makes
 # resize refused, saying so; a mirror that missed the grow (node2 started
 # with the old size, node1 with a larger one) grows at the handshake.
 T_LOG_ALLOW="the primary's grow refused|mirror request [0-9]+ failed on the peer: File too large|applying mirror request [0-9]+ failed: File too large"
 . "$top_srcdir/tests/lib.sh"
-plan 31
+plan 34
 
 M=1048576
 pair_local vol0:64M:sync:yes:node1 vol1:16M:sync:no:node1 vol2:16M:async:yes:node1
@@ -104,6 +105,20 @@ after=$(tail -n +"$((n1from + 1))" "$T_DIR/n1.log")
 diag "node1 after the restart: $(grep -E 'resync|grown|dirty' <<<"$after" | tr '\n' '|')"
 check "after a restart: nothing to resync" \
 	eval '! grep -qE "dirty bytes from before|resync complete, [1-9]" <<<"$after" && cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"'
+
+# the roles swapped and back: each node, primary in turn, serves 96M and
+# finds nothing to resync (the mirror's files grew with the LUN)
+n2from=$(wc -l <"$T_DIR/n2.log")
+out=$( (ctl node1 demote vol0 && ctl node2 promote vol0) 2>&1); rc=$?
+diag "vol0 to node2: $out"
+check "vol0 moved to node2: 96M there for NBD, node1 uptodate" \
+	eval 'test $rc = 0 && wait_for 30 lun_state_is node1 vol0 uptodate &&
+		[ "$(timeout 10 nbdinfo --size "nbd://127.0.0.1:$N2_NBD/vol0")" = $((96 * M)) ]'
+diag "node2 as primary: $(tail -n +"$((n2from + 1))" "$T_DIR/n2.log" | grep -E 'resync|grown|dirty' | tr '\n' '|')"
+check "node2 as primary: nothing to resync" \
+	eval '! tail -n +"$((n2from + 1))" "$T_DIR/n2.log" | grep -qE "dirty bytes from before|resync complete, [1-9]"'
+out=$( (ctl node2 demote vol0 && ctl node1 promote vol0) 2>&1); rc=$?
+check "vol0 back on node1" eval 'test $rc = 0 && wait_for 30 lun_state_is node2 vol0 uptodate'
 
 # a reload with the grown size in the file
 sed -i 's/name="vol0" size="64M"/name="vol0" size="96M"/' "$T_DIR/pair.xml"

@@ -114,6 +114,11 @@ void al_close(struct activity_log *al)
 /* Requests to extents already on disk do not take the lock (on a fresh
  * log every host thread would queue behind each new extent's sync:
  * hundreds of them in the first second of a random load). */
+bool al_durable(const struct activity_log *al, uint64_t off, uint64_t len)
+{
+	return !len || all_durable(al, off, len);
+}
+
 bool al_note(struct activity_log *al, uint64_t off, uint64_t len)
 {
 	if (!len || all_durable(al, off, len))

@@ -35,6 +35,9 @@ struct activity_log {
 int al_open(struct activity_log *al, const char *name, uint64_t size, const char *journal_path,
 	    struct dirty_bitmap *dirty, bool *recovered, ipm_error *err);
 void al_close(struct activity_log *al);
+/* Every extent of [off, off+len) durably marked? Lock-free, no I/O (a
+ * caller holding its own lock asks this before al_note). */
+bool al_durable(const struct activity_log *al, uint64_t off, uint64_t len);
 /* A live write to [off, off+len) is about to leave: marks it in memory.
  * true when the mark is not on disk yet: the caller must al_sync before the
  * write leaves. Lock-free when every extent is already durable. */

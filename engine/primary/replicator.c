@@ -147,11 +147,12 @@ static void al_mark(struct rep_lun *rl, const struct wire_frame *f)
 }
 
 /* Back under r->lock from work done with it dropped (r->outside): the
- * resync may wait for the last one (rs_wait_answers_locked). */
+ * resync may wait for the last one (rs_wait_answers_locked); nothing waits
+ * for it while live (the monitor and a clean stop look at it under the lock). */
 static void outside_leave_locked(struct replicator *r)
 {
 	IPM_ASSERT_HELD(&r->lock);
-	if (--r->outside == 0)
+	if (--r->outside == 0 && r->link != LINK_LIVE)
 		pthread_cond_broadcast(&r->link_cond);
 }
 
@@ -250,6 +251,12 @@ static int outside_locked(struct replicator *r, struct mreq *m)
 		bool mark = data && r->link == LINK_LIVE && !marked;
 		bool diverge = data && r->link != LINK_LIVE && !diverged;
 
+		/* an extent marked durably already: no need to drop the lock
+		 * (most writes; each round trip of r->lock costs) */
+		if (mark && al_durable(&m->rl->al, m->f.offset, m->f.length)) {
+			marked = true;
+			mark = false;
+		}
 		if (!first && !mark && !diverge)
 			return 0;
 		r->outside++;

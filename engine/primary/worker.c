@@ -420,7 +420,10 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 	pthread_mutex_unlock(&w->send_lock);
 	pthread_mutex_lock(&r->lock);
 	w->sending = false;
-	if (--r->sending == 0 || !w->serving)
+	/* only go_down_locked (the link no longer live) and worker_serve (w no
+	 * longer serving) wait for sends to end: a broadcast after every send
+	 * woke the monitor once per request */
+	if ((--r->sending == 0 && r->link != LINK_LIVE) || !w->serving)
 		pthread_cond_broadcast(&r->link_cond);
 	if (rc < 0) {
 		w->failed = true;

@@ -525,6 +525,16 @@ void nbd_server_kick(struct nbd_server *s, const char *export, const char *why)
 
 /* ---- liveness, for the service watchdog ---------------------------------- */
 
+/* One thread executing a host request since `since` (0: idle). */
+static void health_busy(struct nbd_health *h, int64_t now, int64_t since)
+{
+	if (!since)
+		return;
+	h->busy++;
+	if (now - since > h->oldest_busy_ms)
+		h->oldest_busy_ms = now - since;
+}
+
 void nbd_server_health(struct nbd_server *s, struct nbd_health *h)
 {
 	int64_t now = ipm_now_ms();
@@ -534,15 +544,13 @@ void nbd_server_health(struct nbd_server *s, struct nbd_health *h)
 		return;
 	if (s->acceptor_started)
 		h->acceptor_idle_ms = now - atomic_load(&s->acceptor_tick_ms);
-	for (unsigned i = 0; i < s->n_workers; i++) {
-		int64_t since = atomic_load(&s->busy_since_ms[i]);
-
-		if (!since)
-			continue;
-		h->busy++;
-		if (now - since > h->oldest_busy_ms)
-			h->oldest_busy_ms = now - since;
-	}
+	for (unsigned i = 0; i < s->n_workers; i++)
+		health_busy(h, now, atomic_load(&s->busy_since_ms[i]));
+	/* requests the readers execute themselves (work_run_here) */
+	pthread_mutex_lock(&s->clock);
+	for (struct nbd_client *c = s->clients; c; c = c->next)
+		health_busy(h, now, atomic_load(&c->run_since_ms));
+	pthread_mutex_unlock(&s->clock);
 }
 
 int nbd_server_status(struct nbd_server *s, ipm_status **st)

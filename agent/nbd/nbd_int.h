@@ -100,6 +100,9 @@ struct nbd_client {
 	/* reader only: requests decoded but not yet handed to the workers */
 	struct nbd_work *bhead, *btail;
 	unsigned bcount;
+	/* since when the reader executes a request itself (work_run_here), or
+	 * 0: for nbd_server_health, like a worker's busy_since_ms */
+	_Atomic int64_t run_since_ms;
 	size_t rstart, rend;    /* buffered reader */
 	uint8_t rbuf[RBUF_SIZE];
 };
@@ -190,6 +193,9 @@ void work_release(struct nbd_client *c, struct nbd_work *list);
 /* Reader: queue a decoded request; hand the batch to the workers. */
 void batch_add(struct nbd_client *c, struct nbd_work *w);
 void batch_flush(struct nbd_client *c);
+/* Reader: execute a request and send its reply on this thread (a lone
+ * request: handing it to a worker would cost a wake-up and nothing else). */
+void work_run_here(struct nbd_work *w);
 /* Reader: an error reply for a refused request, through the reply queue. */
 int simple_reply(struct nbd_client *c, uint32_t err, uint64_t cookie);
 void *worker_main(void *arg);

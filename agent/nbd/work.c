@@ -467,6 +467,19 @@ static void work_run_writes(struct nbd_work *list, unsigned n)
 	reply_queue(c, list, last);
 }
 
+void work_run_here(struct nbd_work *w)
+{
+	struct nbd_client *c = w->c;
+
+	w->next = NULL;
+	atomic_store(&c->run_since_ms, ipm_now_ms());
+	if (w->req.type == NBD_CMD_WRITE)
+		work_run_writes(w, 1);
+	else
+		work_run(w);
+	atomic_store(&c->run_since_ms, 0);
+}
+
 /* Small writes travel in batches; a large one is worth a worker of its
  * own (each completes on its own, the next need not wait for it). */
 #define BATCH_WRITE_MAX (64u << 10)

@@ -31,12 +31,19 @@
 
 /* ---- one request -------------------------------------------------------- */
 
-int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
+/* flags: LUN_IO_BULK lifts the size limit */
+static int io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
+		 unsigned flags)
 {
-	if (l->dfd >= 0 && len <= LUN_DIRECT_MAX && !((uintptr_t)buf & (l->dio_mem_align - 1)) &&
-	    !((len | off) & (l->dio_off_align - 1)))
+	if (l->dfd >= 0 && (len <= LUN_DIRECT_MAX || (flags & LUN_IO_BULK)) &&
+	    !((uintptr_t)buf & (l->dio_mem_align - 1)) && !((len | off) & (l->dio_off_align - 1)))
 		return l->dfd;
 	return l->fd;
+}
+
+int lun_io_fd(const struct ipm_lun *l, const void *buf, size_t len, uint64_t off)
+{
+	return io_fd(l, buf, len, off, 0);
 }
 
 int lun_direct_probe(struct ipm_lun *l)
@@ -73,13 +80,13 @@ static int io_error(struct ipm_lun *l, int rc)
 	return rc;
 }
 
-int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
+static int read_with(struct ipm_lun *l, void *buf, size_t len, uint64_t off, unsigned flags)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		char *p = (char *)buf + done;
-		ssize_t n = pread(lun_io_fd(l, p, len - done, off + done), p, len - done,
+		ssize_t n = pread(io_fd(l, p, len - done, off + done, flags), p, len - done,
 				  (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
@@ -93,6 +100,16 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
+{
+	return read_with(l, buf, len, off, 0);
+}
+
+int lun_bulk_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
+{
+	return read_with(l, buf, len, off, LUN_IO_BULK);
+}
+
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags)
 {
@@ -100,7 +117,7 @@ int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 	int rwf = (flags & IPM_IO_FUA) ? RWF_DSYNC : 0;
 
 	while (iov.iov_len > 0) {
-		ssize_t n = pwritev2(lun_io_fd(l, iov.iov_base, iov.iov_len, off), &iov, 1,
+		ssize_t n = pwritev2(io_fd(l, iov.iov_base, iov.iov_len, off, flags), &iov, 1,
 				     (off_t)off, rwf);
 
 		if (n < 0) {
@@ -118,16 +135,6 @@ int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 int lun_local_flush(struct ipm_lun *l)
 {
 	return fdatasync(l->fd) < 0 ? io_error(l, -errno) : 0;
-}
-
-/* A hint: the kernel starts reading [off, off+len) into the page cache
- * (a sequential reader's next range, read while it works on this one). */
-void lun_local_readahead(struct ipm_lun *l, uint64_t len, uint64_t off)
-{
-	if (off < l->size)
-		(void)posix_fadvise(l->fd, (off_t)off,
-				    (off_t)(len < l->size - off ? len : l->size - off),
-				    POSIX_FADV_WILLNEED);
 }
 
 int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
@@ -244,7 +251,7 @@ static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
 	for (i = 0; i < n; i++) {
 		struct lun_io *io = &ios[i];
 		struct io_uring_sqe *sqe;
-		int fd = lun_io_fd(io->lun, io->buf, io->len, io->off);
+		int fd = io_fd(io->lun, io->buf, io->len, io->off, io->flags);
 
 		io->rc = 1;  /* not done */
 		if (fd != io->lun->dfd || !(sqe = io_uring_get_sqe(ring)))
@@ -299,6 +306,123 @@ void lun_write_batch(struct lun_io *ios, unsigned n)
 		if (!ring || ios[i].rc == 1)
 			ios[i].rc = lun_local_write(ios[i].lun, ios[i].buf, ios[i].len, ios[i].off,
 						    ios[i].flags);
+}
+
+/* ---- reads in flight (a bulk copy reading ahead) ---------------------------- */
+
+/* A second ring per thread, apart from the writes' (whose users wait for
+ * all they submitted at once): reads stay in it across calls. */
+static pthread_key_t rring_key;
+static pthread_once_t rring_once = PTHREAD_ONCE_INIT;
+static bool rring_missing;
+static __thread unsigned reads_started;   /* by this thread, not waited for */
+
+struct read_op {
+	struct ipm_lun *lun;
+	void *buf, *tag;
+	size_t len;
+	uint64_t off;
+};
+
+static void rring_key_create(void)
+{
+	if (pthread_key_create(&rring_key, ring_free) != 0)
+		__atomic_store_n(&rring_missing, true, __ATOMIC_RELAXED);
+}
+
+static struct io_uring *read_ring(void)
+{
+	struct io_uring *ring;
+
+	pthread_once(&rring_once, rring_key_create);
+	if (__atomic_load_n(&rring_missing, __ATOMIC_RELAXED))
+		return NULL;
+	ring = pthread_getspecific(rring_key);
+	if (ring)
+		return ring;
+	ring = calloc(1, sizeof(*ring));
+	if (!ring)
+		return NULL;
+	if (io_uring_queue_init(LUN_READS_MAX, ring, 0) < 0) {
+		free(ring);
+		__atomic_store_n(&rring_missing, true, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	if (pthread_setspecific(rring_key, ring) != 0) {
+		ring_free(ring);
+		return NULL;
+	}
+	return ring;
+}
+
+int lun_read_start(struct ipm_lun *l, void *buf, size_t len, uint64_t off, void *tag)
+{
+	struct io_uring *ring = read_ring();
+	struct io_uring_sqe *sqe;
+	struct read_op *op;
+	int rc;
+
+	if (!ring)
+		return -EOPNOTSUPP;
+	op = malloc(sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	*op = (struct read_op){ .lun = l, .buf = buf, .tag = tag, .len = len, .off = off };
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe) {
+		free(op);
+		return -EBUSY;
+	}
+	io_uring_prep_read(sqe, io_fd(l, buf, len, off, LUN_IO_BULK), buf, (unsigned)len, off);
+	io_uring_sqe_set_data(sqe, op);
+	do
+		rc = io_uring_submit(ring);
+	while (rc == -EINTR || rc == -EAGAIN);
+	if (rc == 1) {
+		reads_started++;
+		return 0;
+	}
+	/* not submitted: taken back, the caller reads it itself. A ring that
+	 * fails here is left to lun_read_wait for the reads it already holds. */
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, NULL);
+	free(op);
+	return rc < 0 ? rc : -EIO;
+}
+
+int lun_read_wait(void **tag)
+{
+	struct io_uring *ring;
+	struct io_uring_cqe *cqe;
+	struct read_op *op = NULL;
+	int rc, res = 0;
+
+	if (!reads_started)
+		return -ENOENT;
+	ring = pthread_getspecific(rring_key);
+	while (!op) {
+		rc = io_uring_wait_cqe(ring, &cqe);
+		if (rc == -EINTR || rc == -EAGAIN)
+			continue;
+		if (rc < 0)
+			return rc;  /* the ring itself broke: the reads stay started */
+		op = io_uring_cqe_get_data(cqe);  /* NULL: a taken-back entry's */
+		res = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+	}
+	reads_started--;
+	*tag = op->tag;
+	if (res < 0 && res != -EAGAIN && res != -EINTR) {
+		rc = io_error(op->lun, res);
+	} else {
+		/* short, interrupted: the rest synchronously */
+		res = res < 0 ? 0 : res;
+		rc = (size_t)res == op->len ? 0 :
+		     read_with(op->lun, (char *)op->buf + res, op->len - (size_t)res,
+			       op->off + (uint64_t)res, LUN_IO_BULK);
+	}
+	free(op);
+	return rc;
 }
 
 /* ---- the bottom of the host path (lun_ops.h) ------------------------------ */

@@ -16,8 +16,9 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
-/* Ask the kernel to read [off, off+len) ahead (posix_fadvise WILLNEED). */
-void lun_local_readahead(struct ipm_lun *l, uint64_t len, uint64_t off);
+/* A bulk copy's read (resync, verify): like lun_local_read, but aligned
+ * requests of any size bypass the page cache (LUN_IO_BULK). */
+int lun_bulk_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 /* Whether l->dfd (just opened with O_DIRECT, alignment known) really does
  * direct I/O: one aligned read at offset 0. 0, or -errno (EINVAL where the
  * file system accepts the flag at open but not the I/O). */
@@ -29,6 +30,13 @@ int lun_direct_probe(struct ipm_lun *l);
  * faster than with O_DIRECT, whose write blocks the mirror's connection
  * thread for the whole transfer). */
 #define LUN_DIRECT_MAX (64u << 10)
+/* A flag of lun_local_write and struct lun_io, beside IPM_IO_FUA: a bulk
+ * copy (resync replays, whole extents read once and written once), which
+ * bypasses the page cache at any size when aligned: copying megabytes
+ * through it cost ~80 % of each daemon's CPU in a 1 GiB initial sync
+ * (perf, doc/performance.md), and many such writes are in flight at once
+ * over the n connections, so O_DIRECT's wait costs nothing. */
+#define LUN_IO_BULK (1u << 16)
 
 /* The descriptor a request goes through: l->dfd when it is small and
  * aligned for O_DIRECT, else l->fd. */
@@ -45,6 +53,15 @@ struct lun_io {
 };
 /* Write ios[0..n), which do not depend on each other, and wait for all. */
 void lun_write_batch(struct lun_io *ios, unsigned n);
+/* ---- reads in flight (a bulk copy reading ahead) ----
+ * Start reading [off, off+len) into buf (LUN_IO_BULK) in this thread's
+ * read ring, at most LUN_READS_MAX at once: 0, or -errno (nothing started:
+ * read it with lun_bulk_read). lun_read_wait waits for one started read
+ * of this thread to end, in any order: its tag in *tag and 0 or -errno;
+ * -ENOENT when none was started. A buffer is the kernel's until then. */
+#define LUN_READS_MAX 16
+int lun_read_start(struct ipm_lun *l, void *buf, size_t len, uint64_t off, void *tag);
+int lun_read_wait(void **tag);
 int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off);
 int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off);
 

@@ -368,8 +368,11 @@ static void apply_set(struct rreq **set, unsigned n, int *status,
 			status[i] = apply_other(q);
 			continue;
 		}
+		/* a replay (resync) bypasses the page cache at any size */
 		io[k] = (struct lun_io){ .lun = q->lun, .buf = q->data, .len = q->f.len,
-					 .off = q->f.offset, .flags = fua_of(&q->f) };
+					 .off = q->f.offset,
+					 .flags = fua_of(&q->f) |
+						  ((q->f.flags & WIRE_F_REPLAY) ? LUN_IO_BULK : 0) };
 		at[k++] = i;
 	}
 	lun_write_batch(io, k);

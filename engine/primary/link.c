@@ -245,7 +245,21 @@ static int rs_read_local(void *ctx, uint32_t lun, void *buf, size_t len, uint64_
 {
 	struct replicator *r = ctx;
 
-	return lun_local_read(r->luns[lun].lun, buf, len, off);
+	return lun_bulk_read(r->luns[lun].lun, buf, len, off);
+}
+
+static int rs_read_start(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off,
+			 void *tag)
+{
+	struct replicator *r = ctx;
+
+	return lun_read_start(r->luns[lun].lun, buf, len, off, tag);
+}
+
+static int rs_read_wait(void *ctx, void **tag)
+{
+	(void)ctx;
+	return lun_read_wait(tag);
 }
 
 static uint64_t rs_hole_end(void *ctx, uint32_t lun, uint64_t off, uint64_t end)
@@ -336,6 +350,8 @@ static bool rs_link_ok_locked(void *ctx)
 const struct resync_ops replicator_resync_ops = {
 	.submit = replay_submit,
 	.read_local = rs_read_local,
+	.read_start = rs_read_start,
+	.read_wait = rs_read_wait,
 	.hole_end = rs_hole_end,
 	.quiesce_locked = rs_quiesce_locked,
 	.wait_answers_locked = rs_wait_answers_locked,

@@ -186,7 +186,9 @@ bool resync_dropped_locked(struct resync *rs, const struct wire_frame *f)
 	struct resync_lun *rl = &rs->luns[f->lun];
 
 	IPM_ASSERT_HELD(rs->lock);
-	if (!rl->overflowed || f->type == WIRE_FLUSH)
+	/* not only past the journal's limit: extents folded from the activity
+	 * log or marked by a verify are copied too, and cleared when taken */
+	if ((!rl->overflowed && !rl->copied) || f->type == WIRE_FLUSH)
 		return false;
 	dirty_bitmap_mark(rl->bitmap, f->offset, f->length);
 	return true;
@@ -409,6 +411,7 @@ static void take_range(struct resync *rs, struct resync_lun *rl, uint64_t off, u
 	if (rs->ops->quiesce_locked)
 		rs->ops->quiesce_locked(rs->ctx, (uint32_t)(rl - rs->luns), off, len);
 	dirty_bitmap_clear_range(rl->bitmap, off, len);
+	rl->copied = true;
 	pthread_mutex_unlock(rs->lock);
 }
 
@@ -475,59 +478,158 @@ static void add_done(struct resync *rs, struct resync_lun *rl, uint64_t n)
 	pthread_mutex_unlock(rs->lock);
 }
 
+/* ---- copying dirty extents ----
+ *
+ * Runs are taken (take_range) and read in order, up to RESYNC_READS at
+ * once, and sent in the same order as their reads end: the disk reads the
+ * next runs while the oldest is checked and sent. A host write that lands
+ * after a run was taken marks it again, so the run is copied once more in
+ * a later pass, after this copy (order_dep): whatever the read saw, the
+ * newest data is the last to reach the mirror. Runs of one pass are
+ * disjoint, so their order among themselves is free. */
+
+struct copy_slot {
+	uint64_t off, len;
+	void *buf;                    /* DIRTY_RUN_MAX bytes, kept across runs */
+	bool done;                    /* its read ended (rc) */
+	int rc;
+};
+
+struct copy_pipe {
+	struct copy_slot slot[RESYNC_READS];
+	unsigned head, n;             /* the oldest run at head, n taken */
+	bool broken;                  /* a read ring failed: buffers stay the kernel's */
+};
+
+static bool async_reads(const struct resync *rs)
+{
+	return rs->ops->read_start && rs->ops->read_wait;
+}
+
+/* Take [off, off+len) and start reading it into the next slot. */
+static int pipe_start(struct resync *rs, struct resync_lun *rl, struct copy_pipe *p,
+		      uint64_t off, uint64_t len)
+{
+	struct copy_slot *s = &p->slot[(p->head + p->n) % RESYNC_READS];
+	uint32_t lun = (uint32_t)(rl - rs->luns);
+
+	if (!s->buf && posix_memalign(&s->buf, 4096, DIRTY_RUN_MAX) != 0) {
+		s->buf = NULL;
+		return -ENOMEM;
+	}
+	take_range(rs, rl, off, len);
+	s->off = off;
+	s->len = len;
+	s->done = false;
+	p->n++;
+	if (async_reads(rs) && rs->ops->read_start(rs->ctx, lun, s->buf, len, off, s) == 0)
+		return 0;
+	s->rc = rs->ops->read_local(rs->ctx, lun, s->buf, len, off);
+	s->done = true;
+	return 0;
+}
+
+/* Wait until the oldest run's read ended: false when the reads cannot be
+ * waited for any more. */
+static bool pipe_wait_head(struct resync *rs, struct copy_pipe *p)
+{
+	struct copy_slot *head = &p->slot[p->head], *s;
+	void *tag;
+	int rc;
+
+	while (!head->done && !p->broken) {
+		tag = NULL;
+		rc = rs->ops->read_wait(rs->ctx, &tag);
+		if (!tag) {
+			qb_log(LOG_CRIT, "resync: cannot wait for a local read (%s); its buffers are left to it",
+			       strerror(-rc));
+			p->broken = true;
+			break;
+		}
+		s = tag;
+		s->rc = rc;
+		s->done = true;
+	}
+	return head->done;
+}
+
+/* Send the oldest run (as a ZERO when it reads as zeros). */
+static int pipe_send_head(struct resync *rs, struct resync_lun *rl, struct copy_pipe *p,
+			  uint64_t *sent, int64_t t0)
+{
+	struct copy_slot *s = &p->slot[p->head];
+	struct journal_rec rec = { .type = JR_WRITE, .offset = s->off, .length = s->len,
+				   .data = s->buf };
+	int rc;
+
+	if (!pipe_wait_head(rs, p))
+		return -EIO;
+	p->head = (p->head + 1) % RESYNC_READS;
+	p->n--;
+	if (s->rc < 0) {
+		remark(rs, rl, s->off, s->len);
+		return -EIO;
+	}
+	if (extent_all_zero(s->buf, s->len))
+		rec.type = JR_ZERO;
+	else
+		rec.data_crc = crc32c(0, s->buf, s->len);
+	rc = send_replay(rs, rl, &rec, 0);
+	if (rc < 0) {
+		remark(rs, rl, s->off, s->len);
+		return rc;
+	}
+	add_done(rs, rl, s->len);
+	if (rec.type == JR_WRITE) {
+		*sent += s->len;
+		return pace(rs, *sent, t0);
+	}
+	return 0;
+}
+
+/* The runs taken and not sent are marked again (their reads waited for
+ * first); the buffers go. */
+static void pipe_end(struct resync *rs, struct resync_lun *rl, struct copy_pipe *p)
+{
+	unsigned i;
+
+	for (; p->n > 0; p->n--) {
+		pipe_wait_head(rs, p);
+		remark(rs, rl, p->slot[p->head].off, p->slot[p->head].len);
+		p->head = (p->head + 1) % RESYNC_READS;
+	}
+	for (i = 0; i < RESYNC_READS && !p->broken; i++)
+		free(p->slot[i].buf);
+}
+
 /* Copy the dirty extents from the local copy. Holes go as one ZERO each and
  * extents of zeros as a ZERO of their own: neither carries a payload, nor
  * counts against the resync rate. */
 static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, int64_t t0)
 {
-	struct journal_rec rec = { .type = JR_WRITE };
-	uint32_t lun = (uint32_t)(rl - rs->luns);
+	struct copy_pipe p = { .head = 0 };
 	uint64_t off, len, from = 0, to;
-	void *buf = NULL;
-	size_t cap = 0;
+	bool more = true;
 	int rc = 0;
 
-	while (next_run(rs, rl, from, &off, &len)) {
-		to = zero_hole(rs, rl, off, &rc);
-		if (rc < 0)
+	for (;;) {
+		/* the next runs are read while the oldest goes out */
+		while (rc == 0 && more && p.n < RESYNC_READS &&
+		       (more = next_run(rs, rl, from, &off, &len))) {
+			to = zero_hole(rs, rl, off, &rc);
+			if (to > off) {
+				add_done(rs, rl, to - off);
+				from = to;
+			} else if (rc == 0) {
+				rc = pipe_start(rs, rl, &p, off, len);
+				from = off + len;
+			}
+		}
+		if (rc < 0 || p.n == 0)
 			break;
-		if (to > off) {
-			add_done(rs, rl, to - off);
-			from = to;
-			continue;
-		}
-		if (len > cap) {  /* runs are up to 4 MiB: one buffer for all */
-			free(buf);
-			buf = NULL;
-			if (posix_memalign(&buf, 4096, len) != 0)
-				return -ENOMEM;
-			cap = len;
-		}
-		take_range(rs, rl, off, len);
-		if (rs->ops->read_local(rs->ctx, lun, buf, len, off) < 0) {
-			rc = -EIO;
-			remark(rs, rl, off, len);
-			break;
-		}
-		rec.type = extent_all_zero(buf, len) ? JR_ZERO : JR_WRITE;
-		rec.offset = off;
-		rec.length = len;
-		rec.data = buf;
-		rec.data_crc = rec.type == JR_WRITE ? crc32c(0, buf, len) : 0;
-		rc = send_replay(rs, rl, &rec, 0);
-		if (rc < 0) {
-			remark(rs, rl, off, len);
-			break;
-		}
-		add_done(rs, rl, len);
-		if (rec.type == JR_WRITE) {
-			*sent += len;
-			if ((rc = pace(rs, *sent, t0)) < 0)
-				break;
-		}
-		from = off + len;
+		rc = pipe_send_head(rs, rl, &p, sent, t0);
 	}
-	free(buf);
+	pipe_end(rs, rl, &p);
 	return rc;
 }
 
@@ -557,6 +659,7 @@ static void begin_locked(struct resync *rs)
 		journal_iter_close(rl->iter);  /* the journal is replayed from its start */
 		rl->iter = NULL;
 		rl->done = 0;
+		rl->copied = false;
 		rl->t0 = ipm_now_ms();
 		rl->total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
 			    dirty_bitmap_dirty_bytes(rl->bitmap);

@@ -22,6 +22,8 @@
 /* submit's f->dep: after everything queued before (the replicator knows
  * the number). */
 #define RESYNC_DEP_ALL UINT64_MAX
+/* Dirty runs (DIRTY_RUN_MAX each) read at once while the oldest is sent. */
+#define RESYNC_READS 4
 
 /* One LUN's journal side. */
 struct resync_lun {
@@ -31,6 +33,8 @@ struct resync_lun {
 	struct dirty_bitmap *bitmap;  /* used once the journal is full */
 	bool overflowed;              /* past the journal's limit: writes mark the bitmap */
 	bool full_pending;            /* the peer asked for the whole LUN */
+	bool copied;                  /* this resync took dirty extents: a dropped
+					 * replay may be one, marked again */
 	uint64_t replayed_records;    /* of the journal, in this resync */
 	struct journal_iter *iter;    /* at the first record not replayed yet */
 	uint64_t done, total;         /* bytes, for the status */
@@ -49,6 +53,15 @@ struct resync_ops {
 	int (*submit)(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
 	/* Read the local copy of a LUN. Called without the lock. */
 	int (*read_local)(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off);
+	/* Optional, both or neither: reads in flight, so that the disk reads
+	 * the next extents while one is sent. read_start starts reading (0,
+	 * or -errno: nothing started, read_local it); read_wait waits for one
+	 * started read to end, in any order (its tag in *tag, 0 or -errno).
+	 * At most RESYNC_READS at once; buf is untouchable until then. Called
+	 * without the lock, from the resync's thread only. */
+	int (*read_start)(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off,
+			  void *tag);
+	int (*read_wait)(void *ctx, void **tag);
 	/* Where the hole of the local copy at off ends (extent_hole_end):
 	 * off when off holds data or it cannot tell. NULL: no holes. Called
 	 * without the lock. */

@@ -24,6 +24,7 @@
 #include <qb/qblog.h>
 
 #include "auth.h"
+#include "backing.h"
 #include "clock.h"
 #include "crc32c.h"
 #include "lockdebug.h"
@@ -34,6 +35,19 @@
 #define VERIFY_RETRIES 3   /* answers without digests in a row (re-sent VERIFYs) */
 #define VERIFY_BLOCKS (WIRE_VERIFY_MAX / WIRE_VERIFY_BLOCK)
 #define PACE_SLICE_MS 100  /* a paced verify looks at stop this often */
+/* Ranges compared at once: the disks read the next while one is digested,
+ * and the mirror digests two at once over its connections. */
+#define VERIFY_DEPTH 2
+
+/* A range being compared: fenced, its VERIFY sent, its local read started. */
+struct verify_slot {
+	uint64_t off, len;
+	uint8_t *buf;                          /* the range, read here */
+	struct mreq *m;                        /* the fence and VERIFY */
+	bool reading;                          /* a read in flight into buf */
+	int rc;                                /* the read's */
+	uint8_t mine[VERIFY_BLOCKS * WIRE_VERIFY_DIGEST_LEN];
+};
 
 /* One run: its thread's own state (struct verify_state is the shared part). */
 struct verify_run {
@@ -41,8 +55,10 @@ struct verify_run {
 	struct rep_lun *rl;
 	uint8_t nonce[WIRE_VERIFY_NONCE_LEN];
 	struct verify_key key;
-	uint8_t *buf;                          /* the range, read here */
-	uint8_t mine[VERIFY_BLOCKS * WIRE_VERIFY_DIGEST_LEN];
+	struct verify_slot slot[VERIFY_DEPTH]; /* the oldest at head, n started */
+	unsigned head, n;
+	uint64_t last_seq, last_dep;           /* the newest VERIFY sent */
+	bool broken;                           /* a read cannot be waited for */
 	bool differs[VERIFY_BLOCKS];           /* of the last range */
 	uint64_t pend_off, pend_len;           /* a differing range not logged yet */
 	unsigned ranges;                       /* differing ranges logged */
@@ -96,6 +112,22 @@ static void send_locked(struct replicator *r, struct mreq *m)
 	enqueue_locked(r, m);
 }
 
+/* A VERIFY: after everything sent so far, except that when nothing was
+ * sent since our last VERIFY it needs only what that one needed (a VERIFY
+ * changes nothing), so the mirror digests both at once. */
+static void send_verify_locked(struct verify_run *v, struct mreq *m)
+{
+	struct replicator *r = v->r;
+	uint64_t dep = v->last_seq && v->last_seq == r->next_seq ? v->last_dep : r->next_seq;
+
+	IPM_ASSERT_HELD(&r->lock);
+	m->f.dep = dep;
+	m->f.seq = ++r->next_seq;
+	enqueue_locked(r, m);   /* encodes the header: dep is set before */
+	v->last_seq = m->f.seq;
+	v->last_dep = dep;
+}
+
 static struct mreq *probe_new(struct verify_run *v, uint64_t off, uint64_t len)
 {
 	struct mreq *m = calloc(1, sizeof(*m));
@@ -143,7 +175,7 @@ static struct mreq *fence_locked(struct verify_run *v, uint64_t off, uint64_t le
 		fence_remove_locked(r, m);
 		return NULL;
 	}
-	send_locked(r, m);
+	send_verify_locked(v, m);
 	return m;
 }
 
@@ -182,10 +214,11 @@ static struct mreq *repair_send_locked(struct verify_run *v, const uint8_t *data
 	return m;
 }
 
-/* Send the differing blocks of the range in v->buf, wait until the mirror
+/* Send the differing blocks of the range in s->buf, wait until the mirror
  * applied them (the fence holds host writes meanwhile). */
-static void repair_locked(struct verify_run *v, uint64_t off, uint64_t len, unsigned n)
+static void repair_locked(struct verify_run *v, const struct verify_slot *s, unsigned n)
 {
+	uint64_t off = s->off, len = s->len;
 	struct replicator *r = v->r;
 	struct mreq *sent[VERIFY_BLOCKS] = { NULL };
 	unsigned i;
@@ -196,7 +229,7 @@ static void repair_locked(struct verify_run *v, uint64_t off, uint64_t len, unsi
 		uint64_t blen = len - b < WIRE_VERIFY_BLOCK ? len - b : WIRE_VERIFY_BLOCK;
 
 		if (v->differs[i])
-			sent[i] = repair_send_locked(v, v->buf + b, off + b, (uint32_t)blen);
+			sent[i] = repair_send_locked(v, s->buf + b, off + b, (uint32_t)blen);
 	}
 	for (i = 0; i < n; i++) {
 		if (!sent[i])
@@ -212,9 +245,11 @@ static void repair_locked(struct verify_run *v, uint64_t off, uint64_t len, unsi
 /* The mirror's digests against ours: -EAGAIN when it answered without
  * them (a re-sent VERIFY answered before: ask again), -ECONNRESET when the
  * link left live. */
-static int compare_locked(struct verify_run *v, struct mreq *m, uint64_t off, uint64_t len)
+static int compare_locked(struct verify_run *v, const struct verify_slot *s)
 {
 	struct replicator *r = v->r;
+	struct mreq *m = s->m;
+	uint64_t off = s->off, len = s->len;
 	const uint8_t *theirs = (const uint8_t *)m->owned + WIRE_VERIFY_NONCE_LEN;
 	unsigned i, n = (unsigned)(WIRE_VERIFY_DIGESTS_LEN(len) / WIRE_VERIFY_DIGEST_LEN);
 	bool any = false;
@@ -228,7 +263,7 @@ static int compare_locked(struct verify_run *v, struct mreq *m, uint64_t off, ui
 		uint64_t b = (uint64_t)i * WIRE_VERIFY_BLOCK;
 		uint64_t blen = len - b < WIRE_VERIFY_BLOCK ? len - b : WIRE_VERIFY_BLOCK;
 
-		v->differs[i] = memcmp(v->mine + (size_t)i * WIRE_VERIFY_DIGEST_LEN,
+		v->differs[i] = memcmp(s->mine + (size_t)i * WIRE_VERIFY_DIGEST_LEN,
 				       theirs + (size_t)i * WIRE_VERIFY_DIGEST_LEN,
 				       WIRE_VERIFY_DIGEST_LEN) != 0;
 		if (!v->differs[i])
@@ -238,7 +273,7 @@ static int compare_locked(struct verify_run *v, struct mreq *m, uint64_t off, ui
 		resync_mark_locked(&r->rs, v->rl->index, off + b, blen);
 	}
 	if (any && v->rl->verify.repair)
-		repair_locked(v, off, len, n);
+		repair_locked(v, s, n);
 	return 0;
 }
 
@@ -275,35 +310,100 @@ static void note_diffs(struct verify_run *v, uint64_t off, uint64_t len)
 	}
 }
 
-/* Compare [off, off+len): 0, -EAGAIN (ask again), -ECONNRESET (the link
- * left live, or stopping), another -errno (a read failed). */
-static int verify_range(struct verify_run *v, uint64_t off, uint64_t len)
+/* ---- ranges in flight ----
+ *
+ * Up to VERIFY_DEPTH ranges are fenced, asked of the mirror and read here
+ * at once (reads through this thread's read ring, bypassing the page
+ * cache: a verify reads every byte once); the oldest is digested and
+ * compared while the others are read. */
+
+/* Fence the next range, send its VERIFY, start reading it: -ECONNRESET
+ * when the link left live (nothing started). */
+static int slot_start(struct verify_run *v, uint64_t off, uint64_t len)
 {
+	struct verify_slot *s = &v->slot[(v->head + v->n) % VERIFY_DEPTH];
 	struct replicator *r = v->r;
-	struct mreq *m;
+
+	pthread_mutex_lock(&r->lock);
+	s->m = fence_locked(v, off, len);
+	pthread_mutex_unlock(&r->lock);
+	if (!s->m)
+		return -ECONNRESET;
+	s->off = off;
+	s->len = len;
+	s->reading = lun_read_start(v->rl->lun, s->buf, len, off, s) == 0;
+	if (!s->reading)
+		s->rc = lun_bulk_read(v->rl->lun, s->buf, len, off);
+	v->n++;
+	return 0;
+}
+
+/* Wait until the oldest range's read ended. */
+static void head_read(struct verify_run *v)
+{
+	struct verify_slot *head = &v->slot[v->head], *s;
+	void *tag;
 	int rc;
 
+	while (head->reading && !v->broken) {
+		tag = NULL;
+		rc = lun_read_wait(&tag);
+		if (!tag) {
+			qb_log(LOG_CRIT, "lun %s: verify: cannot wait for a local read (%s); its buffers are left to it",
+			       lun_name(v), strerror(-rc));
+			v->broken = true;
+			break;
+		}
+		s = tag;
+		s->rc = rc;
+		s->reading = false;
+	}
+}
+
+/* Compare the oldest range and drop its fence: 0, -EAGAIN (ask again),
+ * -ECONNRESET (the link left live, or stopping), another -errno (the read
+ * failed). */
+static int slot_finish(struct verify_run *v)
+{
+	struct verify_slot *s = &v->slot[v->head];
+	struct replicator *r = v->r;
+	int rc;
+
+	head_read(v);
+	rc = v->broken ? -EIO : s->rc;
+	if (rc == 0)
+		verify_digests(&v->key, s->off, s->buf, s->len, s->mine);
 	memset(v->differs, 0, sizeof(v->differs));
 	pthread_mutex_lock(&r->lock);
-	m = fence_locked(v, off, len);
-	pthread_mutex_unlock(&r->lock);
-	if (!m)
-		return -ECONNRESET;
-	rc = lun_local_read(v->rl->lun, v->buf, len, off);
-	/* the disk reads the next range while this one is digested */
-	lun_local_readahead(v->rl->lun, WIRE_VERIFY_MAX, off + len);
-	if (rc == 0)
-		verify_digests(&v->key, off, v->buf, len, v->mine);
-	pthread_mutex_lock(&r->lock);
-	while (!m->done && live_locked(r, &v->rl->verify))
+	while (!s->m->done && live_locked(r, &v->rl->verify))
 		wait_locked(r);
 	if (rc == 0)
-		rc = compare_locked(v, m, off, len);
-	fence_remove_locked(r, m);
+		rc = compare_locked(v, s);
+	fence_remove_locked(r, s->m);
 	pthread_mutex_unlock(&r->lock);
+	s->m = NULL;
+	v->head = (v->head + 1) % VERIFY_DEPTH;
+	v->n--;
 	if (rc == 0)
-		note_diffs(v, off, len);
+		note_diffs(v, s->off, s->len);
 	return rc;
+}
+
+/* The ranges still started are dropped (their reads waited for). */
+static void slots_drop(struct verify_run *v)
+{
+	struct verify_slot *s;
+
+	while (v->n > 0) {
+		s = &v->slot[v->head];
+		head_read(v);
+		pthread_mutex_lock(&v->r->lock);
+		fence_remove_locked(v->r, s->m);
+		pthread_mutex_unlock(&v->r->lock);
+		s->m = NULL;
+		v->head = (v->head + 1) % VERIFY_DEPTH;
+		v->n--;
+	}
 }
 
 /* Keep the verify under the resync's rate (bytes compared per second). */
@@ -322,17 +422,28 @@ static void pace(struct verify_run *v, uint64_t done, int64_t t0)
 
 static int run_ranges(struct verify_run *v, uint64_t *done, int64_t t0)
 {
-	uint64_t size = v->rl->lun->size, len;
+	uint64_t size = v->rl->lun->size, next = 0, len;
 	unsigned tries = 0;
 	int rc = 0;
 
 	while (*done < size) {
-		len = size - *done < WIRE_VERIFY_MAX ? size - *done : WIRE_VERIFY_MAX;
-		rc = verify_range(v, *done, len);
-		if (rc == -EAGAIN && ++tries < VERIFY_RETRIES)
+		while (v->n < VERIFY_DEPTH && next < size) {
+			len = size - next < WIRE_VERIFY_MAX ? size - next : WIRE_VERIFY_MAX;
+			rc = slot_start(v, next, len);
+			if (rc < 0)
+				goto out;
+			next += len;
+		}
+		len = v->slot[v->head].len;   /* the oldest starts at *done */
+		rc = slot_finish(v);
+		if (rc == -EAGAIN && ++tries < VERIFY_RETRIES) {
+			/* asked again, and the ranges after it */
+			slots_drop(v);
+			next = *done;
 			continue;
+		}
 		if (rc < 0)
-			break;
+			goto out;
 		tries = 0;
 		*done += len;
 		pthread_mutex_lock(&v->r->lock);
@@ -340,8 +451,20 @@ static int run_ranges(struct verify_run *v, uint64_t *done, int64_t t0)
 		pthread_mutex_unlock(&v->r->lock);
 		pace(v, *done, t0);
 	}
+out:
+	slots_drop(v);
 	log_pending(v);
 	return rc;
+}
+
+static void run_free(struct verify_run *v)
+{
+	unsigned i;
+
+	/* a broken read ring may still write into them */
+	for (i = 0; i < VERIFY_DEPTH && !v->broken; i++)
+		free(v->slot[i].buf);
+	free(v);
 }
 
 static void *verify_main(void *arg)
@@ -368,8 +491,7 @@ static void *verify_main(void *arg)
 		       lun_name(v), (long long)(ipm_now_ms() - t0), (unsigned long long)done,
 		       v->r->e->peer->name, (unsigned long long)oos, v->ranges,
 		       !oos ? "" : st->repair ? ", repaired" : ", marked for the next resync");
-	free(v->buf);
-	free(v);
+	run_free(v);
 	return NULL;
 }
 
@@ -405,9 +527,16 @@ static int refuse_locked(struct replicator *r, struct rep_lun *rl, ipm_error *er
 static struct verify_run *run_new(struct replicator *r, struct rep_lun *rl, ipm_error *err)
 {
 	struct verify_run *v = calloc(1, sizeof(*v));
+	unsigned i;
 
-	if (!v || posix_memalign((void **)&v->buf, 4096, WIRE_VERIFY_MAX) != 0) {
-		free(v);
+	for (i = 0; v && i < VERIFY_DEPTH; i++) {
+		if (posix_memalign((void **)&v->slot[i].buf, 4096, WIRE_VERIFY_MAX) != 0) {
+			v->slot[i].buf = NULL;
+			run_free(v);
+			v = NULL;
+		}
+	}
+	if (!v) {
 		ipm_fail(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
@@ -465,8 +594,7 @@ int replicator_verify(struct replicator *r, struct ipm_lun *l, bool repair, ipm_
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0) {
-		free(v->buf);
-		free(v);
+		run_free(v);
 		return rc;
 	}
 	qb_log(LOG_NOTICE, "lun %s: verify%s started by the admin: %llu bytes to compare with %s",

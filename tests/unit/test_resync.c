@@ -238,6 +238,57 @@ static const struct resync_ops fake_ops_holes = {
 	.go_live_locked = fake_go_live_locked,
 };
 
+/* Reads in flight: started reads are kept, and each wait ends the newest
+ * one first (out of order), copying the local copy as it is then: a host
+ * write between a run's take and its read's end is seen by that read. */
+struct fake_read {
+	uint32_t lun;
+	void *buf, *tag;
+	size_t len;
+	uint64_t off;
+};
+static struct fake_read reads[RESYNC_READS + 1];
+static unsigned n_reads, most_reads, n_waits;
+static void (*on_wait)(void *ctx);
+
+static int fake_read_start(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off,
+			   void *tag)
+{
+	(void)ctx;
+	assert_true(n_reads < RESYNC_READS);
+	assert_true(off + len <= LUN_SIZE);
+	reads[n_reads++] = (struct fake_read){ .lun = lun, .buf = buf, .tag = tag, .len = len,
+					       .off = off };
+	if (n_reads > most_reads)
+		most_reads = n_reads;
+	return 0;
+}
+
+static int fake_read_wait(void *ctx, void **tag)
+{
+	struct fake *fx = ctx;
+	struct fake_read *r;
+
+	if (!n_reads)
+		return -ENOENT;
+	if (on_wait && n_waits++ == 0)
+		on_wait(ctx);
+	r = &reads[--n_reads];
+	memcpy(r->buf, fx->local[r->lun] + r->off, r->len);
+	*tag = r->tag;
+	return 0;
+}
+
+static const struct resync_ops fake_ops_async = {
+	.submit = fake_submit,
+	.read_local = fake_read_local,
+	.read_start = fake_read_start,
+	.read_wait = fake_read_wait,
+	.wait_answers_locked = fake_wait_answers_locked,
+	.hold_locked = fake_hold_locked,
+	.go_live_locked = fake_go_live_locked,
+};
+
 static void open_luns(struct fake *fx, unsigned n, uint64_t journal_max)
 {
 	ipm_error err = { "" };
@@ -602,6 +653,106 @@ static void test_go_down_remarks_copies(void **state)
 	pthread_mutex_unlock(&fx->lock);
 }
 
+/* The mirror's copy after applying every submission in its order. */
+static void apply_subs(struct fake *fx, uint32_t lun, uint8_t *mirror)
+{
+	unsigned i;
+
+	for (i = 0; i < fx->n_subs; i++) {
+		const struct sub *s = &fx->subs[i];
+
+		if (s->f.lun != lun)
+			continue;
+		if (s->f.type == WIRE_WRITE)
+			memcpy(mirror + s->f.offset, s->data, s->f.length);
+		else if (s->f.type == WIRE_ZERO || s->f.type == WIRE_TRIM)
+			memset(mirror + s->f.offset, 0, s->f.length);
+	}
+}
+
+/* A host write to a run already taken, while its read is in flight. */
+static void write_taken_run(void *ctx)
+{
+	struct fake *fx = ctx;
+
+	pthread_mutex_lock(&fx->lock);
+	host_write_locked(fx, 0, 2 * MiB + 4096, 4096, 'z', 0);
+	pthread_mutex_unlock(&fx->lock);
+}
+
+/* Dirty runs are read RESYNC_READS at once and their reads end out of
+ * order; they are still sent in the order they were taken, each with its
+ * own data, and a host write that lands on a taken run while it is read
+ * is replayed after that run's copy: the mirror ends equal to the local
+ * copy whatever the read saw. */
+static void test_copy_pipelined(void **state)
+{
+	struct fake *fx = *state;
+	uint8_t *mirror = test_calloc(1, LUN_SIZE);
+	unsigned i;
+
+	open_luns(fx, 1, 0);
+	fx->rs.ops = &fake_ops_async;
+	for (i = 0; i < 4; i++)
+		memset(fx->local[0] + 2 * i * MiB, 'A' + i, MiB);
+	n_reads = most_reads = n_waits = 0;
+	on_wait = write_taken_run;
+	pthread_mutex_lock(&fx->lock);
+	for (i = 0; i < 4; i++)    /* four runs apart: 0, 2, 4, 6 MiB */
+		dirty_bitmap_mark(fx->rs.luns[0].bitmap, 2 * i * MiB, MiB);
+	assert_int_equal(resync_sync_locked(&fx->rs), 0);
+	pthread_mutex_unlock(&fx->lock);
+
+	assert_int_equal(resync_run(&fx->rs), 0);
+	on_wait = NULL;
+	assert_int_equal(most_reads, RESYNC_READS);
+	assert_int_equal(n_reads, 0);
+	for (i = 0; i < 4; i++) {
+		check_sub(&fx->subs[i], WIRE_WRITE, WIRE_F_REPLAY, 0, 2 * i * MiB, MiB);
+		check_copy(fx, &fx->subs[i]);
+	}
+	/* the write of the next pass follows the copy of its run */
+	check_sub(&fx->subs[4], WIRE_WRITE, WIRE_F_REPLAY, 0, 2 * MiB + 4096, 4096);
+	check_filled(&fx->subs[4], 'z');
+	assert_true(fx->subs[4].f.dep >= fx->subs[1].f.seq);
+	check_sub(&fx->subs[5], WIRE_FLUSH, WIRE_F_REPLAY | WIRE_F_INSYNC, 0, 0, 0);
+	assert_int_equal(fx->n_subs, 6);
+	memcpy(mirror, fx->local[0], LUN_SIZE);   /* what is not dirty is equal */
+	for (i = 0; i < 4; i++)
+		memset(mirror + 2 * i * MiB, 0xEE, MiB);
+	apply_subs(fx, 0, mirror);
+	assert_memory_equal(mirror, fx->local[0], LUN_SIZE);
+	assert_int_equal(fx->lives, 1);
+	assert_true(empty(fx));
+	test_free(mirror);
+}
+
+/* The link breaks with reads in flight: every started read is waited for
+ * before its buffer goes, and the runs taken but not sent are dirty again. */
+static void test_pipeline_link_breaks(void **state)
+{
+	struct fake *fx = *state;
+	uint64_t jb, jr, done, total;
+	unsigned i;
+
+	open_luns(fx, 1, 0);
+	fx->rs.ops = &fake_ops_async;
+	n_reads = most_reads = n_waits = 0;
+	pthread_mutex_lock(&fx->lock);
+	for (i = 0; i < 4; i++)
+		dirty_bitmap_mark(fx->rs.luns[0].bitmap, 2 * i * MiB, MiB);
+	pthread_mutex_unlock(&fx->lock);
+	fx->down_at = 2;   /* the first copy is out, unanswered */
+
+	assert_true(resync_run(&fx->rs) < 0);
+	assert_int_equal(n_reads, 0);
+	assert_int_equal(fx->n_subs, 1);
+	pthread_mutex_lock(&fx->lock);
+	resync_lun_status_locked(&fx->rs, 0, &jb, &jr, &done, &total);
+	pthread_mutex_unlock(&fx->lock);
+	assert_int_equal(jb, 4 * MiB);   /* the sent one (dropped) and the three read */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -612,6 +763,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_folded_extents_copied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closing_pass_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_go_down_remarks_copies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_pipelined, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline_link_breaks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,7 @@ struct cached {
 	struct ipm_attr attr;
 	bool valid;         /* published with this value */
 	int64_t pending_ms; /* a journal size: since when another one waits (0: none) */
+	int64_t at_ms;      /* when it was published */
 };
 
 struct lun_memory {
@@ -69,11 +70,32 @@ static void set_attr(struct ipm_attr *a, const char *lun, const char *suffix,
 	snprintf(a->value, sizeof(a->value), "%s", value);
 }
 
+/* "none", or "42% 480MiB/s eta 12s" while this node sends a resync. */
+static void sync_progress(const ipm_lun_status *l, char *buf, size_t len)
+{
+	uint64_t pct;
+
+	if (l->state != IPM_STATE_RESYNCING || !l->resync_total_bytes) {
+		snprintf(buf, len, "none");
+		return;
+	}
+	/* 100 only once done (a LUN's bytes times 100 fit in 64 bits) */
+	pct = l->resync_done_bytes >= l->resync_total_bytes ? 100 :
+	      l->resync_done_bytes * 100 / l->resync_total_bytes;
+	/* fits IPM_ATTR_VALUE_MAX: an ETA past 10^9 s is no ETA */
+	if (l->resync_eta_s >= 0 && l->resync_eta_s < 1000000000)
+		snprintf(buf, len, "%" PRIu64 "%% %" PRIu64 "MiB/s eta %llds", pct,
+			 (l->resync_rate >> 20) % 1000000000, (long long)l->resync_eta_s);
+	else
+		snprintf(buf, len, "%" PRIu64 "%% %" PRIu64 "MiB/s eta ?", pct,
+			 (l->resync_rate >> 20) % 1000000000);
+}
+
 int ipm_attributes_compute(const ipm_status *st, struct ipm_attr **out, size_t *n)
 {
-	size_t count = 2 + 2 * st->n_luns, i;
+	size_t count = 2 + 3 * st->n_luns, i;
 	struct ipm_attr *v = calloc(count, sizeof(*v));
-	char num[32];
+	char num[32], progress[IPM_ATTR_VALUE_MAX];
 
 	if (!v)
 		return -ENOMEM;
@@ -86,9 +108,12 @@ int ipm_attributes_compute(const ipm_status *st, struct ipm_attr **out, size_t *
 	for (i = 0; i < st->n_luns; i++) {
 		const ipm_lun_status *l = &st->luns[i];
 
-		set_attr(&v[2 + 2 * i], l->name, "state", ipm_state_name(l->state));
+		set_attr(&v[2 + 3 * i], l->name, "state", ipm_state_name(l->state));
 		snprintf(num, sizeof(num), "%" PRIu64, l->journal_bytes);
-		set_attr(&v[3 + 2 * i], l->name, "journal", num);
+		set_attr(&v[3 + 3 * i], l->name, "journal", num);
+		sync_progress(l, progress, sizeof(progress));
+		set_attr(&v[4 + 3 * i], l->name, "sync", progress);
+		v[4 + 3 * i].progress = true;
 	}
 	*out = v;
 	*n = count;
@@ -228,6 +253,12 @@ static bool journal_held(const struct ipm_attributes *a, struct cached *c,
 	return now - c->pending_ms < a->journal_min_ms;
 }
 
+/* A progress figure published less than IPM_ATTR_PROGRESS_MS ago. */
+static bool too_old(const struct cached *c, int64_t now)
+{
+	return now - c->at_ms >= IPM_ATTR_PROGRESS_MS;
+}
+
 static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, size_t n)
 {
 	int64_t now = ipm_now_ms();
@@ -235,7 +266,7 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 	int published = 0, rc;
 	size_t i;
 
-	if (!a->fn || (a->retry_at_ms && ipm_now_ms() < a->retry_at_ms))
+	if (!a->fn || (a->retry_at_ms && now < a->retry_at_ms))
 		return 0;
 	a->retry_at_ms = 0;
 	for (i = 0; i < n; i++) {
@@ -248,6 +279,9 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 		}
 		if (c->valid && journal_held(a, c, v[i].value, now))
 			continue;
+		if (c->valid && v[i].progress && !too_old(c, now) &&
+		    strcmp(c->attr.value, "none") != 0 && strcmp(v[i].value, "none") != 0)
+			continue;   /* moving on: the next figure in a while */
 		rc = a->fn(a->opaque, v[i].name, v[i].value);
 		if (rc < 0) {
 			/* stays invalid, so the next round tries again */
@@ -258,6 +292,7 @@ static int publish_changes(struct ipm_attributes *a, const struct ipm_attr *v, s
 		snprintf(c->attr.value, sizeof(c->attr.value), "%s", v[i].value);
 		c->valid = true;
 		c->pending_ms = 0;
+		c->at_ms = now;
 		published++;
 	}
 	if (published)

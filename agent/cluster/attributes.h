@@ -7,6 +7,10 @@
  * attrd_updater). Attributes, as doc/pacemaker.md lists them:
  *   ipmirror-<LUN>-state    the LUN's state name
  *   ipmirror-<LUN>-journal  journal bytes
+ *   ipmirror-<LUN>-sync     "none", or the progress of the resync (initial
+ *                           sync, invalidate, dirty extents) this node sends:
+ *                           "42% 480MiB/s eta 12s" (eta ? when unknown);
+ *                           republished at most every IPM_ATTR_PROGRESS_MS
  *   ipmirror-peer           up|down|probation (off without a peer)
  *   ipmirror-peer-storage   up|down|off (off: no heartbeat volume installed)
  *
@@ -23,7 +27,7 @@
 #include "ipmirror.h"
 
 #define IPM_ATTR_NAME_MAX (IPM_NAME_MAX + 32)
-#define IPM_ATTR_VALUE_MAX 32
+#define IPM_ATTR_VALUE_MAX 48
 
 /* 0 on success; -ENOTCONN when no cluster is running (retried later,
  * quietly); any other negative errno is a failure (logged, retried). */
@@ -32,9 +36,16 @@ typedef int (*ipm_attr_publish_fn)(void *opaque, const char *name, const char *v
 struct ipm_attr {
 	char name[IPM_ATTR_NAME_MAX];
 	char value[IPM_ATTR_VALUE_MAX];
+	bool progress;   /* a figure that moves on its own: rate-limited */
 };
 
-/* The attributes of a status snapshot: 2 + 2 per LUN. *out is malloc'ed. */
+/* Every change of a node attribute makes Pacemaker's controller abort
+ * and recompute its transition: a progress figure is republished at most
+ * this often (its start and end at once). The daemon holds it itself:
+ * attrd_updater -U ignores -d on Pacemaker 2.1.5. */
+#define IPM_ATTR_PROGRESS_MS 5000
+
+/* The attributes of a status snapshot: 2 + 3 per LUN. *out is malloc'ed. */
 int ipm_attributes_compute(const ipm_status *st, struct ipm_attr **out, size_t *n);
 
 struct ipm_attributes;

@@ -98,14 +98,32 @@ static void test_compute_names_and_values(void **state)
 
 	two_luns(&st, luns);
 	assert_int_equal(ipm_attributes_compute(&st, &v, &n), 0);
-	assert_int_equal(n, 6);
+	assert_int_equal(n, 8);
 	assert_string_equal(find(v, n, "ipmirror-peer"), "probation");
 	assert_string_equal(find(v, n, "ipmirror-peer-storage"), "off");
 	assert_string_equal(find(v, n, "ipmirror-vol0-state"), "journaling");
 	assert_string_equal(find(v, n, "ipmirror-vol0-journal"), "1234567");
 	assert_string_equal(find(v, n, "ipmirror-vol1-state"), "uptodate");
 	assert_string_equal(find(v, n, "ipmirror-vol1-journal"), "0");
+	assert_string_equal(find(v, n, "ipmirror-vol0-sync"), "none");
+	assert_string_equal(find(v, n, "ipmirror-vol1-sync"), "none");
 	free(v);
+
+	/* a resync this node sends: percent, rate, ETA */
+	luns[0].state = IPM_STATE_RESYNCING;
+	luns[0].resync_done_bytes = 3ull << 30;
+	luns[0].resync_total_bytes = 4ull << 30;
+	luns[0].resync_rate = 480ull << 20;
+	luns[0].resync_eta_s = 2;
+	assert_int_equal(ipm_attributes_compute(&st, &v, &n), 0);
+	assert_string_equal(find(v, n, "ipmirror-vol0-sync"), "75% 480MiB/s eta 2s");
+	free(v);
+	luns[0].resync_done_bytes = (4ull << 30) - 1;   /* 100 % only once done */
+	luns[0].resync_eta_s = -1;
+	assert_int_equal(ipm_attributes_compute(&st, &v, &n), 0);
+	assert_string_equal(find(v, n, "ipmirror-vol0-sync"), "99% 480MiB/s eta ?");
+	free(v);
+	luns[0].state = IPM_STATE_JOURNALING;
 
 	/* no peer in the config: the peer is "off", not "down" */
 	st.peer[0] = '\0';
@@ -125,27 +143,27 @@ static void test_publish_only_on_change(void **state)
 	two_luns(&st, luns);
 	assert_int_equal(ipm_attributes_create(NULL, fake_publish, &f, &a, NULL), 0);
 	ipm_attributes_set_journal_interval(a, 0);   /* no wait (test_journal_size_waits) */
-	assert_int_equal(ipm_attributes_update(a, &st), 6);
-	assert_int_equal(f.n, 6);
+	assert_int_equal(ipm_attributes_update(a, &st), 8);
+	assert_int_equal(f.n, 8);
 	assert_string_equal(called(&f, "ipmirror-vol0-state"), "journaling");
 
 	/* nothing changed: nothing published */
 	assert_int_equal(ipm_attributes_update(a, &st), 0);
-	assert_int_equal(f.n, 6);
+	assert_int_equal(f.n, 8);
 
 	/* one value changes: exactly that attribute */
 	luns[1].journal_bytes = 4096;
 	assert_int_equal(ipm_attributes_update(a, &st), 1);
-	assert_int_equal(f.n, 7);
-	assert_string_equal(f.calls[6].name, "ipmirror-vol1-journal");
-	assert_string_equal(f.calls[6].value, "4096");
+	assert_int_equal(f.n, 9);
+	assert_string_equal(f.calls[8].name, "ipmirror-vol1-journal");
+	assert_string_equal(f.calls[8].value, "4096");
 
 	/* the peer comes up and vol0 catches up */
 	st.peer_heartbeat = IPM_LINK_UP;
 	luns[0].state = IPM_STATE_UPTODATE;
 	luns[0].journal_bytes = 0;
 	assert_int_equal(ipm_attributes_update(a, &st), 3);
-	assert_int_equal(f.n, 10);
+	assert_int_equal(f.n, 12);
 	assert_string_equal(called(&f, "ipmirror-peer"), "up");
 	assert_string_equal(called(&f, "ipmirror-vol0-state"), "uptodate");
 	assert_string_equal(called(&f, "ipmirror-vol0-journal"), "0");
@@ -165,7 +183,7 @@ static void test_journal_size_waits(void **state)
 	two_luns(&st, luns);
 	assert_int_equal(ipm_attributes_create(NULL, fake_publish, &f, &a, NULL), 0);
 	ipm_attributes_set_journal_interval(a, 300);
-	assert_int_equal(ipm_attributes_update(a, &st), 6);   /* the first time: all */
+	assert_int_equal(ipm_attributes_update(a, &st), 8);   /* the first time: all */
 	/* vol0's journal grows: held; the state change beside it is not */
 	luns[0].journal_bytes = 2000000;
 	luns[0].state = IPM_STATE_RESYNCING;
@@ -189,6 +207,46 @@ static void test_journal_size_waits(void **state)
 	ipm_attributes_stop(a);
 }
 
+/* A resync's progress moves on every poll: its start and its end are
+ * published at once, the figures in between at most every
+ * IPM_ATTR_PROGRESS_MS (each change aborts Pacemaker's transition). */
+static void test_sync_progress_rate_limited(void **state)
+{
+	struct fake f = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct ipm_attributes *a;
+	ipm_lun_status luns[2];
+	ipm_status st;
+	int i, before;
+
+	(void)state;
+	two_luns(&st, luns);
+	assert_int_equal(ipm_attributes_create(NULL, fake_publish, &f, &a, NULL), 0);
+	assert_int_equal(ipm_attributes_update(a, &st), 8);
+	luns[0].state = IPM_STATE_RESYNCING;
+	luns[0].resync_total_bytes = 100ull << 20;
+	luns[0].resync_rate = 10ull << 20;
+	luns[0].resync_eta_s = 10;
+	assert_int_equal(ipm_attributes_update(a, &st), 2);   /* state and the start */
+	assert_string_equal(called(&f, "ipmirror-vol0-sync"), "0% 10MiB/s eta 10s");
+	before = f.n;
+	for (i = 1; i < 20; i++) {   /* 20 polls in well under the limit */
+		luns[0].resync_done_bytes = (uint64_t)i << 20;
+		luns[0].resync_eta_s = 10 - i / 2;
+		assert_int_equal(ipm_attributes_update(a, &st), 0);
+	}
+	assert_int_equal(f.n, before);
+	/* the end goes at once */
+	luns[0].state = IPM_STATE_UPTODATE;
+	assert_int_equal(ipm_attributes_update(a, &st), 2);
+	assert_string_equal(called(&f, "ipmirror-vol0-sync"), "none");
+	/* a new resync starts at once too */
+	luns[0].state = IPM_STATE_RESYNCING;
+	luns[0].resync_done_bytes = 0;
+	assert_int_equal(ipm_attributes_update(a, &st), 2);
+	assert_string_equal(called(&f, "ipmirror-vol0-sync"), "0% 10MiB/s eta 1s");
+	ipm_attributes_stop(a);
+}
+
 static void test_failed_publish_is_retried(void **state)
 {
 	struct fake f = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -202,7 +260,7 @@ static void test_failed_publish_is_retried(void **state)
 	assert_int_equal(ipm_attributes_update(a, &st), -EIO);
 	assert_int_equal(f.n, 0);
 	/* the next round publishes everything, the failed one included */
-	assert_int_equal(ipm_attributes_update(a, &st), 6);
+	assert_int_equal(ipm_attributes_update(a, &st), 8);
 	assert_string_equal(called(&f, "ipmirror-peer"), "probation");
 	ipm_attributes_stop(a);
 }
@@ -315,7 +373,7 @@ static void test_thread_publishes_engine_status(void **state)
 	assert_int_equal(ipm_engine_create(cfg, "solo", &e, &err), 0);
 
 	assert_int_equal(ipm_attributes_start(e, fake_publish, &f, &a, &err), 0);
-	for (i = 0; i < 50 && !called(&f, "ipmirror-beta-journal"); i++)
+	for (i = 0; i < 50 && !called(&f, "ipmirror-beta-sync"); i++)
 		usleep(100 * 1000);
 	assert_string_equal(called(&f, "ipmirror-alpha-state"), "uptodate");
 	assert_string_equal(called(&f, "ipmirror-beta-state"), "uptodate");
@@ -327,11 +385,11 @@ static void test_thread_publishes_engine_status(void **state)
 	pthread_mutex_lock(&f.lock);
 	i = f.n;
 	pthread_mutex_unlock(&f.lock);
-	assert_int_equal(i, 6);
+	assert_int_equal(i, 8);
 	ipm_attributes_wake(a);
 	usleep(1200 * 1000);
 	pthread_mutex_lock(&f.lock);
-	assert_int_equal(f.n, 6);
+	assert_int_equal(f.n, 8);
 	pthread_mutex_unlock(&f.lock);
 
 	/* detaching the engine pauses polling; the stop joins the thread */
@@ -371,6 +429,7 @@ int main(void)
 		cmocka_unit_test(test_compute_names_and_values),
 		cmocka_unit_test(test_publish_only_on_change),
 		cmocka_unit_test(test_journal_size_waits),
+		cmocka_unit_test(test_sync_progress_rate_limited),
 		cmocka_unit_test(test_failed_publish_is_retried),
 		cmocka_unit_test(test_no_cluster_backs_off),
 		cmocka_unit_test(test_consistency_memory),

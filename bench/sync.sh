@@ -7,7 +7,8 @@
 #   1. the physical limits, measured in the same run: raw TCP throughput over
 #      the veth (1 and n streams of 1 MiB sends, python3, best of four runs),
 #      the backing itself (fio 1M QD8 O_DIRECT libaio on a file of BENCH_DIR:
-#      write, then read of the same file);
+#      write, then read of the same file, then both mixed 50/50: a copy on
+#      one disk reads and writes it at once);
 #   2. initial sync of a dense LUN: node1's backing is BENCH_SIZE MiB of fio's
 #      (non-zero) data, written O_DIRECT (so not in the page cache), node2's
 #      a blank file; node2 starts first (inconsistent), then node1; the time
@@ -24,7 +25,9 @@
 #      files): the wall clock from node1's start to node2's uptodate (the
 #      daemon's start, the connections and the probation included).
 # Targets (issue 16, item 6), printed as "limit:" lines: initial sync >= 0.8
-# x min(raw TCP, the backing's 1M write); the sparse LUN in sync < 10 s;
+# x min(raw TCP, the backing's 1M write) (with both nodes' files on the one
+# disk of BENCH_DIR a second line shows the ratio to the disk's rate when
+# it reads and writes at once); the sparse LUN in sync < 10 s;
 # verify >= 0.8 x the backing's 1M read (both copies are read at once from
 # the one disk of BENCH_DIR: a second line shows the ratio to half of it, the
 # physical limit there, unless BENCH_SEPARATE_DISKS=1). The table and a
@@ -72,7 +75,7 @@ trap bench_cleanup EXIT
 trap 'exit 1' INT TERM
 # four TCP runs (~3 s each at 1 GiB/s), two raw runs, the fill, the sync and
 # the verify (~200 MiB/s each on a slow disk), the sparse LUN (10 s), set-up
-bench_estimate $((4 * (TCP_BYTES >> 30) * 3 / 2 + 4 + 2 * RUNTIME + 3 * SIZE_MIB / 200 + 10 + 40)) \
+bench_estimate $((4 * (TCP_BYTES >> 30) * 3 / 2 + 4 + 3 * RUNTIME + 3 * SIZE_MIB / 200 + 10 + 40)) \
 	"bench/sync.sh (dense $SIZE_MIB MiB, sparse $SPARSE)"
 D=$T_DIR
 now() { date +%s.%N; }
@@ -115,6 +118,13 @@ timeout $((RUNTIME + 60)) fio --name=rawread --filename="$D/raw.img" --ioengine=
 	--output-format=json --output="$D/raw-read.json" >/dev/null 2>&1 || die "fio read failed on the raw backing"
 raw_r=$(jq -r '.jobs[0].read.bw_bytes / 1048576 | floor' "$D/raw-read.json")
 echo "figure: the backing, 1M read QD8 (fio O_DIRECT libaio, $TMPDIR): $raw_r MiB/s"
+# a copy on one disk reads and writes it at once: 1M reads and writes
+# mixed half and half, the rate of each direction
+timeout $((RUNTIME + 60)) fio --name=rawcopy --filename="$D/raw.img" --ioengine=libaio --direct=1 \
+	--rw=rw --rwmixread=50 --bs=1M --iodepth=8 --time_based --runtime="$RUNTIME" \
+	--output-format=json --output="$D/raw-copy.json" >/dev/null 2>&1 || die "fio read+write failed on the raw backing"
+raw_c=$(jq -r '[.jobs[0].read.bw_bytes, .jobs[0].write.bw_bytes] | min / 1048576 | floor' "$D/raw-copy.json")
+echo "figure: the backing, 1M reads and writes at once, 50/50 QD8 (fio rw=rw O_DIRECT): $raw_c MiB/s each way"
 rm -f "$D/raw.img"
 
 # ---- 2. initial sync of a dense LUN ------------------------------------------
@@ -199,6 +209,7 @@ printf '%-48s %16s\n' figure value
 printf '%-48s %16s\n' "raw TCP (best of 1/$CONNS streams x2)" "$tcp_mibs MiB/s"
 printf '%-48s %16s\n' "the backing, 1M write QD8 O_DIRECT" "$raw_w MiB/s"
 printf '%-48s %16s\n' "the backing, 1M read QD8 O_DIRECT" "$raw_r MiB/s"
+printf '%-48s %16s\n' "the backing, 1M read+write 50/50, each way" "$raw_c MiB/s"
 printf '%-48s %16s\n' "initial sync, dense" "$sync_mibs MiB/s"
 printf '%-48s %16s\n' "  time (node1's log; start to uptodate)" "$sync_ms ms; $sync_wall s"
 printf '%-48s %16s\n' "  copies identical" "$same"
@@ -209,14 +220,16 @@ printf '%-48s %16s\n' "initial sync, blank sparse $SPARSE" "$sparse_s s"
 echo
 echo "Limits, same run: min(raw TCP, backing write) = $lim MiB/s; backing read = $raw_r MiB/s"
 bench_limit "initial sync / min(raw TCP, backing 1M write), MiB/s" "$sync_mibs" "$lim" 0.8
+[ "$share" = 1 ] ||
+	bench_limit "initial sync / (backing read+write at once: one disk)" "$sync_mibs" "$raw_c" 0.8
 bench_limit "10 s / time to sync a blank sparse $SPARSE (target < 10 s)" 10 "$sparse_s" 1
 bench_limit "verify / backing 1M read, MiB/s" "$ver_mibs" "$raw_r" 0.8
 [ "$share" = 1 ] ||
 	bench_limit "verify / (backing read / 2: both copies on one disk), MiB/s" "$ver_mibs" "$(calc %.1f "$raw_r / 2")" 0.8
 } | tee "$BENCH_OUT/sync-$BENCH_STAMP.txt"
 {
-	echo "what raw-TCP backing-write backing-read initial-sync verify"
-	echo "MiB/s $tcp_mibs $raw_w $raw_r $sync_mibs $ver_mibs"
+	echo "what raw-TCP backing-write backing-read backing-read+write initial-sync verify"
+	echo "MiB/s $tcp_mibs $raw_w $raw_r $raw_c $sync_mibs $ver_mibs"
 } >"$BENCH_OUT/sync-$BENCH_STAMP.dat"
 bench_chart "$BENCH_OUT/sync-$BENCH_STAMP.dat" "$BENCH_OUT/sync-$BENCH_STAMP.png" \
 	"bench/sync.sh $(date +%F): dense $SIZE_MIB MiB initial sync and verify, node1 -> node2 over a veth" "MiB/s"

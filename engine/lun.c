@@ -112,11 +112,12 @@ int lun_backing_size(struct ipm_lun *l, uint64_t *size)
 static int size_check(struct ipm_lun *l, uint64_t backing, ipm_error *err)
 {
 	const struct ipm_lun_cfg *cfg = l->cfg;
+	ipm_error why = { "" };
 	uint64_t grown = 0;
-	int rc = resize_recorded(l->journal_path, &grown, err);
+	int rc = resize_recorded(l->journal_path, &grown, &why);
 
 	if (rc < 0 && rc != -ENOENT)
-		return rc;
+		return ipm_fail(err, rc, "lun \"%s\": %s", cfg->name, why.msg);
 	if (rc == 0 && grown >= cfg->size) {
 		if (backing < grown)
 			return ipm_fail(err, -EINVAL,

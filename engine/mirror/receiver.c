@@ -116,7 +116,7 @@ struct receiver {
 	 * the peer's data address (the primary dials from it) have slots of
 	 * their own, so a flood from elsewhere cannot keep it out. Counts
 	 * under lock. */
-	unsigned n_handshakes[2], max_handshakes; /* [POOL_OTHERS], [POOL_PEER] */
+	unsigned n_handshakes[2], max_handshakes[2]; /* [POOL_OTHERS], [POOL_PEER] */
 	struct sockaddr_storage peer_addr;        /* the peer's data address, */
 	bool have_peer_addr;                      /* when numeric */
 	int64_t refusal_log_at;       /* refusals: when refusal_log_tokens was counted */
@@ -1147,7 +1147,7 @@ static int handshake_slot(struct receiver *rc, const struct sockaddr_storage *ss
 	bool ok;
 
 	pthread_mutex_lock(&rc->lock);
-	ok = rc->n_handshakes[pool] < rc->max_handshakes;
+	ok = rc->n_handshakes[pool] < rc->max_handshakes[pool];
 	if (ok)
 		rc->n_handshakes[pool]++;
 	pthread_mutex_unlock(&rc->lock);
@@ -1155,7 +1155,7 @@ static int handshake_slot(struct receiver *rc, const struct sockaddr_storage *ss
 		return (int)pool;
 	describe_peer(ss, who, sizeof(who));
 	snprintf(why, sizeof(why), "%u unauthenticated connections %sin their handshake "
-		 "already (the limit)", rc->max_handshakes,
+		 "already (the limit)", rc->max_handshakes[pool],
 		 pool == POOL_PEER ? "from the peer's address " : "");
 	log_refusal(rc, who, why);
 	return -EAGAIN;
@@ -1290,7 +1290,11 @@ int receiver_create(ipm_engine *e, const struct auth_secret *secret, struct ipm_
 	rc->secret = secret;
 	rc->listen_fd = -1;
 	ca_init(&rc->ca, e->cfg->conn_count);
-	rc->max_handshakes = 2 * e->cfg->conn_count;
+	/* each LUN's session dials its n connections at once (a start, the
+	 * end of an outage): with a pool of 2n for all of them, 64 LUNs met
+	 * refusals and their backoffs, 1-2 s to all uptodate */
+	rc->max_handshakes[POOL_OTHERS] = 2 * e->cfg->conn_count;
+	rc->max_handshakes[POOL_PEER] = e->cfg->conn_count * (n_luns > 2 ? n_luns : 2);
 	rc->have_peer_addr = numeric_address(e->peer->data.address, &rc->peer_addr);
 	pthread_mutex_init(&rc->lock, NULL);
 	pthread_cond_init(&rc->idle, NULL);

@@ -222,6 +222,15 @@ void *rep_monitor_main(void *arg)
 	return NULL;
 }
 
+/* A data generation the mirror holds the data of but not the name (written
+ * before the handshake, rs_go_live_locked) and the peer still there: the
+ * handshake that names it is to come. */
+bool rename_pending_locked(struct replicator *r)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	return r->renaming && peer_state(r) != IPM_LINK_DOWN;
+}
+
 /* Stopping live with nothing unanswered, journaled or marked: the peer has
  * every write, so this node's copy is no longer ahead of it. */
 void mark_clean_stop_locked(struct replicator *r)
@@ -317,6 +326,7 @@ static void rs_go_live_locked(void *ctx)
 
 	IPM_ASSERT_HELD(&r->lock);
 	r->link = LINK_LIVE;
+	r->renaming = false;
 	if (r->next_seq > r->host_done_max)
 		r->host_done_max = r->next_seq;
 	/* saved under r->lock on purpose: a go_down may come as soon as it is
@@ -326,7 +336,7 @@ static void rs_go_live_locked(void *ctx)
 	for (i = 0; i < r->n_luns; i++) {
 		/* a line the peer has not heard of: one more handshake names it */
 		if (!lun_gen_shared(r->luns[i].lun)) {
-			r->force_resync = true;
+			r->force_resync = r->renaming = true;
 			pthread_cond_broadcast(&r->link_cond);
 		}
 	}

@@ -786,6 +786,13 @@ void replicator_stop(struct replicator *r)
 
 	verify_stop_all(r);
 	pthread_mutex_lock(&r->lock);
+	/* a data generation the mirror holds the data of but not the name
+	 * (written before the handshake, rs_go_live_locked): let the handshake
+	 * that names it happen first. Stopped before, the mirror kept the old
+	 * name for the same data, and a promotion of it after this demotion
+	 * met a split brain (lun_role_independent.sh) */
+	while (r->started && rename_pending_locked(r) && ipm_now_ms() < deadline)
+		ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
 	r->space_waiters++;
 	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
 		ipm_cond_wait_ms(&r->space_cond, &r->lock, 100);

@@ -155,6 +155,10 @@ struct replicator {
 				      * live write: the activity logs may go */
 	unsigned next_direct;        /* where the search for an idle connection starts */
 	bool force_resync;           /* live, but a LUN needs a full resync */
+	bool renaming;               /* from a resync's end that found a data
+				      * generation the mirror has not heard of
+				      * (force_resync) to the end of a resync
+				      * after a handshake that named it */
 	char names[128];             /* rep_names(): for log lines */
 	uint16_t wire_version;       /* spoken with peer_record's engine: frames
 				      * name LUNs by id from version 5 on */
@@ -210,6 +214,8 @@ void go_down_locked(struct replicator *r, const char *why);
 bool resync_link_ok_locked(struct replicator *r);
 /* "lun vol0" / "luns vol0,vol1": whose session this is, for log lines. */
 const char *rep_names(struct replicator *r);
+/* A new data generation's name is still to be told to the reachable peer. */
+bool rename_pending_locked(struct replicator *r);
 /* Stopping live with nothing outstanding: the copies are equal. */
 void mark_clean_stop_locked(struct replicator *r);
 /* The replicator as the resync sees it (resync.h). */

@@ -237,9 +237,15 @@ void forget_record_locked(struct replicator *r)
 	IPM_ASSERT_HELD(&r->lock);
 	r->peer_record = 0;
 	r->downs++;
-	for (i = 0; i < r->n_conns; i++)
-		if (r->workers[i].fd >= 0)
+	/* down in the array at once, not when each worker has cleaned up:
+	 * the monitor would count them as a new link and start a resync on
+	 * connections that are going (monitor_down_locked) */
+	for (i = 0; i < r->n_conns; i++) {
+		if (r->workers[i].fd >= 0) {
 			shutdown(r->workers[i].fd, SHUT_RDWR);
+			ca_set_down(&r->ca, i);
+		}
+	}
 }
 
 /* The mirror knows what it applied of ours only in its ordering record

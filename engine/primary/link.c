@@ -359,6 +359,7 @@ static bool rs_link_ok_locked(void *ctx)
 
 const struct resync_ops replicator_resync_ops = {
 	.submit = replay_submit,
+	.submit_owned = replay_submit_owned,
 	.read_local = rs_read_local,
 	.read_start = rs_read_start,
 	.read_wait = rs_read_wait,

@@ -345,21 +345,31 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
  * f->dep names (the resync orders overlapping replays). */
 int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq)
 {
+	void *copy = NULL;
+
+	if (data) {
+		copy = malloc(f->len ? f->len : 1);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, data, f->len);
+	}
+	return replay_submit_owned(ctx, f, copy, seq);
+}
+
+/* The same with the payload handed over (malloc'ed; freed here, also on
+ * failure): a copied extent's read buffer goes out as is. */
+int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq)
+{
 	struct replicator *r = ctx;
 	struct mreq *m = calloc(1, sizeof(*m));
 
-	if (!m)
+	if (!m) {
+		free(data);
 		return -ENOMEM;
-	m->f = *f;
-	if (data) {
-		m->owned = malloc(f->len ? f->len : 1);
-		if (!m->owned) {
-			free(m);
-			return -ENOMEM;
-		}
-		memcpy(m->owned, data, f->len);
-		m->data = m->owned;
 	}
+	m->f = *f;
+	m->owned = data;
+	m->data = data;
 	m->rl = &r->luns[f->lun];
 	m->replay = true;
 	m->refs = 1;

@@ -227,6 +227,7 @@ extern const struct resync_ops replicator_resync_ops;
 bool al_settle_locked(struct replicator *r);
 /* resync_ops.submit: queue a replayed request (ctx: the replicator). */
 int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
+int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq);
 
 /* resize_send.c: the answer f (a RESIZE_REPLY, or a duplicate's ACK) to a
  * RESIZE came. r->lock held. */

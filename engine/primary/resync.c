@@ -341,8 +341,8 @@ static void order_add(struct resync_order *o, uint32_t lun, uint64_t off, uint64
 /* Send one replayed request after the earlier ones it overlaps (or, a
  * barrier, after everything). A WRITE's rec->data_crc is its payload's
  * CRC32C, carried to the wire (the journal checked it when it read it). */
-static int send_replay(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
-		       uint16_t extra_flags)
+static int send_replay_as(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
+			  uint16_t extra_flags, bool give)
 {
 	uint32_t lun = (uint32_t)(rl - rs->luns);
 	bool barrier = rec->type == JR_FLUSH;
@@ -359,10 +359,19 @@ static int send_replay(struct resync *rs, struct resync_lun *rl, const struct jo
 		f.len = (uint32_t)rec->length;
 		f.csum = rec->data_crc;
 	}
-	rc = rs->ops->submit(rs->ctx, &f, rec->type == JR_WRITE ? rec->data : NULL, &seq);
+	if (give)
+		rc = rs->ops->submit_owned(rs->ctx, &f, (void *)rec->data, &seq);
+	else
+		rc = rs->ops->submit(rs->ctx, &f, rec->type == JR_WRITE ? rec->data : NULL, &seq);
 	if (rc == 0)
 		order_add(&rs->order, lun, rec->offset, end, seq);
 	return rc;
+}
+
+static int send_replay(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
+		       uint16_t extra_flags)
+{
+	return send_replay_as(rs, rl, rec, extra_flags, false);
 }
 
 /* Replay the journal records not replayed yet in this resync, from where
@@ -560,6 +569,7 @@ static int pipe_send_head(struct resync *rs, struct resync_lun *rl, struct copy_
 	struct copy_slot *s = &p->slot[p->head];
 	struct journal_rec rec = { .type = JR_WRITE, .offset = s->off, .length = s->len,
 				   .data = s->buf };
+	bool give;
 	int rc;
 
 	if (!pipe_wait_head(rs, p))
@@ -574,7 +584,11 @@ static int pipe_send_head(struct resync *rs, struct resync_lun *rl, struct copy_
 		rec.type = JR_ZERO;
 	else
 		rec.data_crc = crc32c(0, s->buf, s->len);
-	rc = send_replay(rs, rl, &rec, 0);
+	/* a WRITE's buffer goes with it (the slot gets a new one) */
+	give = rec.type == JR_WRITE && rs->ops->submit_owned;
+	rc = send_replay_as(rs, rl, &rec, 0, give);
+	if (give)
+		s->buf = NULL;   /* the owner's now, even when it failed */
 	if (rc < 0) {
 		remark(rs, rl, s->off, s->len);
 		return rc;

@@ -279,8 +279,17 @@ static int fake_read_wait(void *ctx, void **tag)
 	return 0;
 }
 
+static int fake_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq)
+{
+	int rc = fake_submit(ctx, f, data, seq);
+
+	free(data);   /* posix_memalign'ed by the resync */
+	return rc;
+}
+
 static const struct resync_ops fake_ops_async = {
 	.submit = fake_submit,
+	.submit_owned = fake_submit_owned,
 	.read_local = fake_read_local,
 	.read_start = fake_read_start,
 	.read_wait = fake_read_wait,

@@ -147,35 +147,64 @@ static const struct lun_metric {
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Host write latency (entry to answer; with sync mirroring, the peer's
- * answer included): a Prometheus histogram per LUN, cumulative buckets. */
-static void render_latency(struct strbuf *sb, const ipm_status *st)
+/* A latency histogram per LUN in Prometheus' form (cumulative buckets,
+ * _sum, _count) from the status' per-bucket counts; get picks which. */
+static void render_histogram(struct strbuf *sb, const ipm_status *st, const char *name,
+			     const char *help,
+			     const uint64_t *(*get)(const ipm_lun_status *, uint64_t *sum_us))
 {
 	static const uint64_t bounds[IPM_LAT_BUCKETS] = IPM_LAT_BOUNDS_US;
-	const char *name = "ipmirror_lun_write_latency_seconds";
-	char le[32];
-	uint64_t cum;
+	char le[32], series[96];
+	const uint64_t *counts;
+	uint64_t cum, sum_us;
 	size_t i, b;
 
-	family(sb, name, "histogram",
-	       "Host write latency on this node, until both copies answered (sync mode).");
+	family(sb, name, "histogram", help);
 	for (i = 0; i < st->n_luns; i++) {
 		const ipm_lun_status *l = &st->luns[i];
 
+		counts = get(l, &sum_us);
+		snprintf(series, sizeof(series), "%s_bucket", name);
 		for (b = 0, cum = 0; b <= IPM_LAT_BUCKETS; b++) {
-			cum += l->write_lat[b];
+			cum += counts[b];
 			if (b < IPM_LAT_BUCKETS)
 				snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
 			else
 				snprintf(le, sizeof(le), "+Inf");
-			lun_series(sb, "ipmirror_lun_write_latency_seconds_bucket", st, l, "le", le);
+			lun_series(sb, series, st, l, "le", le);
 			sb_printf(sb, "%" PRIu64 "\n", cum);
 		}
-		lun_series(sb, "ipmirror_lun_write_latency_seconds_sum", st, l, NULL, NULL);
-		sb_printf(sb, "%.6f\n", (double)l->write_lat_sum_us / 1e6);
-		lun_series(sb, "ipmirror_lun_write_latency_seconds_count", st, l, NULL, NULL);
+		snprintf(series, sizeof(series), "%s_sum", name);
+		lun_series(sb, series, st, l, NULL, NULL);
+		sb_printf(sb, "%.6f\n", (double)sum_us / 1e6);
+		snprintf(series, sizeof(series), "%s_count", name);
+		lun_series(sb, series, st, l, NULL, NULL);
 		sb_printf(sb, "%" PRIu64 "\n", cum);
 	}
+}
+
+static const uint64_t *write_lat(const ipm_lun_status *l, uint64_t *sum_us)
+{
+	*sum_us = l->write_lat_sum_us;
+	return l->write_lat;
+}
+
+static const uint64_t *mirror_lat(const ipm_lun_status *l, uint64_t *sum_us)
+{
+	*sum_us = l->mirror_lat_sum_us;
+	return l->mirror_lat;
+}
+
+/* Host write latency (entry to answer; with sync mirroring, the peer's
+ * answer included) and the mirror requests' round trip. */
+static void render_latency(struct strbuf *sb, const ipm_status *st)
+{
+	render_histogram(sb, st, "ipmirror_lun_write_latency_seconds",
+			 "Host write latency on this node, until both copies answered (sync mode).",
+			 write_lat);
+	render_histogram(sb, st, "ipmirror_lun_mirror_latency_seconds",
+			 "Primary: live mirror requests' round trip, from entering the in-flight window to the mirror's answer.",
+			 mirror_lat);
 }
 
 static void render_luns(struct strbuf *sb, const ipm_status *st)

@@ -23,6 +23,14 @@ int64_t ipm_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint64_t ipm_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void ipm_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, int ms)
 {
 	struct timespec dl = after(CLOCK_REALTIME, ms);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 int64_t ipm_now_ms(void);  /* CLOCK_MONOTONIC in milliseconds */
+uint64_t ipm_now_us(void); /* and in microseconds */
 /* Wait on c (a condition variable of the default clock) for at most ms. */
 void ipm_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, int ms);
 /* A condition variable whose timed waits run on the monotonic clock, so a

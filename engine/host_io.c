@@ -9,11 +9,10 @@
  * It also counts what hosts did (bytes read and written, requests in
  * flight) for the status snapshot: relaxed atomics, nothing else shared. */
 #include <errno.h>
-#include <time.h>
 
+#include "clock.h"
 #include "lun.h"
 
-static const uint64_t lat_bounds_us[IPM_LAT_BUCKETS] = IPM_LAT_BOUNDS_US;
 
 /* A request holds the LUN's gate shared from its check to its answer: a
  * role change or a down (lun_admin.c) takes it exclusive, so it waits
@@ -62,24 +61,10 @@ static void host_leave(struct ipm_lun *l, uint64_t bytes)
 	__atomic_sub_fetch(&l->host_inflight_bytes, bytes, __ATOMIC_RELAXED);
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* n writes that took since the time from now_us(): into the histogram */
+/* n writes that took since the time from ipm_now_us(): into the histogram */
 static void write_latency(struct ipm_lun *l, uint64_t since, unsigned n)
 {
-	uint64_t us = now_us() - since;
-	unsigned b = 0;
-
-	while (b < IPM_LAT_BUCKETS && us > lat_bounds_us[b])
-		b++;
-	__atomic_add_fetch(&l->write_lat[b], n, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&l->write_lat_sum_us, us * n, __ATOMIC_RELAXED);
+	lun_lat_observe(l->write_lat, &l->write_lat_sum_us, ipm_now_us() - since, n);
 }
 
 static void host_count(uint64_t *ctr, uint64_t bytes)
@@ -129,7 +114,7 @@ int ipm_lun_write(ipm_lun *l, const void *buf, size_t len, uint64_t off, unsigne
 	if (rc < 0)
 		return rc;
 	if (len) {
-		t0 = now_us();
+		t0 = ipm_now_us();
 		host_enter(l, len);
 		rc = l->ops->write(l, buf, len, off, flags);
 		if (rc >= 0)
@@ -161,7 +146,7 @@ void ipm_lun_write_batch(ipm_lun *l, ipm_write *w, unsigned n)
 		}
 	}
 	if (k) {
-		t0 = now_us();
+		t0 = ipm_now_us();
 		host_enter(l, bytes);
 		l->ops->write_batch(l, ok, k);
 		for (i = 0; i < k; i++) {

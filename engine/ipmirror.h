@@ -404,6 +404,11 @@ typedef struct ipm_lun_status {
 	 * up to bound i (not cumulative); the last one the rest. */
 	uint64_t write_lat[IPM_LAT_BUCKETS + 1];
 	uint64_t write_lat_sum_us;
+	/* primary: live mirror requests (writes, trims, flushes; not resync
+	 * replays) by round trip, from entering the in-flight window to the
+	 * mirror's answer; the same buckets */
+	uint64_t mirror_lat[IPM_LAT_BUCKETS + 1];
+	uint64_t mirror_lat_sum_us;
 	/* the last handshake refused for this LUN (either side), "" none */
 	char refusal[192];
 	int64_t refusal_age_ms;    /* since that refusal; -1 none */

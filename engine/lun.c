@@ -252,6 +252,17 @@ void lun_close(struct ipm_lun *l)
 	free(l);
 }
 
+void lun_lat_observe(uint64_t *buckets, uint64_t *sum_us, uint64_t us, unsigned n)
+{
+	static const uint64_t bounds[IPM_LAT_BUCKETS] = IPM_LAT_BOUNDS_US;
+	unsigned b = 0;
+
+	while (b < IPM_LAT_BUCKETS && us > bounds[b])
+		b++;
+	__atomic_add_fetch(&buckets[b], n, __ATOMIC_RELAXED);
+	__atomic_add_fetch(sum_us, us * n, __ATOMIC_RELAXED);
+}
+
 void lun_note_refusal(struct ipm_lun *l, const char *why)
 {
 	pthread_mutex_lock(&l->refusal_lock);

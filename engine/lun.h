@@ -57,6 +57,8 @@ struct ipm_lun {
 	uint64_t remote_reads;            /* host reads served from the peer's copy */
 	uint64_t write_lat[IPM_LAT_BUCKETS + 1]; /* ipm_lun_status.write_lat */
 	uint64_t write_lat_sum_us;
+	uint64_t mirror_lat[IPM_LAT_BUCKETS + 1]; /* ipm_lun_status.mirror_lat */
+	uint64_t mirror_lat_sum_us;
 	/* the last handshake refused for this LUN (lun_note_refusal) */
 	pthread_mutex_t refusal_lock;     /* leaf */
 	char refusal[192];
@@ -88,6 +90,9 @@ int lun_grow(struct ipm_lun *l, uint64_t size, bool sync_new, ipm_error *err);
 /* A handshake for l was refused (by either side): keep why for status and
  * wake the admin side. Any thread; takes only l->refusal_lock. */
 void lun_note_refusal(struct ipm_lun *l, const char *why);
+/* n events of us microseconds each into a latency histogram (IPM_LAT_BOUNDS_US
+ * buckets and +Inf, relaxed atomics): write_lat, mirror_lat */
+void lun_lat_observe(uint64_t *buckets, uint64_t *sum_us, uint64_t us, unsigned n);
 /* Copy the last refusal and its age (-1: none) for status. */
 void lun_refusal(struct ipm_lun *l, char *buf, size_t len, int64_t *age_ms);
 

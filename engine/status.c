@@ -48,6 +48,9 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	for (i = 0; i <= IPM_LAT_BUCKETS; i++)
 		s->write_lat[i] = __atomic_load_n(&l->write_lat[i], __ATOMIC_RELAXED);
 	s->write_lat_sum_us = __atomic_load_n(&l->write_lat_sum_us, __ATOMIC_RELAXED);
+	for (i = 0; i <= IPM_LAT_BUCKETS; i++)
+		s->mirror_lat[i] = __atomic_load_n(&l->mirror_lat[i], __ATOMIC_RELAXED);
+	s->mirror_lat_sum_us = __atomic_load_n(&l->mirror_lat_sum_us, __ATOMIC_RELAXED);
 	lun_refusal(l, s->refusal, sizeof(s->refusal), &s->refusal_age_ms);
 	if (l->rep)
 		replicator_lun_status(l->rep, l, s);

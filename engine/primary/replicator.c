@@ -61,6 +61,9 @@ void complete_locked(struct replicator *r, struct mreq *m, int status)
 	r->inflight_bytes -= m->f.len;
 	if (status == 0 && m->f.type == WIRE_WRITE)
 		m->rl->mirrored_bytes += m->f.len;
+	if (m->live_us)
+		lun_lat_observe(m->rl->lun->mirror_lat, &m->rl->lun->mirror_lat_sum_us,
+				ipm_now_us() - m->live_us, 1);
 	finish_locked(r, m, status);
 	if (!r->running || r->space_waiters > r->window_waiters ||
 	    (r->window_waiters && r->inflight + r->window / 4 <= r->window))
@@ -321,6 +324,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 			r->al_flushed = false;
 		m->f.seq = ++r->next_seq;
 		m->f.dep = r->host_done_max;
+		m->live_us = ipm_now_us();
 		queue_locked(r, m);
 		if (kick)
 			send_now_locked(r, m->f.len);

@@ -71,6 +71,8 @@ struct mreq {
 	bool digests;            /* its VERIFY_REPLY's digests are in owned */
 	bool read;               /* remote_read.c's READ: changes nothing */
 	bool answered;           /* its READ_REPLY came (bytes in read_dst, or status) */
+	uint64_t live_us;        /* a live request: when it entered the window
+				  * (ipm_now_us), for the mirror latency; 0 others */
 	void *read_dst;          /* where its bytes go (the host's buffer) */
 	bool resize;             /* resize_send.c's RESIZE: not journaled */
 	uint64_t peer_backing;   /* its RESIZE_REPLY's: the mirror's backing size */

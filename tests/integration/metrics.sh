@@ -8,7 +8,7 @@
 # oversized, another method, another path, a stalled client) get their
 # error and the daemon goes on serving.
 . "$top_srcdir/tests/lib.sh"
-plan 33
+plan 37
 
 PROM="$top_srcdir/tests/integration/py/promtext.py"
 MPORT=9943   # inside each node's own namespace: no clash with other tests
@@ -95,6 +95,16 @@ check "15 cumulative buckets, +Inf = count ($buckets)" bash -c "
 	$(declare -f mono); buckets='$buckets'; mono && [ \$(wc -w <<<'$buckets') = 15 ] &&
 	[ '$(val s1 "${H}_bucket{le=\"+Inf\",$L1}")' = '$c1' ]"
 check "latency sum > 0 s" awk -v v="$(val s1 "${H}_sum{$L1}")" 'BEGIN { exit !(v > 0) }'
+# the mirror request latency: the primary's live requests, one count per
+# write mirrored (and per flush); nothing on the mirror, which sends none
+M=ipmirror_lun_mirror_latency_seconds
+mc0=$(val s0 "${M}_count{$L1}"); mc1=$(val s1 "${M}_count{$L1}")
+check "mirror latency count grew by at least fio's writes (${mc0:-?} -> ${mc1:-?}, fio $fios)" \
+	test "$((mc1 - mc0))" -ge "$fios"
+check "mirror latency sum > 0 s, below the host's (${M}_sum $(val s1 "${M}_sum{$L1}"))" \
+	awk -v m="$(val s1 "${M}_sum{$L1}")" -v h="$(val s1 "${H}_sum{$L1}")" 'BEGIN { exit !(m > 0 && m <= h) }'
+check "node2 scrape after the load parses strictly" scrape node2 t1
+check "node2: mirror latency count 0" test "$(val t1 "${M}_count{$L2}")" = 0
 check "the status schema metric (1)" test "$(val s1 "ipmirror_status_schema{}")" = 1
 
 # the link cut, under load

@@ -68,6 +68,7 @@ promoted_q() { [ "$(role_nodes Promoted)" = "$Q" ]; }
 check "crm_mon on $Q: $Q Promoted" within 30 promoted_q
 t2=$(promoted_at "$Q") &&
 	diag "failover time, SIGKILL of $P's init to the promote on $Q done (its pacemaker.log): $(awk "BEGIN { printf \"%.1f\", $t2 - $t_kill }") s"
+diag "  $Q's pacemaker.log, s after the kill: $(failover_breakdown "$Q" "$t_kill")"
 
 lab exec "$Q" timeout 60 $PY check "$URIQ" "$LOG" --blocks $BLOCKS --rule $RULE >"$T_DIR/check.out" 2>&1
 RC=$?

@@ -95,14 +95,17 @@ static bool lun_pending(const struct fence_lun *m)
 	       (m->want == IPM_FENCE_UNFENCE && m->done != DONE_UNFENCED);
 }
 
-/* Set what lun wants; a change of mind retries at once. */
-static void lun_want(struct ipm_fencing *f, struct fence_lun *m, enum ipm_fence_want w)
+/* Set what lun (in state st) wants; a change of mind retries at once. */
+static void lun_want(struct ipm_fencing *f, struct fence_lun *m, enum ipm_fence_want w,
+		     enum ipm_lun_state st)
 {
 	if (w == IPM_FENCE_KEEP || w == m->want)
 		return;
+	/* a resync (an invalidate, a new data generation) has the peer
+	 * connected but behind: "lost" misled admins there */
 	if (w == IPM_FENCE_FENCE)
-		qb_log(LOG_WARNING, "lun %s: peer lost while primary: fencing it (no Promoted role elsewhere until it has resynced)",
-		       m->name);
+		qb_log(LOG_WARNING, "lun %s: peer %s while primary: fencing it (no Promoted role elsewhere until it has resynced)",
+		       m->name, st == IPM_STATE_RESYNCING ? "behind (resyncing)" : "lost");
 	else if (m->done == DONE_FENCED)
 		qb_log(LOG_NOTICE, "lun %s: peer has every write again: unfencing it", m->name);
 	m->want = w;
@@ -120,7 +123,8 @@ void ipm_fencing_update(struct ipm_fencing *f, const ipm_status *st)
 	for (i = 0; i < st->n_luns; i++) {
 		m = lun_find(f, st->luns[i].name);
 		if (m)
-			lun_want(f, m, ipm_fencing_decide(&st->luns[i], &m->armed));
+			lun_want(f, m, ipm_fencing_decide(&st->luns[i], &m->armed),
+				 st->luns[i].state);
 	}
 	pthread_mutex_unlock(&f->lock);
 }

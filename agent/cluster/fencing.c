@@ -149,7 +149,7 @@ void ipm_fencing_demoted(struct ipm_fencing *f, const char *lun, bool clean)
 	if (m) {
 		m->armed = false;
 		if (clean)
-			lun_want(f, m, IPM_FENCE_UNFENCE);
+			lun_want(f, m, IPM_FENCE_UNFENCE, IPM_STATE_UPTODATE);
 	}
 	pthread_mutex_unlock(&f->lock);
 }

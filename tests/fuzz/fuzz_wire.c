@@ -1,6 +1,7 @@
 /* fuzz_wire.c - the mirror protocol's decoders (engine/proto/wire.c): the
- * handshake header and messages (HELLO, CHALLENGE, AUTH, WELCOME) and a
- * stream of frames. The first byte picks the decoder. Whatever decodes must
+ * handshake header and messages (HELLO, CHALLENGE, AUTH in version 4's and
+ * 5's layouts, WELCOME) and a stream of frames. The first byte picks the
+ * decoder. Whatever decodes must
  * survive a round trip: encode(decode(x)) decodes to the same encoding. */
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,10 @@ enum { K_HDR, K_HELLO, K_CHALLENGE, K_AUTH, K_WELCOME, K_FRAMES, K_COUNT };
 static uint8_t enc[2][WIRE_HS_MAX_BODY + WIRE_HS_HDR_LEN];
 
 /* Encode m, decode that, encode again: both encodings must be equal. */
+/* (m2 starts as m: the fields that are not encoded, AUTH's layout version,
+ * are the decoder's input) */
 #define ROUND_TRIP(type, m) do { \
-	type m2; \
+	type m2 = (m); \
 	ipm_error e2; \
 	size_t l1 = wire_##type##_encode(enc[0], &(m)); \
 	if (wire_##type##_decode(enc[0], l1, &m2, &e2) < 0) \
@@ -56,7 +59,11 @@ static void fuzz_hs(unsigned kind, const uint8_t *d, size_t n)
 			ROUND_TRIP(challenge, c);
 		break;
 	case K_AUTH:
-		if (wire_auth_decode(d, n, &a, &err) == 0) {
+		/* its first byte picks the layout: version 4's, or 5's (ids) */
+		if (!n)
+			break;
+		a.version = d[0] & 1 ? 5 : 4;
+		if (wire_auth_decode(d + 1, n - 1, &a, &err) == 0) {
 			if (a.n_luns > WIRE_MAX_LUNS)
 				abort();
 			ROUND_TRIP(auth, a);

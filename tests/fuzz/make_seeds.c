@@ -201,8 +201,16 @@ static void wire_seeds(void)
 		for (unsigned k = 0; k < a.luns[i].n_history; k++)
 			a.luns[i].history[k] = 0x100 + k;
 	}
+	/* AUTH: a byte for the layout (fuzz_wire.c), then the message */
 	buf[0] = 3;
-	emit("wire", "auth", buf, 1 + wire_auth_encode(buf + 1, &a));
+	buf[1] = 0;
+	a.version = 4;
+	emit("wire", "auth", buf, 2 + wire_auth_encode(buf + 2, &a));
+	buf[1] = 1;
+	a.version = 5;
+	for (i = 0; i < a.n_luns; i++)
+		a.luns[i].id = (uint16_t)(3 + i);
+	emit("wire", "auth-v5", buf, 2 + wire_auth_encode(buf + 2, &a));
 	buf[0] = 4;
 	emit("wire", "welcome", buf, 1 + wire_welcome_encode(buf + 1, &w));
 	w = (struct wire_welcome){ .status = 13, .message = "refused: unknown lun \"vol9\"" };
@@ -233,6 +241,29 @@ static void wire_seeds(void)
 	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_PING };
 	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
 	emit("wire", "frames", buf, pos);
+	/* version 5's: verify, read, resize and their replies */
+	pos = 2;
+	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_VERIFY, .lun = 1,
+				 .seq = 4, .dep = 3, .offset = 1 << 20, .length = 1 << 20,
+				 .len = WIRE_VERIFY_NONCE_LEN };
+	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
+	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_VERIFY_REPLY, .lun = 1,
+				 .seq = 4, .offset = 1 << 20, .length = 1 << 20,
+				 .len = WIRE_VERIFY_DIGESTS_LEN(1 << 20) };
+	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
+	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_READ, .seq = 5,
+				 .offset = 8192, .length = WIRE_READ_MAX };
+	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
+	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_READ_REPLY, .seq = 5,
+				 .offset = 8192, .length = WIRE_READ_MAX, .len = WIRE_READ_MAX };
+	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
+	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_RESIZE, .seq = 6,
+				 .dep = 5, .len = WIRE_RESIZE_LEN };
+	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
+	f = (struct wire_frame){ .magic = WIRE_FRAME_MAGIC, .type = WIRE_RESIZE_REPLY, .seq = 6,
+				 .status = 27, .offset = 64 << 20, .length = 96 << 20 };
+	wire_frame_encode(buf + pos, &f), pos += WIRE_FRAME_LEN;
+	emit("wire", "frames-v5", buf, pos);
 }
 
 /* HELLO and AUTH (or a WELCOME of the client's) as the primary sends them;

@@ -41,7 +41,8 @@ struct ipm_tls_creds {
 /* GnuTLS reads a record's header, then its body: two recv(2) a record of at
  * most 16 KiB. The session reads ahead instead (RA_SIZE at a time) and hands
  * GnuTLS what it asks for from there; a blocking ipm_tls_sendv gathers its
- * records (WBUF_MAX at most) and sends them with one sendmsg(2). */
+ * records (WBUF_MAX at most) and sends them with one send(2), where GnuTLS
+ * would send each record by itself. */
 #define RA_SIZE (128u << 10)
 #define WBUF_MIN (32u << 10)
 #define WBUF_MAX (256u << 10)
@@ -566,15 +567,56 @@ static ssize_t cork_in(struct ipm_tls *t, const struct iovec *iov, int cnt, size
 	return (ssize_t)taken;
 }
 
+/* The vector in full records: whole records of a large piece are encrypted
+ * where the piece lies; the bytes around them (frame headers, small
+ * payloads) are packed into records through the cork. 0 or -errno. */
+static int send_records(struct ipm_tls *t, const struct iovec *iov, int cnt)
+{
+	size_t rec = gnutls_record_get_max_size(t->s), corked = 0;
+	int rc;
+
+	for (int i = 0; i < cnt; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		while (len > 0) {
+			size_t k = len < rec - corked ? len : rec - corked;
+			ssize_t g;
+
+			if (corked == 0 && len >= rec) {
+				do  /* uncorked: one record, sent (gathered) now */
+					g = gnutls_record_send(t->s, p, rec);
+				while (g == GNUTLS_E_INTERRUPTED);
+			} else {
+				if (!t->corked)
+					gnutls_record_cork(t->s);
+				t->corked = true;
+				g = gnutls_record_send(t->s, p, k);
+				if (g > 0)
+					corked += (size_t)g;
+			}
+			if (g < 0)
+				return (int)g_to_errno(t, g);
+			p += g;
+			len -= (size_t)g;
+			if (corked == rec) {
+				rc = uncork(t);
+				if (rc < 0)
+					return rc;
+				corked = 0;
+			}
+		}
+	}
+	return uncork(t);
+}
+
 int ipm_tls_sendv(struct ipm_tls *t, const struct iovec *iov, int cnt)
 {
-	ssize_t n;
 	int rc;
 
 	t->send_flags = 0;
 	t->gather = true;
-	n = cork_in(t, iov, cnt, SIZE_MAX);
-	rc = n < 0 ? (int)n : uncork(t);
+	rc = send_records(t, iov, cnt);
 	t->gather = false;
 	if (rc == 0 && wflush(t) < 0)
 		rc = -errno;

@@ -45,14 +45,19 @@ int ipm_tls_new(const struct ipm_tls_creds *c, int fd, struct ipm_tls **out, ipm
  * -ECONNRESET, -EACCES (the peer's credentials were refused) or -EPROTO
  * with the reason in err. */
 int ipm_tls_handshake(struct ipm_tls *t, unsigned timeout_ms, ipm_error *err);
-/* Receive up to len bytes: > 0, 0 at a clean end, -EAGAIN (the socket's
- * receive timeout, or nothing there with nonblock), -EBADMSG (a record that
- * fails authentication: tampering), another -errno. */
+/* Receive up to len bytes: the first record (waiting for it unless
+ * nonblock), then every record already received that fits, as recv(2)
+ * returns all that is there. > 0, 0 at a clean end, -EAGAIN (the socket's
+ * receive timeout, or nothing there with nonblock: then nothing is left
+ * buffered either), -EBADMSG (a record that fails authentication:
+ * tampering), another -errno. An end or error behind returned bytes is the
+ * next call's result. */
 ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock);
 /* Decrypted bytes already buffered: poll() on the socket does not see them. */
 bool ipm_tls_pending(struct ipm_tls *t);
-/* Blocking send of the whole vector (records of up to 16 KiB): 0, -EAGAIN
- * at the socket's send timeout, or another -errno. */
+/* Blocking send of the whole vector, packed into full records (16 KiB)
+ * sent with one send(2) per 256 KiB: 0, -EAGAIN at the socket's send
+ * timeout, or another -errno. */
 int ipm_tls_sendv(struct ipm_tls *t, const struct iovec *iov, int cnt);
 /* Non-blocking send: takes (copies) up to max bytes of the vector and
  * returns how many, or -EAGAIN when the socket is full with bytes of an

@@ -1,7 +1,8 @@
 #!/bin/bash
 # TLS on the mirror connections (<tls mode="psk">), two nodes in network
 # namespaces: a capture on the veth during a write of a known pattern holds
-# it in plaintext with tls off and holds none of it with tls psk; a man in
+# it in plaintext with tls off and holds none of it with tls psk; writes of
+# mixed sizes (4 KiB to 1 MiB) leave equal copies; a man in
 # the middle that flips one byte of a connection's stream breaks that
 # connection (the mirror logs the failed record) and nothing corrupted is
 # applied: once the relay is gone, the copies are equal and fio verifies;
@@ -9,7 +10,7 @@
 # version 4, no TLS), are refused with a log line naming the modes; x509
 # with the cluster's CA mirrors, a certificate of another CA is refused.
 . "$top_srcdir/tests/lib.sh"
-plan 26
+plan 28
 
 MiB=$((1024 * 1024))
 RELAY="$top_srcdir/tests/tools/tamper_relay.py"
@@ -76,6 +77,12 @@ check "  ... and the mirror has it" wait_for 10 cmp -s -n $MiB "$T_DIR/pat" "$T_
 FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" tls --size=48M
 check "tls psk: fio randwrite QD32 crc32c verify without error" test $? = 0
 check "tls psk: the copies are equal" wait_for 10 copies_equal
+# writes of 4 KiB to 1 MiB at once: frames of every size packed into records
+# (small ones together, a large payload's whole records straight from it)
+FIO_NODE=node1 fio_verify "nbd://$N1_ADDR:$N1_NBD/vol0" mixed --size=48M --iodepth=16 \
+	--bssplit=4k/40:60k/30:1m/30
+check "tls psk: fio writes of 4 KiB to 1 MiB at QD16 verify without error" test $? = 0
+check "  ... and the copies are equal" wait_for 10 copies_equal
 # online verify: its replies (VERIFY_REPLY) go through TLS too
 verify_idle() { [ "$(lun_field node1 vol0 verify.running)" = false ]; }
 ctl node1 verify vol0 >"$T_DIR/verify.out" 2>&1 && wait_for 60 verify_idle

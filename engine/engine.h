@@ -72,14 +72,8 @@ void lun_mirror_stop(ipm_engine *e, struct ipm_lun *l);
 enum ipm_lun_state lun_mirror_state(struct ipm_lun *l);
 /* Mirror here: close the primary's connections of it (admin held). */
 void lun_mirror_reconnect(struct ipm_lun *l, const char *why);
-/* A replicator's session spoke version v with the peer (worker.c): the
- * LUNs primary here are grouped into one session for a version 4 peer,
- * and ungrouped again for a version 5 one, by a thread of their own. */
-void engine_peer_version(ipm_engine *e, uint16_t v);
 /* Wait for that thread (engine stop). */
 void engine_regroup_wait(ipm_engine *e);
-/* Our heartbeat-volume slot on any up connection (hb_volume.c's sender). */
-int engine_send_hbslot(ipm_engine *e, unsigned slot, const uint8_t *data);
 /* Tell the admin side that something it shows may have changed (any
  * thread, any lock held: the callback only wakes a thread). */
 void engine_notify(ipm_engine *e);

@@ -13,10 +13,27 @@
 #include "replicator.h"
 #include "storage_hb.h"
 
-/* Our slot to the peer on whichever connection set is up. */
+/* Our slot to the peer on whichever connection set is up (the storage
+ * heartbeat's sender). Not under a role change (it may hold admin for a
+ * few seconds): the next slot goes out a moment later. */
 static int send_slot(void *opaque, unsigned slot, const uint8_t *data)
 {
-	return engine_send_hbslot(opaque, slot, data);
+	ipm_engine *e = opaque;
+	int rc = -ENOTCONN;
+	size_t i;
+
+	if (pthread_mutex_trylock(&e->admin) != 0)
+		return -EAGAIN;
+	for (i = 0; rc < 0 && i < e->n_luns; i++) {
+		if (e->luns[i]->rep)
+			rc = replicator_send_hbslot(e->luns[i]->rep, slot, data);
+		if (rc < 0 && e->luns[i]->rcv)
+			rc = receiver_send_hbslot(e->luns[i]->rcv, slot, data);
+	}
+	if (rc < 0 && e->rcv)
+		rc = receiver_send_hbslot(e->rcv, slot, data);
+	pthread_mutex_unlock(&e->admin);
+	return rc;
 }
 
 static bool same_file(const struct stat *a, const char *path)

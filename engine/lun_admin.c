@@ -40,6 +40,8 @@ static int hub_attach(ipm_engine *e, ipm_error *err)
 	return rc;
 }
 
+static void peer_version(void *engine, uint16_t v);
+
 /* A replicator for the n LUNs of v, heard by the heartbeat, started when
  * the engine runs, and carrying their host writes. */
 static int primary_session(ipm_engine *e, struct ipm_lun **v, size_t n, ipm_error *err)
@@ -53,6 +55,7 @@ static int primary_session(ipm_engine *e, struct ipm_lun **v, size_t n, ipm_erro
 		return rc;
 	replicator_set_heartbeat(r, e->hb);
 	replicator_set_hbslot_sink(r, hbvol_received, e);
+	replicator_set_version_sink(r, peer_version, e);
 	rc = heartbeat_attach(e->hb, replicator_connections(r));
 	if (rc == 0 && e->started)
 		rc = replicator_start(r, err);
@@ -259,8 +262,13 @@ static bool regroup_due(ipm_engine *e, uint16_t v)
 	return !want || n >= 2;
 }
 
-void engine_peer_version(ipm_engine *e, uint16_t v)
+/* A replicator's session spoke version v with the peer (its version sink,
+ * from a worker): the LUNs primary here are grouped into one session for a
+ * version 4 peer, and ungrouped again for a version 5 one, by a thread of
+ * their own. */
+static void peer_version(void *engine, uint16_t v)
 {
+	ipm_engine *e = engine;
 	pthread_t t;
 
 	__atomic_store_n(&e->peer_version, v, __ATOMIC_RELAXED);
@@ -351,27 +359,6 @@ void lun_mirror_reconnect(struct ipm_lun *l, const char *why)
 		receiver_reconnect(l->rcv, why);
 	if (l->engine->rcv)
 		receiver_reconnect(l->engine->rcv, why);
-}
-
-/* Not under a role change (it may hold admin for a few seconds): the next
- * slot goes out a moment later. */
-int engine_send_hbslot(ipm_engine *e, unsigned slot, const uint8_t *data)
-{
-	int rc = -ENOTCONN;
-	size_t i;
-
-	if (pthread_mutex_trylock(&e->admin) != 0)
-		return -EAGAIN;
-	for (i = 0; rc < 0 && i < e->n_luns; i++) {
-		if (e->luns[i]->rep)
-			rc = replicator_send_hbslot(e->luns[i]->rep, slot, data);
-		if (rc < 0 && e->luns[i]->rcv)
-			rc = receiver_send_hbslot(e->luns[i]->rcv, slot, data);
-	}
-	if (rc < 0 && e->rcv)
-		rc = receiver_send_hbslot(e->rcv, slot, data);
-	pthread_mutex_unlock(&e->admin);
-	return rc;
 }
 
 /* ---- role changes ------------------------------------------------------------ */

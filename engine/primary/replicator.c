@@ -956,3 +956,9 @@ void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *o
 	r->on_hbslot = fn;
 	r->hbslot_opaque = opaque;
 }
+
+void replicator_set_version_sink(struct replicator *r, rep_version_fn fn, void *opaque)
+{
+	r->on_version = fn;
+	r->version_opaque = opaque;
+}

@@ -78,5 +78,9 @@ int replicator_resize(struct replicator *r, struct ipm_lun *l, uint64_t size,
 
 /* The sink of the HBSLOT frames this side receives (before start). */
 void replicator_set_hbslot_sink(struct replicator *r, wire_hbslot_fn fn, void *opaque);
+/* Told the protocol version each new connection speaks (the engine groups
+ * the LUNs of a version 4 peer into one session), or NULL. */
+typedef void (*rep_version_fn)(void *opaque, uint16_t version);
+void replicator_set_version_sink(struct replicator *r, rep_version_fn fn, void *opaque);
 
 #endif

@@ -105,6 +105,8 @@ struct worker {
 struct replicator {
 	wire_hbslot_fn on_hbslot;      /* HBSLOT frames received, or NULL */
 	void *hbslot_opaque;
+	rep_version_fn on_version;     /* a connection's version, or NULL */
+	void *version_opaque;
 	ipm_engine *e;
 	const struct auth_secret *secret;
 	struct rep_lun *luns;

@@ -368,7 +368,8 @@ static int worker_connect(struct worker *w)
 	qb_log(LOG_NOTICE, "connection %u to %s is up (protocol version %u%s%s)", w->index,
 	       r->e->peer->name, spoken, w->tls ? ", " : "",
 	       w->tls ? ipm_tls_describe(w->tls, how, sizeof(how)) : "");
-	engine_peer_version(r->e, spoken);
+	if (r->on_version)
+		r->on_version(r->version_opaque, spoken);
 	w->quiet = false;
 	return 0;
 fail:

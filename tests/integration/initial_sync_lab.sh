@@ -3,7 +3,8 @@
 # the copies of vol0 have no common history (node1's backing holds 160 MiB
 # of random data, node2's is blank, neither has a generation file), so the
 # cluster starts the initial sync from node1, the config's primary, under a
-# resync rate of 2 MiB/s. Mid-sync (checked in node1's status) node1's whole
+# resync rate of 2 MiB/s; node1's node attribute ipmirror-vol0-sync shows the
+# copy's progress (node2's: none). Mid-sync (checked in node1's status) node1's whole
 # lab node is killed (SIGKILL to its init: corosync, pacemaker and ipmirrord
 # at once). For 30 s after Pacemaker on node2 sees node1 OFFLINE, node2's
 # copy stays `inconsistent` (its status and ipmirror-vol0-state in the CIB),
@@ -29,7 +30,7 @@ command -v xmllint >/dev/null 2>&1 || { echo "1..0 # SKIP xmllint not installed"
 DATA_MB=160 # at 2 MiB/s: 80 s of copy, longer than the cluster takes to settle
 WATCH_S=30
 
-plan 21
+plan 22
 cluster_env
 cluster_config
 # a slow copy, so that the kill surely lands in its middle
@@ -91,6 +92,12 @@ check "node1 copies to node2 and has more than 16 MiB left: $PROGRESS" mid_sync
 check "node2: inconsistent in its status and in the CIB (ipmirror-vol0-state)" \
 	eval '[ "$(ljson node2 .state)" = "\"inconsistent\"" ] && [ "$(attr node2 ipmirror-vol0-state)" = inconsistent ]'
 check "node2 has no promotion score while node1 copies to it" test -z "$(attr node2 master-vol0)"
+# the node attribute with the copy's progress ("42% 2MiB/s eta 60s"; attr
+# gives its first word), published at the start and then every 5 s
+sync_attr() { attr node1 ipmirror-vol0-sync | grep -qE '^[0-9]+%$'; }
+within 15 sync_attr
+check "the CIB shows the copy's progress on node1 (ipmirror-vol0-sync '$(attr node1 ipmirror-vol0-sync) ...'), none on node2" \
+	eval 'sync_attr && [ "$(attr node2 ipmirror-vol0-sync)" = none ]'
 
 # ---- 2. node1's whole lab node killed during the copy -----------------------
 INIT=$("$LAB" pids | awk '$1 == "node1" { print $2 }')

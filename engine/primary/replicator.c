@@ -327,7 +327,7 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		m->live_us = ipm_now_us();
 		queue_locked(r, m);
 		if (kick)
-			send_now_locked(r, m->f.len);
+			send_mine_locked(r, m->f.len, m->sync ? m : NULL);
 	} else {
 		/* peer unreachable or resync running: the journal keeps it. It
 		 * takes no wire sequence number (seq 0): the mirror must see
@@ -412,6 +412,7 @@ static void host_release_locked(struct replicator *r, struct mreq *m)
 static int wait_sync(struct replicator *r, struct mreq *m, int local_rc)
 {
 	pthread_mutex_lock(&r->lock);
+	rx_wait_locked(r, m);  /* the answer may be ours to receive */
 	while (!m->done)
 		pthread_cond_wait(&m->cond, &r->lock);
 	host_release_locked(r, m);
@@ -586,8 +587,9 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 			most = w[i].len;
 	}
 	pthread_mutex_lock(&r->lock);
+	/* a lone sync write may receive its answer itself (send_mine_locked) */
 	if (r->qhead)
-		send_now_locked(r, most);
+		send_mine_locked(r, most, k == 1 && m[at[0]]->sync ? m[at[0]] : NULL);
 	pthread_mutex_unlock(&r->lock);
 	lun_write_batch(io, k);
 	for (j = 0; j < k; j++)
@@ -755,6 +757,7 @@ int replicator_create(ipm_engine *e, const struct auth_secret *secret,
 	for (i = 0; i < r->n_conns; i++) {
 		r->workers[i] = (struct worker){ .r = r, .index = i, .fd = -1 };
 		pthread_mutex_init(&r->workers[i].send_lock, NULL);
+		pthread_cond_init(&r->workers[i].rx_cond, NULL);
 	}
 	r->running = true;
 	rc = open_journals(r, err);
@@ -856,8 +859,10 @@ void replicator_destroy(struct replicator *r)
 		al_close(&r->luns[i].al);
 	resync_close(&r->rs);
 	ca_destroy(&r->ca);
-	for (unsigned i = 0; i < r->n_conns; i++)
+	for (unsigned i = 0; i < r->n_conns; i++) {
 		pthread_mutex_destroy(&r->workers[i].send_lock);
+		pthread_cond_destroy(&r->workers[i].rx_cond);
+	}
 	pthread_cond_destroy(&r->link_cond);
 	pthread_cond_destroy(&r->queue_cond);
 	pthread_cond_destroy(&r->space_cond);

@@ -76,6 +76,8 @@ struct mreq {
 	void *read_dst;          /* where its bytes go (the host's buffer) */
 	bool resize;             /* resize_send.c's RESIZE: not journaled */
 	uint64_t peer_backing;   /* its RESIZE_REPLY's: the mirror's backing size */
+	struct worker *rx;       /* sync: the host thread receives the answers
+				  * on this connection itself (worker.c) */
 };
 
 struct rep_lun {
@@ -100,6 +102,17 @@ struct worker {
 	bool sending;            /* in sendmsg_full with request data: keep it alive */
 	bool serving;            /* connected: host threads may send on it too */
 	bool quiet;              /* connect failures already logged */
+	/* The receive side (under r->lock): one owner at a time reads fd into
+	 * rbuf. The reader thread owns it while answers are expected; with none
+	 * it parks on rx_cond (not on the socket), so that a host thread that
+	 * sent the connection's one request can receive its answer itself: the
+	 * reader's wake-up and the host's second one are saved (rx_wait_locked). */
+	enum { RX_NONE, RX_READER, RX_HOST } rx_owner;
+	unsigned outstanding;    /* requests sent on fd, not answered yet */
+	bool rx_stop;            /* worker_disconnect: the reader must end */
+	pthread_cond_t rx_cond;  /* the parked reader: answers expected, or stop */
+	size_t rhave;            /* bytes in rbuf (the owner's, unlocked) */
+	uint8_t rbuf[WIRE_FRAME_LEN * 128]; /* a batch of ACKs, or an HBSLOT frame */
 };
 
 struct replicator {
@@ -207,6 +220,14 @@ void *rep_worker_main(void *arg);          /* one per connection */
 /* A small live request goes out from the host's own thread when a
  * connection is idle (r->lock held, dropped while sending). */
 void send_now_locked(struct replicator *r, size_t len);
+/* The same for the caller's own sync request mine: when it goes out alone
+ * on a connection nothing else waits on, the caller receives its answer
+ * itself (mine->rx; rx_wait_locked). */
+void send_mine_locked(struct replicator *r, size_t len, struct mreq *mine);
+/* A host waiting for mine (r->lock held): when mine->rx is set, receive on
+ * that connection until mine is answered or the connection fails, then give
+ * the receive side back. */
+void rx_wait_locked(struct replicator *r, struct mreq *mine);
 /* The mirror's ordering record is no longer ours (r->lock held). */
 void forget_record_locked(struct replicator *r);
 

@@ -42,101 +42,183 @@ static int take_hbslot(const struct wire_frame *f, const uint8_t *payload, uint8
 	return 0;
 }
 
+/* The frames complete in w->rbuf: answers complete their requests, an
+ * HBSLOT frame's payload goes to slot (*have_slot). The caller owns w's
+ * receive side. 0, or -EBADMSG with err. */
+static int rx_frames_locked(struct replicator *r, struct worker *w, uint8_t *slot,
+			    unsigned *slot_index, bool *have_slot, ipm_error *err)
+{
+	struct wire_frame f;
+	size_t pos;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (pos = 0; w->rhave - pos >= WIRE_FRAME_LEN; pos += WIRE_FRAME_LEN) {
+		const uint8_t *payload = w->rbuf + pos + WIRE_FRAME_LEN;
+		struct mreq *m;
+
+		if (wire_frame_decode(w->rbuf + pos, r->n_luns, &f, err) < 0)
+			return -EBADMSG;
+		if (f.type == WIRE_HBSLOT) {
+			if (w->rhave - pos < WIRE_FRAME_LEN + f.len)
+				break;  /* the rest of its payload is still to come */
+			if (take_hbslot(&f, payload, slot, slot_index, err) < 0)
+				return -EBADMSG;
+			*have_slot = true;
+			pos += f.len;
+			continue;
+		}
+		if ((f.type == WIRE_VERIFY_REPLY || f.type == WIRE_READ_REPLY) &&
+		    w->rhave - pos < WIRE_FRAME_LEN + f.len)
+			break;  /* the rest of its payload is still to come */
+		if (f.type != WIRE_ACK && f.type != WIRE_VERIFY_REPLY &&
+		    f.type != WIRE_READ_REPLY && f.type != WIRE_RESIZE_REPLY)
+			return ipm_fail(err, -EBADMSG, "unexpected frame type %u", f.type);
+		m = hash_remove(r, f.seq);
+		if (m) { /* verify.c keeps a VERIFY's digests, remote_read.c a READ's bytes */
+			verify_answer_locked(m, &f, payload);
+			remote_read_answer_locked(m, &f, payload);
+			resize_answer_locked(m, &f);
+		}
+		pos += f.len;
+
+		/* unknown: answered already on a connection that broke */
+		if (!m)
+			continue;
+		if (m->conn >= 0 && r->workers[m->conn].outstanding)
+			r->workers[m->conn].outstanding--;
+		/* the mirror applied everything m depended on before m */
+		if (m->f.dep > r->landed_floor)
+			r->landed_floor = m->f.dep;
+		complete_locked(r, m, f.status);
+	}
+	memmove(w->rbuf, w->rbuf + pos, w->rhave - pos);
+	w->rhave -= pos;
+	return 0;
+}
+
+/* Receive once on w and handle what came: r->lock held, dropped while
+ * receiving; the caller owns w's receive side. 0, or < 0 with err when the
+ * connection is unusable (closed, broken, or a protocol error). */
+static int rx_once_locked(struct replicator *r, struct worker *w, ipm_error *err)
+{
+	uint8_t slot[WIRE_HBSLOT_LEN];
+	unsigned slot_index = 0;
+	bool have_slot = false;
+	ssize_t n;
+	int rc;
+
+	IPM_ASSERT_HELD(&r->lock);
+	pthread_mutex_unlock(&r->lock);
+	do
+		n = ipm_conn_recv(w->fd, w->tls, w->rbuf + w->rhave, sizeof(w->rbuf) - w->rhave, 0);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		ca_refresh(&r->ca, w->index);
+	else if (n < 0 && w->tls && (errno == EBADMSG || errno == EPROTO))
+		snprintf(err->msg, sizeof(err->msg), "TLS: %s", ipm_tls_error(w->tls));
+	else if (n < 0)
+		snprintf(err->msg, sizeof(err->msg), "%s", strerror(errno));
+	else
+		snprintf(err->msg, sizeof(err->msg), "closed by peer");
+	pthread_mutex_lock(&r->lock);
+	if (n <= 0)
+		return -ECONNRESET;
+	w->rhave += (size_t)n;
+	rc = rx_frames_locked(r, w, slot, &slot_index, &have_slot, err);
+	if (rc < 0) {
+		qb_log(LOG_ERR, "connection %u to %s: %s; closing", w->index, r->e->peer->name,
+		       err->msg);
+		return rc;
+	}
+	if (have_slot && r->on_hbslot) {
+		pthread_mutex_unlock(&r->lock);
+		r->on_hbslot(r->hbslot_opaque, slot_index, slot);
+		pthread_mutex_lock(&r->lock);
+	}
+	return 0;
+}
+
+/* The connection broke under its receiver (r->lock held). */
+static void rx_failed_locked(struct replicator *r, struct worker *w, const ipm_error *err)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	if (!w->failed && r->running)
+		qb_log(LOG_WARNING, "connection %u to %s broke: %s", w->index, r->e->peer->name,
+		       err->msg);
+	w->failed = true;
+	pthread_cond_broadcast(&r->queue_cond);
+}
+
+/* Parked reader: is anything to receive? Answers expected, bytes of a
+ * frame begun, or (checked at each PARK_MS) something unasked in the
+ * socket: an HBSLOT frame, or the peer closing. */
+#define PARK_MS 100
+static bool rx_wanted_locked(struct replicator *r, struct worker *w, bool look)
+{
+	struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (w->rx_owner != RX_NONE)
+		return false;
+	if (w->outstanding || w->rhave)
+		return true;
+	return look && ((w->tls && ipm_tls_pending(w->tls)) || poll(&pfd, 1, 0) == 1);
+}
+
+/* One per connection: receives the mirror's answers whenever no host
+ * thread does (see struct worker, rx_owner). */
 static void *reader_main(void *arg)
 {
 	struct worker *w = arg;
 	struct replicator *r = w->r;
-	/* a batch of ACKs, or an HBSLOT frame with its payload */
-	uint8_t buf[WIRE_FRAME_LEN * 128];
-	uint8_t slot[WIRE_HBSLOT_LEN];
-	unsigned slot_index = 0;
-	bool have_slot;
-	size_t have = 0, pos;
-	struct wire_frame f;
-	ipm_error err;
+	ipm_error err = { "" };
 
+	pthread_mutex_lock(&r->lock);
 	for (;;) {
-		ssize_t n = ipm_conn_recv(w->fd, w->tls, buf + have, sizeof(buf) - have, 0);
+		bool look = false;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n < 0 && w->tls && (errno == EBADMSG || errno == EPROTO))
-				snprintf(err.msg, sizeof(err.msg), "TLS: %s", ipm_tls_error(w->tls));
-			else if (n < 0)
-				snprintf(err.msg, sizeof(err.msg), "%s", strerror(errno));
-			else
-				snprintf(err.msg, sizeof(err.msg), "closed by peer");
+		while (!w->rx_stop && !w->failed && r->running && !rx_wanted_locked(r, w, look)) {
+			ipm_cond_wait_ms(&w->rx_cond, &r->lock, PARK_MS);
+			look = true;
+		}
+		if (w->rx_stop || w->failed || !r->running) {
+			snprintf(err.msg, sizeof(err.msg), "closed");
 			break;
 		}
-		have += (size_t)n;
-		have_slot = false;
-		pthread_mutex_lock(&r->lock);
-		for (pos = 0; have - pos >= WIRE_FRAME_LEN; pos += WIRE_FRAME_LEN) {
-			struct mreq *m;
-
-			if (wire_frame_decode(buf + pos, r->n_luns, &f, &err) < 0) {
-				pthread_mutex_unlock(&r->lock);
-				goto protocol_error;
-			}
-			if (f.type == WIRE_HBSLOT) {
-				if (have - pos < WIRE_FRAME_LEN + f.len)
-					break;  /* the rest of its payload is still to come */
-				if (take_hbslot(&f, buf + pos + WIRE_FRAME_LEN, slot, &slot_index,
-						&err) < 0) {
-					pthread_mutex_unlock(&r->lock);
-					goto protocol_error;
-				}
-				have_slot = true;
-				pos += f.len;
-				continue;
-			}
-			if ((f.type == WIRE_VERIFY_REPLY || f.type == WIRE_READ_REPLY) &&
-			    have - pos < WIRE_FRAME_LEN + f.len)
-				break;  /* the rest of its payload is still to come */
-			if (f.type != WIRE_ACK && f.type != WIRE_VERIFY_REPLY &&
-			    f.type != WIRE_READ_REPLY && f.type != WIRE_RESIZE_REPLY) {
-				snprintf(err.msg, sizeof(err.msg), "unexpected frame type %u", f.type);
-				pthread_mutex_unlock(&r->lock);
-				goto protocol_error;
-			}
-			m = hash_remove(r, f.seq);
-			if (m) { /* verify.c keeps a VERIFY's digests, remote_read.c a READ's bytes */
-				verify_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
-				remote_read_answer_locked(m, &f, buf + pos + WIRE_FRAME_LEN);
-				resize_answer_locked(m, &f);
-			}
-			pos += f.len;
-
-			/* unknown: answered already on a connection that broke */
-			if (!m)
-				continue;
-			/* the mirror applied everything m depended on before m */
-			if (m->f.dep > r->landed_floor)
-				r->landed_floor = m->f.dep;
-			complete_locked(r, m, f.status);
+		w->rx_owner = RX_READER;
+		if (rx_once_locked(r, w, &err) < 0) {
+			w->rx_owner = RX_NONE;
+			break;
 		}
-		pthread_mutex_unlock(&r->lock);
-		memmove(buf, buf + pos, have - pos);
-		have -= pos;
-		ca_refresh(&r->ca, w->index);
-		if (have_slot)
-			if (r->on_hbslot)
-				r->on_hbslot(r->hbslot_opaque, slot_index, slot);
+		w->rx_owner = RX_NONE;
 	}
-	goto out;
-protocol_error:
-	qb_log(LOG_ERR, "connection %u to %s: %s; closing", w->index, r->e->peer->name,
-	       err.msg);
-out:
-	pthread_mutex_lock(&r->lock);
-	if (!w->failed && r->running)
-		qb_log(LOG_WARNING, "connection %u to %s broke: %s", w->index, r->e->peer->name,
-		       err.msg);
-	w->failed = true;
-	pthread_cond_broadcast(&r->queue_cond);
+	rx_failed_locked(r, w, &err);
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
+}
+
+void rx_wait_locked(struct replicator *r, struct mreq *mine)
+{
+	struct worker *w = mine->rx;
+	ipm_error err = { "" };
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (!w)
+		return;
+	while (!mine->done && !w->failed) {
+		if (rx_once_locked(r, w, &err) < 0) {
+			rx_failed_locked(r, w, &err);
+			break;
+		}
+	}
+	mine->rx = NULL;
+	w->rx_owner = RX_NONE;
+	if (w->failed || w->rx_stop) {
+		pthread_cond_broadcast(&w->rx_cond);
+		pthread_cond_broadcast(&r->link_cond);  /* worker_disconnect waits */
+	} else if (w->outstanding || w->rhave) {
+		pthread_cond_signal(&w->rx_cond);  /* others' answers: the reader's */
+	}
 }
 
 /* Non-blocking connect bounded by CONNECT_TIMEOUT_MS, from our data address
@@ -353,6 +435,12 @@ static int worker_connect(struct worker *w)
 	}
 	if (rc < 0)
 		goto fail;
+	pthread_mutex_lock(&r->lock);
+	w->rx_stop = false;
+	w->rx_owner = RX_NONE;
+	w->outstanding = 0;
+	w->rhave = 0;
+	pthread_mutex_unlock(&r->lock);
 	rc = pthread_create(&w->reader, NULL, reader_main, w);
 	if (rc) {
 		rc = ipm_fail(&err, -rc, "cannot start reader thread");
@@ -395,6 +483,7 @@ static int take_batch(struct replicator *r, struct worker *w, struct mreq **batc
 		bytes += m->f.len;
 		batch[n++] = m;
 	}
+	w->outstanding += (unsigned)n;
 	return n;
 }
 
@@ -403,10 +492,25 @@ static bool worker_should_wait(struct replicator *r, struct worker *w)
 	return (!r->qhead || w->sending) && r->running && !w->failed && r->connect_allowed;
 }
 
+/* Who receives the answers of a batch just taken for w: the host thread
+ * that sends mine, when mine goes alone on a connection that expects
+ * nothing else (its reader is parked); else w's reader, woken if parked. */
+static void rx_assign_locked(struct worker *w, struct mreq **batch, int n, struct mreq *mine)
+{
+	if (w->rx_owner != RX_NONE)
+		return;  /* the owner receives these answers too */
+	if (mine && n == 1 && batch[0] == mine && w->outstanding == 1 && !w->rhave) {
+		w->rx_owner = RX_HOST;
+		mine->rx = w;
+	} else {
+		pthread_cond_signal(&w->rx_cond);
+	}
+}
+
 /* Send one batch from the queue on w: r->lock held, dropped while sending.
  * Whoever sends (w's worker thread or a host thread) owns w->fd until
  * w->sending is false again. */
-static int send_batch_locked(struct replicator *r, struct worker *w)
+static int send_batch_locked(struct replicator *r, struct worker *w, struct mreq *mine)
 {
 	struct mreq *batch[BATCH_FRAMES];
 	struct iovec iov[BATCH_FRAMES * 2];
@@ -414,6 +518,7 @@ static int send_batch_locked(struct replicator *r, struct worker *w)
 
 	IPM_ASSERT_HELD(&r->lock);
 	n = take_batch(r, w, batch);
+	rx_assign_locked(w, batch, n, mine);
 	w->sending = true;
 	r->sending++;
 	pthread_mutex_unlock(&r->lock);
@@ -460,7 +565,7 @@ static struct worker *idle_worker_locked(struct replicator *r)
 /* A small live request goes out from the host's own thread when a
  * connection is idle: waking a worker thread costs a context switch per
  * request, which is most of the latency of a small synchronous write. */
-void send_now_locked(struct replicator *r, size_t len)
+void send_mine_locked(struct replicator *r, size_t len, struct mreq *mine)
 {
 	struct worker *w = len <= DIRECT_SEND_MAX ? idle_worker_locked(r) : NULL;
 	int batches = 0;
@@ -472,11 +577,16 @@ void send_now_locked(struct replicator *r, size_t len)
 	}
 	/* what others queued meanwhile goes along, a few batches at most */
 	while (batches++ < 4 && r->qhead && w->serving && !w->failed && !w->sending)
-		if (send_batch_locked(r, w) < 0)
+		if (send_batch_locked(r, w, mine) < 0)
 			break;
 	/* a worker may have slept through its turn while we held its socket */
 	if (r->qhead)
 		pthread_cond_broadcast(&r->queue_cond);
+}
+
+void send_now_locked(struct replicator *r, size_t len)
+{
+	send_mine_locked(r, len, NULL);
 }
 
 static void worker_serve(struct worker *w)
@@ -494,7 +604,7 @@ static void worker_serve(struct worker *w)
 		}
 		if (!r->running || w->failed || !r->connect_allowed)
 			break;
-		if (send_batch_locked(r, w) < 0)
+		if (send_batch_locked(r, w, NULL) < 0)
 			break;
 	}
 	/* a host thread may still be sending on the socket */
@@ -512,8 +622,17 @@ static void worker_disconnect(struct worker *w)
 	struct mreq *m;
 
 	shutdown(w->fd, SHUT_RDWR);
+	pthread_mutex_lock(&r->lock);
+	w->rx_stop = true;
+	pthread_cond_broadcast(&w->rx_cond);
+	pthread_mutex_unlock(&r->lock);
 	pthread_join(w->reader, NULL);
 	pthread_mutex_lock(&r->lock);
+	/* a host thread receiving on the socket (rx_wait_locked) sees it shut */
+	while (w->rx_owner == RX_HOST)
+		pthread_cond_wait(&r->link_cond, &r->lock);
+	w->outstanding = 0;
+	w->rhave = 0;
 	for (i = 0; i <= r->hash_mask; i++) {
 		for (m = r->hash[i]; m; m = m->hnext) {
 			if (m->conn == (int)w->index) {

@@ -497,6 +497,7 @@ static bool worker_should_wait(struct replicator *r, struct worker *w)
  * nothing else (its reader is parked); else w's reader, woken if parked. */
 static void rx_assign_locked(struct worker *w, struct mreq **batch, int n, struct mreq *mine)
 {
+	IPM_ASSERT_HELD(&w->r->lock);
 	if (w->rx_owner != RX_NONE)
 		return;  /* the owner receives these answers too */
 	if (mine && n == 1 && batch[0] == mine && w->outstanding == 1 && !w->rhave) {

@@ -56,8 +56,8 @@ ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock);
 /* Decrypted bytes already buffered: poll() on the socket does not see them. */
 bool ipm_tls_pending(struct ipm_tls *t);
 /* Blocking send of the whole vector, packed into full records (16 KiB)
- * sent with one send(2) per 256 KiB: 0, -EAGAIN at the socket's send
- * timeout, or another -errno. */
+ * sent three at a time (one send(2) per 48 KiB): 0, -EAGAIN at the
+ * socket's send timeout, or another -errno. */
 int ipm_tls_sendv(struct ipm_tls *t, const struct iovec *iov, int cnt);
 /* Non-blocking send: takes (copies) up to max bytes of the vector and
  * returns how many, or -EAGAIN when the socket is full with bytes of an

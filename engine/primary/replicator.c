@@ -413,7 +413,7 @@ static int wait_sync(struct replicator *r, struct mreq *m, int local_rc)
 {
 	pthread_mutex_lock(&r->lock);
 	rx_wait_locked(r, m);  /* the answer may be ours to receive */
-	while (!m->done)
+	while (!m->done || m->in_send)
 		pthread_cond_wait(&m->cond, &r->lock);
 	host_release_locked(r, m);
 	pthread_mutex_unlock(&r->lock);

@@ -78,6 +78,9 @@ struct mreq {
 	uint64_t peer_backing;   /* its RESIZE_REPLY's: the mirror's backing size */
 	struct worker *rx;       /* sync: the host thread receives the answers
 				  * on this connection itself (worker.c) */
+	unsigned in_send;        /* sync: inside a send (send_batch_locked); its
+				  * host waits for it to end before the memory
+				  * goes (an answer may come first) */
 };
 
 struct rep_lun {

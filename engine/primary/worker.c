@@ -520,6 +520,13 @@ static int send_batch_locked(struct replicator *r, struct worker *w, struct mreq
 	IPM_ASSERT_HELD(&r->lock);
 	n = take_batch(r, w, batch);
 	rx_assign_locked(w, batch, n, mine);
+	/* the answer may be taken (and the request freed, or its host gone)
+	 * before sendmsg returns: the batch stays alive until then */
+	for (i = 0; i < n; i++)
+		if (batch[i]->sync)
+			batch[i]->in_send++;
+		else
+			batch[i]->refs++;
 	w->sending = true;
 	r->sending++;
 	pthread_mutex_unlock(&r->lock);
@@ -532,6 +539,11 @@ static int send_batch_locked(struct replicator *r, struct worker *w, struct mreq
 	rc = ipm_conn_sendv(w->fd, w->tls, iov, cnt);
 	pthread_mutex_unlock(&w->send_lock);
 	pthread_mutex_lock(&r->lock);
+	for (i = 0; i < n; i++)
+		if (!batch[i]->sync)
+			mreq_put_locked(batch[i]);
+		else if (--batch[i]->in_send == 0 && batch[i]->done)
+			pthread_cond_signal(&batch[i]->cond);
 	w->sending = false;
 	/* only go_down_locked (the link no longer live) and worker_serve (w no
 	 * longer serving) wait for sends to end: a broadcast after every send

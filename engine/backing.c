@@ -11,7 +11,10 @@
  * calling thread's io_uring and the thread waits once for all of them. The
  * ring is per thread (created on first use, freed when the thread ends),
  * so callers need no lock. Without io_uring (old kernel, disabled by
- * sysctl) the writes are made one after another. */
+ * sysctl) the writes are made one after another.
+ *
+ * Direct writes and page-cache I/O of a LUN never run at once (struct
+ * io_phase, backing.h: the kernel keeps the two coherent only then). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -28,6 +31,48 @@
 
 #include "backing.h"
 #include "lun.h"
+
+/* ---- direct writes and page-cache I/O take turns ------------------------ */
+
+void io_phase_init(struct io_phase *p)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+}
+
+void io_phase_destroy(struct io_phase *p)
+{
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+}
+
+/* Wait until no request of the other kind runs; one that waits already
+ * for the running ones of ours goes before our newcomers (turn). */
+static void phase_enter(struct io_phase *p, int k)
+{
+	int o = !k;
+
+	pthread_mutex_lock(&p->lock);
+	p->waiting[k]++;
+	if (p->active[o])
+		p->turn = k;
+	while (p->active[o] || (p->waiting[o] && p->turn == o))
+		pthread_cond_wait(&p->cond, &p->lock);
+	p->waiting[k]--;
+	p->active[k]++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void phase_leave(struct io_phase *p, int k)
+{
+	pthread_mutex_lock(&p->lock);
+	if (--p->active[k] == 0 && p->waiting[!k]) {
+		p->turn = !k;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
 
 /* ---- one request -------------------------------------------------------- */
 
@@ -86,8 +131,15 @@ static int read_with(struct ipm_lun *l, void *buf, size_t len, uint64_t off, uns
 
 	while (done < len) {
 		char *p = (char *)buf + done;
-		ssize_t n = pread(io_fd(l, p, len - done, off + done, flags), p, len - done,
-				  (off_t)(off + done));
+		int fd = io_fd(l, p, len - done, off + done, flags);
+		ssize_t n;
+
+		/* a cached read must not fill pages under a direct write */
+		if (fd != l->dfd)
+			phase_enter(&l->phase, IO_CACHED);
+		n = pread(fd, p, len - done, (off_t)(off + done));
+		if (fd != l->dfd)
+			phase_leave(&l->phase, IO_CACHED);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -117,8 +169,13 @@ int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off
 	int rwf = (flags & IPM_IO_FUA) ? RWF_DSYNC : 0;
 
 	while (iov.iov_len > 0) {
-		ssize_t n = pwritev2(io_fd(l, iov.iov_base, iov.iov_len, off, flags), &iov, 1,
-				     (off_t)off, rwf);
+		int fd = io_fd(l, iov.iov_base, iov.iov_len, off, flags);
+		int kind = fd == l->dfd ? IO_DIRECT : IO_CACHED;
+		ssize_t n;
+
+		phase_enter(&l->phase, kind);
+		n = pwritev2(fd, &iov, 1, (off_t)off, rwf);
+		phase_leave(&l->phase, kind);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -137,7 +194,7 @@ int lun_local_flush(struct ipm_lun *l)
 	return fdatasync(l->fd) < 0 ? io_error(l, -errno) : 0;
 }
 
-int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
+static int trim_range(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
 	if (len == 0) /* fallocate and BLKDISCARD refuse an empty range */
 		return 0;
@@ -151,6 +208,17 @@ int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
 		/* trim is advisory: a file system without hole punching is fine */
 		return errno == EOPNOTSUPP ? 0 : -errno;
 	return 0;
+}
+
+/* Discards and zeroing change the file outside O_DIRECT: cached I/O's turn. */
+int lun_local_trim(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	int rc;
+
+	phase_enter(&l->phase, IO_CACHED);
+	rc = trim_range(l, len, off);
+	phase_leave(&l->phase, IO_CACHED);
+	return rc;
 }
 
 static int write_zero_buffers(struct ipm_lun *l, uint64_t len, uint64_t off)
@@ -168,24 +236,45 @@ static int write_zero_buffers(struct ipm_lun *l, uint64_t len, uint64_t off)
 	return rc;
 }
 
-int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
+/* Zero the range without writing zeros: true when the device or the file
+ * system did it. */
+static bool zero_range(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
-	if (len == 0)
-		return 0;
 	if (l->is_blockdev) {
 		uint64_t range[2] = { off, len };
 
-		if (ioctl(l->fd, BLKZEROOUT, range) == 0)
-			return 0;
-		return write_zero_buffers(l, len, off);
+		return ioctl(l->fd, BLKZEROOUT, range) == 0;
 	}
-	if (fallocate(l->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
+	return fallocate(l->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			 (off_t)len) == 0 ||
+	       fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			 (off_t)len) == 0;
+}
+
+int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	bool done;
+
+	if (len == 0)
 		return 0;
-	if (fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
-		return 0;
-	return write_zero_buffers(l, len, off);
+	phase_enter(&l->phase, IO_CACHED);
+	done = zero_range(l, len, off);
+	phase_leave(&l->phase, IO_CACHED);
+	/* written zeros take their own turns (lun_local_write) */
+	return done ? 0 : write_zero_buffers(l, len, off);
+}
+
+/* A regular file's hole over the range (a resync's ZERO on the mirror: it
+ * reads as zeros and costs no space): 0, or -errno. */
+int lun_local_punch(struct ipm_lun *l, uint64_t len, uint64_t off)
+{
+	int rc;
+
+	phase_enter(&l->phase, IO_CACHED);
+	rc = fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		       (off_t)len) < 0 ? -errno : 0;
+	phase_leave(&l->phase, IO_CACHED);
+	return rc;
 }
 
 
@@ -239,15 +328,49 @@ static struct io_uring *thread_ring(void)
 	return ring;
 }
 
+static int by_address(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(struct ipm_lun *const *)a;
+	uintptr_t y = (uintptr_t)*(struct ipm_lun *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The direct-write turn of every LUN the direct writes of ios[0..n) go to
+ * (a version 4 session's batch holds several), each once, in address
+ * order: a thread holding all it needs never waits, so two batches that
+ * share LUNs cannot wait for each other. Returns how many went in lv. */
+static unsigned phases_enter(struct lun_io *ios, unsigned n, struct ipm_lun **lv)
+{
+	unsigned i, k, m = 0;
+
+	for (i = 0; i < n; i++) {
+		struct ipm_lun *l = ios[i].lun;
+
+		if (io_fd(l, ios[i].buf, ios[i].len, ios[i].off, ios[i].flags) != l->dfd)
+			continue;
+		for (k = 0; k < m && lv[k] != l; k++)
+			;
+		if (k == m)
+			lv[m++] = l;
+	}
+	qsort(lv, m, sizeof(*lv), by_address);
+	for (k = 0; k < m; k++)
+		phase_enter(&lv[k]->phase, IO_DIRECT);
+	return m;
+}
+
 /* Direct (O_DIRECT-aligned) writes of ios[0..n) through the ring; the
  * others keep rc 1 and are written synchronously by the caller. False when
  * the ring broke (it is freed). */
 static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
 {
+	struct ipm_lun *lv[RING_ENTRIES];
 	struct io_uring_cqe *cqe;
-	unsigned i, queued = 0, submitted = 0;
+	unsigned i, queued = 0, submitted = 0, n_lv;
 	bool broken = false;
 
+	n_lv = phases_enter(ios, n, lv);
 	for (i = 0; i < n; i++) {
 		struct lun_io *io = &ios[i];
 		struct io_uring_sqe *sqe;
@@ -284,6 +407,8 @@ static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
 		io_uring_cqe_seen(ring, cqe);
 		submitted--;
 	}
+	while (n_lv > 0)
+		phase_leave(&lv[--n_lv]->phase, IO_DIRECT);
 	if (broken) {
 		qb_log(LOG_WARNING, "io_uring submission failed: this thread makes a new ring");
 		pthread_setspecific(ring_key, NULL);

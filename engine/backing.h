@@ -3,6 +3,7 @@
 #ifndef IPM_BACKING_H
 #define IPM_BACKING_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,12 +11,35 @@
 
 struct ipm_lun;
 
+/* O_DIRECT writes and page-cache I/O of one backing take turns (each kind
+ * runs with any number of its own). A direct write drops the page cache
+ * over its range when done; a page a buffered request holds or dirties at
+ * that moment stays, stale: the kernel logs "Page cache invalidation
+ * failure on direct I/O. Possible data corruption due to collision with
+ * buffered I/O!", the file's next fdatasync fails with EIO (a mirror's
+ * FLUSH failed so under mixed 512 B..1 MiB writes), and the page's later
+ * writeback can put old bytes over the direct write's - bytes of another
+ * request than the buffered one, as pages are shared by requests that do
+ * not overlap. Direct reads invalidate nothing: they take no turn. */
+struct io_phase {
+	pthread_mutex_t lock;      /* a leaf */
+	pthread_cond_t cond;
+	unsigned active[2];        /* IO_DIRECT, IO_CACHED */
+	unsigned waiting[2];
+	int turn;                  /* who goes first when both wait */
+};
+enum { IO_DIRECT, IO_CACHED };
+void io_phase_init(struct io_phase *p);
+void io_phase_destroy(struct io_phase *p);
+
 /* Operations on the local backing store only (no mirroring). Aligned
  * requests use O_DIRECT when the backing has it, the rest the page cache. */
 int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
+/* A hole over [off, off+len) of a regular file: 0, or -errno. */
+int lun_local_punch(struct ipm_lun *l, uint64_t len, uint64_t off);
 /* A bulk copy's read (resync, verify): like lun_local_read, but aligned
  * requests of any size bypass the page cache (LUN_IO_BULK). */
 int lun_bulk_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);

@@ -158,10 +158,11 @@ static void stop_luns(ipm_engine *e)
 {
 	size_t i;
 
-	for (i = 0; i < e->n_luns; i++)
-		lun_mirror_stop(e, e->luns[i]);
+	/* the listener first: it routes new sessions to the LUNs' receivers */
 	if (e->rcv)
 		receiver_stop(e->rcv);
+	for (i = 0; i < e->n_luns; i++)
+		lun_mirror_stop(e, e->luns[i]);
 }
 
 static int start_luns(ipm_engine *e, ipm_error *err)

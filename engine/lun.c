@@ -81,7 +81,12 @@ static void open_direct(struct ipm_lun *l, const struct ipm_backing_cfg *b)
 		       "using the page cache", l->cfg->name, l->path, strerror(-rc));
 		close(l->dfd);
 		l->dfd = -1;
+		return;
 	}
+	/* no readahead through the page cache: it reads on after a cached
+	 * read has returned, into pages a direct write may then cover, which
+	 * its end cannot drop (struct io_phase, backing.h) */
+	posix_fadvise(l->fd, 0, 0, POSIX_FADV_RANDOM);
 }
 
 static void gate_init(struct ipm_lun *l)
@@ -220,6 +225,7 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 		snprintf(l->journal_path, sizeof(l->journal_path), "%s.journal", path);
 	l->ops = &backing_ops;
 	gate_init(l);
+	io_phase_init(&l->phase);
 	lun_gen_init(&l->g);
 	pthread_mutex_init(&l->refusal_lock, NULL);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
@@ -248,6 +254,7 @@ void lun_close(struct ipm_lun *l)
 	lun_gen_fini(&l->g);
 	ipm_config_free(l->own_cfg);
 	pthread_rwlock_destroy(&l->gate);
+	io_phase_destroy(&l->phase);
 	pthread_mutex_destroy(&l->refusal_lock);
 	free(l);
 }

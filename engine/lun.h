@@ -21,6 +21,8 @@ struct ipm_lun {
 	char journal_path[4200];
 	int fd;                       /* buffered I/O, flush, trim */
 	int dfd;                      /* O_DIRECT (io="direct"), or -1 */
+	struct io_phase phase;        /* backing.c: direct writes and cached I/O
+				       * take turns */
 	uint32_t dio_mem_align;       /* buffer address alignment O_DIRECT needs */
 	uint32_t dio_off_align;       /* offset and length alignment O_DIRECT needs */
 	bool is_blockdev;

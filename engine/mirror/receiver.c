@@ -126,25 +126,42 @@ struct receiver {
 
 /* ---- connections ---------------------------------------------------------- */
 
-static void rconn_put_locked(struct receiver *rc, struct rconn *c)
+/* rc's list of connections and their count, which receiver_stop waits
+ * to reach 0 */
+static void conn_link_locked(struct receiver *rc, struct rconn *c)
+{
+	IPM_ASSERT_HELD(&rc->lock);
+	c->rc = rc;
+	c->next = rc->conns;
+	rc->conns = c;
+	rc->n_conns++;
+}
+
+static void conn_unlink_locked(struct receiver *rc, struct rconn *c)
 {
 	struct rconn **p;
 
 	IPM_ASSERT_HELD(&rc->lock);
-	if (--c->refs > 0)
-		return;
 	for (p = &rc->conns; *p; p = &(*p)->next) {
 		if (*p == c) {
 			*p = c->next;
 			break;
 		}
 	}
+	if (--rc->n_conns == 0)
+		pthread_cond_broadcast(&rc->idle);
+}
+
+static void rconn_put_locked(struct receiver *rc, struct rconn *c)
+{
+	IPM_ASSERT_HELD(&rc->lock);
+	if (--c->refs > 0)
+		return;
+	conn_unlink_locked(rc, c);
 	ipm_tls_free(c->tls);
 	close(c->fd);
 	pthread_mutex_destroy(&c->send_lock);
 	free(c);
-	if (--rc->n_conns == 0)
-		pthread_cond_broadcast(&rc->idle);
 }
 
 /* send_lock held. A lost answer is harmless: the primary re-sends and we
@@ -223,8 +240,7 @@ static int apply_zero(struct rreq *q)
 	const struct wire_frame *f = &q->f;
 
 	if ((f->flags & WIRE_F_REPLAY) && !q->lun->is_blockdev &&
-	    fallocate(q->lun->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)f->offset, (off_t)f->length) == 0)
+	    lun_local_punch(q->lun, f->length, f->offset) == 0)
 		return 0;
 	return lun_local_zero(q->lun, f->length, f->offset);
 }
@@ -394,9 +410,10 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 			struct rconn *reply;
 
 			if (status[i])
-				qb_log(LOG_ERR, "lun %s: applying mirror request %llu failed: %s",
+				qb_log(LOG_ERR, "lun %s: applying mirror request %llu (%s at offset %llu, length %llu) failed: %s",
 				       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
-				       strerror(-status[i]));
+				       wire_type_name(q->f.type), (unsigned long long)q->f.offset,
+				       (unsigned long long)q->f.length, strerror(-status[i]));
 			pthread_mutex_lock(&rc->lock);
 			if (q->reply->session == rc->order.session)
 				order_mark_applied(&rc->order, q->f.seq);
@@ -784,28 +801,29 @@ static struct ipm_lun *lun_by_name(const struct receiver *rc, const char *name)
 }
 
 /* c moves from the listener to rc (the connection is authenticated and
- * holds no request yet). */
-static void rehome(struct rconn *c, struct receiver *rc)
+ * holds no request yet); false, c left with the listener, when rc is
+ * stopped: its receiver_stop waited for the connections it had, and one
+ * joining after would outlive it (an engine stop met that: a session
+ * routed to a LUN's stopped receiver, which was then freed under it). */
+static bool rehome(struct rconn *c, struct receiver *rc)
 {
 	struct receiver *hub = c->rc;
-	struct rconn **p;
+	bool ok;
 
 	pthread_mutex_lock(&hub->lock);
-	for (p = &hub->conns; *p; p = &(*p)->next) {
-		if (*p == c) {
-			*p = c->next;
-			break;
-		}
-	}
-	if (--hub->n_conns == 0)
-		pthread_cond_broadcast(&hub->idle);
+	conn_unlink_locked(hub, c);
 	pthread_mutex_unlock(&hub->lock);
-	c->rc = rc;
 	pthread_mutex_lock(&rc->lock);
-	c->next = rc->conns;
-	rc->conns = c;
-	rc->n_conns++;
+	ok = rc->running;
+	if (ok)
+		conn_link_locked(rc, c);
 	pthread_mutex_unlock(&rc->lock);
+	if (!ok) {
+		pthread_mutex_lock(&hub->lock);
+		conn_link_locked(hub, c);
+		pthread_mutex_unlock(&hub->lock);
+	}
+	return ok;
 }
 
 /* Version 5: a session of one LUN is that LUN's own, served by its
@@ -820,13 +838,13 @@ static int route(struct rconn *c, const struct wire_hello *hello, const struct w
 
 	pthread_mutex_lock(&e->route);
 	if (hello->version >= 5 && auth->n_luns == 1 && c->rc->own != l) {
-		if (!l->rcv) {
+		if (!l->rcv || !rehome(c, l->rcv)) {
 			pthread_mutex_unlock(&e->route);
-			snprintf(reason, reason_len, "lun \"%s\" is changing its role here", l->cfg->name);
+			snprintf(reason, reason_len, "lun \"%s\" is changing its role here, or stopping",
+				 l->cfg->name);
 			return EAGAIN;
 		}
 		to = l->rcv;
-		rehome(c, to);
 	}
 	pthread_mutex_lock(&to->lock);
 	join_session_locked(to, c, auth);
@@ -1187,9 +1205,7 @@ static int conn_start(struct receiver *rc, int fd, const struct sockaddr_storage
 	pthread_mutex_init(&c->send_lock, NULL);
 	describe_peer(ss, c->who, sizeof(c->who));
 	pthread_mutex_lock(&rc->lock);
-	c->next = rc->conns;
-	rc->conns = c;
-	rc->n_conns++;
+	conn_link_locked(rc, c);
 	pthread_mutex_unlock(&rc->lock);
 	if (pthread_create(&t, NULL, conn_main, c) != 0) {
 		c->fd = -1;  /* the caller's to close */

@@ -438,7 +438,7 @@ int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 
 /* ---- frames ---------------------------------------------------------------- */
 
-static const char *frame_type_name(unsigned type)
+const char *wire_type_name(unsigned type)
 {
 	static const char *const names[] = {
 		[WIRE_WRITE] = "WRITE", [WIRE_TRIM] = "TRIM", [WIRE_ZERO] = "ZERO",
@@ -567,7 +567,7 @@ int wire_frame_decode(const uint8_t buf[WIRE_FRAME_LEN], uint32_t n_luns,
 	if (f->type < WIRE_WRITE || (f->type > WIRE_HBSLOT && !is_verify_type(f->type) &&
 					  !is_read_type(f->type) && !is_resize_type(f->type)))
 		return ipm_fail(err, -EPROTO, "unknown frame type %u", f->type);
-	t = frame_type_name(f->type);
+	t = wire_type_name(f->type);
 	if (f->flags & ~(WIRE_F_FUA | WIRE_F_REPLAY | WIRE_F_INSYNC))
 		return ipm_fail(err, -EPROTO, "%s frame has unknown flags 0x%04x", t, f->flags);
 	if (f->type == WIRE_WRITE) {

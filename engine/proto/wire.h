@@ -144,6 +144,8 @@ enum wire_type {
 			      * offset: the mirror's backing size, length: the
 			      * size asked; no payload */
 };
+/* "WRITE", "TRIM"...: a frame type for log lines ("unknown" for others). */
+const char *wire_type_name(unsigned type);
 #define WIRE_RESIZE_LEN 8
 /* The largest range of one READ: its reply must fit the primary's buffer
  * of answers (worker.c); a longer read is asked in pieces, all in flight. */

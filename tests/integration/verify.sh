@@ -140,6 +140,8 @@ check "nothing journaled for it on node1" \
 kill -CONT "$n2_pid"
 wait_for 30 lun_state_is node2 vol0 uptodate || diag "node2 not back: $(lun_field node2 vol0 state)"
 stop_pid "$n2_pid"
+# once node1 knows (its reader sees the close, its link monitor goes down)
+wait_for 15 lun_state_is node1 vol0 journaling || diag "node1 still $(lun_field node1 vol0 state)"
 out=$(ctl node1 verify vol0 2>&1); rc=$?
 diag "verify with node2 stopped: $out"
 check "verify refused while the peer is gone" eval 'test $rc = 1 && grep -q "not connected" <<<"$out"'

@@ -282,9 +282,15 @@ int lun_local_punch(struct ipm_lun *l, uint64_t len, uint64_t off)
 
 #define RING_ENTRIES 64
 
-static pthread_key_t ring_key;
-static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
-static bool ring_missing;          /* io_uring unavailable: logged once */
+/* A kind of per-thread ring: created on a thread's first use, freed when
+ * the thread ends; once io_uring fails, that kind is not tried again. */
+struct ring_kind {
+	pthread_key_t key;
+	pthread_once_t once;
+	bool missing;
+	unsigned entries;
+	const char *unavailable;   /* logged once when io_uring fails, or NULL */
+};
 
 static void ring_free(void *p)
 {
@@ -292,40 +298,57 @@ static void ring_free(void *p)
 	free(p);
 }
 
-static void ring_key_create(void)
+static void ring_key_make(struct ring_kind *k)
 {
-	if (pthread_key_create(&ring_key, ring_free) != 0)
-		__atomic_store_n(&ring_missing, true, __ATOMIC_RELAXED);
+	if (pthread_key_create(&k->key, ring_free) != 0)
+		__atomic_store_n(&k->missing, true, __ATOMIC_RELAXED);
 }
 
-/* This thread's ring, or NULL: then write synchronously. */
-static struct io_uring *thread_ring(void)
+/* This thread's ring of kind k, or NULL: then the caller does its I/O
+ * itself. key_create is k's pthread_once routine (ring_key_make on k). */
+static struct io_uring *ring_get(struct ring_kind *k, void (*key_create)(void))
 {
 	struct io_uring *ring;
 	int rc;
 
-	pthread_once(&ring_once, ring_key_create);
-	if (__atomic_load_n(&ring_missing, __ATOMIC_RELAXED))
+	pthread_once(&k->once, key_create);
+	if (__atomic_load_n(&k->missing, __ATOMIC_RELAXED))
 		return NULL;
-	ring = pthread_getspecific(ring_key);
+	ring = pthread_getspecific(k->key);
 	if (ring)
 		return ring;
 	ring = calloc(1, sizeof(*ring));
 	if (!ring)
 		return NULL;
-	rc = io_uring_queue_init(RING_ENTRIES, ring, 0);
+	rc = io_uring_queue_init(k->entries, ring, 0);
 	if (rc < 0) {
 		free(ring);
-		if (!__atomic_exchange_n(&ring_missing, true, __ATOMIC_RELAXED))
-			qb_log(LOG_NOTICE, "io_uring unavailable (%s): direct writes go one at a time",
-			       strerror(-rc));
+		if (!__atomic_exchange_n(&k->missing, true, __ATOMIC_RELAXED) && k->unavailable)
+			qb_log(LOG_NOTICE, "io_uring unavailable (%s): %s", strerror(-rc),
+			       k->unavailable);
 		return NULL;
 	}
-	if (pthread_setspecific(ring_key, ring) != 0) {
+	if (pthread_setspecific(k->key, ring) != 0) {
 		ring_free(ring);
 		return NULL;
 	}
 	return ring;
+}
+
+static struct ring_kind write_rings = {
+	.once = PTHREAD_ONCE_INIT, .entries = RING_ENTRIES,
+	.unavailable = "direct writes go one at a time",
+};
+
+static void write_rings_key(void)
+{
+	ring_key_make(&write_rings);
+}
+
+/* This thread's ring for writes, or NULL: then write synchronously. */
+static struct io_uring *thread_ring(void)
+{
+	return ring_get(&write_rings, write_rings_key);
 }
 
 static int by_address(const void *a, const void *b)
@@ -411,7 +434,7 @@ static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
 		phase_leave(&lv[--n_lv]->phase, IO_DIRECT);
 	if (broken) {
 		qb_log(LOG_WARNING, "io_uring submission failed: this thread makes a new ring");
-		pthread_setspecific(ring_key, NULL);
+		pthread_setspecific(write_rings.key, NULL);
 		ring_free(ring);
 	}
 	return !broken;
@@ -437,9 +460,6 @@ void lun_write_batch(struct lun_io *ios, unsigned n)
 
 /* A second ring per thread, apart from the writes' (whose users wait for
  * all they submitted at once): reads stay in it across calls. */
-static pthread_key_t rring_key;
-static pthread_once_t rring_once = PTHREAD_ONCE_INIT;
-static bool rring_missing;
 static __thread unsigned reads_started;   /* by this thread, not waited for */
 
 struct read_op {
@@ -449,35 +469,16 @@ struct read_op {
 	uint64_t off;
 };
 
-static void rring_key_create(void)
+static struct ring_kind read_rings = { .once = PTHREAD_ONCE_INIT, .entries = LUN_READS_MAX };
+
+static void read_rings_key(void)
 {
-	if (pthread_key_create(&rring_key, ring_free) != 0)
-		__atomic_store_n(&rring_missing, true, __ATOMIC_RELAXED);
+	ring_key_make(&read_rings);
 }
 
 static struct io_uring *read_ring(void)
 {
-	struct io_uring *ring;
-
-	pthread_once(&rring_once, rring_key_create);
-	if (__atomic_load_n(&rring_missing, __ATOMIC_RELAXED))
-		return NULL;
-	ring = pthread_getspecific(rring_key);
-	if (ring)
-		return ring;
-	ring = calloc(1, sizeof(*ring));
-	if (!ring)
-		return NULL;
-	if (io_uring_queue_init(LUN_READS_MAX, ring, 0) < 0) {
-		free(ring);
-		__atomic_store_n(&rring_missing, true, __ATOMIC_RELAXED);
-		return NULL;
-	}
-	if (pthread_setspecific(rring_key, ring) != 0) {
-		ring_free(ring);
-		return NULL;
-	}
-	return ring;
+	return ring_get(&read_rings, read_rings_key);
 }
 
 int lun_read_start(struct ipm_lun *l, void *buf, size_t len, uint64_t off, void *tag)
@@ -524,7 +525,7 @@ int lun_read_wait(void **tag)
 
 	if (!reads_started)
 		return -ENOENT;
-	ring = pthread_getspecific(rring_key);
+	ring = pthread_getspecific(read_rings.key);
 	while (!op) {
 		rc = io_uring_wait_cqe(ring, &cqe);
 		if (rc == -EINTR || rc == -EAGAIN)

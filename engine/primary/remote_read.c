@@ -69,16 +69,6 @@ static bool overlap_before(const struct rep_lun *rl, const struct mreq *fence)
 	return false;
 }
 
-static void wait_slice_locked(struct replicator *r)
-{
-	IPM_ASSERT_HELD(&r->lock);
-	r->space_waiters++;
-	if (r->qhead)
-		pthread_cond_broadcast(&r->queue_cond);
-	ipm_cond_wait_ms(&r->space_cond, &r->lock, READ_SLICE_MS);
-	r->space_waiters--;
-}
-
 static struct mreq *read_new(struct rep_lun *rl, void *dst, uint64_t off, uint32_t len)
 {
 	struct mreq *m = calloc(1, sizeof(*m));
@@ -107,7 +97,7 @@ static struct mreq *read_send_locked(struct replicator *r, struct rep_lun *rl, v
 	}
 	active_add(rl, m);
 	while (!(*why = cannot_locked(r, rl)) && (overlap_before(rl, m) || window_full_locked(r, 0)))
-		wait_slice_locked(r);
+		space_wait_slice_locked(r, READ_SLICE_MS);
 	if (*why) {
 		active_remove(rl, m);
 		pthread_cond_broadcast(&r->space_cond);
@@ -128,7 +118,7 @@ static int read_wait_locked(struct replicator *r, struct mreq *m, int64_t deadli
 
 	IPM_ASSERT_HELD(&r->lock);
 	while (!m->done && r->running && r->link == LINK_LIVE && ipm_now_ms() < deadline)
-		wait_slice_locked(r);
+		space_wait_slice_locked(r, READ_SLICE_MS);
 	if (m->answered && m->status)
 		rc = -m->status, *why = "the peer's read failed";
 	else if (m->answered)

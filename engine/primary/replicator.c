@@ -77,6 +77,16 @@ bool window_full_locked(const struct replicator *r, uint32_t len)
 	       (r->inflight && r->inflight_bytes + len > WIRE_MAX_INFLIGHT_BYTES);
 }
 
+void space_wait_slice_locked(struct replicator *r, int ms)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	r->space_waiters++;
+	if (r->qhead)
+		pthread_cond_broadcast(&r->queue_cond);
+	ipm_cond_wait_ms(&r->space_cond, &r->lock, ms);
+	r->space_waiters--;
+}
+
 static void space_wait_locked(struct replicator *r, bool window_only)
 {
 	IPM_ASSERT_HELD(&r->lock);

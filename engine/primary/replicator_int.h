@@ -198,6 +198,10 @@ void finish_locked(struct replicator *r, struct mreq *m, int status);
 /* The mirror answered an in-flight request. */
 void complete_locked(struct replicator *r, struct mreq *m, int status);
 void enqueue_locked(struct replicator *r, struct mreq *m);
+/* Wait up to ms on space_cond, which answers and host releases broadcast
+ * while someone waits there (a worker is kicked first if something is
+ * queued): the bounded wait of verify.c, remote_read.c, resize_send.c. */
+void space_wait_slice_locked(struct replicator *r, int ms);
 void set_states_locked(struct replicator *r, enum ipm_lun_state s);
 /* No room in flight for len more payload bytes: the window is full, or the
  * bytes would pass WIRE_MAX_INFLIGHT_BYTES (one request always fits). */

@@ -65,16 +65,6 @@ static struct mreq *resize_new(struct rep_lun *rl, uint64_t size)
 	return m;
 }
 
-static void wait_slice_locked(struct replicator *r)
-{
-	IPM_ASSERT_HELD(&r->lock);
-	r->space_waiters++;
-	if (r->qhead)
-		pthread_cond_broadcast(&r->queue_cond);
-	ipm_cond_wait_ms(&r->space_cond, &r->lock, RESIZE_SLICE_MS);
-	r->space_waiters--;
-}
-
 /* Send m after everything sent so far and wait for its answer. */
 static int ask_locked(struct replicator *r, struct mreq *m, const char **why)
 {
@@ -83,7 +73,7 @@ static int ask_locked(struct replicator *r, struct mreq *m, const char **why)
 
 	IPM_ASSERT_HELD(&r->lock);
 	while (!(*why = cannot_locked(r, m->rl, &rc)) && window_full_locked(r, m->f.len))
-		wait_slice_locked(r);
+		space_wait_slice_locked(r, RESIZE_SLICE_MS);
 	if (*why)
 		return rc;
 	m->f.dep = r->next_seq;
@@ -91,7 +81,7 @@ static int ask_locked(struct replicator *r, struct mreq *m, const char **why)
 	enqueue_locked(r, m);
 	send_now_locked(r, 0);
 	while (!m->done && r->running && r->link == LINK_LIVE && ipm_now_ms() < deadline)
-		wait_slice_locked(r);
+		space_wait_slice_locked(r, RESIZE_SLICE_MS);
 	if (m->answered)
 		return -m->status;
 	*why = m->done ? "the connection broke before the peer answered"

@@ -91,18 +91,6 @@ static bool live_locked(const struct replicator *r, const struct verify_state *s
 	return r->running && !st->stop && r->link == LINK_LIVE;
 }
 
-/* Wait on space_cond, which answers and host releases broadcast while
- * someone waits there (bounded: stop is looked at too). */
-static void wait_locked(struct replicator *r)
-{
-	IPM_ASSERT_HELD(&r->lock);
-	r->space_waiters++;
-	if (r->qhead)
-		pthread_cond_broadcast(&r->queue_cond);
-	ipm_cond_wait_ms(&r->space_cond, &r->lock, PACE_SLICE_MS);
-	r->space_waiters--;
-}
-
 /* Number a request after everything sent so far and queue it. */
 static void send_locked(struct replicator *r, struct mreq *m)
 {
@@ -169,7 +157,7 @@ static struct mreq *fence_locked(struct verify_run *v, uint64_t off, uint64_t le
 		return NULL;
 	active_add(v->rl, m);
 	while (live_locked(r, st) && (older_overlap(v->rl, m) || window_full_locked(r, m->f.len)))
-		wait_locked(r);
+		space_wait_slice_locked(r, PACE_SLICE_MS);
 	if (!live_locked(r, st)) {
 		m->refs = 1;   /* never sent */
 		fence_remove_locked(r, m);
@@ -201,7 +189,7 @@ static struct mreq *repair_send_locked(struct verify_run *v, const uint8_t *data
 	m->rl = v->rl;
 	m->refs = 2;
 	while (live_locked(r, &v->rl->verify) && window_full_locked(r, len))
-		wait_locked(r);
+		space_wait_slice_locked(r, PACE_SLICE_MS);
 	if (!live_locked(r, &v->rl->verify)) {
 		free(m->owned);
 		free(m);
@@ -235,7 +223,7 @@ static void repair_locked(struct verify_run *v, const struct verify_slot *s, uns
 		if (!sent[i])
 			continue;
 		while (!sent[i]->done && r->running && !v->rl->verify.stop)
-			wait_locked(r);
+			space_wait_slice_locked(r, PACE_SLICE_MS);
 		if (sent[i]->done && sent[i]->status == 0)
 			v->rl->verify.repaired += sent[i]->f.length;
 		mreq_put_locked(sent[i]);
@@ -376,7 +364,7 @@ static int slot_finish(struct verify_run *v)
 	memset(v->differs, 0, sizeof(v->differs));
 	pthread_mutex_lock(&r->lock);
 	while (!s->m->done && live_locked(r, &v->rl->verify))
-		wait_locked(r);
+		space_wait_slice_locked(r, PACE_SLICE_MS);
 	if (rc == 0)
 		rc = compare_locked(v, s);
 	fence_remove_locked(r, s->m);

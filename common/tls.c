@@ -36,6 +36,7 @@ struct ipm_tls_creds {
 	/* a fixed server key: its identity and key (the callback's) */
 	char *identity;
 	gnutls_datum_t key;
+	char *alpn;         /* the application protocol offered/accepted, or NULL */
 };
 
 /* GnuTLS reads a record's header, then its body: two recv(2) a record of at
@@ -225,6 +226,8 @@ int ipm_tls_creds_new(enum ipm_tls_side side, const struct ipm_tls_config *cfg,
 		rc = creds_x509(c, cfg, err);
 	if (rc == 0 && side == IPM_TLS_SERVER && x509 && !(cfg->cert && cfg->key))
 		rc = ipm_fail(err, -EINVAL, "a TLS server needs tls-cert and tls-key");
+	if (rc == 0 && cfg->alpn && !(c->alpn = strdup(cfg->alpn)))
+		rc = ipm_fail(err, -ENOMEM, "out of memory");
 	if (rc == 0) {
 		g = gnutls_priority_init(&c->prio, cfg->tls13_only ? PRIO_TLS13 : PRIO_TLS12, NULL);
 		if (g < 0)
@@ -255,6 +258,7 @@ void ipm_tls_creds_free(struct ipm_tls_creds *c)
 		free(c->key.data);
 	}
 	free(c->identity);
+	free(c->alpn);
 	free(c);
 }
 
@@ -408,6 +412,12 @@ int ipm_tls_new(const struct ipm_tls_creds *c, int fd, struct ipm_tls **out, ipm
 					   c->psk_srv ? (void *)c->psk_srv : (void *)c->psk_cli);
 	if (g >= 0 && c->x509)
 		g = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
+	if (g >= 0 && c->alpn) {
+		gnutls_datum_t proto = { (unsigned char *)c->alpn, (unsigned)strlen(c->alpn) };
+
+		/* not GNUTLS_ALPN_MANDATORY: a peer without it still connects */
+		g = gnutls_alpn_set_protocols(t->s, &proto, 1, 0);
+	}
 	if (g < 0) {
 		gnutls_deinit(t->s);
 		free(t->ra);
@@ -681,6 +691,15 @@ const char *ipm_tls_describe(struct ipm_tls *t, char *buf, size_t len)
 		 auth, kx == GNUTLS_KX_ECDHE_PSK || kx == GNUTLS_KX_DHE_PSK ? "+DHE" : "",
 		 gnutls_cipher_get_name(gnutls_cipher_get(t->s)));
 	return buf;
+}
+
+bool ipm_tls_alpn(struct ipm_tls *t)
+{
+	const struct ipm_tls_creds *c = gnutls_session_get_ptr(t->s);
+	gnutls_datum_t sel;
+
+	return c->alpn && gnutls_alpn_get_selected_protocol(t->s, &sel) == 0 &&
+	       sel.size == strlen(c->alpn) && memcmp(sel.data, c->alpn, sel.size) == 0;
 }
 
 const char *ipm_tls_error(const struct ipm_tls *t)

@@ -31,6 +31,9 @@ struct ipm_tls_config {
 	const char *cert, *key;     /* X.509: PEM certificate (chain) and its key */
 	const char *ca;             /* PEM CA: the peer must present a certificate it signed */
 	bool tls13_only;            /* else TLS 1.2 is allowed too (NBD clients) */
+	const char *alpn;           /* an application protocol (ALPN) to offer (client)
+				     * or accept (server), not required: a peer that
+				     * does not know it still connects (ipm_tls_alpn) */
 };
 
 /* Load credentials. Files are read (and checked) now, so a bad path or
@@ -71,6 +74,9 @@ void ipm_tls_bye(struct ipm_tls *t);
 void ipm_tls_free(struct ipm_tls *t);
 /* The negotiated protocol and key exchange, for log lines ("TLS1.3 PSK"). */
 const char *ipm_tls_describe(struct ipm_tls *t, char *buf, size_t len);
+/* Both sides agreed on the configuration's alpn in the handshake (which
+ * authenticates it); false when either side has none. */
+bool ipm_tls_alpn(struct ipm_tls *t);
 /* The last GnuTLS error of t, for log lines. */
 const char *ipm_tls_error(const struct ipm_tls *t);
 

@@ -26,6 +26,7 @@
 #include "crc32c.h"
 #include "apply_order.h"
 #include "handshake.h"
+#include "mirror_tls.h"
 #include "lun.h"
 #include "netaddr.h"
 #include "receiver.h"
@@ -51,6 +52,8 @@ struct rconn {
 	struct receiver *rc;
 	int fd;
 	struct ipm_tls *tls;          /* <tls mode> != off: fd's TLS session */
+	bool payload_crc;             /* WRITE payloads carry a CRC32C to check
+				       * (not under TLS when agreed: mirror_tls.h) */
 	char who[80];                 /* peer address, for log lines */
 	unsigned index;               /* the primary's connection index */
 	uint64_t session;
@@ -695,7 +698,7 @@ static int read_request(struct rbuf *b, struct rreq **out, ipm_error *err)
 			ipm_fail(err, rc, "payload: %s", read_error(rc));
 			goto fail;
 		}
-		if (crc32c(0, q->data, q->f.len) != q->f.csum) {
+		if (c->payload_crc && crc32c(0, q->data, q->f.len) != q->f.csum) {
 			rc = ipm_fail(err, -EBADMSG, "request %llu: payload checksum mismatch",
 				      (unsigned long long)q->f.seq);
 			goto fail;
@@ -1083,6 +1086,7 @@ static int conn_handshake(struct rconn *c, struct wire_hello *hello, struct wire
 		r = handshake_server_tls(c->fd, 0, rc->e->node, rc->e->peer->name, rc->secret,
 					 &tls, check_luns, c, hello, auth, err);
 		c->tls = tls.session;
+		c->payload_crc = mirror_tls_payload_crc(c->tls);
 	} else
 		r = ipm_fail(err, -ENOMEM, "out of memory");
 	slot_release(rc, c->pool);
@@ -1098,7 +1102,7 @@ static void *conn_main(void *arg)
 	ipm_error err = { "" };
 	struct rreq *ready[APPLY_BATCH];
 	unsigned n_ready;
-	char how[96];
+	char how[128];
 	int rc_hs;
 
 	rc_hs = conn_handshake(c, &hello, auth, &err);
@@ -1116,7 +1120,7 @@ static void *conn_main(void *arg)
 	ca_set_up(&rc->ca, c->index, c->fd);
 	qb_log(LOG_NOTICE, "connection %u from %s (%s) is up, %u lun(s), protocol version %u%s%s",
 	       c->index, rc->e->peer->name, c->who, auth->n_luns, hello.version,
-	       c->tls ? ", " : "", c->tls ? ipm_tls_describe(c->tls, how, sizeof(how)) : "");
+	       c->tls ? ", " : "", c->tls ? mirror_tls_describe(c->tls, how, sizeof(how)) : "");
 	serve(c);
 	ca_release(&rc->ca, c->index, c->fd);
 	/* the primary goes on without us: we are behind until its next resync */

@@ -95,6 +95,15 @@ static void space_wait_locked(struct replicator *r, bool window_only)
 	r->window_waiters -= window_only;
 }
 
+void crc_late_update_locked(struct replicator *r)
+{
+	int late = r->link == LINK_LIVE && r->wire_no_crc;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (__atomic_load_n(&r->crc_late, __ATOMIC_RELAXED) != late)
+		__atomic_store_n(&r->crc_late, late, __ATOMIC_RELAXED);
+}
+
 /* The header as it goes out: from version 5 on the LUN is named by its
  * id (wire_lun.id), before by its position in AUTH (f.lun, our index). */
 static void encode_locked(struct replicator *r, struct mreq *m)
@@ -104,6 +113,11 @@ static void encode_locked(struct replicator *r, struct mreq *m)
 	IPM_ASSERT_HELD(&r->lock);
 	if (r->wire_version >= 5)
 		f.lun = r->wire_luns[m->f.lun].id;
+	if (m->no_crc && !r->wire_no_crc) {
+		/* rare: the hint was stale (write_mreq) */
+		m->f.csum = f.csum = crc32c(0, m->data, m->f.len);
+		m->no_crc = false;
+	}
 	wire_frame_encode(m->hdr, &f);
 }
 
@@ -328,6 +342,9 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		pthread_mutex_unlock(&r->lock);
 		return rc;
 	}
+	/* journaled writes need their CRC: computed up front again (write_mreq)
+	 * from the next one on when the link is not live */
+	crc_late_update_locked(r);
 	if (r->link == LINK_LIVE) {
 		r->last_live_ms = ipm_now_ms();
 		if (m->f.type != WIRE_FLUSH)
@@ -473,8 +490,8 @@ static int local_op(struct ipm_lun *l, uint16_t type, uint64_t len, uint64_t off
 /* A write's mirror request: in the caller's *stack (sync: the host waits
  * for it) or on the heap with a copy of the payload (async: it outlives
  * the host's request). NULL when out of memory. */
-static struct mreq *write_mreq(struct rep_lun *rl, struct mreq *stack, const void *buf,
-			       size_t len, uint64_t off, unsigned flags)
+static struct mreq *write_mreq(struct replicator *r, struct rep_lun *rl, struct mreq *stack,
+			       const void *buf, size_t len, uint64_t off, unsigned flags)
 {
 	bool sync = rl->lun->cfg->mode == IPM_MODE_SYNC;
 	struct mreq *m = stack;
@@ -496,7 +513,12 @@ static struct mreq *write_mreq(struct rep_lun *rl, struct mreq *stack, const voi
 	m->data = sync ? buf : m->owned;
 	frame_init(&m->f, rl, WIRE_WRITE, len, off, flags);
 	m->f.len = (uint32_t)len;
-	m->f.csum = crc32c(0, m->data, len);
+	/* under TLS the records' AEAD protects the payload: no CRC unless it is
+	 * journaled (the journal keeps it; journal_append computes a missing
+	 * one, under r->lock) */
+	m->no_crc = __atomic_load_n(&r->crc_late, __ATOMIC_RELAXED);
+	if (!m->no_crc)
+		m->f.csum = crc32c(0, m->data, len);
 	return m;
 }
 
@@ -515,7 +537,7 @@ static void mreq_discard(struct mreq *m)
 static struct mreq *write_submit(struct replicator *r, struct rep_lun *rl, struct mreq *stack,
 				 const ipm_write *w, bool kick, bool may_wait, int *rc)
 {
-	struct mreq *m = write_mreq(rl, stack, w->buf, w->len, w->off, w->flags);
+	struct mreq *m = write_mreq(r, rl, stack, w->buf, w->len, w->off, w->flags);
 
 	if (!m) {
 		*rc = -ENOMEM;

@@ -56,6 +56,8 @@ struct mreq {
 	const void *data;
 	void *owned;             /* async: our copy of the payload */
 	struct rep_lun *rl;
+	bool no_crc;             /* a host WRITE whose f.csum was left out (the
+				  * record's connections take none: wire_no_crc) */
 	int conn;                /* worker it was sent on; -1 while queued */
 	bool done;
 	int status;              /* the mirror's answer (positive errno) */
@@ -182,6 +184,11 @@ struct replicator {
 	char names[128];             /* rep_names(): for log lines */
 	uint16_t wire_version;       /* spoken with peer_record's engine: frames
 				      * name LUNs by id from version 5 on */
+	bool wire_no_crc;            /* peer_record's connections carry WRITE payloads
+				      * without CRC32C (TLS, agreed: mirror_tls.h) */
+	int crc_late;                /* atomic hint for host writes: leave the CRC
+				      * out (link live and wire_no_crc); encode_locked
+				      * and the journal add it where it is missing */
 	uint64_t peer_record;        /* the mirror's ordering record our numbered
 				      * requests went to; 0 until the first
 				      * connection after a go_down */
@@ -198,6 +205,8 @@ void finish_locked(struct replicator *r, struct mreq *m, int status);
 /* The mirror answered an in-flight request. */
 void complete_locked(struct replicator *r, struct mreq *m, int status);
 void enqueue_locked(struct replicator *r, struct mreq *m);
+/* Set crc_late from the link's state and wire_no_crc. */
+void crc_late_update_locked(struct replicator *r);
 /* Wait up to ms on space_cond, which answers and host releases broadcast
  * while someone waits there (a worker is kicked first if something is
  * queued): the bounded wait of verify.c, remote_read.c, resize_send.c. */

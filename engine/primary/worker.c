@@ -20,6 +20,7 @@
 #include "handshake.h"
 #include "lockdebug.h"
 #include "lun.h"
+#include "mirror_tls.h"
 #include "netaddr.h"
 #include "replicator_int.h"
 #include "storage_hb.h"
@@ -338,7 +339,7 @@ void forget_record_locked(struct replicator *r)
  * wait for them for ever. Only a fresh start is safe: journal what is
  * unanswered and resync. */
 static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t downs,
-			       uint16_t version, ipm_error *err)
+			       uint16_t version, bool no_crc, ipm_error *err)
 {
 	IPM_ASSERT_HELD(&r->lock);
 	if (r->downs != downs)
@@ -347,10 +348,16 @@ static int adopt_record_locked(struct replicator *r, uint64_t record, uint64_t d
 		/* frames are encoded for it from now on (replicator.c) */
 		r->peer_record = record;
 		r->wire_version = version;
+		r->wire_no_crc = no_crc;
+		crc_late_update_locked(r);
 	}
 	if (r->peer_record == record && r->wire_version != version)
 		return ipm_fail(err, -EPROTO, "%s spoke protocol version %u, before %u on this record",
 				r->e->peer->name, version, r->wire_version);
+	if (r->peer_record == record && r->wire_no_crc != no_crc)
+		return ipm_fail(err, -EPROTO, "%s agreed to WRITE payloads %s CRC32C, before %s on "
+				"this record", r->e->peer->name, no_crc ? "without" : "with",
+				r->wire_no_crc ? "without" : "with");
 	if (r->peer_record == record)
 		return 0;
 	if (r->link != LINK_DOWN) {
@@ -403,7 +410,8 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	if (rc < 0)
 		goto fail;
 	pthread_mutex_lock(&r->lock);
-	rc = adopt_record_locked(r, record, downs, *spoken, err);
+	rc = adopt_record_locked(r, record, downs, *spoken,
+				 !mirror_tls_payload_crc(tls.session), err);
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0)
 		goto fail;
@@ -423,7 +431,7 @@ static int worker_connect(struct worker *w)
 	struct replicator *r = w->r;
 	ipm_error err = { "" };
 	uint16_t spoken = 0;
-	char how[96];
+	char how[128];
 	int rc;
 
 	rc = connect_once(w, 0, &spoken, &err);
@@ -455,7 +463,7 @@ static int worker_connect(struct worker *w)
 	ca_set_up(&r->ca, w->index, w->fd);
 	qb_log(LOG_NOTICE, "connection %u to %s is up (protocol version %u%s%s)", w->index,
 	       r->e->peer->name, spoken, w->tls ? ", " : "",
-	       w->tls ? ipm_tls_describe(w->tls, how, sizeof(how)) : "");
+	       w->tls ? mirror_tls_describe(w->tls, how, sizeof(how)) : "");
 	if (r->on_version)
 		r->on_version(r->version_opaque, spoken);
 	w->quiet = false;

@@ -1,6 +1,9 @@
 /* mirror_tls.c - the credentials of <tls mode> for the mirror connections
- * (doc/wire.md, "TLS"): TLS 1.3 keyed from the shared secret, or X.509. */
+ * (doc/wire.md, "TLS"): TLS 1.3 keyed from the shared secret, or X.509;
+ * and whether WRITE payloads still carry a CRC32C under it. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <gnutls/gnutls.h>
 
@@ -13,11 +16,20 @@
 #define PSK_LABEL "ipmirror mirror-connection TLS 1.3 PSK v1"
 #define PSK_IDENTITY "ipmirror"
 #define PSK_LEN 32
+/* The application protocol (ALPN) both sides offer: "WRITE payloads
+ * without CRC32C" (doc/wire.md, "TLS"). A build before it offers none and
+ * keeps the CRC. */
+#define NOCRC_ALPN "ipmirror-nocrc/1"
 
 static int creds(const ipm_config *cfg, enum ipm_tls_side side, const uint8_t *psk,
 		 struct ipm_tls_creds **out, ipm_error *err)
 {
 	struct ipm_tls_config tc = { .tls13_only = true };
+	const char *keep = getenv("IPM_TLS_PAYLOAD_CRC");
+
+	/* tests: IPM_TLS_PAYLOAD_CRC=1 behaves as a build before the skip */
+	if (!keep || strcmp(keep, "1") != 0)
+		tc.alpn = NOCRC_ALPN;
 
 	if (cfg->tls_mode == IPM_TLS_PSK) {
 		tc.psk_key = psk;
@@ -59,4 +71,18 @@ void mirror_tls_free(ipm_engine *e)
 	ipm_tls_creds_free(e->tls_client);
 	ipm_tls_creds_free(e->tls_server);
 	e->tls_client = e->tls_server = NULL;
+}
+
+bool mirror_tls_payload_crc(struct ipm_tls *t)
+{
+	return !t || !ipm_tls_alpn(t);
+}
+
+const char *mirror_tls_describe(struct ipm_tls *t, char *buf, size_t len)
+{
+	char how[96];
+
+	snprintf(buf, len, "%s, payload CRC %s", ipm_tls_describe(t, how, sizeof(how)),
+		 mirror_tls_payload_crc(t) ? "on" : "off");
+	return buf;
 }

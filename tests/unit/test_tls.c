@@ -2,7 +2,8 @@
  * stream of frames of every size (headers, 4 KiB and 1 MiB payloads) comes
  * out byte for byte, whatever the reader's read sizes; records already
  * received come out of one receive; a tampered record, and the peer's end,
- * are reported after the good bytes before them, never in their place. */
+ * are reported after the good bytes before them, never in their place;
+ * an application protocol (ALPN) is agreed only when both sides offer it. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -36,7 +37,9 @@ static void *server_hs(void *arg)
 	return NULL;
 }
 
-static int setup(void **state)
+/* A connected pair; alpn[0] the client's application protocol, alpn[1]
+ * the server's (NULL: none). */
+static struct tpair *pair_new(const char *const alpn[2])
 {
 	struct tpair *p = calloc(1, sizeof(*p));
 	uint8_t key[32];
@@ -48,7 +51,9 @@ static int setup(void **state)
 	assert_non_null(p);
 	memset(key, 0x42, sizeof(key));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd), 0);
+	tc.alpn = alpn[0];
 	assert_int_equal(ipm_tls_creds_new(IPM_TLS_CLIENT, &tc, &p->creds[0], &err), 0);
+	tc.alpn = alpn[1];
 	assert_int_equal(ipm_tls_creds_new(IPM_TLS_SERVER, &tc, &p->creds[1], &err), 0);
 	assert_int_equal(ipm_tls_new(p->creds[0], p->fd[0], &p->t[0], &err), 0);
 	assert_int_equal(ipm_tls_new(p->creds[1], p->fd[1], &p->t[1], &err), 0);
@@ -56,14 +61,11 @@ static int setup(void **state)
 	assert_int_equal(ipm_tls_handshake(p->t[0], 5000, &err), 0);
 	pthread_join(th, NULL);
 	assert_int_equal(p->hs_rc, 0);
-	*state = p;
-	return 0;
+	return p;
 }
 
-static int teardown(void **state)
+static void pair_free(struct tpair *p)
 {
-	struct tpair *p = *state;
-
 	for (int i = 0; i < 2; i++) {
 		ipm_tls_free(p->t[i]);
 		ipm_tls_creds_free(p->creds[i]);
@@ -71,6 +73,19 @@ static int teardown(void **state)
 			close(p->fd[i]);
 	}
 	free(p);
+}
+
+static int setup(void **state)
+{
+	static const char *const none[2] = { NULL, NULL };
+
+	*state = pair_new(none);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	pair_free(*state);
 	return 0;
 }
 
@@ -270,6 +285,34 @@ static void test_end_after_good(void **state)
 	assert_int_equal(ipm_tls_recv(p->t[1], in, sizeof(in), false), 0);
 }
 
+/* The mirror's "no payload CRC" (mirror_tls.c) rides on ALPN: agreed only
+ * when both sides offer it, and a side without it still connects (a build
+ * before it) and both then see it not agreed. */
+static void test_alpn(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "ipm-test/1", "ipm-test/1" }, { "ipm-test/1", NULL },
+		{ NULL, "ipm-test/1" }, { NULL, NULL }, { "ipm-test/1", "ipm-other/1" },
+	};
+	uint8_t b = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tpair *p = pair_new(cases[i]);
+		struct iovec iov = { &b, 1 };
+		bool want = i == 0;
+
+		assert_int_equal(ipm_tls_alpn(p->t[0]), want);
+		assert_int_equal(ipm_tls_alpn(p->t[1]), want);
+		b = (uint8_t)i;
+		assert_int_equal(ipm_tls_sendv(p->t[0], &iov, 1), 0);
+		b = 0xff;
+		assert_int_equal(ipm_tls_recv(p->t[1], &b, 1, false), 1);
+		assert_int_equal(b, i);
+		pair_free(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +320,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_call_many_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_after_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_after_good, setup, teardown),
+		cmocka_unit_test(test_alpn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

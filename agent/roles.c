@@ -79,6 +79,10 @@ static int check_promote(struct daemon *d, const ipm_lun_status *l, const ipm_st
 		return ipm_fail(err, -EBUSY,
 				    "lun \"%s\": node \"%s\" is alive (its storage heartbeat advanced %lld ms ago) although its UDP heartbeat is lost: a heartbeat-network failure is no reason to promote (--force overrides)",
 				    l->name, st->peer, (long long)st->storage_age_ms);
+	if (l->mirrored && l->disk_failed)
+		return ipm_fail(err, -EPERM,
+				    "lun \"%s\": this node's disk failed (status disk: failed): its copy is inconsistent and lacks writes; replace the disk, then `ipmirrorctl invalidate %s` here copies it whole from %s (doc/io-errors.md)",
+				    l->name, l->name, st->peer[0] ? st->peer : "the peer");
 	if (l->mirrored && l->state == IPM_STATE_INCONSISTENT)
 		return ipm_fail(err, -EPERM,
 				    "lun \"%s\": this copy is inconsistent (never synced, or being filled from %s): it does not hold the LUN's data, promoting would lose writes (--force makes it a source of its own)",

@@ -405,7 +405,10 @@ static void text_lun(const ipm_lun_status *l, int w, struct strbuf *sb)
 		  ipm_role_name(l->role), ipm_mode_name(l->mode), l->mirrored ? "yes" : "no",
 		  ipm_state_name(l->state), size, journal, resync);
 	text_verify(l, w, sb);
-	if (l->disk_failed)
+	if (l->disk_failed && l->role == IPM_ROLE_MIRROR)
+		sb_printf(sb, "%-*s  disk: failed (%" PRIu64 " I/O errors; out of service, this copy inconsistent until the disk is replaced and invalidated: doc/io-errors.md)\n",
+			  w, "", l->local_io_errors);
+	else if (l->disk_failed)
 		sb_printf(sb, "%-*s  disk: failed (%" PRIu64 " I/O errors; reads from the peer, writes fail: doc/io-errors.md)\n",
 			  w, "", l->local_io_errors);
 	else if (l->local_io_errors)

@@ -68,7 +68,8 @@ int ipm_lun_invalidate(ipm_lun *l, bool force, ipm_error *err)
 		return ipm_fail(err, -EINVAL,
 				"lun \"%s\" is in split brain: `ipmirrorctl resolve %s --discard-local` drops this node's changes",
 				l->cfg->name, l->cfg->name);
-	if (!primary_vouched(l))
+	/* a failed disk's copy is no good copy: nothing to vouch for */
+	if (!replaced && !primary_vouched(l))
 		return ipm_fail(err, -EPERM,
 				"lun \"%s\": no primary of it is connected: %s's copy cannot be vouched for and this node may hold the only good copy; invalidate while %s is its primary and connected",
 				l->cfg->name, peer, peer);

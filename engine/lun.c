@@ -228,6 +228,7 @@ int lun_open(ipm_engine *e, const struct ipm_lun_cfg *cfg, struct ipm_lun **out,
 	io_phase_init(&l->phase);
 	lun_gen_init(&l->g);
 	pthread_mutex_init(&l->refusal_lock, NULL);
+	pthread_mutex_init(&l->disk_lock, NULL);
 	l->role = strcmp(cfg->primary, e->node) == 0 ? IPM_ROLE_PRIMARY : IPM_ROLE_MIRROR;
 	l->state = IPM_STATE_UPTODATE;
 
@@ -256,6 +257,7 @@ void lun_close(struct ipm_lun *l)
 	pthread_rwlock_destroy(&l->gate);
 	io_phase_destroy(&l->phase);
 	pthread_mutex_destroy(&l->refusal_lock);
+	pthread_mutex_destroy(&l->disk_lock);
 	free(l);
 }
 

@@ -53,9 +53,12 @@ struct ipm_lun {
 	uint32_t host_inflight;           /* requests between entry and return */
 	uint64_t host_inflight_bytes;     /* their bytes */
 	uint64_t local_io_errors;         /* backing.c: reads/writes/syncs failed (atomic) */
-	/* a failing local disk (remote_read.c, doc/io-errors.md; atomics) */
+	/* a failing local disk (lun_disk.c, remote_read.c, doc/io-errors.md) */
+	pthread_mutex_t disk_lock;        /* leaf: one failure is handled at a time */
 	bool disk_failed;                 /* a write failed: out of service until
-					   * replaced (invalidate, or a restart) */
+					   * replaced (invalidate, or a restart);
+					   * set once this copy is marked invalid
+					   * (atomic) */
 	uint64_t remote_reads;            /* host reads served from the peer's copy */
 	uint64_t write_lat[IPM_LAT_BUCKETS + 1]; /* ipm_lun_status.write_lat */
 	uint64_t write_lat_sum_us;
@@ -97,6 +100,15 @@ void lun_note_refusal(struct ipm_lun *l, const char *why);
 void lun_lat_observe(uint64_t *buckets, uint64_t *sum_us, uint64_t us, unsigned n);
 /* Copy the last refusal and its age (-1: none) for status. */
 void lun_refusal(struct ipm_lun *l, char *buf, size_t len, int64_t *age_ms);
+
+/* A local write (or trim, zero, flush) failed with rc (lun_disk.c): when
+ * it is the disk's fault, this copy is marked invalid in its generation
+ * file (durably, before this returns: the failure may be answered then),
+ * the disk is failed (l->disk_failed), logged crit once. Either role; it
+ * may block (a file save): call it with no lock held. */
+void lun_disk_write_error(struct ipm_lun *l, const char *what, uint64_t off, int rc);
+/* rc is a failure of the backing store itself, not of the request */
+bool disk_error(int rc);
 
 /* Range check shared by host requests and mirrored requests. */
 bool lun_range_ok(const struct ipm_lun *l, uint64_t len, uint64_t off);

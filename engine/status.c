@@ -66,8 +66,10 @@ static void lun_snapshot(struct ipm_lun *l, ipm_lun_status *s)
 	s->consistent = lun_gen_consistent(l);
 	s->peer_inconsistent = l->role == IPM_ROLE_PRIMARY && lun_gen_peer_invalid(l);
 	/* a copy being filled whole holds no image of anything until the
-	 * copy ends: never up to date, never promotable */
-	if (l->role == IPM_ROLE_MIRROR && lun_gen_invalid(l))
+	 * copy ends: never up to date, never promotable; nor is one whose
+	 * disk failed (its generation file says so too, unless its save
+	 * failed: doc/io-errors.md) */
+	if (l->role == IPM_ROLE_MIRROR && (lun_gen_invalid(l) || s->disk_failed))
 		s->state = IPM_STATE_INCONSISTENT;
 	/* a split brain holds until resolved, whatever the link does */
 	if (lun_gen_splitbrain(l))

@@ -353,6 +353,21 @@ static unsigned take_ready_locked(struct receiver *rc, struct rreq **out, unsign
 	return n;
 }
 
+/* A request that changes the copy. */
+static bool changes(const struct rreq *q)
+{
+	return q->f.type == WIRE_WRITE || q->f.type == WIRE_TRIM || q->f.type == WIRE_ZERO ||
+	       q->f.type == WIRE_FLUSH;
+}
+
+/* The LUN's disk failed here (lun_disk.c, doc/io-errors.md): its copy is
+ * out of service, so a change is answered with EIO and not applied (the
+ * primary marks the range out of sync). */
+static bool disk_out(const struct rreq *q)
+{
+	return changes(q) && __atomic_load_n(&q->lun->disk_failed, __ATOMIC_ACQUIRE);
+}
+
 /* Apply independent requests together: the writes in one batch
  * (lun_write_batch), the others one by one. Fills status[]. */
 static void apply_set(struct rreq **set, unsigned n, int *status,
@@ -364,6 +379,10 @@ static void apply_set(struct rreq **set, unsigned n, int *status,
 	for (i = 0; i < n; i++) {
 		struct rreq *q = set[i];
 
+		if (disk_out(q)) {
+			status[i] = -EIO;
+			continue;
+		}
 		apply_begin(q);
 		if (q->f.type == WIRE_RESIZE) { /* resize_serve.c: names no range */
 			status[i] = resize_serve(q->lun, &q->f, &q->data);
@@ -399,8 +418,46 @@ static void apply_set(struct rreq **set, unsigned n, int *status,
 		status[at[i]] = io[i].rc;
 }
 
+static void forget_session_locked(struct receiver *rc);
+
+/* The session carries no LUN but l (a LUN's own, or a version 4 peer's of
+ * one LUN). */
+static bool session_of(const struct rconn *c, const struct ipm_lun *l)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->n_luns; i++)
+		if (c->luns[i] && c->luns[i] != l)
+			return false;
+	return true;
+}
+
+/* After the error answer that a failed disk gave (reply's held answers go
+ * out first): the LUN's session closes, and check_luns refuses it until
+ * the disk is replaced, so the primary journals from now on and nothing
+ * more travels for a copy out of service. A version 4 peer's session of
+ * several LUNs stays for the others: this LUN's changes are answered EIO. */
+static void detach_session(struct receiver *rc, struct rconn *reply, struct ipm_lun *l)
+{
+	bool closed = false;
+
+	pthread_mutex_lock(&reply->send_lock);
+	acks_send_locked(reply);
+	pthread_mutex_unlock(&reply->send_lock);
+	pthread_mutex_lock(&rc->lock);
+	if (session_of(reply, l) && reply->session && reply->session == rc->order.session) {
+		forget_session_locked(rc);
+		closed = true;
+	}
+	pthread_mutex_unlock(&rc->lock);
+	if (closed)
+		qb_log(LOG_WARNING, "lun %s: session with %s closed: this copy is out of service (its disk failed); its connections are refused until the disk is replaced",
+		       ipm_lun_name(l), rc->e->peer->name);
+}
+
 /* Apply a set of ready requests, answer them, then whatever they
- * unblocked, in this thread. */
+ * unblocked, in this thread. A change the disk failed marks the copy
+ * invalid durably before its error answer goes out (lun_disk.c). */
 static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 {
 	int status[APPLY_BATCH];
@@ -411,12 +468,18 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 		for (i = 0; i < n; i++) {
 			struct rreq *q = set[i];
 			struct rconn *reply;
+			bool detach = false;
 
-			if (status[i])
+			if (status[i] && !disk_out(q))
 				qb_log(LOG_ERR, "lun %s: applying mirror request %llu (%s at offset %llu, length %llu) failed: %s",
 				       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
 				       wire_type_name(q->f.type), (unsigned long long)q->f.offset,
 				       (unsigned long long)q->f.length, strerror(-status[i]));
+			if (status[i] && changes(q)) {
+				lun_disk_write_error(q->lun, wire_type_name(q->f.type), q->f.offset,
+						     status[i]);
+				detach = disk_out(q);
+			}
 			pthread_mutex_lock(&rc->lock);
 			if (q->reply->session == rc->order.session)
 				order_mark_applied(&rc->order, q->f.seq);
@@ -429,6 +492,8 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 				send_answer(reply, q->data, verify_reply_len(q->data));
 			else
 				send_ack(reply, q->f.seq, status[i]);
+			if (detach)
+				detach_session(rc, reply, q->lun);
 			pthread_mutex_lock(&rc->lock);
 			rconn_put_locked(rc, reply);
 			pthread_mutex_unlock(&rc->lock);
@@ -443,7 +508,7 @@ static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 
 static void drop_waiting_locked(struct receiver *rc, uint64_t upto);
 
-/* A session that passed the budget is forgotten as if our engine had
+/* A session that passed the budget (or whose LUN's disk failed) is forgotten as if our engine had
  * restarted: its connections close and its waiting requests go. The
  * primary meets a new record when it reconnects, so it journals what we
  * did not answer and resyncs (doc/wire.md): nothing is lost, and a buggy
@@ -483,7 +548,7 @@ static int dispatch(struct rconn *c, struct rreq *q, bool *ready)
 	}
 	if (v == ORDER_DUPLICATE) {
 		pthread_mutex_unlock(&rc->lock);
-		send_ack(c, q->f.seq, 0);
+		send_ack(c, q->f.seq, disk_out(q) ? -EIO : 0);
 		free(q->data);
 		free(q);
 		return 0;
@@ -889,6 +954,15 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 		if (l->down) {
 			snprintf(reason, reason_len, "lun \"%s\" is down here", wl->name);
 			return ENODEV;
+		}
+		/* a session of this LUN alone: the others of a version 4
+		 * peer's go on (this one's changes are answered EIO) */
+		if (__atomic_load_n(&l->disk_failed, __ATOMIC_ACQUIRE) && auth->n_luns == 1) {
+			snprintf(reason, reason_len,
+				 "lun \"%s\": its disk failed on %s: out of service until replaced and invalidated there",
+				 wl->name, e->node);
+			lun_note_refusal(l, reason);
+			return EIO;
 		}
 		/* the primary grew it and we missed its RESIZE (doc/resize.md) */
 		if (wl->size > ipm_lun_size(l) &&

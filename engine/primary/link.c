@@ -151,7 +151,9 @@ static void monitor_live_locked(struct replicator *r)
 	IPM_ASSERT_HELD(&r->lock);
 	if (r->force_resync) {
 		r->force_resync = false;
-		go_down_locked(r, "the peer needs a new handshake (a full resync, or the name of a new data generation)");
+		go_down_locked(r, r->force_why ? r->force_why :
+			       "the peer needs a new handshake (a full resync, or the name of a new data generation)");
+		r->force_why = NULL;
 	} else if (peer_state(r) == IPM_LINK_DOWN)
 		go_down_locked(r, "heartbeat timeout");
 	else if (ca_count_up(&r->ca) == 0)

@@ -1,7 +1,8 @@
 /* remote_read.c - the primary's side of a failing local disk
  * (doc/io-errors.md): a read its backing fails is asked of the mirror
  * (READ, answered by READ_REPLY), whose copy is the primary's when it is
- * up to date; a write its backing fails takes the disk out of service.
+ * up to date; a write its backing fails takes the disk out of service
+ * (lun_disk.c).
  *
  * Ordering, as verify.c's: a READ is a fence in the LUN's list of active
  * requests, so it waits for the host writes admitted before it that
@@ -11,8 +12,7 @@
  * pieces of WIRE_READ_MAX, all in flight at once.
  *
  * Locks: r->lock (replicator_int.h) for the requests; the disk's state
- * (l->disk_failed) is an atomic; the generation file is saved with no
- * lock of ours held. */
+ * (l->disk_failed) is an atomic. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +27,6 @@
 
 #define READ_WAIT_MS 30000  /* a READ not answered within this fails the read */
 #define READ_SLICE_MS 100   /* the wait looks at the link this often */
-
-int disk_error(int rc)
-{
-	return rc == -EIO || rc == -ENOSPC || rc == -EROFS || rc == -EDQUOT || rc == -ENXIO ||
-	       rc == -ENODEV;
-}
 
 static struct rep_lun *rl_of(struct replicator *r, struct ipm_lun *l)
 {
@@ -205,19 +199,4 @@ int remote_read_op(struct ipm_lun *l, void *buf, size_t len, uint64_t off)
 			       ipm_lun_name(l), (unsigned long long)off, len, l->engine->peer->name);
 	}
 	return rc;
-}
-
-void lun_disk_write_error(struct ipm_lun *l, const char *what, uint64_t off, int rc)
-{
-	ipm_error err = { "" };
-
-	if (!disk_error(rc) || __atomic_exchange_n(&l->disk_failed, true, __ATOMIC_RELAXED))
-		return;
-	qb_log(LOG_CRIT, "lun %s: LOCAL DISK FAILED: a %s at offset %llu failed (%s): this copy is marked inconsistent; host writes fail (EIO) and reads are served from %s's copy until the disk is replaced (doc/io-errors.md: hand the LUN over to %s, replace the disk, `ipmirrorctl invalidate %s`)",
-	       ipm_lun_name(l), what, (unsigned long long)off, strerror(-rc),
-	       l->engine->peer->name, l->engine->peer->name, ipm_lun_name(l));
-	if (lun_gen_invalidate(l, &err) < 0)
-		qb_log(LOG_ERR, "lun %s: cannot mark this copy inconsistent: %s", ipm_lun_name(l),
-		       err.msg);
-	engine_notify(l->engine);
 }

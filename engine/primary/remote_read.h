@@ -1,6 +1,6 @@
 /* remote_read.h - a failing local disk on the primary (doc/io-errors.md):
- * reads the backing fails are served from the mirror's copy; a failed
- * write takes the local disk out of service. */
+ * reads the backing fails are served from the mirror's copy (a failed
+ * write takes the local disk out of service: lun_disk.c). */
 #ifndef IPM_REMOTE_READ_H
 #define IPM_REMOTE_READ_H
 
@@ -23,11 +23,4 @@ int remote_read(struct replicator *r, struct ipm_lun *l, void *buf, size_t len, 
  * ACK, a duplicate's, carries none). */
 void remote_read_answer_locked(struct mreq *m, const struct wire_frame *f,
 			       const uint8_t *payload);
-/* A local write (or trim, zero, flush) failed with rc: when it is the
- * disk's fault, the disk is failed (l->disk_failed) and this copy marked
- * invalid (copied whole from the peer once this node is its mirror). */
-void lun_disk_write_error(struct ipm_lun *l, const char *what, uint64_t off, int rc);
-/* rc is a failure of the backing store itself, not of the request */
-int disk_error(int rc);
-
 #endif

@@ -54,6 +54,35 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 		mreq_put_locked(m);
 }
 
+/* The mirror failed to apply a change (its disk failed and its copy is
+ * marked inconsistent: doc/io-errors.md). Its copy lacks the range, which
+ * is marked out of sync here (the dirty bitmap, synced: blocking under
+ * r->lock, as verify.c's marks, on this rare path), and a live link goes
+ * down, so what follows is journaled until a handshake says the copy is
+ * back. true when marked: then the host's answer is the local write's
+ * alone, as this copy, the promotable one, holds it. */
+static bool peer_lacks_locked(struct replicator *r, struct mreq *m, int status)
+{
+	const struct wire_frame *f = &m->f;
+
+	IPM_ASSERT_HELD(&r->lock);
+	if (f->type != WIRE_WRITE && f->type != WIRE_TRIM && f->type != WIRE_ZERO &&
+	    f->type != WIRE_FLUSH)
+		return false;
+	if (f->type != WIRE_FLUSH && resync_mark_locked(&r->rs, m->rl->index, f->offset, f->length) < 0)
+		return false;
+	qb_log(LOG_ERR, "lun %s: mirror request %llu (%s at offset %llu, length %llu) failed on %s: %s; the range is marked out of sync and %s's copy is no longer counted up to date",
+	       ipm_lun_name(m->rl->lun), (unsigned long long)f->seq, wire_type_name(f->type),
+	       (unsigned long long)f->offset, (unsigned long long)f->length, r->e->peer->name,
+	       strerror(status), r->e->peer->name);
+	if (r->link == LINK_LIVE && !r->force_resync) {
+		r->force_resync = true;
+		r->force_why = "a change failed to apply on its copy";
+		pthread_cond_broadcast(&r->link_cond);
+	}
+	return true;
+}
+
 void complete_locked(struct replicator *r, struct mreq *m, int status)
 {
 	IPM_ASSERT_HELD(&r->lock);
@@ -64,6 +93,8 @@ void complete_locked(struct replicator *r, struct mreq *m, int status)
 	if (m->live_us)
 		lun_lat_observe(m->rl->lun->mirror_lat, &m->rl->lun->mirror_lat_sum_us,
 				ipm_now_us() - m->live_us, 1);
+	if (status && peer_lacks_locked(r, m, status))
+		status = 0;
 	finish_locked(r, m, status);
 	if (!r->running || r->space_waiters > r->window_waiters ||
 	    (r->window_waiters && r->inflight + r->window / 4 <= r->window))

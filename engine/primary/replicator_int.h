@@ -177,6 +177,8 @@ struct replicator {
 				      * live write: the activity logs may go */
 	unsigned next_direct;        /* where the search for an idle connection starts */
 	bool force_resync;           /* live, but a LUN needs a full resync */
+	const char *force_why;       /* why force_resync, when not a handshake's
+				      * verdict (NULL) */
 	bool renaming;               /* from a resync's end that found a data
 				      * generation the mirror has not heard of
 				      * (force_resync) to the end of a resync

@@ -172,7 +172,9 @@ static void monitor_down_locked(struct replicator *r)
 		set_states_locked(r, IPM_STATE_PROBATION);
 	else if (ps == IPM_LINK_DOWN)
 		set_states_locked(r, IPM_STATE_JOURNALING);
-	if (ps != IPM_LINK_UP) {
+	/* a peer that just failed a change (replicator.c) is not dialled at
+	 * once: one that keeps failing must not make a resync loop */
+	if (ps != IPM_LINK_UP || ipm_now_ms() < r->redial_after_ms) {
 		r->connect_allowed = false;
 		return;
 	}

@@ -25,6 +25,7 @@
 #include "storage_hb.h"
 
 #define STOP_DRAIN_MS 5000
+#define PEER_FAILED_HOLD_MS 3000 /* see peer_lacks_locked */
 
 void mreq_put_locked(struct mreq *m)
 {
@@ -57,8 +58,10 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 /* The mirror failed to apply a change (its disk failed and its copy is
  * marked inconsistent: doc/io-errors.md). Its copy lacks the range, which
  * is marked out of sync here (the dirty bitmap, synced: blocking under
- * r->lock, as verify.c's marks, on this rare path), and a live link goes
- * down, so what follows is journaled until a handshake says the copy is
+ * r->lock, as verify.c's marks, on this rare path), and the link goes
+ * down (live: through the monitor; in a resync, which would copy the
+ * range again and again, its connections close), so what follows is
+ * journaled until a handshake, PEER_FAILED_HOLD_MS on, says the copy is
  * back. true when marked: then the host's answer is the local write's
  * alone, as this copy, the promotable one, holds it. */
 static bool peer_lacks_locked(struct replicator *r, struct mreq *m, int status)
@@ -75,10 +78,13 @@ static bool peer_lacks_locked(struct replicator *r, struct mreq *m, int status)
 	       ipm_lun_name(m->rl->lun), (unsigned long long)f->seq, wire_type_name(f->type),
 	       (unsigned long long)f->offset, (unsigned long long)f->length, r->e->peer->name,
 	       strerror(status), r->e->peer->name);
+	r->redial_after_ms = ipm_now_ms() + PEER_FAILED_HOLD_MS;
 	if (r->link == LINK_LIVE && !r->force_resync) {
 		r->force_resync = true;
 		r->force_why = "a change failed to apply on its copy";
 		pthread_cond_broadcast(&r->link_cond);
+	} else if (r->link == LINK_RESYNC) {
+		forget_record_locked(r);
 	}
 	return true;
 }

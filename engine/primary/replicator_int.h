@@ -179,6 +179,8 @@ struct replicator {
 	bool force_resync;           /* live, but a LUN needs a full resync */
 	const char *force_why;       /* why force_resync, when not a handshake's
 				      * verdict (NULL) */
+	int64_t redial_after_ms;     /* the peer failed a change: not dialled
+				      * again before then (monotonic ms) */
 	bool renaming;               /* from a resync's end that found a data
 				      * generation the mirror has not heard of
 				      * (force_resync) to the end of a resync

@@ -13,9 +13,12 @@
 # backing files byte-identical, the failed writes' bytes on node2 too.
 T_LOG_ALLOW='crit: lun bad[sa]: LOCAL DISK FAILED: a mirrored|error: lun bad[sa]: applying mirror request [0-9]+ \([A-Z]+ at offset [0-9]+, length [0-9]+\) failed: Input/output error|error: lun bad[sa]: mirror request [0-9]+ \([A-Z]+ at offset [0-9]+, length [0-9]+\) failed on node2: Input/output error; the range is marked out of sync'
 . "$top_srcdir/tests/lib.sh"
-plan 27
+plan 28
 
 PAIR_IO=buffered pair_setup bads:64M:sync:yes:node1 bada:64M:async:yes:node1 good:64M:sync:yes:node1
+printf '#!/bin/sh\necho "run $IPMIRROR_EVENT $IPMIRROR_LUN" >>"%s/h-$IPMIRROR_NODE"\n' "$T_DIR" >"$T_DIR/handler.sh"
+chmod +x "$T_DIR/handler.sh"
+sed -i "s|<log level=\"info\"/>|&\n  <handlers timeout=\"5\" local-io-error=\"$T_DIR/handler.sh\"/>|" "$T_DIR/pair.xml"
 BAD=$((8 << 20))
 node_start node1 || bail "node1 did not start: $(cat "$T_DIR/n1.log")"
 EIO_PATH=node2-bad EIO_FLAG="$T_DIR/eio-on" EIO_OPS=w EIO_RANGE="$BAD:$((1 << 20))" \
@@ -54,8 +57,11 @@ put bads $((BAD + 4096)) 0xa1; rc=$?
 diag "sync write into node2's failing range: rc $rc $(tail -n1 "$T_DIR/put.out")"
 check "sync LUN: the host's write into the range node2 fails succeeds" test "$rc" = 0
 check "sync LUN: node2 shows disk failed, its copy inconsistent" wait_for 10 disk_failed_on2 bads
-check "sync LUN: node2's text status says disk: failed" \
-	eval 'ctl node2 status bads | grep -q "disk: failed (.*out of service"'
+check "sync LUN: node2's text status says disk: failed, local_io_errors counted" \
+	eval 'ctl node2 status bads | grep -q "disk: failed (.*out of service" &&
+		field_above node2 bads local_io_errors 0'
+check "sync LUN: the local-io-error handler ran on node2" \
+	wait_for 10 grep -q "^run local-io-error bads" "$T_DIR/h-node2"
 ctl node2 promote bads >"$T_DIR/prom.out" 2>&1; rc=$?
 diag "promote bads on node2: rc $rc: $(cat "$T_DIR/prom.out")"
 check "sync LUN: promoting node2 is refused, naming the failed disk" \

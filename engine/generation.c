@@ -4,12 +4,13 @@
  * File format (all big-endian, 128 bytes):
  *   0  magic "IPMGEN01"     8  version u32 (1)     12 flags u32
  *   16 current u64          24 n_history u32       28 reserved u32 (0)
- *   32 history[8] u64       96 reserved (28 bytes of 0)
- *   124 crc32c of bytes 0..123
+ *   32 history[8] u64       96 fill u64 (mirror: the full copy's id; 0 none)
+ *   104 reserved (20 bytes of 0)   124 crc32c of bytes 0..123
  * flags: 1 shared, 2 splitbrain, 4 discard, 8 was_primary, 16 consistent,
  * 32 invalid, 64 never_synced, 128 fill_asked, 256 peer_invalid (the last
  * four since the initial sync: older files have none of them, an older
- * ipmirror refuses a file with them as "unknown flags").
+ * ipmirror refuses a file with them as "unknown flags"). `fill` was reserved
+ * before: an older ipmirror ignores it, and its copy restarts from zero.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,7 @@ static void encode(const struct generation *g, uint8_t *b)
 	p += 4;
 	for (i = 0; i < GEN_HISTORY; i++)
 		p = be_put64(p, i < g->n_history ? g->history[i] : 0);
+	be_put64(p, g->fill);
 	be_put32(b + GEN_CRC_OFF, crc32c(0, b, GEN_CRC_OFF));
 }
 
@@ -99,6 +101,7 @@ static int decode(const uint8_t *b, const char *path, struct generation *g, ipm_
 				g->n_history, GEN_HISTORY);
 	for (i = 0; i < g->n_history; i++)
 		g->history[i] = be_get64(b + 32 + 8 * i);
+	g->fill = be_get64(b + 96);
 	return 0;
 }
 
@@ -196,6 +199,7 @@ void gen_adopt(struct generation *g, uint64_t current, const uint64_t *history, 
 	g->never_synced = false;
 	g->fill_asked = false;
 	g->peer_invalid = false;
+	g->fill = 0;
 }
 
 static bool in(uint64_t v, const uint64_t *list, unsigned n)
@@ -419,12 +423,30 @@ static void forget_primary_files(struct ipm_lun *l)
 	}
 }
 
+/* A full copy begins: it gets an id, saved before the primary hears it (so
+ * before any of its data arrives). One begun keeps its id until the copy
+ * completes or is given up (invalidate, resolve): whatever the primary
+ * copied under it is in this copy. */
+static void fill_begin_locked(struct ipm_lun *l, uint64_t *fill)
+{
+	IPM_ASSERT_HELD(&l->g.lock);
+	if (!l->g.gen.fill) {
+		while (!l->g.gen.fill)
+			auth_random((uint8_t *)&l->g.gen.fill, sizeof(l->g.gen.fill));
+		save_locked(l);
+		qb_log(LOG_INFO, "lun %s: the full copy from %s is fill %016llx",
+		       l->cfg->name, l->engine->peer->name, (unsigned long long)l->g.gen.fill);
+	}
+	*fill = l->g.gen.fill;
+}
+
 int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verdict,
-		  char *reason, size_t reason_len)
+		  uint64_t *fill, char *reason, size_t reason_len)
 {
 	enum gen_relation rel;
 	int rc = 0;
 
+	*fill = 0;
 	pthread_mutex_lock(&l->g.lock);
 	*verdict = gen_verdict(&l->g.gen, peer->generation, peer->history, peer->n_history, &rel);
 	if (*verdict & WIRE_LV_SPLITBRAIN) {
@@ -449,6 +471,8 @@ int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verd
 		qb_log(LOG_NOTICE, "lun %s: this copy is inconsistent: %s copies it whole",
 		       l->cfg->name, l->engine->peer->name);
 	}
+	if (rc == 0 && (*verdict & WIRE_LV_FULL))
+		fill_begin_locked(l, fill);
 	/* taken over when the resync pass completes (lun_gen_insync) */
 	if (rc == 0) {
 		l->g.peer = (struct generation){ 0 };
@@ -489,6 +513,7 @@ int lun_gen_discard(struct ipm_lun *l, ipm_error *err)
 	pthread_mutex_lock(&l->g.lock);
 	l->g.gen.discard = true;
 	l->g.gen.splitbrain = false;
+	l->g.gen.fill = 0;   /* a new copy: nothing copied before counts */
 	rc = gen_save(l->g.path, &l->g.gen, err);
 	pthread_mutex_unlock(&l->g.lock);
 	if (rc == 0)
@@ -632,6 +657,7 @@ int lun_gen_invalidate(struct ipm_lun *l, ipm_error *err)
 	g.invalid = true;
 	g.consistent = false;
 	g.fill_asked = false;
+	g.fill = 0;   /* a new copy: nothing copied before counts */
 	rc = replace_locked(l, &g, err);
 	pthread_mutex_unlock(&l->g.lock);
 	return rc;

@@ -40,6 +40,10 @@ struct generation {
 	bool peer_invalid;  /* primary: the peer's copy never held this line (the
 			     * initial sync, or a forced source): nothing of
 			     * the peer's needs keeping until a resync ends */
+	uint64_t fill;      /* mirror: the id of the full copy this copy is being
+			     * filled by (0: none begun). The primary resumes
+			     * that copy where it stopped only when its bitmap
+			     * names the same id; a new copy gets a new id */
 };
 
 /* How the peer's generation relates to ours. */
@@ -126,9 +130,11 @@ void lun_gen_clean_stop(struct ipm_lun *l);
 /* Primary: the peer's verdict on this LUN at a handshake. */
 void lun_gen_verdict(struct ipm_lun *l, unsigned verdict, bool accepted);
 /* Mirror: judge the primary's line at a handshake. Returns 0 and sets
- * *verdict (WIRE_LV_*) or a positive errno with reason filled. */
+ * *verdict (WIRE_LV_*) or a positive errno with reason filled. With a full
+ * copy asked for, *fill is the copy's id (drawn and saved the first time,
+ * before the primary hears it), else 0. */
 int lun_gen_judge(struct ipm_lun *l, const struct wire_lun *peer, unsigned *verdict,
-		  char *reason, size_t reason_len);
+		  uint64_t *fill, char *reason, size_t reason_len);
 /* Mirror: a resync pass completed, the copy equals the primary's. */
 void lun_gen_insync(struct ipm_lun *l);
 /* Mirror: a resync pass applies its first request: no longer a whole image

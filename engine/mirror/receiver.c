@@ -923,7 +923,8 @@ static int route(struct rconn *c, const struct wire_hello *hello, const struct w
 }
 
 static int check_luns(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		      uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
+		      uint8_t *verdicts, uint64_t *fills, uint64_t *record, char *reason,
+		      size_t reason_len)
 {
 	struct rconn *c = opaque;
 	ipm_engine *e = c->rc->e;
@@ -987,7 +988,8 @@ static int check_luns(void *opaque, const struct wire_hello *hello, const struct
 	}
 	/* every LUN gets a verdict, so the primary learns all of them at once */
 	for (i = 0; i < auth->n_luns; i++) {
-		rc = lun_gen_judge(by_pos[i], &auth->luns[i], &verdict, why, sizeof(why));
+		rc = lun_gen_judge(by_pos[i], &auth->luns[i], &verdict, &fills[i], why,
+				   sizeof(why));
 		verdicts[i] = (uint8_t)verdict;
 		if (rc)
 			lun_note_refusal(by_pos[i], why);

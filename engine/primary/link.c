@@ -216,7 +216,8 @@ void *rep_monitor_main(void *arg)
 
 			pthread_mutex_lock(&r->lock);
 			if (rc < 0 && r->running)
-				go_down_locked(r, "link lost during resync");
+				go_down_locked(r, rc == -ESHUTDOWN ? "stopping"
+								   : "link lost during resync");
 			continue;
 		}
 		if (r->running)
@@ -309,6 +310,17 @@ static int rs_wait_answers_locked(void *ctx)
 	return resync_link_ok_locked(r) ? 0 : -ECONNRESET;
 }
 
+/* A fill's checkpoint: the replays answered; host writes go on. */
+static int rs_wait_replays_locked(void *ctx)
+{
+	struct replicator *r = ctx;
+
+	IPM_ASSERT_HELD(&r->lock);
+	while (resync_link_ok_locked(r) && r->replays)
+		ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
+	return resync_link_ok_locked(r) ? 0 : -ECONNRESET;
+}
+
 static void rs_hold_locked(void *ctx, bool hold)
 {
 	struct replicator *r = ctx;
@@ -370,6 +382,7 @@ const struct resync_ops replicator_resync_ops = {
 	.hole_end = rs_hole_end,
 	.quiesce_locked = rs_quiesce_locked,
 	.wait_answers_locked = rs_wait_answers_locked,
+	.wait_replays_locked = rs_wait_replays_locked,
 	.hold_locked = rs_hold_locked,
 	.go_live_locked = rs_go_live_locked,
 	.flush_local_locked = rs_flush_local_locked,

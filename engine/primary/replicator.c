@@ -850,6 +850,7 @@ int replicator_start(struct replicator *r, ipm_error *err)
 	unsigned i;
 	int rc;
 
+	resync_stop_soon(&r->rs, false);
 	rc = pthread_create(&r->monitor, NULL, rep_monitor_main, r);
 	if (rc)
 		return ipm_fail(err, -rc, "cannot start the link monitor thread");
@@ -870,6 +871,8 @@ void replicator_stop(struct replicator *r)
 	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
 	unsigned i;
 
+	/* a full resync saves its progress and ends (resync.c) */
+	resync_stop_soon(&r->rs, true);
 	verify_stop_all(r);
 	pthread_mutex_lock(&r->lock);
 	/* a data generation the mirror holds the data of but not the name
@@ -878,6 +881,11 @@ void replicator_stop(struct replicator *r)
 	 * name for the same data, and a promotion of it after this demotion
 	 * met a split brain (lun_role_independent.sh) */
 	while (r->started && rename_pending_locked(r) && ipm_now_ms() < deadline)
+		ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
+	/* a resync ends at once (resync_stop_soon), a full one after saving
+	 * its progress: it must still have the link for that */
+	while (r->started && r->link == LINK_RESYNC && ca_count_up(&r->ca) &&
+	       ipm_now_ms() < deadline)
 		ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
 	r->space_waiters++;
 	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)

@@ -21,6 +21,7 @@
 #define BITMAP_EXTENT (1u << 20)
 #define RESYNC_HOLD_PASS 3     /* from this pass on, new writes always wait */
 #define RESYNC_HOLD_BACKLOG 64 /* records or 1 MiB extents: a short last pass */
+#define RESYNC_CHECKPOINT_MS 2000 /* a fill's progress is made durable this often */
 
 int resync_init(struct resync *rs, unsigned n_luns, ipm_error *err)
 {
@@ -209,20 +210,59 @@ int resync_mark_locked(struct resync *rs, uint32_t i, uint64_t off, uint64_t len
 	return rc;
 }
 
-bool resync_want_full_locked(struct resync *rs, uint32_t i)
+/* A new fill: the whole LUN durably dirty first, then the tag that says
+ * the file is this fill's to-do list (a crash between leaves the old tag,
+ * which no longer matches the peer's: the next start copies all again). */
+static void fill_new_locked(struct resync *rs, struct resync_lun *rl, uint64_t fill)
 {
-	struct resync_lun *rl = &rs->luns[i];
 	ipm_error err = { "" };
 
-	IPM_ASSERT_HELD(rs->lock);
-	if (rl->full_pending)
-		return false;
 	dirty_bitmap_mark(rl->bitmap, 0, rl->size);
-	if (dirty_bitmap_sync(rl->bitmap, &err) < 0)
+	if (dirty_bitmap_sync(rl->bitmap, &err) < 0 ||
+	    dirty_bitmap_set_tag(rl->bitmap, fill, &err) < 0)
 		qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
+	qb_log(LOG_WARNING, "lun %s: %s needs the whole LUN (its data is no ancestor of ours): full resync%s",
+	       rl->name, rs->peer, fill ? "" : " (the peer names no fill: a restart copies it all again)");
+}
+
+bool resync_want_full_locked(struct resync *rs, uint32_t i, uint64_t fill)
+{
+	struct resync_lun *rl = &rs->luns[i];
+	bool same = fill && fill == dirty_bitmap_tag(rl->bitmap);
+
+	IPM_ASSERT_HELD(rs->lock);
+	if (rl->full_pending) {
+		/* the peer's copy is another one now (invalidated, replaced):
+		 * all of it again */
+		if (fill && !same) {
+			fill_new_locked(rs, rl, fill);
+			return true;
+		}
+		return false;
+	}
+	if (same) {
+		/* what the file holds: every extent not copied at the last
+		 * checkpoint, and every one written since */
+		qb_log(LOG_NOTICE, "lun %s: the full resync of fill %016llx resumes where it stopped: %llu of %llu bytes left to copy",
+		       rl->name, (unsigned long long)fill,
+		       (unsigned long long)dirty_bitmap_dirty_bytes(rl->bitmap),
+		       (unsigned long long)rl->size);
+	} else {
+		fill_new_locked(rs, rl, fill);
+	}
 	rl->overflowed = true;
 	rl->full_pending = true;
 	return true;
+}
+
+void resync_stop_soon(struct resync *rs, bool stop)
+{
+	__atomic_store_n(&rs->stop_soon, stop, __ATOMIC_RELAXED);
+}
+
+static bool stop_asked(struct resync *rs)
+{
+	return __atomic_load_n(&rs->stop_soon, __ATOMIC_RELAXED);
 }
 
 bool resync_empty_locked(struct resync *rs)
@@ -246,7 +286,8 @@ void resync_lun_status_locked(struct resync *rs, uint32_t i, uint64_t *journal_b
 	*journal_records_ = rl->journal ? journal_records(rl->journal) : 0;
 	if (rl->bitmap)
 		*journal_bytes_ += dirty_bitmap_dirty_bytes(rl->bitmap);
-	*done = rl->done;
+	/* extents written again are copied again: done may pass total */
+	*done = rl->done < rl->total ? rl->done : rl->total;
 	*total = rl->total;
 }
 
@@ -277,7 +318,7 @@ static int pace(struct resync *rs, uint64_t sent, int64_t t0)
 	if (!rate)
 		return 0;
 	due_ms = (int64_t)(sent * 1000 / rate);
-	while ((left = due_ms - (ipm_now_ms() - t0)) > 0) {
+	while ((left = due_ms - (ipm_now_ms() - t0)) > 0 && !stop_asked(rs)) {
 		if (!link_ok(rs))
 			return -ECONNRESET;
 		usleep((useconds_t)(left < 100 ? left : 100) * 1000);
@@ -386,7 +427,7 @@ static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *se
 		return 0;
 	if (!rl->iter && (rc = journal_iter_open(rl->journal, &rl->iter, &err)) < 0)
 		goto out;
-	while ((rc = journal_iter_next(rl->iter, &rec, &err)) == 1) {
+	while (!stop_asked(rs) && (rc = journal_iter_next(rl->iter, &rec, &err)) == 1) {
 		/* an empty record (journaled by older versions) changes nothing */
 		if (rec.type != JR_FLUSH && rec.length == 0) {
 			rl->replayed_records++;
@@ -405,8 +446,10 @@ static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *se
 	}
 	/* caught up: new records come in later passes, if at all */
 	journal_iter_idle(rl->iter);
+	if (rc >= 0 && stop_asked(rs))
+		rc = -ESHUTDOWN;  /* the rest stays in the journal */
 out:
-	if (rc < 0 && rc != -ECONNRESET)
+	if (rc < 0 && rc != -ECONNRESET && rc != -ESHUTDOWN)
 		qb_log(LOG_ERR, "lun %s: journal replay stopped: %s", rl->name, err.msg);
 	return rc;
 }
@@ -616,9 +659,56 @@ static void pipe_end(struct resync *rs, struct resync_lun *rl, struct copy_pipe 
 		free(p->slot[i].buf);
 }
 
+/* A fill's checkpoint (doc/generations.md): what was sent is made durable
+ * on the mirror (a FLUSH after everything before it) and, once that is
+ * answered, the extents cleared since the last one leave the bitmap file:
+ * a restart resumes from here. The file lags the copy, never leads it.
+ * Only with every taken run sent (the pipe empty). */
+static int checkpoint(struct resync *rs, struct resync_lun *rl)
+{
+	static const struct journal_rec flush = { .type = JR_FLUSH };
+	ipm_error err = { "" };
+	int rc;
+
+	rc = send_replay(rs, rl, &flush, 0);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(rs->lock);
+	rc = rs->ops->wait_replays_locked ? rs->ops->wait_replays_locked(rs->ctx)
+					  : rs->ops->wait_answers_locked(rs->ctx);
+	/* the bitmap is marked by host writes under the lock: committed as
+	 * marked now, whatever they marked is kept */
+	if (rc == 0 && dirty_bitmap_commit(rl->bitmap, &err) < 0)
+		qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
+	rl->ckpt_ms = ipm_now_ms();
+	pthread_mutex_unlock(rs->lock);
+	if (rc == 0)
+		order_reset(&rs->order);  /* everything replayed is applied */
+	return rc;
+}
+
+/* Send every run taken, then checkpoint; -ESHUTDOWN after it when the
+ * owner stops. */
+static int drain_checkpoint(struct resync *rs, struct resync_lun *rl, struct copy_pipe *p,
+			    uint64_t *sent, int64_t t0)
+{
+	int rc = 0;
+
+	while (rc == 0 && p->n)
+		rc = pipe_send_head(rs, rl, p, sent, t0);
+	if (rc == 0)
+		rc = checkpoint(rs, rl);
+	if (rc == 0 && stop_asked(rs)) {
+		qb_log(LOG_NOTICE, "lun %s: stopping: the full resync's progress is saved (%llu bytes left to copy)",
+		       rl->name, (unsigned long long)dirty_bitmap_dirty_bytes(rl->bitmap));
+		rc = -ESHUTDOWN;
+	}
+	return rc;
+}
+
 /* Copy the dirty extents from the local copy. Holes go as one ZERO each and
  * extents of zeros as a ZERO of their own: neither carries a payload, nor
- * counts against the resync rate. */
+ * counts against the resync rate. A fill checkpoints now and then. */
 static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, int64_t t0)
 {
 	struct copy_pipe p = { .head = 0 };
@@ -627,6 +717,11 @@ static int copy_dirty(struct resync *rs, struct resync_lun *rl, uint64_t *sent, 
 	int rc = 0;
 
 	for (;;) {
+		if (rc == 0 && rl->full_pending &&
+		    (stop_asked(rs) || ipm_now_ms() - rl->ckpt_ms >= RESYNC_CHECKPOINT_MS))
+			rc = drain_checkpoint(rs, rl, &p, sent, t0);
+		else if (rc == 0 && stop_asked(rs))
+			rc = -ESHUTDOWN;  /* the runs taken are marked again */
 		/* the next runs are read while the oldest goes out */
 		while (rc == 0 && more && p.n < RESYNC_READS &&
 		       (more = next_run(rs, rl, from, &off, &len))) {
@@ -675,8 +770,19 @@ static void begin_locked(struct resync *rs)
 		rl->done = 0;
 		rl->copied = false;
 		rl->t0 = ipm_now_ms();
+		rl->ckpt_ms = rl->t0;
+		/* a fill: what the peer answered since the last checkpoint is
+		 * copied again, it may have lost it with its power (the link
+		 * went down since, or this run would not begin) */
+		if (rl->full_pending)
+			dirty_bitmap_restore(rl->bitmap);
 		rl->total = (journal_records(rl->journal) ? journal_bytes(rl->journal) : 0) +
 			    dirty_bitmap_dirty_bytes(rl->bitmap);
+		/* a fill counts the whole LUN, what an earlier run copied done */
+		if (rl->full_pending) {
+			rl->done = rl->size - dirty_bitmap_dirty_bytes(rl->bitmap);
+			rl->total += rl->done;
+		}
 	}
 }
 

@@ -32,7 +32,9 @@ struct resync_lun {
 	struct journal *journal;
 	struct dirty_bitmap *bitmap;  /* used once the journal is full */
 	bool overflowed;              /* past the journal's limit: writes mark the bitmap */
-	bool full_pending;            /* the peer asked for the whole LUN */
+	bool full_pending;            /* the peer asked for the whole LUN (a fill:
+					 * the bitmap's tag names it) */
+	int64_t ckpt_ms;              /* the fill's last checkpoint (ms) */
 	bool copied;                  /* this resync took dirty extents: a dropped
 					 * replay may be one, marked again */
 	uint64_t replayed_records;    /* of the journal, in this resync */
@@ -78,6 +80,9 @@ struct resync_ops {
 	 * is still on its way to the journal: 0, or -ECONNRESET when the link
 	 * left the resync (or stopping) meanwhile. */
 	int (*wait_answers_locked)(void *ctx);
+	/* Optional: the same for the replayed requests alone (host writes go
+	 * on meanwhile): a fill's checkpoint. NULL: wait_answers_locked. */
+	int (*wait_replays_locked)(void *ctx);
 	/* New host writes wait (true) or go on to the journal (false). */
 	void (*hold_locked)(void *ctx, bool hold);
 	/* Everything replayed was applied and nothing new came: host writes
@@ -106,6 +111,8 @@ struct resync {
 	pthread_mutex_t *lock;        /* the owner's; guards all of this */
 	const char *peer;             /* the peer's name, for the log */
 	uint64_t rate;                /* bytes/s, 0 = unlimited */
+	bool stop_soon;               /* the owner stops: a fill checkpoints and
+				       * ends (atomic: resync_stop_soon) */
 	unsigned n_luns;
 	struct resync_lun *luns;      /* indexed by wire LUN index */
 	struct resync_order order;    /* the resync thread's own */
@@ -139,9 +146,16 @@ bool resync_dropped_locked(struct resync *rs, const struct wire_frame *f);
  * when the mark could not be made durable). A repair leaves the mark: the
  * next resync copies the extent once more, never once too few. */
 int resync_mark_locked(struct resync *rs, uint32_t i, uint64_t off, uint64_t len);
-/* The peer asked for the whole LUN: mark it all dirty. false when a full
- * resync was already pending. */
-bool resync_want_full_locked(struct resync *rs, uint32_t i);
+/* The peer asked for the whole LUN; fill is its id of the copy it holds
+ * (0: a peer that names none, version 5 and older). When the bitmap's tag
+ * names the same fill, the copy resumes where the bitmap says it stopped
+ * (after a restart of this daemon, too); otherwise the whole LUN is marked
+ * dirty and the tag becomes fill. true when a copy begins or resumes here
+ * (the caller starts a resync), false when it was pending already. */
+bool resync_want_full_locked(struct resync *rs, uint32_t i, uint64_t fill);
+/* The owner is stopping (true) or starts again (false): a fill running
+ * makes a last checkpoint and ends, so that it resumes from there. */
+void resync_stop_soon(struct resync *rs, bool stop);
 /* Nothing journaled or marked on any LUN. */
 bool resync_empty_locked(struct resync *rs);
 /* LUN i's journal and resync figures. */

@@ -287,8 +287,10 @@ static void wire_luns_generations(struct replicator *r)
 	}
 }
 
-/* The mirror's per-LUN verdicts: split brain, or a full copy needed. */
-static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool accepted)
+/* The mirror's per-LUN verdicts: split brain, or a full copy needed (of
+ * the fill fills[i], resumed when it is the one our bitmap tracks). */
+static void take_verdicts(struct replicator *r, const uint8_t *verdicts, const uint64_t *fills,
+			  bool accepted)
 {
 	unsigned i;
 
@@ -299,9 +301,8 @@ static void take_verdicts(struct replicator *r, const uint8_t *verdicts, bool ac
 		if (!accepted || !(verdicts[i] & WIRE_LV_FULL))
 			continue;
 		pthread_mutex_lock(&r->lock);
-		if (resync_want_full_locked(&r->rs, i)) {
-			qb_log(LOG_WARNING, "lun %s: %s needs the whole LUN (its data is no ancestor of ours): full resync",
-			       ipm_lun_name(rl->lun), r->e->peer->name);
+		/* logged there: a new copy, or one that resumes */
+		if (resync_want_full_locked(&r->rs, i, fills[i])) {
 			if (r->link == LINK_LIVE) {
 				r->force_resync = true;
 				pthread_cond_broadcast(&r->link_cond);
@@ -387,10 +388,12 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	};
 	struct hs_tls tls = { .mode = r->e->cfg->tls_mode, .creds = r->e->tls_client };
 	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
+	uint64_t fills[WIRE_MAX_LUNS] = { 0 };
 	uint64_t record = 0, downs;
 	int fd = dial(r, err), rc;
 
 	p.verdicts = verdicts;
+	p.fills = fills;
 	p.record = &record;
 	p.tls = &tls;
 	wire_luns_generations(r);
@@ -404,7 +407,7 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	pthread_mutex_unlock(&r->lock);
 	rc = handshake_client(fd, &p, err);
 	if (rc != -EPROTONOSUPPORT)
-		take_verdicts(r, verdicts, rc == 0);
+		take_verdicts(r, verdicts, fills, rc == 0);
 	if (rc < 0 && rc != -EPROTONOSUPPORT && strncmp(err->msg, "refused by ", 11) == 0)
 		note_refusal(r, err->msg); /* the peer's verdict, not a broken link */
 	if (rc < 0)

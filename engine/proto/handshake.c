@@ -34,12 +34,14 @@ struct hs_conn {
 	ipm_error e;
 	uint32_t n_verdicts;		/* server: per-LUN verdicts for WELCOME */
 	uint8_t *verdicts;		/* client: where WELCOME's verdicts go (or NULL) */
+	uint64_t *fills;		/* client: where WELCOME's fill ids go (or NULL) */
 	uint64_t *record;		/* client: where WELCOME's record goes (or NULL) */
 	struct ipm_tls *tls;		/* after CHALLENGE with a TLS mode */
 	enum ipm_tls_mode tls_mode;	/* ours */
 	uint16_t version;		/* of our messages: offered, then agreed */
 	bool agreed;			/* the peer's messages must be in version too */
 	uint8_t lun_flags[WIRE_MAX_LUNS];
+	uint64_t lun_fills[WIRE_MAX_LUNS];
 };
 
 /* ---- timed socket I/O -------------------------------------------------------- */
@@ -215,11 +217,13 @@ static int recv_msg(struct hs_conn *c, uint16_t expect, struct wire_hs_hdr *h, c
 /* Tell the peer why we stop (best effort) and return -status. */
 static int send_refusal(struct hs_conn *c, int status, const char *reason)
 {
-	struct wire_welcome w = { .status = status, .n_luns = c->n_verdicts };
+	struct wire_welcome w = { .version = c->version, .status = status,
+				  .n_luns = c->n_verdicts };
 	ipm_error keep = c->e;
 	size_t n;
 
 	memcpy(w.lun_flags, c->lun_flags, c->n_verdicts);
+	memcpy(w.fill, c->lun_fills, c->n_verdicts * sizeof(w.fill[0]));
 	memcpy(w.message, reason, strnlen(reason, sizeof(w.message) - 1));
 	n = wire_welcome_encode(c->buf + WIRE_HS_HDR_LEN, &w);
 	send_msg(c, WIRE_WELCOME, n, "WELCOME");
@@ -252,7 +256,7 @@ static int check_params(const struct hs_client_params *p, ipm_error *e)
 /* WELCOME from the server: its verdict. */
 static int client_welcome(struct hs_conn *c, const struct wire_hs_hdr *h)
 {
-	struct wire_welcome w;
+	struct wire_welcome w = { .version = h->version };
 	int rc;
 
 	rc = wire_welcome_decode(body(c), h->len, &w, &c->e);
@@ -260,6 +264,8 @@ static int client_welcome(struct hs_conn *c, const struct wire_hs_hdr *h)
 		return rc;
 	if (c->verdicts)
 		memcpy(c->verdicts, w.lun_flags, w.n_luns);
+	if (c->fills)
+		memcpy(c->fills, w.fill, w.n_luns * sizeof(w.fill[0]));
 	if (w.status == 0) {
 		if (c->record)
 			*c->record = w.record;
@@ -398,7 +404,8 @@ static int client_run(struct hs_conn *c, const struct hs_client_params *p,
 int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err)
 {
 	struct wire_auth *a = calloc(1, sizeof(*a));
-	struct hs_conn c = { .fd = fd, .verdicts = p->verdicts, .record = p->record };
+	struct hs_conn c = { .fd = fd, .verdicts = p->verdicts, .fills = p->fills,
+			     .record = p->record };
 	int rc;
 
 	rc = check_params(p, err);
@@ -486,7 +493,7 @@ static int server_hello(struct hs_conn *c, const char *self, const char *expect_
 /* The client hung up with a WELCOME of its own instead of AUTH. */
 static int server_client_refusal(struct hs_conn *c, const struct wire_hs_hdr *h)
 {
-	struct wire_welcome w;
+	struct wire_welcome w = { .version = h->version };
 	int rc;
 
 	c->io_failed = true;	/* it is gone: nothing more to send */
@@ -566,13 +573,16 @@ static int server_run(struct hs_conn *c, const char *self, const char *expect_pe
 	if (rc < 0)
 		return rc;
 	c->n_verdicts = a->n_luns;
-	rc = check ? check(opaque, hello, a, c->lun_flags, &w.record, reason, sizeof(reason)) : 0;
+	rc = check ? check(opaque, hello, a, c->lun_flags, c->lun_fills, &w.record, reason,
+			   sizeof(reason)) : 0;
 	if (rc) {
 		rc = rc < 0 ? rc : -rc;
 		return ipm_fail(&c->e, rc, "%s", reason[0] ? reason : strerror(-rc));
 	}
+	w.version = c->version;
 	w.n_luns = c->n_verdicts;
 	memcpy(w.lun_flags, c->lun_flags, c->n_verdicts);
+	memcpy(w.fill, c->lun_fills, c->n_verdicts * sizeof(w.fill[0]));
 	n = wire_welcome_encode(c->buf + WIRE_HS_HDR_LEN, &w);
 	return send_msg(c, WIRE_WELCOME, n, "WELCOME");
 }

@@ -32,6 +32,8 @@ struct hs_client_params {
 	unsigned timeout_ms;                /* per message; 0 = HS_DEFAULT_TIMEOUT_MS */
 	uint8_t *verdicts;                  /* WIRE_MAX_LUNS bytes for WELCOME's per-LUN
 					     * verdicts (enum wire_lun_verdict), or NULL */
+	uint64_t *fills;                    /* WIRE_MAX_LUNS for WELCOME's per-LUN fill
+					     * ids (version 6; 0 before), or NULL */
 	uint64_t *record;                   /* out: WELCOME's ordering record, or NULL */
 	uint16_t version_max;               /* the highest version to offer; 0: ours */
 	uint16_t *version;                  /* out, or NULL: the version spoken; with
@@ -51,11 +53,12 @@ int handshake_client(int fd, const struct hs_client_params *p, ipm_error *err);
 
 /* Called by the server once the client is authenticated: return 0 to accept,
  * or a positive errno and fill reason (sent in WELCOME and logged). Either
- * way verdicts[i] (zeroed, one per LUN of auth) goes back in WELCOME; when
- * accepting, so does *record (zeroed: the mirror's ordering record). */
+ * way verdicts[i] and fills[i] (zeroed, one per LUN of auth) go back in
+ * WELCOME (fills from version 6 on); when accepting, so does *record
+ * (zeroed: the mirror's ordering record). */
 typedef int (*hs_check_fn)(void *opaque, const struct wire_hello *hello,
-			   const struct wire_auth *auth, uint8_t *verdicts, uint64_t *record,
-			   char *reason, size_t reason_len);
+			   const struct wire_auth *auth, uint8_t *verdicts, uint64_t *fills,
+			   uint64_t *record, char *reason, size_t reason_len);
 
 /* Run the server side: read HELLO (check `to` == self and `from` ==
  * expect_peer), send CHALLENGE (with server MAC over the client's nonce),

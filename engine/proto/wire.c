@@ -109,8 +109,10 @@ uint16_t wire_version_max(void)
 
 	if (!__atomic_load_n(&max, __ATOMIC_RELAXED)) {
 		env = getenv("IPM_WIRE_VERSION_MAX");
-		__atomic_store_n(&max, env && atoi(env) == WIRE_VERSION_MIN ? WIRE_VERSION_MIN
-					 : WIRE_VERSION_MAX, __ATOMIC_RELAXED);
+		/* 4 or 5: behave as the release that spoke it */
+		__atomic_store_n(&max, env && atoi(env) >= WIRE_VERSION_MIN &&
+				 atoi(env) < WIRE_VERSION_MAX ? atoi(env) : WIRE_VERSION_MAX,
+				 __ATOMIC_RELAXED);
 	}
 	return (uint16_t)max;
 }
@@ -393,14 +395,17 @@ int wire_auth_decode(const uint8_t *buf, size_t len, struct wire_auth *m, ipm_er
 
 size_t wire_welcome_encode(uint8_t *buf, const struct wire_welcome *m)
 {
-	uint32_t n = m->n_luns < WIRE_MAX_LUNS ? m->n_luns : WIRE_MAX_LUNS;
+	uint32_t i, n = m->n_luns < WIRE_MAX_LUNS ? m->n_luns : WIRE_MAX_LUNS;
 	uint8_t *p = buf;
 
 	p = be_put32(p, (uint32_t)m->status);
 	p = put_name(p, m->message, WIRE_MSG_LEN);
 	p = be_put64(p, m->record);
 	p = be_put32(p, n);
-	return (size_t)(put_bytes(p, m->lun_flags, n) - buf);
+	p = put_bytes(p, m->lun_flags, n);
+	for (i = 0; m->version >= 6 && i < n; i++)
+		p = be_put64(p, m->fill[i]);
+	return (size_t)(p - buf);
 }
 
 int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
@@ -424,7 +429,8 @@ int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 	if (m->n_luns > WIRE_MAX_LUNS)
 		return ipm_fail(err, -EMSGSIZE, "WELCOME has %u lun verdicts, limit %d", m->n_luns,
 				WIRE_MAX_LUNS);
-	rc = check_len(len, WELCOME_LEN + 4 + (size_t)m->n_luns, "WELCOME", err);
+	rc = check_len(len, WELCOME_LEN + 4 + (size_t)m->n_luns * (m->version >= 6 ? 9 : 1),
+		       "WELCOME", err);
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < m->n_luns; i++) {
@@ -432,6 +438,8 @@ int wire_welcome_decode(const uint8_t *buf, size_t len, struct wire_welcome *m,
 		if (m->lun_flags[i] & ~(WIRE_LV_FULL | WIRE_LV_SPLITBRAIN))
 			return ipm_fail(err, -EPROTO, "WELCOME lun %u: unknown verdict 0x%x", i,
 					m->lun_flags[i]);
+		m->fill[i] = m->version >= 6 ?
+			be_get64(buf + WELCOME_LEN + 4 + m->n_luns + 8 * i) : 0;
 	}
 	return 0;
 }

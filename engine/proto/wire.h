@@ -15,10 +15,11 @@
 
 /* Versions: 2 HBSLOT frames; 3 generations in AUTH, per-LUN verdicts in
  * WELCOME; 4 the mirror's ordering record in WELCOME; 5 a negotiated
- * version range in HELLO/CHALLENGE, stable LUN ids in AUTH and frames.
+ * version range in HELLO/CHALLENGE, stable LUN ids in AUTH and frames;
+ * 6 per-LUN fill ids in WELCOME (a full copy resumes after a restart).
  * A pair speaks the highest version both know (doc/wire.md). */
 #define WIRE_VERSION_MIN 4             /* the previous release's */
-#define WIRE_VERSION_MAX 5
+#define WIRE_VERSION_MAX 6
 #define WIRE_VERSION WIRE_VERSION_MAX
 #define WIRE_HELLO_MAGIC 0x49504d48u   /* "IPMH" handshake messages */
 #define WIRE_FRAME_MAGIC 0x49504d46u   /* "IPMF" request/ack frames */
@@ -104,12 +105,17 @@ enum wire_lun_verdict {
 };
 
 struct wire_welcome {
+	uint16_t version;              /* not encoded: the layout (set before
+					* encoding or decoding; < 6: no fills) */
 	int32_t status;                /* 0 or a positive errno */
 	char message[WIRE_MSG_LEN];
 	uint64_t record;               /* accepted: names the mirror's ordering record
 					* of the session (0 when refused) */
 	uint32_t n_luns;               /* verdicts that follow (0 when refused early) */
 	uint8_t lun_flags[WIRE_MAX_LUNS];
+	/* version 6 on, after the verdicts: per LUN with WIRE_LV_FULL the id of
+	 * the mirror's full copy (doc/generations.md), else 0 */
+	uint64_t fill[WIRE_MAX_LUNS];
 };
 
 /* Frames after the handshake. */
@@ -188,9 +194,10 @@ struct wire_frame {
 /* Encoders write exactly the encoded length and return it. Decoders return 0,
  * or a negative errno with a reason in err (-EPROTO malformed, -EMSGSIZE too
  * large, -EBADMSG bad checksum / MAC, -EINVAL bad value). */
-/* The highest version this process speaks: WIRE_VERSION_MAX, or 4 when
- * IPM_WIRE_VERSION_MAX=4 is in the environment (tests: the process then
- * behaves as the previous release, which knew version 4 alone). */
+/* The highest version this process speaks: WIRE_VERSION_MAX, or 4 (5)
+ * when IPM_WIRE_VERSION_MAX=4 (5) is in the environment (tests: the process
+ * then behaves as the previous release, which knew version 4 alone, or as
+ * one that spoke up to 5). */
 uint16_t wire_version_max(void);
 /* The header in version wire_version_max(), or in version v. */
 size_t wire_hs_hdr_encode(uint8_t *buf, uint16_t type, uint32_t body_len);

@@ -4,7 +4,9 @@
  * so a block torn by a crash is recognised and taken as all dirty rather
  * than trusted. In memory there are two copies: `bits` (what the resync still
  * has to copy) and `disk` (what the file holds); a sync writes disk |= bits,
- * so a clear becomes durable only through dirty_bitmap_clear_all().
+ * so a clear becomes durable only through dirty_bitmap_clear_all() or
+ * dirty_bitmap_commit() (a checkpoint of a full copy: the caller knows the
+ * peer holds what was cleared, durably).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,7 @@ struct dirty_bitmap {
 	uint64_t *disk;              /* what the file holds */
 	uint8_t *changed;            /* per block: bits has something disk lacks */
 	uint64_t dirty;              /* set bits in `bits` */
+	uint64_t tag;                /* the fill the file is the to-do list of (0: none) */
 };
 
 /* ---- bit ranges ---------------------------------------------------------- */
@@ -114,6 +117,7 @@ static void header_encode(const struct dirty_bitmap *b, uint8_t h[BH_LEN])
 	le_put32(h + 20, b->extent);
 	le_put64(h + 24, b->lun_size);
 	le_put64(h + 32, b->nbits);
+	le_put64(h + 40, b->tag);
 	le_put32(h + BH_CRC_OFF, crc32c(0, h, BH_CRC_OFF));
 }
 
@@ -200,6 +204,7 @@ static int header_check(struct dirty_bitmap *b, uint64_t *file_size, ipm_error *
 			    b->path, (unsigned long long)size, extent,
 			    (unsigned long long)b->lun_size, b->extent);
 	*file_size = size;
+	b->tag = le_get64(h + 40);
 	return 0;
 }
 
@@ -485,6 +490,7 @@ int dirty_bitmap_clear_all(struct dirty_bitmap *b, ipm_error *err)
 
 	memset(b->bits, 0, words * sizeof(uint64_t));
 	b->dirty = 0;
+	b->tag = 0;	/* the header goes first: no tag over stale blocks */
 	zero = calloc(words ? words : 1, sizeof(uint64_t));
 	if (!zero)
 		return ipm_fail(err, -ENOMEM, "out of memory");
@@ -495,4 +501,76 @@ int dirty_bitmap_clear_all(struct dirty_bitmap *b, ipm_error *err)
 	memset(b->disk, 0, words * sizeof(uint64_t));
 	memset(b->changed, 0, b->nblocks);
 	return 0;
+}
+
+uint64_t dirty_bitmap_tag(const struct dirty_bitmap *b)
+{
+	return b->tag;
+}
+
+int dirty_bitmap_set_tag(struct dirty_bitmap *b, uint64_t tag, ipm_error *err)
+{
+	uint8_t *h;
+	int rc;
+
+	if (b->tag == tag)
+		return 0;
+	h = malloc(BH_LEN);
+	if (!h)
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	b->tag = tag;
+	header_encode(b, h);
+	rc = pwrite_full(b->fd, h, BH_LEN, 0);
+	if (rc == 0 && fdatasync(b->fd) < 0)
+		rc = -errno;
+	free(h);
+	if (rc < 0)
+		return ipm_fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
+	return 0;
+}
+
+/* The blocks whose file content differs from what is marked now are
+ * rewritten as marked: the clears since the last commit become durable. */
+int dirty_bitmap_commit(struct dirty_bitmap *b, ipm_error *err)
+{
+	uint8_t *blk = NULL;
+	uint64_t k, w;
+	bool any = false;
+	int rc = 0;
+
+	for (k = 0; k < b->nblocks && rc == 0; k++) {
+		uint64_t first = k * BLK_WORDS, n = BLK_WORDS;
+
+		if (!b->changed[k] && !memcmp(b->disk + first, b->bits + first, n * sizeof(uint64_t)))
+			continue;
+		if (!blk && !(blk = malloc(BLK_LEN)))
+			return ipm_fail(err, -ENOMEM, "out of memory");
+		for (w = first; w < first + n; w++)
+			b->disk[w] = b->bits[w];
+		block_encode(b->disk, k, blk);
+		rc = pwrite_full(b->fd, blk, BLK_LEN, block_off(k));
+		any = true;
+	}
+	free(blk);
+	if (rc == 0 && any && fdatasync(b->fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		/* what the file holds now is unknown: every block again next time */
+		memset(b->changed, 1, b->nblocks);
+		return ipm_fail(err, rc, "dirty bitmap %s: cannot write: %s", b->path, strerror(-rc));
+	}
+	memset(b->changed, 0, b->nblocks);
+	return 0;
+}
+
+void dirty_bitmap_restore(struct dirty_bitmap *b)
+{
+	uint64_t w, old;
+
+	for (w = 0; w < b->nblocks * BLK_WORDS; w++) {
+		old = b->bits[w];
+		b->bits[w] |= b->disk[w];
+		b->dirty += (uint64_t)__builtin_popcountll(b->bits[w]) -
+			    (uint64_t)__builtin_popcountll(old);
+	}
 }

@@ -3,7 +3,8 @@
  * they touch, and the resync copies those extents from the local copy.
  *
  * Safety rule: bits reach the file as an OR of everything marked since the
- * last dirty_bitmap_clear_all(); clear_range() only clears in memory. A
+ * last dirty_bitmap_clear_all() or dirty_bitmap_commit(); clear_range()
+ * only clears in memory. A
  * crash in the middle of a resync therefore copies some extents twice and
  * never forgets one. Bits the file cannot vouch for (a block with a bad
  * checksum, a short file) are taken as dirty, with a warning in the log.
@@ -44,7 +45,21 @@ bool dirty_bitmap_next(struct dirty_bitmap *b, uint64_t from, uint64_t *off, uin
 uint64_t dirty_bitmap_dirty_bytes(const struct dirty_bitmap *b);
 /* Clear (in memory) every extent that [off, off+len) touches. */
 void dirty_bitmap_clear_range(struct dirty_bitmap *b, uint64_t off, uint64_t len);
-/* Everything resynced and acknowledged: clear all, durably. */
+/* Everything resynced and acknowledged: clear all, durably (the tag too). */
 int dirty_bitmap_clear_all(struct dirty_bitmap *b, ipm_error *err);
+
+/* A full copy that can resume after a restart (doc/generations.md): the
+ * file's tag names the fill (the mirror's id of its partial copy) whose
+ * to-do list the file is; 0 none. Set it, durably, only once the extents
+ * it vouches for are durably marked (dirty_bitmap_sync). */
+uint64_t dirty_bitmap_tag(const struct dirty_bitmap *b);
+int dirty_bitmap_set_tag(struct dirty_bitmap *b, uint64_t tag, ipm_error *err);
+/* The one exception to the OR rule: the file becomes what is marked now,
+ * clears included. Only when every extent cleared since the last commit was
+ * copied and the peer's copy of it is durable (the caller's promise). */
+int dirty_bitmap_commit(struct dirty_bitmap *b, ipm_error *err);
+/* Mark again, in memory, everything the file still holds: clears not
+ * committed are undone (a copy the peer may have lost is made again). */
+void dirty_bitmap_restore(struct dirty_bitmap *b);
 
 #endif

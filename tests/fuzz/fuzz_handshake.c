@@ -36,7 +36,7 @@ struct server {
 
 /* The mirror's check: verdicts for every LUN, a record, or a refusal. */
 static int check(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		 uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
+		 uint8_t *verdicts, uint64_t *fills, uint64_t *record, char *reason, size_t reason_len)
 {
 	struct server *s = opaque;
 

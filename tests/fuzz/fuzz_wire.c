@@ -1,6 +1,6 @@
 /* fuzz_wire.c - the mirror protocol's decoders (engine/proto/wire.c): the
  * handshake header and messages (HELLO, CHALLENGE, AUTH in version 4's and
- * 5's layouts, WELCOME) and a stream of frames. The first byte picks the
+ * 5's layouts, WELCOME in 5's and 6's) and a stream of frames. The first byte picks the
  * decoder. Whatever decodes must
  * survive a round trip: encode(decode(x)) decodes to the same encoding. */
 #include <stdlib.h>
@@ -70,7 +70,11 @@ static void fuzz_hs(unsigned kind, const uint8_t *d, size_t n)
 		}
 		break;
 	case K_WELCOME:
-		if (wire_welcome_decode(d, n, &w, &err) == 0) {
+		/* both layouts: version 5's, and 6's with fill ids */
+		for (uint16_t v = 5; v <= 6; v++) {
+			w = (struct wire_welcome){ .version = v };
+			if (wire_welcome_decode(d, n, &w, &err) < 0)
+				continue;
 			/* the status becomes a -errno, the message a log line */
 			if (w.n_luns > WIRE_MAX_LUNS || w.status < 0 || w.status > WIRE_MAX_ERRNO ||
 			    strpbrk(w.message, "\n\r\033"))

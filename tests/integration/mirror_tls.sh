@@ -55,8 +55,8 @@ logged_since() { tail -n +"$(($2 + 1))" "$1" | grep -qE "$3"; }
 # crc_logged on|off L1 L2: both daemons logged, after line L1 of node1's log
 # and L2 of node2's, a TLS connection with its WRITE payloads' CRC32C on or off
 crc_logged() {
-	logged_since "$T_DIR/n1.log" "$2" "connection [0-9] to node2 is up \(protocol version 5, TLS1\.3 .*, payload CRC $1\)" &&
-		logged_since "$T_DIR/n2.log" "$3" "connection [0-9] from node1 .* is up, 1 lun\(s\), protocol version 5, TLS1\.3 .*, payload CRC $1\$"
+	logged_since "$T_DIR/n1.log" "$2" "connection [0-9] to node2 is up \(protocol version 6, TLS1\.3 .*, payload CRC $1\)" &&
+		logged_since "$T_DIR/n2.log" "$3" "connection [0-9] from node1 .* is up, 1 lun\(s\), protocol version 6, TLS1\.3 .*, payload CRC $1\$"
 }
 
 copies_equal() { cmp -s "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"; }
@@ -78,9 +78,9 @@ head -c $MiB /dev/urandom >"$T_DIR/pat"
 pair_start || bail "daemons did not start: $(cat "$T_DIR"/n*.log)"
 check "tls psk: mirroring is up" wait_for 20 lun_state_is node1 vol0 uptodate
 check "tls psk: the connections are TLS 1.3 with a PSK" \
-	grep -q 'connection 0 to node2 is up (protocol version 5, TLS1.3 PSK' "$T_DIR/n1.log"
+	grep -q 'connection 0 to node2 is up (protocol version 6, TLS1.3 PSK' "$T_DIR/n1.log"
 check "  ... on the mirror too" \
-	grep -q 'connection 0 from node1 .* is up, 1 lun(s), protocol version 5, TLS1.3 PSK' "$T_DIR/n2.log"
+	grep -q 'connection 0 from node1 .* is up, 1 lun(s), protocol version 6, TLS1.3 PSK' "$T_DIR/n2.log"
 # the records' AEAD authenticates every byte: both agreed to drop the CRC32C
 check "tls psk: WRITE payloads go without CRC32C (both sides say so)" crc_logged off 0 0
 n=$(captured "$T_DIR/pat")
@@ -252,7 +252,7 @@ set_tls x509 "cert=\"$PKI/node.pem\" key=\"$PKI/node-key.pem\" ca=\"$PKI/ca.pem\
 l1=$(wc -l <"$T_DIR/n1.log"); l2=$(wc -l <"$T_DIR/n2.log")
 pair_start || bail "daemons did not start: $(tail "$T_DIR"/n*.log)"
 check "x509: the connections are TLS 1.3 with certificates" \
-	wait_for 20 logged_since "$T_DIR/n1.log" "$l1" 'connection 0 to node2 is up \(protocol version 5, TLS1.3 X.509'
+	wait_for 20 logged_since "$T_DIR/n1.log" "$l1" 'connection 0 to node2 is up \(protocol version 6, TLS1.3 X.509'
 check "  ... their WRITE payloads without CRC32C" wait_for 10 crc_logged off "$l1" "$l2"
 head -c $MiB /dev/urandom >"$T_DIR/pat"
 in_node node1 timeout 60 nbdcopy "$T_DIR/pat" "nbd://$N1_ADDR:$N1_NBD/vol0"

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Rolling upgrade (issue 15 item 6): this build mirrors both ways with a
 # peer of the previous release, which speaks protocol version 4 alone
-# (IPM_WIRE_VERSION_MAX=4: its handshake code path, refusing version 5 as
+# (IPM_WIRE_VERSION_MAX=4: its handshake code path, refusing versions 5-6 as
 # 049e082 does; or the previous release itself when IPM_OLD_BUILD names its
 # build directory), under fio --verify; then the peer is upgraded and the
-# pair speaks version 5. Copies byte-identical at each stage. node1 is
+# pair speaks version 6. Copies byte-identical at each stage. node1 is
 # primary of two LUNs (vol0, vol2): a version 4 listener keeps one session
 # at a time, so node1 gives them one session together (doc/roles.md) and
 # both stay up to date.
@@ -21,8 +21,8 @@ else
 fi || bail "node2 did not start: $(cat "$T_DIR/n2.log")"
 
 check "version 4 peer: connections up both ways" wait_for 20 connections_up node1 8
-check "node1 offered 5, was refused by the older node2 and dialled again in 4" \
-	grep -q "node2 speaks protocol version 4 only (it refused our 5): dialling again in 4" "$T_DIR/n1.log"
+check "node1 offered 6, was refused by the older node2 and dialled again in 4" \
+	grep -q "node2 speaks protocol version 4 only (it refused our 6): dialling again in 4" "$T_DIR/n1.log"
 check "node1's connections to node2 speak protocol version 4" \
 	grep -q "connection 0 to node2 is up (protocol version 4)" "$T_DIR/n1.log"
 check "node2's connections to node1 (its HELLO of version 4) are served in version 4" \
@@ -56,17 +56,17 @@ done
 # node2 upgraded: the pair speaks this release's version
 node_start node1 || bail "node1 did not restart"
 node_start node2 || bail "node2 did not restart"
-check "version 5 pair: connections up both ways" wait_for 20 connections_up node1 8
+check "version 6 pair: connections up both ways" wait_for 20 connections_up node1 8
 fio_verify "nbd://127.0.0.1:$N1_NBD/vol0" v5a --size=16M &
 f1=$!
 fio_verify "nbd://127.0.0.1:$N2_NBD/vol1" v5b --size=16M &
 f2=$!
 wait $f1; r1=$?; wait $f2; r2=$?
-check "version 5: fio verify both ways, connections in version 5" \
-	test $r1 = 0 -a $r2 = 0 -a "$(grep -c "to node2 is up (protocol version 5)" "$T_DIR/n1.log")" -ge 4
+check "version 6: fio verify both ways, connections in version 6" \
+	test $r1 = 0 -a $r2 = 0 -a "$(grep -c "to node2 is up (protocol version 6)" "$T_DIR/n1.log")" -ge 4
 stop_pid "$n1_pid"
 stop_pid "$n2_pid"
 for l in vol0 vol1; do
-	check "version 5: $l byte-identical on both nodes" cmp "$T_DIR/node1-$l.img" "$T_DIR/node2-$l.img"
+	check "version 6: $l byte-identical on both nodes" cmp "$T_DIR/node1-$l.img" "$T_DIR/node2-$l.img"
 done
 finish

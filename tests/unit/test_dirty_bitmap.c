@@ -244,6 +244,47 @@ static void test_clear_needs_clear_all(void **state)
 	assert_int_equal(st.st_size, 2 * BLOCK);
 }
 
+/* A full copy's checkpoint: the tag survives a reopen, a commit makes the
+ * clears durable (host marks made meanwhile stay), a restore undoes the
+ * clears not committed, clear_all drops the tag. */
+static void test_tag_commit_restore(void **state)
+{
+	struct dirty_bitmap *b;
+	ipm_error err = { "" };
+
+	(void)state;
+	b = bopen(LUN_SIZE, EXT);
+	assert_true(dirty_bitmap_tag(b) == 0);
+	dirty_bitmap_mark(b, 0, LUN_SIZE);
+	sync_ok(b);
+	assert_int_equal(dirty_bitmap_set_tag(b, 0x1234567890abcdefull, &err), 0);
+	dirty_bitmap_clear_range(b, 0, 4 * MIB);      /* copied and answered */
+	assert_int_equal(dirty_bitmap_commit(b, &err), 0);
+	dirty_bitmap_mark(b, 1 * MIB, 1);             /* a host write, durable */
+	sync_ok(b);
+	dirty_bitmap_clear_range(b, 4 * MIB, 2 * MIB); /* copied, not committed */
+	assert_int_equal(dirty_bitmap_dirty_bytes(b), LUN_SIZE - 5 * MIB);
+	dirty_bitmap_close(b);
+
+	/* after a crash: the tag, the committed clears, the host mark; the
+	 * uncommitted clears are dirty again */
+	b = bopen(LUN_SIZE, EXT);
+	assert_true(dirty_bitmap_tag(b) == 0x1234567890abcdefull);
+	assert_int_equal(dirty_bitmap_dirty_bytes(b), LUN_SIZE - 3 * MIB);
+	expect_run(b, 0, 1 * MIB, MIB);
+	expect_run(b, 2 * MIB, 4 * MIB, 4 * MIB);
+	dirty_bitmap_clear_range(b, 4 * MIB, 4 * MIB);
+	dirty_bitmap_restore(b);
+	assert_int_equal(dirty_bitmap_dirty_bytes(b), LUN_SIZE - 3 * MIB);
+	assert_int_equal(dirty_bitmap_clear_all(b, &err), 0);
+	dirty_bitmap_close(b);
+
+	b = bopen(LUN_SIZE, EXT);
+	assert_true(dirty_bitmap_tag(b) == 0);
+	expect_none(b, 0);
+	dirty_bitmap_close(b);
+}
+
 static void test_wrong_geometry(void **state)
 {
 	struct dirty_bitmap *b = NULL;
@@ -428,6 +469,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_needs_clear_all, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tag_commit_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_geometry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_header, setup, teardown),

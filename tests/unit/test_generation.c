@@ -141,12 +141,17 @@ static void test_file(void **state)
 	gen_rotate(&g);
 	g.splitbrain = true;
 	g.was_primary = true;
+	g.fill = 0xf111deadbeef0001ull;
 	assert_int_equal(gen_save(path, &g, &err), 0);
 	assert_int_equal(gen_load(path, &r, &err), 0);
 	assert_memory_equal(&r.current, &g.current, sizeof(g.current));
 	assert_int_equal(r.n_history, 1);
 	assert_true(r.history[0] == g.history[0]);
 	assert_true(r.splitbrain && r.was_primary && !r.shared && !r.discard);
+	/* the full copy's id, at offset 96 (reserved before: older files read 0) */
+	assert_true(r.fill == 0xf111deadbeef0001ull);
+	gen_adopt(&r, g.current, g.history, g.n_history);
+	assert_true(r.fill == 0);   /* the copy completed: no fill any more */
 	/* one flipped bit: refused, naming the file and the problem */
 	fd = open(path, O_RDWR);
 	assert_true(fd >= 0);

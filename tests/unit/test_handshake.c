@@ -42,13 +42,16 @@ struct server {
 };
 
 static int check_cb(void *opaque, const struct wire_hello *hello, const struct wire_auth *auth,
-		    uint8_t *verdicts, uint64_t *record, char *reason, size_t reason_len)
+		    uint8_t *verdicts, uint64_t *fills, uint64_t *record, char *reason,
+		    size_t reason_len)
 {
 	struct server *s = opaque;
 	uint32_t i;
 
 	s->checked++;
 	*record = 0x5eedf00d12345678ull;
+	for (i = 0; i < auth->n_luns; i++)
+		fills[i] = 0xf111000000000000ull | auth->luns[i].id;
 	for (i = 0; i < auth->n_luns; i++) {
 		if (s->refuse_lun && !strcmp(auth->luns[i].name, s->refuse_lun)) {
 			snprintf(reason, reason_len, "unknown lun \"%s\"", auth->luns[i].name);
@@ -268,7 +271,7 @@ static void test_hs_forged_client_mac(void **state)
 	struct wire_hello hello = sample_hello();
 	struct wire_auth *a = sample_auth(1);
 	uint8_t *buf = malloc(WIRE_HS_MAX_BODY);
-	struct wire_welcome w;
+	struct wire_welcome w = { .version = WIRE_VERSION_MAX };
 	size_t n;
 
 	assert_non_null(buf);
@@ -341,26 +344,45 @@ static void test_hs_version_mismatch(void **state)
 	uint8_t hdr[WIRE_HS_HDR_LEN];
 
 	wire_hs_hdr_encode(hdr, WIRE_CHALLENGE, 0);
-	hdr[5] = 6;
+	hdr[5] = 7;
 	assert_int_equal(write(t->srv.fd, hdr, sizeof(hdr)), sizeof(hdr));
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTO, &t->err,
-		   "peer speaks protocol version 6, we speak 4 to 5");
+		   "peer speaks protocol version 7, we speak 4 to 6");
 }
 
-/* Both of this release: version 5, and the LUNs' ids reach the server. */
-static void test_hs_negotiates_5(void **state)
+/* Both of this release: version 6, the LUNs' ids reach the server and the
+ * mirror's fill ids the client. */
+static void test_hs_negotiates_6(void **state)
 {
 	struct pair *t = *state;
+	uint64_t fills[WIRE_MAX_LUNS] = { 0 };
 	uint16_t spoken = 0;
 
 	t->p.version = &spoken;
+	t->p.fills = fills;
 	assert_int_equal(run_pair(t, &t->srv.secret), 0);
-	assert_int_equal(spoken, 5);
-	assert_int_equal(t->srv.hello.version, 5);
+	assert_int_equal(spoken, 6);
+	assert_int_equal(t->srv.hello.version, 6);
 	assert_int_equal(t->srv.hello.version_min, WIRE_VERSION_MIN);
-	assert_int_equal(t->srv.hello.version_max, 5);
+	assert_int_equal(t->srv.hello.version_max, 6);
 	assert_int_equal(t->srv.auth->luns[0].id, 3);
 	assert_int_equal(t->srv.auth->luns[1].id, 7);
+	assert_true(fills[0] == 0xf111000000000003ull && fills[1] == 0xf111000000000007ull);
+}
+
+/* A client of version 5 gets no fill ids (its copy restarts from zero). */
+static void test_hs_fills_need_6(void **state)
+{
+	struct pair *t = *state;
+	uint64_t fills[WIRE_MAX_LUNS] = { 0 };
+	uint16_t spoken = 0;
+
+	t->p.version = &spoken;
+	t->p.version_max = 5;
+	t->p.fills = fills;
+	assert_int_equal(run_pair(t, &t->srv.secret), 0);
+	assert_int_equal(spoken, 5);
+	assert_true(fills[0] == 0 && fills[1] == 0);
 }
 
 /* A client that offers version 4 alone (the previous release's HELLO):
@@ -396,7 +418,7 @@ static void test_hs_older_server(void **state)
 	assert_int_equal(write(t->srv.fd, buf, WIRE_HS_HDR_LEN + n), (ssize_t)(WIRE_HS_HDR_LEN + n));
 	t->p.version = &spoken;
 	check_fail(handshake_client(t->cfd, &t->p, &t->err), -EPROTONOSUPPORT, &t->err,
-		   "node2 speaks protocol version 4 only (it refused our 5): dialling again in 4");
+		   "node2 speaks protocol version 4 only (it refused our 6): dialling again in 4");
 	assert_int_equal(spoken, 4);
 }
 
@@ -608,7 +630,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hs_tls_mismatch, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_tls_wrong_key, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_tls_needs_5, pair_setup, pair_teardown),
-		cmocka_unit_test_setup_teardown(test_hs_negotiates_5, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_negotiates_6, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_hs_fills_need_6, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_client_offers_4, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_older_server, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_hs_wrong_secret, pair_setup, pair_teardown),

@@ -422,7 +422,7 @@ static void test_holes_and_zeros(void **state)
 	fx->rs.ops = &fake_ops_holes;
 	quiesced = 0;
 	pthread_mutex_lock(&fx->lock);
-	assert_true(resync_want_full_locked(&fx->rs, 0));
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0));
 	pthread_mutex_unlock(&fx->lock);
 	assert_int_equal(resync_run(&fx->rs), 0);
 	assert_int_equal(fx->n_subs, 4);
@@ -633,8 +633,8 @@ static void test_go_down_remarks_copies(void **state)
 
 	open_luns(fx, 1, 0);
 	pthread_mutex_lock(&fx->lock);
-	assert_true(resync_want_full_locked(&fx->rs, 0));
-	assert_false(resync_want_full_locked(&fx->rs, 0));  /* already pending */
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0));
+	assert_false(resync_want_full_locked(&fx->rs, 0, 0));  /* already pending */
 	pthread_mutex_unlock(&fx->lock);
 	fx->down_at = 2;   /* the first 4 MiB copy is out, unanswered */
 
@@ -658,8 +658,74 @@ static void test_go_down_remarks_copies(void **state)
 	assert_int_equal(fx->lives, 1);
 	assert_true(empty(fx));
 	pthread_mutex_lock(&fx->lock);
-	assert_true(resync_want_full_locked(&fx->rs, 0));   /* no longer pending */
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0));   /* no longer pending */
 	pthread_mutex_unlock(&fx->lock);
+}
+
+/* A full copy's fill id (doc/generations.md): a new one marks the whole
+ * LUN and tags the bitmap; after a restart the same id resumes from what
+ * the bitmap file holds (a checkpoint cleared the first half), another id
+ * starts over. A stop asked for ends the copy after a checkpoint. */
+static void test_fill_resumes(void **state)
+{
+	struct fake *fx = *state;
+	ipm_error err = { "" };
+
+	open_luns(fx, 1, 0);
+	pthread_mutex_lock(&fx->lock);
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0xf1));
+	assert_true(dirty_bitmap_tag(fx->rs.luns[0].bitmap) == 0xf1);
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rs.luns[0].bitmap), LUN_SIZE);
+	/* a checkpoint once the first half was answered */
+	dirty_bitmap_clear_range(fx->rs.luns[0].bitmap, 0, 4 * MiB);
+	assert_int_equal(dirty_bitmap_commit(fx->rs.luns[0].bitmap, &err), 0);
+	pthread_mutex_unlock(&fx->lock);
+
+	/* a stop: a checkpoint (its FLUSH), nothing more */
+	resync_stop_soon(&fx->rs, true);
+	assert_int_equal(resync_run(&fx->rs), -ESHUTDOWN);
+	assert_int_equal(fx->n_subs, 1);
+	check_sub(&fx->subs[0], WIRE_FLUSH, WIRE_F_REPLAY, 0, 0, 0);
+	assert_int_equal(fx->lives, 0);
+	resync_close(&fx->rs);
+	resync_stop_soon(&fx->rs, false);
+
+	/* restarted, the mirror names the same fill: the second half only */
+	reset_subs(fx);
+	open_luns(fx, 1, 0);
+	pthread_mutex_lock(&fx->lock);
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0xf1));
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rs.luns[0].bitmap), 4 * MiB);
+	pthread_mutex_unlock(&fx->lock);
+	assert_int_equal(resync_run(&fx->rs), 0);
+	assert_int_equal(fx->n_subs, 2);
+	check_sub(&fx->subs[0], WIRE_WRITE, WIRE_F_REPLAY, 0, 4 * MiB, 4 * MiB);
+	check_copy(fx, &fx->subs[0]);
+	check_sub(&fx->subs[1], WIRE_FLUSH, WIRE_F_REPLAY | WIRE_F_INSYNC, 0, 0, 0);
+	assert_true(dirty_bitmap_tag(fx->rs.luns[0].bitmap) == 0);   /* complete */
+	resync_close(&fx->rs);
+
+	/* a copy tagged 0xf1 half done, the mirror's is another: all again */
+	reset_subs(fx);
+	open_luns(fx, 1, 0);
+	pthread_mutex_lock(&fx->lock);
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0xf1));
+	dirty_bitmap_clear_range(fx->rs.luns[0].bitmap, 0, 4 * MiB);
+	assert_int_equal(dirty_bitmap_commit(fx->rs.luns[0].bitmap, &err), 0);
+	pthread_mutex_unlock(&fx->lock);
+	resync_close(&fx->rs);
+	open_luns(fx, 1, 0);
+	pthread_mutex_lock(&fx->lock);
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0xf2));
+	assert_int_equal(dirty_bitmap_dirty_bytes(fx->rs.luns[0].bitmap), LUN_SIZE);
+	assert_true(dirty_bitmap_tag(fx->rs.luns[0].bitmap) == 0xf2);
+	/* the same fill named again (another connection's WELCOME): pending */
+	assert_false(resync_want_full_locked(&fx->rs, 0, 0xf2));
+	/* invalidated meanwhile: a new id, all again */
+	assert_true(resync_want_full_locked(&fx->rs, 0, 0xf3));
+	pthread_mutex_unlock(&fx->lock);
+	assert_int_equal(resync_run(&fx->rs), 0);
+	assert_int_equal(fx->n_subs, 3);
 }
 
 /* The mirror's copy after applying every submission in its order. */
@@ -772,6 +838,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_folded_extents_copied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closing_pass_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_go_down_remarks_copies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fill_resumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipeline_link_breaks, setup, teardown),
 	};

@@ -441,7 +441,7 @@ static void test_hs_hdr(void **state)
 	ipm_error err = { "" };
 
 	assert_int_equal(wire_hs_hdr_encode(buf, WIRE_AUTH, 1234), WIRE_HS_HDR_LEN);
-	assert_memory_equal(buf, "IPMH\0\5\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
+	assert_memory_equal(buf, "IPMH\0\6\0\3\0\0\x04\xd2", WIRE_HS_HDR_LEN);
 	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), 0);
 	assert_int_equal(h.magic, WIRE_HELLO_MAGIC);
 	assert_int_equal(h.version, WIRE_VERSION);
@@ -458,13 +458,13 @@ static void test_hs_hdr(void **state)
 	buf[3] = 'H';
 	buf[5] = 1;
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
-		   "peer speaks protocol version 1, we speak 4 to 5");
-	buf[5] = 6;	/* a later version: only its HELLO is read (for the range) */
+		   "peer speaks protocol version 1, we speak 4 to 6");
+	buf[5] = 7;	/* a later version: only its HELLO is read (for the range) */
 	check_fail(wire_hs_hdr_decode(buf, WIRE_AUTH, &h, &err), -EPROTO, &err,
-		   "peer speaks protocol version 6, we speak 4 to 5");
-	wire_hs_hdr_encode_v(buf, 6, WIRE_HELLO, 168);
+		   "peer speaks protocol version 7, we speak 4 to 6");
+	wire_hs_hdr_encode_v(buf, 7, WIRE_HELLO, 168);
 	assert_int_equal(wire_hs_hdr_decode(buf, WIRE_HELLO, &h, &err), 0);
-	assert_int_equal(h.version, 6);
+	assert_int_equal(h.version, 7);
 
 	wire_hs_hdr_encode(buf, 9, 0);
 	check_fail(wire_hs_hdr_decode(buf, 0, &h, &err), -EPROTO, &err,
@@ -636,7 +636,7 @@ static void test_auth_malformed(void **state)
 static void test_welcome(void **state)
 {
 	uint8_t buf[WIRE_HS_MAX_BODY];
-	struct wire_welcome m = { .status = 2, .message = "unknown lun \"vol9\"" }, g;
+	struct wire_welcome m = { .status = 2, .message = "unknown lun \"vol9\"" }, g = { 0 };
 	ipm_error err = { "" };
 	size_t n;
 
@@ -694,6 +694,20 @@ static void test_welcome(void **state)
 	buf[4 + WIRE_MSG_LEN + 8 + 2] = 1;	/* n_luns 259 */
 	check_fail(wire_welcome_decode(buf, n, &g, &err), -EMSGSIZE, &err,
 		   "WELCOME has 259 lun verdicts, limit 256");
+
+	/* version 6: each verdict's fill id after the verdicts */
+	m.version = g.version = 6;
+	m.fill[1] = 0x0102030405060708ull;
+	n = wire_welcome_encode(buf, &m);
+	assert_int_equal(n, 4 + WIRE_MSG_LEN + 8 + 4 + 3 + 3 * 8);
+	assert_int_equal(buf[4 + WIRE_MSG_LEN + 8 + 4 + 3 + 8], 1);	/* big-endian */
+	assert_int_equal(wire_welcome_decode(buf, n, &g, &err), 0);
+	assert_true(g.fill[0] == 0 && g.fill[1] == 0x0102030405060708ull && g.fill[2] == 0);
+	check_fail(wire_welcome_decode(buf, n - 1, &g, &err), -EPROTO, &err,
+		   "WELCOME body is 170 bytes, expected 171");
+	g.version = 5;	/* a version 5 reader: the fills are too much */
+	check_fail(wire_welcome_decode(buf, n, &g, &err), -EPROTO, &err,
+		   "WELCOME body is 171 bytes, expected 147");
 }
 
 int main(void)

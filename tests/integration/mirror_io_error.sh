@@ -8,12 +8,15 @@
 # promotable (promote refused, naming the disk), logged crit once; node1
 # marks the range out of sync, no longer counts node2 up to date
 # (journaling: node2 refuses the LUN's connections) and further writes
-# succeed. good is untouched. Once the fault is gone, `invalidate` on node2
-# puts the disk back in service and copies it whole: both uptodate, the
-# backing files byte-identical, the failed writes' bytes on node2 too.
+# succeed; the mirror's local-io-error handler runs. good is untouched.
+# Killed (-9) and restarted with the fault still there, node2's copies are
+# still inconsistent (the mark was durable) and fail again. Once the fault
+# is gone, `invalidate` (bads) or a restart (bada) puts the disk back in
+# service and the copy is made whole: both uptodate, the backing files
+# byte-identical, the failed writes' bytes on node2 too.
 T_LOG_ALLOW='crit: lun bad[sa]: LOCAL DISK FAILED: a mirrored|error: lun bad[sa]: applying mirror request [0-9]+ \([A-Z]+ at offset [0-9]+, length [0-9]+\) failed: Input/output error|error: lun bad[sa]: mirror request [0-9]+ \([A-Z]+ at offset [0-9]+, length [0-9]+\) failed on node2: Input/output error; the range is marked out of sync'
 . "$top_srcdir/tests/lib.sh"
-plan 28
+plan 29
 
 PAIR_IO=buffered pair_setup bads:64M:sync:yes:node1 bada:64M:async:yes:node1 good:64M:sync:yes:node1
 printf '#!/bin/sh\necho "run $IPMIRROR_EVENT $IPMIRROR_LUN" >>"%s/h-$IPMIRROR_NODE"\n' "$T_DIR" >"$T_DIR/handler.sh"
@@ -46,6 +49,8 @@ holds() {
 	cmp -s <(dd if="$1" bs=4096 skip=$(($2 / 4096)) count=16 status=none) \
 		<(head -c 65536 /dev/zero | tr '\0' "\\$(printf %o "$3")")
 }
+# logged_since N LOG TEXT: LOG has TEXT after its first N lines
+logged_since() { tail -n +$(($1 + 1)) "$T_DIR/$2" | grep -q "$3"; }
 disk_failed_on2() {
 	[ "$(lun_field node2 "$1" disk)" = failed ] && [ "$(lun_field node2 "$1" consistent)" = false ] &&
 		[ "$(lun_field node2 "$1" state)" = inconsistent ]
@@ -112,18 +117,23 @@ check "after kill -9, node2's copies are still inconsistent (the generation file
 check "the disk still failing, the whole copy meets the fault: disk failed again" \
 	eval 'wait_for 30 disk_failed_on2 bads && wait_for 30 disk_failed_on2 bada'
 
-# ---- the disk replaced: invalidate on node2 ----------------------------------
+# ---- the disk replaced: bads by invalidate, bada by a restart of node2 -------
 rm -f "$T_DIR/eio-on"
-for l in bads bada; do
-	ctl node2 invalidate "$l" >"$T_DIR/inv-$l.out" 2>&1 || diag "invalidate $l: $(cat "$T_DIR/inv-$l.out")"
-done
-check "invalidate puts node2's disks back in service" \
-	eval '[ "$(lun_field node2 bads disk)" = ok ] && [ "$(lun_field node2 bada disk)" = ok ] &&
-		[ "$(grep -c "the local disk is in service again" "$T_DIR/n2.log")" = 2 ]'
+ctl node2 invalidate bads >"$T_DIR/inv.out" 2>&1 || diag "invalidate bads: $(cat "$T_DIR/inv.out")"
+check "sync LUN: invalidate puts node2's disk back in service" \
+	eval '[ "$(lun_field node2 bads disk)" = ok ] &&
+		[ "$(grep -c "lun bads: the local disk is in service again" "$T_DIR/n2.log")" = 1 ]'
 check "sync LUN: up to date on both nodes again" \
 	eval 'wait_for 60 lun_state_is node2 bads uptodate && wait_for 20 lun_state_is node1 bads uptodate'
-check "async LUN: up to date on both nodes again" \
+stop_pid "$n2_pid" || diag "node2 did not stop cleanly"
+n2_lines=$(wc -l <"$T_DIR/n2.log")
+node_start node2 || bail "node2 did not restart: $(cat "$T_DIR/n2.log")"
+check "async LUN: a restart of node2 puts its disk back in service; its copy, invalid, is copied whole" \
+	eval '[ "$(lun_field node2 bada disk)" = ok ] &&
+		wait_for 15 logged_since "$n2_lines" n2.log "lun bada: this copy is inconsistent: node1 copies it whole"'
+check "async LUN: up to date on both nodes again (whole copy)" \
 	eval 'wait_for 60 lun_state_is node2 bada uptodate && wait_for 20 lun_state_is node1 bada uptodate'
+wait_for 30 lun_state_is node2 bads uptodate || diag "bads not up to date after node2's restart"
 check "sync LUN: the backing files are byte-identical" cmp "$T_DIR/node1-bads.img" "$T_DIR/node2-bads.img"
 check "async LUN: the backing files are byte-identical" cmp "$T_DIR/node1-bada.img" "$T_DIR/node2-bada.img"
 check "node2's copies hold the writes its disk failed and those after" \

@@ -8,12 +8,17 @@
 #     copied extents) and after the restart reach node2; byte-identical.
 #  2. node2's disk replaced (a new copy, a new fill), SIGTERM node1 at
 #     ~60 %: the stop saves the progress, the restart resumes from it.
-#  3. node2's disk replaced again, node1 killed at ~60 % and, while it is
+#  3. node2's disk replaced again, node2 (the mirror) killed at ~60 % and
+#     restarted: the copy goes on (no whole-LUN mark; it copies again only
+#     what it sent since its last checkpoint), byte-identical. (An
+#     `invalidate` of a copy being filled changes nothing: it is copied
+#     whole already.)
+#  4. node2's disk replaced again, node1 killed at ~60 % and, while it is
 #     down, node2's disk replaced once more: the copy node1's bitmap tracks
 #     is not the one node2 holds, so it starts again from zero (all of it
 #     is sent) and still ends byte-identical.
 . "$top_srcdir/tests/lib.sh"
-plan 24
+plan 30
 
 LUN=$((64 << 20))
 PAIR_RESYNC_RATE=8M pair_setup vol0:64M:sync:yes:node1
@@ -112,7 +117,26 @@ check "after the restart clearly less than the LUN was sent ($sent < 55 %)" \
 	test "${sent:-$LUN}" -lt $((LUN * 55 / 100))
 check "the backing files are byte-identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 
-# ---- 3. not the same copy: from zero -------------------------------------------
+# ---- 3. kill -9 of the mirror --------------------------------------------------
+replace_node2
+check "node2's new disk is copied whole" wait_for 20 lun_state_is node1 vol0 resyncing
+wait_for 20 past 60 || bail "the copy did not pass 60 %: $(tail "$T_DIR/n1.log")"
+p=$(done_pct)
+kill9 "$n2_pid"
+m=$(mark)
+node_start node2 || bail "node2 did not restart: $(tail "$T_DIR/n2.log")"
+diag "node2 killed at ${p} %"
+check "node2 still inconsistent after its restart" lun_state_is node2 vol0 inconsistent
+check "node2 uptodate at the end" wait_for 40 lun_state_is node2 vol0 uptodate
+check "the copy went on: no whole-LUN mark after node2's restart" \
+	eval '! tail -n +$m "$T_DIR/n1.log" | grep -q "needs the whole LUN"'
+sent=$(sent_since "$m")
+diag "bytes sent after node2's restart: $sent of $LUN"
+check "after node2's restart clearly less than the LUN was sent ($sent < 65 %)" \
+	test "${sent:-$LUN}" -lt $((LUN * 65 / 100))
+check "the backing files are byte-identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
+
+# ---- 4. not the same copy: from zero -------------------------------------------
 replace_node2
 check "node2's new disk is copied whole" wait_for 20 lun_state_is node1 vol0 resyncing
 wait_for 20 past 60 || bail "the copy did not pass 60 %: $(tail "$T_DIR/n1.log")"

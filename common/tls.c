@@ -48,6 +48,15 @@ struct ipm_tls_creds {
  * than 15 or 4 records a send, and the mirror starts on a large payload
  * sooner (doc/performance.md, "TLS"). */
 #define RA_SIZE (128u << 10)
+/* TLS 1.3 records (RFC 8446, 5.2): a 5-byte header, then at most 2^14 + 256
+ * bytes of AEAD output: the plaintext, its content type byte, padding, a
+ * 16-byte tag. The nonce: the 12-byte IV xor the record's number. */
+#define REC_HDR 5
+#define REC_TAG 16
+#define REC_CT_MAX (16384u + 256u)
+#define REC_PT_MAX 16384u
+#define RX_IV_LEN 12
+#define CT_APPDATA 23
 #define WBUF_MIN (32u << 10)
 #define WBUF_MAX (64u << 10)
 
@@ -62,8 +71,19 @@ struct ipm_tls {
 	uint8_t *ra;
 	size_t ra_pos, ra_end;
 	bool ra_only;       /* no recv(2): what is read ahead, else EAGAIN */
+	bool pull_again;    /* the pull function said EAGAIN (not GnuTLS itself) */
 	bool has_deferred;  /* an end or error met after bytes were returned: */
 	ssize_t deferred;   /* the next receive's result */
+	/* receiving thread, once ipm_tls_rx_direct: records opened here, from
+	 * the read-ahead straight into the caller's buffer */
+	bool rx_direct;
+	gnutls_aead_cipher_hd_t rx_aead;
+	uint8_t rx_iv[RX_IV_LEN];
+	uint64_t rx_seq;
+	uint8_t *pt;        /* a record's plaintext the caller had no room for */
+	size_t pt_pos, pt_end;
+	ssize_t rx_end;     /* the error that ended reading */
+	bool rx_ended;
 	/* sending thread: records of one ipm_tls_sendv, not sent yet */
 	uint8_t *wbuf;
 	size_t wlen, wcap;
@@ -352,6 +372,7 @@ static ssize_t t_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 		return (ssize_t)k;
 	}
 	if (t->ra_only) {
+		t->pull_again = true;
 		gnutls_transport_set_errno(t->s, EAGAIN);
 		return -1;
 	}
@@ -360,6 +381,7 @@ static ssize_t t_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 		n = recvmsg(t->fd, &m, t->recv_flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
+		t->pull_again = errno == EWOULDBLOCK || errno == EAGAIN;
 		gnutls_transport_set_errno(t->s, errno == EWOULDBLOCK ? EAGAIN : errno);
 		return n;
 	}
@@ -384,6 +406,9 @@ static int t_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 }
 
 /* ---- sessions ---------------------------------------------------------- */
+
+static ssize_t direct_recv(struct ipm_tls *t, uint8_t *buf, size_t len, bool nonblock);
+static bool direct_pending(const struct ipm_tls *t);
 
 int ipm_tls_new(const struct ipm_tls_creds *c, int fd, struct ipm_tls **out, ipm_error *err)
 {
@@ -494,13 +519,17 @@ static ssize_t g_to_errno(struct ipm_tls *t, ssize_t g)
 	}
 }
 
+/* GnuTLS answers GNUTLS_E_AGAIN also after a post-handshake message it
+ * took (the peer's KeyUpdate, which GnuTLS sends by itself after 2^24
+ * records): that is no timeout, read on. */
 static ssize_t record_recv(struct ipm_tls *t, void *buf, size_t len)
 {
 	ssize_t g;
 
-	do
+	do {
+		t->pull_again = false;
 		g = gnutls_record_recv(t->s, buf, len);
-	while (g == GNUTLS_E_INTERRUPTED);
+	} while (g == GNUTLS_E_INTERRUPTED || (g == GNUTLS_E_AGAIN && !t->pull_again));
 	return g;
 }
 
@@ -513,6 +542,8 @@ ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock)
 	size_t got;
 	ssize_t g;
 
+	if (t->rx_direct)
+		return direct_recv(t, buf, len, nonblock);
 	if (t->has_deferred) {
 		t->has_deferred = false;
 		return t->deferred;
@@ -540,7 +571,192 @@ ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock)
 
 bool ipm_tls_pending(struct ipm_tls *t)
 {
+	if (t->rx_direct)
+		return direct_pending(t);
 	return t->ra_pos < t->ra_end || gnutls_record_check_pending(t->s) > 0;
+}
+
+/* ---- direct receive ------------------------------------------------------ */
+
+int ipm_tls_rx_direct(struct ipm_tls *t)
+{
+	gnutls_cipher_algorithm_t alg = gnutls_cipher_get(t->s);
+	gnutls_datum_t mac, iv, key;
+	unsigned char seq[8];
+	int g;
+
+	if (t->rx_direct || t->has_deferred || gnutls_protocol_get_version(t->s) != GNUTLS_TLS1_3 ||
+	    gnutls_record_check_pending(t->s) > 0 ||
+	    (alg != GNUTLS_CIPHER_AES_128_GCM && alg != GNUTLS_CIPHER_AES_256_GCM &&
+	     alg != GNUTLS_CIPHER_CHACHA20_POLY1305))
+		return 0;  /* GnuTLS goes on reading */
+	g = gnutls_record_get_state(t->s, 1, &mac, &iv, &key, seq);
+	if (g < 0 || iv.size != RX_IV_LEN)
+		return 0;
+	t->pt = malloc(REC_CT_MAX);
+	if (!t->pt)
+		return 0;
+	g = gnutls_aead_cipher_init(&t->rx_aead, alg, &key);
+	if (g < 0) {
+		t->rx_aead = NULL;
+		free(t->pt);
+		t->pt = NULL;
+		return 0;
+	}
+	memcpy(t->rx_iv, iv.data, RX_IV_LEN);
+	t->rx_seq = 0;
+	for (int i = 0; i < 8; i++)
+		t->rx_seq = t->rx_seq << 8 | seq[i];
+	t->rx_direct = true;
+	return 1;
+}
+
+/* The reading ended (a bad record, the socket's end): every later call says so. */
+static ssize_t rx_end(struct ipm_tls *t, ssize_t why, int g)
+{
+	t->rx_ended = true;
+	t->rx_end = why;
+	if (g)
+		t->last = g;
+	return why;
+}
+
+/* A record that is not application data (an alert, the peer's KeyUpdate,
+ * which GnuTLS sends by itself after 2^24 records): GnuTLS reads on from
+ * it, told the number it has reached; -EXDEV tells the caller. */
+static ssize_t direct_off(struct ipm_tls *t)
+{
+	unsigned char seq[8];
+	int g;
+
+	for (int i = 0; i < 8; i++)
+		seq[i] = (unsigned char)(t->rx_seq >> (56 - 8 * i));
+	g = gnutls_record_set_state(t->s, 1, seq);
+	if (g < 0)
+		return rx_end(t, -EPROTO, g);
+	gnutls_aead_cipher_deinit(t->rx_aead);
+	t->rx_aead = NULL;
+	t->rx_direct = false;
+	return -EXDEV;
+}
+
+
+/* Open the record at the read-ahead's start, if it is all there: into dst
+ * when its plaintext fits room, else into t->pt. Its application bytes put
+ * in dst (0 when they went to t->pt, or it had none), -EAGAIN when the
+ * record is not complete yet, -EXDEV when it is for GnuTLS (direct_off),
+ * or the end of reading (-EBADMSG, -EPROTO). */
+static ssize_t open_record(struct ipm_tls *t, uint8_t *dst, size_t room)
+{
+	const uint8_t *h = t->ra + t->ra_pos;
+	size_t have = t->ra_end - t->ra_pos, len, ptlen;
+	uint8_t nonce[RX_IV_LEN], *out, type;
+	int g;
+
+	if (have < REC_HDR)
+		return -EAGAIN;
+	len = (size_t)h[3] << 8 | h[4];
+	if (h[0] != CT_APPDATA || h[1] != 3 || h[2] != 3)
+		return rx_end(t, -EBADMSG, GNUTLS_E_UNEXPECTED_PACKET);
+	if (len <= REC_TAG || len > REC_CT_MAX)
+		return rx_end(t, -EBADMSG, GNUTLS_E_RECORD_OVERFLOW);
+	if (have < REC_HDR + len)
+		return -EAGAIN;
+	if (t->rx_seq == UINT64_MAX)  /* no nonce left: reconnect */
+		return rx_end(t, -EPROTO, GNUTLS_E_INTERNAL_ERROR);
+	memcpy(nonce, t->rx_iv, RX_IV_LEN);
+	for (int i = 0; i < 8; i++)
+		nonce[RX_IV_LEN - 1 - i] ^= (uint8_t)(t->rx_seq >> (8 * i));
+	ptlen = len - REC_TAG;
+	out = ptlen <= room ? dst : t->pt;
+	g = gnutls_aead_cipher_decrypt(t->rx_aead, nonce, RX_IV_LEN, h, REC_HDR, REC_TAG,
+				       h + REC_HDR, len, out, &ptlen);
+	if (g < 0)
+		return rx_end(t, -EBADMSG, GNUTLS_E_DECRYPTION_FAILED);
+	while (ptlen && !out[ptlen - 1])  /* padding */
+		ptlen--;
+	if (!ptlen)
+		return rx_end(t, -EBADMSG, GNUTLS_E_UNEXPECTED_PACKET);
+	type = out[--ptlen];
+	if (ptlen > REC_PT_MAX)
+		return rx_end(t, -EBADMSG, GNUTLS_E_RECORD_OVERFLOW);
+	if (type != CT_APPDATA)
+		return direct_off(t);
+	t->ra_pos += REC_HDR + len;
+	t->rx_seq++;
+	if (out == dst)
+		return (ssize_t)ptlen;
+	t->pt_pos = 0;
+	t->pt_end = ptlen;
+	return 0;
+}
+
+/* Something to return without reading the socket: plaintext, a whole
+ * record, or the end. */
+static bool direct_pending(const struct ipm_tls *t)
+{
+	const uint8_t *h = t->ra + t->ra_pos;
+	size_t have = t->ra_end - t->ra_pos;
+
+	return t->pt_pos < t->pt_end || t->rx_ended ||
+	       (have >= REC_HDR && have >= REC_HDR + ((size_t)h[3] << 8 | h[4]));
+}
+
+/* Read the socket behind what is read ahead (a record's start kept at the
+ * front): > 0, 0 at the end of the stream, or -errno. */
+static ssize_t ra_fill(struct ipm_tls *t, bool nonblock)
+{
+	ssize_t n;
+
+	if (t->ra_pos) {
+		memmove(t->ra, t->ra + t->ra_pos, t->ra_end - t->ra_pos);
+		t->ra_end -= t->ra_pos;
+		t->ra_pos = 0;
+	}
+	do
+		n = recv(t->fd, t->ra + t->ra_end, RA_SIZE - t->ra_end, nonblock ? MSG_DONTWAIT : 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	t->ra_end += (size_t)n;
+	return n;
+}
+
+/* ipm_tls_recv once direct: the same contract. */
+static ssize_t direct_recv(struct ipm_tls *t, uint8_t *buf, size_t len, bool nonblock)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		if (t->pt_pos < t->pt_end) {
+			size_t k = t->pt_end - t->pt_pos < len - got ? t->pt_end - t->pt_pos : len - got;
+
+			memcpy(buf + got, t->pt + t->pt_pos, k);
+			t->pt_pos += k;
+			got += k;
+			continue;
+		}
+		if (t->rx_ended)
+			break;
+		n = open_record(t, buf + got, len - got);
+		if (n >= 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == -EXDEV && !got)
+			return ipm_tls_recv(t, buf, len, nonblock);  /* GnuTLS's from here */
+		if (n != -EAGAIN || got)
+			break;  /* the end is the next call's; records still on their way */
+		n = ra_fill(t, nonblock);
+		if (n == 0)
+			rx_end(t, -ECONNRESET, GNUTLS_E_PREMATURE_TERMINATION);
+		else if (n < 0 && n != -EAGAIN)
+			rx_end(t, n, GNUTLS_E_PULL_ERROR);
+		else if (n < 0)
+			return -EAGAIN;
+	}
+	return got ? (ssize_t)got : t->rx_end;
 }
 
 /* Flush the cork: 0, or a negative errno (-EAGAIN: the socket is full). */
@@ -671,6 +887,9 @@ void ipm_tls_free(struct ipm_tls *t)
 {
 	if (!t)
 		return;
+	if (t->rx_aead)
+		gnutls_aead_cipher_deinit(t->rx_aead);
+	free(t->pt);
 	gnutls_deinit(t->s);
 	free(t->ra);
 	free(t->wbuf);
@@ -691,6 +910,18 @@ const char *ipm_tls_describe(struct ipm_tls *t, char *buf, size_t len)
 		 auth, kx == GNUTLS_KX_ECDHE_PSK || kx == GNUTLS_KX_DHE_PSK ? "+DHE" : "",
 		 gnutls_cipher_get_name(gnutls_cipher_get(t->s)));
 	return buf;
+}
+
+int ipm_tls_key_update(struct ipm_tls *t)
+{
+	int g;
+
+	t->send_flags = 0;
+	do
+		g = gnutls_session_key_update(t->s, 0);
+	while (g == GNUTLS_E_INTERRUPTED || g == GNUTLS_E_AGAIN);
+	t->last = g;
+	return g < 0 ? -EPROTO : 0;
 }
 
 bool ipm_tls_alpn(struct ipm_tls *t)

@@ -1,7 +1,9 @@
 /* tls.h - TLS (GnuTLS) over a connected stream socket, for the NBD server's
  * STARTTLS and the mirror connections: credentials (a PSK file in psktool's
  * format, a fixed PSK, or X.509 files) and a session object whose send and
- * receive calls look like the socket calls they replace (tls.c).
+ * receive calls look like the socket calls they replace (tls.c). After the
+ * handshake the receiving side may open the records itself
+ * (ipm_tls_rx_direct), saving GnuTLS's copies.
  *
  * One thread may send while another receives on the same session (GnuTLS
  * allows it; there is no renegotiation in TLS 1.3 and none is started in
@@ -56,6 +58,18 @@ int ipm_tls_handshake(struct ipm_tls *t, unsigned timeout_ms, ipm_error *err);
  * tampering), another -errno. An end or error behind returned bytes is the
  * next call's result. */
 ssize_t ipm_tls_recv(struct ipm_tls *t, void *buf, size_t len, bool nonblock);
+/* From now on open the peer's records here, straight from the read-ahead
+ * into the caller's buffer (GnuTLS copies each byte twice more on the way:
+ * doc/performance.md, "TLS"): after a TLS 1.3 handshake with an AEAD
+ * cipher, and only where GnuTLS holds no received byte (after a message
+ * read whole). 1: done, 0: GnuTLS goes on reading. The session's
+ * sending side stays GnuTLS's. A record other than application data (an
+ * alert, a KeyUpdate: GnuTLS sends one by itself after 2^24 records) goes
+ * back to GnuTLS, which reads on from it. */
+int ipm_tls_rx_direct(struct ipm_tls *t);
+/* Update our sending key (TLS 1.3 KeyUpdate), as GnuTLS does by itself
+ * after 2^24 records (tests). 0 or -EPROTO. */
+int ipm_tls_key_update(struct ipm_tls *t);
 /* Decrypted bytes already buffered: poll() on the socket does not see them. */
 bool ipm_tls_pending(struct ipm_tls *t);
 /* Blocking send of the whole vector, packed into full records (16 KiB)

@@ -182,6 +182,10 @@ static int tls_start(struct hs_conn *c, const struct hs_tls *t)
 /* Hand the session to the caller, or drop it. */
 static void tls_end(struct hs_conn *c, struct hs_tls *t, int rc)
 {
+	/* every message was read whole: GnuTLS holds no received byte, the
+	 * frames' records can be opened straight into their buffers */
+	if (t && rc == 0 && c->tls)
+		ipm_tls_rx_direct(c->tls);
 	if (t)
 		t->session = rc == 0 ? c->tls : NULL;
 	if (rc < 0 || !t)

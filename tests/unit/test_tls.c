@@ -3,7 +3,10 @@
  * out byte for byte, whatever the reader's read sizes; records already
  * received come out of one receive; a tampered record, and the peer's end,
  * are reported after the good bytes before them, never in their place;
- * an application protocol (ALPN) is agreed only when both sides offer it. */
+ * an application protocol (ALPN) is agreed only when both sides offer it.
+ * The same again with the receiver opening the records itself
+ * (ipm_tls_rx_direct) after a message read through GnuTLS, and the peer's
+ * KeyUpdate handed back to GnuTLS. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -80,6 +83,26 @@ static int setup(void **state)
 	static const char *const none[2] = { NULL, NULL };
 
 	*state = pair_new(none);
+	return 0;
+}
+
+/* The same, the receiving side (t[1]) opening records itself from the
+ * start of the stream's frames on (ipm_tls_rx_direct): first a message
+ * through GnuTLS, as the handshake's AUTH and WELCOME go, so that the
+ * record numbers carry on from GnuTLS's. */
+static int setup_direct(void **state)
+{
+	static const char *const none[2] = { NULL, NULL };
+	struct tpair *p = pair_new(none);
+	uint8_t msg[100], in[100];
+	struct iovec iov = { msg, sizeof(msg) };
+
+	memset(msg, 0x5a, sizeof(msg));
+	assert_int_equal(ipm_tls_sendv(p->t[0], &iov, 1), 0);
+	assert_int_equal(ipm_tls_recv(p->t[1], in, sizeof(in), false), sizeof(in));
+	assert_memory_equal(in, msg, sizeof(in));
+	assert_int_equal(ipm_tls_rx_direct(p->t[1]), 1);
+	*state = p;
 	return 0;
 }
 
@@ -313,6 +336,39 @@ static void test_alpn(void **state)
 	}
 }
 
+/* The peer updates its key (as GnuTLS does by itself after 2^24 records):
+ * the receiver reads on under the new key, not a byte lost or changed, and
+ * no -EAGAIN for the KeyUpdate GnuTLS took in between (a receive timeout
+ * to the caller); one that opens records itself hands it to GnuTLS. */
+static void test_key_update(void **state)
+{
+	struct tpair *p = *state;
+	uint8_t out[3 * 20000], in[sizeof(out)];
+	struct iovec a = { out, 20000 }, b = { out + 20000, 40000 };
+	size_t got = 0;
+
+	fill(out, 0, sizeof(out));
+	assert_int_equal(ipm_tls_sendv(p->t[0], &a, 1), 0);
+	assert_int_equal(ipm_tls_key_update(p->t[0]), 0);
+	assert_int_equal(ipm_tls_sendv(p->t[0], &b, 1), 0);
+	/* the first part alone: the KeyUpdate then starts a receive */
+	while (got < sizeof(in)) {
+		size_t want = got < a.iov_len ? a.iov_len - got : sizeof(in) - got;
+		ssize_t n = ipm_tls_recv(p->t[1], in + got, want, false);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_memory_equal(in, out, sizeof(in));
+}
+
+/* The same tests with the receiver opening records itself. */
+static void test_direct_key_update(void **state) { test_key_update(state); }
+static void test_direct_stream_intact(void **state) { test_stream_intact(state); }
+static void test_direct_one_call_many_records(void **state) { test_one_call_many_records(state); }
+static void test_direct_tampered_after_good(void **state) { test_tampered_after_good(state); }
+static void test_direct_end_after_good(void **state) { test_end_after_good(state); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -320,7 +376,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_call_many_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_after_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_after_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_update, setup, teardown),
 		cmocka_unit_test(test_alpn),
+		cmocka_unit_test_setup_teardown(test_direct_stream_intact, setup_direct, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_one_call_many_records, setup_direct,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_direct_tampered_after_good, setup_direct,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_direct_end_after_good, setup_direct, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_key_update, setup_direct, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,6 +69,8 @@ check "crm_mon on $Q: $Q Promoted" within 30 promoted_q
 t2=$(promoted_at "$Q") &&
 	diag "failover time, SIGKILL of $P's init to the promote on $Q done (its pacemaker.log): $(awk "BEGIN { printf \"%.1f\", $t2 - $t_kill }") s"
 diag "  $Q's pacemaker.log, s after the kill: $(failover_breakdown "$Q" "$t_kill")"
+diag "  timeline on $Q (s after the kill):"
+failover_timeline "$Q" "$t_kill" "$t2" | sed 's/^/#   /'
 
 lab exec "$Q" timeout 60 $PY check "$URIQ" "$LOG" --blocks $BLOCKS --rule $RULE >"$T_DIR/check.out" 2>&1
 RC=$?

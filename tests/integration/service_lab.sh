@@ -220,6 +220,7 @@ K0=$(dmesg | tail -n 1)   # the kernel's log from here on
 LDEAD=$L
 kill -KILL "$INIT"
 t_kill=$(date +%s.%N)
+LOAD_KILL=$(cut -d' ' -f1-3 /proc/loadavg)
 diag "$P killed (its init, host pid $INIT) at $(date -u +%T.%N | cut -c1-12), after row $(last_row "$P")"
 gone() { ! "$LAB" pids | grep -q "^$P [0-9]"; }
 check "$P is gone: no init, so no corosync, pacemaker, ipmirrord, nbdfuse or service of it" within 10 gone
@@ -232,6 +233,9 @@ if within 120 rows_from "$Q" 1 "$t_kill"; then
 	t2=$(promoted_at "$Q") &&
 		diag "  of which: kill to the promote on $Q done: $(awk "BEGIN { printf \"%.1f\", $t2 - $t_kill }") s"
 	diag "  $Q's pacemaker.log, s after the kill: $(failover_breakdown "$Q" "$t_kill")"
+	diag "  load at the kill: $LOAD_KILL; timeline on $Q (s after the kill):"
+	failover_timeline "$Q" "$t_kill" "$(awk -v n="$Q" -v t="$t_kill" '$2 == n && $3 > t { print $3; exit }' "$ROWS")" |
+		sed 's/^/#   /'
 else
 	not_ok "the service commits on $Q"; dump_logs
 fi

@@ -130,6 +130,48 @@ failover_breakdown() {
 		printf "; %d transitions, %d aborted by attribute changes\n", ntr, nattr
 	}' "$IPM_LAB_DIR/$1/log/pacemaker.log"
 }
+# failover_timeline NODE T_KILL [T_SERVICE]: a failover as NODE (the survivor)
+# logged it, one event a line, seconds after T_KILL (epoch s; T_SERVICE: the
+# service's first answer, epoch s, printed as the last line): corosync's
+# token loss, consensus wait and new membership (corosync.log, hires
+# timestamps), the controller seeing the peer lost, taking over as DC, each
+# scheduler run, the transitions' aborts and their cause, each action's
+# start and result, Pacemaker throttling itself, "Re-asking for the CIB"
+# (Pacemaker's 1 s sleep when its own CIB updates are pending as its query
+# returns; logged only with IPM_LAB_PCMK_DEBUG=pacemaker-controld), until
+# the cluster is idle after the promote or T_SERVICE. Lines "SECONDS WHO WHAT".
+failover_timeline() {
+	local d="$IPM_LAB_DIR/$1/log"
+	{
+		awk -v t="$2" -v y="$(date +%Y)" -v end="${3:-0}" '
+		BEGIN { split("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec", m, " "); for (i = 1; i <= 12; i++) M[m[i]] = i }
+		$3 !~ /^[0-9:]+\.[0-9]+$/ { next }
+		{ split($3, c, ":"); s = mktime(y " " M[$1] " " $2 " " c[1] " " c[2] " 0") + c[3]; if (s < t - 0.5) next
+		  if (end > 0 && s > end + 1) nextfile
+		  d = sprintf("%6.2f", s - t) }
+		FILENAME ~ /corosync/ {
+			if (match($0, /Token has not been received in ([0-9]+) ms/, r)) print d, "corosync", "no token for " r[1] " ms"
+			else if (match($0, /token timed out \(([0-9]+)ms\), waiting ([0-9]+)ms for consensus/, r)) print d, "corosync", "token lost (" r[1] " ms); waits " r[2] " ms for consensus"
+			else if (match($0, /A new membership \(([^)]+)\) was formed. Members left: ([0-9 ]+)/, r)) print d, "corosync", "new membership " r[1] " without node " r[2]
+			next
+		}
+		/pacemaker-controld.*state is now lost/ && !lost { lost = 1; print d, "controld", "peer lost" }
+		!lost || idle { next }
+		/Taking over DC status/ { print d, "controld", "takes over as DC" }
+		/Re-asking for the CIB/ { sub(/.*Re-asking/, "re-asking"); print d, "controld", $0 " (sleeps 1 s)" }
+		/High CPU load detected|throttle_check_thresholds|Throttle mode/ && !thr++ { print d, "controld", "throttling (CPU load)" }
+		match($0, /Calculated transition ([0-9]+)/, r) { print d, "schedulerd", "transition " r[1] }
+		match($0, /Transition ([0-9]+) aborted(.*)/, r) {
+			w = r[2]; sub(/ \| .*/, "", w); sub(/^ by /, "", w); sub(/^: /, "", w)
+			print d, "controld", "transition " r[1] " aborted: " w }
+		match($0, /Initiating ([a-z]+) operation ([^ ]+)/, r) { print d, "controld", "start " r[1] " " r[2] }
+		match($0, /Result of ([a-z]+) operation for ([^ ]+) on [^:]+: ([^|]*[^ |])/, r) { print d, "controld", "done  " r[2] " " r[1] ": " r[3]
+			if (r[1] == "promote") promoted = 1 }
+		promoted && /S_TRANSITION_ENGINE -> S_IDLE/ { print d, "controld", "idle"; idle = 1 }
+		' "$d/corosync.log" "$d/pacemaker.log"
+		[ -z "${3:-}" ] || awk -v t="$2" -v s="$3" 'BEGIN { printf "%6.2f service first answer\n", s - t }'
+	} | sort -s -n -k1,1
+}
 # attr NODE NAME: the value of node attribute NAME of NODE in crm_mon -1 -A
 attr() {
 	mon "${VIEW:-node1}" -A | sed -n "/^  \* Node: $1:/,/^  \* Node:/p" |

@@ -136,7 +136,8 @@ failover_breakdown() {
 # token loss, consensus wait and new membership (corosync.log, hires
 # timestamps), the controller seeing the peer lost, taking over as DC, each
 # scheduler run, the transitions' aborts and their cause, each action's
-# start and result, Pacemaker throttling itself, "Re-asking for the CIB"
+# start and result, Pacemaker's throttle mode (under load it runs one action
+# at a time: a start's first monitor before the next start), "Re-asking for the CIB"
 # (Pacemaker's 1 s sleep when its own CIB updates are pending as its query
 # returns; logged only with IPM_LAB_PCMK_DEBUG=pacemaker-controld), until
 # the cluster is idle after the promote or T_SERVICE. Lines "SECONDS WHO WHAT".
@@ -146,8 +147,14 @@ failover_timeline() {
 		awk -v t="$2" -v y="$(date +%Y)" -v end="${3:-0}" '
 		BEGIN { split("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec", m, " "); for (i = 1; i <= 12; i++) M[m[i]] = i }
 		$3 !~ /^[0-9:]+\.[0-9]+$/ { next }
-		{ split($3, c, ":"); s = mktime(y " " M[$1] " " $2 " " c[1] " " c[2] " 0") + c[3]; if (s < t - 0.5) next
+		{ split($3, c, ":"); s = mktime(y " " M[$1] " " $2 " " c[1] " " c[2] " 0") + c[3]
+		  # Pacemaker throttles itself (one action at a time) by the load
+		  # of the moment: the mode it last chose before the kill, and after
+		  if (match($0, /New throttle mode: ([^(]*[^ (])/, r)) {
+			tm = r[1]; if (s >= t) printf "%6.2f controld throttle mode: %s\n", s - t, tm }
+		  if (s < t - 0.5) next
 		  if (end > 0 && s > end + 1) nextfile
+		  if (FILENAME ~ /pacemaker/ && !tm0++) printf "%6.2f controld throttle mode: %s\n", 0, (tm == "" ? "none yet" : tm)
 		  d = sprintf("%6.2f", s - t) }
 		FILENAME ~ /corosync/ {
 			if (match($0, /Token has not been received in ([0-9]+) ms/, r)) print d, "corosync", "no token for " r[1] " ms"
@@ -159,7 +166,6 @@ failover_timeline() {
 		!lost || idle { next }
 		/Taking over DC status/ { print d, "controld", "takes over as DC" }
 		/Re-asking for the CIB/ { sub(/.*Re-asking/, "re-asking"); print d, "controld", $0 " (sleeps 1 s)" }
-		/High CPU load detected|throttle_check_thresholds|Throttle mode/ && !thr++ { print d, "controld", "throttling (CPU load)" }
 		match($0, /Calculated transition ([0-9]+)/, r) { print d, "schedulerd", "transition " r[1] }
 		match($0, /Transition ([0-9]+) aborted(.*)/, r) {
 			w = r[2]; sub(/ \| .*/, "", w); sub(/^ by /, "", w); sub(/^: /, "", w)

@@ -41,7 +41,7 @@ WRITER="$top_srcdir/cib-examples/sqlite-writer.py"
 MNT="$T_DIR/srv/vol0" ROWS="$T_DIR/rows.log"
 FUSEFILE=/run/ipmirror/attach/vol0/fuse/nbd   # inside a node
 
-if [ "$SERVICE_MOVE" = 1 ]; then plan 32; else plan 20; fi
+if [ "$SERVICE_MOVE" = 1 ]; then plan 33; else plan 21; fi
 cluster_env
 cluster_config
 # loop devices on an attachment's FUSE file (see nothing_attached), those
@@ -64,6 +64,15 @@ loops_cleanup() {
 trap '"$LAB" down >/dev/null 2>&1; loops_cleanup; t_cleanup' EXIT
 mkdir -p "$MNT"
 cluster_lab_up
+# ocf:heartbeat:anything starts the service through `su -`: a fresh node's
+# login shell, not the host's dotfiles (a developer's pyenv init cost each
+# start 0.3-0.5 s)
+check "inside both nodes root's .bashrc and .profile are /etc/skel's" eval 'for n in node1 node2; do
+	for f in .bashrc .profile; do
+		lab exec $n sh -c "[ ! -e /root/$f ] || cmp -s /root/$f /etc/skel/$f ||
+			{ [ ! -e /etc/skel/$f ] && [ ! -s /root/$f ]; }" || exit 1
+	done
+done'
 
 # ---- the example's CIB, paths made the lab's ----------------------------------
 t0=$SECONDS

@@ -67,12 +67,16 @@ cluster_lab_up
 # ocf:heartbeat:anything starts the service through `su -`: a fresh node's
 # login shell, not the host's dotfiles (a developer's pyenv init cost each
 # start 0.3-0.5 s)
-check "inside both nodes root's .bashrc and .profile are /etc/skel's" eval 'for n in node1 node2; do
-	for f in .bashrc .profile; do
-		lab exec $n sh -c "[ ! -e /root/$f ] || cmp -s /root/$f /etc/skel/$f ||
-			{ [ ! -e /etc/skel/$f ] && [ ! -s /root/$f ]; }" || exit 1
+skel_dotfiles() {
+	local n f
+	for n in node1 node2; do
+		for f in .bashrc .profile; do
+			lab exec $n sh -c "[ ! -e /root/$f ] || cmp -s /root/$f /etc/skel/$f ||
+				{ [ ! -e /etc/skel/$f ] && [ ! -s /root/$f ]; }" || return 1
+		done
 	done
-done'
+}
+check "inside both nodes root's .bashrc and .profile are /etc/skel's" skel_dotfiles
 
 # ---- the example's CIB, paths made the lab's ----------------------------------
 t0=$SECONDS

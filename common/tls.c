@@ -640,7 +640,6 @@ static ssize_t direct_off(struct ipm_tls *t)
 	return -EXDEV;
 }
 
-
 /* Open the record at the read-ahead's start, if it is all there: into dst
  * when its plaintext fits room, else into t->pt. Its application bytes put
  * in dst (0 when they went to t->pt, or it had none), -EAGAIN when the

@@ -138,6 +138,9 @@ struct nbd_server {
 	pthread_cond_t qcond;
 	struct nbd_work *qhead, *qtail;
 	unsigned n_idle;        /* workers waiting on qcond */
+	unsigned n_waking;      /* of them, signalled and not yet back: a
+				 * second flush before it runs must not wake
+				 * another worker for what the first one takes */
 	bool q_stop;
 	/* the pool of in-flight bytes beyond the clients' free shares */
 	pthread_mutex_t plock;

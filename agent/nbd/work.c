@@ -170,6 +170,18 @@ void work_release(struct nbd_client *c, struct nbd_work *list)
 	atomic_fetch_sub(&c->refs, n);
 }
 
+/* Wake an idle worker unless one is on its way already (n_waking): it
+ * takes what is queued by the time it runs, so a batch flushed right after
+ * another joins it instead of costing a second worker's wake-up. s->qlock
+ * held. */
+static void wake_one_locked(struct nbd_server *s)
+{
+	if (s->n_idle > s->n_waking) {
+		s->n_waking++;
+		pthread_cond_signal(&s->qcond);
+	}
+}
+
 /* Reader: hold a request back until the batch is full or the reader would
  * block, then hand the batch over with one lock round trip. */
 void batch_flush(struct nbd_client *c)
@@ -186,8 +198,7 @@ void batch_flush(struct nbd_client *c)
 	s->qtail = c->btail;
 	/* wake one idle worker; it wakes the next if work is left (see
 	 * worker_main), so only as many workers run as the load needs */
-	if (s->n_idle > 0)
-		pthread_cond_signal(&s->qcond);
+	wake_one_locked(s);
 	pthread_mutex_unlock(&s->qlock);
 	c->bhead = c->btail = NULL;
 	c->bcount = 0;
@@ -526,10 +537,14 @@ void *worker_main(void *arg)
 			s->n_idle++;
 			pthread_cond_wait(&s->qcond, &s->qlock);
 			s->n_idle--;
+			/* woken (or spuriously: then another worker may be
+			 * woken in vain, never too few) */
+			if (s->n_waking)
+				s->n_waking--;
 		}
 		w = s->qhead ? take_work_locked(s, &n) : NULL;
-		if (w && s->qhead && s->n_idle > 0)
-			pthread_cond_signal(&s->qcond);  /* chain wake-up */
+		if (w && s->qhead)
+			wake_one_locked(s);  /* chain wake-up */
 		pthread_mutex_unlock(&s->qlock);
 		if (!w)
 			return NULL;

@@ -64,6 +64,20 @@ static void phase_enter(struct io_phase *p, int k)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* The same without waiting: false when it would have to wait. */
+static bool phase_try_enter(struct io_phase *p, int k)
+{
+	int o = !k;
+	bool ok;
+
+	pthread_mutex_lock(&p->lock);
+	ok = !p->active[o] && !(p->waiting[o] && p->turn == o);
+	if (ok)
+		p->active[k]++;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
 static void phase_leave(struct io_phase *p, int k)
 {
 	pthread_mutex_lock(&p->lock);
@@ -289,6 +303,7 @@ struct ring_kind {
 	pthread_once_t once;
 	bool missing;
 	unsigned entries;
+	unsigned flags;            /* tried first; without them when refused */
 	const char *unavailable;   /* logged once when io_uring fails, or NULL */
 };
 
@@ -320,7 +335,9 @@ static struct io_uring *ring_get(struct ring_kind *k, void (*key_create)(void))
 	ring = calloc(1, sizeof(*ring));
 	if (!ring)
 		return NULL;
-	rc = io_uring_queue_init(k->entries, ring, 0);
+	rc = io_uring_queue_init(k->entries, ring, k->flags);
+	if (rc == -EINVAL && k->flags)  /* a kernel before 6.1 */
+		rc = io_uring_queue_init(k->entries, ring, 0);
 	if (rc < 0) {
 		free(ring);
 		if (!__atomic_exchange_n(&k->missing, true, __ATOMIC_RELAXED) && k->unavailable)
@@ -335,8 +352,14 @@ static struct io_uring *ring_get(struct ring_kind *k, void (*key_create)(void))
 	return ring;
 }
 
+/* Completions are deferred to the thread's next wait on the ring
+ * (DEFER_TASKRUN, which needs a single issuer: the ring is the thread's):
+ * a thread waiting for several writes is woken once, not per write, and
+ * one that waits for something else meanwhile (lun_write_begin) not at
+ * all. */
 static struct ring_kind write_rings = {
 	.once = PTHREAD_ONCE_INIT, .entries = RING_ENTRIES,
+	.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 	.unavailable = "direct writes go one at a time",
 };
 
@@ -362,8 +385,9 @@ static int by_address(const void *a, const void *b)
 /* The direct-write turn of every LUN the direct writes of ios[0..n) go to
  * (a version 4 session's batch holds several), each once, in address
  * order: a thread holding all it needs never waits, so two batches that
- * share LUNs cannot wait for each other. Returns how many went in lv. */
-static unsigned phases_enter(struct lun_io *ios, unsigned n, struct ipm_lun **lv)
+ * share LUNs cannot wait for each other. Returns how many went in lv; with
+ * try, -1 when one of them would have to wait (none is held then). */
+static int phases_enter(struct lun_io *ios, unsigned n, struct ipm_lun **lv, bool try)
 {
 	unsigned i, k, m = 0;
 
@@ -378,22 +402,29 @@ static unsigned phases_enter(struct lun_io *ios, unsigned n, struct ipm_lun **lv
 			lv[m++] = l;
 	}
 	qsort(lv, m, sizeof(*lv), by_address);
-	for (k = 0; k < m; k++)
-		phase_enter(&lv[k]->phase, IO_DIRECT);
-	return m;
+	for (k = 0; k < m; k++) {
+		if (!try) {
+			phase_enter(&lv[k]->phase, IO_DIRECT);
+		} else if (!phase_try_enter(&lv[k]->phase, IO_DIRECT)) {
+			while (k > 0)
+				phase_leave(&lv[--k]->phase, IO_DIRECT);
+			return -1;
+		}
+	}
+	return (int)m;
 }
 
-/* Direct (O_DIRECT-aligned) writes of ios[0..n) through the ring; the
- * others keep rc 1 and are written synchronously by the caller. False when
- * the ring broke (it is freed). */
-static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
+/* Start the direct (O_DIRECT-aligned) writes of ios[0..n) through the
+ * ring; the others keep rc 1 and are written synchronously by
+ * direct_end's caller. A failed submission marks the ring broken. */
+static void direct_begin(struct io_uring *ring, struct lun_io *ios, unsigned n,
+			 struct lun_batch *b)
 {
-	struct ipm_lun *lv[RING_ENTRIES];
-	struct io_uring_cqe *cqe;
-	unsigned i, queued = 0, submitted = 0, n_lv;
-	bool broken = false;
+	unsigned i, queued = 0;
 
-	n_lv = phases_enter(ios, n, lv);
+	b->ring = ring;
+	b->submitted = 0;
+	b->broken = false;
 	for (i = 0; i < n; i++) {
 		struct lun_io *io = &ios[i];
 		struct io_uring_sqe *sqe;
@@ -407,53 +438,103 @@ static bool submit_direct(struct io_uring *ring, struct lun_io *ios, unsigned n)
 		io_uring_sqe_set_data(sqe, io);
 		queued++;
 	}
-	while (submitted < queued) {
-		int rc = io_uring_submit_and_wait(ring, 1);
+	while (b->submitted < queued) {
+		int rc = io_uring_submit(ring);
 
 		if (rc == -EINTR || rc == -EAGAIN)
 			continue;
 		if (rc <= 0) {
 			/* unsubmitted entries must not go out later: a new ring
 			 * next time, these synchronously (rc stays 1) */
-			broken = true;
+			b->broken = true;
 			break;
 		}
-		submitted += (unsigned)rc;
+		b->submitted += (unsigned)rc;
 	}
-	while (submitted > 0 && io_uring_wait_cqe(ring, &cqe) == 0) {
-		struct lun_io *io = io_uring_cqe_get_data(cqe);
+}
 
-		/* short or interrupted writes are finished synchronously */
-		io->rc = cqe->res == (int)io->len ? 0 : 1;
-		if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR)
-			io->rc = io_error(io->lun, cqe->res);
-		io_uring_cqe_seen(ring, cqe);
-		submitted--;
+/* Wait for what direct_begin submitted: one wait for all of them (the
+ * ring wakes its thread once, when the last one completed). */
+static void direct_end(struct lun_batch *b)
+{
+	struct io_uring *ring = b->ring;
+	struct io_uring_cqe *cqe;
+
+	while (b->submitted > 0) {
+		int rc = io_uring_wait_cqe_nr(ring, &cqe, b->submitted);
+
+		if (rc == -EINTR || rc == -EAGAIN || rc == -ETIME)
+			continue;
+		if (rc < 0)
+			break;
+		while (b->submitted > 0 && io_uring_peek_cqe(ring, &cqe) == 0) {
+			struct lun_io *io = io_uring_cqe_get_data(cqe);
+
+			/* short or interrupted writes are finished synchronously */
+			io->rc = cqe->res == (int)io->len ? 0 : 1;
+			if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR)
+				io->rc = io_error(io->lun, cqe->res);
+			io_uring_cqe_seen(ring, cqe);
+			b->submitted--;
+		}
 	}
-	while (n_lv > 0)
-		phase_leave(&lv[--n_lv]->phase, IO_DIRECT);
-	if (broken) {
+	while (b->n_lv > 0)
+		phase_leave(&b->lv[--b->n_lv]->phase, IO_DIRECT);
+	if (b->broken) {
 		qb_log(LOG_WARNING, "io_uring submission failed: this thread makes a new ring");
 		pthread_setspecific(write_rings.key, NULL);
 		ring_free(ring);
 	}
-	return !broken;
+}
+
+/* The writes direct_end left (rc 1: not direct, not submitted, short) or
+ * all of them without a ring, synchronously. */
+static void sync_rest(struct lun_io *ios, unsigned n, bool all)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (all || ios[i].rc == 1)
+			ios[i].rc = lun_local_write(ios[i].lun, ios[i].buf, ios[i].len, ios[i].off,
+						    ios[i].flags);
 }
 
 void lun_write_batch(struct lun_io *ios, unsigned n)
 {
 	struct io_uring *ring = n > 1 ? thread_ring() : NULL;
+	struct lun_batch b;
 	unsigned i, k;
 
 	for (i = 0; ring && i < n; i += k) {
 		k = n - i < RING_ENTRIES ? n - i : RING_ENTRIES;
-		if (!submit_direct(ring, ios + i, k))
+		b.n_lv = (unsigned)phases_enter(ios + i, k, b.lv, false);
+		direct_begin(ring, ios + i, k, &b);
+		direct_end(&b);
+		if (b.broken)
 			ring = NULL;  /* freed; the rest go synchronously */
 	}
-	for (i = 0; i < n; i++)
-		if (!ring || ios[i].rc == 1)
-			ios[i].rc = lun_local_write(ios[i].lun, ios[i].buf, ios[i].len, ios[i].off,
-						    ios[i].flags);
+	/* without a ring (or once it broke) all of them, as before */
+	sync_rest(ios, n, !ring);
+}
+
+bool lun_write_begin(struct lun_io *ios, unsigned n, struct lun_batch *b)
+{
+	struct io_uring *ring = n > 0 && n <= LUN_BEGIN_MAX ? thread_ring() : NULL;
+	int held;
+
+	b->ring = NULL;
+	b->n_lv = 0;
+	if (!ring || (held = phases_enter(ios, n, b->lv, true)) < 0)
+		return false;
+	b->n_lv = (unsigned)held;
+	direct_begin(ring, ios, n, b);
+	return true;
+}
+
+void lun_write_end(struct lun_io *ios, unsigned n, struct lun_batch *b)
+{
+	direct_end(b);
+	sync_rest(ios, n, false);
 }
 
 /* ---- reads in flight (a bulk copy reading ahead) ---------------------------- */

@@ -390,8 +390,14 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		m->f.dep = r->host_done_max;
 		m->live_us = ipm_now_us();
 		queue_locked(r, m);
+		/* the caller may receive its answer itself only when nothing
+		 * can block it before it waits for it: a FLUSH's local half
+		 * (fdatasync) takes no I/O turn; a TRIM's or ZERO's waits for
+		 * one (struct io_phase) while others hold theirs until their
+		 * answers come (lun_write_begin) */
 		if (kick)
-			send_mine_locked(r, m->f.len, m->sync ? m : NULL);
+			send_mine_locked(r, m->f.len,
+					 m->sync && m->f.type == WIRE_FLUSH ? m : NULL);
 	} else {
 		/* peer unreachable or resync running: the journal keeps it. It
 		 * takes no wire sequence number (seq 0): the mirror must see
@@ -606,18 +612,16 @@ static int write_finish(struct replicator *r, struct mreq *m, const ipm_write *w
 	return local_rc;
 }
 
+static void write_chunks(struct replicator *r, struct ipm_lun *l, ipm_write *w, unsigned n);
+
+/* One write: a batch of one (write_chunk orders its waits). */
 int replicator_write(struct replicator *r, struct ipm_lun *l, const void *buf, size_t len,
 		     uint64_t off, unsigned flags)
 {
 	ipm_write w = { .buf = buf, .len = len, .off = off, .flags = flags };
-	struct mreq sm, *m;
-	int rc;
 
-	m = write_submit(r, rep_lun_of(r, l), &sm, &w, true, true, &rc);
-	if (!m)
-		return rc;
-	/* the mirror works on it while we write locally */
-	return write_finish(r, m, &w, lun_local_write(l, buf, len, off, flags));
+	write_chunks(r, l, &w, 1);
+	return w.rc;
 }
 
 /* How many of w[] from the first on overlap none of the others: those go
@@ -633,6 +637,25 @@ static unsigned independent_prefix(const ipm_write *w, unsigned n)
 	return n;
 }
 
+/* Wait until the mirror answered the sync ones of m[at[0..k)] (their
+ * host release is write_finish's, after the local writes). */
+static void answers_wait(struct replicator *r, struct mreq **m, const unsigned *at, unsigned k)
+{
+	unsigned j;
+
+	pthread_mutex_lock(&r->lock);
+	for (j = 0; j < k; j++) {
+		struct mreq *x = m[at[j]];
+
+		if (!x->sync)
+			continue;
+		rx_wait_locked(r, x);  /* the answer may be ours to receive */
+		while (!x->done || x->in_send)
+			pthread_cond_wait(&x->cond, &r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
 /* Independent writes: submitted and sent in one go, written locally in one
  * batch, then answered. Only the first may wait to be admitted; the chunk
  * ends before one that would have to. Returns how many were taken. */
@@ -641,7 +664,9 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 	struct mreq stack[IPM_WRITE_BATCH_MAX], *m[IPM_WRITE_BATCH_MAX];
 	struct lun_io io[IPM_WRITE_BATCH_MAX];
 	unsigned i, j, k = 0, at[IPM_WRITE_BATCH_MAX];
+	struct lun_batch lb;
 	size_t most = 0;
+	bool started;
 
 	for (i = 0; i < n; i++) {
 		m[i] = write_submit(r, rl, &stack[i], &w[i], false, i == 0, &w[i].rc);
@@ -655,23 +680,41 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 		if (w[i].len > most)
 			most = w[i].len;
 	}
+	/* the local writes start (never waiting: see below), the mirror's
+	 * answers are waited for, then the local writes, which complete
+	 * meanwhile without waking us: one sleep covers both where two did
+	 * (the answer mostly comes last) */
+	started = lun_write_begin(io, k, &lb);
 	pthread_mutex_lock(&r->lock);
-	/* a lone sync write may receive its answer itself (send_mine_locked) */
+	/* a lone sync write may receive its answer itself (send_mine_locked);
+	 * not when its local write must still wait for a turn (the fallback
+	 * below): others hold turns while they wait for answers, which must
+	 * not wait for a thread that waits for them */
 	if (r->qhead)
-		send_mine_locked(r, most, k == 1 && m[at[0]]->sync ? m[at[0]] : NULL);
+		send_mine_locked(r, most, started && k == 1 && m[at[0]]->sync ? m[at[0]] : NULL);
 	pthread_mutex_unlock(&r->lock);
-	lun_write_batch(io, k);
+	if (started) {
+		answers_wait(r, m, at, k);
+		lun_write_end(io, k, &lb);
+	} else {
+		lun_write_batch(io, k);
+	}
 	for (j = 0; j < k; j++)
 		w[at[j]].rc = write_finish(r, m[at[j]], &w[at[j]], io[j].rc);
 	return i;
 }
 
-void replicator_write_batch(struct replicator *r, struct ipm_lun *l, ipm_write *w, unsigned n)
+static void write_chunks(struct replicator *r, struct ipm_lun *l, ipm_write *w, unsigned n)
 {
 	unsigned k;
 
 	for (; n > 0; w += k, n -= k)
 		k = write_chunk(r, rep_lun_of(r, l), w, independent_prefix(w, n));
+}
+
+void replicator_write_batch(struct replicator *r, struct ipm_lun *l, ipm_write *w, unsigned n)
+{
+	write_chunks(r, l, w, n);
 }
 
 int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64_t len,

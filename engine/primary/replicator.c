@@ -482,7 +482,7 @@ static void host_release_locked(struct replicator *r, struct mreq *m)
 static int wait_sync(struct replicator *r, struct mreq *m, int local_rc)
 {
 	pthread_mutex_lock(&r->lock);
-	rx_wait_locked(r, m);  /* the answer may be ours to receive */
+	rx_wait_locked(r, &m, 1);  /* the answer may be ours to receive */
 	while (!m->done || m->in_send)
 		pthread_cond_wait(&m->cond, &r->lock);
 	host_release_locked(r, m);
@@ -641,19 +641,35 @@ static unsigned independent_prefix(const ipm_write *w, unsigned n)
  * host release is write_finish's, after the local writes). */
 static void answers_wait(struct replicator *r, struct mreq **m, const unsigned *at, unsigned k)
 {
+	struct mreq *v[IPM_WRITE_BATCH_MAX];
+	unsigned j, n = 0;
+
+	for (j = 0; j < k; j++)
+		if (m[at[j]]->sync)
+			v[n++] = m[at[j]];
+	pthread_mutex_lock(&r->lock);
+	rx_wait_locked(r, v, n);  /* the answers may be ours to receive */
+	for (j = 0; j < n; j++)
+		while (!v[j]->done || v[j]->in_send)
+			pthread_cond_wait(&v[j]->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Mark the chunk's writes m[at[0..k)] as one (when all are sync, so that
+ * their host waits for all of them): the first, or NULL. */
+static struct mreq *chunk_mark(struct mreq **m, const unsigned *at, unsigned k)
+{
 	unsigned j;
 
-	pthread_mutex_lock(&r->lock);
-	for (j = 0; j < k; j++) {
-		struct mreq *x = m[at[j]];
-
-		if (!x->sync)
-			continue;
-		rx_wait_locked(r, x);  /* the answer may be ours to receive */
-		while (!x->done || x->in_send)
-			pthread_cond_wait(&x->cond, &r->lock);
-	}
-	pthread_mutex_unlock(&r->lock);
+	if (k == 0)
+		return NULL;
+	for (j = 0; j < k; j++)
+		if (!m[at[j]]->sync)
+			return NULL;
+	for (j = 0; j < k; j++)
+		m[at[j]]->chunk = m[at[0]];
+	m[at[0]]->chunk_n = k;
+	return m[at[0]];
 }
 
 /* Independent writes: submitted and sent in one go, written locally in one
@@ -665,6 +681,7 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 	struct lun_io io[IPM_WRITE_BATCH_MAX];
 	unsigned i, j, k = 0, at[IPM_WRITE_BATCH_MAX];
 	struct lun_batch lb;
+	struct mreq *lead;
 	size_t most = 0;
 	bool started;
 
@@ -685,13 +702,15 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 	 * meanwhile without waking us: one sleep covers both where two did
 	 * (the answer mostly comes last) */
 	started = lun_write_begin(io, k, &lb);
+	/* the chunk's sync writes may receive their answers themselves
+	 * (send_mine_locked) when they go out alone; not when the local
+	 * writes must still wait for a turn (the fallback below): others hold
+	 * turns while they wait for answers, which must not wait for a thread
+	 * that waits for them */
 	pthread_mutex_lock(&r->lock);
-	/* a lone sync write may receive its answer itself (send_mine_locked);
-	 * not when its local write must still wait for a turn (the fallback
-	 * below): others hold turns while they wait for answers, which must
-	 * not wait for a thread that waits for them */
+	lead = started ? chunk_mark(m, at, k) : NULL;  /* others read it under the lock */
 	if (r->qhead)
-		send_mine_locked(r, most, started && k == 1 && m[at[0]]->sync ? m[at[0]] : NULL);
+		send_mine_locked(r, most, lead);
 	pthread_mutex_unlock(&r->lock);
 	if (started) {
 		answers_wait(r, m, at, k);

@@ -80,6 +80,10 @@ struct mreq {
 	uint64_t peer_backing;   /* its RESIZE_REPLY's: the mirror's backing size */
 	struct worker *rx;       /* sync: the host thread receives the answers
 				  * on this connection itself (worker.c) */
+	const void *chunk;       /* the sync writes of one write_chunk: its
+				  * mark (NULL: a request alone), and in the
+				  * first one how many they are */
+	unsigned chunk_n;
 	unsigned in_send;        /* sync: inside a send (send_batch_locked); its
 				  * host waits for it to end before the memory
 				  * goes (an answer may come first) */
@@ -240,14 +244,15 @@ void *rep_worker_main(void *arg);          /* one per connection */
 /* A small live request goes out from the host's own thread when a
  * connection is idle (r->lock held, dropped while sending). */
 void send_now_locked(struct replicator *r, size_t len);
-/* The same for the caller's own sync request mine: when it goes out alone
- * on a connection nothing else waits on, the caller receives its answer
+/* The same for the caller's own sync request mine (or its chunk: mine is
+ * the first, mine->chunk marks the others): when they go out together on a
+ * connection nothing else waits on, the caller receives their answers
  * itself (mine->rx; rx_wait_locked). */
 void send_mine_locked(struct replicator *r, size_t len, struct mreq *mine);
-/* A host waiting for mine (r->lock held): when mine->rx is set, receive on
- * that connection until mine is answered or the connection fails, then give
- * the receive side back. */
-void rx_wait_locked(struct replicator *r, struct mreq *mine);
+/* A host waiting for v[0..n) (r->lock held): when one of them has rx set,
+ * receive on that connection until all are answered or the connection
+ * fails, then give the receive side back. */
+void rx_wait_locked(struct replicator *r, struct mreq **v, unsigned n);
 /* The mirror's ordering record is no longer ours (r->lock held). */
 void forget_record_locked(struct replicator *r);
 

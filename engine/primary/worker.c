@@ -198,15 +198,32 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
-void rx_wait_locked(struct replicator *r, struct mreq *mine)
+static bool all_done(struct mreq **v, unsigned n)
 {
-	struct worker *w = mine->rx;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (!v[i]->done)
+			return false;
+	return true;
+}
+
+void rx_wait_locked(struct replicator *r, struct mreq **v, unsigned n)
+{
+	struct mreq *mine = NULL;
 	ipm_error err = { "" };
+	struct worker *w;
+	unsigned i;
 
 	IPM_ASSERT_HELD(&r->lock);
-	if (!w)
+	for (i = 0; i < n && !mine; i++)
+		if (v[i]->rx)
+			mine = v[i];
+	if (!mine)
 		return;
-	while (!mine->done && !w->failed) {
+	w = mine->rx;
+	/* rx_assign_locked gave it to us with all of v sent on w */
+	while (!all_done(v, n) && !w->failed) {
 		if (rx_once_locked(r, w, &err) < 0) {
 			rx_failed_locked(r, w, &err);
 			break;
@@ -503,15 +520,29 @@ static bool worker_should_wait(struct replicator *r, struct worker *w)
 	return (!r->qhead || w->sending) && r->running && !w->failed && r->connect_allowed;
 }
 
+/* Is the batch mine and the rest of its chunk, all of them? */
+static bool batch_is_mine(struct mreq **batch, int n, const struct mreq *mine)
+{
+	int i;
+
+	if ((unsigned)n != (mine->chunk ? mine->chunk_n : 1))
+		return false;
+	for (i = 0; i < n; i++)
+		if (batch[i] != mine && (!mine->chunk || batch[i]->chunk != mine->chunk))
+			return false;
+	return true;
+}
+
 /* Who receives the answers of a batch just taken for w: the host thread
- * that sends mine, when mine goes alone on a connection that expects
- * nothing else (its reader is parked); else w's reader, woken if parked. */
+ * that sends mine, when mine (with the rest of its chunk) goes alone on a
+ * connection that expects nothing else (its reader is parked); else w's
+ * reader, woken if parked. */
 static void rx_assign_locked(struct worker *w, struct mreq **batch, int n, struct mreq *mine)
 {
 	IPM_ASSERT_HELD(&w->r->lock);
 	if (w->rx_owner != RX_NONE)
 		return;  /* the owner receives these answers too */
-	if (mine && n == 1 && batch[0] == mine && w->outstanding == 1 && !w->rhave) {
+	if (mine && w->outstanding == (unsigned)n && !w->rhave && batch_is_mine(batch, n, mine)) {
 		w->rx_owner = RX_HOST;
 		mine->rx = w;
 	} else {

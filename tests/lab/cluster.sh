@@ -162,11 +162,14 @@ failover_timeline() {
 			else if (match($0, /A new membership \(([^)]+)\) was formed. Members left: ([0-9 ]+)/, r)) print d, "corosync", "new membership " r[1] " without node " r[2]
 			next
 		}
-		/pacemaker-controld.*state is now lost/ && !lost { lost = 1; print d, "controld", "peer lost" }
+		/pacemaker-controld.*state is now lost/ && !lost { lost = 1; tl = s; print d, "controld", "peer lost" }
 		!lost || idle { next }
 		/Taking over DC status/ { print d, "controld", "takes over as DC" }
 		/Re-asking for the CIB/ { sub(/.*Re-asking/, "re-asking"); print d, "controld", $0 " (sleeps 1 s)" }
-		match($0, /Calculated transition ([0-9]+)/, r) { print d, "schedulerd", "transition " r[1] }
+		match($0, /Calculated transition ([0-9]+)/, r) {
+			if (!nt++ && s - tl >= 0.9)
+				printf "%6.2f controld (no scheduler run for %.2f s: likely Pacemaker'"'"'s 1 s re-ask of the CIB, doc/pacemaker.md)\n", s - t - 0.001, s - tl
+			print d, "schedulerd", "transition " r[1] }
 		match($0, /Transition ([0-9]+) aborted(.*)/, r) {
 			w = r[2]; sub(/ \| .*/, "", w); sub(/^ by /, "", w); sub(/^: /, "", w)
 			print d, "controld", "transition " r[1] " aborted: " w }

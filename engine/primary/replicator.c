@@ -928,6 +928,20 @@ int replicator_start(struct replicator *r, ipm_error *err)
 	return 0;
 }
 
+/* Until nothing is in flight and nobody works with r->lock dropped (a
+ * monitor's settle in the middle of its local fdatasync: al_flush_locked),
+ * while a connection is up, at most until deadline. true when drained. */
+static bool stop_drain_locked(struct replicator *r, int64_t deadline)
+{
+	IPM_ASSERT_HELD(&r->lock);
+	r->space_waiters++;
+	/* the outside work wakes nobody when it ends: polled */
+	while ((r->inflight || r->outside) && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
+		ipm_cond_wait_ms(&r->space_cond, &r->lock, r->inflight ? 100 : 10);
+	r->space_waiters--;
+	return !r->inflight && !r->outside;
+}
+
 void replicator_stop(struct replicator *r)
 {
 	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
@@ -949,19 +963,15 @@ void replicator_stop(struct replicator *r)
 	while (r->started && r->link == LINK_RESYNC && ca_count_up(&r->ca) &&
 	       ipm_now_ms() < deadline)
 		ipm_cond_wait_ms(&r->link_cond, &r->lock, 100);
-	r->space_waiters++;
-	while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
-		ipm_cond_wait_ms(&r->space_cond, &r->lock, 100);
-	r->space_waiters--;
+	/* a settle of the monitor's under way must end first, or the log
+	 * stays marked and the next start resyncs its extents */
+	stop_drain_locked(r, deadline);
 	/* what the mirror has not answered by now is kept in the journal */
 	if (r->inflight) {
 		go_down_locked(r, "stopping");
 	} else if (r->link == LINK_LIVE && al_settle_locked(r)) {
 		/* both copies were flushed first: the mirror's answer, then clear */
-		r->space_waiters++;
-		while (r->inflight && ca_count_up(&r->ca) && ipm_now_ms() < deadline)
-			ipm_cond_wait_ms(&r->space_cond, &r->lock, 100);
-		r->space_waiters--;
+		stop_drain_locked(r, deadline);
 		if (r->inflight)
 			go_down_locked(r, "stopping");
 		else

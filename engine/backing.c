@@ -527,8 +527,15 @@ bool lun_write_begin(struct lun_io *ios, unsigned n, struct lun_batch *b)
 	if (!ring || (held = phases_enter(ios, n, b->lv, true)) < 0)
 		return false;
 	b->n_lv = (unsigned)held;
-	direct_begin(ring, ios, n, b);
+	b->ring = ring;
+	b->submitted = 0;
+	b->broken = false;
 	return true;
+}
+
+void lun_write_start(struct lun_io *ios, unsigned n, struct lun_batch *b)
+{
+	direct_begin(b->ring, ios, n, b);
 }
 
 void lun_write_end(struct lun_io *ios, unsigned n, struct lun_batch *b)

@@ -77,19 +77,21 @@ struct lun_io {
 };
 /* Write ios[0..n), which do not depend on each other, and wait for all. */
 void lun_write_batch(struct lun_io *ios, unsigned n);
-/* The same in two steps, so that the caller waits for something else
- * while the device works (the primary: for the mirror's answers) and
- * sleeps once for both: lun_write_begin starts the direct writes of
- * ios[0..n) (n <= LUN_BEGIN_MAX, even one) in this thread's ring and
- * returns true; lun_write_end waits for them and writes the others. Their
- * completions do not wake the thread meanwhile (the ring defers them to
- * its next wait). In between, the LUNs' direct-write turns are held
- * (struct io_phase) and the thread starts no other write. lun_write_begin
- * never waits: it returns false, with nothing started, when a turn is
- * not free (page-cache I/O runs or waits) or there is no ring; then use
- * lun_write_batch. Whoever holds turns across a wait for something else
- * must never be waited for by a thread that waits for a turn: so nothing
- * that blocks for a turn may stand between a thread and that wait. */
+/* The same in steps, so that the caller waits for something else while
+ * the device works (the primary: for the mirror's answers) and sleeps once
+ * for both: lun_write_begin takes the LUNs' direct-write turns (struct
+ * io_phase) for ios[0..n) (n <= LUN_BEGIN_MAX, even one) and returns true;
+ * lun_write_start starts the direct writes in this thread's ring and
+ * returns (the caller may send its mirror requests first: a submission
+ * costs the device's doorbell); lun_write_end waits for them and writes
+ * the others. Their completions do not wake the thread meanwhile (the ring
+ * defers them to its next wait). From begin to end the turns are held and
+ * the thread starts no other write. lun_write_begin never waits: it
+ * returns false, with nothing held, when a turn is not free (page-cache
+ * I/O runs or waits) or there is no ring; then use lun_write_batch.
+ * Whoever holds turns across a wait for something else must never be
+ * waited for by a thread that waits for a turn: so nothing that blocks for
+ * a turn may stand between a thread and that wait. */
 #define LUN_BEGIN_MAX 64
 struct io_uring;
 struct lun_batch {
@@ -100,6 +102,7 @@ struct lun_batch {
 	struct ipm_lun *lv[LUN_BEGIN_MAX]; /* direct-write turns held */
 };
 bool lun_write_begin(struct lun_io *ios, unsigned n, struct lun_batch *b);
+void lun_write_start(struct lun_io *ios, unsigned n, struct lun_batch *b);
 void lun_write_end(struct lun_io *ios, unsigned n, struct lun_batch *b);
 /* ---- reads in flight (a bulk copy reading ahead) ----
  * Start reading [off, off+len) into buf (LUN_IO_BULK) in this thread's

@@ -697,7 +697,8 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 		if (w[i].len > most)
 			most = w[i].len;
 	}
-	/* the local writes start (never waiting: see below), the mirror's
+	/* the local writes' turns are taken (never waiting: see below), the
+	 * mirror requests sent, the local writes started; then the mirror's
 	 * answers are waited for, then the local writes, which complete
 	 * meanwhile without waking us: one sleep covers both where two did
 	 * (the answer mostly comes last) */
@@ -713,6 +714,7 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 		send_mine_locked(r, most, lead);
 	pthread_mutex_unlock(&r->lock);
 	if (started) {
+		lun_write_start(io, k, &lb);  /* after the send: the network path is the longer */
 		answers_wait(r, m, at, k);
 		lun_write_end(io, k, &lb);
 	} else {

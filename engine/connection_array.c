@@ -49,7 +49,7 @@ void ca_set_up(struct connection_array *ca, unsigned i, int fd)
 {
 	pthread_mutex_lock(&ca->lock);
 	ca->e[i].fd = fd;
-	ca->e[i].timestamp_ms = ipm_now_ms();
+	ca->e[i].timestamp_ms = ca->e[i].up_ms = ipm_now_ms();
 	set_status(ca, i, IPM_LINK_UP);
 	pthread_mutex_unlock(&ca->lock);
 }
@@ -89,6 +89,18 @@ void ca_refresh_all(struct connection_array *ca)
 	pthread_mutex_lock(&ca->lock);
 	for (i = 0; i < ca->n; i++)
 		ca->e[i].timestamp_ms = now;
+	pthread_mutex_unlock(&ca->lock);
+}
+
+void ca_refresh_since(struct connection_array *ca, int64_t since_ms)
+{
+	int64_t now = ipm_now_ms();
+	unsigned i;
+
+	pthread_mutex_lock(&ca->lock);
+	for (i = 0; i < ca->n; i++)
+		if (ca->e[i].status == IPM_LINK_UP && ca->e[i].up_ms >= since_ms)
+			ca->e[i].timestamp_ms = now;
 	pthread_mutex_unlock(&ca->lock);
 }
 

@@ -15,6 +15,7 @@
 struct ca_elem {
 	int fd;                  /* -1 when not connected */
 	int64_t timestamp_ms;    /* monotonic; 0 = never */
+	int64_t up_ms;           /* monotonic: when it last came up */
 	enum ipm_link_state status;
 };
 
@@ -43,6 +44,10 @@ void ca_release(struct connection_array *ca, unsigned i, int fd);
 void ca_refresh(struct connection_array *ca, unsigned i);
 /* Refresh every element: a valid heartbeat proves the peer alive. */
 void ca_refresh_all(struct connection_array *ca);
+/* Refresh the up elements that came up at since_ms or later: a valid
+ * heartbeat during probation keeps the connections the peer opened in it
+ * (doc/heartbeat.md), not those from before it. */
+void ca_refresh_since(struct connection_array *ca, int64_t since_ms);
 /* Mark down every up element whose timestamp is older than timeout_ms;
  * returns how many were marked. */
 unsigned ca_mark_stale_down(struct connection_array *ca, int64_t timeout_ms);

@@ -524,7 +524,9 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	struct hb_packet p;
 	ipm_error err = { "" };
 	enum ipm_link_state st;
+	int64_t since = -1;
 	unsigned i, n;
+	bool broken;
 	int rc;
 
 	pthread_mutex_lock(&hb->lock);
@@ -545,17 +547,24 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	}
 	hb_replay_accept(&hb->replay, &p);
 	prob_datagram(&hb->prob, now, p.boot_id);
-	st = gate_locked(hb, now) && !replication_broken_locked(hb, now) ? IPM_LINK_UP
-									  : IPM_LINK_DOWN;
+	broken = replication_broken_locked(hb, now);
+	st = gate_locked(hb, now) && !broken ? IPM_LINK_UP : IPM_LINK_DOWN;
+	if (st != IPM_LINK_UP && !broken && hb->prob.state == IPM_LINK_PROBATION)
+		since = hb->prob.entered_ms;
 	pthread_rwlock_rdlock(&hb->ca_lock);
 	n = hb->n_ca;
 	memcpy(ca, hb->ca, n * sizeof(*ca));
 	pthread_mutex_unlock(&hb->lock);
 	/* Only a peer in good standing keeps connections alive: during an
 	 * outage and the probation after it the elements age out, so the
-	 * connection threads see them down, close and exit. */
+	 * connection threads see them down, close and exit. A connection
+	 * opened during the probation is the peer's of now (a restarted peer
+	 * has no probation for us and dials at once): it is kept, or it would
+	 * be marked down as the probation ends and the link flap once. */
 	for (i = 0; st == IPM_LINK_UP && i < n; i++)
 		ca_refresh_all(ca[i]);
+	for (i = 0; since >= 0 && i < n; i++)
+		ca_refresh_since(ca[i], since);
 	pthread_rwlock_unlock(&hb->ca_lock);
 }
 

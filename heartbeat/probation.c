@@ -57,7 +57,7 @@ static void enter_probation(struct probation *p, int64_t now, const char *why)
 	}
 	snprintf(msg, sizeof(msg), "%s; probation %.1f s", why, p->probation_ms / 1000.0);
 	set_state(p, IPM_LINK_PROBATION, LOG_NOTICE, msg);
-	p->since_ms = now;
+	p->since_ms = p->entered_ms = now;
 }
 
 static void restart_probation(struct probation *p, int64_t now, const char *why)

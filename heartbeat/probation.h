@@ -30,6 +30,8 @@ struct probation {
 	bool heard;                    /* any valid datagram since start */
 	int64_t last_ms;               /* time of the last valid datagram */
 	int64_t since_ms;              /* start of the current probation */
+	int64_t entered_ms;            /* when it entered probation (a restart
+					* of it does not move this) */
 	uint64_t boot_id;              /* the peer's, from the last datagram */
 	/* called on every state change: only wakes a thread */
 	void (*notify)(void *opaque);

@@ -51,6 +51,38 @@ static void test_stale_elements_marked_down(void **state)
 	ca_destroy(&ca);
 }
 
+/* During probation a heartbeat refreshes the connections that came up in
+ * it, not those from before it nor a down one. */
+static void test_refresh_since(void **state)
+{
+	struct connection_array ca;
+	int64_t since;
+
+	ca_init(&ca, 3);
+	ca_set_up(&ca, 0, 5);                 /* before the probation */
+	ca.e[0].up_ms -= 5000;
+	ca.e[0].timestamp_ms -= 5000;
+	since = ipm_now_ms() - 1000;          /* the probation began 1 s ago */
+	ca_set_up(&ca, 1, 6);                 /* opened in it: starts fresh */
+	ca.e[1].timestamp_ms -= 5000;         /* no refresh for 5 s */
+	ca_set_up(&ca, 2, 7);
+	ca_set_down(&ca, 2);
+	ca.e[2].timestamp_ms -= 5000;
+	ca_refresh_since(&ca, since);
+	assert_int_equal(ca_mark_stale_down(&ca, 4000), 1);
+	assert_int_equal(ca_status(&ca, 0), IPM_LINK_DOWN);
+	assert_int_equal(ca_status(&ca, 1), IPM_LINK_UP);
+	assert_int_equal(ca_status(&ca, 2), IPM_LINK_DOWN);
+	assert_true(ipm_now_ms() - ca.e[2].timestamp_ms >= 5000); /* untouched */
+	/* up again: the new connection counts from now */
+	ca_set_up(&ca, 0, 8);
+	assert_true(ca.e[0].up_ms >= since);
+	ca.e[0].timestamp_ms -= 5000;
+	ca_refresh_since(&ca, since);
+	assert_int_equal(ca_mark_stale_down(&ca, 4000), 0);
+	ca_destroy(&ca);
+}
+
 static void *mark_down_later(void *arg)
 {
 	usleep(100000);
@@ -80,6 +112,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_up_down_and_release),
 		cmocka_unit_test(test_stale_elements_marked_down),
+		cmocka_unit_test(test_refresh_since),
 		cmocka_unit_test(test_wait_change),
 	};
 

@@ -590,13 +590,9 @@ static void test_two_nodes(void **state)
 	assert_true(t > 0);
 	assert_false(heartbeat_may_connect(a));
 	assert_true(heartbeat_probation_left_ms(a) > 0);
-	/* no refresh during probation: a connection made now ages */
-	ca_set_up(&ca_out, 1, 102);
-	usleep(250000);
-	if (heartbeat_state(a) == IPM_LINK_PROBATION) {
-		ca_snapshot(&ca_out, snap, true);
-		assert_true(snap[1].age_ms >= 250);
-	}
+	/* no refresh during probation of what was up before it (test
+	 * probation_keeps_new_connections: what comes up in it is kept) */
+	assert_int_equal(ca_status(&ca_in, 0), IPM_LINK_DOWN);
 	t = wait_state(a, IPM_LINK_UP, 3000);
 	assert_true(t > 0);
 	assert_true(t - t_start >= 500);
@@ -612,6 +608,63 @@ static void test_two_nodes(void **state)
 	heartbeat_destroy(a);
 	ca_destroy(&ca_in);
 	ca_destroy(&ca_out);
+}
+
+/* The peer comes back: probation. A connection from before it ages out;
+ * one the peer opens in it (a restarted peer dials at once: first contact,
+ * no probation on its side) is kept fresh by its heartbeats during the
+ * probation and is still up when the probation ends (it was marked down
+ * then: the link flapped once after each peer restart). */
+static void test_probation_keeps_new_connections(void **state)
+{
+	struct pair pr = {
+		.ea = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+		.eb = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+	};
+	struct hb_params p = {
+		.self = "nodeA", .peer = "nodeB", .local = &pr.ea, .remote = &pr.eb,
+		.secret = &pr.secret, .interval = 0.2, .timeout = 0.6, .probation = 2.5,
+	};
+	struct connection_array ca;
+	struct heartbeat *a, *b;
+	ipm_error err = { "" };
+	int64_t t;
+
+	pr.secret.len = 6;
+	memcpy(pr.secret.key, "s3cret", 6);
+	assert_int_equal(ca_init(&ca, 2), 0);
+	assert_int_equal(heartbeat_create(&p, &a, &err), 0);
+	assert_int_equal(heartbeat_attach(a, &ca), 0);
+	assert_int_equal(make(&pr, false, 0.5, &b, &err), 0);
+	start(a);
+	start(b);
+	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
+
+	/* B goes and comes back (one process: the same boot id, so A sees
+	 * heartbeats back, not a restart: the same probation) */
+	heartbeat_stop(b);
+	heartbeat_destroy(b);
+	assert_true(wait_state(a, IPM_LINK_DOWN, 3000) > 0);
+	ca_set_up(&ca, 0, 100);  /* one from before the probation */
+	usleep(20000);           /* (not in the same millisecond) */
+	assert_int_equal(make(&pr, false, 0.5, &b, &err), 0);
+	start(b);
+	t = wait_state(a, IPM_LINK_PROBATION, 2000);
+	assert_true(t > 0);
+	ca_set_up(&ca, 1, 101);  /* B's new connection */
+	/* past timeout + interval: the old one is marked down, not the new */
+	assert_int_equal(ca_wait_change(&ca, 0, IPM_LINK_UP, 1500), IPM_LINK_DOWN);
+	usleep(1000000);
+	assert_true(ipm_now_ms() - t >= 1000);
+	assert_int_equal(ca_status(&ca, 1), IPM_LINK_UP);
+	assert_true(wait_state(a, IPM_LINK_UP, 5000) > 0);
+	/* heartbeats refresh it from now on as before */
+	usleep(1000000);
+	assert_int_equal(ca_status(&ca, 1), IPM_LINK_UP);
+
+	heartbeat_destroy(b);
+	heartbeat_destroy(a);
+	ca_destroy(&ca);
 }
 
 static void send_sample(uint16_t port, uint64_t boot, uint64_t serial)
@@ -748,6 +801,7 @@ int main(void)
 		cmocka_unit_test(test_packet_bad_sizes),
 		cmocka_unit_test(test_bad_params),
 		cmocka_unit_test(test_two_nodes),
+		cmocka_unit_test(test_probation_keeps_new_connections),
 		cmocka_unit_test(test_restart_keeps_replays_out),
 		cmocka_unit_test(test_state_unwritable),
 	};

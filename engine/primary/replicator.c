@@ -347,9 +347,14 @@ static int outside_locked(struct replicator *r, struct mreq *m)
  * whatever else is queued; otherwise journaled. Without may_wait it
  * returns -EAGAIN instead of waiting for window space or for an
  * overlapping request: a caller holding requests of its own must not wait
- * for others (they may wait for it). */
-static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait)
+ * for others (they may wait for it). A journaled FLUSH or FUA request is
+ * made durable before it returns, or with sync_mark, left to the caller:
+ * *sync_mark is raised to its journal mark (resync_journal_sync). */
+static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait,
+		  uint64_t *defer)
 {
+	uint32_t lun = m->f.lun;
+	uint64_t sync_mark = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&r->lock);
@@ -406,11 +411,17 @@ static int submit(struct replicator *r, struct mreq *m, bool kick, bool may_wait
 		m->f.seq = 0;
 		/* under r->lock: the journal's order is the order requests
 		 * are admitted here (the host's), and the resync counts its
-		 * records under it to know it caught up */
-		rc = resync_journal_locked(&r->rs, &m->f, m->data);
+		 * records under it to know it caught up. A FLUSH or FUA
+		 * record's fdatasync waits below, without the lock. */
+		rc = resync_journal_defer_locked(&r->rs, &m->f, m->data, &sync_mark);
 		finish_locked(r, m, 0);
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* before the host's answer; concurrent ones share one fdatasync */
+	if (sync_mark && defer)
+		*defer = sync_mark > *defer ? sync_mark : *defer;
+	else if (sync_mark)
+		rc = resync_journal_sync(&r->rs, lun, sync_mark);
 	return rc;
 }
 
@@ -578,7 +589,8 @@ static void mreq_discard(struct mreq *m)
 
 /* Submit a write; NULL when it will not be mirrored (*rc says why). */
 static struct mreq *write_submit(struct replicator *r, struct rep_lun *rl, struct mreq *stack,
-				 const ipm_write *w, bool kick, bool may_wait, int *rc)
+				 const ipm_write *w, bool kick, bool may_wait, uint64_t *defer,
+				 int *rc)
 {
 	struct mreq *m = write_mreq(r, rl, stack, w->buf, w->len, w->off, w->flags);
 
@@ -586,7 +598,7 @@ static struct mreq *write_submit(struct replicator *r, struct rep_lun *rl, struc
 		*rc = -ENOMEM;
 		return NULL;
 	}
-	*rc = submit(r, m, kick, may_wait);
+	*rc = submit(r, m, kick, may_wait, defer);
 	if (*rc == -ESHUTDOWN || *rc == -EAGAIN) {
 		mreq_discard(m);
 		return NULL;
@@ -682,11 +694,12 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 	unsigned i, j, k = 0, at[IPM_WRITE_BATCH_MAX];
 	struct lun_batch lb;
 	struct mreq *lead;
+	uint64_t sync_mark = 0;
 	size_t most = 0;
 	bool started;
 
 	for (i = 0; i < n; i++) {
-		m[i] = write_submit(r, rl, &stack[i], &w[i], false, i == 0, &w[i].rc);
+		m[i] = write_submit(r, rl, &stack[i], &w[i], false, i == 0, &sync_mark, &w[i].rc);
 		if (w[i].rc == -EAGAIN)
 			break;
 		if (!m[i])
@@ -697,6 +710,11 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 		if (w[i].len > most)
 			most = w[i].len;
 	}
+	/* the chunk's journaled FUA writes: one fdatasync for all of them,
+	 * before the local writes take their turns (a failure is logged; the
+	 * writes still happen, as in write_submit) */
+	if (sync_mark)
+		resync_journal_sync(&r->rs, rl->index, sync_mark);
 	/* the local writes' turns are taken (never waiting: see below), the
 	 * mirror requests sent, the local writes started; then the mirror's
 	 * answers are waited for, then the local writes, which complete
@@ -754,7 +772,7 @@ int replicator_op(struct replicator *r, struct ipm_lun *l, uint16_t type, uint64
 	if (sync)
 		pthread_cond_init(&m->cond, NULL);
 	frame_init(&m->f, rl, type, len, off, flags);
-	rc = submit(r, m, true, true);
+	rc = submit(r, m, true, true, NULL);
 	if (rc == -ESHUTDOWN) {
 		if (sync)
 			pthread_cond_destroy(&m->cond);

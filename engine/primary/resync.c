@@ -128,6 +128,26 @@ static uint16_t wire_type_of(uint16_t journal_type)
 
 int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const void *data)
 {
+	uint64_t mark = 0;
+	int rc = resync_journal_defer_locked(rs, f, data, &mark);
+
+	return rc == 0 && mark ? resync_journal_sync(rs, f->lun, mark) : rc;
+}
+
+int resync_journal_sync(struct resync *rs, uint32_t lun, uint64_t mark)
+{
+	struct resync_lun *rl = &rs->luns[lun];
+	ipm_error err = { "" };
+	int rc = journal_sync_to(rl->journal, mark, &err);
+
+	if (rc < 0)
+		qb_log(LOG_ERR, "lun %s: %s", rl->name, err.msg);
+	return rc;
+}
+
+int resync_journal_defer_locked(struct resync *rs, const struct wire_frame *f,
+				const void *data, uint64_t *sync_mark)
+{
 	struct resync_lun *rl = &rs->luns[f->lun];
 	struct journal_rec rec = {
 		.type = journal_type_of(f->type),
@@ -143,11 +163,15 @@ int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const v
 	int rc;
 
 	IPM_ASSERT_HELD(rs->lock);
+	*sync_mark = 0;
 	if (!rl->overflowed) {
 		rc = journal_append(rl->journal, &rec, &err);
 		if (rc == 0) {
+			/* the caller syncs it with the lock dropped, before the
+			 * host's answer (group commit: one fdatasync for all
+			 * who wait at once) */
 			if (f->type == WIRE_FLUSH || (f->flags & WIRE_F_FUA))
-				rc = journal_sync(rl->journal, &err);
+				*sync_mark = journal_mark(rl->journal);
 			goto out;
 		}
 		if (rc != -ENOSPC)

@@ -134,6 +134,12 @@ void resync_close(struct resync *rs);
 /* Journal one request (f->lun; data for a WRITE, f->csum its CRC32C or 0)
  * while the link is down or resyncing. */
 int resync_journal_locked(struct resync *rs, const struct wire_frame *f, const void *data);
+/* The same without the sync a FLUSH or FUA request needs: *sync_mark is
+ * then nonzero, and the caller passes it to resync_journal_sync, with the
+ * lock dropped, before the host sees the request complete. */
+int resync_journal_defer_locked(struct resync *rs, const struct wire_frame *f,
+				const void *data, uint64_t *sync_mark);
+int resync_journal_sync(struct resync *rs, uint32_t lun, uint64_t mark);
 /* Make the journals and bitmaps durable. */
 int resync_sync_locked(struct resync *rs);
 /* A replayed request that a go_down dropped unanswered: a copied extent

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,16 @@ struct journal {
 	/* written by append/reset, read by an iterator in another thread */
 	uint64_t end;                /* file offset after the last record */
 	uint64_t records;
+	/* group commit (journal_sync_to): bytes ever appended (never goes
+	 * back, not even at a reset) and how many of them are durable; one
+	 * fdatasync at a time, those who come meanwhile wait for the next */
+	uint64_t appended;           /* atomic: written by append, read by syncers */
+	pthread_mutex_t sync_lock;   /* guards durable, failed, syncing */
+	pthread_cond_t sync_cond;
+	uint64_t durable;
+	uint64_t failed;             /* a failed fdatasync covered up to here */
+	int fail_rc;
+	bool syncing;
 };
 
 struct journal_iter {
@@ -396,6 +407,8 @@ int journal_open(const char *path, const char *lun, uint64_t lun_size, uint64_t 
 		return ipm_fail(err, -ENOMEM, "out of memory");
 	}
 	j->fd = -1;
+	pthread_mutex_init(&j->sync_lock, NULL);
+	pthread_cond_init(&j->sync_cond, NULL);
 	strcpy(j->lun, lun);
 	j->lun_size = lun_size;
 	j->max_bytes = max_bytes;
@@ -433,6 +446,8 @@ void journal_close(struct journal *j)
 		return;
 	if (j->fd >= 0)
 		close(j->fd);
+	pthread_cond_destroy(&j->sync_cond);
+	pthread_mutex_destroy(&j->sync_lock);
 	free(j->path);
 	free(j);
 }
@@ -491,15 +506,62 @@ int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err)
 	}
 	__atomic_store_n(&j->end, j->end + size, __ATOMIC_RELEASE);
 	__atomic_store_n(&j->records, seq, __ATOMIC_RELEASE);
+	__atomic_store_n(&j->appended, j->appended + size, __ATOMIC_RELEASE);
 	rec->seq = seq;
+	return 0;
+}
+
+uint64_t journal_mark(const struct journal *j)
+{
+	return __atomic_load_n(&j->appended, __ATOMIC_ACQUIRE);
+}
+
+/* Group commit: whoever finds no fdatasync running starts one for
+ * everything appended by then; a caller whose records came after that one
+ * started waits for it and then starts (or joins) the next. An fdatasync
+ * covers every byte written to the file before it began, so a caller is
+ * done once a sync that began after its append succeeded. */
+int journal_sync_to(struct journal *j, uint64_t mark, ipm_error *err)
+{
+	uint64_t target;
+	int rc = 0;
+
+	pthread_mutex_lock(&j->sync_lock);
+	while (j->durable < mark && rc == 0) {
+		/* the error went to one fdatasync; a later one would succeed
+		 * without those bytes: whoever they covered fails too */
+		if (j->failed >= mark) {
+			rc = j->fail_rc;
+			break;
+		}
+		if (j->syncing) {
+			pthread_cond_wait(&j->sync_cond, &j->sync_lock);
+			continue;
+		}
+		j->syncing = true;
+		target = journal_mark(j);
+		pthread_mutex_unlock(&j->sync_lock);
+		if (fdatasync(j->fd) < 0)
+			rc = -errno;
+		pthread_mutex_lock(&j->sync_lock);
+		j->syncing = false;
+		if (rc < 0 && target > j->failed) {
+			j->failed = target;
+			j->fail_rc = rc;
+		}
+		if (rc == 0 && target > j->durable)
+			j->durable = target;
+		pthread_cond_broadcast(&j->sync_cond);
+	}
+	pthread_mutex_unlock(&j->sync_lock);
+	if (rc < 0)
+		return ipm_fail(err, rc, "journal %s: fdatasync: %s", j->path, strerror(-rc));
 	return 0;
 }
 
 int journal_sync(struct journal *j, ipm_error *err)
 {
-	if (fdatasync(j->fd) < 0)
-		return ipm_fail(err, -errno, "journal %s: fdatasync: %s", j->path, strerror(errno));
-	return 0;
+	return journal_sync_to(j, journal_mark(j), err);
 }
 
 uint64_t journal_bytes(const struct journal *j)
@@ -523,7 +585,11 @@ int journal_reset(struct journal *j, ipm_error *err)
 		return ipm_fail(err, -errno, "journal %s: cannot truncate: %s", j->path, strerror(errno));
 	__atomic_store_n(&j->end, (uint64_t)j->hdr_len, __ATOMIC_RELEASE);
 	__atomic_store_n(&j->records, 0, __ATOMIC_RELEASE);
-	return journal_sync(j, err);
+	/* the truncation itself must be durable: an fdatasync of its own,
+	 * whatever the records' syncs covered */
+	if (fdatasync(j->fd) < 0)
+		return ipm_fail(err, -errno, "journal %s: fdatasync: %s", j->path, strerror(errno));
+	return 0;
 }
 
 /* ---- iteration ------------------------------------------------------------ */

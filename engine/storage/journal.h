@@ -5,9 +5,12 @@
  * in that order. Records are CRC32C-protected; a record torn by a crash at the
  * tail is dropped on open, corruption in the middle refuses the open.
  *
- * Thread-compatible: the caller serialises calls on one journal, with one
- * exception - an iterator may run (journal_iter_next, journal_records,
+ * Thread-compatible: the caller serialises calls on one journal, with two
+ * exceptions - an iterator may run (journal_iter_next, journal_records,
  * journal_bytes) while another thread appends; it sees the new records.
+ * And journal_mark/journal_sync_to/journal_sync may be called by any
+ * thread at any time (while another appends): concurrent syncs share
+ * one fdatasync (group commit).
  */
 #ifndef IPM_JOURNAL_H
 #define IPM_JOURNAL_H
@@ -51,7 +54,15 @@ void journal_set_max(struct journal *j, uint64_t max_bytes);
 /* Append rec (rec->seq is set). -ENOSPC when the record would take the file
  * past max_bytes or the file system is full: nothing is kept then. */
 int journal_append(struct journal *j, struct journal_rec *rec, ipm_error *err);
-int journal_sync(struct journal *j, ipm_error *err);    /* fdatasync */
+/* A position past every record appended so far (a count of bytes that
+ * never goes back, not even at a reset), for journal_sync_to. */
+uint64_t journal_mark(const struct journal *j);
+/* Make every record appended before mark was taken durable: returns once
+ * an fdatasync that began after those appends succeeded. Callers that come
+ * while one runs wait and share the next (group commit); a caller whose
+ * records an fdatasync failed to write gets its error. */
+int journal_sync_to(struct journal *j, uint64_t mark, ipm_error *err);
+int journal_sync(struct journal *j, ipm_error *err);    /* journal_sync_to(now) */
 uint64_t journal_bytes(const struct journal *j);        /* record bytes, without the header */
 uint64_t journal_records(const struct journal *j);
 /* Random id written into the header when the file was created. */

@@ -1,5 +1,6 @@
 /* test_journal.c - the persistent journal: round trip, persistence, limits,
- * torn tails, mid-file corruption, header checks, appends during iteration. */
+ * torn tails, mid-file corruption, header checks, appends during iteration,
+ * group commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -704,6 +706,130 @@ static void test_iter_concurrent_appends(void **state)
 	journal_close(j);
 }
 
+/* ---- group commit ------------------------------------------------------ */
+
+/* This program's fdatasync (the journal's calls come here): it counts,
+ * notes what the journal had appended when it began (all an fdatasync can
+ * cover), lets others pile up meanwhile, and fails on request. */
+static struct journal *sync_j;
+static unsigned syncs, sync_fail_next;
+static uint64_t sync_covered;  /* appended bytes covered by a successful one */
+static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int fdatasync(int fd)
+{
+	uint64_t at = sync_j ? journal_mark(sync_j) : 0;
+	bool fail;
+
+	pthread_mutex_lock(&sync_mu);
+	syncs++;
+	fail = sync_fail_next && sync_j;
+	sync_fail_next = 0;
+	pthread_mutex_unlock(&sync_mu);
+	if (sync_j)
+		usleep(2000);
+	if (fail) {
+		errno = EIO;
+		return -1;
+	}
+	if (syscall(SYS_fdatasync, fd) < 0)
+		return -1;
+	pthread_mutex_lock(&sync_mu);
+	if (at > sync_covered)
+		sync_covered = at;
+	pthread_mutex_unlock(&sync_mu);
+	return 0;
+}
+
+#define GC_THREADS 8
+#define GC_RECS 25
+static pthread_mutex_t gc_append = PTHREAD_MUTEX_INITIALIZER; /* the caller's serialisation */
+static int gc_failures;
+
+/* A host thread: append a FUA write (serialised), then sync it with the
+ * lock dropped; back, a successful fdatasync must have covered it. */
+static void *gc_writer(void *arg)
+{
+	uint8_t data[4096];
+	ipm_error err = { "" };
+	uint64_t mark, covered;
+	unsigned i, t = (unsigned)(uintptr_t)arg;
+
+	for (i = 0; i < GC_RECS; i++) {
+		struct journal_rec r = { .type = JR_WRITE, .flags = WIRE_F_FUA,
+					 .offset = (uint64_t)(t * GC_RECS + i) * 4096,
+					 .length = sizeof(data), .data = data };
+
+		fill(data, sizeof(data), t * GC_RECS + i);
+		pthread_mutex_lock(&gc_append);
+		if (journal_append(sync_j, &r, &err) < 0)
+			__atomic_add_fetch(&gc_failures, 1, __ATOMIC_RELAXED);
+		mark = journal_mark(sync_j);
+		pthread_mutex_unlock(&gc_append);
+		if (journal_sync_to(sync_j, mark, &err) < 0)
+			__atomic_add_fetch(&gc_failures, 1, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&sync_mu);
+		covered = sync_covered;
+		pthread_mutex_unlock(&sync_mu);
+		if (covered < mark)
+			__atomic_add_fetch(&gc_failures, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Concurrent FUA writers share fdatasyncs, and none returns before one
+ * that began after its append succeeded. */
+static void test_group_commit(void **state)
+{
+	pthread_t t[GC_THREADS];
+	unsigned i;
+
+	(void)state;
+	sync_j = jopen(BIG, NULL);
+	syncs = 0;
+	sync_covered = journal_mark(sync_j);
+	for (i = 0; i < GC_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, gc_writer, (void *)(uintptr_t)i), 0);
+	for (i = 0; i < GC_THREADS; i++)
+		pthread_join(t[i], NULL);
+	print_message("group commit: %u fdatasyncs for %u FUA records\n", syncs,
+		      GC_THREADS * GC_RECS);
+	assert_int_equal(gc_failures, 0);
+	assert_int_equal(journal_records(sync_j), GC_THREADS * GC_RECS);
+	assert_true(syncs < GC_THREADS * GC_RECS / 2);
+	journal_close(sync_j);
+	sync_j = NULL;
+}
+
+/* A failed fdatasync fails every caller whose records it covered, also
+ * one that asks again (a second fdatasync would succeed without them); a
+ * record appended after it gets a sync of its own. */
+static void test_sync_failure(void **state)
+{
+	struct journal *j;
+	struct journal_rec r = { .type = JR_TRIM, .offset = 0, .length = 4096 };
+	ipm_error err = { "" };
+	uint64_t m1, m2;
+
+	(void)state;
+	j = sync_j = jopen(BIG, NULL);
+	assert_int_equal(journal_append(j, &r, &err), 0);
+	m1 = journal_mark(j);
+	sync_fail_next = 1;
+	assert_int_equal(journal_sync_to(j, m1, &err), -EIO);
+	assert_non_null(strstr(err.msg, "fdatasync"));
+	assert_int_equal(journal_sync_to(j, m1, &err), -EIO);
+	assert_int_equal(journal_append(j, &r, &err), 0);
+	m2 = journal_mark(j);
+	syncs = 0;
+	assert_int_equal(journal_sync_to(j, m2, &err), 0);
+	assert_int_equal(syncs, 1);
+	assert_int_equal(journal_sync_to(j, m2, &err), 0);
+	assert_int_equal(syncs, 1);   /* durable already: no second one */
+	journal_close(j);
+	sync_j = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -729,6 +855,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_sees_appends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_concurrent_appends, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_failure, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

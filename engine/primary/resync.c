@@ -445,19 +445,22 @@ static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *se
 {
 	struct journal_rec rec;
 	ipm_error err = { "" };
+	void *owned;
 	int rc = 0;
 
 	if (journal_records(rl->journal) <= rl->replayed_records)
 		return 0;
 	if (!rl->iter && (rc = journal_iter_open(rl->journal, &rl->iter, &err)) < 0)
 		goto out;
-	while (!stop_asked(rs) && (rc = journal_iter_next(rl->iter, &rec, &err)) == 1) {
+	/* a large record's data comes in a buffer of its own, handed to the
+	 * request as it is (no copy) */
+	while (!stop_asked(rs) && (rc = journal_iter_next_owned(rl->iter, &rec, &owned, &err)) == 1) {
 		/* an empty record (journaled by older versions) changes nothing */
 		if (rec.type != JR_FLUSH && rec.length == 0) {
 			rl->replayed_records++;
 			continue;
 		}
-		rc = send_replay(rs, rl, &rec, 0);
+		rc = send_replay_as(rs, rl, &rec, 0, owned != NULL);
 		if (rc < 0)
 			break;
 		rl->replayed_records++;

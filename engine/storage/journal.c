@@ -40,6 +40,7 @@
 
 #define SCAN_CHUNK (1u << 20)
 #define ITER_CHUNK (4u << 20)     /* the iterator's read-ahead */
+#define ITER_OWN_MIN (256u << 10) /* journal_iter_next_owned: data this big is read into its own buffer */
 
 struct journal {
 	int fd;
@@ -72,6 +73,12 @@ struct journal_iter {
 	size_t cap;
 	uint64_t win;
 	size_t win_len;
+	/* journal_iter_next_owned: big data goes straight into a buffer of
+	 * its own (one pread, no copy), and after such a record the next
+	 * header is read alone, so that no read-ahead takes the next data */
+	bool own;
+	bool last_big;
+	void *owned;                 /* the last record's, until handed over */
 };
 
 struct rec_hdr {
@@ -616,6 +623,9 @@ static int iter_bytes(struct journal_iter *it, uint64_t pos, uint64_t len, uint6
 	uint64_t want = len > ITER_CHUNK ? len : ITER_CHUNK;
 	ssize_t n;
 
+	if (it->own && it->last_big)
+		want = len;
+
 	if (pos >= it->win && pos + len <= it->win + it->win_len) {
 		*p = it->buf + (pos - it->win);
 		return 0;
@@ -639,6 +649,25 @@ static int iter_bytes(struct journal_iter *it, uint64_t pos, uint64_t len, uint6
 	if ((uint64_t)n < len)
 		return 1;
 	*p = it->buf;
+	return 0;
+}
+
+/* len bytes of a record's data at pos (inside the file) read into a
+ * buffer of their own, it->owned: 0, 1 cut short, <0 error. */
+static int iter_own(struct journal_iter *it, uint64_t pos, uint64_t len, const uint8_t **p)
+{
+	ssize_t n;
+
+	free(it->owned);
+	it->owned = malloc(len);
+	if (!it->owned)
+		return -ENOMEM;
+	n = pread_full(it->j->fd, it->owned, len, pos);
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n < len)
+		return 1;
+	*p = it->owned;
 	return 0;
 }
 
@@ -680,13 +709,18 @@ static int iter_record(struct journal_iter *it, uint64_t limit, struct rec_hdr *
 		return 1;
 	}
 	if (h->type != JR_WRITE) {
+		it->last_big = false;
 		if (h->data_crc != 0) {
 			*why = "data checksum mismatch";
 			return 1;
 		}
 		return 0;
 	}
-	rc = iter_bytes(it, it->pos + JR_LEN, dlen, limit, data);
+	it->last_big = h->length >= ITER_OWN_MIN;
+	if (it->own && it->last_big && it->pos + JR_LEN + h->length > it->win + it->win_len)
+		rc = iter_own(it, it->pos + JR_LEN, h->length, data);
+	else
+		rc = iter_bytes(it, it->pos + JR_LEN, dlen, limit, data);
 	if (rc != 0) {
 		*why = "record data cut short";
 		return rc;
@@ -696,6 +730,21 @@ static int iter_record(struct journal_iter *it, uint64_t limit, struct rec_hdr *
 		return 1;
 	}
 	return 0;
+}
+
+int journal_iter_next_owned(struct journal_iter *it, struct journal_rec *rec, void **owned,
+			    ipm_error *err)
+{
+	int rc;
+
+	it->own = true;
+	rc = journal_iter_next(it, rec, err);
+	*owned = NULL;
+	if (rc == 1 && it->owned && rec->data == it->owned) {
+		*owned = it->owned;
+		it->owned = NULL;
+	}
+	return rc;
 }
 
 int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_error *err)
@@ -744,5 +793,6 @@ void journal_iter_close(struct journal_iter *it)
 	if (!it)
 		return;
 	free(it->buf);
+	free(it->owned);
 	free(it);
 }

@@ -75,6 +75,12 @@ uint64_t journal_id(const struct journal *j);
  * one pread per chunk, not two per record. */
 int journal_iter_open(struct journal *j, struct journal_iter **out, ipm_error *err);
 int journal_iter_next(struct journal_iter *it, struct journal_rec *rec, ipm_error *err);
+/* The same; a WRITE whose data is large (256 KiB or more) is read with
+ * one pread into a buffer of its own, handed to the caller in *owned (to
+ * free; rec->data points into it), not copied out of the read-ahead; else
+ * *owned is NULL and rec->data is valid until the next call. */
+int journal_iter_next_owned(struct journal_iter *it, struct journal_rec *rec, void **owned,
+			    ipm_error *err);
 /* Record bytes consumed so far, comparable to journal_bytes(). */
 uint64_t journal_iter_offset(const struct journal_iter *it);
 /* Free the read-ahead buffer (the position is kept): for an iterator that

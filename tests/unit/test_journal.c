@@ -532,6 +532,71 @@ static void test_corruption_seen_by_iterator(void **state)
 	journal_close(j);
 }
 
+/* journal_iter_next_owned: large data in a buffer of its own (owned set),
+ * small records from the read-ahead (owned NULL), padding and order kept,
+ * and a large record rotten on disk is still caught. */
+static void expect_owned(struct journal_iter *it, uint64_t seq, uint64_t off, size_t len,
+			 unsigned seed, bool own)
+{
+	struct journal_rec r;
+	ipm_error err = { "" };
+	uint8_t *want = malloc(len ? len : 1);
+	void *owned = (void *)1;
+
+	assert_non_null(want);
+	fill(want, len, seed);
+	assert_int_equal(journal_iter_next_owned(it, &r, &owned, &err), 1);
+	assert_int_equal(r.seq, seq);
+	assert_int_equal(r.offset, off);
+	assert_int_equal(r.length, len);
+	assert_memory_equal(r.data, want, len);
+	assert_int_equal(owned != NULL, own);
+	if (owned)
+		assert_ptr_equal(owned, r.data);
+	free(owned);
+	free(want);
+}
+
+static void test_iter_owned(void **state)
+{
+	struct journal *j;
+	struct journal_iter *it;
+	struct journal_rec r;
+	ipm_error err = { "" };
+	void *owned;
+	uint64_t last;
+	unsigned i;
+
+	(void)state;
+	j = jopen(BIG, NULL);
+	put_write(j, 0, 4096, 1);
+	for (i = 0; i < 4; i++)
+		put_write(j, (1 + i) << 20, 1 << 20, 2 + i);
+	put_write(j, 8 << 20, (256 << 10) + 3, 6);   /* padded */
+	put_write(j, 9 << 20, 512, 7);
+	put_write(j, 10 << 20, 1 << 20, 8);
+	last = journal_bytes(j) + HDR;
+	put_write(j, 12 << 20, 1 << 20, 9);
+	/* the disk rots under an open journal: the last record's data */
+	flip_byte(last + REC + 1000);
+	it = iter(j);
+	/* the first header reads 4 MiB ahead: the data inside comes from
+	 * there (not owned); the data past it, and any large data after a
+	 * large record (whose next header is read alone), in a buffer of
+	 * its own; a small record's header reads ahead again */
+	expect_owned(it, 1, 0, 4096, 1, false);
+	for (i = 0; i < 3; i++)
+		expect_owned(it, 2 + i, (1 + i) << 20, 1 << 20, 2 + i, false);
+	expect_owned(it, 5, 4 << 20, 1 << 20, 5, true);
+	expect_owned(it, 6, 8 << 20, (256 << 10) + 3, 6, true);
+	expect_owned(it, 7, 9 << 20, 512, 7, false);
+	expect_owned(it, 8, 10 << 20, 1 << 20, 8, false);
+	check_fail(journal_iter_next_owned(it, &r, &owned, &err), -EUCLEAN, &err, "record 9");
+	assert_null(owned);
+	journal_iter_close(it);
+	journal_close(j);
+}
+
 /* ---- header checks --------------------------------------------------------- */
 
 static void test_wrong_lun(void **state)
@@ -849,6 +914,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mid_corruption_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mid_corruption_magic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corruption_seen_by_iterator, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_iter_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_lun, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_journal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_header, setup, teardown),

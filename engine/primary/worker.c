@@ -291,17 +291,23 @@ fail:
 	return rc;
 }
 
-/* Our data generations as the handshake announces them. */
-static void wire_luns_generations(struct replicator *r)
+/* The LUNs as this handshake announces them: a copy of r->wire_luns (names,
+ * ids, sizes, modes; r->lock guards it) with our data generations. Each
+ * connection's handshake has its own: they run at once. NULL when out of
+ * memory. */
+static struct wire_lun *wire_luns_announce(struct replicator *r)
 {
+	struct wire_lun *wl = malloc(r->n_luns * sizeof(*wl));
 	unsigned i;
 
-	for (i = 0; i < r->n_luns; i++) {
-		struct ipm_lun *l = r->luns[i].lun;
-		struct wire_lun *wl = &r->wire_luns[i];
-
-		lun_gen_announce(l, wl);
-	}
+	if (!wl)
+		return NULL;
+	pthread_mutex_lock(&r->lock);
+	memcpy(wl, r->wire_luns, r->n_luns * sizeof(*wl));
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < r->n_luns; i++)
+		lun_gen_announce(r->luns[i].lun, &wl[i]);
+	return wl;
 }
 
 /* The mirror's per-LUN verdicts: split brain, or a full copy needed (of
@@ -400,22 +406,27 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 		.self = r->e->node, .peer = r->e->peer->name,
 		.conn_index = (uint16_t)w->index, .conn_count = (uint16_t)r->n_conns,
 		.secret = r->secret, .session = r->session, .window = r->window_told,
-		.n_luns = r->n_luns, .luns = r->wire_luns, .version_max = offer,
+		.n_luns = r->n_luns, .version_max = offer,
 		.version = spoken,
 	};
 	struct hs_tls tls = { .mode = r->e->cfg->tls_mode, .creds = r->e->tls_client };
 	uint8_t verdicts[WIRE_MAX_LUNS] = { 0 };
 	uint64_t fills[WIRE_MAX_LUNS] = { 0 };
 	uint64_t record = 0, downs;
+	struct wire_lun *luns;
 	int fd = dial(r, err), rc;
 
 	p.verdicts = verdicts;
 	p.fills = fills;
 	p.record = &record;
 	p.tls = &tls;
-	wire_luns_generations(r);
 	if (fd < 0)
 		return fd;
+	p.luns = luns = wire_luns_announce(r);
+	if (!luns) {
+		close(fd);
+		return ipm_fail(err, -ENOMEM, "out of memory");
+	}
 	pthread_mutex_lock(&r->lock);
 	p.base_seq = lowest_unacked(r) - 1;
 	downs = r->downs;
@@ -423,6 +434,7 @@ static int connect_once(struct worker *w, uint16_t offer, uint16_t *spoken, ipm_
 	w->failed = false;
 	pthread_mutex_unlock(&r->lock);
 	rc = handshake_client(fd, &p, err);
+	free(luns);
 	if (rc != -EPROTONOSUPPORT)
 		take_verdicts(r, verdicts, fills, rc == 0);
 	if (rc < 0 && rc != -EPROTONOSUPPORT && strncmp(err->msg, "refused by ", 11) == 0)

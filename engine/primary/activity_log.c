@@ -4,8 +4,9 @@
  *
  * A live write reaches the local disk and the wire at the same time. If the
  * primary dies in between, neither the journal (only used while the peer is
- * unreachable) nor the mirror knows about it, and the copies differ. So the
- * extent of every live write is marked in a persistent bitmap, durably,
+ * unreachable) nor the mirror knows about it, and the copies differ; a
+ * journaled one may reach the journal's disk and not the local one, or the
+ * reverse. So the extent of every write is marked in a persistent bitmap, durably,
  * before the write goes anywhere; the marks are dropped (durably) when
  * nothing has been written live for AL_IDLE_MS. At start, marks left by a
  * crash are moved into the LUN's dirty-extent bitmap, and the resync copies

@@ -296,7 +296,7 @@ bool al_settle_locked(struct replicator *r)
 /* What may block on a file before a write leaves, done with r->lock
  * dropped so that the mirror's answers and other requests go on: the
  * generation's first save of a run (lun_gen_first_write: write, fsync,
- * rename), before a live write the activity log's mark (an fdatasync of
+ * rename), before a write (live or journaled) the activity log's mark (an fdatasync of
  * its bitmap: a crash from then on must not forget the extent), before a
  * journaled one the outage's new generation (lun_gen_diverge: a save the
  * first time). The link may change meanwhile, so the loop decides again
@@ -312,7 +312,10 @@ static int outside_locked(struct replicator *r, struct mreq *m)
 	IPM_ASSERT_HELD(&r->lock);
 	for (;;) {
 		bool first = data && !lun_gen_wrote(l);
-		bool mark = data && r->link == LINK_LIVE && !marked;
+		/* journaled writes too: the journal may reach the disk ahead
+		 * of the local copy or behind it, and after a crash the
+		 * replay would leave the copies differing where it did */
+		bool mark = data && !marked;
 		bool diverge = data && r->link != LINK_LIVE && !diverged;
 
 		/* an extent marked durably already: no need to drop the lock
@@ -962,6 +965,37 @@ static bool stop_drain_locked(struct replicator *r, int64_t deadline)
 	return !r->inflight && !r->outside;
 }
 
+/* Stopping with the peer away: the writes since the link went are in the
+ * journal or the dirty bitmap, and the activity log's marks from before
+ * were folded into the bitmap then (go_down_locked). Once the local copy
+ * and those files are durable the marks add nothing: cleared, so the next
+ * start does not take this clean stop for a crash. */
+static void al_settle_down_locked(struct replicator *r)
+{
+	ipm_error err = { "" };
+	bool marked = false;
+	unsigned i;
+	int rc = 0;
+
+	IPM_ASSERT_HELD(&r->lock);
+	for (i = 0; i < r->n_luns; i++)
+		marked |= al_marked(&r->luns[i].al);
+	if (!marked || r->link != LINK_DOWN || r->inflight || r->outside)
+		return;
+	r->outside++;
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < r->n_luns && rc == 0; i++)
+		if (r->luns[i].al.map)
+			rc = lun_local_flush(r->luns[i].lun);
+	pthread_mutex_lock(&r->lock);
+	outside_leave_locked(r);
+	if (rc < 0 || r->link != LINK_DOWN || r->inflight || resync_sync_locked(&r->rs) < 0)
+		return;
+	for (i = 0; i < r->n_luns; i++)
+		if (al_clear(&r->luns[i].al, &err) < 0)
+			qb_log(LOG_ERR, "lun %s: activity log: %s", ipm_lun_name(r->luns[i].lun), err.msg);
+}
+
 void replicator_stop(struct replicator *r)
 {
 	int64_t deadline = ipm_now_ms() + STOP_DRAIN_MS;
@@ -1015,6 +1049,7 @@ void replicator_stop(struct replicator *r)
 	pthread_mutex_lock(&r->lock);
 	if (r->inflight)
 		go_down_locked(r, "stopping");
+	al_settle_down_locked(r);
 	pthread_mutex_unlock(&r->lock);
 }
 

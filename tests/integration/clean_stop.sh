@@ -5,9 +5,9 @@
 # both when the stop met the monitor's settle of the log in the middle of
 # its local fdatasync: tests/tools/slowsync.c holds it there). A kill -9
 # under load still leaves the marks: the next start resyncs their extents.
-# Both copies are byte-identical at the end.
+# A clean stop while journaling leaves none either. Both copies are byte-identical at the end.
 . "$top_srcdir/tests/lib.sh"
-plan 19
+plan 24
 
 SLOW="$T_DIR/slow"
 GEN="$T_DIR/node1-vol0.img.journal.gen"
@@ -77,6 +77,20 @@ lines=$(($(wc -l <"$T_DIR/n1.log") + 1))
 check "node1 restarts after kill -9 and gets up to date" restarted "$lines"
 check "the activity log's marks of the crash are found" grep -q "did not stop cleanly" "$T_DIR/run.log"
 check "their extents are resynced ($(resync_bytes) bytes)" test "$(resync_bytes)" -gt 0
+
+# 4: a clean stop while journaling (the mirror away) leaves no marks
+# either: every write since the link went is in the journal, made durable
+# with the local copy at the stop (journaled writes mark the log too)
+stop_pid "$n2_pid"
+check "node1 journals with node2 stopped" wait_for 20 lun_state_is node1 vol0 journaling
+mix 4
+check "the mixed load ran without error while journaling" test $? = 0
+stop_pid "$n1_pid"
+check "node1 stopped cleanly while journaling" test $? = 0
+node_start node2 || bail "node2 did not start again: $(cat "$T_DIR/n2.log")"
+lines=$(($(wc -l <"$T_DIR/n1.log") + 1))
+check "node1 restarts, replays its journal and gets up to date" restarted "$lines"
+check "no 'did not stop cleanly' warning after the clean stop while journaling" no_warning
 
 stop_pid "$n1_pid"
 stop_pid "$n2_pid"

@@ -77,8 +77,11 @@ check "node2 still inconsistent" lun_state_is node2 vol0 inconsistent
 check "node1 logs that the copy resumes" wait_for 20 eval 'test -n "$(left_since $m)"'
 left=$(left_since "$m")
 diag "resumed with $left of $LUN bytes left (killed at $p %)"
-check "it resumed near where it was killed: $left bytes left < 60 % of the LUN" \
-	test "$left" -lt $((LUN * 60 / 100))
+# killed past 60 %: under 40 % left, plus up to 2 s of copy since the last
+# checkpoint (16 MiB = 25 %), plus the two host writes' 4 MiB extents of
+# the activity log (12.5 %: copied again after a crash); from zero is 100 %
+check "it resumed near where it was killed: $left bytes left < 80 % of the LUN" \
+	test "$left" -lt $((LUN * 80 / 100))
 status_resumed() { p2=$(done_pct); [ -n "$p2" ] && [ "$p2" -ge 35 ]; }
 check "the status starts from the progress it had" wait_for 10 status_resumed
 diag "node1's status after the restart: ${p2:-?} % done"
@@ -86,8 +89,8 @@ check "a host write after the restart" host_write $((2 << 20)) 0xa3
 check "node2 uptodate at the end" wait_for 40 lun_state_is node2 vol0 uptodate
 sent=$(sent_since "$m")
 diag "bytes sent after the restart: $sent of $LUN"
-check "after the restart clearly less than the LUN was sent ($sent < 65 %)" \
-	test "${sent:-$LUN}" -lt $((LUN * 65 / 100))
+check "after the restart clearly less than the LUN was sent ($sent < 85 %)" \
+	test "${sent:-$LUN}" -lt $((LUN * 85 / 100))
 check "the backing files are byte-identical" cmp "$T_DIR/node1-vol0.img" "$T_DIR/node2-vol0.img"
 check "the three host writes are on node2" \
 	eval 'has_bytes node2 $((1 << 20)) 0xa1 && has_bytes node2 $((60 << 20)) 0xa2 &&

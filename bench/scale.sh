@@ -11,7 +11,9 @@
 #   3. one LUN, then 16 LUNs at once, 4k randwrite QD32 each, through fio
 #      --ioengine=nbd: the 16 together must reach at least one LUN's IOPS;
 #   4. during the one-LUN run, perf stat on both daemons: CPU cycles (or, in a
-#      VM without the cycles counter, task-clock) per mirrored 4 KiB write.
+#      VM without the cycles counter, task-clock) per mirrored 4 KiB write,
+#      and the daemons' CPU time from /proc/PID/stat, which also counts the
+#      NBD reader thread that fio's connection starts after perf attached.
 # Prints "figure:" and "limit:" lines and a summary; also to BENCH_OUT.
 #
 #   top_builddir=BUILD bench/scale.sh      as root; prints its estimate (~2 min)
@@ -111,7 +113,12 @@ fi
 	PERF_PID=$!
 	T_PIDS="$T_PIDS $PERF_PID"
 }
+# and both daemons' CPU time from /proc (every thread, also the NBD reader
+# that fio's connection starts after perf attached: perf -p misses it)
+proc_ticks() { awk '{ t += $14 + $15 } END { print t }' "/proc/$n1_pid/stat" "/proc/$n2_pid/stat"; }
+t0=$(proc_ticks)
 one=$(fio_luns 0 1 one)
+t1=$(proc_ticks)
 [ "$HAVE_PERF" = 1 ] && { wait "$PERF_PID" || true; }
 par=$(fio_luns 0 "$NPAR" par)
 printf 'figure: one LUN, 4k randwrite QD32, sync: %.0f IOPS\n' "$one"
@@ -125,7 +132,9 @@ if [ -s "$D/perf.csv" ]; then
 	echo "figure: perf stat on both daemons during the one-LUN run ($writes writes, $(tr '\n' ' ' <"$D/perf.csv" | sed 's/  */ /g'))"
 fi
 echo "figure: CPU cycles per mirrored 4 KiB write (both daemons): $cyc"
-echo "figure: CPU time per mirrored 4 KiB write (both daemons): $cpu_us us"
+echo "figure: CPU time per mirrored 4 KiB write (both daemons, perf stat -p): $cpu_us us"
+proc_us=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$writes" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
+echo "figure: CPU time per mirrored 4 KiB write (both daemons, every thread, /proc): $proc_us us"
 
 stop_pid "$n1_pid" || true
 stop_pid "$n2_pid" || true
@@ -139,7 +148,8 @@ printf '%-52s %14s\n' "RSS idle node1 / node2" "$rss1 / $rss2 MiB"
 printf '%-52s %14.0f\n' "one LUN 4k QD32 sync IOPS" "$one"
 printf '%-52s %14.0f\n' "$NPAR LUNs at once, IOPS together" "$par"
 printf '%-52s %14s\n' "CPU cycles per mirrored 4 KiB write" "$cyc"
-printf '%-52s %14s\n' "CPU us per mirrored 4 KiB write" "$cpu_us"
+printf '%-52s %14s\n' "CPU us per mirrored 4 KiB write (perf -p)" "$cpu_us"
+printf '%-52s %14s\n' "CPU us per mirrored 4 KiB write (/proc, all)" "$proc_us"
 echo
 bench_limit "2 s / restart to all uptodate, s (target < 2 s)" 2 "$again" 1
 bench_limit "64 MiB / RSS idle node1, MiB (target < 64 MiB)" 64 "$rss1" 1

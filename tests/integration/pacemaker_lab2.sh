@@ -128,20 +128,34 @@ joined() {
 	mon node1 | grep -q "Online: \[ node1 node2 \]" &&
 		mon node2 | grep -q "Online: \[ node1 node2 \]"
 }
-vol0_lines() { mon node1 | sed -n '/Clone Set: vol0-clone/,/^  \* [^ ]/p'; }
-# one Promoted W; the other instance L is Unpromoted or FAILED (blocked)
+# vol0's lines of one crm_mon on node1 (asked again when crm_mon fails for a
+# moment, as roles does: a loaded host, a CIB update)
+vol0_lines() {
+	local out try
+	for try in 1 2 3 4 5; do
+		out=$(mon node1 | sed -n '/Clone Set: vol0-clone/,/^  \* [^ ]/p')
+		[ -n "$out" ] && break
+		sleep 0.5
+	done
+	printf '%s\n' "$out"
+}
+# one Promoted W; the other instance L is Unpromoted or FAILED (blocked), both
+# read from one crm_mon
 one_promoted() {
-	local r w l
-	r=$(roles vol0)
+	local out r w l
+	out=$(vol0_lines)
+	r="$(clone_nodes Promoted <<<"$out")/$(clone_nodes Unpromoted <<<"$out")"
 	case "$r" in node1/* | node2/*) ;; *) return 1 ;; esac
 	w=${r%%/*} l=node1
 	[ "$w" = node1 ] && l=node2
-	[ "${r#*/}" = "$l" ] || vol0_lines | grep -q "FAILED $l (blocked)"
+	[ "${r#*/}" = "$l" ] || grep -q "FAILED $l (blocked)" <<<"$out"
 }
 if within 60 joined && within 90 one_promoted && sleep 3 && one_promoted; then
 	ok "after the heal exactly one node Promoted for vol0 ($((SECONDS - t_heal)) s): $(roles vol0)"
 else
-	not_ok "after the heal exactly one node Promoted for vol0 (roles now: '$(roles vol0)')"; dump_logs
+	not_ok "after the heal exactly one node Promoted for vol0 (roles now: '$(roles vol0)')"
+	vol0_lines | sed 's/^/# crm_mon now: /'
+	dump_logs
 fi
 R=$(roles vol0)
 W=${R%%/*} L=node1

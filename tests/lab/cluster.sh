@@ -321,17 +321,16 @@ sed 's/^/# /' "$T_DIR/pcs.out"
 t0=$SECONDS
 
 # A LUN with a preferred node starts Unpromoted (target-role) until every
-# such LUN has a promotion score on both nodes; then they are let go at
-# once, so that Pacemaker promotes them in one transition. Every promotion
-# restarts the daemon's engine, and the peer's copy of every LUN that has no
-# primary yet then shows "resyncing" and cannot be promoted: a LUN let go
-# after another one was promoted goes to the wrong node, and the
-# preference's move back is refused over and over (doc/pacemaker.md, "A
-# refusal that is too strict").
-scored() { [ -n "$(attr node1 "master-$1")" ] && [ -n "$(attr node2 "master-$1")" ]; }
+# such LUN has a promotion score on its preferred node; then they are let go
+# at once, so that Pacemaker promotes them in one transition rather than
+# promoting a LUN on whichever node scored first and moving it back.
+# The preferred node's score is enough: a new pair's other copy is filled
+# by the initial sync, which starts with the promotion, and has no score
+# until it ends (waiting for both cost 90 s every time).
+scored() { [ -n "$(attr "$2" "master-$1")" ]; }
 for l in $LUNS; do
 	case "$l" in *:*) ;; *) continue ;; esac
-	within 90 scored "${l%%:*}" || diag "${l%%:*}: not scored on both nodes after 90 s"
+	within 90 scored "${l%%:*}" "${l#*:}" || diag "${l%%:*}: not scored on ${l#*:} after 90 s"
 done
 for l in $LUNS; do
 	case "$l" in *:*) ;; *) continue ;; esac

@@ -24,6 +24,10 @@
 #   BENCH_DIR=/var/tmp                      where the files go
 #   BENCH_TARGETS="qemu-mirror nbdkit"      a subset (e.g. without ipmirrord)
 #   PREFILL=0                               leave the files sparse
+#   BENCH_WORKLOADS="1M-write-QD1 1M-write-QD8"  a subset of the workloads (a
+#                                           1M cell right after a 4k one on the
+#                                           same LUN runs at about half speed:
+#                                           doc/performance.md)
 #
 #   BENCH_IO=direct|buffered                the LUNs' io (default: none, i.e. auto)
 #   BENCH_SEPARATE_DISKS=1                  the copies are on different disks
@@ -63,6 +67,14 @@ both) [[ " $TARGETS " == *" ipm-sync-tls "* ]] || TARGETS="$TARGETS ipm-sync-tls
 esac
 WORKLOADS=("4k-randwrite-QD1 randwrite 4k 1" "4k-randwrite-QD32 randwrite 4k 32"
 	"1M-write-QD1 write 1M 1" "1M-write-QD8 write 1M 8")
+if [ -n "${BENCH_WORKLOADS:-}" ]; then
+	sel=()
+	for w in "${WORKLOADS[@]}"; do
+		[[ " $BENCH_WORKLOADS " == *" ${w%% *} "* ]] && sel+=("$w")
+	done
+	[ ${#sel[@]} -gt 0 ] || { echo "bench/mirror.sh: BENCH_WORKLOADS=$BENCH_WORKLOADS: none of ${WORKLOADS[*]%% *}" >&2; exit 1; }
+	WORKLOADS=("${sel[@]}")
+fi
 
 die() { echo "bench/mirror.sh: $*" >&2; exit 1; }
 has() { [[ " $TARGETS " == *" $1 "* ]]; }

@@ -817,23 +817,32 @@ void heartbeat_storage_peer_retired(struct heartbeat *hb)
 void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id)
 {
 	struct connection_array *ca[HB_MAX_ARRAYS];
-	int64_t now = ipm_now_ms();
+	int64_t now = ipm_now_ms(), since = -1;
 	unsigned i, n = 0;
 
 	pthread_mutex_lock(&hb->lock);
 	pthread_rwlock_rdlock(&hb->ca_lock);
-	if (hb->storage_on) {
+	if (hb->storage_on)
 		prob_datagram(&hb->sprob, now, boot_id);
-		/* under storage/both a peer proven alive this way keeps the
-		 * connections alive, as a UDP datagram would */
-		if (hb->method != IPM_HB_UDP && gate_locked(hb, now)) {
+	/* under storage/both a peer proven alive this way keeps the
+	 * connections alive, as a UDP datagram would; in the storage path's
+	 * probation, those opened in it (as handle_datagram does) */
+	if (hb->storage_on && hb->method != IPM_HB_UDP) {
+		bool gate = gate_locked(hb, now);
+
+		if (!gate && hb->sprob.state == IPM_LINK_PROBATION)
+			since = hb->sprob.entered_ms;
+		if (gate || since >= 0) {
 			n = hb->n_ca;
 			memcpy(ca, hb->ca, n * sizeof(*ca));
 		}
 	}
 	pthread_mutex_unlock(&hb->lock);
 	for (i = 0; i < n; i++)
-		ca_refresh_all(ca[i]);
+		if (since >= 0)
+			ca_refresh_since(ca[i], since);
+		else
+			ca_refresh_all(ca[i]);
 	pthread_rwlock_unlock(&hb->ca_lock);
 }
 

@@ -667,6 +667,83 @@ static void test_probation_keeps_new_connections(void **state)
 	ca_destroy(&ca);
 }
 
+/* Storage records (a heartbeat volume's, fed here by hand) every 100 ms. */
+struct feeder {
+	struct heartbeat *hb;
+	pthread_t thread;
+	bool run;               /* __atomic: the feeding thread reads it */
+};
+
+static void *feed_main(void *arg)
+{
+	struct feeder *f = arg;
+
+	while (__atomic_load_n(&f->run, __ATOMIC_ACQUIRE)) {
+		heartbeat_storage_record(f->hb, 7);
+		usleep(100000);
+	}
+	return NULL;
+}
+
+static void records(struct feeder *f, bool on)
+{
+	__atomic_store_n(&f->run, on, __ATOMIC_RELEASE);
+	if (on)
+		assert_int_equal(pthread_create(&f->thread, NULL, feed_main, f), 0);
+	else
+		pthread_join(f->thread, NULL);
+}
+
+/* The same under method="storage" with no UDP heartbeat at all: the
+ * storage records of the storage path's probation keep a connection
+ * opened in it, not one from before it. */
+static void test_storage_probation_keeps_new_connections(void **state)
+{
+	struct pair pr = {
+		.ea = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+		.eb = { .address = (char *)"127.0.0.1", .port = free_udp_port() },
+	};
+	struct feeder f = { 0 };
+	struct connection_array ca;
+	struct heartbeat *a;
+	ipm_error err = { "" };
+	int64_t t;
+
+	pr.secret.len = 6;
+	memcpy(pr.secret.key, "s3cret", 6);
+	assert_int_equal(ca_init(&ca, 2), 0);
+	assert_int_equal(make(&pr, true, 2.5, &a, &err), 0);
+	heartbeat_set_method(a, IPM_HB_STORAGE);
+	heartbeat_storage_enable(a, true);
+	assert_int_equal(heartbeat_attach(a, &ca), 0);
+	start(a);
+	f.hb = a;
+	records(&f, true);
+	assert_true(wait_state(a, IPM_LINK_UP, 2000) > 0);
+
+	records(&f, false);
+	assert_true(wait_state(a, IPM_LINK_DOWN, 3000) > 0);
+	ca_set_up(&ca, 0, 100);  /* one from before the probation */
+	usleep(20000);
+	records(&f, true);
+	t = wait_state(a, IPM_LINK_PROBATION, 2000);
+	assert_true(t > 0);
+	ca_set_up(&ca, 1, 101);  /* one opened in it */
+	/* past timeout + interval: the old one is marked down, not the new */
+	assert_int_equal(ca_wait_change(&ca, 0, IPM_LINK_UP, 1000), IPM_LINK_DOWN);
+	usleep(600000);
+	assert_true(ipm_now_ms() - t >= 1000);
+	assert_int_equal(heartbeat_state(a), IPM_LINK_PROBATION);
+	assert_int_equal(ca_status(&ca, 1), IPM_LINK_UP);
+	assert_true(wait_state(a, IPM_LINK_UP, 4000) > 0);
+	usleep(600000);
+	assert_int_equal(ca_status(&ca, 1), IPM_LINK_UP);
+
+	records(&f, false);
+	heartbeat_destroy(a);
+	ca_destroy(&ca);
+}
+
 static void send_sample(uint16_t port, uint64_t boot, uint64_t serial)
 {
 	struct hb_packet p = sample(boot, serial);
@@ -802,6 +879,7 @@ int main(void)
 		cmocka_unit_test(test_bad_params),
 		cmocka_unit_test(test_two_nodes),
 		cmocka_unit_test(test_probation_keeps_new_connections),
+		cmocka_unit_test(test_storage_probation_keeps_new_connections),
 		cmocka_unit_test(test_restart_keeps_replays_out),
 		cmocka_unit_test(test_state_unwritable),
 	};

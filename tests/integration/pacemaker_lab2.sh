@@ -150,7 +150,11 @@ one_promoted() {
 	[ "$w" = node1 ] && l=node2
 	[ "${r#*/}" = "$l" ] || grep -q "FAILED $l (blocked)" <<<"$out"
 }
-if within 60 joined && within 90 one_promoted && sleep 3 && one_promoted; then
+# the end state, still so 3 s later: on the way a refused demote shows the
+# instance Unpromoted or FAILED for a moment before its stop fails too and it
+# is blocked (CI saw "FAILED node2" just before "FAILED node2 (blocked)")
+one_promoted_stays() { one_promoted && sleep 3 && one_promoted; }
+if within 60 joined && within 90 one_promoted_stays; then
 	ok "after the heal exactly one node Promoted for vol0 ($((SECONDS - t_heal)) s): $(roles vol0)"
 else
 	not_ok "after the heal exactly one node Promoted for vol0 (roles now: '$(roles vol0)')"

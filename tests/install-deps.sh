@@ -9,7 +9,7 @@ apt-get install -y --no-install-recommends \
 	libqb-dev libxml2-dev libxml2-utils libcmocka-dev nettle-dev libgnutls28-dev gnutls-bin liburing-dev \
 	libnbd-bin python3-libnbd qemu-utils qemu-system-common nbdkit fio \
 	nbdfuse e2fsprogs sqlite3 libfuse3-dev fuse3 \
-	iproute2 nftables iputils-ping jq bc procps psmisc util-linux kmod gdb \
+	iproute2 nftables iputils-ping tcpdump curl strace jq bc procps psmisc util-linux kmod gdb \
 	corosync pacemaker pacemaker-cli-utils pcs resource-agents \
 	libcorosync-common-dev libquorum-dev libcmap-dev libcpg-dev \
 	clang libclang-rt-14-dev \

@@ -13,6 +13,8 @@
 # version 4, no TLS), are refused with a log line naming the modes; x509
 # with the cluster's CA mirrors, a certificate of another CA is refused.
 . "$top_srcdir/tests/lib.sh"
+# the captures need it (tests/install-deps.sh installs it): a fail, not a skip
+command -v tcpdump >/dev/null || bail "tcpdump is not installed (tests/install-deps.sh)"
 plan 38
 
 MiB=$((1024 * 1024))

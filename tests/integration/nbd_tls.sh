@@ -8,6 +8,8 @@
 # socket stays plaintext; tls=on serves both; tls=off refuses STARTTLS with
 # NBD_REP_ERR_POLICY; a world-readable PSK file stops the daemon's start.
 . "$top_srcdir/tests/lib.sh"
+# the captures need it (tests/install-deps.sh installs it): a fail, not a skip
+command -v tcpdump >/dev/null || bail "tcpdump is not installed (tests/install-deps.sh)"
 plan 22
 
 PORT=$(free_port nbd_tls)

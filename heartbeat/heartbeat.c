@@ -359,6 +359,34 @@ static bool replication_broken_locked(struct heartbeat *hb, int64_t now)
 	return hb->storage_on && hb->sprob.heard && storage_locked(hb, now) == IPM_LINK_DOWN;
 }
 
+/* What a proof of the peer's life (a datagram, a storage record) keeps
+ * alive: every element while the gate is open; during the path's
+ * probation only those opened in it (a restarted peer has no probation
+ * for us and dials at once: marked down as the probation ends, the link
+ * would flap once); otherwise none, so that the connection threads see
+ * the elements age out, close and exit. */
+#define REFRESH_NONE (-1)
+#define REFRESH_ALL (-2)
+
+static int64_t refresh_from(bool gate, const struct probation *p)
+{
+	if (gate)
+		return REFRESH_ALL;
+	return p->state == IPM_LINK_PROBATION ? p->entered_ms : REFRESH_NONE;
+}
+
+/* Outside hb->lock, under ca_lock (read): the arrays copied under it. */
+static void refresh_arrays(struct connection_array **ca, unsigned n, int64_t from)
+{
+	unsigned i;
+
+	for (i = 0; from != REFRESH_NONE && i < n; i++)
+		if (from == REFRESH_ALL)
+			ca_refresh_all(ca[i]);
+		else
+			ca_refresh_since(ca[i], from);
+}
+
 static const char *const failure_text[] = {
 	[FAIL_NONE] = "both heartbeat paths are up again",
 	[FAIL_HB_NETWORK] = "heartbeat network failure: UDP heartbeats lost, the storage heartbeat still advances (peer alive)",
@@ -523,10 +551,8 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	int64_t now = ipm_now_ms();
 	struct hb_packet p;
 	ipm_error err = { "" };
-	enum ipm_link_state st;
-	int64_t since = -1;
-	unsigned i, n;
-	bool broken;
+	int64_t from;
+	unsigned n;
 	int rc;
 
 	pthread_mutex_lock(&hb->lock);
@@ -547,24 +573,13 @@ static void handle_datagram(struct heartbeat *hb, const uint8_t *buf, size_t len
 	}
 	hb_replay_accept(&hb->replay, &p);
 	prob_datagram(&hb->prob, now, p.boot_id);
-	broken = replication_broken_locked(hb, now);
-	st = gate_locked(hb, now) && !broken ? IPM_LINK_UP : IPM_LINK_DOWN;
-	if (st != IPM_LINK_UP && !broken && hb->prob.state == IPM_LINK_PROBATION)
-		since = hb->prob.entered_ms;
+	from = replication_broken_locked(hb, now) ? REFRESH_NONE :
+		refresh_from(gate_locked(hb, now), &hb->prob);
 	pthread_rwlock_rdlock(&hb->ca_lock);
 	n = hb->n_ca;
 	memcpy(ca, hb->ca, n * sizeof(*ca));
 	pthread_mutex_unlock(&hb->lock);
-	/* Only a peer in good standing keeps connections alive: during an
-	 * outage and the probation after it the elements age out, so the
-	 * connection threads see them down, close and exit. A connection
-	 * opened during the probation is the peer's of now (a restarted peer
-	 * has no probation for us and dials at once): it is kept, or it would
-	 * be marked down as the probation ends and the link flap once. */
-	for (i = 0; st == IPM_LINK_UP && i < n; i++)
-		ca_refresh_all(ca[i]);
-	for (i = 0; since >= 0 && i < n; i++)
-		ca_refresh_since(ca[i], since);
+	refresh_arrays(ca, n, from);
 	pthread_rwlock_unlock(&hb->ca_lock);
 }
 
@@ -817,32 +832,21 @@ void heartbeat_storage_peer_retired(struct heartbeat *hb)
 void heartbeat_storage_record(struct heartbeat *hb, uint64_t boot_id)
 {
 	struct connection_array *ca[HB_MAX_ARRAYS];
-	int64_t now = ipm_now_ms(), since = -1;
-	unsigned i, n = 0;
+	int64_t now = ipm_now_ms(), from = REFRESH_NONE;
+	unsigned n;
 
 	pthread_mutex_lock(&hb->lock);
 	pthread_rwlock_rdlock(&hb->ca_lock);
 	if (hb->storage_on)
 		prob_datagram(&hb->sprob, now, boot_id);
 	/* under storage/both a peer proven alive this way keeps the
-	 * connections alive, as a UDP datagram would; in the storage path's
-	 * probation, those opened in it (as handle_datagram does) */
-	if (hb->storage_on && hb->method != IPM_HB_UDP) {
-		bool gate = gate_locked(hb, now);
-
-		if (!gate && hb->sprob.state == IPM_LINK_PROBATION)
-			since = hb->sprob.entered_ms;
-		if (gate || since >= 0) {
-			n = hb->n_ca;
-			memcpy(ca, hb->ca, n * sizeof(*ca));
-		}
-	}
+	 * connections alive, as a UDP datagram would */
+	if (hb->storage_on && hb->method != IPM_HB_UDP)
+		from = refresh_from(gate_locked(hb, now), &hb->sprob);
+	n = hb->n_ca;
+	memcpy(ca, hb->ca, n * sizeof(*ca));
 	pthread_mutex_unlock(&hb->lock);
-	for (i = 0; i < n; i++)
-		if (since >= 0)
-			ca_refresh_since(ca[i], since);
-		else
-			ca_refresh_all(ca[i]);
+	refresh_arrays(ca, n, from);
 	pthread_rwlock_unlock(&hb->ca_lock);
 }
 

@@ -27,10 +27,18 @@
 #define STOP_DRAIN_MS 5000
 #define PEER_FAILED_HOLD_MS 3000 /* see peer_lacks_locked */
 
+static void owned_release(struct mreq *m)
+{
+	if (m->release)
+		m->release(m->owned);
+	else
+		free(m->owned);
+}
+
 void mreq_put_locked(struct mreq *m)
 {
 	if (--m->refs == 0) {
-		free(m->owned);
+		owned_release(m);
 		free(m);
 	}
 }
@@ -44,6 +52,7 @@ void finish_locked(struct replicator *r, struct mreq *m, int status)
 	m->status = status;
 	if (m->replay) {
 		r->replays--;
+		r->replay_bytes -= m->f.len;
 		pthread_cond_broadcast(&r->link_cond);
 	}
 	if (status)
@@ -441,35 +450,45 @@ int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint6
 			return -ENOMEM;
 		memcpy(copy, data, f->len);
 	}
-	return replay_submit_owned(ctx, f, copy, seq);
+	return replay_submit_owned(ctx, f, copy, NULL, seq);
 }
 
-/* The same with the payload handed over (malloc'ed; freed here, also on
- * failure): a copied extent's read buffer goes out as is. */
-int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq)
+/* The same with the payload handed over (given back by release, or
+ * freed when it is NULL; also on failure): a copied extent's read buffer
+ * goes out as is. */
+int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data,
+			void (*release)(void *), uint64_t *seq)
 {
 	struct replicator *r = ctx;
 	struct mreq *m = calloc(1, sizeof(*m));
 
 	if (!m) {
-		free(data);
+		if (release)
+			release(data);
+		else
+			free(data);
 		return -ENOMEM;
 	}
 	m->f = *f;
 	m->owned = data;
+	m->release = release;
 	m->data = data;
 	m->rl = &r->luns[f->lun];
 	m->replay = true;
 	m->refs = 1;
 	pthread_mutex_lock(&r->lock);
 	r->space_waiters++;
-	/* worker_disconnect wakes it when a connection goes */
-	while (resync_link_ok_locked(r) && window_full_locked(r, m->f.len))
+	/* worker_disconnect wakes it when a connection goes; complete_locked
+	 * when an answer frees room (it wakes space waiters that wait for
+	 * more than the window) */
+	while (resync_link_ok_locked(r) &&
+	       (window_full_locked(r, m->f.len) ||
+		(r->replay_bytes && r->replay_bytes + m->f.len > RESYNC_INFLIGHT_BYTES)))
 		space_wait_locked(r, r->inflight >= r->window);
 	r->space_waiters--;
 	if (!resync_link_ok_locked(r)) {
 		pthread_mutex_unlock(&r->lock);
-		free(m->owned);
+		owned_release(m);
 		free(m);
 		return -ECONNRESET;
 	}
@@ -477,6 +496,7 @@ int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint6
 	m->f.seq = ++r->next_seq;
 	*seq = m->f.seq;
 	r->replays++;
+	r->replay_bytes += m->f.len;
 	enqueue_locked(r, m);
 	pthread_mutex_unlock(&r->lock);
 	return 0;

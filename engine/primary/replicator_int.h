@@ -42,6 +42,12 @@
  * connection is idle; larger ones go to a worker so that sending them
  * overlaps with the local write. */
 #define DIRECT_SEND_MAX (64u << 10)
+/* The resync's payload in flight (journal replays, copied extents): the
+ * mirror applies a few at once per connection and the sockets hold some
+ * more, so more buys no speed; without a bound the resync read the whole
+ * journal ahead (up to WIRE_MAX_INFLIGHT_BYTES), the daemon's RSS grew by
+ * as much, and every buffer was a fresh one to fault in. */
+#define RESYNC_INFLIGHT_BYTES (32u << 20)
 
 /* Where host writes go. */
 enum rep_link {
@@ -55,6 +61,7 @@ struct mreq {
 	uint8_t hdr[WIRE_FRAME_LEN];
 	const void *data;
 	void *owned;             /* async: our copy of the payload */
+	void (*release)(void *); /* gives owned back; NULL: free() */
 	struct rep_lun *rl;
 	bool no_crc;             /* a host WRITE whose f.csum was left out (the
 				  * record's connections take none: wire_no_crc) */
@@ -170,6 +177,8 @@ struct replicator {
 				      * the journal growing and it never ends) */
 	struct resync rs;            /* the journals and the resync (resync.h) */
 	unsigned replays;            /* replayed requests not yet answered */
+	uint64_t replay_bytes;       /* their payload: <= RESYNC_INFLIGHT_BYTES
+				      * (one always fits) */
 	struct heartbeat *hb;        /* NULL: judge by the connections alone */
 	pthread_t monitor;
 	unsigned outside;            /* threads working with r->lock dropped:
@@ -277,7 +286,8 @@ extern const struct resync_ops replicator_resync_ops;
 bool al_settle_locked(struct replicator *r);
 /* resync_ops.submit: queue a replayed request (ctx: the replicator). */
 int replay_submit(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
-int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq);
+int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data,
+			void (*release)(void *), uint64_t *seq);
 
 /* resize_send.c: the answer f (a RESIZE_REPLY, or a duplicate's ACK) to a
  * RESIZE came. r->lock held. */

@@ -4,6 +4,8 @@
  * dirty extents are copied, then the LUN goes back to live mirroring. It
  * reaches the replicator only through struct resync_ops (resync.h). */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,9 +407,11 @@ static void order_add(struct resync_order *o, uint32_t lun, uint64_t off, uint64
 
 /* Send one replayed request after the earlier ones it overlaps (or, a
  * barrier, after everything). A WRITE's rec->data_crc is its payload's
- * CRC32C, carried to the wire (the journal checked it when it read it). */
+ * CRC32C, carried to the wire (the journal checked it when it read it).
+ * With give, rec->data goes with the request, given back by release (free
+ * when NULL). */
 static int send_replay_as(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
-			  uint16_t extra_flags, bool give)
+			  uint16_t extra_flags, bool give, void (*release)(void *))
 {
 	uint32_t lun = (uint32_t)(rl - rs->luns);
 	bool barrier = rec->type == JR_FLUSH;
@@ -425,7 +429,7 @@ static int send_replay_as(struct resync *rs, struct resync_lun *rl, const struct
 		f.csum = rec->data_crc;
 	}
 	if (give)
-		rc = rs->ops->submit_owned(rs->ctx, &f, (void *)rec->data, &seq);
+		rc = rs->ops->submit_owned(rs->ctx, &f, (void *)rec->data, release, &seq);
 	else
 		rc = rs->ops->submit(rs->ctx, &f, rec->type == JR_WRITE ? rec->data : NULL, &seq);
 	if (rc == 0)
@@ -436,7 +440,7 @@ static int send_replay_as(struct resync *rs, struct resync_lun *rl, const struct
 static int send_replay(struct resync *rs, struct resync_lun *rl, const struct journal_rec *rec,
 		       uint16_t extra_flags)
 {
-	return send_replay_as(rs, rl, rec, extra_flags, false);
+	return send_replay_as(rs, rl, rec, extra_flags, false, NULL);
 }
 
 /* Replay the journal records not replayed yet in this resync, from where
@@ -460,7 +464,7 @@ static int replay_journal(struct resync *rs, struct resync_lun *rl, uint64_t *se
 			rl->replayed_records++;
 			continue;
 		}
-		rc = send_replay_as(rs, rl, &rec, 0, owned != NULL);
+		rc = send_replay_as(rs, rl, &rec, 0, owned != NULL, NULL);
 		if (rc < 0)
 			break;
 		rl->replayed_records++;
@@ -580,6 +584,61 @@ struct copy_pipe {
 	bool broken;                  /* a read ring failed: buffers stay the kernel's */
 };
 
+/* The runs' buffers (DIRTY_RUN_MAX, page-aligned for O_DIRECT) come back
+ * from their requests (run_buf_put, a request's release, in whichever
+ * thread answered it) and are used again: a fresh one costs a page fault
+ * per page, and aligned 4 MiB chunks freed among small allocations
+ * fragmented malloc's heap (a 1 GiB extent resync left the daemon's RSS
+ * at 889 MiB). At most RUN_POOL_MAX are kept (what RESYNC_INFLIGHT_BYTES
+ * and the reads ahead hold, and a few); a resync's end frees them. */
+#define RUN_POOL_MAX 16
+
+static struct {
+	pthread_mutex_t lock;
+	void *buf[RUN_POOL_MAX];
+	unsigned n;
+} run_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *run_buf_get(void)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&run_pool.lock);
+	if (run_pool.n > 0)
+		p = run_pool.buf[--run_pool.n];
+	pthread_mutex_unlock(&run_pool.lock);
+	if (!p && posix_memalign(&p, 4096, DIRTY_RUN_MAX) != 0)
+		p = NULL;
+	return p;
+}
+
+static void run_buf_put(void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&run_pool.lock);
+	if (run_pool.n < RUN_POOL_MAX) {
+		run_pool.buf[run_pool.n++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&run_pool.lock);
+	free(p);
+}
+
+static void run_pool_drain(void)
+{
+	void *v[RUN_POOL_MAX];
+	unsigned i, n;
+
+	pthread_mutex_lock(&run_pool.lock);
+	n = run_pool.n;
+	memcpy(v, run_pool.buf, n * sizeof(v[0]));
+	run_pool.n = 0;
+	pthread_mutex_unlock(&run_pool.lock);
+	for (i = 0; i < n; i++)
+		free(v[i]);
+}
+
 static bool async_reads(const struct resync *rs)
 {
 	return rs->ops->read_start && rs->ops->read_wait;
@@ -592,10 +651,8 @@ static int pipe_start(struct resync *rs, struct resync_lun *rl, struct copy_pipe
 	struct copy_slot *s = &p->slot[(p->head + p->n) % RESYNC_READS];
 	uint32_t lun = (uint32_t)(rl - rs->luns);
 
-	if (!s->buf && posix_memalign(&s->buf, 4096, DIRTY_RUN_MAX) != 0) {
-		s->buf = NULL;
+	if (!s->buf && !(s->buf = run_buf_get()))
 		return -ENOMEM;
-	}
 	take_range(rs, rl, off, len);
 	s->off = off;
 	s->len = len;
@@ -656,7 +713,7 @@ static int pipe_send_head(struct resync *rs, struct resync_lun *rl, struct copy_
 		rec.data_crc = crc32c(0, s->buf, s->len);
 	/* a WRITE's buffer goes with it (the slot gets a new one) */
 	give = rec.type == JR_WRITE && rs->ops->submit_owned;
-	rc = send_replay_as(rs, rl, &rec, 0, give);
+	rc = send_replay_as(rs, rl, &rec, 0, give, run_buf_put);
 	if (give)
 		s->buf = NULL;   /* the owner's now, even when it failed */
 	if (rc < 0) {
@@ -683,7 +740,7 @@ static void pipe_end(struct resync *rs, struct resync_lun *rl, struct copy_pipe 
 		p->head = (p->head + 1) % RESYNC_READS;
 	}
 	for (i = 0; i < RESYNC_READS && !p->broken; i++)
-		free(p->slot[i].buf);
+		run_buf_put(p->slot[i].buf);
 }
 
 /* A fill's checkpoint (doc/generations.md): what was sent is made durable
@@ -890,6 +947,11 @@ int resync_run(struct resync *rs)
 		rs->ops->hold_locked(rs->ctx, false);
 		pthread_mutex_unlock(rs->lock);
 	}
+	/* the replays' buffers (up to RESYNC_INFLIGHT_BYTES, malloc's or the
+	 * pool's to reuse meanwhile) go back to the system, not only to
+	 * malloc; a request still in flight gives its own back later */
+	run_pool_drain();
+	malloc_trim(0);
 	return rc;
 }
 

@@ -53,10 +53,11 @@ struct resync_ops {
 	 * -ECONNRESET when the link left the resync or the replicator is
 	 * stopping. Called without the lock. */
 	int (*submit)(void *ctx, const struct wire_frame *f, const void *data, uint64_t *seq);
-	/* Optional: submit with data handed over (malloc'ed or
-	 * posix_memalign'ed), freed by the owner, also when it fails: a
-	 * copied extent's read buffer goes out without a copy. */
-	int (*submit_owned)(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq);
+	/* Optional: submit with data handed over, given back by release
+	 * (free when NULL) by the owner, also when it fails: a copied
+	 * extent's read buffer goes out without a copy. */
+	int (*submit_owned)(void *ctx, const struct wire_frame *f, void *data,
+			    void (*release)(void *), uint64_t *seq);
 	/* Read the local copy of a LUN. Called without the lock. */
 	int (*read_local)(void *ctx, uint32_t lun, void *buf, size_t len, uint64_t off);
 	/* Optional, both or neither: reads in flight, so that the disk reads

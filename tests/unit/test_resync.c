@@ -279,11 +279,15 @@ static int fake_read_wait(void *ctx, void **tag)
 	return 0;
 }
 
-static int fake_submit_owned(void *ctx, const struct wire_frame *f, void *data, uint64_t *seq)
+static int fake_submit_owned(void *ctx, const struct wire_frame *f, void *data,
+			     void (*release)(void *), uint64_t *seq)
 {
 	int rc = fake_submit(ctx, f, data, seq);
 
-	free(data);   /* posix_memalign'ed by the resync */
+	if (release)  /* the resync's run buffers go back to its pool */
+		release(data);
+	else
+		free(data);
 	return rc;
 }
 

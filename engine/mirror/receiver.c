@@ -456,55 +456,140 @@ static void detach_session(struct receiver *rc, struct rconn *reply, struct ipm_
 		       ipm_lun_name(l), rc->e->peer->name);
 }
 
+/* Answer a set of applied requests (status[]), then take into set what
+ * they unblocked: returns how many. A change the disk failed marks the
+ * copy invalid durably before its error answer goes out (lun_disk.c). */
+static unsigned answer_set(struct receiver *rc, struct rreq **set, unsigned n,
+			   const int *status)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct rreq *q = set[i];
+		struct rconn *reply;
+		bool detach = false;
+
+		if (status[i] && !disk_out(q))
+			qb_log(LOG_ERR, "lun %s: applying mirror request %llu (%s at offset %llu, length %llu) failed: %s",
+			       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
+			       wire_type_name(q->f.type), (unsigned long long)q->f.offset,
+			       (unsigned long long)q->f.length, strerror(-status[i]));
+		if (status[i] && changes(q)) {
+			lun_disk_write_error(q->lun, wire_type_name(q->f.type), q->f.offset,
+					     status[i]);
+			detach = disk_out(q);
+		}
+		pthread_mutex_lock(&rc->lock);
+		if (q->reply->session == rc->order.session)
+			order_mark_applied(&rc->order, q->f.seq);
+		pending_remove_locked(rc, q);
+		reply = q->reply;
+		pthread_mutex_unlock(&rc->lock);
+
+		if ((q->f.type == WIRE_VERIFY || q->f.type == WIRE_READ ||
+		     q->f.type == WIRE_RESIZE) && q->data)
+			send_answer(reply, q->data, verify_reply_len(q->data));
+		else
+			send_ack(reply, q->f.seq, status[i]);
+		if (detach)
+			detach_session(rc, reply, q->lun);
+		pthread_mutex_lock(&rc->lock);
+		rconn_put_locked(rc, reply);
+		pthread_mutex_unlock(&rc->lock);
+		free(q->data);
+		free(q);
+	}
+	pthread_mutex_lock(&rc->lock);
+	n = take_ready_locked(rc, set, APPLY_BATCH);
+	pthread_mutex_unlock(&rc->lock);
+	return n;
+}
+
 /* Apply a set of ready requests, answer them, then whatever they
- * unblocked, in this thread. A change the disk failed marks the copy
- * invalid durably before its error answer goes out (lun_disk.c). */
+ * unblocked, in this thread. */
 static void apply_chain(struct receiver *rc, struct rreq **set, unsigned n)
 {
 	int status[APPLY_BATCH];
-	unsigned i;
 
 	while (n > 0) {
 		apply_set(set, n, status, rc->secret);
-		for (i = 0; i < n; i++) {
-			struct rreq *q = set[i];
-			struct rconn *reply;
-			bool detach = false;
-
-			if (status[i] && !disk_out(q))
-				qb_log(LOG_ERR, "lun %s: applying mirror request %llu (%s at offset %llu, length %llu) failed: %s",
-				       ipm_lun_name(q->lun), (unsigned long long)q->f.seq,
-				       wire_type_name(q->f.type), (unsigned long long)q->f.offset,
-				       (unsigned long long)q->f.length, strerror(-status[i]));
-			if (status[i] && changes(q)) {
-				lun_disk_write_error(q->lun, wire_type_name(q->f.type), q->f.offset,
-						     status[i]);
-				detach = disk_out(q);
-			}
-			pthread_mutex_lock(&rc->lock);
-			if (q->reply->session == rc->order.session)
-				order_mark_applied(&rc->order, q->f.seq);
-			pending_remove_locked(rc, q);
-			reply = q->reply;
-			pthread_mutex_unlock(&rc->lock);
-
-			if ((q->f.type == WIRE_VERIFY || q->f.type == WIRE_READ ||
-			     q->f.type == WIRE_RESIZE) && q->data)
-				send_answer(reply, q->data, verify_reply_len(q->data));
-			else
-				send_ack(reply, q->f.seq, status[i]);
-			if (detach)
-				detach_session(rc, reply, q->lun);
-			pthread_mutex_lock(&rc->lock);
-			rconn_put_locked(rc, reply);
-			pthread_mutex_unlock(&rc->lock);
-			free(q->data);
-			free(q);
-		}
-		pthread_mutex_lock(&rc->lock);
-		n = take_ready_locked(rc, set, APPLY_BATCH);
-		pthread_mutex_unlock(&rc->lock);
+		n = answer_set(rc, set, n, status);
 	}
+}
+
+/* ---- replays in flight while the next frame is received ------------------- *
+ * A resync sends big replayed WRITEs back to back. Applied as above, a
+ * connection's thread received one, wrote it, answered, and only then
+ * received the next: the wire idled while the disk wrote and the other way
+ * round. A set of replayed WRITEs is started in the thread's ring instead
+ * (lun_write_begin/start) and lands (lun_write_end, the answers) before
+ * anything else is applied, and before the thread would wait for input:
+ * it only goes on reading while bytes are there, so the rest of a frame
+ * the primary is sending. Nothing waits for the landing that the landing
+ * waits for (the primary's answers come from it, not the reverse). Not
+ * under TLS (its buffered records are not visible to a peek). */
+struct flight {
+	struct rreq *set[APPLY_BATCH];
+	struct lun_io io[APPLY_BATCH];
+	struct lun_batch lb;
+	unsigned n;                   /* 0: nothing in flight */
+};
+
+/* Replayed WRITEs only, each to a copy in service. */
+static bool replay_writes(struct rreq **set, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (set[i]->f.type != WIRE_WRITE || !(set[i]->f.flags & WIRE_F_REPLAY) ||
+		    set[i]->f.length == 0 || disk_out(set[i]))
+			return false;
+	return n > 0 && n <= LUN_BEGIN_MAX;
+}
+
+/* Start set[0..n) (replay_writes) in the ring: false when the direct-write
+ * turns are not free (nothing started: apply them as usual). */
+static bool flight_start(struct flight *fl, struct rreq **set, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		fl->io[i] = (struct lun_io){ .lun = set[i]->lun, .buf = set[i]->data,
+					     .len = set[i]->f.len, .off = set[i]->f.offset,
+					     .flags = fua_of(&set[i]->f) | LUN_IO_BULK };
+	if (!lun_write_begin(fl->io, n, &fl->lb))
+		return false;
+	for (i = 0; i < n; i++) {
+		apply_begin(set[i]);
+		fl->set[i] = set[i];
+	}
+	fl->n = n;
+	lun_write_start(fl->io, n, &fl->lb);
+	return true;
+}
+
+/* The writes in flight end; they are answered, and what they unblocked
+ * is applied. */
+static void flight_land(struct receiver *rc, struct flight *fl)
+{
+	int status[APPLY_BATCH];
+	unsigned i, n = fl->n;
+
+	if (!n)
+		return;
+	fl->n = 0;
+	lun_write_end(fl->io, n, &fl->lb);
+	for (i = 0; i < n; i++)
+		status[i] = fl->io[i].rc;
+	apply_chain(rc, fl->set, answer_set(rc, fl->set, n, status));
+}
+
+/* Is input there now (buffered, or in the socket)? Never waits. */
+static bool input_ready(const struct rconn *c, size_t buffered)
+{
+	char byte;
+
+	return buffered > 0 || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 static void drop_waiting_locked(struct receiver *rc, uint64_t upto);
@@ -858,11 +943,14 @@ static int receive_one(struct rconn *c, struct rbuf *b, struct rreq **q, ipm_err
 }
 
 /* Requests already buffered are collected and the ready ones applied
- * together: one write batch and one send of answers for all of them. */
+ * together: one write batch and one send of answers for all of them;
+ * replayed WRITEs stay in flight while the next frames are read (struct
+ * flight). */
 static void serve(struct rconn *c)
 {
 	struct rreq *set[APPLY_BATCH], *q = NULL;
 	struct rbuf b = { .c = c };
+	struct flight fl = { .n = 0 };
 	ipm_error err = { "" };
 	unsigned n = 0;
 	int rc = 0;
@@ -877,16 +965,23 @@ static void serve(struct rconn *c)
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
 	while (rc >= 0) {
+		/* what is in flight lands before the thread may wait for input */
+		if (fl.n && !input_ready(c, b.end - b.pos))
+			flight_land(c->rc, &fl);
 		do {
 			rc = receive_one(c, &b, &q, &err);
 			if (rc == 1)
 				set[n++] = q;
 		} while (rc >= 0 && n < APPLY_BATCH && rbuf_has_frame(&b));
-		/* admitted requests are applied even when the connection ends */
-		if (n)
+		/* one set in flight at a time, landed before anything else is
+		 * applied; admitted requests are applied even when the
+		 * connection ends */
+		flight_land(c->rc, &fl);
+		if (n && !(rc >= 0 && !c->tls && replay_writes(set, n) && flight_start(&fl, set, n)))
 			apply_chain(c->rc, set, n);
 		n = 0;
 	}
+	flight_land(c->rc, &fl);
 	free(b.buf);
 	acks_hold(c, false);  /* answers of other threads go out directly now */
 	qb_log(rc == -ECONNRESET || rc == -ESTALE ? LOG_NOTICE : LOG_WARNING,

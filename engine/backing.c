@@ -278,15 +278,43 @@ int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
 	return done ? 0 : write_zero_buffers(l, len, off);
 }
 
-/* A regular file's hole over the range (a resync's ZERO on the mirror: it
- * reads as zeros and costs no space): 0, or -errno. */
-int lun_local_punch(struct ipm_lun *l, uint64_t len, uint64_t off)
+/* A regular file's range made to read as zeros while the file keeps its
+ * allocation (a resync's ZERO on the mirror): its data parts are zeroed in
+ * place (ZERO_RANGE: unwritten extents, nothing written; punched where
+ * that is refused), its holes stay holes. A sparse copy stays sparse (a
+ * blank 1 TiB LUN costs nothing) and a preallocated one stays allocated:
+ * its later writes cannot meet a full file system, and ext4 takes direct
+ * writes over allocated blocks side by side where it allocates for one at
+ * a time (the inode's lock). 0, or -errno. */
+static int zero_data_parts(int fd, off_t pos, off_t end)
+{
+	off_t data, hole;
+
+	while (pos < end) {
+		data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;  /* ENXIO: no data past pos */
+		if (data >= end)
+			return 0;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if (hole > end)
+			hole = end;
+		if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, data, hole - data) < 0 &&
+		    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, data, hole - data) < 0)
+			return -errno;
+		pos = hole;
+	}
+	return 0;
+}
+
+int lun_local_zero_keep(struct ipm_lun *l, uint64_t len, uint64_t off)
 {
 	int rc;
 
 	phase_enter(&l->phase, IO_CACHED);
-	rc = fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		       (off_t)len) < 0 ? -errno : 0;
+	rc = zero_data_parts(l->fd, (off_t)off, (off_t)(off + len));
 	phase_leave(&l->phase, IO_CACHED);
 	return rc;
 }

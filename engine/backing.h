@@ -38,8 +38,9 @@ int lun_local_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);
 int lun_local_write(struct ipm_lun *l, const void *buf, size_t len, uint64_t off,
 		    unsigned flags);
 int lun_local_flush(struct ipm_lun *l);
-/* A hole over [off, off+len) of a regular file: 0, or -errno. */
-int lun_local_punch(struct ipm_lun *l, uint64_t len, uint64_t off);
+/* [off, off+len) of a regular file reads as zeros, its allocation kept
+ * (data parts zeroed in place, holes left): 0, or -errno. */
+int lun_local_zero_keep(struct ipm_lun *l, uint64_t len, uint64_t off);
 /* A bulk copy's read (resync, verify): like lun_local_read, but aligned
  * requests of any size bypass the page cache (LUN_IO_BULK). */
 int lun_bulk_read(struct ipm_lun *l, void *buf, size_t len, uint64_t off);

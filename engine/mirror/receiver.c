@@ -237,14 +237,15 @@ static void apply_begin(struct rreq *q)
 }
 
 /* A resync's ZERO (a hole or zeros of the primary's copy, up to the whole
- * LUN): a regular file punches a hole there first, which reads as zeros
- * and costs no space (ZERO_RANGE would allocate it all). */
+ * LUN): a regular file zeroes its data parts there and leaves its holes
+ * (ZERO_RANGE over the whole range would allocate it all; punching it
+ * whole would undo a preallocated copy's allocation). */
 static int apply_zero(struct rreq *q)
 {
 	const struct wire_frame *f = &q->f;
 
 	if ((f->flags & WIRE_F_REPLAY) && !q->lun->is_blockdev &&
-	    lun_local_punch(q->lun, f->length, f->offset) == 0)
+	    lun_local_zero_keep(q->lun, f->length, f->offset) == 0)
 		return 0;
 	return lun_local_zero(q->lun, f->length, f->offset);
 }

@@ -727,8 +727,12 @@ static unsigned write_chunk(struct replicator *r, struct rep_lun *rl, ipm_write 
 			break;
 		if (!m[i])
 			continue;
+		/* a journaled write (seq 0) has no network time for the page
+		 * cache's write-behind to overlap, and its journal record went
+		 * through the page cache already: any aligned size goes direct */
 		io[k] = (struct lun_io){ .lun = rl->lun, .buf = w[i].buf, .len = w[i].len,
-					 .off = w[i].off, .flags = w[i].flags };
+					 .off = w[i].off,
+					 .flags = w[i].flags | (m[i]->f.seq == 0 ? LUN_IO_BULK : 0) };
 		at[k++] = i;
 		if (w[i].len > most)
 			most = w[i].len;

@@ -35,8 +35,8 @@
 #   BENCH_PROBATION=2                      seconds
 #   BENCH_RUNTIME=5                        seconds of the ping-pong and raw runs
 #   BENCH_OUT=./bench-out                  where the table and chart go
-#   PREFILL=0                              sparse backing files (default:
-#                                          allocated whole, fallocate)
+#   PREFILL=1                              backing files allocated whole
+#                                          (fallocate; default: sparse)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 : "${top_srcdir:=$here}"
@@ -82,14 +82,13 @@ PAIR_CONNS=$CONNS PAIR_JOURNAL_MAX=4G \
 # vol2: a journal of 1 MiB, so its backlog is resynced as dirty extents
 sed -i '/<lun name="vol2"/,/<\/lun>/ s/max-size="4G"/max-size="1M"/' "$D/pair.xml"
 grep -A4 '<lun name="vol2"' "$D/pair.xml" | grep -q 'max-size="1M"' || die "vol2's journal size not set"
-# the backing files allocated whole, as an admin keeps a file backing (or a
-# block device); PREFILL=0 leaves them sparse: then every replay allocates
-# blocks in the mirror's copy, which ext4 does for one direct write at a time
-if [ "${PREFILL:-1}" = 1 ]; then
+# PREFILL=1: the backing files allocated whole (fallocate), as an admin may
+# keep a file backing; by default sparse, as pair_setup makes them
+if [ "${PREFILL:-0}" = 1 ]; then
 	for f in "$D"/node[12]-vol[012].img; do fallocate -l "${BACKLOG_MIB}M" "$f" || die "fallocate $f failed"; done
-	echo "figure: backing files: allocated whole (fallocate; PREFILL=0: sparse)"
+	echo "figure: backing files: allocated whole (PREFILL=1, fallocate)"
 else
-	echo "figure: backing files: sparse (PREFILL=0)"
+	echo "figure: backing files: sparse (PREFILL=1: allocated whole)"
 fi
 "$IPMIRRORD" --check-config --config "$D/pair.xml" >/dev/null ||
 	die "config rejected: $("$IPMIRRORD" --check-config --config "$D/pair.xml" 2>&1)"

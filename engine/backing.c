@@ -283,9 +283,7 @@ int lun_local_zero(struct ipm_lun *l, uint64_t len, uint64_t off)
  * place (ZERO_RANGE: unwritten extents, nothing written; punched where
  * that is refused), its holes stay holes. A sparse copy stays sparse (a
  * blank 1 TiB LUN costs nothing) and a preallocated one stays allocated:
- * its later writes cannot meet a full file system, and ext4 takes direct
- * writes over allocated blocks side by side where it allocates for one at
- * a time (the inode's lock). 0, or -errno. */
+ * its later writes cannot meet a full file system. 0, or -errno. */
 static int zero_data_parts(int fd, off_t pos, off_t end)
 {
 	off_t data, hole;

@@ -370,6 +370,16 @@ static bool disk_out(const struct rreq *q)
 	return changes(q) && __atomic_load_n(&q->lun->disk_failed, __ATOMIC_ACQUIRE);
 }
 
+/* A received WRITE as a local write; a replay (resync) bypasses the page
+ * cache at any size. */
+static struct lun_io write_io(const struct rreq *q)
+{
+	return (struct lun_io){ .lun = q->lun, .buf = q->data, .len = q->f.len,
+				.off = q->f.offset,
+				.flags = fua_of(&q->f) |
+					 ((q->f.flags & WIRE_F_REPLAY) ? LUN_IO_BULK : 0) };
+}
+
 /* Apply independent requests together: the writes in one batch
  * (lun_write_batch), the others one by one. Fills status[]. */
 static void apply_set(struct rreq **set, unsigned n, int *status,
@@ -408,11 +418,7 @@ static void apply_set(struct rreq **set, unsigned n, int *status,
 			status[i] = apply_other(q);
 			continue;
 		}
-		/* a replay (resync) bypasses the page cache at any size */
-		io[k] = (struct lun_io){ .lun = q->lun, .buf = q->data, .len = q->f.len,
-					 .off = q->f.offset,
-					 .flags = fua_of(&q->f) |
-						  ((q->f.flags & WIRE_F_REPLAY) ? LUN_IO_BULK : 0) };
+		io[k] = write_io(q);
 		at[k++] = i;
 	}
 	lun_write_batch(io, k);
@@ -555,9 +561,7 @@ static bool flight_start(struct flight *fl, struct rreq **set, unsigned n)
 	unsigned i;
 
 	for (i = 0; i < n; i++)
-		fl->io[i] = (struct lun_io){ .lun = set[i]->lun, .buf = set[i]->data,
-					     .len = set[i]->f.len, .off = set[i]->f.offset,
-					     .flags = fua_of(&set[i]->f) | LUN_IO_BULK };
+		fl->io[i] = write_io(set[i]);
 	if (!lun_write_begin(fl->io, n, &fl->lb))
 		return false;
 	for (i = 0; i < n; i++) {

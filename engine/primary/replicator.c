@@ -27,18 +27,19 @@
 #define STOP_DRAIN_MS 5000
 #define PEER_FAILED_HOLD_MS 3000 /* see peer_lacks_locked */
 
-static void owned_release(struct mreq *m)
+/* A payload handed over: to its release, or free() without one. */
+static void give_back(void *p, void (*release)(void *))
 {
-	if (m->release)
-		m->release(m->owned);
+	if (release)
+		release(p);
 	else
-		free(m->owned);
+		free(p);
 }
 
 void mreq_put_locked(struct mreq *m)
 {
 	if (--m->refs == 0) {
-		owned_release(m);
+		give_back(m->owned, m->release);
 		free(m);
 	}
 }
@@ -463,10 +464,7 @@ int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data,
 	struct mreq *m = calloc(1, sizeof(*m));
 
 	if (!m) {
-		if (release)
-			release(data);
-		else
-			free(data);
+		give_back(data, release);
 		return -ENOMEM;
 	}
 	m->f = *f;
@@ -488,7 +486,7 @@ int replay_submit_owned(void *ctx, const struct wire_frame *f, void *data,
 	r->space_waiters--;
 	if (!resync_link_ok_locked(r)) {
 		pthread_mutex_unlock(&r->lock);
-		owned_release(m);
+		give_back(m->owned, m->release);
 		free(m);
 		return -ECONNRESET;
 	}

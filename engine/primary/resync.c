@@ -588,8 +588,8 @@ struct copy_pipe {
  * from their requests (run_buf_put, a request's release, in whichever
  * thread answered it) and are used again: a fresh one costs a page fault
  * per page, and aligned 4 MiB chunks freed among small allocations
- * fragmented malloc's heap (a 1 GiB extent resync left the daemon's RSS
- * at 889 MiB). At most RUN_POOL_MAX are kept (what RESYNC_INFLIGHT_BYTES
+ * fragmented malloc's heap (a 1 GiB extent resync peaked at 868 MiB of
+ * RSS with 32 MiB in flight). At most RUN_POOL_MAX are kept (what RESYNC_INFLIGHT_BYTES
  * and the reads ahead hold, and a few); a resync's end frees them. */
 #define RUN_POOL_MAX 16
 

@@ -4,8 +4,8 @@
 # whole with 1 MiB writes while the link is down; after probation both are
 # resynced at once (journal replay and extent copy). Before the bound the
 # resync read ahead as far as the request window let it (1 GiB of payload):
-# a 1 GiB backlog raised the primary's RSS by 0.6-1.0 GiB, and an extent
-# copy left it at 889 MiB afterwards. Now: at most 32 MiB of replays in
+# a 1 GiB backlog raised the primary's peak RSS to 0.6-1.0 GiB, and an
+# extent copy left 820 MiB behind. Now: at most 32 MiB of replays in
 # flight (RESYNC_INFLIGHT_BYTES), run buffers reused, all of it freed at the
 # end. The copies must end byte-identical.
 . "$top_srcdir/tests/lib.sh"
